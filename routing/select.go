@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"sort"
 	"time"
 )
 
@@ -23,44 +22,73 @@ func Candidates(r *Route, h Health) []Endpoint {
 	if r == nil || r.Agent == nil {
 		return nil
 	}
-	type cand struct {
-		ep    Endpoint
-		rtt   time.Duration
-		known bool
-		pref  bool
+	return AppendCandidates(make([]Endpoint, 0, len(r.Agent.Endpoints)), r, h)
+}
+
+// candKey orders candidates; see Candidates.
+type candKey struct {
+	pref  bool
+	known bool
+	rtt   time.Duration
+}
+
+func (a candKey) less(b candKey, ea, eb *Endpoint) bool {
+	if a.pref != b.pref {
+		return a.pref
 	}
-	cs := make([]cand, 0, len(r.Agent.Endpoints))
-	for _, ep := range r.Agent.Endpoints {
-		c := cand{ep: ep}
+	if a.known != b.known {
+		return a.known
+	}
+	if a.rtt != b.rtt {
+		return a.rtt < b.rtt
+	}
+	if ea.Region != eb.Region {
+		return ea.Region < eb.Region
+	}
+	return ea.URI < eb.URI
+}
+
+// maxSortedCandidates bounds the stack buffer AppendCandidates sorts in;
+// agents with more endpoints fall back to a heap-allocated buffer.
+const maxSortedCandidates = 16
+
+// AppendCandidates appends to dst the endpoints in the order Candidates
+// returns them. With a dst of sufficient capacity and at most 16
+// endpoints it does not allocate (the data plane's variant).
+func AppendCandidates(dst []Endpoint, r *Route, h Health) []Endpoint {
+	if r == nil || r.Agent == nil {
+		return dst
+	}
+	eps := r.Agent.Endpoints
+	var keysBuf [maxSortedCandidates]candKey
+	var idxBuf [maxSortedCandidates]int
+	keys, idx := keysBuf[:0], idxBuf[:0]
+	if len(eps) > maxSortedCandidates {
+		keys, idx = make([]candKey, 0, len(eps)), make([]int, 0, len(eps))
+	}
+	for i := range eps {
+		ep := &eps[i]
+		var k candKey
 		if h != nil {
 			rtt, up, known := h.Endpoint(ep.URI)
 			if known && !up {
 				continue
 			}
-			c.rtt, c.known = rtt, known
+			k.rtt, k.known = rtt, known
 		}
-		c.pref = r.Number.VoiceRegion != "" && ep.Region == r.Number.VoiceRegion
-		cs = append(cs, c)
+		k.pref = r.Number.VoiceRegion != "" && ep.Region == r.Number.VoiceRegion
+		// insertion sort: agents have a handful of endpoints
+		j := len(keys)
+		keys = append(keys, k)
+		idx = append(idx, i)
+		for j > 0 && k.less(keys[j-1], ep, &eps[idx[j-1]]) {
+			keys[j], idx[j] = keys[j-1], idx[j-1]
+			j--
+		}
+		keys[j], idx[j] = k, i
 	}
-	sort.SliceStable(cs, func(i, j int) bool {
-		a, b := cs[i], cs[j]
-		if a.pref != b.pref {
-			return a.pref
-		}
-		if a.known != b.known {
-			return a.known
-		}
-		if a.rtt != b.rtt {
-			return a.rtt < b.rtt
-		}
-		if a.ep.Region != b.ep.Region {
-			return a.ep.Region < b.ep.Region
-		}
-		return a.ep.URI < b.ep.URI
-	})
-	out := make([]Endpoint, len(cs))
-	for i, c := range cs {
-		out[i] = c.ep
+	for _, i := range idx {
+		dst = append(dst, eps[i])
 	}
-	return out
+	return dst
 }

@@ -78,21 +78,65 @@ type Route struct {
 }
 
 // Snapshot is an immutable routing table. Build one with a Builder.
+//
+// Internals (data plane, 1,000,000 numbers in well under 300 MB): numbers
+// live in one []Route slice indexed by a map keyed by the E.164 digits as
+// a uint64 (E.164 has at most 15 digits and never a leading zero, so the
+// encoding is exact). Low-cardinality strings (workspace, carrier, origin,
+// status, agent, region, integration) are interned at build time so that a
+// million numbers share a handful of copies.
 type Snapshot struct {
-	numbers      map[string]*Route
-	forwards     map[string]Forward // by business number
+	index        map[uint64]uint32
+	routes       []Route
+	forwards     map[uint64]Forward // by business number
 	agents       map[string]*Agent  // by workspace + "/" + id
 	integrations map[string]Integration
 	built        time.Time
 }
 
+// Key returns the uint64 lookup key of an E.164 number ("+" and 1 to 15
+// digits, no leading zero). The "+" may be omitted. ok is false for any
+// other string. It does not allocate.
+func Key(e164 string) (k uint64, ok bool) {
+	s := e164
+	if len(s) > 0 && s[0] == '+' {
+		s = s[1:]
+	}
+	if len(s) == 0 || len(s) > 15 || s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		k = k*10 + uint64(c-'0')
+	}
+	return k, true
+}
+
 // Lookup returns the route for an E.164 number.
 func (s *Snapshot) Lookup(e164 string) (*Route, bool) {
+	if s == nil || len(e164) == 0 || e164[0] != '+' {
+		return nil, false
+	}
+	k, ok := Key(e164)
+	if !ok {
+		return nil, false
+	}
+	return s.LookupKey(k)
+}
+
+// LookupKey returns the route for a number given by its Key.
+func (s *Snapshot) LookupKey(k uint64) (*Route, bool) {
 	if s == nil {
 		return nil, false
 	}
-	r, ok := s.numbers[e164]
-	return r, ok
+	i, ok := s.index[k]
+	if !ok {
+		return nil, false
+	}
+	return &s.routes[i], true
 }
 
 // ForwardFrom returns the forwarding registration of a business line.
@@ -100,7 +144,11 @@ func (s *Snapshot) ForwardFrom(business string) (Forward, bool) {
 	if s == nil {
 		return Forward{}, false
 	}
-	f, ok := s.forwards[business]
+	k, ok := Key(business)
+	if !ok || business[0] != '+' {
+		return Forward{}, false
+	}
+	f, ok := s.forwards[k]
 	return f, ok
 }
 
@@ -128,7 +176,7 @@ func (s *Snapshot) Len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.numbers)
+	return len(s.routes)
 }
 
 // Built is when the snapshot was built.
@@ -155,28 +203,64 @@ func (b *Builder) AddForward(f Forward)         { b.forwards = append(b.forwards
 func (b *Builder) AddAgent(a Agent)             { b.agents = append(b.agents, a) }
 func (b *Builder) AddIntegration(i Integration) { b.integrations = append(b.integrations, i) }
 
-// Build returns a new immutable snapshot.
+// interner shares one copy of each repeated string.
+type interner map[string]string
+
+func (in interner) get(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := in[s]; ok {
+		return v
+	}
+	in[s] = s
+	return s
+}
+
+// Build returns a new immutable snapshot. Numbers that are not valid
+// E.164 are left out; a number added twice keeps its last entry.
 func (b *Builder) Build() *Snapshot {
 	s := &Snapshot{
-		numbers:      make(map[string]*Route, len(b.numbers)),
-		forwards:     make(map[string]Forward, len(b.forwards)),
+		index:        make(map[uint64]uint32, len(b.numbers)),
+		routes:       make([]Route, 0, len(b.numbers)),
+		forwards:     make(map[uint64]Forward, len(b.forwards)),
 		agents:       make(map[string]*Agent, len(b.agents)),
 		integrations: make(map[string]Integration, len(b.integrations)),
 		built:        time.Now(),
 	}
 	for i := range b.agents {
 		a := b.agents[i]
+		a.Endpoints = append([]Endpoint(nil), a.Endpoints...)
 		s.agents[a.Workspace+"/"+a.ID] = &a
 	}
+	in := interner{}
 	for _, n := range b.numbers {
-		r := &Route{Number: n}
+		k, ok := Key(n.E164)
+		if !ok || n.E164[0] != '+' {
+			continue
+		}
+		n.Workspace = in.get(n.Workspace)
+		n.Carrier = in.get(n.Carrier)
+		n.Origin = in.get(n.Origin)
+		n.Status = in.get(n.Status)
+		n.AgentID = in.get(n.AgentID)
+		n.VoiceRegion = in.get(n.VoiceRegion)
+		n.IntegrationID = in.get(n.IntegrationID)
+		r := Route{Number: n}
 		if n.AgentID != "" {
 			r.Agent = s.agents[n.Workspace+"/"+n.AgentID]
 		}
-		s.numbers[n.E164] = r
+		if i, dup := s.index[k]; dup {
+			s.routes[i] = r
+			continue
+		}
+		s.index[k] = uint32(len(s.routes))
+		s.routes = append(s.routes, r)
 	}
 	for _, f := range b.forwards {
-		s.forwards[f.BusinessNumber] = f
+		if k, ok := Key(f.BusinessNumber); ok {
+			s.forwards[k] = f
+		}
 	}
 	for _, i := range b.integrations {
 		s.integrations[i.ID] = i
