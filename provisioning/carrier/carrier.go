@@ -61,6 +61,13 @@ type NumberConfig struct {
 	StatusCallback     string `json:"status_callback,omitempty"`
 	ConnectionID       string `json:"connection_id,omitempty"`
 	MessagingProfileID string `json:"messaging_profile_id,omitempty"`
+	// Twilio only: a number whose calls go to a TwiML App or a SIP trunk
+	// ignores the URLs above. Configure records them as previous settings
+	// and clears them when pointing the number at callgate, so that a
+	// restore puts them back.
+	VoiceApplicationSID string `json:"voice_application_sid,omitempty"`
+	SMSApplicationSID   string `json:"sms_application_sid,omitempty"`
+	TrunkSID            string `json:"trunk_sid,omitempty"`
 }
 
 // OwnedNumber is a number on the carrier account.
@@ -123,3 +130,8 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Kind }
+
+// Covers reports whether f has every feature that want asks for.
+func (f Features) Covers(want Features) bool {
+	return (!want.Voice || f.Voice) && (!want.SMS || f.SMS) && (!want.MMS || f.MMS)
+}

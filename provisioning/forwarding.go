@@ -1,0 +1,95 @@
+package provisioning
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callgate/callgate/phone"
+)
+
+// CreateForwarding registers a business line that forwards to one of the
+// workspace's gateway numbers. A business line belongs to one workspace.
+func (s *Service) CreateForwarding(ctx context.Context, p Principal, business, gateway string) (Forward, error) {
+	v := &ValidationError{}
+	b164, err := phone.Normalize(business, "")
+	if err != nil {
+		v.Add("business_number", "%v", err)
+	}
+	g164, err := phone.Normalize(gateway, "")
+	if err != nil {
+		v.Add("gateway_number", "%v", err)
+	}
+	if err == nil && b164 == g164 {
+		v.Add("business_number", "must differ from gateway_number")
+	}
+	if err := v.Err(); err != nil {
+		return Forward{}, err
+	}
+	if _, err := s.GetNumber(ctx, p, g164); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Forward{}, invalid("gateway_number", "%s is not a number of this workspace", g164)
+		}
+		return Forward{}, err
+	}
+	f := Forward{BusinessNumber: b164, GatewayNumber: g164, Workspace: p.Workspace, CreatedAt: s.now().UTC()}
+	b, _ := json.Marshal(f)
+	if _, err := s.st.Forwarding.Create(ctx, numberKey(b164), b); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return Forward{}, errorf(ErrConflict, "business line %s is already registered", b164)
+		}
+		return Forward{}, storeErr("create forwarding", err)
+	}
+	f.Workspace = ""
+	return f, nil
+}
+
+// ListForwarding lists the workspace's business lines.
+func (s *Service) ListForwarding(ctx context.Context, p Principal) ([]Forward, error) {
+	out := []Forward{}
+	lister, err := s.st.Forwarding.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return out, nil
+		}
+		return nil, storeErr("list forwarding", err)
+	}
+	for k := range lister.Keys() {
+		var f Forward
+		if _, err := getJSON(ctx, s.st.Forwarding, k, &f); err != nil {
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue
+			}
+			return nil, storeErr("list forwarding", err)
+		}
+		if f.Workspace == p.Workspace {
+			f.Workspace = ""
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].BusinessNumber < out[j].BusinessNumber })
+	return out, nil
+}
+
+// DeleteForwarding removes a business line registration.
+func (s *Service) DeleteForwarding(ctx context.Context, p Principal, business string) error {
+	b164, err := phone.Normalize(business, "")
+	if err != nil {
+		return invalid("business_number", "%v", err)
+	}
+	var f Forward
+	rev, err := getJSON(ctx, s.st.Forwarding, numberKey(b164), &f)
+	if err != nil || f.Workspace != p.Workspace {
+		if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
+			return errorf(ErrNotFound, "business line %s is not registered in this workspace", b164)
+		}
+		return storeErr("delete forwarding", err)
+	}
+	if err := s.st.Forwarding.Delete(ctx, numberKey(b164), jetstream.LastRevision(rev)); err != nil {
+		return storeErr("delete forwarding", err)
+	}
+	return nil
+}

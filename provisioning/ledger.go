@@ -1,0 +1,166 @@
+package provisioning
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callgate/callgate/store"
+)
+
+// The credit ledger is one JetStream subject per workspace. Each entry
+// carries the balance after it, so the balance is the last entry's and
+// always equals the sum of the amounts. A change is one publish that
+// expects the subject's last sequence to be the one it read (optimistic
+// concurrency on the ledger itself): two concurrent charges cannot both
+// spend the same credits, and there is no second record (a balance key)
+// that could disagree with the ledger after a crash.
+
+func ledgerSubject(ws string) string { return store.LedgerSubjectPrefix + ws }
+
+// Balance returns a workspace's balance and the sequence of its last entry.
+func (s *Service) balance(ctx context.Context, ws string) (int64, uint64, error) {
+	m, err := s.st.Ledger.GetLastMsgForSubject(ctx, ledgerSubject(ws))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, 0, nil
+		}
+		return 0, 0, storeErr("read balance", err)
+	}
+	var e LedgerEntry
+	if err := json.Unmarshal(m.Data, &e); err != nil {
+		return 0, 0, fmt.Errorf("read balance: decode ledger entry %d: %w", m.Sequence, err)
+	}
+	return e.Balance, m.Sequence, nil
+}
+
+// Balance returns the workspace's current credits.
+func (s *Service) Balance(ctx context.Context, ws string) (int64, error) {
+	b, _, err := s.balance(ctx, ws)
+	return b, err
+}
+
+// post appends an entry. A negative amount that would take the balance
+// below zero fails with ErrInsufficientCredits and writes nothing. msgID
+// makes the entry idempotent (JetStream deduplication) when not empty.
+func (s *Service) post(ctx context.Context, ws string, e LedgerEntry, msgID string) (LedgerEntry, error) {
+	for attempt := 0; ; attempt++ {
+		bal, seq, err := s.balance(ctx, ws)
+		if err != nil {
+			return LedgerEntry{}, err
+		}
+		if e.Amount < 0 && bal+e.Amount < 0 {
+			return LedgerEntry{}, errorf(ErrInsufficientCredits, "this costs %d credits and the balance is %d", -e.Amount, bal)
+		}
+		entry := e
+		entry.Balance = bal + e.Amount
+		entry.Time = s.now().UTC()
+		if entry.ID == "" {
+			entry.ID = randomToken("le_")[:27]
+		}
+		b, _ := json.Marshal(entry)
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(seq)}
+		if msgID != "" {
+			opts = append(opts, jetstream.WithMsgID(msgID))
+		}
+		ack, err := s.st.JS.Publish(ctx, ledgerSubject(ws), b, opts...)
+		if err != nil {
+			var apiErr *jetstream.APIError
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				if attempt > 1000 {
+					return LedgerEntry{}, errorf(ErrConflict, "credits are changing too fast; retry")
+				}
+				if err := ctx.Err(); err != nil {
+					return LedgerEntry{}, err
+				}
+				continue // someone else wrote first: re-read and retry
+			}
+			return LedgerEntry{}, storeErr("write ledger", err)
+		}
+		if ack.Duplicate {
+			return LedgerEntry{}, errDuplicateEntry
+		}
+		entry.Seq = ack.Sequence
+		if e.Kind == KindPurchase || e.Kind == KindRenewal || e.Kind == KindRefund {
+			s.m.charged(-e.Amount)
+		}
+		return entry, nil
+	}
+}
+
+// errDuplicateEntry: the msg id was already written (a retried operation).
+var errDuplicateEntry = errors.New("ledger entry already written")
+
+// Ledger returns a workspace's entries, oldest first.
+func (s *Service) Ledger(ctx context.Context, ws string) ([]LedgerEntry, error) {
+	_, last, err := s.balance(ctx, ws)
+	if err != nil || last == 0 {
+		return []LedgerEntry{}, err
+	}
+	cons, err := s.st.Ledger.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{ledgerSubject(ws)},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, storeErr("read ledger", err)
+	}
+	out := []LedgerEntry{}
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, storeErr("read ledger", err)
+		}
+		n := 0
+		done := false
+		for m := range batch.Messages() {
+			n++
+			var e LedgerEntry
+			if err := json.Unmarshal(m.Data(), &e); err != nil {
+				return nil, fmt.Errorf("read ledger: decode: %w", err)
+			}
+			md, _ := m.Metadata()
+			if md != nil {
+				e.Seq = md.Sequence.Stream
+				if e.Seq >= last {
+					done = true
+				}
+			}
+			out = append(out, e)
+		}
+		if batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages) {
+			return nil, storeErr("read ledger", batch.Error())
+		}
+		if done || n == 0 {
+			return out, nil
+		}
+	}
+}
+
+// TopUp adds credits (admin). It also resumes suspended numbers that the
+// new balance can pay for.
+func (s *Service) TopUp(ctx context.Context, ws string, amount int64, reason string) (LedgerEntry, error) {
+	if amount <= 0 || amount > 1e12 {
+		return LedgerEntry{}, invalid("amount", "must be a positive integer up to 10^12")
+	}
+	if len(reason) > 500 {
+		return LedgerEntry{}, invalid("reason", "must be at most 500 characters")
+	}
+	if _, err := s.GetWorkspace(ctx, ws); err != nil {
+		return LedgerEntry{}, err
+	}
+	if reason == "" {
+		reason = "top-up"
+	}
+	e, err := s.post(ctx, ws, LedgerEntry{Kind: KindTopUp, Amount: amount, Reason: reason}, "")
+	if err != nil {
+		return e, err
+	}
+	if _, err := s.resumeSuspended(ctx, ws); err != nil {
+		s.log.Warn("provisioning: resume after top-up", "workspace", ws, "err", err)
+	}
+	return e, nil
+}

@@ -1,0 +1,247 @@
+// Package store keeps callgate's state in NATS JetStream: KV buckets for
+// workspaces, keys, numbers, agents, forwarding and integrations, and the
+// append-only credit ledger stream. By default it runs an embedded
+// nats-server (JetStream file store under the data dir) and connects to it
+// in-process; with a URL it uses an external NATS cluster instead.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket and stream names.
+const (
+	BucketWorkspaces   = "callgate_workspaces"
+	BucketAPIKeys      = "callgate_apikeys"
+	BucketNumbers      = "callgate_numbers"
+	BucketAgents       = "callgate_agents"
+	BucketForwarding   = "callgate_forwarding"
+	BucketIntegrations = "callgate_integrations"
+	BucketIdempotency  = "callgate_idempotency"
+	StreamLedger       = "CALLGATE_LEDGER"
+	// LedgerSubjectPrefix + workspace id is the ledger subject of a workspace.
+	LedgerSubjectPrefix = "callgate.ledger."
+)
+
+// Config selects and tunes the NATS the store uses.
+type Config struct {
+	// URL of an external NATS server or cluster (comma-separated); empty
+	// runs the embedded server.
+	URL string `yaml:"url"`
+	// Listen makes the embedded server accept clients on this address
+	// (e.g. "127.0.0.1:4222", or port 0 for one chosen at start). Empty
+	// means in-process connections only.
+	Listen string `yaml:"listen"`
+	// Replicas for KV buckets and the ledger stream (3 on a cluster).
+	Replicas int `yaml:"replicas"`
+	// Credentials file (.creds) for an external NATS.
+	CredsFile string `yaml:"creds_file"`
+}
+
+// Validate checks the config.
+func (c Config) Validate() []error {
+	var errs []error
+	if c.Replicas < 0 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("nats.replicas: %d is out of range 1..5", c.Replicas))
+	}
+	if c.URL != "" && c.Listen != "" {
+		errs = append(errs, errors.New("nats.listen: only applies to the embedded server, but nats.url is set"))
+	}
+	return errs
+}
+
+// Store is an open connection to callgate's state.
+type Store struct {
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	srv *server.Server // embedded server, nil when external
+
+	Workspaces   jetstream.KeyValue
+	APIKeys      jetstream.KeyValue
+	Numbers      jetstream.KeyValue
+	Agents       jetstream.KeyValue
+	Forwarding   jetstream.KeyValue
+	Integrations jetstream.KeyValue
+	Idempotency  jetstream.KeyValue
+	Ledger       jetstream.Stream
+}
+
+// Open starts (when embedded) and connects to NATS, then creates or opens
+// every bucket and stream. dataDir holds the embedded JetStream store.
+func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Store{}
+	opts := []nats.Option{
+		nats.Name("callgate"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("store: NATS disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("store: NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if cfg.URL == "" {
+		srv, err := StartEmbedded(EmbeddedOptions{StoreDir: filepath.Join(dataDir, "nats"), Listen: cfg.Listen})
+		if err != nil {
+			return nil, err
+		}
+		s.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+		nc, err := nats.Connect("", opts...)
+		if err != nil {
+			srv.Shutdown()
+			return nil, fmt.Errorf("store: connect to embedded NATS: %w", err)
+		}
+		s.NC = nc
+	} else {
+		if cfg.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		}
+		opts = append(opts, nats.RetryOnFailedConnect(false))
+		nc, err := nats.Connect(cfg.URL, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("store: connect to NATS at %s: %w", redactURL(cfg.URL), err)
+		}
+		s.NC = nc
+	}
+	js, err := jetstream.New(s.NC)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	s.JS = js
+	if err := s.ensure(ctx, cfg.Replicas); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) ensure(ctx context.Context, replicas int) error {
+	if replicas == 0 {
+		replicas = 1
+	}
+	kvs := []struct {
+		dst     *jetstream.KeyValue
+		name    string
+		history uint8
+		ttl     time.Duration
+	}{
+		{&s.Workspaces, BucketWorkspaces, 1, 0},
+		{&s.APIKeys, BucketAPIKeys, 1, 0},
+		{&s.Numbers, BucketNumbers, 5, 0},
+		{&s.Agents, BucketAgents, 1, 0},
+		{&s.Forwarding, BucketForwarding, 1, 0},
+		{&s.Integrations, BucketIntegrations, 1, 0},
+		{&s.Idempotency, BucketIdempotency, 1, 24 * time.Hour},
+	}
+	for _, k := range kvs {
+		kv, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   k.name,
+			History:  k.history,
+			TTL:      k.ttl,
+			Replicas: replicas,
+			Storage:  jetstream.FileStorage,
+		})
+		if err != nil {
+			return fmt.Errorf("store: bucket %s: %w", k.name, err)
+		}
+		*k.dst = kv
+	}
+	st, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       StreamLedger,
+		Subjects:   []string{LedgerSubjectPrefix + ">"},
+		Storage:    jetstream.FileStorage,
+		Replicas:   replicas,
+		Retention:  jetstream.LimitsPolicy,
+		Duplicates: 10 * time.Minute,
+		DenyDelete: true,
+		DenyPurge:  true,
+	})
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", StreamLedger, err)
+	}
+	s.Ledger = st
+	return nil
+}
+
+// Embedded reports whether the store runs its own nats-server.
+func (s *Store) Embedded() bool { return s.srv != nil }
+
+// ClientURL is the embedded server's client URL when it listens, else "".
+func (s *Store) ClientURL() string {
+	if s.srv == nil {
+		return ""
+	}
+	if s.srv.Addr() == nil {
+		return ""
+	}
+	return s.srv.ClientURL()
+}
+
+// Connected reports whether the NATS connection is up.
+func (s *Store) Connected() bool { return s.NC != nil && s.NC.IsConnected() }
+
+// Close drains the connection and stops the embedded server.
+func (s *Store) Close() {
+	if s.NC != nil {
+		s.NC.Close()
+	}
+	if s.srv != nil {
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+	}
+}
+
+// EmbeddedOptions configure StartEmbedded.
+type EmbeddedOptions struct {
+	StoreDir string
+	Listen   string // "" = no client listener (in-process only)
+}
+
+// StartEmbedded starts a JetStream-enabled nats-server in this process.
+func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName:         "callgate-embedded",
+		JetStream:          true,
+		StoreDir:           o.StoreDir,
+		NoSigs:             true,
+		NoLog:              true,
+		DontListen:         o.Listen == "",
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	if o.Listen != "" {
+		host, port, err := splitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("store: nats.listen %q: %w", o.Listen, err)
+		}
+		opts.Host, opts.Port = host, port
+		if port == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: embedded NATS: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("store: embedded NATS did not become ready within 10s")
+	}
+	return srv, nil
+}
