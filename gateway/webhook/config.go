@@ -1,0 +1,197 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	DefaultMaxBodyBytes       = 64 << 10
+	DefaultTimestampTolerance = 5 * time.Minute
+	DefaultRingTimeout        = 30 * time.Second
+	DefaultDeliveryWorkers    = 4
+	DefaultDeliveryQueue      = 1024
+	DefaultDeliveryTimeout    = 5 * time.Second
+	DefaultDeliveryAttempts   = 3
+	DefaultTransferWorkers    = 8
+	DefaultTransferQueue      = 1024
+	DefaultTransferTimeout    = 5 * time.Second
+)
+
+// TwilioEdges are the edge locations Twilio accepts in a <Sip> URI
+// (roaming is not allowed for SIP).
+var TwilioEdges = []string{
+	"ashburn", "umatilla", "dublin", "frankfurt", "sao-paulo", "singapore", "sydney", "tokyo",
+	"ashburn-ix", "san-jose-ix", "london-ix", "frankfurt-ix", "singapore-ix", "sydney-ix", "tokyo-ix",
+}
+
+// Config configures the webhook edge. The zero value of every field except
+// PublicURL means "the default".
+type Config struct {
+	// PublicURL is the scheme://host[:port][/prefix] under which carriers
+	// reach /webhooks/... (callgate may sit behind a proxy). Signatures are
+	// computed over PublicURL + the request's path and query.
+	// Env (lead's config): CALLGATE_PUBLIC_URL.
+	PublicURL string `yaml:"public_url"`
+	// Region is this node's region (the subject of lifecycle events when
+	// no endpoint region is known).
+	Region string `yaml:"region"`
+	// Listen, when set, makes Start serve the webhooks on their own
+	// listener (e.g. ":8443" or "127.0.0.1:0"); empty means the lead
+	// mounts Routes() on another server.
+	Listen string `yaml:"listen"`
+	// MaxBodyBytes bounds a webhook body (default 64 KiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TimestampTolerance is how far a Telnyx timestamp may be from now
+	// (default 5m).
+	TimestampTolerance time.Duration `yaml:"timestamp_tolerance"`
+
+	Twilio    TwilioConfig    `yaml:"twilio"`
+	Telnyx    TelnyxConfig    `yaml:"telnyx"`
+	Messaging MessagingConfig `yaml:"messaging"`
+}
+
+// TwilioConfig holds Twilio-specific webhook settings.
+type TwilioConfig struct {
+	// AuthToken verifies webhooks for numbers that have no integration
+	// (numbers on the operator's own Twilio account). Empty: such webhooks
+	// are refused with 403.
+	AuthToken string `yaml:"auth_token"`
+	// Edges maps an agent endpoint's region to the Twilio edge that <Sip>
+	// should leave from, e.g. {"us-east": "ashburn", "eu-west": "dublin"}.
+	Edges map[string]string `yaml:"edges"`
+	// RingTimeout is <Dial timeout>: how long one endpoint rings before the
+	// next candidate is tried (default 30s, Twilio allows 5s..600s).
+	RingTimeout time.Duration `yaml:"ring_timeout"`
+}
+
+// TelnyxConfig holds Telnyx-specific webhook settings.
+type TelnyxConfig struct {
+	// PublicKey (base64, 32 bytes) verifies webhooks for numbers whose
+	// integration has no public key. Empty: such webhooks are refused.
+	PublicKey string `yaml:"public_key"`
+	// TransferWorkers and TransferQueue bound the Call Control transfers
+	// made after answering call.initiated.
+	TransferWorkers int `yaml:"transfer_workers"`
+	TransferQueue   int `yaml:"transfer_queue"`
+	// TransferTimeout bounds one Call Control API request (default 5s).
+	TransferTimeout time.Duration `yaml:"transfer_timeout"`
+}
+
+// MessagingConfig bounds the delivery of inbound messages to agents'
+// messaging URLs.
+type MessagingConfig struct {
+	Workers  int           `yaml:"workers"`  // concurrent deliveries (default 4)
+	Queue    int           `yaml:"queue"`    // queued deliveries before dropping (default 1024)
+	Timeout  time.Duration `yaml:"timeout"`  // per attempt (default 5s)
+	Attempts int           `yaml:"attempts"` // on network error or 5xx (default 3)
+}
+
+// Validate reports every bad key at once, each named by its YAML path
+// under the webhook section.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("webhook: %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if c.PublicURL == "" {
+		bad("public_url", "required (the https://host under which carriers reach /webhooks/)")
+	} else if u, err := url.Parse(c.PublicURL); err != nil {
+		bad("public_url", "%v", err)
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("public_url", "%q must be an absolute http(s) URL", c.PublicURL)
+	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		bad("public_url", "%q must not have a query, fragment or user info", c.PublicURL)
+	}
+	if c.MaxBodyBytes < 0 {
+		bad("max_body_bytes", "must not be negative")
+	}
+	if c.TimestampTolerance < 0 {
+		bad("timestamp_tolerance", "must not be negative")
+	}
+	for region, edge := range c.Twilio.Edges {
+		if region == "" {
+			bad("twilio.edges", "empty region name")
+		}
+		if !isTwilioEdge(edge) {
+			bad("twilio.edges."+region, "%q is not a Twilio edge (one of %s)", edge, strings.Join(TwilioEdges, ", "))
+		}
+	}
+	if rt := c.Twilio.RingTimeout; rt != 0 && (rt < 5*time.Second || rt > 600*time.Second) {
+		bad("twilio.ring_timeout", "%v is outside Twilio's 5s..600s", rt)
+	}
+	if c.Telnyx.PublicKey != "" {
+		if _, err := decodeEd25519Key(c.Telnyx.PublicKey); err != nil {
+			bad("telnyx.public_key", "%v", err)
+		}
+	}
+	if c.Telnyx.TransferWorkers < 0 {
+		bad("telnyx.transfer_workers", "must not be negative")
+	}
+	if c.Telnyx.TransferQueue < 0 {
+		bad("telnyx.transfer_queue", "must not be negative")
+	}
+	if c.Telnyx.TransferTimeout < 0 {
+		bad("telnyx.transfer_timeout", "must not be negative")
+	}
+	if c.Messaging.Workers < 0 {
+		bad("messaging.workers", "must not be negative")
+	}
+	if c.Messaging.Queue < 0 {
+		bad("messaging.queue", "must not be negative")
+	}
+	if c.Messaging.Timeout < 0 {
+		bad("messaging.timeout", "must not be negative")
+	}
+	if c.Messaging.Attempts < 0 || c.Messaging.Attempts > 10 {
+		bad("messaging.attempts", "%d is outside 0..10", c.Messaging.Attempts)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) applyDefaults() {
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.TimestampTolerance == 0 {
+		c.TimestampTolerance = DefaultTimestampTolerance
+	}
+	if c.Twilio.RingTimeout == 0 {
+		c.Twilio.RingTimeout = DefaultRingTimeout
+	}
+	if c.Telnyx.TransferWorkers == 0 {
+		c.Telnyx.TransferWorkers = DefaultTransferWorkers
+	}
+	if c.Telnyx.TransferQueue == 0 {
+		c.Telnyx.TransferQueue = DefaultTransferQueue
+	}
+	if c.Telnyx.TransferTimeout == 0 {
+		c.Telnyx.TransferTimeout = DefaultTransferTimeout
+	}
+	if c.Messaging.Workers == 0 {
+		c.Messaging.Workers = DefaultDeliveryWorkers
+	}
+	if c.Messaging.Queue == 0 {
+		c.Messaging.Queue = DefaultDeliveryQueue
+	}
+	if c.Messaging.Timeout == 0 {
+		c.Messaging.Timeout = DefaultDeliveryTimeout
+	}
+	if c.Messaging.Attempts == 0 {
+		c.Messaging.Attempts = DefaultDeliveryAttempts
+	}
+}
+
+func isTwilioEdge(e string) bool {
+	for _, x := range TwilioEdges {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,368 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
+)
+
+// Event sources.
+const (
+	SourceTwilio = "twilio_webhook"
+	SourceTelnyx = "telnyx_webhook"
+)
+
+// maxAttempts bounds the attempt query parameter of a Dial action URL.
+const maxAttempts = 32
+
+// parseParams reads a webhook's parameters: a form body, or (Twilio
+// bodySHA256 requests, Telnyx JSON TeXML) a flat JSON object whose
+// string, number and boolean members become parameters.
+func parseParams(contentType string, body []byte) (url.Values, error) {
+	ct := strings.ToLower(strings.TrimSpace(contentType))
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = strings.TrimSpace(ct[:i])
+	}
+	switch ct {
+	case "", "application/x-www-form-urlencoded":
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, fmt.Errorf("malformed form body: %v", err)
+		}
+		return v, nil
+	case "application/json":
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, fmt.Errorf("malformed JSON body: %v", err)
+		}
+		v := make(url.Values, len(m))
+		for k, raw := range m {
+			var s string
+			if err := json.Unmarshal(raw, &s); err == nil {
+				v.Set(k, s)
+				continue
+			}
+			switch t := strings.TrimSpace(string(raw)); {
+			case t == "null":
+			case t == "true" || t == "false" || (t != "" && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9'))):
+				v.Set(k, t)
+			}
+		}
+		return v, nil
+	default:
+		return nil, fmt.Errorf("unsupported Content-Type %q (want application/x-www-form-urlencoded or application/json)", contentType)
+	}
+}
+
+// attemptOf reads the attempt query parameter of a Dial action URL.
+func attemptOf(r *http.Request) (int, error) {
+	raw, ok := queryParam(r.RequestURI, "attempt")
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 0 || n > maxAttempts {
+		return 0, fmt.Errorf("attempt=%q is not a number in 0..%d", raw, maxAttempts)
+	}
+	return n, nil
+}
+
+func (h *Handler) twilioVoice(w http.ResponseWriter, r *http.Request) string {
+	return h.dialWebhook(w, r, false)
+}
+
+func (h *Handler) telnyxTeXML(w http.ResponseWriter, r *http.Request) string {
+	return h.dialWebhook(w, r, true)
+}
+
+// verifyRequest checks the signature of a webhook for the number of route.
+func (h *Handler) verifyRequest(telnyx bool, snap *routing.Snapshot, n *routing.Number, r *http.Request, params url.Values, body []byte) error {
+	if telnyx {
+		return VerifyTelnyx(h.telnyxKey(snap, n), r.Header.Get("Telnyx-Signature-Ed25519"),
+			r.Header.Get("Telnyx-Timestamp"), body, h.now(), h.cfg.TimestampTolerance)
+	}
+	return VerifyTwilio(h.twilioToken(snap, n), h.signedURL(r), r.Header.Get("X-Twilio-Signature"), params, body)
+}
+
+// hasSignature reports whether the request carries the carrier's
+// signature headers at all.
+func hasSignature(telnyx bool, r *http.Request) bool {
+	if telnyx {
+		return r.Header.Get("Telnyx-Signature-Ed25519") != "" && r.Header.Get("Telnyx-Timestamp") != ""
+	}
+	return r.Header.Get("X-Twilio-Signature") != ""
+}
+
+// dialWebhook answers a Twilio voice or Telnyx TeXML webhook with a
+// document that bridges the call to the agent's best endpoint. With
+// several candidates the <Dial> carries an action URL (?attempt=N) so
+// that a failed or unanswered attempt moves on to the next candidate;
+// busy, canceled and completed attempts end the call.
+func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx bool) string {
+	snap := h.table.Load()
+	if snap == nil {
+		return notReady(w)
+	}
+	if !hasSignature(telnyx, r) {
+		return forbidden(w, ErrNoSignature)
+	}
+	buf, err := h.readBody(w, r)
+	if err != nil {
+		return bodyError(w, err)
+	}
+	defer putBuf(buf)
+	body := buf.Bytes()
+	params, err := parseParams(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return badRequest(w, "%v", err)
+	}
+	to := params.Get("To")
+	if to == "" {
+		return badRequest(w, "missing To parameter")
+	}
+	attempt, err := attemptOf(r)
+	if err != nil {
+		return badRequest(w, "%v", err)
+	}
+	res := resolve(snap, to, params.Get("ForwardedFrom"))
+	if res.route == nil {
+		writeXML(w, twimlReject)
+		return ResultUnknownNumber
+	}
+	if err := h.verifyRequest(telnyx, snap, &res.route.Number, r, params, body); err != nil {
+		return forbidden(w, err)
+	}
+	if st := routeStatus(res.route); st != ResultOK {
+		writeXML(w, twimlReject)
+		return st
+	}
+	if attempt > 0 {
+		switch params.Get("DialCallStatus") {
+		case "failed", "no-answer":
+		default: // completed, answered, busy, canceled: the call is over
+			writeXML(w, twimlHangup)
+			return ResultOK
+		}
+	}
+	cands := routing.Candidates(res.route, h.health)
+	if attempt >= len(cands) {
+		if attempt == 0 {
+			writeXML(w, twimlRejectBusy)
+		} else {
+			writeXML(w, twimlHangup)
+		}
+		return ResultNoEndpoint
+	}
+	ep := cands[attempt]
+
+	out := getBuf()
+	defer putBuf(out)
+	var scratch [512]byte
+	edge := ""
+	if !telnyx {
+		edge = h.cfg.Twilio.Edges[ep.Region]
+	}
+	doc := dialDoc{
+		answerOnBridge: !telnyx,
+		ringSeconds:    int(h.cfg.Twilio.RingTimeout / time.Second),
+		target:         sipTarget(scratch[:0], ep.URI, edge, agentHeaders(res, ep)),
+	}
+	path := requestPath(r)
+	if attempt+1 < len(cands) {
+		doc.action = h.cfg.PublicURL + path + "?attempt=" + strconv.Itoa(attempt+1)
+	}
+	if !telnyx {
+		doc.statusCallback = h.cfg.PublicURL + strings.TrimSuffix(path, "voice") + "status?number=" +
+			url.QueryEscape(res.route.Number.E164) + "&agent=" + url.QueryEscape(res.route.Agent.ID) +
+			"&region=" + url.QueryEscape(ep.Region) + "&t0=" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+	}
+	out.Write(doc.append(out.AvailableBuffer()))
+	writeXML(w, out.Bytes())
+
+	if attempt == 0 {
+		src, carrier := SourceTwilio, "twilio"
+		if telnyx {
+			src, carrier = SourceTelnyx, "telnyx"
+		}
+		h.events.Publish(calls.Event{
+			Kind:      calls.Started,
+			CallID:    params.Get("CallSid"),
+			Time:      time.Now(),
+			Number:    res.route.Number.E164,
+			Workspace: res.route.Number.Workspace,
+			Agent:     res.route.Agent.ID,
+			Region:    ep.Region,
+			Carrier:   carrier,
+			Origin:    res.origin(),
+			Source:    src,
+		})
+	}
+	return ResultOK
+}
+
+// twilioStatus turns status callbacks into call lifecycle events. The
+// <Sip> status callbacks callgate asks for carry number, agent, region and
+// t0 (ms since the epoch at the voice webhook) in their signed URL; a
+// number's own StatusCallback (To is the number) works too.
+func (h *Handler) twilioStatus(w http.ResponseWriter, r *http.Request) string {
+	snap := h.table.Load()
+	if snap == nil {
+		return notReady(w)
+	}
+	if !hasSignature(false, r) {
+		return forbidden(w, ErrNoSignature)
+	}
+	buf, err := h.readBody(w, r)
+	if err != nil {
+		return bodyError(w, err)
+	}
+	defer putBuf(buf)
+	body := buf.Bytes()
+	params, err := parseParams(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return badRequest(w, "%v", err)
+	}
+	q := r.URL.Query()
+	number := q.Get("number")
+	if number == "" {
+		number = params.Get("To")
+	}
+	if number == "" {
+		return badRequest(w, "missing To parameter")
+	}
+	status := params.Get("CallStatus")
+	if status == "" {
+		return badRequest(w, "missing CallStatus parameter")
+	}
+	res := resolve(snap, number)
+	if res.route == nil {
+		w.WriteHeader(http.StatusOK)
+		return ResultUnknownNumber
+	}
+	if err := h.verifyRequest(false, snap, &res.route.Number, r, params, body); err != nil {
+		return forbidden(w, err)
+	}
+	ev := calls.Event{
+		CallID:    params.Get("ParentCallSid"),
+		Time:      h.now(),
+		Number:    res.route.Number.E164,
+		Workspace: res.route.Number.Workspace,
+		Agent:     q.Get("agent"),
+		Region:    q.Get("region"),
+		Carrier:   "twilio",
+		Origin:    res.route.Number.Origin,
+		Source:    SourceTwilio,
+	}
+	if ev.CallID == "" {
+		ev.CallID = params.Get("CallSid")
+	}
+	if ev.Agent == "" && res.route.Agent != nil {
+		ev.Agent = res.route.Agent.ID
+	}
+	if ev.Region == "" {
+		ev.Region = h.cfg.Region
+	}
+	switch status {
+	case "in-progress", "answered":
+		ev.Kind = calls.Answered
+		if t0, err := strconv.ParseInt(q.Get("t0"), 10, 64); err == nil {
+			if d := ev.Time.Sub(time.UnixMilli(t0)); d >= 0 && d < 24*time.Hour {
+				ev.SetupMillis = float64(d) / float64(time.Millisecond)
+			}
+		}
+	case "completed", "busy", "failed", "no-answer", "canceled":
+		ev.Kind = calls.Ended
+		ev.Reason = strings.ReplaceAll(status, "-", "_")
+		ev.Status = twilioFinalStatus(status, params.Get("SipResponseCode"))
+		if secs, err := strconv.Atoi(params.Get("CallDuration")); err == nil && secs >= 0 {
+			ev.Duration = time.Duration(secs) * time.Second
+		}
+	default: // queued, initiated, ringing
+		w.WriteHeader(http.StatusOK)
+		return ResultIgnored
+	}
+	h.events.Publish(ev)
+	w.WriteHeader(http.StatusOK)
+	return ResultOK
+}
+
+// twilioFinalStatus is the SIP status of a finished call: Twilio's
+// SipResponseCode when it sent one, else the usual code for the status.
+func twilioFinalStatus(status, sipCode string) int {
+	if c, err := strconv.Atoi(sipCode); err == nil && c >= 100 && c <= 699 {
+		return c
+	}
+	switch status {
+	case "completed":
+		return 200
+	case "busy":
+		return 486
+	case "no-answer":
+		return 480
+	case "canceled":
+		return 487
+	default:
+		return 500
+	}
+}
+
+// twilioSMS publishes an inbound message and queues its delivery to the
+// agent's messaging URL; it answers an empty TwiML document.
+func (h *Handler) twilioSMS(w http.ResponseWriter, r *http.Request) string {
+	snap := h.table.Load()
+	if snap == nil {
+		return notReady(w)
+	}
+	if !hasSignature(false, r) {
+		return forbidden(w, ErrNoSignature)
+	}
+	buf, err := h.readBody(w, r)
+	if err != nil {
+		return bodyError(w, err)
+	}
+	defer putBuf(buf)
+	body := buf.Bytes()
+	params, err := parseParams(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return badRequest(w, "%v", err)
+	}
+	to := params.Get("To")
+	if to == "" {
+		return badRequest(w, "missing To parameter")
+	}
+	res := resolve(snap, to)
+	if res.route == nil {
+		writeXML(w, twimlEmpty)
+		return ResultUnknownNumber
+	}
+	if err := h.verifyRequest(false, snap, &res.route.Number, r, params, body); err != nil {
+		return forbidden(w, err)
+	}
+	msg := Message{
+		ID:      params.Get("MessageSid"),
+		Carrier: "twilio",
+		From:    params.Get("From"),
+		To:      res.route.Number.E164,
+		Body:    params.Get("Body"),
+	}
+	if msg.ID == "" {
+		msg.ID = params.Get("SmsSid")
+	}
+	if n, err := strconv.Atoi(params.Get("NumMedia")); err == nil && n > 0 {
+		for i := 0; i < n && i < 10; i++ {
+			if u := params.Get("MediaUrl" + strconv.Itoa(i)); u != "" {
+				msg.Media = append(msg.Media, Media{URL: u, ContentType: params.Get("MediaContentType" + strconv.Itoa(i))})
+			}
+		}
+	}
+	result := h.acceptMessage(res.route, msg)
+	writeXML(w, twimlEmpty)
+	return result
+}
