@@ -330,7 +330,8 @@ func connDetail(err error) string {
 const maxPageSize = 100
 
 // Search lists numbers for sale. Country is required; AreaCode (US/CA, three
-// digits) and Features filter; Type local (default), mobile or toll_free.
+// digits) and Features filter; Type local (default), mobile, toll_free or
+// national.
 // Twilio does not price numbers in its search, so MonthlyCost comes from
 // Config.Pricing.
 func (c *Carrier) Search(ctx context.Context, q carrier.SearchQuery) (carrier.SearchPage, error) {
@@ -347,9 +348,9 @@ func (c *Carrier) Search(ctx context.Context, q carrier.SearchQuery) (carrier.Se
 		typ = carrier.TypeLocal
 	}
 	switch typ {
-	case carrier.TypeLocal, carrier.TypeMobile, carrier.TypeTollFree:
+	case carrier.TypeLocal, carrier.TypeMobile, carrier.TypeTollFree, carrier.TypeNational:
 	default:
-		return carrier.SearchPage{}, bad("number type %q is not searchable at Twilio (want local, mobile or toll_free)", q.Type)
+		return carrier.SearchPage{}, bad("number type %q is not searchable at Twilio (want local, mobile, toll_free or national)", q.Type)
 	}
 	areaCode, err := ParseAreaCode(q.AreaCode)
 	if err != nil {
@@ -415,6 +416,21 @@ func (c *Carrier) Search(ctx context.Context, q carrier.SearchQuery) (carrier.Se
 		}
 		setFeatures(q.Features, p.SetVoiceEnabled, p.SetSmsEnabled, p.SetMmsEnabled)
 		resp, err := o.api.PageAvailablePhoneNumberTollFree(country, p, tok.Token, pageNum)
+		if err != nil {
+			return carrier.SearchPage{}, o.fail(err, carrier.ErrInvalidQuery)
+		}
+		for _, n := range resp.AvailablePhoneNumbers {
+			raws = append(raws, rawAvailable{n.PhoneNumber, n.IsoCountry, n.Region, n.Locality, n.Capabilities})
+		}
+		next = resp.NextPageUri
+	case carrier.TypeNational:
+		p := &api.ListAvailablePhoneNumberNationalParams{}
+		p.SetPageSize(limit)
+		if areaCode != 0 {
+			p.SetAreaCode(areaCode)
+		}
+		setFeatures(q.Features, p.SetVoiceEnabled, p.SetSmsEnabled, p.SetMmsEnabled)
+		resp, err := o.api.PageAvailablePhoneNumberNational(country, p, tok.Token, pageNum)
 		if err != nil {
 			return carrier.SearchPage{}, o.fail(err, carrier.ErrInvalidQuery)
 		}
@@ -538,7 +554,7 @@ func DecodePageToken(s string) (PageToken, error) {
 		return PageToken{}, errors.New("page token is not valid")
 	}
 	switch parts[1] {
-	case carrier.TypeLocal, carrier.TypeMobile, carrier.TypeTollFree:
+	case carrier.TypeLocal, carrier.TypeMobile, carrier.TypeTollFree, carrier.TypeNational:
 	default:
 		return PageToken{}, errors.New("page token is not valid")
 	}

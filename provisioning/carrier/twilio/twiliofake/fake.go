@@ -1,6 +1,6 @@
 // Package twiliofake is a local stand-in for the parts of Twilio's REST API
 // that callgate uses: the Accounts resource, AvailablePhoneNumbers
-// (Local, Mobile, TollFree), IncomingPhoneNumbers (create, read, update,
+// (Local, Mobile, TollFree, National), IncomingPhoneNumbers (create, read, update,
 // delete) and Routes v2 PhoneNumbers (voice region).
 //
 // It answers with the paths, status codes and JSON of Twilio's published API
@@ -41,13 +41,14 @@ const (
 	TypeLocal    = "local"
 	TypeMobile   = "mobile"
 	TypeTollFree = "toll_free"
+	TypeNational = "national"
 )
 
 // Number is a phone number in the fake's inventory or on its account.
 type Number struct {
 	PhoneNumber string // E.164
 	SID         string // PN...; generated for owned numbers when empty
-	Type        string // local (default), mobile, toll_free
+	Type        string // local (default), mobile, toll_free, national
 	Country     string // ISO alpha-2; default US
 	Region      string // state or province, e.g. "CA"
 	Locality    string // city
@@ -526,6 +527,8 @@ func (s *Server) searchNumbers(w http.ResponseWriter, r *http.Request) {
 		typ = TypeMobile
 	case "TollFree.json":
 		typ = TypeTollFree
+	case "National.json":
+		typ = TypeNational
 	default:
 		writeError(w, http.StatusNotFound, 20404, fmt.Sprintf("The requested resource %s was not found", r.URL.Path))
 		return
