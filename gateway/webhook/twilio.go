@@ -151,7 +151,8 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 			return ResultOK
 		}
 	}
-	cands := routing.Candidates(res.route, h.health)
+	var cbuf [8]routing.Endpoint
+	cands := routing.AppendCandidates(cbuf[:0], res.route, h.health)
 	if attempt >= len(cands) {
 		if attempt == 0 {
 			writeXML(w, twimlRejectBusy)
@@ -181,7 +182,7 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	if !telnyx {
 		doc.statusCallback = h.cfg.PublicURL + strings.TrimSuffix(path, "voice") + "status?number=" +
 			url.QueryEscape(res.route.Number.E164) + "&agent=" + url.QueryEscape(res.route.Agent.ID) +
-			"&region=" + url.QueryEscape(ep.Region) + "&t0=" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+			"&region=" + url.QueryEscape(ep.Region) + "&t0=" + strconv.FormatInt(h.now().UnixMilli(), 10)
 	}
 	out.Write(doc.append(out.AvailableBuffer()))
 	writeXML(w, out.Bytes())
@@ -194,7 +195,7 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		h.events.Publish(calls.Event{
 			Kind:      calls.Started,
 			CallID:    params.Get("CallSid"),
-			Time:      time.Now(),
+			Time:      h.now(),
 			Number:    res.route.Number.E164,
 			Workspace: res.route.Number.Workspace,
 			Agent:     res.route.Agent.ID,
