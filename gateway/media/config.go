@@ -1,0 +1,142 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Defaults applied by NewManager (and by Validate) to zero-valued keys.
+const (
+	DefaultBindIP       = "127.0.0.1"
+	DefaultPortMin      = 20000
+	DefaultPortMax      = 39999
+	DefaultMediaTimeout = 30 * time.Second
+	DefaultLatchPackets = 3
+	DefaultLatchWindow  = 5 * time.Second
+)
+
+// Config is the media relay's configuration (the `media:` block).
+//
+// Zero values take the defaults above. Durations are Go durations ("30s").
+type Config struct {
+	// BindIP is the local address the relay's UDP sockets bind to.
+	BindIP string `yaml:"bind_ip"`
+	// AdvertiseIP is the address written into rewritten SDP (c=, o=,
+	// a=rtcp). Default: BindIP. Required when BindIP is unspecified
+	// (0.0.0.0 or ::).
+	AdvertiseIP string `yaml:"advertise_ip"`
+	// PortMin and PortMax bound the UDP ports used for relaying, both
+	// inclusive. Ports are used in RTP/RTCP pairs (even RTP port, RTCP on
+	// the next odd port); each relayed call takes two pairs.
+	PortMin int `yaml:"port_min"`
+	PortMax int `yaml:"port_max"`
+	// MediaTimeout ends a call (onTimeout, then the session is closed)
+	// when, after the answer, no packet arrives from either side for
+	// this long.
+	MediaTimeout time.Duration `yaml:"media_timeout"`
+	// LatchPackets is how many consecutive packets from one new source
+	// address are needed before the relay switches a leg to it
+	// (symmetric RTP / NAT traversal).
+	LatchPackets int `yaml:"latch_packets"`
+	// LatchWindow is how long after a leg's first packet latching stays
+	// possible. Once a leg's source is confirmed (LatchPackets packets
+	// from the address in the SDP, or a latch) or the window has passed,
+	// the source is fixed and other senders are ignored.
+	LatchWindow time.Duration `yaml:"latch_window"`
+	// Region is this node's region: the default `region` label of the
+	// media histograms.
+	Region string `yaml:"region"`
+	// Regions lists other region names that sessions may be labelled
+	// with (NewSessionIn). Any other value is labelled "other".
+	Regions []string `yaml:"regions"`
+}
+
+// withDefaults returns c with zero-valued keys set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.BindIP == "" {
+		c.BindIP = DefaultBindIP
+	}
+	if c.AdvertiseIP == "" {
+		c.AdvertiseIP = c.BindIP
+	}
+	if c.PortMin == 0 && c.PortMax == 0 {
+		c.PortMin, c.PortMax = DefaultPortMin, DefaultPortMax
+	}
+	if c.MediaTimeout == 0 {
+		c.MediaTimeout = DefaultMediaTimeout
+	}
+	if c.LatchPackets == 0 {
+		c.LatchPackets = DefaultLatchPackets
+	}
+	if c.LatchWindow == 0 {
+		c.LatchWindow = DefaultLatchWindow
+	}
+	return c
+}
+
+// Validate checks the configuration (after defaults) and reports every
+// bad key at once. It is safe to run as a dry run.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("media: %s: "+format, append([]any{key}, a...)...))
+	}
+	bind, err := netip.ParseAddr(c.BindIP)
+	if err != nil {
+		bad("bind_ip", "%q is not an IP address", c.BindIP)
+	} else if bind.Zone() != "" {
+		bad("bind_ip", "%q: zones are not supported", c.BindIP)
+	}
+	adv, err := netip.ParseAddr(c.AdvertiseIP)
+	switch {
+	case err != nil:
+		bad("advertise_ip", "%q is not an IP address", c.AdvertiseIP)
+	case adv.IsUnspecified():
+		bad("advertise_ip", "%q is unspecified; set the address peers should send media to", c.AdvertiseIP)
+	case bind.IsValid() && !bind.IsUnspecified() && adv.Is4() != bind.Unmap().Is4():
+		bad("advertise_ip", "%q is not the same address family as bind_ip %q", c.AdvertiseIP, c.BindIP)
+	}
+	if c.PortMin < 1024 || c.PortMin > 65535 {
+		bad("port_min", "%d is outside 1024-65535", c.PortMin)
+	}
+	if c.PortMax < 1024 || c.PortMax > 65535 {
+		bad("port_max", "%d is outside 1024-65535", c.PortMax)
+	}
+	if c.PortMin <= c.PortMax && pairsIn(c.PortMin, c.PortMax) < 2 {
+		bad("port_max", "range %d-%d holds fewer than two RTP/RTCP pairs (one call needs two)", c.PortMin, c.PortMax)
+	}
+	if c.PortMin > c.PortMax {
+		bad("port_min", "%d is above port_max %d", c.PortMin, c.PortMax)
+	}
+	if c.MediaTimeout < 0 {
+		bad("media_timeout", "%s is negative", c.MediaTimeout)
+	} else if c.MediaTimeout < 100*time.Millisecond {
+		bad("media_timeout", "%s is below 100ms", c.MediaTimeout)
+	}
+	if c.LatchPackets < 1 || c.LatchPackets > 1000 {
+		bad("latch_packets", "%d is outside 1-1000", c.LatchPackets)
+	}
+	if c.LatchWindow < 0 {
+		bad("latch_window", "%s is negative", c.LatchWindow)
+	}
+	for i, r := range c.Regions {
+		if r == "" {
+			bad(fmt.Sprintf("regions[%d]", i), "empty region name")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pairsIn counts the RTP/RTCP pairs (even, even+1) inside [lo, hi].
+func pairsIn(lo, hi int) int {
+	if lo%2 == 1 {
+		lo++
+	}
+	if hi < lo+1 {
+		return 0
+	}
+	return (hi - lo + 1) / 2
+}
