@@ -36,6 +36,8 @@ const (
 	numNoEP      = "+12282001238" // assigned to an agent without endpoints
 	numTelnyx    = "+13125550100" // telnyx integration, assigned to a1
 	numBusiness  = "+16015550123" // business line forwarding to numMain
+	numTxUnasg   = "+13125550101" // telnyx, no agent
+	numBusiness2 = "+16015550124" // business line forwarding to numTelnyx
 )
 
 var testNow = time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)
@@ -73,7 +75,10 @@ func buildTestSnapshot(messagingURL string) *routing.Snapshot {
 		Status: routing.StatusActive, AgentID: "a1"})
 	b.AddNumber(routing.Number{E164: numTelnyx, Workspace: "w1", Carrier: "telnyx", Origin: routing.OriginPurchased,
 		Status: routing.StatusActive, AgentID: "a1", IntegrationID: "int-tx"})
+	b.AddNumber(routing.Number{E164: numTxUnasg, Workspace: "w1", Carrier: "telnyx", Origin: routing.OriginImported,
+		Status: routing.StatusActive, IntegrationID: "int-tx"})
 	b.AddForward(routing.Forward{Workspace: "w1", BusinessNumber: numBusiness, GatewayNumber: numMain})
+	b.AddForward(routing.Forward{Workspace: "w1", BusinessNumber: numBusiness2, GatewayNumber: numTelnyx})
 	return b.Build()
 }
 

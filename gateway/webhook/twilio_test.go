@@ -352,7 +352,7 @@ func TestTwilioSMS(t *testing.T) {
 		t.Errorf("subject %s", m.Subject)
 	}
 	want := Message{ID: "SM123", Carrier: "twilio", From: "+14155550100", To: numMain, Body: "Hello & goodbye",
-		Media: []Media{{URL: "https://api.twilio.com/media/ME1", ContentType: "image/jpeg"}},
+		Media:     []Media{{URL: "https://api.twilio.com/media/ME1", ContentType: "image/jpeg"}},
 		Workspace: "w1", Agent: "a1", ReceivedAt: testNow}
 	var got Message
 	if err := json.Unmarshal(m.Data, &got); err != nil {
