@@ -1,0 +1,270 @@
+package sip
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config is the SIP edge's configuration (the `sip:` section of the
+// callgate config file).
+type Config struct {
+	// Addr is the UDP and TCP listen address (host:port, port 0 picks one).
+	Addr string `yaml:"addr"`
+	// AdvertiseHost is the host put in Via and Record-Route; empty means
+	// the listen address's IP (which must then not be unspecified).
+	AdvertiseHost string `yaml:"advertise_host"`
+	// TLSAddr, TLSCert and TLSKey enable SIP over TLS when all are set.
+	TLSAddr string `yaml:"tls_addr"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Region is this node's region (events, metrics).
+	Region string `yaml:"region"`
+	// RingTimeout bounds INVITE to final answer; the caller then gets 408.
+	RingTimeout time.Duration `yaml:"ring_timeout"`
+	// InviteTimeout is how long an endpoint has to send any response before
+	// the call fails over to the next endpoint.
+	InviteTimeout time.Duration `yaml:"invite_timeout"`
+	// MaxCallDuration ends the proxy's record of a dialog whose BYE never
+	// came (no signalling is sent; the record is dropped).
+	MaxCallDuration time.Duration `yaml:"max_call_duration"`
+	// SilentReject drops requests from unlisted sources instead of 403.
+	SilentReject bool `yaml:"silent_reject"`
+	// RetryAfter is the Retry-After value (seconds) on 503 replies.
+	RetryAfter int `yaml:"retry_after"`
+	// Trunks are the carriers allowed to send calls.
+	Trunks []Trunk `yaml:"trunks"`
+	// Probe configures the OPTIONS prober of agent endpoints.
+	Probe ProbeConfig `yaml:"probe"`
+	// DrainTimeout bounds how long Drain waits for active dialogs.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Workers is the number of UDP read loops (0: one per CPU).
+	Workers int `yaml:"workers"`
+}
+
+// Trunk is a carrier connection allowed to send calls.
+type Trunk struct {
+	Name    string `yaml:"name"`
+	Carrier string `yaml:"carrier"` // twilio, telnyx, sandbox, local, ...
+	// Preset adds a carrier's published signalling ranges: twilio, telnyx.
+	Preset string   `yaml:"preset"`
+	CIDRs  []string `yaml:"cidrs"`
+	// Country (ISO 3166 alpha-2) for national-format called numbers.
+	Country string `yaml:"country"`
+	// Username and Password require digest authentication of INVITEs from
+	// this trunk (in addition to its CIDRs; a trunk with credentials and no
+	// CIDRs accepts any source that authenticates).
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// ProbeConfig configures endpoint health probing.
+type ProbeConfig struct {
+	Disabled  bool          `yaml:"disabled"` // no probing: every endpoint counts as up
+	Interval  time.Duration `yaml:"interval"`
+	Timeout   time.Duration `yaml:"timeout"`
+	DownAfter int           `yaml:"down_after"`
+	UpAfter   int           `yaml:"up_after"`
+	Alpha     float64       `yaml:"alpha"` // EWMA weight of a new sample, (0,1]
+}
+
+// Presets: carriers' published SIP signalling source ranges.
+var Presets = map[string][]string{
+	// Twilio signalling /30s per edge (ashburn, umatilla, dublin,
+	// frankfurt, tokyo, singapore, sydney, sao-paulo).
+	"twilio": {
+		"54.172.60.0/30", "54.244.51.0/30", "54.171.127.192/30", "35.156.191.128/30",
+		"54.65.63.192/30", "54.169.127.128/30", "54.252.254.64/30", "177.71.206.192/30",
+	},
+	// Telnyx signalling (US, EU, AU).
+	"telnyx": {
+		"192.76.120.10/32", "64.16.250.10/32", "185.246.41.140/32", "185.246.41.141/32",
+		"103.115.244.145/32", "103.115.244.146/32",
+	},
+}
+
+// DefaultConfig returns the defaults: 127.0.0.1:5060 and a `local` trunk
+// for 127.0.0.0/8 so that a new user can call with SIPp.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:5060",
+		Region:          "local",
+		RingTimeout:     60 * time.Second,
+		InviteTimeout:   3 * time.Second,
+		MaxCallDuration: 4 * time.Hour,
+		RetryAfter:      30,
+		DrainTimeout:    30 * time.Second,
+		Trunks: []Trunk{{
+			Name: "local", Carrier: "local", CIDRs: []string{"127.0.0.0/8", "::1/128"}, Country: "US",
+		}},
+		Probe: ProbeConfig{
+			Interval: 5 * time.Second, Timeout: 2 * time.Second, DownAfter: 3, UpAfter: 2, Alpha: 0.3,
+		},
+	}
+}
+
+// withDefaults fills zero values from DefaultConfig (but not Trunks: an
+// empty trunk list means no carrier is allowed).
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if c.RingTimeout == 0 {
+		c.RingTimeout = d.RingTimeout
+	}
+	if c.InviteTimeout == 0 {
+		c.InviteTimeout = d.InviteTimeout
+	}
+	if c.MaxCallDuration == 0 {
+		c.MaxCallDuration = d.MaxCallDuration
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = d.RetryAfter
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.Probe.Interval == 0 {
+		c.Probe.Interval = d.Probe.Interval
+	}
+	if c.Probe.Timeout == 0 {
+		c.Probe.Timeout = d.Probe.Timeout
+	}
+	if c.Probe.DownAfter == 0 {
+		c.Probe.DownAfter = d.Probe.DownAfter
+	}
+	if c.Probe.UpAfter == 0 {
+		c.Probe.UpAfter = d.Probe.UpAfter
+	}
+	if c.Probe.Alpha == 0 {
+		c.Probe.Alpha = d.Probe.Alpha
+	}
+	return c
+}
+
+// Validate checks the configuration and reports every bad key at once,
+// each named by its path (sip.trunks[1].cidrs[0], ...).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("sip.%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	c = c.withDefaults()
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr", "%q is not host:port: %v", c.Addr, err)
+	} else if ap, err := netip.ParseAddrPort(c.Addr); err != nil {
+		bad("addr", "%q: host must be an IP address", c.Addr)
+	} else if ap.Addr().IsUnspecified() && c.AdvertiseHost == "" {
+		bad("advertise_host", "required when addr listens on all addresses (%s)", c.Addr)
+	}
+	tlsSet := 0
+	for _, v := range []string{c.TLSAddr, c.TLSCert, c.TLSKey} {
+		if v != "" {
+			tlsSet++
+		}
+	}
+	if tlsSet != 0 && tlsSet != 3 {
+		bad("tls_addr", "tls_addr, tls_cert and tls_key must be set together")
+	}
+	if c.TLSAddr != "" {
+		if _, err := netip.ParseAddrPort(c.TLSAddr); err != nil {
+			bad("tls_addr", "%q is not ip:port", c.TLSAddr)
+		}
+	}
+	if c.RingTimeout < 0 {
+		bad("ring_timeout", "must be positive")
+	}
+	if c.InviteTimeout < 0 {
+		bad("invite_timeout", "must be positive")
+	}
+	if c.DrainTimeout < 0 {
+		bad("drain_timeout", "must be positive")
+	}
+	if c.RetryAfter < 0 {
+		bad("retry_after", "must be positive")
+	}
+	if c.Workers < 0 || c.Workers > 64 {
+		bad("workers", "must be between 0 and 64")
+	}
+	if c.Region != "" && !labelSafe(c.Region) {
+		bad("region", "%q: use letters, digits, '-' and '_'", c.Region)
+	}
+	names := map[string]bool{}
+	for i, t := range c.Trunks {
+		k := fmt.Sprintf("trunks[%d]", i)
+		if t.Name == "" {
+			bad(k+".name", "required")
+		} else if names[t.Name] {
+			bad(k+".name", "duplicate trunk %q", t.Name)
+		}
+		names[t.Name] = true
+		if t.Preset != "" {
+			if _, ok := Presets[t.Preset]; !ok {
+				bad(k+".preset", "unknown preset %q (twilio, telnyx)", t.Preset)
+			}
+		}
+		for j, s := range t.CIDRs {
+			if _, err := parsePrefix(s); err != nil {
+				bad(fmt.Sprintf("%s.cidrs[%d]", k, j), "%v", err)
+			}
+		}
+		if len(t.CIDRs) == 0 && t.Preset == "" && t.Username == "" {
+			bad(k+".cidrs", "a trunk needs cidrs, a preset or digest credentials")
+		}
+		if (t.Username == "") != (t.Password == "") {
+			bad(k+".password", "username and password must be set together")
+		}
+		if t.Country != "" && (len(t.Country) != 2 || strings.ToUpper(t.Country) != t.Country) {
+			bad(k+".country", "%q is not an ISO 3166 alpha-2 code like US", t.Country)
+		}
+	}
+	p := c.Probe
+	if p.Interval < 0 {
+		bad("probe.interval", "must be positive")
+	}
+	if p.Timeout < 0 || (p.Timeout > p.Interval && p.Interval > 0) {
+		bad("probe.timeout", "must be positive and not longer than probe.interval")
+	}
+	if p.DownAfter < 0 {
+		bad("probe.down_after", "must be positive")
+	}
+	if p.UpAfter < 0 {
+		bad("probe.up_after", "must be positive")
+	}
+	if p.Alpha < 0 || p.Alpha > 1 {
+		bad("probe.alpha", "must be in (0, 1]")
+	}
+	return errors.Join(errs...)
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not a CIDR", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP or CIDR", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func labelSafe(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,164 @@
+package sip
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the SIP edge's collectors. Every label value is bounded:
+// regions are capped (first maxRegions seen, then "other"), carriers,
+// origins, methods and codes come from fixed sets ("other" otherwise).
+type Metrics struct {
+	SetupProvisional *prometheus.HistogramVec // region, carrier, origin
+	SetupAnswer      *prometheus.HistogramVec // region, carrier, origin
+	ProbeRTT         *prometheus.HistogramVec // region
+	RegionRTT        *prometheus.GaugeVec     // region: lowest RTT estimate of an up endpoint
+	RegionEndpoints  *prometheus.GaugeVec     // region, state (up, down, unknown)
+	ActiveCalls      prometheus.Gauge
+	Calls            *prometheus.CounterVec // class (2xx..6xx)
+	Requests         *prometheus.CounterVec // method
+	Responses        *prometheus.CounterVec // method, code: responses sent upstream
+	Rejected         *prometheus.CounterVec // reason
+	Failovers        *prometheus.CounterVec // region of the endpoint given up
+	Dropped          *prometheus.CounterVec // reason: messages dropped without a reply
+
+	regions regionLabels
+}
+
+// setupBuckets span telephony setup times: 5 ms to 30 s.
+var setupBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30}
+
+// NewMetrics builds and registers the collectors on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	ns, sub := "callgate", "sip"
+	rco := []string{"region", "carrier", "origin"}
+	m := &Metrics{
+		SetupProvisional: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "setup_provisional_seconds", Help: "Time from INVITE received to the first provisional response (180/183) forwarded to the caller.",
+			Buckets: setupBuckets}, rco),
+		SetupAnswer: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "setup_answer_seconds", Help: "Time from INVITE received to the 2xx answer forwarded to the caller.",
+			Buckets: setupBuckets}, rco),
+		ProbeRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "probe_rtt_seconds", Help: "Round-trip time of SIP OPTIONS probes to agent endpoints.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"region"}),
+		RegionRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "region_rtt_estimate_seconds", Help: "Lowest EWMA round-trip estimate among the region's up endpoints."}, []string{"region"}),
+		RegionEndpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "region_endpoints", Help: "Agent endpoints per region by probe state (up, down, unknown)."}, []string{"region", "state"}),
+		ActiveCalls: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "active_calls", Help: "Calls in progress (routed INVITEs not yet ended)."}),
+		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "calls_total", Help: "Routed calls by final status class."}, []string{"class"}),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "requests_total", Help: "SIP requests received from allowed sources, by method."}, []string{"method"}),
+		Responses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "responses_total", Help: "SIP responses sent or forwarded to the requester, by request method and status code."}, []string{"method", "code"}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "rejected_total", Help: "Requests refused by the edge, by reason."}, []string{"reason"}),
+		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "failovers_total", Help: "Endpoints given up (timeout or 5xx) for the next candidate, by the region given up."}, []string{"region"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "dropped_total", Help: "Messages dropped without a reply, by reason."}, []string{"reason"}),
+	}
+	m.regions.max = maxRegions
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.SetupProvisional, m.SetupAnswer, m.ProbeRTT, m.RegionRTT,
+			m.RegionEndpoints, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped} {
+			reg.MustRegister(c)
+		}
+	}
+	return m
+}
+
+const maxRegions = 64
+
+// regionLabels caps the number of distinct region label values.
+type regionLabels struct {
+	mu   sync.RWMutex
+	max  int
+	seen map[string]bool
+}
+
+func (r *regionLabels) label(region string) string {
+	if region == "" {
+		return "none"
+	}
+	r.mu.RLock()
+	ok := r.seen[region]
+	n := len(r.seen)
+	r.mu.RUnlock()
+	if ok {
+		return region
+	}
+	if n >= r.max || !labelSafe(region) {
+		return "other"
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	if len(r.seen) >= r.max {
+		return "other"
+	}
+	r.seen[region] = true
+	return region
+}
+
+func carrierLabel(c string) string {
+	switch c {
+	case "twilio", "telnyx", "sandbox", "local":
+		return c
+	case "":
+		return "none"
+	}
+	return "other"
+}
+
+func originLabel(o string) string {
+	switch o {
+	case "purchased", "imported", "forwarded":
+		return o
+	case "":
+		return "none"
+	}
+	return "other"
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY",
+		"SUBSCRIBE", "MESSAGE", "REGISTER", "PUBLISH":
+		return m
+	}
+	return "other"
+}
+
+var codeLabels = func() map[int]string {
+	m := map[int]string{}
+	for _, c := range []int{100, 180, 181, 182, 183, 200, 202, 400, 401, 403, 404, 405, 407, 408, 410, 413,
+		415, 420, 480, 481, 482, 483, 484, 486, 487, 488, 491, 500, 501, 502, 503, 504, 600, 603, 604, 606} {
+		m[c] = strconv.Itoa(c)
+	}
+	return m
+}()
+
+func codeLabel(code int) string {
+	if s, ok := codeLabels[code]; ok {
+		return s
+	}
+	if code >= 100 && code < 700 {
+		return strconv.Itoa(code/100) + "xx"
+	}
+	return "other"
+}
+
+func classLabel(code int) string {
+	if code >= 100 && code < 700 {
+		return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx", "6xx"}[code/100-1]
+	}
+	return "other"
+}

@@ -1,0 +1,292 @@
+package sip
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callgate/callgate/routing"
+)
+
+// Prober sends SIP OPTIONS to every agent endpoint in the routing
+// snapshot on an interval, keeps an EWMA of the round-trip time, and
+// marks an endpoint down after probe.down_after misses in a row and up
+// again after probe.up_after answers in a row. It implements
+// routing.Health; Endpoint is lock-free (the hot path calls it).
+type Prober struct {
+	s   *Server
+	cfg ProbeConfig
+
+	eps atomic.Pointer[map[string]*epState] // uri → state; replaced, never mutated
+
+	mu      sync.Mutex // guards counters in epState and pending
+	pending map[string]*epState
+	seq     uint32
+}
+
+type epState struct {
+	uri    string
+	region string
+	target sip.Uri
+
+	rttNs atomic.Int64
+	up    atomic.Bool
+	known atomic.Bool
+
+	misses, answers int
+	inflight        string
+	sentAt          time.Time
+	lastProbe       time.Time
+	timer           *time.Timer
+}
+
+// EndpointStatus is one endpoint as GET /v1/regions shows it.
+type EndpointStatus struct {
+	Region    string        `json:"region"`
+	URI       string        `json:"uri"`
+	RTT       time.Duration `json:"rtt_ns"`
+	RTTMillis float64       `json:"rtt_ms"`
+	Up        bool          `json:"up"`
+	Known     bool          `json:"probed"` // false until the first answer or miss verdict
+	LastProbe time.Time     `json:"last_probe,omitempty"`
+}
+
+var _ routing.Health = (*Prober)(nil)
+
+func newProber(s *Server) *Prober {
+	p := &Prober{s: s, cfg: s.cfg.Probe, pending: map[string]*epState{}}
+	m := map[string]*epState{}
+	p.eps.Store(&m)
+	return p
+}
+
+// Endpoint implements routing.Health.
+func (p *Prober) Endpoint(uri string) (time.Duration, bool, bool) {
+	st := (*p.eps.Load())[uri]
+	if st == nil || !st.known.Load() {
+		return 0, true, false
+	}
+	return time.Duration(st.rttNs.Load()), st.up.Load(), true
+}
+
+// Status lists every endpoint, by region then URI.
+func (p *Prober) Status() []EndpointStatus {
+	m := *p.eps.Load()
+	out := make([]EndpointStatus, 0, len(m))
+	p.mu.Lock()
+	for _, st := range m {
+		rtt := time.Duration(st.rttNs.Load())
+		out = append(out, EndpointStatus{Region: st.region, URI: st.uri, RTT: rtt,
+			RTTMillis: float64(rtt.Microseconds()) / 1000, Up: st.up.Load(), Known: st.known.Load(),
+			LastProbe: st.lastProbe})
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Region != out[j].Region {
+			return out[i].Region < out[j].Region
+		}
+		return out[i].URI < out[j].URI
+	})
+	return out
+}
+
+func (p *Prober) run(stop <-chan struct{}) {
+	if p.cfg.Disabled || p.cfg.Interval <= 0 {
+		return
+	}
+	p.round()
+	t := time.NewTicker(p.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			p.round()
+		}
+	}
+}
+
+// refresh syncs the endpoint set with the current snapshot.
+func (p *Prober) refresh() map[string]*epState {
+	old := *p.eps.Load()
+	next := make(map[string]*epState, len(old))
+	p.s.table.Load().Agents(func(a *routing.Agent) {
+		for _, ep := range a.Endpoints {
+			if _, dup := next[ep.URI]; dup {
+				continue
+			}
+			if st, ok := old[ep.URI]; ok {
+				next[ep.URI] = st
+				continue
+			}
+			st := &epState{uri: ep.URI, region: ep.Region}
+			if sip.ParseUri(ep.URI, &st.target) != nil {
+				continue
+			}
+			st.up.Store(true)
+			next[ep.URI] = st
+		}
+	})
+	p.eps.Store(&next)
+	return next
+}
+
+func (p *Prober) round() {
+	m := p.refresh()
+	for _, st := range m {
+		p.probe(st)
+	}
+	p.gauges(m)
+}
+
+func (p *Prober) probe(st *epState) {
+	s := p.s
+	to, err := s.tp.uriPeer(&st.target)
+	if err != nil {
+		p.miss(st, "")
+		return
+	}
+	p.mu.Lock()
+	if st.inflight != "" { // still waiting: its timeout counts the miss
+		p.mu.Unlock()
+		return
+	}
+	p.seq++
+	br := newBranch(branchProbe)
+	st.inflight = br
+	st.sentAt = time.Now()
+	st.lastProbe = st.sentAt
+	p.pending[br] = st
+	seq := p.seq
+	p.mu.Unlock()
+
+	req := sip.NewRequest(sip.OPTIONS, st.target)
+	req.AppendHeader(s.via(to.proto, br))
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: trimBrackets(s.viaHost)},
+		Params: sip.HeaderParams{{K: "tag", V: randHex(6)}}})
+	req.AppendHeader(&sip.ToHeader{Address: st.target})
+	cid := sip.CallIDHeader("probe-" + randHex(8))
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.OPTIONS})
+	cl := sip.ContentLengthHeader(0)
+	req.AppendHeader(&cl)
+	if err := s.tp.sendMsg(to, req); err != nil {
+		p.mu.Lock()
+		delete(p.pending, br)
+		st.inflight = ""
+		p.mu.Unlock()
+		p.miss(st, "")
+		return
+	}
+	st.timer = time.AfterFunc(p.cfg.Timeout, func() { p.miss(st, br) })
+}
+
+// onResponse records an answer to a probe (any final response but 503
+// means the endpoint's SIP stack is alive).
+func (p *Prober) onResponse(br string, code int) {
+	if code < 200 {
+		return
+	}
+	p.mu.Lock()
+	st := p.pending[br]
+	if st == nil || st.inflight != br {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.pending, br)
+	st.inflight = ""
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	if code == 503 {
+		p.mu.Unlock()
+		p.miss(st, "")
+		return
+	}
+	rtt := time.Since(st.sentAt)
+	prev := st.rttNs.Load()
+	if !st.known.Load() || prev == 0 {
+		st.rttNs.Store(int64(rtt))
+	} else {
+		a := p.cfg.Alpha
+		st.rttNs.Store(int64(a*float64(rtt) + (1-a)*float64(prev)))
+	}
+	st.misses = 0
+	st.answers++
+	if !st.known.Load() {
+		st.up.Store(true)
+		st.known.Store(true)
+	} else if !st.up.Load() && st.answers >= p.cfg.UpAfter {
+		st.up.Store(true)
+	}
+	p.mu.Unlock()
+	p.s.metrics.ProbeRTT.WithLabelValues(p.s.metrics.regions.label(st.region)).Observe(rtt.Seconds())
+}
+
+// miss records a probe without answer (br "" for a send failure).
+func (p *Prober) miss(st *epState, br string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if br != "" {
+		if st.inflight != br {
+			return
+		}
+		delete(p.pending, br)
+		st.inflight = ""
+	}
+	st.answers = 0
+	st.misses++
+	if st.misses >= p.cfg.DownAfter {
+		st.up.Store(false)
+		st.known.Store(true)
+	}
+}
+
+// passiveMiss: a call's INVITE got no response from the endpoint.
+func (p *Prober) passiveMiss(uri string) {
+	if st := (*p.eps.Load())[uri]; st != nil {
+		p.miss(st, "")
+	}
+}
+
+func (p *Prober) gauges(m map[string]*epState) {
+	type agg struct {
+		up, down, unknown int
+		best              time.Duration
+	}
+	by := map[string]*agg{}
+	for _, st := range m {
+		r := p.s.metrics.regions.label(st.region)
+		a := by[r]
+		if a == nil {
+			a = &agg{}
+			by[r] = a
+		}
+		switch {
+		case !st.known.Load():
+			a.unknown++
+		case st.up.Load():
+			a.up++
+			if rtt := time.Duration(st.rttNs.Load()); a.best == 0 || rtt < a.best {
+				a.best = rtt
+			}
+		default:
+			a.down++
+		}
+	}
+	for r, a := range by {
+		p.s.metrics.RegionEndpoints.WithLabelValues(r, "up").Set(float64(a.up))
+		p.s.metrics.RegionEndpoints.WithLabelValues(r, "down").Set(float64(a.down))
+		p.s.metrics.RegionEndpoints.WithLabelValues(r, "unknown").Set(float64(a.unknown))
+		p.s.metrics.RegionRTT.WithLabelValues(r).Set(a.best.Seconds())
+	}
+}
+
+var _ = strconv.Itoa

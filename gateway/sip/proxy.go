@@ -1,0 +1,943 @@
+package sip
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
+)
+
+// Call states (server side, towards the caller).
+const (
+	stCalling   = iota // INVITE forwarded, no provisional forwarded yet
+	stProceeding       // a provisional was forwarded
+	stAccepted         // a 2xx was forwarded: dialog confirmed
+	stCompleted        // a final non-2xx was sent upstream
+)
+
+const (
+	t1 = 500 * time.Millisecond
+	t2 = 4 * time.Second
+	// linger keeps a finished call's transactions to absorb stray
+	// retransmissions (INVITE, ACK, 2xx, downstream 487).
+	linger = 5 * time.Second
+	// timerH bounds waiting for the ACK of a non-2xx final response.
+	timerH = 32 * time.Second
+)
+
+// branch is one forwarded INVITE (client transaction).
+type branch struct {
+	id      string
+	ep      routing.Endpoint
+	to      peer
+	req     *sip.Request
+	raw     []byte // serialised INVITE (retransmissions)
+	gotResp bool
+	gotProv bool
+	final   bool
+	cancel  bool // CANCEL sent
+	timerA  *time.Timer
+	aInt    time.Duration
+	timerF  *time.Timer
+}
+
+// call is one INVITE from a carrier and the dialog it creates.
+type call struct {
+	s  *Server
+	mu sync.Mutex
+
+	id       string // Call-ID
+	inv      *sip.Request
+	up       peer // where the INVITE came from; responses go there
+	upBranch string
+	fromTag  string
+	info     callInfo
+	trunk    *Trunk
+	start    time.Time
+
+	cands    []routing.Endpoint
+	ci       int
+	cur      *branch
+	branches []*branch
+	fwdBody  []byte
+
+	state      int
+	cancelled  bool
+	provSeen   bool
+	answeredAt time.Time
+	ended      bool
+
+	lastUp  []byte // last final non-2xx sent upstream (retransmissions)
+	timerG  *time.Timer
+	gInt    time.Duration
+	ring    *time.Timer
+	release *time.Timer
+
+	media       MediaSession
+	answerIn    []byte // last 2xx SDP from the agent and its rewrite
+	answerOut   []byte
+	agentTag    string
+	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
+}
+
+func (s *Server) handleInvite(req *sip.Request, from peer) {
+	br, _ := req.Via().Params.Get("branch")
+	txKey := br + "|" + req.Via().SentBy()
+	if c, ok := s.serverTx.get(txKey); ok {
+		// retransmission: resend the last final response, if any
+		c.mu.Lock()
+		if c.lastUp != nil {
+			_ = s.tp.send(c.up, c.lastUp)
+		}
+		c.mu.Unlock()
+		return
+	}
+	if s.draining.Load() {
+		s.metrics.Rejected.WithLabelValues("draining").Inc()
+		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
+		return
+	}
+	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
+		s.metrics.Rejected.WithLabelValues("too_many_hops").Inc()
+		s.replyStateless(req, from, 483, "Too Many Hops")
+		return
+	}
+	trunk := s.trunkFor(from.addr.Addr())
+	if trunk == nil {
+		trunk = s.anyAuth
+	}
+	if trunk == nil {
+		// an agent endpoint may send in-dialog requests, not new calls
+		s.metrics.Rejected.WithLabelValues("unknown_source").Inc()
+		s.replyStateless(req, from, 403, "Forbidden")
+		return
+	}
+	if trunk.Username != "" && !s.checkDigest(req, from, trunk) {
+		return
+	}
+	snap := s.table.Load()
+	if snap == nil {
+		s.metrics.Rejected.WithLabelValues("no_snapshot").Inc()
+		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
+		return
+	}
+	info, ok := resolve(req, snap, trunk.Country)
+	if !ok {
+		s.metrics.Rejected.WithLabelValues("unknown_number").Inc()
+		s.replyStateless(req, from, 404, "Number Not Provisioned")
+		return
+	}
+	c := &call{
+		s: s, id: string(*req.CallID()), inv: req, up: from, upBranch: txKey,
+		info: info, trunk: trunk, start: time.Now(),
+	}
+	c.fromTag, _ = req.From().Params.Get("tag")
+	r := info.route
+	if r.Agent == nil || r.Number.Status != routing.StatusActive {
+		s.metrics.Rejected.WithLabelValues("unassigned").Inc()
+		s.replyStateless(req, from, 480, "Temporarily Unavailable")
+		c.publish(calls.Started, 0, "")
+		c.publish(calls.Ended, 480, "unassigned")
+		return
+	}
+	c.cands = routing.AppendCandidates(make([]routing.Endpoint, 0, len(r.Agent.Endpoints)), r, s.prober)
+	if len(c.cands) == 0 {
+		s.metrics.Rejected.WithLabelValues("no_endpoint").Inc()
+		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
+		c.publish(calls.Started, 0, "")
+		c.publish(calls.Ended, 503, "no_endpoint")
+		return
+	}
+	c.fwdBody = req.Body()
+	if r.Agent.Media == "relay" && s.media != nil {
+		sess, err := s.media.NewSession(c.id, c.onMediaTimeout)
+		if err != nil {
+			s.metrics.Rejected.WithLabelValues("no_media_ports").Inc()
+			s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
+			return
+		}
+		if len(c.fwdBody) > 0 {
+			nb, err := sess.RewriteOffer(c.fwdBody)
+			if err != nil {
+				sess.Close()
+				s.metrics.Rejected.WithLabelValues("bad_sdp").Inc()
+				s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "malformed SDP"`))
+				return
+			}
+			c.fwdBody = nb
+		}
+		c.media = sess
+	}
+	s.serverTx.put(txKey, c)
+	s.active.Add(1)
+	s.metrics.ActiveCalls.Inc()
+	// 100 Trying at once: the carrier stops retransmitting.
+	s.replyStateless(req, from, 100, "Trying")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.publish(calls.Started, 0, "")
+	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
+	c.startBranch()
+}
+
+// startBranch forwards the INVITE to the next candidate endpoint. c.mu held.
+func (c *call) startBranch() {
+	s := c.s
+	for c.ci < len(c.cands) {
+		ep := c.cands[c.ci]
+		var u sip.Uri
+		if err := sip.ParseUri(ep.URI, &u); err != nil {
+			c.ci++
+			continue
+		}
+		to, err := s.tp.uriPeer(&u)
+		if err != nil {
+			c.ci++
+			continue
+		}
+		b := &branch{id: newBranch(branchStateful), ep: ep, to: to}
+		b.req = c.buildForward(&u, b.id, to.proto, ep)
+		b.raw = []byte(b.req.String())
+		c.cur = b
+		c.branches = append(c.branches, b)
+		s.clientTx.put(b.id, c)
+		if err := s.tp.send(to, b.raw); err != nil {
+			s.log.Debug("sip: endpoint unreachable", "endpoint", c.ci, "region", ep.Region, "err", err)
+			b.final = true
+			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
+			c.ci++
+			continue
+		}
+		if to.proto == protoUDP {
+			b.aInt = t1
+			b.timerA = time.AfterFunc(t1, func() { c.retransmit(b) })
+		}
+		b.timerF = time.AfterFunc(s.cfg.InviteTimeout, func() { c.branchTimeout(b) })
+		return
+	}
+	c.replyUp(503, "Service Unavailable", s.retryAfter())
+	c.finish(503, "no_endpoint")
+}
+
+// buildForward builds the INVITE sent to an endpoint.
+func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routing.Endpoint) *sip.Request {
+	s := c.s
+	f := c.inv.Clone()
+	f.Recipient = *target
+	for r := f.Route(); r != nil && s.isUs(&r.Address); r = f.Route() {
+		f.RemoveHeader("Route")
+	}
+	if mf := f.MaxForwards(); mf != nil {
+		*mf = *mf - 1
+	} else {
+		m := sip.MaxForwardsHeader(69)
+		f.AppendHeader(&m)
+	}
+	// callgate's own headers are never taken from the outside
+	var drop []string
+	for _, h := range f.Headers() {
+		if n := h.Name(); len(n) > 11 && strings.EqualFold(n[:11], "x-callgate-") {
+			drop = append(drop, n)
+		}
+	}
+	for _, n := range drop {
+		f.RemoveHeader(n)
+	}
+	r := c.info.route
+	f.AppendHeader(sip.NewHeader("X-Callgate-Number", r.Number.E164))
+	f.AppendHeader(sip.NewHeader("X-Callgate-Agent", r.Agent.ID))
+	f.AppendHeader(sip.NewHeader("X-Callgate-Region", ep.Region))
+	if c.info.forwardedFrom != "" {
+		f.AppendHeader(sip.NewHeader("X-Callgate-Forwarded-From", c.info.forwardedFrom))
+	}
+	if c.info.originalCalled != "" {
+		f.AppendHeader(sip.NewHeader("X-Callgate-Original-Called", c.info.originalCalled))
+	}
+	via := s.via(p, branchID)
+	// Record-Route: one entry, or two when the legs use different
+	// transports (RFC 5658): the callee-facing one on top.
+	if p == c.up.proto {
+		f.PrependHeader(via, sip.NewHeader("Record-Route", s.rr(p)))
+	} else {
+		f.PrependHeader(via, sip.NewHeader("Record-Route", s.rr(p)), sip.NewHeader("Record-Route", s.rr(c.up.proto)))
+	}
+	f.SetBody(c.fwdBody)
+	return f
+}
+
+func (s *Server) rr(p proto) string {
+	switch p {
+	case protoTCP:
+		return s.rrTCP
+	case protoTLS:
+		if s.rrTLS != "" {
+			return s.rrTLS
+		}
+		return s.rrTCP
+	}
+	return s.rrUDP
+}
+
+func (s *Server) via(p proto, branchID string) *sip.ViaHeader {
+	port := s.tp.udpAddr.Port()
+	switch p {
+	case protoTCP:
+		port = s.tp.tcpAddr.Port()
+	case protoTLS:
+		if s.tp.tlsLn != nil {
+			port = s.tp.tlsAddr.Port()
+		} else {
+			port = s.tp.tcpAddr.Port()
+		}
+	}
+	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: p.String(),
+		Host: trimBrackets(s.viaHost), Port: int(port), Params: sip.HeaderParams{{K: "branch", V: branchID}}}
+}
+
+func (c *call) retransmit(b *branch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != b || b.gotResp || b.final || c.ended {
+		return
+	}
+	_ = c.s.tp.send(b.to, b.raw)
+	b.aInt *= 2
+	if b.aInt > t2 {
+		b.aInt = t2
+	}
+	b.timerA.Reset(b.aInt)
+}
+
+// branchTimeout: no response at all from the endpoint → next endpoint.
+func (c *call) branchTimeout(b *branch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != b || b.gotResp || b.final || c.ended || c.state >= stAccepted || c.cancelled {
+		return
+	}
+	b.final = true
+	stop(b.timerA)
+	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
+	c.s.prober.passiveMiss(b.ep.URI)
+	c.ci++
+	c.startBranch()
+}
+
+func (c *call) onRingTimeout() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.state >= stAccepted {
+		return
+	}
+	c.cancelBranches()
+	c.replyUp(408, "Request Timeout")
+	c.finish(408, "ring_timeout")
+}
+
+// cancelBranches sends CANCEL on every branch that had a provisional
+// response and no final one; the others are abandoned (RFC 3261 9.1).
+func (c *call) cancelBranches() {
+	for _, b := range c.branches {
+		stop(b.timerA)
+		stop(b.timerF)
+		if b.gotProv && !b.final && !b.cancel {
+			c.sendCancel(b)
+		}
+	}
+}
+
+// sendCancel: same Request-URI, top Via (branch), Call-ID, From, To and
+// CSeq number as the forwarded INVITE, method CANCEL.
+func (c *call) sendCancel(b *branch) {
+	b.cancel = true
+	cr := c.hopRequest(b, sip.CANCEL, nil)
+	_ = c.s.tp.sendMsg(b.to, cr)
+}
+
+// hopRequest builds a CANCEL or non-2xx ACK for branch b (hop by hop).
+func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *sip.Request {
+	r := sip.NewRequest(m, b.req.Recipient)
+	r.AppendHeader(b.req.Via().Clone())
+	for _, h := range b.req.GetHeaders("Route") {
+		r.AppendHeader(sip.HeaderClone(h))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	r.AppendHeader(&mf)
+	r.AppendHeader(sip.HeaderClone(b.req.From()))
+	if res != nil && res.To() != nil {
+		r.AppendHeader(sip.HeaderClone(res.To()))
+	} else {
+		r.AppendHeader(sip.HeaderClone(b.req.To()))
+	}
+	r.AppendHeader(sip.HeaderClone(b.req.CallID()))
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: b.req.CSeq().SeqNo, MethodName: m})
+	cl := sip.ContentLengthHeader(0)
+	r.AppendHeader(&cl)
+	return r
+}
+
+func stop(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// onInviteResponse handles a response to one of the call's forwarded
+// INVITEs. c.mu is taken here.
+func (c *call) onInviteResponse(res *sip.Response, br string) {
+	s := c.s
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b *branch
+	for _, x := range c.branches {
+		if x.id == br {
+			b = x
+		}
+	}
+	if b == nil {
+		return
+	}
+	code := res.StatusCode
+	b.gotResp = true
+	stop(b.timerA)
+	if code >= 200 {
+		stop(b.timerF)
+	}
+	switch {
+	case code == 100:
+		stop(b.timerF) // alive: ring timeout takes over
+	case code < 200:
+		stop(b.timerF)
+		b.gotProv = true
+		if c.cancelled || c.ended || b != c.cur {
+			if !b.cancel && !b.final {
+				c.sendCancel(b)
+			}
+			return
+		}
+		if c.state > stProceeding {
+			return
+		}
+		if !c.provSeen {
+			c.provSeen = true
+			s.metrics.SetupProvisional.WithLabelValues(c.labels()...).Observe(time.Since(c.start).Seconds())
+		}
+		c.state = stProceeding
+		if c.media != nil && len(res.Body()) > 0 {
+			nb, err := c.media.RewriteAnswer(res.Body())
+			if err != nil {
+				return // a broken early-media SDP is not forwarded
+			}
+			res.SetBody(nb)
+		}
+		c.forwardUp(res)
+	case code < 300:
+		b.final = true
+		if c.media != nil && len(res.Body()) > 0 {
+			if c.answerIn != nil && bytes.Equal(res.Body(), c.answerIn) {
+				res.SetBody(c.answerOut)
+			} else if nb, err := c.media.RewriteAnswer(res.Body()); err == nil {
+				c.answerIn, c.answerOut = res.Body(), nb
+				res.SetBody(nb)
+			}
+		}
+		if c.state < stAccepted && !c.ended {
+			c.state = stAccepted
+			c.answeredAt = time.Now()
+			stop(c.ring)
+			s.metrics.SetupAnswer.WithLabelValues(c.labels()...).Observe(c.answeredAt.Sub(c.start).Seconds())
+			if to := res.To(); to != nil {
+				c.agentTag, _ = to.Params.Get("tag")
+			}
+			if ct := res.Contact(); ct != nil {
+				u := ct.Address
+				c.agentTarget = &u
+			}
+			s.dialogs.put(c.id, c)
+			c.publish(calls.Answered, 200, "")
+			// other branches (abandoned) are cancelled
+			for _, x := range c.branches {
+				if x != b && x.gotProv && !x.final && !x.cancel {
+					c.sendCancel(x)
+				}
+			}
+			c.scheduleRelease(linger) // serverTx no longer needed after a short while
+		}
+		c.forwardUp(res) // every 2xx, retransmissions included
+	default:
+		// final non-2xx: ACK it hop by hop, then fail over or forward
+		ack := c.hopRequest(b, sip.ACK, res)
+		_ = s.tp.sendMsg(b.to, ack)
+		if b.final {
+			return // retransmission
+		}
+		b.final = true
+		if b != c.cur || c.ended || c.state >= stAccepted || c.cancelled {
+			return
+		}
+		if (code >= 500 && code < 600) || code == 408 {
+			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(b.ep.Region)).Inc()
+			c.ci++
+			c.startBranch()
+			return
+		}
+		stop(c.ring)
+		res.RemoveHeader("Via")
+		c.state = stCompleted
+		c.lastUp = []byte(res.String())
+		c.sendUpRaw(string(sip.INVITE), code)
+		c.finish(code, "rejected")
+	}
+}
+
+// labels are region, carrier, origin for the setup histograms.
+func (c *call) labels() []string {
+	region := ""
+	if c.cur != nil {
+		region = c.cur.ep.Region
+	}
+	carrier := c.info.route.Number.Carrier
+	if carrier == "" && c.trunk != nil {
+		carrier = c.trunk.Carrier
+	}
+	return []string{c.s.metrics.regions.label(region), carrierLabel(carrier), originLabel(c.info.origin)}
+}
+
+// forwardUp pops our Via and sends a downstream response to the caller.
+func (c *call) forwardUp(res *sip.Response) {
+	res.RemoveHeader("Via")
+	c.s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
+	_ = c.s.tp.sendMsg(c.up, res)
+}
+
+// replyUp sends a final response generated here to the caller and keeps
+// it for retransmission until the ACK (Timer G/H on UDP).
+func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
+	if c.state >= stAccepted || c.lastUp != nil {
+		return
+	}
+	res := sip.NewResponseFromRequest(c.inv, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	c.state = stCompleted
+	c.lastUp = []byte(res.String())
+	c.sendUpRaw(string(sip.INVITE), code)
+}
+
+func (c *call) sendUpRaw(method string, code int) {
+	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
+	_ = c.s.tp.send(c.up, c.lastUp)
+	if c.up.proto == protoUDP {
+		c.gInt = t1
+		c.timerG = time.AfterFunc(t1, c.retransmitFinal)
+	}
+}
+
+func (c *call) retransmitFinal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastUp == nil || c.timerG == nil || time.Since(c.start) > c.s.cfg.RingTimeout+timerH {
+		return
+	}
+	_ = c.s.tp.send(c.up, c.lastUp)
+	c.gInt *= 2
+	if c.gInt > t2 {
+		c.gInt = t2
+	}
+	c.timerG.Reset(c.gInt)
+}
+
+// finish ends the call once: event, metrics, media, tables. c.mu held.
+func (c *call) finish(code int, reason string) {
+	if c.ended {
+		return
+	}
+	c.ended = true
+	s := c.s
+	stop(c.ring)
+	for _, b := range c.branches {
+		stop(b.timerA)
+		stop(b.timerF)
+	}
+	s.active.Add(-1)
+	s.metrics.ActiveCalls.Dec()
+	if code > 0 {
+		s.metrics.Calls.WithLabelValues(classLabel(code)).Inc()
+	} else {
+		s.metrics.Calls.WithLabelValues("other").Inc()
+	}
+	c.publish(calls.Ended, code, reason)
+	s.dialogs.delIf(c.id, c)
+	if c.lastUp != nil && c.up.proto == protoUDP {
+		c.scheduleRelease(timerH) // until the ACK comes
+	} else {
+		c.scheduleRelease(linger)
+	}
+	s.log.Info("sip: call", "call_id", c.id, "number", maskNumber(c.info.route.Number.E164),
+		"agent", agentID(c.info.route), "region", c.regionName(), "status", code, "reason", reason,
+		"setup_ms", c.setupMillis())
+}
+
+func (c *call) scheduleRelease(d time.Duration) {
+	if c.release == nil {
+		c.release = time.AfterFunc(d, c.releaseTx)
+		return
+	}
+	c.release.Reset(d)
+}
+
+// releaseTx drops the call's transaction entries (it stays in dialogs
+// while the dialog lives).
+func (c *call) releaseTx() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.s
+	s.serverTx.delIf(c.upBranch, c)
+	stop(c.timerG)
+	c.timerG = nil
+	if !c.ended {
+		// answered: keep client branch entries for 2xx retransmissions
+		// until the dialog ends (finish schedules another release)
+		return
+	}
+	for _, b := range c.branches {
+		s.clientTx.delIf(b.id, c)
+		b.raw, b.req = nil, nil
+	}
+	c.branches = nil
+	c.inv = nil
+	c.lastUp = nil
+}
+
+func (c *call) regionName() string {
+	if c.cur != nil {
+		return c.cur.ep.Region
+	}
+	if len(c.cands) > 0 {
+		return c.cands[0].Region
+	}
+	return ""
+}
+
+func (c *call) setupMillis() float64 {
+	if c.answeredAt.IsZero() {
+		return 0
+	}
+	return float64(c.answeredAt.Sub(c.start).Microseconds()) / 1000
+}
+
+func agentID(r *routing.Route) string {
+	if r == nil || r.Agent == nil {
+		return ""
+	}
+	return r.Agent.ID
+}
+
+func (c *call) publish(kind string, status int, reason string) {
+	r := c.info.route
+	e := calls.Event{
+		Kind: kind, CallID: c.id, Time: time.Now(), Number: r.Number.E164, Workspace: r.Number.Workspace,
+		Agent: agentID(r), Region: c.regionName(), Carrier: r.Number.Carrier, Origin: c.info.origin,
+		Source: "sip", Status: status, Reason: reason, SetupMillis: c.setupMillis(),
+	}
+	if e.Carrier == "" && c.trunk != nil {
+		e.Carrier = c.trunk.Carrier
+	}
+	if kind == calls.Ended {
+		if !c.answeredAt.IsZero() {
+			e.Duration = time.Since(c.answeredAt)
+		}
+		if c.media != nil {
+			e.Media = c.media.Close()
+			c.media = nil
+		}
+	}
+	c.s.events.Publish(e)
+}
+
+// maskNumber keeps the country code and last two digits.
+func maskNumber(n string) string {
+	if len(n) < 6 {
+		return "***"
+	}
+	return n[:2] + strings.Repeat("*", len(n)-4) + n[len(n)-2:]
+}
+
+func (s *Server) handleCancel(req *sip.Request, from peer) {
+	br, _ := req.Via().Params.Get("branch")
+	c, ok := s.serverTx.get(br + "|" + req.Via().SentBy())
+	if !ok {
+		s.replyStateless(req, from, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	s.replyStateless(req, from, 200, "OK")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.state >= stAccepted || c.cancelled {
+		return
+	}
+	c.cancelled = true
+	c.cancelBranches()
+	c.replyUp(487, "Request Terminated")
+	c.finish(487, "cancel")
+}
+
+func (s *Server) handleAck(req *sip.Request, from peer) {
+	br, _ := req.Via().Params.Get("branch")
+	if c, ok := s.serverTx.get(br + "|" + req.Via().SentBy()); ok {
+		c.mu.Lock()
+		if c.state == stCompleted {
+			// ACK for our non-2xx final: absorbed here (hop by hop)
+			stop(c.timerG)
+			c.timerG = nil
+			c.scheduleRelease(linger)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+	toTag, _ := req.To().Params.Get("tag")
+	if toTag != "" {
+		s.forwardInDialog(req, from)
+		return
+	}
+	s.metrics.Dropped.WithLabelValues("stray_ack").Inc()
+}
+
+// forwardInDialog forwards a request inside a dialog (BYE, ACK for 2xx,
+// re-INVITE, UPDATE, INFO, ...) by its Route set, statelessly (RFC 3261
+// 16.11): responses find their way back by Via; retransmissions are the
+// endpoints' business.
+func (s *Server) forwardInDialog(req *sip.Request, from peer) {
+	isAck := req.IsAck()
+	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
+		if !isAck {
+			s.metrics.Rejected.WithLabelValues("too_many_hops").Inc()
+			s.replyStateless(req, from, 483, "Too Many Hops")
+		}
+		return
+	}
+	popped := false
+	for r := req.Route(); r != nil && s.isUs(&r.Address); r = req.Route() {
+		req.RemoveHeader("Route")
+		popped = true
+	}
+	var target *sip.Uri
+	if r := req.Route(); r != nil {
+		target = &r.Address
+	} else {
+		target = &req.Recipient
+	}
+	if s.isUs(target) || (!popped && !s.isAgentAddrURI(target) && s.trunkFor(from.addr.Addr()) == nil) {
+		// nowhere to go (or an attempt to use us as an open relay)
+		if !isAck {
+			s.metrics.Rejected.WithLabelValues("no_route").Inc()
+			s.replyStateless(req, from, 404, "Not Found")
+		}
+		return
+	}
+	to, err := s.tp.uriPeer(target)
+	if err != nil {
+		if !isAck {
+			s.replyStateless(req, from, 502, "Bad Gateway")
+		}
+		return
+	}
+	if mf := req.MaxForwards(); mf != nil {
+		*mf = *mf - 1
+	} else {
+		m := sip.MaxForwardsHeader(70)
+		req.AppendHeader(&m)
+	}
+	inBr, _ := req.Via().Params.Get("branch")
+	req.PrependHeader(s.via(to.proto, statelessBranch(inBr+string(req.Method), from.addr.String())))
+
+	c, inDialog := s.dialogs.get(string(*req.CallID()))
+	if inDialog {
+		fromTag, _ := req.From().Params.Get("tag")
+		fromCaller := fromTag == c.fromTag
+		c.mu.Lock()
+		if c.media != nil && len(req.Body()) > 0 {
+			var nb []byte
+			var err error
+			if fromCaller {
+				nb, err = c.media.RewriteOffer(req.Body())
+			} else {
+				nb, err = c.media.RewriteAnswer(req.Body())
+			}
+			if err != nil {
+				c.mu.Unlock()
+				if !isAck {
+					req.RemoveHeader("Via")
+					s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "malformed SDP"`))
+				}
+				return
+			}
+			req.SetBody(nb)
+		}
+		if req.Method == sip.BYE {
+			if fromCaller {
+				c.finish(200, "bye_caller")
+			} else {
+				c.finish(200, "bye_agent")
+			}
+		}
+		c.mu.Unlock()
+	}
+	if err := s.tp.sendMsg(to, req); err != nil {
+		s.log.Debug("sip: forward in dialog", "method", string(req.Method), "err", err)
+	}
+}
+
+func (s *Server) isAgentAddrURI(u *sip.Uri) bool {
+	a, err := s.tp.resolve(u.Host)
+	return err == nil && s.isAgentAddr(a)
+}
+
+// handleResponse routes a response: our probes, our stateful INVITE
+// branches, or statelessly by the next Via.
+func (s *Server) handleResponse(res *sip.Response, from peer) {
+	v := res.Via()
+	if v == nil {
+		s.metrics.Dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	br, _ := v.Params.Get("branch")
+	if !strings.HasPrefix(br, branchOurs) || trimBrackets(v.Host) != trimBrackets(s.viaHost) {
+		s.metrics.Dropped.WithLabelValues("not_ours").Inc()
+		return
+	}
+	cseq := res.CSeq()
+	if cseq == nil || res.CallID() == nil {
+		s.metrics.Dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	switch {
+	case strings.HasPrefix(br, branchProbe):
+		s.prober.onResponse(br, res.StatusCode)
+		return
+	case strings.HasPrefix(br, branchStateful):
+		c, ok := s.clientTx.get(br)
+		if !ok {
+			if res.StatusCode >= 200 && res.StatusCode < 300 && cseq.MethodName == sip.INVITE {
+				break // late 2xx retransmission: forward statelessly
+			}
+			s.metrics.Dropped.WithLabelValues("stray_response").Inc()
+			return
+		}
+		if cseq.MethodName == sip.INVITE {
+			c.onInviteResponse(res, br)
+		}
+		return // responses to our CANCELs end here
+	}
+	// stateless: pop our Via, send by the next one
+	res.RemoveHeader("Via")
+	nv := res.Via()
+	if nv == nil {
+		s.metrics.Dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	to, err := s.tp.viaPeer(nv)
+	if err != nil {
+		return
+	}
+	if c, ok := s.dialogs.get(string(*res.CallID())); ok && len(res.Body()) > 0 {
+		fromTag, _ := res.From().Params.Get("tag")
+		c.mu.Lock()
+		if c.media != nil {
+			var nb []byte
+			var err error
+			if fromTag == c.fromTag { // request from the caller: answer from the agent
+				nb, err = c.media.RewriteAnswer(res.Body())
+			} else {
+				nb, err = c.media.RewriteOffer(res.Body())
+			}
+			if err == nil {
+				res.SetBody(nb)
+			}
+		}
+		c.mu.Unlock()
+	}
+	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
+	_ = s.tp.sendMsg(to, res)
+}
+
+// onMediaTimeout ends an answered call whose media stopped: BYE to both
+// sides, built from the dialog state kept here.
+func (c *call) onMediaTimeout() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	if c.state != stAccepted {
+		c.cancelBranches()
+		c.replyUp(408, "Request Timeout")
+		c.finish(408, "media_timeout")
+		return
+	}
+	c.sendByes()
+	c.finish(200, "media_timeout")
+}
+
+// sendByes sends BYE to the agent (its Contact) and to the caller (its
+// Contact, through the route set the caller's side recorded).
+func (c *call) sendByes() {
+	s := c.s
+	if c.inv == nil || c.cur == nil {
+		return
+	}
+	inv := c.inv
+	seq := inv.CSeq().SeqNo + 1
+	// to the agent
+	if c.agentTarget != nil {
+		if to, err := s.tp.uriPeer(c.agentTarget); err == nil {
+			bye := sip.NewRequest(sip.BYE, *c.agentTarget)
+			bye.AppendHeader(s.via(to.proto, newBranch(branchStateless)))
+			mf := sip.MaxForwardsHeader(70)
+			bye.AppendHeader(&mf)
+			bye.AppendHeader(sip.HeaderClone(inv.From()))
+			toH := &sip.ToHeader{DisplayName: inv.To().DisplayName, Address: inv.To().Address,
+				Params: inv.To().Params.Clone()}
+			toH.Params = toH.Params.Add("tag", c.agentTag)
+			bye.AppendHeader(toH)
+			bye.AppendHeader(sip.HeaderClone(inv.CallID()))
+			bye.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.BYE})
+			cl := sip.ContentLengthHeader(0)
+			bye.AppendHeader(&cl)
+			_ = s.tp.sendMsg(to, bye)
+		}
+	}
+	// to the caller
+	if ct := inv.Contact(); ct != nil {
+		target := ct.Address
+		bye := sip.NewRequest(sip.BYE, target)
+		bye.AppendHeader(s.via(c.up.proto, newBranch(branchStateless)))
+		for _, h := range inv.GetHeaders("Record-Route") {
+			if rr, ok := h.(*sip.RecordRouteHeader); ok {
+				bye.AppendHeader(&sip.RouteHeader{Address: rr.Address})
+			}
+		}
+		mf := sip.MaxForwardsHeader(70)
+		bye.AppendHeader(&mf)
+		fromH := &sip.FromHeader{DisplayName: inv.To().DisplayName, Address: inv.To().Address,
+			Params: sip.HeaderParams{{K: "tag", V: c.agentTag}}}
+		bye.AppendHeader(fromH)
+		bye.AppendHeader(&sip.ToHeader{DisplayName: inv.From().DisplayName, Address: inv.From().Address,
+			Params: inv.From().Params.Clone()})
+		bye.AppendHeader(sip.HeaderClone(inv.CallID()))
+		bye.AppendHeader(&sip.CSeqHeader{SeqNo: 1 << 20, MethodName: sip.BYE})
+		cl := sip.ContentLengthHeader(0)
+		bye.AppendHeader(&cl)
+		_ = s.tp.send(c.up, []byte(bye.String()))
+	}
+}
+
+var _ = strconv.Itoa

@@ -1,0 +1,533 @@
+// Package sip is callgate's SIP edge: a transaction-stateful,
+// record-routing proxy on github.com/emiago/sipgo's parser and message
+// types. A carrier's INVITE is accepted by source address (trunk CIDRs),
+// routed from the current routing.Snapshot to the assigned agent's
+// endpoint in the nearest healthy region, and the proxy stays in the
+// signalling path (Record-Route) for the whole dialog.
+//
+// Concurrency: each UDP read loop (and each TCP/TLS connection) parses
+// and handles a message inline; timers are runtime timers
+// (time.AfterFunc), so no goroutine is parked per call. Locks: call.mu
+// (one call's state) may be held while taking a table shard lock; never
+// the other way round. transport.mu and transport.rmu are leaf locks.
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
+)
+
+// Deps are the SIP edge's collaborators.
+type Deps struct {
+	Table      *routing.Table
+	Events     calls.Publisher      // nil: events discarded
+	Log        *slog.Logger         // nil: discarded
+	Registerer prometheus.Registerer // nil: metrics not registered
+	Media      MediaAnchor          // nil: media flows directly
+}
+
+// trunkPrefix is one allowed source range.
+type trunkPrefix struct {
+	p     netip.Prefix
+	trunk *Trunk
+}
+
+// Server is the SIP edge.
+type Server struct {
+	cfg     Config
+	table   *routing.Table
+	events  calls.Publisher
+	log     *slog.Logger
+	media   MediaAnchor
+	metrics *Metrics
+	prober  *Prober
+
+	tp      transport
+	prefixes []trunkPrefix
+	anyAuth  *Trunk // a trunk with credentials and no CIDRs: any source may try
+	advHost  string
+	rrUDP, rrTCP, rrTLS string // Record-Route values
+	viaHost  string
+
+	serverTx shardMap[*call] // caller's INVITE top Via branch → call
+	clientTx shardMap[*call] // our branch → call
+	dialogs  shardMap[*call] // Call-ID → call
+
+	active   atomic.Int64
+	draining atomic.Bool
+	started  atomic.Bool
+	idle     chan struct{} // signalled when active drops to 0 while draining
+	idleOnce sync.Mutex
+
+	agentAddrs atomic.Pointer[agentSet]
+
+	refuseTokens atomic.Int64 // 403 replies left in this second
+	refuseSecond atomic.Int64
+
+	stop   chan struct{}
+	closed sync.Once
+}
+
+type agentSet struct {
+	snap  *routing.Snapshot
+	addrs map[netip.Addr]struct{}
+}
+
+// New builds the SIP edge and binds its listeners (so that Addrs is known
+// before Serve). Call Serve to start handling messages.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if d.Table == nil {
+		return nil, errors.New("sip: Deps.Table is required")
+	}
+	s := &Server{
+		cfg:     cfg,
+		table:   d.Table,
+		events:  d.Events,
+		log:     d.Log,
+		media:   d.Media,
+		metrics: NewMetrics(d.Registerer),
+		idle:    make(chan struct{}),
+		stop:    make(chan struct{}),
+	}
+	if s.events == nil {
+		s.events = calls.Discard{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for i := range cfg.Trunks {
+		t := &cfg.Trunks[i]
+		cidrs := append([]string(nil), t.CIDRs...)
+		cidrs = append(cidrs, Presets[t.Preset]...)
+		for _, c := range cidrs {
+			p, _ := parsePrefix(c)
+			s.prefixes = append(s.prefixes, trunkPrefix{p: p, trunk: t})
+		}
+		if len(cidrs) == 0 && t.Username != "" && s.anyAuth == nil {
+			s.anyAuth = t
+		}
+	}
+	s.tp.s = s
+	s.tp.parser = sip.NewParser()
+	if err := s.tp.listen(cfg); err != nil {
+		return nil, err
+	}
+	s.advHost = cfg.AdvertiseHost
+	if s.advHost == "" {
+		s.advHost = s.tp.udpAddr.Addr().String()
+	}
+	host := s.advHost
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		host = "[" + host + "]"
+	}
+	s.viaHost = host
+	s.rrUDP = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.udpAddr.Port())) + ";lr>"
+	s.rrTCP = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.tcpAddr.Port())) + ";transport=tcp;lr>"
+	if s.tp.tlsLn != nil {
+		s.rrTLS = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.tlsAddr.Port())) + ";transport=tls;lr>"
+	}
+	s.prober = newProber(s)
+	return s, nil
+}
+
+// UDPAddr is the bound UDP address.
+func (s *Server) UDPAddr() netip.AddrPort { return s.tp.udpAddr }
+
+// TCPAddr is the bound TCP address.
+func (s *Server) TCPAddr() netip.AddrPort { return s.tp.tcpAddr }
+
+// TLSAddr is the bound TLS address (zero when TLS is off).
+func (s *Server) TLSAddr() netip.AddrPort { return s.tp.tlsAddr }
+
+// Metrics returns the server's collectors.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Prober returns the endpoint prober (routing.Health, Status).
+func (s *Server) Prober() *Prober { return s.prober }
+
+// Status lists every probed agent endpoint (for GET /v1/regions).
+func (s *Server) Status() []EndpointStatus { return s.prober.Status() }
+
+// ActiveCalls is the number of calls in progress.
+func (s *Server) ActiveCalls() int { return int(s.active.Load()) }
+
+// Ready reports whether the listeners are serving and a routing snapshot is loaded.
+func (s *Server) Ready() bool { return s.started.Load() && s.table.Load() != nil }
+
+// Serve handles SIP until ctx ends, then closes the listeners (active
+// calls are abandoned: call Drain first for a graceful stop).
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("sip: Serve called twice")
+	}
+	w := s.cfg.Workers
+	if w == 0 {
+		w = runtime.GOMAXPROCS(0)
+	}
+	s.tp.serve(w)
+	go s.prober.run(s.stop)
+	go s.janitor(s.stop)
+	s.log.Info("sip: listening", "udp", s.tp.udpAddr.String(), "tcp", s.tp.tcpAddr.String(),
+		"tls", s.tlsString(), "region", s.cfg.Region)
+	select {
+	case <-ctx.Done():
+	case <-s.stop:
+	}
+	s.Close()
+	return nil
+}
+
+func (s *Server) tlsString() string {
+	if s.tp.tlsLn == nil {
+		return ""
+	}
+	return s.tp.tlsAddr.String()
+}
+
+// Close stops the listeners and timers at once.
+func (s *Server) Close() error {
+	s.closed.Do(func() {
+		close(s.stop)
+		s.tp.close()
+	})
+	return nil
+}
+
+// Drain stops taking new calls (INVITEs get 503 with Retry-After) and
+// waits until active calls end, ctx ends or the drain timeout passes.
+// It returns the number of calls still active.
+func (s *Server) Drain(ctx context.Context) int {
+	s.draining.Store(true)
+	t := time.NewTimer(s.cfg.DrainTimeout)
+	defer t.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return int(s.active.Load())
+		case <-t.C:
+			return int(s.active.Load())
+		case <-tick.C:
+		}
+	}
+	return 0
+}
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// allowedSource is the pre-parse filter: trunk CIDRs, agent endpoint
+// addresses from the routing snapshot, and (only when a credentials-only
+// trunk exists) any source.
+func (s *Server) allowedSource(a netip.Addr) bool {
+	if s.trunkFor(a) != nil {
+		return true
+	}
+	if s.isAgentAddr(a) {
+		return true
+	}
+	return s.anyAuth != nil
+}
+
+func (s *Server) trunkFor(a netip.Addr) *Trunk {
+	for i := range s.prefixes {
+		if s.prefixes[i].p.Contains(a) {
+			return s.prefixes[i].trunk
+		}
+	}
+	return nil
+}
+
+func (s *Server) isAgentAddr(a netip.Addr) bool {
+	snap := s.table.Load()
+	set := s.agentAddrs.Load()
+	if set == nil || set.snap != snap {
+		set = s.buildAgentSet(snap)
+	}
+	_, ok := set.addrs[a]
+	return ok
+}
+
+func (s *Server) buildAgentSet(snap *routing.Snapshot) *agentSet {
+	set := &agentSet{snap: snap, addrs: map[netip.Addr]struct{}{}}
+	snap.Agents(func(ag *routing.Agent) {
+		for _, ep := range ag.Endpoints {
+			var u sip.Uri
+			if sip.ParseUri(ep.URI, &u) != nil {
+				continue
+			}
+			h := u.Host
+			if a, err := netip.ParseAddr(trimBrackets(h)); err == nil {
+				set.addrs[a.Unmap()] = struct{}{}
+				continue
+			}
+			s.tp.rmu.RLock()
+			a, ok := s.tp.resolved[h]
+			s.tp.rmu.RUnlock()
+			if ok {
+				set.addrs[a] = struct{}{}
+			}
+		}
+	})
+	s.agentAddrs.Store(set)
+	return set
+}
+
+func trimBrackets(h string) string {
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		return h[1 : len(h)-1]
+	}
+	return h
+}
+
+// refuseSource answers an unlisted source 403 (rate-limited, and only
+// for what parses as a request) or drops it when silent_reject is set.
+func (s *Server) refuseSource(data []byte, from peer) {
+	s.metrics.Rejected.WithLabelValues("unknown_source").Inc()
+	if s.cfg.SilentReject || !s.refuseToken() {
+		return
+	}
+	m, err := s.tp.parser.ParseSIP(data)
+	if err != nil {
+		return
+	}
+	req, ok := m.(*sip.Request)
+	if !ok || req.IsAck() || !hasTxHeaders(req) {
+		return
+	}
+	s.replyStateless(req, from, 403, "Forbidden")
+}
+
+// refuseToken allows 100 refusals per second (no reflection amplifier).
+func (s *Server) refuseToken() bool {
+	now := time.Now().Unix()
+	if s.refuseSecond.Load() != now {
+		s.refuseSecond.Store(now)
+		s.refuseTokens.Store(100)
+	}
+	return s.refuseTokens.Add(-1) >= 0
+}
+
+// handleDatagram parses one UDP datagram and handles it.
+func (s *Server) handleDatagram(data []byte, from peer) {
+	if len(data) <= 4 {
+		empty := true
+		for _, c := range data {
+			if c != '\r' && c != '\n' && c != 0 {
+				empty = false
+			}
+		}
+		if empty { // keep-alive
+			return
+		}
+	}
+	m, err := s.tp.parser.ParseSIP(data)
+	if err != nil {
+		s.malformed(m, from, err)
+		return
+	}
+	s.handleMessage(m, from)
+}
+
+// malformed answers 400 when the broken message is a request whose
+// transaction headers parsed (so a response can be routed), else drops it.
+func (s *Server) malformed(m sip.Message, from peer, err error) {
+	req, ok := m.(*sip.Request)
+	if ok && !req.IsAck() && hasTxHeaders(req) {
+		s.metrics.Rejected.WithLabelValues("malformed").Inc()
+		s.replyStateless(req, from, 400, "Bad Request")
+		return
+	}
+	s.metrics.Dropped.WithLabelValues("malformed").Inc()
+	s.log.Debug("sip: malformed message dropped", "from", from.addr.String(), "err", err)
+}
+
+func hasTxHeaders(req *sip.Request) bool {
+	v := req.Via()
+	return v != nil && v.Host != "" && req.CallID() != nil && req.CSeq() != nil &&
+		req.From() != nil && req.To() != nil
+}
+
+// validate checks what the proxy relies on; "" means fine.
+func validate(req *sip.Request) string {
+	if !hasTxHeaders(req) {
+		return "missing Via, From, To, Call-ID or CSeq"
+	}
+	if string(req.CSeq().MethodName) != string(req.Method) {
+		return "CSeq method does not match the request method"
+	}
+	if *req.CallID() == "" {
+		return "empty Call-ID"
+	}
+	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
+		return "Content-Length does not match the body"
+	}
+	if req.SipVersion != "SIP/2.0" {
+		return "unsupported SIP version"
+	}
+	return ""
+}
+
+// handleMessage dispatches one parsed message.
+func (s *Server) handleMessage(m sip.Message, from peer) {
+	switch msg := m.(type) {
+	case *sip.Request:
+		s.handleRequest(msg, from)
+	case *sip.Response:
+		s.handleResponse(msg, from)
+	}
+}
+
+func (s *Server) handleRequest(req *sip.Request, from peer) {
+	s.metrics.Requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
+	if why := validate(req); why != "" {
+		if req.IsAck() || !hasTxHeaders(req) {
+			s.metrics.Dropped.WithLabelValues("malformed").Inc()
+			return
+		}
+		s.metrics.Rejected.WithLabelValues("malformed").Inc()
+		s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "`+why+`"`))
+		return
+	}
+	setReceived(req, from)
+	switch req.Method {
+	case sip.ACK:
+		s.handleAck(req, from)
+		return
+	case sip.CANCEL:
+		s.handleCancel(req, from)
+		return
+	}
+	toTag := ""
+	if to := req.To(); to.Params != nil {
+		toTag, _ = to.Params.Get("tag")
+	}
+	if toTag != "" || s.routeIsUs(req) {
+		s.forwardInDialog(req, from)
+		return
+	}
+	switch req.Method {
+	case sip.INVITE:
+		s.handleInvite(req, from)
+	case sip.OPTIONS:
+		if mf := req.MaxForwards(); mf != nil && *mf == 0 && !s.isUs(&req.Recipient) {
+			s.replyStateless(req, from, 483, "Too Many Hops")
+			return
+		}
+		s.replyStateless(req, from, 200, "OK",
+			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY"),
+			sip.NewHeader("Accept", "application/sdp"))
+	default:
+		s.replyStateless(req, from, 405, "Method Not Allowed",
+			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY"))
+	}
+}
+
+// setReceived adds received (and rport when asked for, or on streams) to
+// the top Via (RFC 3261 18.2.1, RFC 3581) so that responses find their way.
+func setReceived(req *sip.Request, from peer) {
+	v := req.Via()
+	if v == nil {
+		return
+	}
+	ip := from.addr.Addr().String()
+	if trimBrackets(v.Host) != ip {
+		v.Params = v.Params.Add("received", ip)
+	}
+	if rp, ok := v.Params.Get("rport"); (ok && rp == "") || from.proto != protoUDP {
+		v.Params = v.Params.Add("rport", strconv.Itoa(int(from.addr.Port())))
+		if !v.Params.Has("received") {
+			v.Params = v.Params.Add("received", ip)
+		}
+	}
+}
+
+// isUs reports whether u names this proxy (host and one of our ports).
+func (s *Server) isUs(u *sip.Uri) bool {
+	if u == nil || trimBrackets(u.Host) != trimBrackets(s.advHost) {
+		if u == nil {
+			return false
+		}
+		a, err := netip.ParseAddr(trimBrackets(u.Host))
+		if err != nil || a.Unmap() != s.tp.udpAddr.Addr() {
+			return false
+		}
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	return port == int(s.tp.udpAddr.Port()) || port == int(s.tp.tcpAddr.Port()) ||
+		(s.tp.tlsLn != nil && port == int(s.tp.tlsAddr.Port()))
+}
+
+func (s *Server) routeIsUs(req *sip.Request) bool {
+	r := req.Route()
+	return r != nil && s.isUs(&r.Address)
+}
+
+// replyStateless sends a response built from req to its sender.
+func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
+	if err := s.tp.sendMsg(to, res); err != nil {
+		s.log.Debug("sip: send response", "to", to.addr.String(), "err", err)
+	}
+}
+
+// retryAfter is the Retry-After header for 503 replies.
+func (s *Server) retryAfter() sip.Header {
+	return sip.NewHeader("Retry-After", strconv.Itoa(s.cfg.RetryAfter))
+}
+
+// janitor drops dialog records older than max_call_duration.
+func (s *Server) janitor(stop <-chan struct{}) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			var old []*call
+			s.dialogs.rangeAll(func(_ string, c *call) {
+				c.mu.Lock()
+				if !c.start.IsZero() && now.Sub(c.start) > s.cfg.MaxCallDuration {
+					old = append(old, c)
+				}
+				c.mu.Unlock()
+			})
+			for _, c := range old {
+				c.mu.Lock()
+				c.finish(0, "max_duration")
+				c.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (s *Server) String() string {
+	return fmt.Sprintf("sip.Server{udp=%s tcp=%s}", s.tp.udpAddr, s.tp.tcpAddr)
+}
