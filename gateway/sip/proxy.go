@@ -15,10 +15,10 @@ import (
 
 // Call states (server side, towards the caller).
 const (
-	stCalling   = iota // INVITE forwarded, no provisional forwarded yet
-	stProceeding       // a provisional was forwarded
-	stAccepted         // a 2xx was forwarded: dialog confirmed
-	stCompleted        // a final non-2xx was sent upstream
+	stCalling    = iota // INVITE forwarded, no provisional forwarded yet
+	stProceeding        // a provisional was forwarded
+	stAccepted          // a 2xx was forwarded: dialog confirmed
+	stCompleted         // a final non-2xx was sent upstream
 )
 
 const (

@@ -34,10 +34,10 @@ import (
 // Deps are the SIP edge's collaborators.
 type Deps struct {
 	Table      *routing.Table
-	Events     calls.Publisher      // nil: events discarded
-	Log        *slog.Logger         // nil: discarded
+	Events     calls.Publisher       // nil: events discarded
+	Log        *slog.Logger          // nil: discarded
 	Registerer prometheus.Registerer // nil: metrics not registered
-	Media      MediaAnchor          // nil: media flows directly
+	Media      MediaAnchor           // nil: media flows directly
 }
 
 // trunkPrefix is one allowed source range.
@@ -56,12 +56,12 @@ type Server struct {
 	metrics *Metrics
 	prober  *Prober
 
-	tp      transport
-	prefixes []trunkPrefix
-	anyAuth  *Trunk // a trunk with credentials and no CIDRs: any source may try
-	advHost  string
+	tp                  transport
+	prefixes            []trunkPrefix
+	anyAuth             *Trunk // a trunk with credentials and no CIDRs: any source may try
+	advHost             string
 	rrUDP, rrTCP, rrTLS string // Record-Route values
-	viaHost  string
+	viaHost             string
 
 	serverTx shardMap[*call] // caller's INVITE top Via branch → call
 	clientTx shardMap[*call] // our branch → call
