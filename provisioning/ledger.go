@@ -97,47 +97,52 @@ var errDuplicateEntry = errors.New("ledger entry already written")
 
 // Ledger returns a workspace's entries, oldest first.
 func (s *Service) Ledger(ctx context.Context, ws string) ([]LedgerEntry, error) {
-	_, last, err := s.balance(ctx, ws)
-	if err != nil || last == 0 {
-		return []LedgerEntry{}, err
+	subj := ledgerSubject(ws)
+	info, err := s.st.Ledger.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return nil, storeErr("read ledger", err)
+	}
+	total := int(info.State.Subjects[subj])
+	out := make([]LedgerEntry, 0, total)
+	if total == 0 {
+		return out, nil
 	}
 	cons, err := s.st.Ledger.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{ledgerSubject(ws)},
+		FilterSubjects: []string{subj},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return nil, storeErr("read ledger", err)
 	}
-	out := []LedgerEntry{}
-	for {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+	for len(out) < total {
+		want := total - len(out)
+		if want > 500 {
+			want = 500
+		}
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return nil, storeErr("read ledger", err)
 		}
 		n := 0
-		done := false
 		for m := range batch.Messages() {
 			n++
 			var e LedgerEntry
 			if err := json.Unmarshal(m.Data(), &e); err != nil {
 				return nil, fmt.Errorf("read ledger: decode: %w", err)
 			}
-			md, _ := m.Metadata()
-			if md != nil {
+			if md, _ := m.Metadata(); md != nil {
 				e.Seq = md.Sequence.Stream
-				if e.Seq >= last {
-					done = true
-				}
 			}
 			out = append(out, e)
 		}
-		if batch.Error() != nil && !errors.Is(batch.Error(), jetstream.ErrNoMessages) {
-			return nil, storeErr("read ledger", batch.Error())
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, storeErr("read ledger", err)
 		}
-		if done || n == 0 {
-			return out, nil
+		if n == 0 {
+			return nil, storeErr("read ledger", context.DeadlineExceeded)
 		}
 	}
+	return out, nil
 }
 
 // TopUp adds credits (admin). It also resumes suspended numbers that the

@@ -1,0 +1,48 @@
+# callgate: `make run` starts a gateway with embedded defaults, `make test` runs every test.
+GO      ?= go
+BIN     ?= bin/callgate
+PKGS    ?= ./...
+APT_PKGS = sip-tester prometheus wrk iproute2
+
+.PHONY: run build test deps vet fmt bench conformance fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/callgate
+
+run: build
+	./$(BIN) serve
+
+# Debian packages the tests and benchmarks use (SIPp, promtool, wrk, ip netns).
+deps:
+	@missing=""; \
+	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2; do \
+	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+	$(GO) mod download
+
+test: deps
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w .
+
+# Short fuzz runs of every fuzz target (seeds live under testdata/fuzz).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime 20s ./phone
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./provisioning/ ./routing/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callgate/callgate/routing"
+	"github.com/callgate/callgate/store"
+)
+
+// Version is set at build time (-ldflags "-X github.com/callgate/callgate/node.Version=...").
+var Version = "dev"
+
+func registerBuildInfo(reg prometheus.Registerer) {
+	goVersion, revision := "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "callgate", Name: "build_info",
+		Help:        "Build information; always 1.",
+		ConstLabels: prometheus.Labels{"version": Version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	reg.MustRegister(g)
+}
+
+func registerStoreMetrics(reg prometheus.Registerer, st *store.Store, t *routing.Table) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "callgate", Subsystem: "nats", Name: "connected",
+		Help: "1 when the NATS connection is up, else 0.",
+	}, func() float64 {
+		if st.Connected() {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "callgate", Subsystem: "routing", Name: "snapshot_age_seconds",
+		Help: "Seconds since the routing snapshot last changed (-1 before the first).",
+	}, func() float64 {
+		s := t.Load()
+		if s == nil {
+			return -1
+		}
+		return time.Since(s.Built()).Seconds()
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "callgate", Subsystem: "routing", Name: "numbers",
+		Help: "Numbers in the routing snapshot.",
+	}, func() float64 { return float64(t.Load().Len()) }))
+}

@@ -1,0 +1,272 @@
+// Package node assembles one callgate gateway node from its config: the
+// state store, the provisioning service, the routing snapshot kept current
+// from NATS, the HTTP API and the edges. cmd/callgate's `serve` is a thin
+// wrapper around it, and tests start whole nodes with it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callgate/callgate/api"
+	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/provisioning"
+	"github.com/callgate/callgate/routing"
+	"github.com/callgate/callgate/store"
+)
+
+// Node is a running gateway.
+type Node struct {
+	cfg      config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	st       *store.Store
+	svc      *provisioning.Service
+	table    *routing.Table
+	syncer   *provisioning.Syncer
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	ready    atomic.Bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closers  []func()
+	apiKey   string
+	adminKey string
+	now      func() time.Time
+}
+
+// Options beyond the config (tests).
+type Options struct {
+	Log *slog.Logger
+	Now func() time.Time
+}
+
+// Start opens the store, bootstraps on first start, starts the watchers
+// and listeners. It returns once the HTTP listener is bound; /readyz turns
+// 200 when the first routing snapshot is loaded.
+func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
+	n := &Node{cfg: cfg, log: o.Log, reg: prometheus.NewRegistry(), table: &routing.Table{}, now: o.Now}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data_dir %s: %w", cfg.DataDir, err)
+	}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(n.reg)
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+
+	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
+	defer ocancel()
+	st, err := store.Open(octx, cfg.NATS, cfg.DataDir, n.log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	n.st = st
+	n.closers = append(n.closers, st.Close)
+	registerStoreMetrics(n.reg, st, n.table)
+
+	n.svc = provisioning.New(st, provisioning.Options{
+		Sandbox:   cfg.Sandbox,
+		PublicURL: cfg.PublicURL,
+		Now:       o.Now,
+		Log:       n.log,
+		Metrics:   provisioning.NewMetrics(n.reg),
+	})
+	if err := n.bootstrap(octx); err != nil {
+		n.Close()
+		return nil, err
+	}
+
+	n.syncer = &provisioning.Syncer{Table: n.table}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.syncer.Run(runCtx, st.Numbers, st.Agents, st.Forwarding, st.Integrations); err != nil {
+			n.log.Error("node: routing sync stopped", "err", err)
+		}
+	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.svc.RunRenewalLoop(runCtx, cfg.RenewalInterval)
+	}()
+
+	extra := map[string]http.Handler{
+		"GET /metrics": promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}),
+	}
+	if err := n.startEdges(runCtx, extra); err != nil {
+		n.Close()
+		return nil, err
+	}
+	h := api.New(api.Options{
+		Service: n.svc,
+		Log:     n.log,
+		Ready:   n.readiness,
+		Regions: n.regions,
+		Extra:   extra,
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: http_addr %s: %w", cfg.HTTPAddr, err)
+	}
+	n.httpLn = ln
+	n.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("node: http server", "err", err)
+		}
+	}()
+	go func() {
+		select {
+		case <-n.syncer.Ready():
+			n.ready.Store(true)
+			n.log.Info("node: ready", "http", n.HTTPAddr(), "numbers", n.table.Load().Len())
+		case <-runCtx.Done():
+		}
+	}()
+	return n, nil
+}
+
+func (n *Node) readiness() (bool, string) {
+	if !n.ready.Load() {
+		return false, "routing snapshot not loaded yet"
+	}
+	if !n.edgesReady() {
+		return false, "listeners not up"
+	}
+	return true, ""
+}
+
+// Ready reports /readyz's answer.
+func (n *Node) Ready() bool { ok, _ := n.readiness(); return ok }
+
+// HTTPAddr is the bound HTTP address.
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// Service is the provisioning service (tests, CLI in-process).
+func (n *Node) Service() *provisioning.Service { return n.svc }
+
+// Table is the routing table.
+func (n *Node) Table() *routing.Table { return n.table }
+
+// Store is the state store.
+func (n *Node) Store() *store.Store { return n.st }
+
+// Registry is the node's metrics registry.
+func (n *Node) Registry() *prometheus.Registry { return n.reg }
+
+// APIKey and AdminKey are the bootstrap keys (empty when the files were
+// removed by an operator).
+func (n *Node) APIKey() string   { return n.apiKey }
+func (n *Node) AdminKey() string { return n.adminKey }
+
+// Close stops everything.
+func (n *Node) Close() {
+	if n.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = n.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.stopEdges()
+	n.wg.Wait()
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+	n.closers = nil
+}
+
+// bootstrap creates the default workspace and the key files on first
+// start; later starts reuse them.
+func (n *Node) bootstrap(ctx context.Context) error {
+	apiPath := filepath.Join(n.cfg.DataDir, "api-key")
+	adminPath := filepath.Join(n.cfg.DataDir, "admin-key")
+	ws := n.cfg.Bootstrap.Workspace
+	_, err := n.svc.GetWorkspace(ctx, ws)
+	switch {
+	case err == nil:
+		n.apiKey = readKey(apiPath)
+		n.adminKey = readKey(adminPath)
+		if n.adminKey == "" {
+			n.log.Warn("node: admin key file missing; workspace management needs a key (delete the data dir to start over)", "path", adminPath)
+		}
+		return nil
+	case !errors.Is(err, provisioning.ErrNotFound):
+		return err
+	}
+	_, key, err := n.svc.CreateWorkspace(ctx, ws, ws, n.cfg.Bootstrap.Credits)
+	if err != nil && !errors.Is(err, provisioning.ErrConflict) {
+		return fmt.Errorf("node: bootstrap workspace %q: %w", ws, err)
+	}
+	if errors.Is(err, provisioning.ErrConflict) {
+		// Another node sharing this NATS created it first.
+		n.apiKey = readKey(apiPath)
+		return nil
+	}
+	admin, err := n.svc.CreateKey(ctx, "", true)
+	if err != nil {
+		return err
+	}
+	if err := writeKey(apiPath, key); err != nil {
+		return err
+	}
+	if err := writeKey(adminPath, admin); err != nil {
+		return err
+	}
+	n.apiKey, n.adminKey = key, admin
+	n.log.Info("node: first start: created workspace with credits; keys written (mode 0600)",
+		"workspace", ws, "credits", n.cfg.Bootstrap.Credits, "api_key_file", apiPath, "admin_key_file", adminPath)
+	return nil
+}
+
+func readKey(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func writeKey(path, key string) error {
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	return os.Chmod(path, 0o600)
+}
+
+// Log is the node's logger.
+func (n *Node) Log() *slog.Logger { return n.log }
+
+// Config is the node's config.
+func (n *Node) Config() config.Config { return n.cfg }

@@ -1,0 +1,75 @@
+// Package storetest starts real NATS JetStream servers for tests.
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/callgate/callgate/store"
+)
+
+// OpenEmbedded opens a store on an embedded nats-server with JetStream in
+// a fresh temporary directory, closed when the test ends.
+func OpenEmbedded(t testing.TB) *store.Store {
+	t.Helper()
+	return OpenEmbeddedAt(t, t.TempDir())
+}
+
+// OpenEmbeddedAt opens an embedded store on dataDir (to test restarts).
+// The caller closes it.
+func OpenEmbeddedAt(t testing.TB, dataDir string) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{}, dataDir, nil)
+	if err != nil {
+		t.Fatalf("open embedded store: %v", err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+// RunJetStreamServer starts a standalone JetStream nats-server listening
+// on a random loopback port (as an external NATS would be) and returns it;
+// it is shut down when the test ends.
+func RunJetStreamServer(t testing.TB) *server.Server {
+	t.Helper()
+	opts := &server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+		NoSigs:    true,
+		NoLog:     true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats-server: %v", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	return srv
+}
+
+// CheckFor polls fn until it returns nil or the timeout passes.
+func CheckFor(t testing.TB, timeout, every time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(every)
+	}
+	t.Fatalf("condition not met after %s: %v", timeout, err)
+}
