@@ -182,7 +182,10 @@ func newRecorder(t testing.TB) *recorder {
 		} else {
 			io.WriteString(w, `{"data":{"result":"ok"}}`)
 		}
-		rc.got <- rec
+		select {
+		case rc.got <- rec:
+		default:
+		}
 	}))
 	t.Cleanup(rc.srv.Close)
 	return rc

@@ -281,7 +281,9 @@ func diversionURIs(hs []nameValue) []string {
 			part = strings.TrimSpace(part)
 			if i := strings.IndexByte(part, '<'); i >= 0 {
 				if j := strings.IndexByte(part[i:], '>'); j > 0 {
-					out = append(out, part[i+1:i+j])
+					if u := strings.TrimSpace(part[i+1 : i+j]); u != "" {
+						out = append(out, u)
+					}
 					continue
 				}
 			}
