@@ -25,10 +25,14 @@ var iceAttrs = map[string]bool{
 	"ice-mismatch": true, "ice-pacing": true,
 }
 
+// attrKey normalises an attribute name (case, stray whitespace such as a
+// doubled CR).
+func attrKey(k string) string { return strings.ToLower(strings.TrimSpace(k)) }
+
 func dropICE(attrs []sdp.Attribute) []sdp.Attribute {
 	out := attrs[:0]
 	for _, a := range attrs {
-		if !iceAttrs[strings.ToLower(a.Key)] {
+		if !iceAttrs[attrKey(a.Key)] {
 			out = append(out, a)
 		}
 	}
@@ -84,7 +88,7 @@ func rewriteSDP(raw []byte, advertise netip.Addr, localRTP, localRTCP uint16) ([
 	}
 
 	for _, a := range md.Attributes {
-		switch strings.ToLower(a.Key) {
+		switch attrKey(a.Key) {
 		case "rtcp":
 			// a=rtcp:<port> [IN IP4 <addr>]  (RFC 3605)
 			f := strings.Fields(a.Value)
@@ -152,7 +156,7 @@ func rewriteSDP(raw []byte, advertise netip.Addr, localRTP, localRTCP uint16) ([
 	md.MediaName.Port = sdp.RangedPort{Value: int(localRTP)}
 	md.Attributes = dropICE(md.Attributes)
 	for i := range md.Attributes {
-		if strings.EqualFold(md.Attributes[i].Key, "rtcp") {
+		if attrKey(md.Attributes[i].Key) == "rtcp" {
 			md.Attributes[i].Value = fmt.Sprintf("%d IN %s %s", localRTCP, addrType, adv)
 		}
 	}
