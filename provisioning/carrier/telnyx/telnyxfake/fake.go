@@ -55,6 +55,9 @@ type Options struct {
 	Owned     []Number // numbers already on the account
 	Inventory []Number // numbers for sale
 	Addr      string   // listen address; default 127.0.0.1:0
+	// RequireSearch refuses (422) to order a number that no search returned
+	// in the last 10 minutes, as Telnyx does.
+	RequireSearch bool
 }
 
 // DefaultAPIKey is the key a fake accepts unless Options.APIKey is set.
@@ -106,6 +109,7 @@ type Server struct {
 	once sync.Once
 
 	mu           sync.Mutex
+	searched     map[string]time.Time // number -> last time a search returned it
 	owned        []*Number
 	inventory    []Number
 	orders       map[string]*order
@@ -127,7 +131,7 @@ func New(c Cleaner, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telnyxfake: listen %s: %w", opts.Addr, err)
 	}
-	s := &Server{opts: opts, done: make(chan struct{}), orders: map[string]*order{}}
+	s := &Server{opts: opts, done: make(chan struct{}), orders: map[string]*order{}, searched: map[string]time.Time{}}
 	for _, n := range opts.Owned {
 		n := n
 		fill(&n)
@@ -514,6 +518,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 		if len(data) >= limit {
 			continue
 		}
+		s.searched[n.PhoneNumber] = time.Now()
 		features := []map[string]string{}
 		for _, f := range n.Features {
 			features = append(features, map[string]string{"name": f})
@@ -607,6 +612,12 @@ func (s *Server) createOrder(w http.ResponseWriter, r *http.Request) {
 				idx = j
 				break
 			}
+		}
+		if idx >= 0 && s.opts.RequireSearch && time.Since(s.searched[pn.PhoneNumber]) > 10*time.Minute {
+			writeError(w, http.StatusUnprocessableEntity, apiError{Code: "85001", Title: "Number not available",
+				Detail: fmt.Sprintf("%s must be returned by a recent number search before it can be ordered", pn.PhoneNumber),
+				Source: map[string]string{"pointer": fmt.Sprintf("/phone_numbers/%d/phone_number", i)}})
+			return
 		}
 		if idx < 0 {
 			writeError(w, http.StatusUnprocessableEntity, apiError{Code: "85001", Title: "Number not available",
@@ -833,4 +844,20 @@ func newNumericID() string {
 		v = v<<8 | uint64(c)
 	}
 	return strconv.FormatUint(1000000000000000000+v%8000000000000000000, 10)
+}
+
+// DemoOptions is a ready-made account for walking the import and purchase
+// flows by hand: three numbers on the customer's own connection and
+// messaging profile, and local (312, 646) and toll-free numbers for sale.
+func DemoOptions() Options {
+	owned := []Number{
+		{PhoneNumber: "+13125550101", Region: "IL", Locality: "CHICAGO", Features: []string{"voice", "sms", "mms"},
+			ConnectionID: "1111111111111111111", MessagingProfileID: "40017000-0000-4000-8000-000000000001"},
+		{PhoneNumber: "+13125550102", Region: "IL", Locality: "CHICAGO", ConnectionID: "1111111111111111111"},
+		{PhoneNumber: "+16465550103", Region: "NY", Locality: "NEW YORK"},
+	}
+	inv := GenerateInventory("312", "local", 10)
+	inv = append(inv, GenerateInventory("646", "local", 10)...)
+	inv = append(inv, GenerateInventory("888", "toll_free", 5)...)
+	return Options{Owned: owned, Inventory: inv}
 }

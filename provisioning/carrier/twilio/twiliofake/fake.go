@@ -940,3 +940,22 @@ func SortedPhoneNumbers(ns []Number) []string {
 	sort.Strings(out)
 	return out
 }
+
+// DemoOptions is a ready-made account for walking the import and purchase
+// flows by hand: three numbers already pointed at the customer's own app,
+// and local (415, 212), mobile and toll-free numbers for sale.
+func DemoOptions() Options {
+	owned := []Number{
+		{PhoneNumber: "+14155550101", Region: "CA", Locality: "San Francisco", Voice: true, SMS: true, MMS: true,
+			VoiceURL: "https://customer.example/voice", VoiceMethod: "POST", SMSURL: "https://customer.example/sms", SMSMethod: "POST"},
+		{PhoneNumber: "+14155550102", Region: "CA", Locality: "San Francisco", Voice: true, SMS: true,
+			VoiceURL: "https://customer.example/voice", VoiceMethod: "POST"},
+		{PhoneNumber: "+12125550103", Region: "NY", Locality: "New York", Voice: true,
+			TrunkSID: "TK00000000000000000000000000000001"},
+	}
+	inv := GenerateInventory("415", TypeLocal, 10)
+	inv = append(inv, GenerateInventory("212", TypeLocal, 10)...)
+	inv = append(inv, GenerateInventory("628", TypeMobile, 3)...)
+	inv = append(inv, GenerateInventory("800", TypeTollFree, 5)...)
+	return Options{Owned: owned, Inventory: inv}
+}
