@@ -96,7 +96,14 @@ func (s *Service) Search(ctx context.Context, p Principal, r SearchRequest) (car
 func carrierErr(err error, field string) error {
 	var ce *carrier.Error
 	if errors.As(err, &ce) && errors.Is(err, carrier.ErrInvalidQuery) {
-		return invalid(field, "%s", ce.Detail)
+		if ce.Field != "" {
+			field = ce.Field
+		}
+		detail := ce.Detail
+		if detail == "" {
+			detail = ce.Error()
+		}
+		return invalid(field, "%s", detail)
 	}
 	return err
 }

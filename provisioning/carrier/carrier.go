@@ -120,6 +120,9 @@ type Error struct {
 	Op      string
 	Kind    error // one of the Err... values above
 	Detail  string
+	// Field names the request field at fault for ErrInvalidQuery (e.g.
+	// "area_code", "page_token"); empty when unknown.
+	Field string
 }
 
 func (e *Error) Error() string {

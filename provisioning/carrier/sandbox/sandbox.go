@@ -69,7 +69,7 @@ const maxScan = 4000
 func (c *Carrier) Search(ctx context.Context, q carrier.SearchQuery) (carrier.SearchPage, error) {
 	country := strings.ToUpper(q.Country)
 	if !supportedRegion(country) {
-		return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Detail: fmt.Sprintf("country %q is not a supported ISO 3166 code", q.Country)}
+		return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Field: "country", Detail: fmt.Sprintf("country %q is not a supported ISO 3166 code", q.Country)}
 	}
 	typ := q.Type
 	if typ == "" {
@@ -77,10 +77,10 @@ func (c *Carrier) Search(ctx context.Context, q carrier.SearchQuery) (carrier.Se
 	}
 	lpType, ok := libType(typ)
 	if !ok {
-		return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Detail: fmt.Sprintf("type %q is not one of local, mobile, toll_free, national", q.Type)}
+		return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Field: "type", Detail: fmt.Sprintf("type %q is not one of local, mobile, toll_free, national", q.Type)}
 	}
 	if err := validAreaCode(country, q.AreaCode); err != nil {
-		return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Detail: err.Error()}
+		return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Field: "area_code", Detail: err.Error()}
 	}
 	limit := q.Limit
 	if limit <= 0 {
@@ -91,7 +91,7 @@ func (c *Carrier) Search(ctx context.Context, q carrier.SearchQuery) (carrier.Se
 		var err error
 		start, err = decodeToken(q.PageToken, country, typ, q.AreaCode)
 		if err != nil {
-			return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Detail: err.Error()}
+			return carrier.SearchPage{}, &carrier.Error{Carrier: "sandbox", Op: "search", Kind: carrier.ErrInvalidQuery, Field: "page_token", Detail: err.Error()}
 		}
 	}
 	gen, ok := newGenerator(country, typ, lpType, q.AreaCode)
