@@ -585,7 +585,7 @@ func (c *Carrier) find(ctx context.Context, op, e164 string) (phoneNumber, error
 		return phoneNumber{}, err
 	}
 	for _, n := range nums {
-		if n.PhoneNumber == e164 && n.ID != "" && n.Status != "deleted" {
+		if n.PhoneNumber == e164 && validID(n.ID) && n.Status != "deleted" {
 			return n, nil
 		}
 	}
@@ -702,8 +702,8 @@ func (c *Carrier) waitOrder(ctx context.Context, ord numberOrder, e164 string) (
 		return &PendingOrderError{OrderID: ord.ID, PhoneNumber: e164,
 			Err: &carrier.Error{Carrier: Name, Op: op, Kind: carrier.ErrTimeout, Detail: detail}}
 	}
-	if ord.ID == "" {
-		return ord, &carrier.Error{Carrier: Name, Op: op, Kind: carrier.ErrUnavailable, Detail: "Telnyx answered a pending order without an id"}
+	if !validID(ord.ID) {
+		return ord, &carrier.Error{Carrier: Name, Op: op, Kind: carrier.ErrUnavailable, Detail: "Telnyx answered a pending order without a usable id"}
 	}
 	delay := pollFirst
 	var last error
@@ -718,7 +718,7 @@ func (c *Carrier) waitOrder(ctx context.Context, ord numberOrder, e164 string) (
 		var out struct {
 			Data numberOrder `json:"data"`
 		}
-		err := c.do(wctx, op, http.MethodGet, "/v2/number_orders/"+url.PathEscape(ord.ID), nil, nil, &out, kinds{})
+		err := c.do(wctx, op, http.MethodGet, "/v2/number_orders/"+ord.ID, nil, nil, &out, kinds{})
 		switch {
 		case err == nil && out.Data.Status != "pending":
 			return out.Data, nil
@@ -743,13 +743,13 @@ func (c *Carrier) waitOrder(ctx context.Context, ord numberOrder, e164 string) (
 // call again later.
 func (c *Carrier) ReleaseOrder(ctx context.Context, orderID string) error {
 	const op = "release order"
-	if orderID == "" || len(orderID) > 128 {
-		return &carrier.Error{Carrier: Name, Op: op, Kind: carrier.ErrInvalidQuery, Detail: "order id is required"}
+	if !validID(orderID) {
+		return &carrier.Error{Carrier: Name, Op: op, Kind: carrier.ErrInvalidQuery, Detail: "order id must be 1 to 128 letters, digits, '-' or '_'"}
 	}
 	var out struct {
 		Data numberOrder `json:"data"`
 	}
-	if err := c.do(ctx, op, http.MethodGet, "/v2/number_orders/"+url.PathEscape(orderID), nil, nil, &out, kinds{}); err != nil {
+	if err := c.do(ctx, op, http.MethodGet, "/v2/number_orders/"+orderID, nil, nil, &out, kinds{}); err != nil {
 		return err
 	}
 	switch out.Data.Status {
@@ -786,7 +786,7 @@ func (c *Carrier) Configure(ctx context.Context, e164 string, cfg carrier.Number
 		return carrier.NumberConfig{}, err
 	}
 	prev := carrier.NumberConfig{ConnectionID: deref(n.ConnectionID), MessagingProfileID: deref(n.MessagingProfileID)}
-	path := "/v2/phone_numbers/" + url.PathEscape(n.ID)
+	path := "/v2/phone_numbers/" + n.ID
 	connChanged := cfg.ConnectionID != prev.ConnectionID
 	if connChanged {
 		if err := c.do(ctx, op, http.MethodPatch, path, nil, map[string]string{"connection_id": cfg.ConnectionID}, nil, kinds{}); err != nil {
@@ -821,5 +821,20 @@ func (c *Carrier) Release(ctx context.Context, e164 string) error {
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, op, http.MethodDelete, "/v2/phone_numbers/"+url.PathEscape(n.ID), nil, nil, nil, kinds{})
+	return c.do(ctx, op, http.MethodDelete, "/v2/phone_numbers/"+n.ID, nil, nil, nil, kinds{})
+}
+
+// validID accepts the ids Telnyx hands out (numeric ids, UUIDs), which go
+// into URL paths unescaped.
+func validID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

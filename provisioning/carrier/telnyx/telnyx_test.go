@@ -395,3 +395,14 @@ func TestFailures(t *testing.T) {
 		}
 	})
 }
+
+func TestReleaseOrderInvalidID(t *testing.T) {
+	fk, c := runFake(t, telnyxfake.Options{})
+	for _, id := range []string{"", "../phone_numbers/1", strings.Repeat("a", 200)} {
+		wantKind(t, c.ReleaseOrder(ctx(t), id), carrier.ErrInvalidQuery)
+	}
+	wantKind(t, c.ReleaseOrder(ctx(t), "0b3e6d30-0000-4000-8000-000000000000"), carrier.ErrNotFound)
+	if n := len(fk.Requests()); n != 1 {
+		t.Fatalf("%d requests", n)
+	}
+}
