@@ -85,6 +85,17 @@ func (c Config) Validate() error {
 	} else if strings.ContainsAny(c.APIKey, " \t\r\n") || len(c.APIKey) > 512 {
 		errs = append(errs, errors.New("api_key: must be a single token of at most 512 characters"))
 	}
+	if err := c.ValidateSettings(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateSettings checks everything but the API key: the gateway-wide part
+// of the configuration (carriers.telnyx.*), before any integration supplies
+// a key.
+func (c Config) ValidateSettings() error {
+	var errs []error
 	if c.APIBase != "" {
 		if _, err := parseBase(c.APIBase); err != nil {
 			errs = append(errs, fmt.Errorf("api_base: %w", err))

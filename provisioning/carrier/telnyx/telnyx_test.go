@@ -406,3 +406,12 @@ func TestReleaseOrderInvalidID(t *testing.T) {
 		t.Fatalf("%d requests", n)
 	}
 }
+
+func TestValidateSettingsWithoutKey(t *testing.T) {
+	if err := (telnyx.Config{APIBase: "http://127.0.0.1:8080"}).ValidateSettings(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (telnyx.Config{Timeout: -1}).ValidateSettings(); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -87,6 +87,17 @@ func (c Config) Validate() error {
 	if !tokenRe.MatchString(c.AuthToken) {
 		errs = append(errs, errors.New("auth_token: must be 1 to 128 letters or digits"))
 	}
+	if err := c.ValidateSettings(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateSettings checks everything but the credentials: the gateway-wide
+// part of the configuration (carriers.twilio.*), before any integration
+// supplies an account.
+func (c Config) ValidateSettings() error {
+	var errs []error
 	if c.APIBase != "" {
 		if _, err := parseBase(c.APIBase); err != nil {
 			errs = append(errs, fmt.Errorf("api_base: %w", err))

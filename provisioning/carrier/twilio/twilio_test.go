@@ -440,3 +440,12 @@ func TestAPIBasePathPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestValidateSettingsWithoutCredentials(t *testing.T) {
+	if err := (twilio.Config{APIBase: "http://127.0.0.1:8080", Edge: "dublin", Region: "ie1"}).ValidateSettings(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (twilio.Config{APIBase: "127.0.0.1:8080"}).ValidateSettings(); err == nil || !strings.Contains(err.Error(), "api_base") {
+		t.Fatalf("error %v", err)
+	}
+}
