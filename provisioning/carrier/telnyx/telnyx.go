@@ -619,6 +619,14 @@ type PendingOrderError struct {
 func (e *PendingOrderError) Error() string { return e.Err.Error() }
 func (e *PendingOrderError) Unwrap() error { return e.Err }
 
+// PendingOrderID implements carrier.PendingOrder.
+func (e *PendingOrderError) PendingOrderID() string { return e.OrderID }
+
+var (
+	_ carrier.PendingOrder  = (*PendingOrderError)(nil)
+	_ carrier.OrderReleaser = (*Carrier)(nil)
+)
+
 type numberOrder struct {
 	ID           string `json:"id"`
 	Status       string `json:"status"`

@@ -415,3 +415,28 @@ func TestValidateSettingsWithoutKey(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// The saga's generic undo path: an instrumented Telnyx carrier, a pending
+// order found through carrier.PendingOrderID, undone through carrier.ReleaseOrder.
+func TestGenericPendingOrderUndo(t *testing.T) {
+	fk, tc := runFake(t, telnyxfake.Options{Inventory: telnyxfake.GenerateInventory("312", "local", 1)},
+		func(cfg *telnyx.Config) { cfg.OrderWait = 300 * time.Millisecond })
+	c := carrier.Instrument(tc, carrier.NewMetrics(nil))
+	fk.SetOrdersPending(-1)
+	_, err := c.Buy(ctx(t), "+13125550200", carrier.NumberConfig{})
+	id, ok := carrier.PendingOrderID(err)
+	if !ok || id == "" {
+		t.Fatalf("error %v carries no pending order", err)
+	}
+	fk.CompletePendingOrders()
+	supported, err := carrier.ReleaseOrder(ctx(t), c, id)
+	if !supported || err != nil {
+		t.Fatalf("ReleaseOrder: %v %v", supported, err)
+	}
+	if len(fk.Owned()) != 0 {
+		t.Fatal("number left on the account")
+	}
+	if _, ok := carrier.PendingOrderID(errors.New("x")); ok {
+		t.Fatal("plain error reported as pending")
+	}
+}
