@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -122,4 +123,40 @@ func FuzzDiversion(f *testing.F) {
 			normalizeNumber(u)
 		}
 	})
+}
+
+// FuzzParseForm: the hot-path form parser agrees with url.ParseQuery
+// (values and whether it fails), and signs the same bytes as the
+// url.Values signer.
+func FuzzParseForm(f *testing.F) {
+	f.Add("To=%2B12282001234&From=+1415&Digits=5678&Digits=1234&Digits=1234")
+	f.Add("a=1;b=2")
+	f.Add("%zz=1&b")
+	f.Add("&&=&a==b&+=%20")
+	f.Fuzz(func(t *testing.T, body string) {
+		want, werr := url.ParseQuery(body)
+		fm := getForm()
+		defer putForm(fm)
+		gerr := fm.parseForm(body)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("errors differ: url.ParseQuery %v, parseForm %v", werr, gerr)
+		}
+		got := url.Values{}
+		for _, x := range fm.fields {
+			got[x.k] = append(got[x.k], x.v)
+		}
+		if got.Encode() != want.Encode() {
+			t.Fatalf("values differ:\n got %v\nwant %v", got, want)
+		}
+		if a, b := TwilioSignature("k", "u", want), signForm("k", "u", fm); a != b {
+			t.Fatalf("signatures differ: %s vs %s", a, b)
+		}
+	})
+}
+
+func signForm(token, u string, fm *form) string {
+	mac, pool := getMAC(token)
+	defer pool.Put(mac)
+	mac.Write(fm.appendSigned([]byte(u)))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }

@@ -10,10 +10,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,8 +46,12 @@ func TwilioSignature(authToken, fullURL string, params url.Values) string {
 type byteWriter interface{ Write([]byte) (int, error) }
 
 func writeTwilioParams(w byteWriter, params url.Values) {
+	w.Write(appendTwilioParams(nil, params))
+}
+
+func appendTwilioParams(dst []byte, params url.Values) []byte {
 	if len(params) == 0 {
-		return
+		return dst
 	}
 	var kbuf [32]string
 	keys := kbuf[:0]
@@ -52,7 +59,6 @@ func writeTwilioParams(w byteWriter, params url.Values) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	var buf []byte
 	for _, k := range keys {
 		vals := params[k]
 		if len(vals) > 1 {
@@ -61,11 +67,11 @@ func writeTwilioParams(w byteWriter, params url.Values) {
 			vals = slices.Compact(vals)
 		}
 		for _, v := range vals {
-			buf = append(buf[:0], k...)
-			buf = append(buf, v...)
-			w.Write(buf)
+			dst = append(dst, k...)
+			dst = append(dst, v...)
 		}
 	}
+	return dst
 }
 
 // VerifyTwilio checks sig (the X-Twilio-Signature header) for a request
@@ -75,16 +81,32 @@ func writeTwilioParams(w byteWriter, params url.Values) {
 // accepts the URL with the default port added or removed. Comparisons are
 // constant-time.
 func VerifyTwilio(authToken, fullURL, sig string, params url.Values, body []byte) error {
+	return verifyTwilio(authToken, fullURL, sig, valuesParams(params), body)
+}
+
+// signedParams appends parameters in Twilio's signing order.
+type signedParams interface{ appendSigned(dst []byte) []byte }
+
+type valuesParams url.Values
+
+func (v valuesParams) appendSigned(dst []byte) []byte { return appendTwilioParams(dst, url.Values(v)) }
+
+func verifyTwilio(authToken, fullURL, sig string, params signedParams, body []byte) error {
 	if sig == "" {
 		return ErrNoSignature
 	}
 	if authToken == "" {
 		return ErrNoKey
 	}
-	want, err := base64.StdEncoding.DecodeString(sig)
-	if err != nil || len(want) != sha1.Size {
+	var wantBuf [sha1.Size + 2]byte
+	if base64.StdEncoding.DecodedLen(len(sig)) > len(wantBuf) {
 		return ErrBadSignature
 	}
+	n, err := base64.StdEncoding.Decode(wantBuf[:], []byte(sig))
+	if err != nil || n != sha1.Size {
+		return ErrBadSignature
+	}
+	want := wantBuf[:n]
 	bodyHash, hasBodyHash := queryParam(fullURL, "bodySHA256")
 	if hasBodyHash {
 		params = nil
@@ -109,10 +131,46 @@ func VerifyTwilio(authToken, fullURL, sig string, params url.Values, body []byte
 	return nil
 }
 
-func twilioMatch(token, fullURL string, params url.Values, want []byte) bool {
-	mac := hmac.New(sha1.New, []byte(token))
-	mac.Write([]byte(fullURL))
-	writeTwilioParams(mac, params)
+// macs keeps keyed HMAC-SHA1 states per auth token (Reset returns an
+// HMAC to its keyed state), bounded by dropping them all past maxMACKeys.
+var (
+	macs      sync.Map // token -> *sync.Pool of hash.Hash
+	macsCount atomic.Int64
+)
+
+const maxMACKeys = 4096
+
+func getMAC(token string) (hash.Hash, *sync.Pool) {
+	p, ok := macs.Load(token)
+	if !ok {
+		if macsCount.Add(1) > maxMACKeys {
+			macs.Clear()
+			macsCount.Store(1)
+		}
+		key := []byte(token)
+		p, _ = macs.LoadOrStore(token, &sync.Pool{New: func() any { return hmac.New(sha1.New, key) }})
+	}
+	pool := p.(*sync.Pool)
+	m := pool.Get().(hash.Hash)
+	m.Reset()
+	return m, pool
+}
+
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+func twilioMatch(token, fullURL string, params signedParams, want []byte) bool {
+	mac, pool := getMAC(token)
+	defer pool.Put(mac)
+	bp := msgPool.Get().(*[]byte)
+	msg := append((*bp)[:0], fullURL...)
+	if params != nil {
+		msg = params.appendSigned(msg)
+	}
+	mac.Write(msg)
+	if cap(msg) <= 256<<10 {
+		*bp = msg[:0]
+		msgPool.Put(bp)
+	}
 	var sum [sha1.Size]byte
 	return hmac.Equal(mac.Sum(sum[:0]), want)
 }

@@ -22,43 +22,27 @@ const (
 // maxAttempts bounds the attempt query parameter of a Dial action URL.
 const maxAttempts = 32
 
-// parseParams reads a webhook's parameters: a form body, or (Twilio
-// bodySHA256 requests, Telnyx JSON TeXML) a flat JSON object whose
-// string, number and boolean members become parameters.
-func parseParams(contentType string, body []byte) (url.Values, error) {
-	ct := strings.ToLower(strings.TrimSpace(contentType))
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = strings.TrimSpace(ct[:i])
+// parseJSONParams reads a flat JSON object whose string, number and
+// boolean members become parameters.
+func parseJSONParams(body []byte) (url.Values, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("malformed JSON body: %v", err)
 	}
-	switch ct {
-	case "", "application/x-www-form-urlencoded":
-		v, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, fmt.Errorf("malformed form body: %v", err)
+	v := make(url.Values, len(m))
+	for k, raw := range m {
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			v.Set(k, s)
+			continue
 		}
-		return v, nil
-	case "application/json":
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(body, &m); err != nil {
-			return nil, fmt.Errorf("malformed JSON body: %v", err)
+		switch t := strings.TrimSpace(string(raw)); {
+		case t == "null":
+		case t == "true" || t == "false" || (t != "" && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9'))):
+			v.Set(k, t)
 		}
-		v := make(url.Values, len(m))
-		for k, raw := range m {
-			var s string
-			if err := json.Unmarshal(raw, &s); err == nil {
-				v.Set(k, s)
-				continue
-			}
-			switch t := strings.TrimSpace(string(raw)); {
-			case t == "null":
-			case t == "true" || t == "false" || (t != "" && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9'))):
-				v.Set(k, t)
-			}
-		}
-		return v, nil
-	default:
-		return nil, fmt.Errorf("unsupported Content-Type %q (want application/x-www-form-urlencoded or application/json)", contentType)
 	}
+	return v, nil
 }
 
 // attemptOf reads the attempt query parameter of a Dial action URL.
@@ -83,12 +67,12 @@ func (h *Handler) telnyxTeXML(w http.ResponseWriter, r *http.Request) string {
 }
 
 // verifyRequest checks the signature of a webhook for the number of route.
-func (h *Handler) verifyRequest(telnyx bool, snap *routing.Snapshot, n *routing.Number, r *http.Request, params url.Values, body []byte) error {
+func (h *Handler) verifyRequest(telnyx bool, snap *routing.Snapshot, n *routing.Number, r *http.Request, params *form, body []byte) error {
 	if telnyx {
 		return VerifyTelnyx(h.telnyxKey(snap, n), r.Header.Get("Telnyx-Signature-Ed25519"),
 			r.Header.Get("Telnyx-Timestamp"), body, h.now(), h.cfg.TimestampTolerance)
 	}
-	return VerifyTwilio(h.twilioToken(snap, n), h.signedURL(r), r.Header.Get("X-Twilio-Signature"), params, body)
+	return verifyTwilio(h.twilioToken(snap, n), h.signedURL(r), r.Header.Get("X-Twilio-Signature"), params, body)
 }
 
 // hasSignature reports whether the request carries the carrier's
@@ -119,8 +103,9 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	}
 	defer putBuf(buf)
 	body := buf.Bytes()
-	params, err := parseParams(r.Header.Get("Content-Type"), body)
-	if err != nil {
+	params := getForm()
+	defer putForm(params)
+	if err := params.parse(r.Header.Get("Content-Type"), body); err != nil {
 		return badRequest(w, "%v", err)
 	}
 	to := params.Get("To")
@@ -173,16 +158,17 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	doc := dialDoc{
 		answerOnBridge: !telnyx,
 		ringSeconds:    int(h.cfg.Twilio.RingTimeout / time.Second),
+		base:           h.cfg.PublicURL,
 		target:         sipTarget(scratch[:0], ep.URI, edge, agentHeaders(res, ep)),
 	}
 	path := requestPath(r)
 	if attempt+1 < len(cands) {
-		doc.action = h.cfg.PublicURL + path + "?attempt=" + strconv.Itoa(attempt+1)
+		doc.actionPath, doc.nextAttempt = path, attempt+1
 	}
 	if !telnyx {
-		doc.statusCallback = h.cfg.PublicURL + strings.TrimSuffix(path, "voice") + "status?number=" +
-			url.QueryEscape(res.route.Number.E164) + "&agent=" + url.QueryEscape(res.route.Agent.ID) +
-			"&region=" + url.QueryEscape(ep.Region) + "&t0=" + strconv.FormatInt(h.now().UnixMilli(), 10)
+		doc.statusPath = strings.TrimSuffix(path, "voice") + "status"
+		doc.number, doc.agent, doc.region = res.route.Number.E164, res.route.Agent.ID, ep.Region
+		doc.t0 = h.now().UnixMilli()
 	}
 	out.Write(doc.append(out.AvailableBuffer()))
 	writeXML(w, out.Bytes())
@@ -226,8 +212,9 @@ func (h *Handler) twilioStatus(w http.ResponseWriter, r *http.Request) string {
 	}
 	defer putBuf(buf)
 	body := buf.Bytes()
-	params, err := parseParams(r.Header.Get("Content-Type"), body)
-	if err != nil {
+	params := getForm()
+	defer putForm(params)
+	if err := params.parse(r.Header.Get("Content-Type"), body); err != nil {
 		return badRequest(w, "%v", err)
 	}
 	q := r.URL.Query()
@@ -330,8 +317,9 @@ func (h *Handler) twilioSMS(w http.ResponseWriter, r *http.Request) string {
 	}
 	defer putBuf(buf)
 	body := buf.Bytes()
-	params, err := parseParams(r.Header.Get("Content-Type"), body)
-	if err != nil {
+	params := getForm()
+	defer putForm(params)
+	if err := params.parse(r.Header.Get("Content-Type"), body); err != nil {
 		return badRequest(w, "%v", err)
 	}
 	to := params.Get("To")

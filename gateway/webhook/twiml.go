@@ -113,8 +113,14 @@ func appendXMLText[T ~string | ~[]byte](dst []byte, s T) []byte {
 type dialDoc struct {
 	answerOnBridge bool
 	ringSeconds    int
-	action         string // next attempt's URL, empty on the last candidate
-	statusCallback string // <Sip statusCallback>, empty for none
+	base           string // public URL, prefix of the callback URLs
+	actionPath     string // next attempt's path; empty on the last candidate
+	nextAttempt    int
+	statusPath     string // <Sip statusCallback> path; empty for none
+	number         string // status callback query: number, agent, region, t0
+	agent          string
+	region         string
+	t0             int64
 	target         []byte // the SIP URI, unescaped
 }
 
@@ -129,19 +135,47 @@ func (d *dialDoc) append(dst []byte) []byte {
 		dst = strconv.AppendInt(dst, int64(d.ringSeconds), 10)
 		dst = append(dst, '"')
 	}
-	if d.action != "" {
+	if d.actionPath != "" {
 		dst = append(dst, ` action="`...)
-		dst = appendXMLText(dst, d.action)
+		dst = appendXMLText(dst, d.base)
+		dst = appendXMLText(dst, d.actionPath)
+		dst = append(dst, "?attempt="...)
+		dst = strconv.AppendInt(dst, int64(d.nextAttempt), 10)
 		dst = append(dst, `" method="POST"`...)
 	}
 	dst = append(dst, "><Sip"...)
-	if d.statusCallback != "" {
+	if d.statusPath != "" {
 		dst = append(dst, ` statusCallbackEvent="answered completed" statusCallback="`...)
-		dst = appendXMLText(dst, d.statusCallback)
+		dst = appendXMLText(dst, d.base)
+		dst = appendXMLText(dst, d.statusPath)
+		dst = append(dst, "?number="...)
+		dst = appendQueryEscape(dst, d.number)
+		dst = append(dst, "&amp;agent="...)
+		dst = appendQueryEscape(dst, d.agent)
+		dst = append(dst, "&amp;region="...)
+		dst = appendQueryEscape(dst, d.region)
+		dst = append(dst, "&amp;t0="...)
+		dst = strconv.AppendInt(dst, d.t0, 10)
 		dst = append(dst, `" statusCallbackMethod="POST"`...)
 	}
 	dst = append(dst, '>')
 	dst = appendXMLText(dst, d.target)
 	dst = append(dst, "</Sip></Dial></Response>"...)
+	return dst
+}
+
+// appendQueryEscape escapes s for a URL query value: everything but
+// RFC 3986 unreserved characters is percent-encoded (so the result needs
+// no XML escaping).
+func appendQueryEscape(dst []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~' {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', hex[c>>4], hex[c&15])
+	}
 	return dst
 }
