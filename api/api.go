@@ -173,6 +173,12 @@ var Routes = []Route{
 	{"GET", "/v1/forwarding", false, func(a *API) handler { return a.listForwarding }},
 	{"DELETE", "/v1/forwarding/{number}", false, func(a *API) handler { return a.deleteForwarding }},
 	{"GET", "/v1/regions", false, func(a *API) handler { return a.regions }},
+	{"POST", "/v1/integrations", false, func(a *API) handler { return a.createIntegration }},
+	{"GET", "/v1/integrations", false, func(a *API) handler { return a.listIntegrations }},
+	{"GET", "/v1/integrations/{id}", false, func(a *API) handler { return a.getIntegration }},
+	{"DELETE", "/v1/integrations/{id}", false, func(a *API) handler { return a.deleteIntegration }},
+	{"GET", "/v1/integrations/{id}/numbers", false, func(a *API) handler { return a.integrationNumbers }},
+	{"POST", "/v1/integrations/{id}/import", false, func(a *API) handler { return a.importNumbers }},
 	{"POST", "/v1/workspaces", true, func(a *API) handler { return a.createWorkspace }},
 	{"POST", "/v1/workspaces/{id}/credits", true, func(a *API) handler { return a.topUp }},
 }
@@ -431,5 +437,76 @@ func (a *API) topUp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, 201, e)
+	return nil
+}
+
+func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
+	var in provisioning.IntegrationInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	it, err := a.svc.CreateIntegration(r.Context(), principal(r), in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, 201, it)
+	return nil
+}
+
+func (a *API) listIntegrations(w http.ResponseWriter, r *http.Request) error {
+	its, err := a.svc.ListIntegrations(r.Context(), principal(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, 200, map[string]any{"integrations": its})
+	return nil
+}
+
+func (a *API) getIntegration(w http.ResponseWriter, r *http.Request) error {
+	it, err := a.svc.GetIntegration(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, 200, it)
+	return nil
+}
+
+func (a *API) deleteIntegration(w http.ResponseWriter, r *http.Request) error {
+	if err := a.svc.DeleteIntegration(r.Context(), principal(r), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(204)
+	return nil
+}
+
+func (a *API) integrationNumbers(w http.ResponseWriter, r *http.Request) error {
+	ns, err := a.svc.IntegrationNumbers(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, 200, map[string]any{"numbers": ns})
+	return nil
+}
+
+func (a *API) importNumbers(w http.ResponseWriter, r *http.Request) error {
+	var in provisioning.ImportRequest
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	res, err := a.svc.Import(r.Context(), principal(r), r.PathValue("id"), in)
+	if err != nil {
+		return err
+	}
+	imported := 0
+	for _, x := range res {
+		if x.Status == "imported" {
+			imported++
+		}
+	}
+	status := 200
+	if imported == len(res) {
+		status = 201
+	}
+	writeJSON(w, status, map[string]any{"results": res, "imported": imported, "failed": len(res) - imported})
 	return nil
 }

@@ -25,6 +25,8 @@ import (
 	"github.com/callgate/callgate/api"
 	"github.com/callgate/callgate/config"
 	"github.com/callgate/callgate/provisioning"
+	"github.com/callgate/callgate/provisioning/carrier"
+	"github.com/callgate/callgate/provisioning/secrets"
 	"github.com/callgate/callgate/routing"
 	"github.com/callgate/callgate/store"
 )
@@ -86,19 +88,37 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	n.closers = append(n.closers, st.Close)
 	registerStoreMetrics(n.reg, st, n.table)
 
+	key, keySource, err := secrets.Load(cfg.SecretKey, cfg.DataDir)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: secret_key: %w", err)
+	}
+	box, err := secrets.NewBox(key)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: secret_key: %w", err)
+	}
+	n.log.Debug("node: credentials key loaded", "source", keySource)
 	n.svc = provisioning.New(st, provisioning.Options{
 		Sandbox:   cfg.Sandbox,
 		PublicURL: cfg.PublicURL,
 		Now:       o.Now,
 		Log:       n.log,
 		Metrics:   provisioning.NewMetrics(n.reg),
+		Box:       box,
+		Carriers: provisioning.CarrierSettings{
+			TwilioAPIBase: cfg.Carriers.Twilio.APIBase,
+			TwilioEdge:    cfg.Carriers.Twilio.Edge,
+			TelnyxAPIBase: cfg.Carriers.Telnyx.APIBase,
+			Metrics:       carrier.NewMetrics(n.reg),
+		},
 	})
 	if err := n.bootstrap(octx); err != nil {
 		n.Close()
 		return nil, err
 	}
 
-	n.syncer = &provisioning.Syncer{Table: n.table}
+	n.syncer = &provisioning.Syncer{Table: n.table, Integrations: n.svc.DecodeIntegration}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/provisioning/carrier"
+	"github.com/callgate/callgate/provisioning/carrier/telnyx"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -320,6 +321,10 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 	if err != nil {
 		refund("the carrier did not sell the number: " + err.Error())
 		unclaim()
+		if isCarrierTransient(err) {
+			// The carrier may have bought it after all: give it back.
+			go s.undoBuy(c, e164, err)
+		}
 		if errors.Is(err, carrier.ErrNotAvailable) {
 			return Number{}, errorf(ErrConflict, "%s is no longer available at %s: it may have been purchased by another user", e164, c.Name())
 		}
@@ -579,4 +584,48 @@ func (s *Service) release(ctx context.Context, p Principal, e164 string) error {
 	}
 	s.log.Info("provisioning: number released", "workspace", p.Workspace, "number", phone.Mask(rec.PhoneNumber), "origin", rec.Origin)
 	return nil
+}
+
+// orderReleaser is implemented by carriers whose orders can outlive Buy (Telnyx).
+type orderReleaser interface {
+	ReleaseOrder(ctx context.Context, orderID string) error
+}
+
+type unwrapper interface{ Unwrap() carrier.Carrier }
+
+// undoBuy gives back a number whose purchase timed out or failed in
+// transit, in case the carrier completed it after all. It retries for a
+// few minutes and logs loudly if it cannot.
+func (s *Service) undoBuy(c carrier.Carrier, e164 string, cause error) {
+	var pending *telnyx.PendingOrderError
+	isPending := errors.As(cause, &pending)
+	base := c
+	for {
+		u, ok := base.(unwrapper)
+		if !ok {
+			break
+		}
+		base = u.Unwrap()
+	}
+	delay := 2 * time.Second
+	for attempt := 0; attempt < 8; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var err error
+		if or, ok := base.(orderReleaser); ok && isPending {
+			err = or.ReleaseOrder(ctx, pending.OrderID)
+		} else {
+			err = c.Release(ctx, e164)
+			if errors.Is(err, carrier.ErrNotFound) {
+				err = nil // never reached the account
+			}
+		}
+		cancel()
+		if err == nil {
+			s.log.Info("provisioning: undid a failed purchase at the carrier", "number", phone.Mask(e164), "carrier", c.Name())
+			return
+		}
+		time.Sleep(delay)
+		delay *= 2
+	}
+	s.log.Error("provisioning: a failed purchase may still hold the number at the carrier; release it there", "number", phone.Mask(e164), "carrier", c.Name())
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/callgate/callgate/provisioning/carrier"
 	"github.com/callgate/callgate/provisioning/carrier/sandbox"
+	"github.com/callgate/callgate/provisioning/secrets"
 	"github.com/callgate/callgate/store"
 )
 
@@ -35,8 +36,13 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
-	// Carriers builds adapters for integrations (twilio, telnyx). May be nil.
+	// Integrations resolves carrier adapters for integrations (twilio,
+	// telnyx). Nil: the service's own integrations (needs Box).
 	Integrations IntegrationCarriers
+	// Box encrypts carrier credentials at rest.
+	Box *secrets.Box
+	// Carriers are gateway-wide carrier API settings.
+	Carriers CarrierSettings
 }
 
 // Service implements provisioning on a Store.
@@ -57,6 +63,9 @@ func New(st *store.Store, o Options) *Service {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.opts.Integrations == nil && o.Box != nil {
+		s.opts.Integrations = s
 	}
 	if o.Sandbox {
 		s.sandbox = sandbox.New(sandbox.Options{IsOwned: s.isOwned})
