@@ -16,6 +16,7 @@ Usage:
   callgate credits [topup WORKSPACE AMOUNT]
   callgate workspaces create ID [--credits N]
   callgate regions
+  callgate dev fake-carrier               local Twilio/Telnyx API simulators (demo accounts)
   callgate version
 
 CLI commands talk to the API: --api URL (default http://127.0.0.1:8080,
@@ -34,6 +35,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "numbers", "agents", "credits", "regions", "forwarding", "workspaces":
 		err = cli(os.Args[1], os.Args[2:], os.Stdin, os.Stdout)
+	case "dev":
+		err = dev(os.Args[2:])
 	case "version", "--version":
 		fmt.Println(versionString())
 	case "help", "-h", "--help":
