@@ -227,6 +227,10 @@ func (h *Handler) instrument(ep endpoint, fn handlerFunc) http.Handler {
 		start := time.Now()
 		result := fn(w, r)
 		h.metrics.observe(ep, result, time.Since(start).Seconds())
+		if result != ResultOK && h.log.Enabled(r.Context(), slog.LevelDebug) {
+			l := endpointLabels[ep]
+			h.log.Debug("webhook: not routed", "carrier", l[0], "kind", l[1], "result", result, "remote", r.RemoteAddr)
+		}
 	})
 }
 
