@@ -133,6 +133,7 @@ func Load(path string, env func(string) string) (Config, error) {
 	if err := c.applyEnv(env); err != nil {
 		return c, err
 	}
+	c.Inherit()
 	if err := c.Validate(); err != nil {
 		return c, err
 	}

@@ -3,20 +3,151 @@ package node
 import (
 	"context"
 	"net/http"
+	"time"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/media"
+	"github.com/callgate/callgate/gateway/sip"
+	"github.com/callgate/callgate/gateway/webhook"
+	"github.com/callgate/callgate/routing"
 )
 
-// startEdges starts the SIP and webhook edges (wired as they land).
+// edges are the data plane: SIP, webhooks, media relay.
+type edges struct {
+	sip     *sip.Server
+	webhook *webhook.Handler
+	media   *media.Manager
+	done    chan struct{}
+}
+
+// mediaAnchor adapts *media.Manager to the SIP edge's MediaAnchor.
+type mediaAnchor struct{ m *media.Manager }
+
+func (a mediaAnchor) NewSession(callID string, onTimeout func()) (sip.MediaSession, error) {
+	s, err := a.m.NewSession(callID, onTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// startEdges starts the SIP and webhook edges and the media relay.
 func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) error {
+	cfg := n.cfg
+	events := &calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log}
+
+	mm, err := media.NewManager(cfg.Media.Config, n.log, n.reg)
+	if err != nil {
+		return err
+	}
+	n.edges.media = mm
+
+	sc := cfg.SIP
+	if sc.Region == "" {
+		sc.Region = cfg.Region
+	}
+	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg, Media: mediaAnchor{mm}})
+	if err != nil {
+		return err
+	}
+	n.edges.sip = srv
+	n.edges.done = make(chan struct{})
+	go func() {
+		defer close(n.edges.done)
+		_ = srv.Serve(ctx)
+	}()
+
+	if cfg.Webhook.PublicURL != "" {
+		wh, err := webhook.New(cfg.Webhook, webhook.Deps{
+			Table:      n.table,
+			Health:     srv.Prober(),
+			Events:     events,
+			Messages:   n.st.NC,
+			Log:        n.log,
+			Registerer: n.reg,
+			CallControl: &webhook.TelnyxCallControl{
+				APIBase: cfg.Carriers.Telnyx.APIBase,
+				APIKey:  n.svc.IntegrationAPIKey,
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if err := wh.Start(ctx); err != nil {
+			return err
+		}
+		n.edges.webhook = wh
+		extra["/webhooks/"] = wh.Routes()
+	} else {
+		extra["/webhooks/"] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "webhooks are off: set public_url (CALLGATE_PUBLIC_URL) to the URL carriers use to reach this gateway", http.StatusServiceUnavailable)
+		})
+	}
 	return nil
 }
 
-func (n *Node) edgesReady() bool { return true }
+func (n *Node) edgesReady() bool {
+	return n.edges.sip != nil && n.edges.sip.Ready()
+}
 
-func (n *Node) stopEdges() {}
+func (n *Node) stopEdges() {
+	if n.edges.sip != nil {
+		n.edges.sip.Close()
+		if n.edges.done != nil {
+			select {
+			case <-n.edges.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	if n.edges.webhook != nil {
+		n.edges.webhook.Close()
+	}
+	if n.edges.media != nil {
+		n.edges.media.Close()
+	}
+}
 
-func (n *Node) regions() any { return []any{} }
+// regions serves GET /v1/regions: the endpoints this node probes, grouped by region.
+func (n *Node) regions() any {
+	if n.edges.sip == nil {
+		return []any{}
+	}
+	type region struct {
+		Name      string               `json:"name"`
+		Healthy   int                  `json:"healthy_endpoints"`
+		Endpoints []sip.EndpointStatus `json:"endpoints"`
+	}
+	byName := map[string]*region{}
+	var order []string
+	for _, st := range n.edges.sip.Status() {
+		r := byName[st.Region]
+		if r == nil {
+			r = &region{Name: st.Region}
+			byName[st.Region] = r
+			order = append(order, st.Region)
+		}
+		r.Endpoints = append(r.Endpoints, st)
+		if st.Up {
+			r.Healthy++
+		}
+	}
+	out := make([]region, 0, len(order))
+	for _, name := range order {
+		out = append(out, *byName[name])
+	}
+	return out
+}
 
 // Drain stops taking new calls and waits for active ones until ctx ends.
-func (n *Node) Drain(ctx context.Context) { n.drainEdges(ctx) }
+func (n *Node) Drain(ctx context.Context) {
+	if n.edges.sip != nil {
+		left := n.edges.sip.Drain(ctx)
+		n.log.Info("node: drained", "calls_left", left)
+	}
+}
 
-func (n *Node) drainEdges(ctx context.Context) {}
+// SIP is the SIP edge (tests: bound addresses).
+func (n *Node) SIP() *sip.Server { return n.edges.sip }
+
+var _ routing.Health = (*sip.Prober)(nil)

@@ -49,6 +49,7 @@ type Node struct {
 	apiKey   string
 	adminKey string
 	now      func() time.Time
+	edges    edges
 }
 
 // Options beyond the config (tests).
@@ -61,6 +62,7 @@ type Options struct {
 // and listeners. It returns once the HTTP listener is bound; /readyz turns
 // 200 when the first routing snapshot is loaded.
 func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
+	cfg.Inherit()
 	n := &Node{cfg: cfg, log: o.Log, reg: prometheus.NewRegistry(), table: &routing.Table{}, now: o.Now}
 	if n.log == nil {
 		n.log = slog.Default()
