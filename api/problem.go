@@ -120,6 +120,9 @@ func jsonError(err error) error {
 		return invalidField("body", fmt.Sprintf("larger than %d bytes", mbe.Limit))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if name == "" {
+			return invalidField("body", `unknown field ""`)
+		}
 		return invalidField(name, "unknown field")
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return invalidField("body", "truncated JSON")
