@@ -30,6 +30,7 @@ type Manager struct {
 	log     *slog.Logger
 	met     *Metrics
 	ports   *portPool
+	engine  *engine
 	bindIP  netip.Addr
 	advIP   netip.Addr
 	regions map[string]bool
@@ -70,6 +71,11 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		sessions: make(map[*Session]struct{}),
 		done:     make(chan struct{}),
 	}
+	eng, err := newEngine(cfg.PortMin, cfg.PortMax, 0)
+	if err != nil {
+		return nil, err
+	}
+	m.engine = eng
 	if cfg.Region != "" {
 		m.regions[cfg.Region] = true
 	}
@@ -136,8 +142,8 @@ func (m *Manager) NewSessionIn(callID, region string, onTimeout func()) (*Sessio
 	}
 	b, err := m.ports.bindPair(m.bindIP)
 	if err != nil {
-		a.rtp.Close()
-		a.rtcp.Close()
+		a.rtp.close()
+		a.rtcp.close()
 		m.ports.put(a.port)
 		m.met.Sessions.WithLabelValues("no_ports").Inc()
 		m.log.Warn("media: no ports for call", "call_id", callID, "err", err)
@@ -155,10 +161,14 @@ func (m *Manager) NewSessionIn(callID, region string, onTimeout func()) (*Sessio
 	m.sessions[s] = struct{}{}
 	n := len(m.sessions)
 	m.mu.Unlock()
+	if err := m.engine.add(s); err != nil {
+		s.Close()
+		m.met.Sessions.WithLabelValues("error").Inc()
+		return nil, err
+	}
 	m.met.Sessions.WithLabelValues("ok").Inc()
 	m.met.ActiveSessions.Set(float64(n))
 	m.met.PortsInUse.Set(float64(2 * m.ports.used()))
-	s.start()
 	return s, nil
 }
 
@@ -223,6 +233,7 @@ func (m *Manager) Close() error {
 	for _, s := range list {
 		s.Close()
 	}
+	m.engine.close()
 	return nil
 }
 

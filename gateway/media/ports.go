@@ -2,7 +2,6 @@ package media
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 )
@@ -66,7 +65,7 @@ func (p *portPool) used() int {
 // pair is one bound RTP/RTCP socket pair.
 type pair struct {
 	port      int // even RTP port
-	rtp, rtcp *net.UDPConn
+	rtp, rtcp *sock
 	rtpAddr   netip.AddrPort
 	rtcpAddr  netip.AddrPort
 }
@@ -75,35 +74,27 @@ type pair struct {
 // cannot be bound (another process holds it) goes back to the pool and
 // the next one is tried; after a full turn it gives up with ErrNoPorts.
 func (p *portPool) bindPair(ip netip.Addr) (*pair, error) {
-	network := "udp4"
-	if !ip.Unmap().Is4() {
-		network = "udp6"
-	}
-	tries := p.total
 	var lastErr error
-	for i := 0; i < tries; i++ {
+	for i := 0; i < p.total; i++ {
 		port, ok := p.get()
 		if !ok {
 			break
 		}
-		rtp, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		rtp, err := openSock(ip, port)
 		if err != nil {
 			lastErr = err
 			p.put(port)
 			continue
 		}
-		rtcp, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+		rtcp, err := openSock(ip, port+1)
 		if err != nil {
 			lastErr = err
-			rtp.Close()
+			rtp.close()
 			p.put(port)
 			continue
 		}
-		return &pair{
-			port: port, rtp: rtp, rtcp: rtcp,
-			rtpAddr:  netip.AddrPortFrom(ip, uint16(port)),
-			rtcpAddr: netip.AddrPortFrom(ip, uint16(port+1)),
-		}, nil
+		rtcp.rtcp = true
+		return &pair{port: port, rtp: rtp, rtcp: rtcp, rtpAddr: rtp.local, rtcpAddr: rtcp.local}, nil
 	}
 	if lastErr != nil {
 		return nil, fmt.Errorf("%w (last bind error: %v)", ErrNoPorts, lastErr)

@@ -1,8 +1,6 @@
 package media
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -27,7 +25,9 @@ type Session struct {
 	t0        time.Time // monotonic reference of every timestamp below
 	caller    *leg
 	agent     *leg
-	wg        sync.WaitGroup
+
+	ioMu     sync.Mutex // held while a packet of this session is handled
+	ioClosed bool
 
 	sdpMu     sync.Mutex
 	callerSDP *sdpInfo // from the offer
@@ -83,6 +83,7 @@ type srRecord struct {
 
 // scratch is per reader goroutine, reused for every packet.
 type scratch struct {
+	os   osScratch
 	hdr  rtp.Header
 	rh   rtcp.Header
 	sr   rtcp.SenderReport
@@ -97,6 +98,7 @@ func newSession(m *Manager, callID, region string, onTimeout func(), a, b *pair)
 	s.agent = &leg{name: legAgent, s: s, p: b}
 	s.caller.other, s.agent.other = s.agent, s.caller
 	for _, l := range []*leg{s.caller, s.agent} {
+		l.p.rtp.leg, l.p.rtcp.leg = l, l
 		st := staticClock
 		l.clock.Store(&st)
 		l.rttObs = m.met.RTT.WithLabelValues(region, l.name)
@@ -104,12 +106,8 @@ func newSession(m *Manager, callID, region string, onTimeout func(), a, b *pair)
 	return s
 }
 
-func (s *Session) start() {
-	for _, l := range []*leg{s.caller, s.agent} {
-		s.wg.Add(2)
-		go l.serve(l.p.rtp, false)
-		go l.serve(l.p.rtcp, true)
-	}
+func (s *Session) socks() [4]*sock {
+	return [4]*sock{s.caller.p.rtp, s.caller.p.rtcp, s.agent.p.rtp, s.agent.p.rtcp}
 }
 
 // CallID returns the call id given to NewSession.
@@ -196,23 +194,6 @@ func (l *leg) setSDP(info *sdpInfo) {
 	l.cand = netip.AddrPort{}
 }
 
-// serve reads one socket until it is closed.
-func (l *leg) serve(c *net.UDPConn, rtcpSock bool) {
-	defer l.s.wg.Done()
-	buf := make([]byte, maxPacket)
-	sc := new(scratch)
-	for {
-		n, src, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || l.s.closing.Load() {
-				return
-			}
-			continue
-		}
-		l.packet(buf[:n], src, rtcpSock, sc)
-	}
-}
-
 // isRTCP reports whether a packet on an RTP port is RTCP (RFC 5761 4).
 func isRTCP(p []byte) bool { return len(p) >= 2 && p[1] >= 192 && p[1] <= 223 }
 
@@ -222,7 +203,6 @@ func isRTCP(p []byte) bool { return len(p) >= 2 && p[1] >= 192 && p[1] <= 223 }
 func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 	m := l.s.m
 	now := l.s.now()
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	ctl := rtcpSock || isRTCP(p)
 	sc.nsrs = 0
 
@@ -255,7 +235,7 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 
 	out := l.other
 	var dst *netip.AddrPort
-	var conn *net.UDPConn
+	var conn *sock
 	if rtcpSock {
 		dst, conn = out.rtcpPeer.Load(), out.p.rtcp
 	} else {
@@ -268,7 +248,7 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 		m.dropNoDest.Inc()
 		return
 	}
-	if _, err := conn.WriteToUDPAddrPort(p, *dst); err != nil {
+	if err := conn.sendTo(p, *dst, &sc.os); err != nil {
 		m.dropSend.Inc()
 		return
 	}
@@ -463,11 +443,10 @@ func (s *Session) Close() any {
 	s.closeOnce.Do(func() {
 		s.closedAt = time.Since(s.t0)
 		s.closing.Store(true)
-		for _, l := range []*leg{s.caller, s.agent} {
-			l.p.rtp.Close()
-			l.p.rtcp.Close()
-		}
-		s.wg.Wait()
+		s.ioMu.Lock()
+		s.ioClosed = true
+		s.m.engine.remove(s)
+		s.ioMu.Unlock()
 		for _, l := range []*leg{s.caller, s.agent} {
 			s.m.ports.put(l.p.port)
 		}
