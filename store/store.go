@@ -86,8 +86,11 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		nats.Name("callgate"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("store: NATS disconnected", "err", err)
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() || err == nil {
+				return // our own Close
+			}
+			log.Warn("store: NATS disconnected; routing continues from the last snapshot", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("store: NATS reconnected", "url", nc.ConnectedUrlRedacted())
