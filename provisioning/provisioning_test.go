@@ -403,3 +403,30 @@ func TestRoutingSyncFollowsWrites(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRecoverInterruptedPurchase: a node died after claiming and charging
+// but before committing. Recovery refunds the charge and frees the number.
+func TestRecoverInterruptedPurchase(t *testing.T) {
+	s, clk := newService(t)
+	ctx := context.Background()
+	p := newWorkspace(t, s, "crash", 1000)
+	num := search(t, s, p, "228", 1)[0]
+	// Reproduce the saga's first two steps as a crashed node left them.
+	provisioning.ClaimAndChargeForTest(t, s, p, num.PhoneNumber, num.MonthlyCost)
+	if got := search(t, s, p, "228", 1)[0].PhoneNumber; got == num.PhoneNumber {
+		t.Fatal("claimed number listed")
+	}
+	if n, err := s.RecoverStaleClaims(ctx); err != nil || n != 0 {
+		t.Fatalf("fresh claim recovered: %d %v", n, err)
+	}
+	clk.Set(clk.Now().Add(provisioning.StaleClaimAge + time.Minute))
+	if n, err := s.RecoverStaleClaims(ctx); err != nil || n != 1 {
+		t.Fatalf("recover: %d %v", n, err)
+	}
+	if bal, _ := ledgerOK(t, s, p.Workspace); bal != 1000 {
+		t.Fatalf("balance %d after recovery, want 1000", bal)
+	}
+	if got := search(t, s, p, "228", 1)[0].PhoneNumber; got != num.PhoneNumber {
+		t.Fatal("recovered number not back in inventory")
+	}
+}

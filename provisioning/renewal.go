@@ -163,6 +163,9 @@ func (s *Service) RunRenewalLoop(ctx context.Context, every time.Duration) {
 		if _, err := s.RunRenewals(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("provisioning: renewal pass", "err", err)
 		}
+		if _, err := s.RecoverStaleClaims(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("provisioning: claim recovery pass", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return

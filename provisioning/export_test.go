@@ -1,0 +1,22 @@
+package provisioning
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+)
+
+// ClaimAndChargeForTest leaves a number claimed (pending) and charged, as
+// a node that died mid-purchase would.
+func ClaimAndChargeForTest(t *testing.T, s *Service, p Principal, e164 string, cost int64) {
+	t.Helper()
+	ctx := context.Background()
+	rec := numberRecord{Number: Number{PhoneNumber: e164, Carrier: "sandbox", Origin: "purchased", Status: StatusPending, MonthlyCost: cost}, WorkspaceID: p.Workspace, ClaimedAt: s.now().UTC()}
+	b, _ := json.Marshal(rec)
+	if _, err := s.st.Numbers.Create(ctx, numberKey(e164), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.post(ctx, p.Workspace, LedgerEntry{Kind: KindPurchase, Amount: -cost, Number: e164, Reason: "test"}, ""); err != nil {
+		t.Fatal(err)
+	}
+}
