@@ -20,6 +20,11 @@ import (
 	"github.com/callgate/callgate/routing"
 )
 
+func init() {
+	// sipgo's UAs in tests log through its default logger: keep it quiet
+	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
 // Numbers in the test table.
 const (
 	numPurchased  = "+12282001234"

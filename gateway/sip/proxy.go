@@ -356,6 +356,9 @@ func (c *call) cancelBranches() {
 // CSeq number as the forwarded INVITE, method CANCEL.
 func (c *call) sendCancel(b *branch) {
 	b.cancel = true
+	if b.req == nil {
+		return
+	}
 	cr := c.hopRequest(b, sip.CANCEL, nil)
 	_ = c.s.tp.sendMsg(b.to, cr)
 }
@@ -472,8 +475,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		c.forwardUp(res) // every 2xx, retransmissions included
 	default:
 		// final non-2xx: ACK it hop by hop, then fail over or forward
-		ack := c.hopRequest(b, sip.ACK, res)
-		_ = s.tp.sendMsg(b.to, ack)
+		if b.req != nil {
+			_ = s.tp.sendMsg(b.to, c.hopRequest(b, sip.ACK, res))
+		}
 		if b.final {
 			return // retransmission
 		}
@@ -520,6 +524,9 @@ func (c *call) forwardUp(res *sip.Response) {
 // it for retransmission until the ACK (Timer G/H on UDP).
 func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
 	if c.state >= stAccepted || c.lastUp != nil {
+		return
+	}
+	if c.inv == nil {
 		return
 	}
 	res := sip.NewResponseFromRequest(c.inv, code, reason, nil)
@@ -575,6 +582,19 @@ func (c *call) finish(code int, reason string) {
 	}
 	c.publish(calls.Ended, code, reason)
 	s.dialogs.delIf(c.id, c)
+	// Keep only what stray retransmissions need until release: the
+	// forwarded INVITE of a branch still waiting for its final response
+	// (to ACK a late 487), the final response sent upstream.
+	for _, b := range c.branches {
+		b.raw = nil
+		if b.final || !b.gotResp {
+			b.req = nil
+		}
+	}
+	c.inv = nil
+	c.cands = nil
+	c.fwdBody = nil
+	c.answerIn = nil
 	if c.lastUp != nil && c.up.proto == protoUDP {
 		c.scheduleRelease(timerH) // until the ACK comes
 	} else {
@@ -743,12 +763,15 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		}
 		return
 	}
-	to, err := s.tp.uriPeer(target)
-	if err != nil {
+	to, err := s.tp.uriPeerCached(target)
+	if err != nil && err != errNeedLookup {
 		if !isAck {
 			s.replyStateless(req, from, 502, "Bad Gateway")
 		}
 		return
+	}
+	if err == errNeedLookup {
+		to.proto, _ = uriProto(target) // for our Via; the address comes later
 	}
 	if mf := req.MaxForwards(); mf != nil {
 		*mf = *mf - 1
@@ -791,13 +814,19 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		}
 		c.mu.Unlock()
 	}
-	if err := s.tp.sendMsg(to, req); err != nil {
+	if err == errNeedLookup {
+		tu := *target
+		err = s.tp.sendURI(&tu, req)
+	} else {
+		err = s.tp.sendMsg(to, req)
+	}
+	if err != nil {
 		s.log.Debug("sip: forward in dialog", "method", string(req.Method), "err", err)
 	}
 }
 
 func (s *Server) isAgentAddrURI(u *sip.Uri) bool {
-	a, err := s.tp.resolve(u.Host)
+	a, err := s.tp.resolveOpt(u.Host, false)
 	return err == nil && s.isAgentAddr(a)
 }
 
@@ -844,10 +873,6 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		s.metrics.Dropped.WithLabelValues("malformed").Inc()
 		return
 	}
-	to, err := s.tp.viaPeer(nv)
-	if err != nil {
-		return
-	}
 	if c, ok := s.dialogs.get(string(*res.CallID())); ok && len(res.Body()) > 0 {
 		fromTag, _ := res.From().Params.Get("tag")
 		c.mu.Lock()
@@ -866,7 +891,7 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		c.mu.Unlock()
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
-	_ = s.tp.sendMsg(to, res)
+	_ = s.tp.sendVia(nv, res)
 }
 
 // onMediaTimeout ends an answered call whose media stopped: BYE to both

@@ -127,6 +127,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s.tp.s = s
 	s.tp.parser = sip.NewParser()
+	s.tp.sem = make(chan struct{}, maxAsync)
 	if err := s.tp.listen(cfg); err != nil {
 		return nil, err
 	}
@@ -352,13 +353,19 @@ func (s *Server) handleDatagram(data []byte, from peer) {
 // transaction headers parsed (so a response can be routed), else drops it.
 func (s *Server) malformed(m sip.Message, from peer, err error) {
 	req, ok := m.(*sip.Request)
-	if ok && !req.IsAck() && hasTxHeaders(req) {
+	if ok && !req.IsAck() && canReply(req) && s.refuseToken() {
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()
 		s.replyStateless(req, from, 400, "Bad Request")
 		return
 	}
 	s.metrics.Dropped.WithLabelValues("malformed").Inc()
 	s.log.Debug("sip: malformed message dropped", "from", from.addr.String(), "err", err)
+}
+
+// canReply: a response can be routed back by the top Via.
+func canReply(req *sip.Request) bool {
+	v := req.Via()
+	return v != nil && v.Host != ""
 }
 
 func hasTxHeaders(req *sip.Request) bool {
@@ -400,8 +407,14 @@ func (s *Server) handleMessage(m sip.Message, from peer) {
 func (s *Server) handleRequest(req *sip.Request, from peer) {
 	s.metrics.Requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
 	if why := validate(req); why != "" {
-		if req.IsAck() || !hasTxHeaders(req) {
+		if req.IsAck() || !canReply(req) {
 			s.metrics.Dropped.WithLabelValues("malformed").Inc()
+			return
+		}
+		if req.SipVersion != "SIP/2.0" {
+			s.metrics.Rejected.WithLabelValues("malformed").Inc()
+			req.SipVersion = "SIP/2.0"
+			s.replyStateless(req, from, 505, "Version Not Supported")
 			return
 		}
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()

@@ -88,11 +88,78 @@ type transport struct {
 	closed  bool
 	wg      sync.WaitGroup
 
+	sem chan struct{}
+
 	rmu      sync.RWMutex
 	resolved map[string]netip.Addr // host name → address (hostnames in agent URIs)
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+var (
+	errBusy       = errors.New("sip: too many pending dials or lookups")
+	errNeedLookup = errors.New("sip: host name needs a DNS lookup")
+)
+
+// maxAsync bounds goroutines doing DNS lookups and TCP/TLS dials.
+const maxAsync = 64
+
+// async runs f on its own goroutine unless maxAsync are already running.
+func (t *transport) async(f func()) bool {
+	select {
+	case t.sem <- struct{}{}:
+	default:
+		t.s.metrics.Dropped.WithLabelValues("busy").Inc()
+		return false
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer func() { <-t.sem }()
+		f()
+	}()
+	return true
+}
+
+// sendURI sends m to where u points; a host name not in the cache is
+// looked up off the read loop.
+func (t *transport) sendURI(u *sip.Uri, m sip.Message) error {
+	p, err := t.uriPeerCached(u)
+	if err == nil {
+		return t.sendMsg(p, m)
+	}
+	if err != errNeedLookup {
+		return err
+	}
+	uc := *u
+	if !t.async(func() {
+		if p, err := t.uriPeer(&uc); err == nil {
+			_ = t.sendMsg(p, m)
+		}
+	}) {
+		return errBusy
+	}
+	return nil
+}
+
+// sendVia sends a response by its Via, looking a host name up off the read loop.
+func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
+	p, err := t.viaPeerOpt(v, false)
+	if err == nil {
+		return t.sendMsg(p, m)
+	}
+	if err != errNeedLookup {
+		return err
+	}
+	if !t.async(func() {
+		if p, err := t.viaPeerOpt(v, true); err == nil {
+			_ = t.sendMsg(p, m)
+		}
+	}) {
+		return errBusy
+	}
+	return nil
+}
 
 func unmap(ap netip.AddrPort) netip.AddrPort {
 	if ap.Addr().Is4In6() {
@@ -312,11 +379,23 @@ func (t *transport) send(p peer, b []byte) error {
 	}
 	sc := p.conn
 	if sc == nil {
-		var err error
-		sc, err = t.stream(p)
-		if err != nil {
-			return err
+		t.mu.Lock()
+		sc = t.streams[streamKey{p.proto, p.addr}]
+		t.mu.Unlock()
+	}
+	if sc == nil {
+		// dialling can take seconds: never in a read loop
+		cp := append([]byte(nil), b...)
+		if !t.async(func() {
+			if sc, err := t.stream(p); err == nil {
+				if sc.write(cp) != nil {
+					t.dropStream(sc)
+				}
+			}
+		}) {
+			return errBusy
 		}
+		return nil
 	}
 	if err := sc.write(b); err != nil {
 		t.dropStream(sc)
@@ -372,26 +451,19 @@ func (t *transport) sendMsg(p peer, m sip.Message) error {
 
 // uriPeer resolves where a request for u goes (RFC 3263 without DNS
 // SRV/NAPTR: IP literals, or a host name resolved through the cache).
-func (t *transport) uriPeer(u *sip.Uri) (peer, error) {
+func (t *transport) uriPeer(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, true) }
+
+// uriPeerCached is uriPeer without DNS: errNeedLookup for an uncached name.
+func (t *transport) uriPeerCached(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, false) }
+
+func (t *transport) uriPeerOpt(u *sip.Uri, lookup bool) (peer, error) {
 	var p peer
-	tp := ""
-	if u.UriParams != nil {
-		tp, _ = u.UriParams.Get("transport")
+	pr, err := uriProto(u)
+	if err != nil {
+		return p, err
 	}
-	switch {
-	case strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(tp, "tls"):
-		p.proto = protoTLS
-	case strings.EqualFold(tp, "tcp"):
-		p.proto = protoTCP
-	case tp == "" || strings.EqualFold(tp, "udp"):
-		p.proto = protoUDP
-	default:
-		return p, fmt.Errorf("sip: unsupported transport %q", tp)
-	}
-	if !strings.EqualFold(u.Scheme, "sip") && !strings.EqualFold(u.Scheme, "sips") {
-		return p, fmt.Errorf("sip: cannot route to a %q URI", u.Scheme)
-	}
-	a, err := t.resolve(u.Host)
+	p.proto = pr
+	a, err := t.resolveOpt(u.Host, lookup)
 	if err != nil {
 		return p, err
 	}
@@ -406,13 +478,12 @@ func (t *transport) uriPeer(u *sip.Uri) (peer, error) {
 		return p, fmt.Errorf("sip: bad port %d", port)
 	}
 	p.addr = netip.AddrPortFrom(a, uint16(port))
-	if p.proto == protoTLS && t.tlsLn == nil {
-		// no TLS listener: still dial out, but responses come on the same connection
-	}
 	return p, nil
 }
 
-func (t *transport) resolve(host string) (netip.Addr, error) {
+func (t *transport) resolve(host string) (netip.Addr, error) { return t.resolveOpt(host, true) }
+
+func (t *transport) resolveOpt(host string, lookup bool) (netip.Addr, error) {
 	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if a, err := netip.ParseAddr(h); err == nil {
 		return a.Unmap(), nil
@@ -422,6 +493,12 @@ func (t *transport) resolve(host string) (netip.Addr, error) {
 	t.rmu.RUnlock()
 	if ok {
 		return a, nil
+	}
+	if !lookup {
+		return netip.Addr{}, errNeedLookup
+	}
+	if h == "" {
+		return netip.Addr{}, errors.New("sip: empty host")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -447,9 +524,31 @@ func (t *transport) resolve(host string) (netip.Addr, error) {
 	return a, nil
 }
 
+// uriProto is the transport a request for u uses.
+func uriProto(u *sip.Uri) (proto, error) {
+	tp := ""
+	if u.UriParams != nil {
+		tp, _ = u.UriParams.Get("transport")
+	}
+	if !strings.EqualFold(u.Scheme, "sip") && !strings.EqualFold(u.Scheme, "sips") {
+		return protoUDP, fmt.Errorf("sip: cannot route to a %q URI", u.Scheme)
+	}
+	switch {
+	case strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(tp, "tls"):
+		return protoTLS, nil
+	case strings.EqualFold(tp, "tcp"):
+		return protoTCP, nil
+	case tp == "" || strings.EqualFold(tp, "udp"):
+		return protoUDP, nil
+	}
+	return protoUDP, fmt.Errorf("sip: unsupported transport %q", tp)
+}
+
 // viaPeer is where a response goes by its (next) Via: received/rport
 // when present (RFC 3261 18.2.2, RFC 3581), else sent-by.
-func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) {
+func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) { return t.viaPeerOpt(v, true) }
+
+func (t *transport) viaPeerOpt(v *sip.ViaHeader, lookup bool) (peer, error) {
 	var p peer
 	switch strings.ToUpper(v.Transport) {
 	case "TCP":
@@ -481,12 +580,9 @@ func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) {
 			}
 		}
 	}
-	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	a, err := t.resolveOpt(host, lookup)
 	if err != nil {
-		a, err = t.resolve(host)
-		if err != nil {
-			return p, err
-		}
+		return p, err
 	}
 	if port == 0 {
 		port = 5060

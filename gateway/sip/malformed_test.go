@@ -1,0 +1,96 @@
+package sip
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/emiago/sipgo/sip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// alive checks the edge still answers OPTIONS.
+func alive(t *testing.T, raw *rawUA) {
+	t.Helper()
+	raw.send("OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:" + itoa(raw.port()) + ";branch=z9hG4bK-alive\r\n" +
+		"From: <sip:carrier@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: alive\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		m := raw.read(time.Until(deadline))
+		if strings.HasPrefix(m, "SIP/2.0 200") && strings.Contains(m, "Call-ID: alive") {
+			return
+		}
+	}
+	t.Fatal("edge no longer answers OPTIONS")
+}
+
+func TestMalformedMessages(t *testing.T) {
+	if os.Getenv("ZZ") != "" {
+		sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), nil, nil)
+	raw := newRaw(t, "127.0.0.1", net_(e))
+	good := raw.invite(e, numPurchased, "mal", "")
+	noHeader := func(name string) string {
+		var out []string
+		for _, l := range strings.Split(good, "\r\n") {
+			if !strings.HasPrefix(l, name+":") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\r\n")
+	}
+	huge := strings.Replace(good, "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nX-Huge: "+strings.Repeat("a", 20000)+"\r\n", 1)
+	tooBig := strings.Replace(good, "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nX-Huge: "+strings.Repeat("a", 70000)+"\r\n", 1)
+	manyHeaders := strings.Replace(good, "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n"+strings.Repeat("X-A: b\r\n", 3000), 1)
+	for _, tc := range []struct {
+		name string
+		msg  string
+		want string // "" = dropped (no response)
+	}{
+		{"truncated-headers", good[:200], "SIP/2.0 400"},
+		{"truncated-start-line", "INVITE sip:+1228", ""},
+		{"content-length-too-large", strings.Replace(good, "Content-Length: ", "Content-Length: 9", 1), "SIP/2.0 400"},
+		{"content-length-not-a-number", strings.Replace(good, "Content-Length: ", "Content-Length: x", 1), "SIP/2.0 400"},
+		{"missing-call-id", noHeader("Call-ID"), "SIP/2.0 400"},
+		{"missing-cseq", noHeader("CSeq"), "SIP/2.0 400"},
+		{"missing-from", noHeader("From"), "SIP/2.0 400"},
+		{"missing-via", noHeader("Via"), ""},
+		{"cseq-method-mismatch", strings.Replace(good, "CSeq: 1 INVITE", "CSeq: 1 BYE", 1), "SIP/2.0 400"},
+		{"bad-version", strings.Replace(good, "SIP/2.0\r\n", "SIP/7.0\r\n", 1), "SIP/2.0 505"},
+		{"garbage", "\x00\xff\xfe garbage \x01\x02\r\n\r\n", ""},
+		{"crlf-keepalive", "\r\n\r\n", ""},
+		{"binary-noise", strings.Repeat("\xde\xad\xbe\xef", 300), ""},
+		{"huge-header", huge, "SIP/2.0 200"},
+		{"too-big", tooBig, ""},
+		{"many-headers", manyHeaders, "SIP/2.0 200"},
+		{"response-garbage", "SIP/2.0 999999999999 Nope\r\nVia: x\r\n\r\n", ""},
+		{"stray-response", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.msg = strings.ReplaceAll(tc.msg, "mal", "mal-"+tc.name)
+			if len(tc.msg) > 65000 {
+				// too big for one datagram on purpose: the kernel may refuse it
+				_, _ = raw.conn.WriteToUDP([]byte(tc.msg), raw.to)
+			} else {
+				raw.send(tc.msg)
+			}
+			m := raw.read(400 * time.Millisecond)
+			for strings.HasPrefix(m, "SIP/2.0 1") {
+				m = raw.read(400 * time.Millisecond)
+			}
+			switch {
+			case tc.want == "" && m != "":
+				t.Errorf("got %q, want no response", statusLine(m))
+			case tc.want != "" && !strings.HasPrefix(m, tc.want):
+				t.Errorf("got %q, want %s", statusLine(m), tc.want)
+			}
+			// drain anything else (a forwarded call's 200)
+			for raw.read(50*time.Millisecond) != "" {
+			}
+			alive(t, raw)
+		})
+	}
+}

@@ -1,0 +1,127 @@
+package sip
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
+)
+
+const sippBin = "/usr/bin/sipp"
+
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// runSIPp runs sipp with args (wrapped in timeout: SIPp's own -timeout
+// does not end it while calls are stuck) and returns its exit error and
+// combined output.
+func startSIPp(t testing.TB, dir string, seconds int, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	full := append([]string{strconv.Itoa(seconds), sippBin}, args...)
+	cmd := exec.Command("timeout", full...)
+	cmd.Dir = dir
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_, _ = cmd.Process.Wait()
+		}
+	})
+	return cmd, out
+}
+
+// TestSIPpCallsThroughProxy: SIPp plays the carrier and the agent
+// (record-route aware scenarios) for 50 full calls.
+func TestSIPpCallsThroughProxy(t *testing.T) {
+	if _, err := os.Stat(sippBin); err != nil {
+		t.Skip("sipp not installed (Debian sip-tester)")
+	}
+	if testing.Short() {
+		t.Skip("runs SIPp")
+	}
+	scen, _ := filepath.Abs("testdata/sipp")
+	dir := t.TempDir()
+	uasPort := freeUDPPort(t)
+	table := buildTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(uasPort)})
+	e := runEdge(t, table, nil, nil)
+	n, rate := 50, 25
+	if v, _ := strconv.Atoi(os.Getenv("CALLGATE_SIPP_CALLS")); v > 0 {
+		n = v
+	}
+	if v, _ := strconv.Atoi(os.Getenv("CALLGATE_SIPP_RATE")); v > 0 {
+		rate = v
+	}
+	uas, uasOut := startSIPp(t, dir, 60, "-sf", filepath.Join(scen, "uas_rr.xml"), "-i", "127.0.0.1",
+		"-p", strconv.Itoa(uasPort), "-m", strconv.Itoa(n), "-nostdin", "-trace_err", "-buff_size", "4194304")
+	// the UAS is ready when its port is bound
+	checkFor(t, 5*time.Second, func() error {
+		c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(uasPort))
+		if err == nil {
+			c.Close()
+			return errorf("sipp uas not listening yet")
+		}
+		return nil
+	})
+	uac, uacOut := startSIPp(t, dir, 60, "-sf", filepath.Join(scen, "uac_rr.xml"), "-i", "127.0.0.1",
+		"-s", numPurchased, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())),
+		"-m", strconv.Itoa(n), "-r", strconv.Itoa(rate), "-nostdin", "-trace_err", "-buff_size", "4194304")
+	if err := uac.Wait(); err != nil {
+		t.Fatalf("sipp uac: %v\n%s\nuas:\n%s\n%s", err, tail(uacOut.String()), tail(uasOut.String()), sippErrors(dir))
+	}
+	if err := uas.Wait(); err != nil {
+		t.Fatalf("sipp uas: %v\n%s", err, tail(uasOut.String()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if left := e.Drain(ctx); left != 0 {
+		t.Errorf("%d calls still active after SIPp finished", left)
+	}
+	e.events.mu.Lock()
+	ended := 0
+	for _, ev := range e.events.events {
+		if ev.Kind == calls.Ended && ev.Status == 200 {
+			ended++
+		}
+	}
+	e.events.mu.Unlock()
+	if ended != n {
+		t.Errorf("%d ended events with status 200, want %d", ended, n)
+	}
+}
+
+// sippErrors returns the SIPp error logs in dir.
+func sippErrors(dir string) string {
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(dir, "*_errors.log"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		b.WriteString("== " + filepath.Base(f) + "\n" + tail(string(data)) + "\n")
+	}
+	return b.String()
+}
+
+func tail(s string) string {
+	if len(s) > 3000 {
+		return s[len(s)-3000:]
+	}
+	return s
+}
