@@ -177,15 +177,17 @@ func (p *Prober) probe(st *epState) {
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.OPTIONS})
 	cl := sip.ContentLengthHeader(0)
 	req.AppendHeader(&cl)
+	p.mu.Lock()
+	st.timer = time.AfterFunc(p.cfg.Timeout, func() { p.miss(st, br) })
+	p.mu.Unlock()
 	if err := s.tp.sendMsg(to, req); err != nil {
 		p.mu.Lock()
+		st.timer.Stop()
 		delete(p.pending, br)
 		st.inflight = ""
 		p.mu.Unlock()
 		p.miss(st, "")
-		return
 	}
-	st.timer = time.AfterFunc(p.cfg.Timeout, func() { p.miss(st, br) })
 }
 
 // onResponse records an answer to a probe (any final response but 503
@@ -220,22 +222,28 @@ func (p *Prober) onResponse(br string, code int) {
 	}
 	st.misses = 0
 	st.answers++
+	changed := false
 	if !st.known.Load() {
 		st.up.Store(true)
 		st.known.Store(true)
+		changed = true
 	} else if !st.up.Load() && st.answers >= p.cfg.UpAfter {
 		st.up.Store(true)
+		changed = true
 	}
 	p.mu.Unlock()
+	if changed {
+		p.gauges(*p.eps.Load())
+	}
 	p.s.metrics.ProbeRTT.WithLabelValues(p.s.metrics.regions.label(st.region)).Observe(rtt.Seconds())
 }
 
 // miss records a probe without answer (br "" for a send failure).
 func (p *Prober) miss(st *epState, br string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if br != "" {
 		if st.inflight != br {
+			p.mu.Unlock()
 			return
 		}
 		delete(p.pending, br)
@@ -243,9 +251,15 @@ func (p *Prober) miss(st *epState, br string) {
 	}
 	st.answers = 0
 	st.misses++
-	if st.misses >= p.cfg.DownAfter {
+	changed := false
+	if st.misses >= p.cfg.DownAfter && (st.up.Load() || !st.known.Load()) {
 		st.up.Store(false)
 		st.known.Store(true)
+		changed = true
+	}
+	p.mu.Unlock()
+	if changed {
+		p.gauges(*p.eps.Load())
 	}
 }
 
@@ -256,6 +270,7 @@ func (p *Prober) passiveMiss(uri string) {
 	}
 }
 
+// gauges sets the per-region gauges (p.mu not held).
 func (p *Prober) gauges(m map[string]*epState) {
 	type agg struct {
 		up, down, unknown int

@@ -1,0 +1,322 @@
+package sip
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	bad := DefaultConfig()
+	bad.Addr = "nope"
+	bad.TLSCert = "cert.pem"
+	bad.Trunks = append(bad.Trunks,
+		Trunk{Name: "local", CIDRs: []string{"10.0.0.0/33"}},
+		Trunk{Name: "t", Preset: "verizon"},
+		Trunk{Name: "u", Username: "x", Country: "usa"})
+	bad.Probe.Alpha = 2
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, key := range []string{"sip.addr", "sip.tls_addr", "sip.trunks[1].name", "sip.trunks[1].cidrs[0]",
+		"sip.trunks[2].preset", "sip.trunks[3].password", "sip.trunks[3].country", "sip.probe.alpha"} {
+		if !strings.Contains(err.Error(), key+":") {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+	wild := DefaultConfig()
+	wild.Addr = "0.0.0.0:5060"
+	if err := wild.Validate(); err == nil || !strings.Contains(err.Error(), "sip.advertise_host") {
+		t.Errorf("0.0.0.0 without advertise_host: %v", err)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), func(c *Config) { c.DrainTimeout = 5 * time.Second }, nil)
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, _, err := carrier.call(ctx, e, numPurchased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ds.Ack(ctx)
+	recv(t, agent.invites, "INVITE")
+	drained := make(chan int, 1)
+	go func() { drained <- e.Drain(ctx) }()
+	checkFor(t, time.Second, func() error {
+		if !e.Draining() {
+			return errorf("not draining")
+		}
+		return nil
+	})
+	raw := newRaw(t, "127.0.0.1", net_(e))
+	raw.send(raw.invite(e, numPurchased, "drain-new", ""))
+	if m := raw.readFinal(2 * time.Second); !strings.HasPrefix(m, "SIP/2.0 503") || !strings.Contains(m, "Retry-After:") {
+		t.Fatalf("new INVITE while draining: %q", m)
+	}
+	select {
+	case n := <-drained:
+		t.Fatalf("Drain returned %d with a call up", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := ds.Bye(ctx); err != nil { // the active dialog still works
+		t.Fatal(err)
+	}
+	select {
+	case n := <-drained:
+		if n != 0 {
+			t.Fatalf("Drain left %d", n)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Drain did not return after the last BYE")
+	}
+}
+
+func TestProberHealthAndFailover(t *testing.T) {
+	live := newUA(t, "127.0.0.1")
+	dead := newRaw(t, "127.0.0.1", &netUDPAddrLoop)
+	deadEP := routing.Endpoint{Region: "ap", URI: "sip:bot@127.0.0.1:" + itoa(dead.port())}
+	e := runEdge(t, buildTable(deadEP, live.endpoint("us")), func(c *Config) {
+		c.Probe = ProbeConfig{Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, DownAfter: 2, UpAfter: 2, Alpha: 0.5}
+	}, nil)
+	checkFor(t, 3*time.Second, func() error {
+		st := e.Status()
+		if len(st) != 2 {
+			return errorf("status %+v", st)
+		}
+		// sorted by region: ap (dead) then us (live)
+		if st[0].Up || !st[0].Known || !st[1].Up || !st[1].Known || st[1].RTT <= 0 {
+			return errorf("status %+v", st)
+		}
+		return nil
+	})
+	if _, up, known := e.Prober().Endpoint(deadEP.URI); up || !known {
+		t.Fatal("dead endpoint not down")
+	}
+	// with the dead endpoint known down, a call goes straight to the live one
+	r, _ := e.table.Load().Lookup(numPurchased)
+	c := routing.Candidates(r, e.Prober())
+	if len(c) != 1 || c[0].Region != "us" {
+		t.Fatalf("candidates %+v", c)
+	}
+	var m bytes.Buffer
+	mfs, _ := e.reg.Gather()
+	for _, mf := range mfs {
+		_, _ = expfmt.MetricFamilyToText(&m, mf)
+	}
+	for _, want := range []string{`callgate_sip_region_endpoints{region="ap",state="down"} 1`,
+		`callgate_sip_region_endpoints{region="us",state="up"} 1`, `callgate_sip_probe_rtt_seconds_count{region="us"}`} {
+		if !strings.Contains(m.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	js, _ := json.Marshal(e.Status())
+	if !strings.Contains(string(js), `"rtt_ms"`) {
+		t.Errorf("status JSON %s", js)
+	}
+}
+
+// TestMetricsLint feeds the exported metrics to promtool (Debian's
+// prometheus package) after a call.
+func TestMetricsLint(t *testing.T) {
+	pt, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed")
+	}
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), nil, nil)
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, _, err := carrier.call(ctx, e, numPurchased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ds.Ack(ctx)
+	_ = ds.Bye(ctx)
+	recv(t, agent.byes, "BYE")
+	var m bytes.Buffer
+	mfs, _ := e.reg.Gather()
+	for _, mf := range mfs {
+		_, _ = expfmt.MetricFamilyToText(&m, mf)
+	}
+	cmd := exec.Command(pt, "check", "metrics")
+	cmd.Stdin = &m
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestEventsOnNATS: lifecycle events through calls.NATSPublisher on an
+// embedded nats-server.
+func TestEventsOnNATS(t *testing.T) {
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync("callgate.calls.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := newUA(t, "127.0.0.1")
+	table := buildTable(agent.endpoint("eu"))
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Probe.Disabled = true
+	s, err := New(cfg, Deps{Table: table, Events: &calls.NATSPublisher{NC: nc, Region: "local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Serve(ctx) }()
+	e := &testEdge{Server: s}
+	carrier := newUA(t, "127.0.0.1")
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	ds, _, err := carrier.call(cctx, e, numPurchased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ds.Ack(cctx)
+	_ = ds.Bye(cctx)
+	var subjects []string
+	for len(subjects) < 3 {
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %v: %v", subjects, err)
+		}
+		subjects = append(subjects, msg.Subject)
+		var ev calls.Event
+		if err := json.Unmarshal(msg.Data, &ev); err != nil || ev.Number != numPurchased || ev.Carrier != "twilio" {
+			t.Errorf("event %s: %v %+v", msg.Subject, err, ev)
+		}
+	}
+	want := []string{"callgate.calls.eu.started", "callgate.calls.eu.answered", "callgate.calls.eu.ended"}
+	if strings.Join(subjects, ",") != strings.Join(want, ",") {
+		t.Errorf("subjects %v, want %v", subjects, want)
+	}
+}
+
+// TestDigestTrunk: a trunk with credentials challenges with 407 and
+// accepts the right response.
+func TestDigestTrunk(t *testing.T) {
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), func(c *Config) {
+		c.Trunks = []Trunk{{Name: "pbx", Carrier: "local", CIDRs: []string{"127.0.0.0/8"}, Username: "pbx", Password: "s3cret"}}
+	}, nil)
+	raw := newRaw(t, "127.0.0.1", net_(e))
+	inv := raw.invite(e, numPurchased, "auth-1", "")
+	raw.send(inv)
+	m := raw.readFinal(2 * time.Second)
+	if !strings.HasPrefix(m, "SIP/2.0 407") {
+		t.Fatalf("got %q, want 407", statusLine(m))
+	}
+	res, err := sip.ParseMessage([]byte(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := res.(*sip.Response).GetHeader("Proxy-Authenticate").Value()
+	nonce := between(ch, `nonce="`, `"`)
+	uri := "sip:" + numPurchased + "@127.0.0.1:" + itoa(int(e.UDPAddr().Port()))
+	h := func(s string) string { x := md5.Sum([]byte(s)); return hex.EncodeToString(x[:]) }
+	ha1, ha2 := h("pbx:callgate:s3cret"), h("INVITE:"+uri)
+	resp := h(ha1 + ":" + nonce + ":00000001:abc:auth:" + ha2)
+	auth := `Proxy-Authorization: Digest username="pbx", realm="callgate", nonce="` + nonce + `", uri="` + uri +
+		`", response="` + resp + `", algorithm=MD5, qop=auth, nc=00000001, cnonce="abc"` + "\r\n"
+	inv2 := strings.Replace(raw.invite(e, numPurchased, "auth-2", ""), "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n"+auth, 1)
+	raw.send(inv2)
+	if m := raw.readFinal(3 * time.Second); !strings.HasPrefix(m, "SIP/2.0 200") {
+		t.Fatalf("authenticated INVITE: %q", statusLine(m))
+	}
+	wrong := strings.Replace(inv2, resp, h("x"), 1)
+	raw.send(strings.ReplaceAll(wrong, "auth-2", "auth-3"))
+	if m := raw.readFinal(2 * time.Second); !strings.HasPrefix(m, "SIP/2.0 407") {
+		t.Fatalf("wrong password: %q", statusLine(m))
+	}
+}
+
+func between(s, a, b string) string {
+	i := strings.Index(s, a)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(a):]
+	if j := strings.Index(s, b); j >= 0 {
+		return s[:j]
+	}
+	return s
+}
+
+// TestTCPCall: a carrier on TCP, the agent on UDP (two Record-Route entries).
+func TestTCPCall(t *testing.T) {
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), nil, nil)
+	c, err := net.Dial("tcp", e.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lp := c.LocalAddr().(*net.TCPAddr).Port
+	body := testSDP
+	inv := "INVITE sip:" + numPurchased + "@127.0.0.1:" + itoa(int(e.TCPAddr().Port())) + ";transport=tcp SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP 127.0.0.1:" + itoa(lp) + ";branch=z9hG4bK-tcp1\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:+15005550006@127.0.0.1>;tag=tcp\r\nTo: <sip:" + numPurchased + "@127.0.0.1>\r\nCall-ID: tcp-1\r\n" +
+		"CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:" + itoa(lp) + ";transport=tcp>\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+	if _, err := c.Write([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 8192)
+	for !strings.Contains(got.String(), "SIP/2.0 200") {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("read: %v (so far %q)", err, got.String())
+		}
+		got.Write(buf[:n])
+	}
+	fwd := recv(t, agent.invites, "INVITE over UDP")
+	if n := len(fwd.GetHeaders("Record-Route")); n != 2 {
+		t.Errorf("agent sees %d Record-Route, want 2 (UDP and TCP sides)", n)
+	}
+	if !strings.Contains(got.String(), "transport=tcp") {
+		t.Errorf("200 at the TCP caller lacks the TCP Record-Route:\n%s", got.String())
+	}
+	_ = os.Getenv
+}
