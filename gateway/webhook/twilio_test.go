@@ -424,3 +424,26 @@ func checkFor(t testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestMessageDeliveryIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	rg := newRig(t, func(c *Config, _ *Deps) { c.Messaging.Workers, c.Messaging.Queue = 1, 1 })
+	rg.agent.status = func(int) int { <-release; return 200 }
+	p := url.Values{"MessageSid": {"SM1"}, "From": {"+14155550100"}, "To": {numMain}, "Body": {"hi"}}
+	start := time.Now()
+	for range 3 { // one in flight, one queued, one dropped
+		if w := rg.do(twilioRequest(PathTwilioSMS, p, testToken)); w.Code != 200 {
+			t.Fatalf("%d", w.Code)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("webhooks waited on the delivery: %v", d)
+	}
+	checkFor(t, 5*time.Second, func() bool {
+		return testutil.ToFloat64(rg.h.Metrics().Deliveries.WithLabelValues(OutcomeDropped)) == 1
+	})
+	close(release)
+	checkFor(t, 5*time.Second, func() bool {
+		return testutil.ToFloat64(rg.h.Metrics().Deliveries.WithLabelValues(OutcomeOK)) == 2
+	})
+}
