@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/callgate/callgate/gateway/calls"
@@ -319,4 +321,41 @@ func TestTCPCall(t *testing.T) {
 		t.Errorf("200 at the TCP caller lacks the TCP Record-Route:\n%s", got.String())
 	}
 	_ = os.Getenv
+}
+
+// TestUnlistedSourcesKeepNoState: thousands of datagrams from unlisted
+// source ports leave no connection, transaction or goroutine behind.
+func TestUnlistedSourcesKeepNoState(t *testing.T) {
+	e := runEdge(t, buildTable(), func(c *Config) {
+		c.Trunks = []Trunk{{Name: "carrier", Carrier: "twilio", CIDRs: []string{"127.0.0.5/32"}}}
+		c.SilentReject = true
+	}, nil)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 200; i++ {
+		raw := newRaw(t, "127.0.0.9", net_(e))
+		for j := 0; j < 10; j++ {
+			raw.send(raw.invite(e, numPurchased, "scan-"+itoa(i)+"-"+itoa(j), ""))
+		}
+		raw.conn.Close()
+	}
+	checkFor(t, 3*time.Second, func() error {
+		if n := testutilCount(e); n != 2000 {
+			return errorf("rejected %v", n)
+		}
+		return nil
+	})
+	e.tp.mu.Lock()
+	streams := len(e.tp.streams)
+	e.tp.mu.Unlock()
+	if streams != 0 || e.serverTx.len() != 0 || e.clientTx.len() != 0 || e.dialogs.len() != 0 {
+		t.Errorf("state left: streams %d serverTx %d clientTx %d dialogs %d",
+			streams, e.serverTx.len(), e.clientTx.len(), e.dialogs.len())
+	}
+	if after := runtime.NumGoroutine(); after > before+2 {
+		t.Errorf("goroutines %d → %d", before, after)
+	}
+}
+
+func testutilCount(e *testEdge) float64 {
+	return testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("unknown_source"))
 }

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,4 +303,3 @@ func (p *Prober) gauges(m map[string]*epState) {
 	}
 }
 
-var _ = strconv.Itoa

@@ -86,9 +86,22 @@ type call struct {
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
 }
 
+// serverTxKey matches an INVITE with its retransmissions, CANCEL and
+// non-2xx ACK: the top Via branch and sent-by (RFC 3261 17.2.3), or for
+// pre-RFC 3261 peers without the magic cookie, Call-ID, CSeq number,
+// From tag and sent-by.
+func serverTxKey(req *sip.Request) string {
+	v := req.Via()
+	br, _ := v.Params.Get("branch")
+	if strings.HasPrefix(br, "z9hG4bK") {
+		return br + "|" + v.SentBy()
+	}
+	tag, _ := req.From().Params.Get("tag")
+	return "2543|" + string(*req.CallID()) + "|" + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) + "|" + tag + "|" + v.SentBy()
+}
+
 func (s *Server) handleInvite(req *sip.Request, from peer) {
-	br, _ := req.Via().Params.Get("branch")
-	txKey := br + "|" + req.Via().SentBy()
+	txKey := serverTxKey(req)
 	if c, ok := s.serverTx.get(txKey); ok {
 		// retransmission: resend the last final response, if any
 		c.mu.Lock()
@@ -691,8 +704,7 @@ func maskNumber(n string) string {
 }
 
 func (s *Server) handleCancel(req *sip.Request, from peer) {
-	br, _ := req.Via().Params.Get("branch")
-	c, ok := s.serverTx.get(br + "|" + req.Via().SentBy())
+	c, ok := s.serverTx.get(serverTxKey(req))
 	if !ok {
 		s.replyStateless(req, from, 481, "Call/Transaction Does Not Exist")
 		return
@@ -710,8 +722,7 @@ func (s *Server) handleCancel(req *sip.Request, from peer) {
 }
 
 func (s *Server) handleAck(req *sip.Request, from peer) {
-	br, _ := req.Via().Params.Get("branch")
-	if c, ok := s.serverTx.get(br + "|" + req.Via().SentBy()); ok {
+	if c, ok := s.serverTx.get(serverTxKey(req)); ok {
 		c.mu.Lock()
 		if c.state == stCompleted {
 			// ACK for our non-2xx final: absorbed here (hop by hop)
@@ -965,4 +976,3 @@ func (c *call) sendByes() {
 	}
 }
 
-var _ = strconv.Itoa

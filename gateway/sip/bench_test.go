@@ -1,0 +1,152 @@
+package sip
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callgate/callgate/routing"
+)
+
+// Minimal text-level SIP peers for the full-call benchmark: they cost far
+// less than the proxy, so the figures are mostly the proxy's.
+
+func lines(msg, name string) []string {
+	var out []string
+	for _, l := range strings.Split(msg, "\r\n") {
+		if len(l) > len(name) && l[len(name)] == ':' && strings.EqualFold(l[:len(name)], name) {
+			out = append(out, l)
+		}
+		if l == "" {
+			break
+		}
+	}
+	return out
+}
+
+func first(msg, name string) string {
+	if ls := lines(msg, name); len(ls) > 0 {
+		return ls[0]
+	}
+	return ""
+}
+
+// benchAgent answers INVITE with 180 and 200 (echoing Record-Route) and BYE with 200.
+func benchAgent(c *net.UDPConn) {
+	buf := make([]byte, 65535)
+	port := strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port)
+	for {
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		msg := string(buf[:n])
+		switch {
+		case strings.HasPrefix(msg, "INVITE "):
+			head := strings.Join(lines(msg, "Via"), "\r\n") + "\r\n" + strings.Join(lines(msg, "Record-Route"), "\r\n") + "\r\n" +
+				first(msg, "From") + "\r\n" + first(msg, "To") + ";tag=agent\r\n" + first(msg, "Call-ID") + "\r\n" +
+				first(msg, "CSeq") + "\r\nContact: <sip:bot@127.0.0.1:" + port + ">\r\n"
+			_, _ = c.WriteToUDP([]byte("SIP/2.0 180 Ringing\r\n"+head+"Content-Length: 0\r\n\r\n"), from)
+			_, _ = c.WriteToUDP([]byte("SIP/2.0 200 OK\r\n"+head+"Content-Type: application/sdp\r\nContent-Length: "+
+				strconv.Itoa(len(testSDP))+"\r\n\r\n"+testSDP), from)
+		case strings.HasPrefix(msg, "BYE "):
+			head := strings.Join(lines(msg, "Via"), "\r\n") + "\r\n" + first(msg, "From") + "\r\n" + first(msg, "To") + "\r\n" +
+				first(msg, "Call-ID") + "\r\n" + first(msg, "CSeq") + "\r\n"
+			_, _ = c.WriteToUDP([]byte("SIP/2.0 200 OK\r\n"+head+"Content-Length: 0\r\n\r\n"), from)
+		}
+	}
+}
+
+// BenchmarkFullCall is one full call through the proxy (INVITE, 100, 180,
+// 200, ACK, BYE, 200) between in-process UDP peers, 64 calls in flight.
+// cpu-us/call is the whole process's CPU time (proxy and both peers) per call.
+func BenchmarkFullCall(b *testing.B) {
+	ag, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ag.Close()
+	go benchAgent(ag)
+	agentPort := ag.LocalAddr().(*net.UDPAddr).Port
+	e := runEdge(b, buildTable(routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(agentPort)}), nil, nil)
+	car, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer car.Close()
+	_ = car.SetReadBuffer(4 << 20)
+	cport := strconv.Itoa(car.LocalAddr().(*net.UDPAddr).Port)
+	proxy := net.UDPAddrFromAddrPort(e.UDPAddr())
+	pport := strconv.Itoa(int(e.UDPAddr().Port()))
+
+	invite := func(i int) []byte {
+		id := strconv.Itoa(i)
+		return []byte("INVITE sip:" + numPurchased + "@127.0.0.1:" + pport + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP 127.0.0.1:" + cport + ";branch=z9hG4bK-b" + id + "\r\nMax-Forwards: 70\r\n" +
+			"From: <sip:+15005550006@127.0.0.1>;tag=c" + id + "\r\nTo: <sip:" + numPurchased + "@127.0.0.1>\r\n" +
+			"Call-ID: bench-" + id + "\r\nCSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1:" + cport + ">\r\n" +
+			"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(testSDP)) + "\r\n\r\n" + testSDP)
+	}
+	inDialog := func(method, id, cseq, toTag string) []byte {
+		return []byte(method + " sip:bot@127.0.0.1:" + strconv.Itoa(agentPort) + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP 127.0.0.1:" + cport + ";branch=z9hG4bK-" + strings.ToLower(method) + id + "\r\n" +
+			"Route: <sip:127.0.0.1:" + pport + ";lr>\r\nMax-Forwards: 70\r\n" +
+			"From: <sip:+15005550006@127.0.0.1>;tag=c" + id + "\r\nTo: <sip:" + numPurchased + "@127.0.0.1>;tag=" + toTag + "\r\n" +
+			"Call-ID: bench-" + id + "\r\nCSeq: " + cseq + " " + method + "\r\nContent-Length: 0\r\n\r\n")
+	}
+
+	const window = 64
+	var done atomic.Int64
+	var next atomic.Int64
+	sem := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // carrier: responses drive the calls
+		defer wg.Done()
+		buf := make([]byte, 65535)
+		for done.Load() < int64(b.N) {
+			_ = car.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, _, err := car.ReadFromUDP(buf)
+			if err != nil {
+				b.Errorf("carrier read: %v after %d calls", err, done.Load())
+				return
+			}
+			msg := string(buf[:n])
+			cid := strings.TrimPrefix(first(msg, "Call-ID"), "Call-ID: bench-")
+			cseq := first(msg, "CSeq")
+			switch {
+			case strings.HasPrefix(msg, "SIP/2.0 200") && strings.HasSuffix(cseq, "INVITE"):
+				_, _ = car.WriteToUDP(inDialog("ACK", cid, "1", "agent"), proxy)
+				_, _ = car.WriteToUDP(inDialog("BYE", cid, "2", "agent"), proxy)
+			case strings.HasPrefix(msg, "SIP/2.0 200") && strings.HasSuffix(cseq, "BYE"):
+				done.Add(1)
+				<-sem
+			case strings.HasPrefix(msg, "SIP/2.0 1"):
+			default:
+				b.Errorf("carrier got %q", statusLine(msg))
+				return
+			}
+		}
+	}()
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		sem <- struct{}{}
+		_, _ = car.WriteToUDP(invite(int(next.Add(1))), proxy)
+	}
+	wg.Wait()
+	b.StopTimer()
+	el := time.Since(start)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())
+	b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/call")
+}
