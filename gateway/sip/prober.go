@@ -302,4 +302,3 @@ func (p *Prober) gauges(m map[string]*epState) {
 		p.s.metrics.RegionRTT.WithLabelValues(r).Set(a.best.Seconds())
 	}
 }
-

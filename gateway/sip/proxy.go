@@ -975,4 +975,3 @@ func (c *call) sendByes() {
 		_ = s.tp.send(c.up, []byte(bye.String()))
 	}
 }
-
