@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,11 +42,22 @@ func main() {
 		sockets   = flag.Int("sockets", 4, "generator sockets per side (callers, agents)")
 		portMin   = flag.Int("port-min", 20000, "relay port range start")
 		portMax   = flag.Int("port-max", 59999, "relay port range end")
-		direct    = flag.Bool("direct", false, "baseline: send straight to the peer, no relay")
+		direct    = flag.Bool("direct", false, "baseline only: send straight to the peer, no relay")
+		baseline  = flag.Bool("baseline", true, "before each relay step, run the same traffic without the relay and report the difference")
 		all       = flag.Bool("all", false, "keep going after a step fails the loss target")
 		maxLoss   = flag.Float64("max-loss", 0.001, "loss ratio a step must stay under")
+		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	)
 	flag.Parse()
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	var steps []int
 	for _, f := range strings.Split(*callsFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -65,32 +77,57 @@ func main() {
 	fmt.Printf("# media relay benchmark: %s, %d pps each way per call, %d-byte payload, %s per step, GOMAXPROCS=%d, NumCPU=%d\n",
 		mode, *pps, *payload, *duration, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("# latency = sender socket -> receiver socket, one way, per packet\n")
-	fmt.Printf("%6s %10s %10s %9s %9s %9s %9s %9s %9s %7s  %s\n",
-		"calls", "sent", "recv", "loss%", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "cpu%", "result")
+	fmt.Printf("%-6s %6s %10s %10s %9s %9s %9s %9s %9s %9s %7s  %s\n",
+		"mode", "calls", "sent", "recv", "loss%", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "cpu%", "result")
+	row := func(label string, n int, r *result, verdict string) {
+		fmt.Printf("%-6s %6d %10d %10d %9.4f %9.0f %9.0f %9.0f %9.0f %9.0f %7.0f  %s\n",
+			label, n, r.sent, r.recv, 100*r.lossRatio(), r.pct(0.50), r.pct(0.90), r.pct(0.99), r.pct(0.999), r.max(), 100*r.cpu, verdict)
+	}
 	best := 0
-	var bestRes *result
+	var bestRes, bestBase *result
 	for _, n := range steps {
+		var base *result
+		if *baseline && !*direct {
+			var err error
+			base, err = runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, true)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "calls=%d (direct): %v\n", n, err)
+				break
+			}
+			row("direct", n, base, "baseline")
+		}
 		r, err := runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, *direct)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "calls=%d: %v\n", n, err)
-			os.Exit(1)
+			break
 		}
 		ok := r.lossRatio() < *maxLoss
 		verdict := "ok"
 		if !ok {
 			verdict = "FAIL loss"
 		}
-		fmt.Printf("%6d %10d %10d %9.4f %9.0f %9.0f %9.0f %9.0f %9.0f %7.0f  %s\n",
-			n, r.sent, r.recv, 100*r.lossRatio(), r.pct(0.50), r.pct(0.90), r.pct(0.99), r.pct(0.999), r.max(), 100*r.cpu, verdict)
+		label := "relay"
+		if *direct {
+			label = "direct"
+		}
+		row(label, n, r, verdict)
+		if base != nil {
+			fmt.Printf("       added by relay: p50 %+.0f us, p99 %+.0f us; relay CPU %.2f us per relayed packet\n",
+				r.pct(0.5)-base.pct(0.5), r.pct(0.99)-base.pct(0.99), relayCPU(r, base))
+		}
 		if ok && n > best {
-			best, bestRes = n, r
+			best, bestRes, bestBase = n, r, base
 		}
 		if !ok && !*all {
 			break
 		}
 	}
 	if bestRes != nil {
-		fmt.Printf("# most calls with loss < %.2f%%: %d (p50 %.0f us, p99 %.0f us one-way)\n", 100**maxLoss, best, bestRes.pct(0.5), bestRes.pct(0.99))
+		fmt.Printf("# most calls with loss < %.2f%%: %d (one-way p50 %.0f us, p99 %.0f us", 100**maxLoss, best, bestRes.pct(0.5), bestRes.pct(0.99))
+		if bestBase != nil {
+			fmt.Printf("; added by the relay p50 %+.0f us, p99 %+.0f us", bestRes.pct(0.5)-bestBase.pct(0.5), bestRes.pct(0.99)-bestBase.pct(0.99))
+		}
+		fmt.Printf(")\n")
 	} else {
 		fmt.Printf("# no step stayed under %.2f%% loss\n", 100**maxLoss)
 	}
@@ -102,6 +139,17 @@ type result struct {
 	sent, recv uint64
 	hist       []uint64 // µs buckets
 	cpu        float64  // process CPU seconds per wall second
+	elapsed    time.Duration
+}
+
+// relayCPU estimates the relay's CPU time per relayed packet: the
+// process's CPU with the relay minus without it (same traffic).
+func relayCPU(r, base *result) float64 {
+	if r.recv == 0 {
+		return 0
+	}
+	d := r.cpu*r.elapsed.Seconds() - base.cpu*base.elapsed.Seconds()
+	return d / float64(r.recv) * 1e6
 }
 
 func (r *result) lossRatio() float64 {
@@ -349,7 +397,7 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 		agents[k].Close()
 	}
 	rwg.Wait()
-	r := &result{sent: sent.Load(), hist: make([]uint64, histMax+1), cpu: cpu}
+	r := &result{sent: sent.Load(), hist: make([]uint64, histMax+1), cpu: cpu, elapsed: elapsed}
 	for j := range recvCount {
 		r.recv += uint64(recvCount[j])
 	}

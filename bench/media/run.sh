@@ -22,8 +22,6 @@ echo "## machine: $(nproc) CPUs, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "## 1. per-packet forwarding"
 go test -run '^$' -bench 'Forward|HandlePacket' -benchtime 50000x -count 3 ./gateway/media/
 go build -o "$bin" ./bench/media
-echo "## 2. relayed calls"
+echo "## 2. relayed calls (each step: the same traffic without the relay first, then through it)"
 "$bin" -calls "$CALLS" -duration "$DURATION" "$@"
-echo "## 3. baseline: same traffic, no relay"
-"$bin" -direct -calls "$CALLS" -duration "$DURATION" -all
 echo "## load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

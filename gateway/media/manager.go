@@ -35,8 +35,9 @@ type Manager struct {
 	advIP   netip.Addr
 	regions map[string]bool
 
-	// hot-path counters, resolved once
+	// counters resolved once
 	dropForeign, dropNoDest, dropSend prometheus.Counter
+	legPackets, legBytes              [2]prometheus.Counter // caller, agent
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -85,6 +86,10 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 	m.dropForeign = m.met.Dropped.WithLabelValues("foreign_source")
 	m.dropNoDest = m.met.Dropped.WithLabelValues("no_destination")
 	m.dropSend = m.met.Dropped.WithLabelValues("send_error")
+	for i, l := range []string{legCaller, legAgent} {
+		m.legPackets[i] = m.met.Packets.WithLabelValues(l)
+		m.legBytes[i] = m.met.Bytes.WithLabelValues(l)
+	}
 	m.met.Ports.Set(float64(2 * m.ports.total))
 	m.wg.Add(1)
 	go m.watch()

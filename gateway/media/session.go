@@ -176,6 +176,8 @@ func (l *leg) setSDP(info *sdpInfo) {
 		return
 	}
 	l.sdpRTP = info.rtp
+	l.p.rtp.disconnect()
+	l.p.rtcp.disconnect()
 	if info.rtp.IsValid() {
 		r := info.rtp
 		l.rtpPeer.Store(&r)
@@ -282,6 +284,7 @@ func (l *leg) acceptRTP(src netip.AddrPort, now int64) bool {
 			l.confirm++
 			if l.confirm >= l.s.m.cfg.LatchPackets {
 				l.established = true
+				l.p.rtp.connect(src)
 			}
 		}
 		return true
@@ -310,6 +313,7 @@ func (l *leg) acceptRTP(src netip.AddrPort, now int64) bool {
 		l.rtcpPeer.Store(&c)
 	}
 	l.established, l.latched = true, true
+	l.p.rtp.connect(src)
 	l.s.m.met.Latches.Inc()
 	return true
 }
@@ -319,7 +323,10 @@ func (l *leg) acceptRTP(src netip.AddrPort, now int64) bool {
 // with l.mu held.
 func (l *leg) acceptRTCP(src netip.AddrPort) bool {
 	if peer := l.rtcpPeer.Load(); peer != nil && *peer == src {
-		l.rtcpFixed = true
+		if !l.rtcpFixed {
+			l.rtcpFixed = true
+			l.p.rtcp.connect(src)
+		}
 		return true
 	}
 	if l.rtcpFixed {
@@ -329,6 +336,7 @@ func (l *leg) acceptRTCP(src netip.AddrPort) bool {
 		r := src
 		l.rtcpPeer.Store(&r)
 		l.rtcpFixed = true
+		l.p.rtcp.connect(src)
 		return true
 	}
 	return false
@@ -482,10 +490,10 @@ func (s *Session) pushCounters() {
 		p, b := l.st.packets, l.st.bytes
 		l.mu.Unlock()
 		if d := p - s.pushed[i][0]; d > 0 {
-			s.m.met.Packets.WithLabelValues(l.name).Add(float64(d))
+			s.m.legPackets[i].Add(float64(d))
 		}
 		if d := b - s.pushed[i][1]; d > 0 {
-			s.m.met.Bytes.WithLabelValues(l.name).Add(float64(d))
+			s.m.legBytes[i].Add(float64(d))
 		}
 		s.pushed[i] = [2]uint64{p, b}
 	}

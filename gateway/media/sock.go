@@ -3,6 +3,7 @@ package media
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 )
 
 // sock is one relay UDP socket with its own reader goroutine (the Go
@@ -13,6 +14,11 @@ type sock struct {
 	local netip.AddrPort
 	leg   *leg
 	rtcp  bool
+	// peer the socket is connected to (nil: unconnected). Once a leg's
+	// source is fixed its socket is connected to it: the kernel then
+	// drops datagrams from anyone else and both directions skip the
+	// per-packet route and socket lookups.
+	peer atomic.Pointer[netip.AddrPort]
 }
 
 type osScratch struct{}
@@ -32,8 +38,33 @@ func openSock(ip netip.Addr, port int) (*sock, error) {
 func (s *sock) close() { s.c.Close() }
 
 func (s *sock) sendTo(b []byte, to netip.AddrPort, _ *osScratch) error {
+	if p := s.peer.Load(); p != nil && *p == to {
+		_, err := s.c.Write(b)
+		return err
+	}
 	_, err := s.c.WriteToUDPAddrPort(b, to)
 	return err
+}
+
+// connect fixes the socket's peer (see sock.peer). Errors leave it
+// unconnected, which only costs speed.
+func (s *sock) connect(to netip.AddrPort) {
+	if p := s.peer.Load(); p != nil && *p == to {
+		return
+	}
+	if err := connectFD(s.c, to); err != nil {
+		return
+	}
+	s.peer.Store(&to)
+}
+
+// disconnect lets the socket receive from anyone again.
+func (s *sock) disconnect() {
+	if s.peer.Load() == nil {
+		return
+	}
+	s.peer.Store(nil)
+	disconnectFD(s.c)
 }
 
 // engine starts and stops the sockets' reader goroutines.
