@@ -147,7 +147,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		return
 	}
 	c := &call{
-		s: s, id: string(*req.CallID()), inv: req, up: from, upBranch: txKey,
+		s: s, id: string(*req.CallID()), inv: req, up: replyPeer(req, from), upBranch: txKey,
 		info: info, trunk: trunk, start: time.Now(),
 	}
 	c.fromTag, _ = req.From().Params.Get("tag")

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -343,7 +344,7 @@ func (s *Server) handleDatagram(data []byte, from peer) {
 	}
 	m, err := s.tp.parser.ParseSIP(data)
 	if err != nil {
-		s.malformed(m, from, err)
+		s.malformed(data, m, from, err)
 		return
 	}
 	s.handleMessage(m, from)
@@ -351,15 +352,97 @@ func (s *Server) handleDatagram(data []byte, from peer) {
 
 // malformed answers 400 when the broken message is a request whose
 // transaction headers parsed (so a response can be routed), else drops it.
-func (s *Server) malformed(m sip.Message, from peer, err error) {
+func (s *Server) malformed(data []byte, m sip.Message, from peer, err error) {
 	req, ok := m.(*sip.Request)
 	if ok && !req.IsAck() && canReply(req) && s.refuseToken() {
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()
 		s.replyStateless(req, from, 400, "Bad Request")
 		return
 	}
+	if _, isRes := m.(*sip.Response); !isRes && s.refuseToken() && s.replyUnparsed(data, from) {
+		s.metrics.Rejected.WithLabelValues("malformed").Inc()
+		return
+	}
 	s.metrics.Dropped.WithLabelValues("malformed").Inc()
 	s.log.Debug("sip: malformed message dropped", "from", from.addr.String(), "err", err)
+}
+
+// replyUnparsed answers a request whose start line did not parse (LWS or
+// brackets in the Request-URI, extra spaces, an unknown URI scheme) with
+// 400, or 416 for an unknown scheme, echoing its Via, From, To, Call-ID
+// and CSeq lines. It reports whether it answered.
+func (s *Server) replyUnparsed(data []byte, from peer) bool {
+	text := string(data)
+	if i := strings.Index(text, "\r\n\r\n"); i >= 0 {
+		text = text[:i]
+	}
+	lines := strings.Split(text, "\r\n")
+	start := strings.Fields(lines[0])
+	if len(start) < 3 || strings.HasPrefix(start[0], "SIP/") || !strings.HasPrefix(start[len(start)-1], "SIP/") ||
+		strings.EqualFold(start[0], "ACK") {
+		return false
+	}
+	code, reason := 400, "Bad Request"
+	if i := strings.IndexByte(start[1], ':'); i > 0 && len(start) == 3 {
+		sch := strings.ToLower(start[1][:i])
+		if sch != "sip" && sch != "sips" && sch != "tel" && isToken(sch) {
+			code, reason = 416, "Unsupported URI Scheme"
+		}
+	}
+	var b strings.Builder
+	b.WriteString("SIP/2.0 " + strconv.Itoa(code) + " " + reason + "\r\n")
+	var via *sip.ViaHeader
+	have := map[string]bool{}
+	for _, l := range lines[1:] {
+		name, _, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		switch n := strings.ToLower(strings.TrimSpace(name)); n {
+		case "via", "v":
+			if via == nil {
+				hs, err := sip.HeadersParser(sip.DefaultHeadersParser()).ParseHeader(nil, []byte(l))
+				if err != nil || len(hs) == 0 {
+					return false
+				}
+				via, _ = hs[0].(*sip.ViaHeader)
+			}
+			b.WriteString(l + "\r\n")
+		case "from", "f", "to", "t", "call-id", "i", "cseq":
+			if !have[n] {
+				have[n] = true
+				b.WriteString(l + "\r\n")
+			}
+		}
+	}
+	if via == nil || via.Host == "" {
+		return false
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	to := from
+	if from.proto == protoUDP {
+		port := via.Port
+		if rp, ok := via.Params.Get("rport"); ok && rp != "" {
+			port = int(from.addr.Port())
+		}
+		if port <= 0 || port > 65535 {
+			port = 5060
+		}
+		to.addr = netip.AddrPortFrom(from.addr.Addr(), uint16(port))
+	}
+	s.metrics.Responses.WithLabelValues("other", codeLabel(code)).Inc()
+	_ = s.tp.send(to, []byte(b.String()))
+	return true
+}
+
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // canReply: a response can be routed back by the top Via.
@@ -379,8 +462,32 @@ func validate(req *sip.Request) string {
 	if !hasTxHeaders(req) {
 		return "missing Via, From, To, Call-ID or CSeq"
 	}
-	if string(req.CSeq().MethodName) != string(req.Method) {
+	// sipgo upper-cases the request-line method, not CSeq's
+	if !strings.EqualFold(string(req.CSeq().MethodName), string(req.Method)) {
 		return "CSeq method does not match the request method"
+	}
+	var n [6]int
+	for _, h := range req.Headers() {
+		switch h.(type) {
+		case *sip.CallIDHeader:
+			n[0]++
+		case *sip.FromHeader:
+			n[1]++
+		case *sip.ToHeader:
+			n[2]++
+		case *sip.CSeqHeader:
+			n[3]++
+		case *sip.MaxForwardsHeader:
+			n[4]++
+		case *sip.ContentLengthHeader:
+			n[5]++
+		}
+	}
+	if n[0] > 1 || n[1] > 1 || n[2] > 1 || n[3] > 1 || n[4] > 1 || n[5] > 1 {
+		return "repeated Call-ID, From, To, CSeq, Max-Forwards or Content-Length"
+	}
+	if req.Recipient.Headers != nil && req.Recipient.Headers.Length() > 0 {
+		return "headers in the Request-URI"
 	}
 	if *req.CallID() == "" {
 		return "empty Call-ID"
@@ -438,6 +545,16 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		s.forwardInDialog(req, from)
 		return
 	}
+	if sch := strings.ToLower(req.Recipient.Scheme); sch != "sip" && sch != "sips" && sch != "tel" {
+		s.metrics.Rejected.WithLabelValues("bad_uri_scheme").Inc()
+		s.replyStateless(req, from, 416, "Unsupported URI Scheme")
+		return
+	}
+	if pr := headerValuesAll(req, "Proxy-Require"); len(pr) > 0 {
+		s.metrics.Rejected.WithLabelValues("bad_extension").Inc()
+		s.replyStateless(req, from, 420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(pr, ", ")))
+		return
+	}
 	switch req.Method {
 	case sip.INVITE:
 		s.handleInvite(req, from)
@@ -450,9 +567,27 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY"),
 			sip.NewHeader("Accept", "application/sdp"))
 	default:
+		if methodLabel(string(req.Method)) == "other" {
+			// an unknown method outside a dialog: no route for it here
+			s.replyStateless(req, from, 404, "Not Found")
+			return
+		}
 		s.replyStateless(req, from, 405, "Method Not Allowed",
 			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY"))
 	}
+}
+
+// headerValuesAll returns the comma-separated values of every header name.
+func headerValuesAll(req *sip.Request, name string) []string {
+	var out []string
+	for _, h := range req.GetHeaders(name) {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
 }
 
 // setReceived adds received (and rport when asked for, or on streams) to
@@ -504,10 +639,33 @@ func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason stri
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
+	to = replyPeer(req, to)
 	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
 	if err := s.tp.sendMsg(to, res); err != nil {
 		s.log.Debug("sip: send response", "to", to.addr.String(), "err", err)
 	}
+}
+
+// replyPeer is where a response to req goes (RFC 3261 18.2.2, RFC 3581):
+// on a stream, the connection it came on; on UDP the source address
+// (received) and the Via's sent-by port, or the source port when rport
+// was asked for.
+func replyPeer(req *sip.Request, from peer) peer {
+	if from.proto != protoUDP {
+		return from
+	}
+	v := req.Via()
+	if v == nil {
+		return from
+	}
+	if rp, ok := v.Params.Get("rport"); ok && rp != "" {
+		return from
+	}
+	port := v.Port
+	if port <= 0 || port > 65535 {
+		port = 5060
+	}
+	return peer{proto: protoUDP, addr: netip.AddrPortFrom(from.addr.Addr(), uint16(port))}
 }
 
 // retryAfter is the Retry-After header for 503 replies.

@@ -1,0 +1,112 @@
+package sip
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rfc4475Dir is the shared RFC 4475 torture corpus (read in place, not
+// copied into the project).
+const rfc4475Dir = "../../../shared/testdata/rfc4475"
+
+// rfc4475Want is what this edge answers each torture message with, judged
+// against EXPECT.tsv (a proxy's view). "" means dropped without response.
+var rfc4475Want = map[string]string{
+	"wsinv": "404", "intmeth": "404", "esc01": "404", "escnull": "405", "esc02": "404", "lwsdisp": "200",
+	"longreq": "404", "dblreq": "405", "semiuri": "200", "transports": "200", "mpart01": "405",
+	"unreason": "", "noreason": "", "badinv01": "400", "clerr": "400", "ncl": "400", "scalar02": "400",
+	"scalarlg": "", "quotbal": "400", "ltgtruri": "400", "lwsruri": "400", "lwsstart": "400", "trws": "400",
+	"escruri": "400", "baddate": "404", "regbadct": "405", "badaspec": "400", "baddn": "400", "badvers": "505",
+	"mismatch01": "400", "mismatch02": "400", "bigcode": "", "badbranch": "200", "insuf": "400", "unkscm": "416",
+	"novelsc": "416", "unksm2": "405", "bext01": "420", "invut": "404", "regaut01": "405", "multi01": "400",
+	"mcl01": "400", "bcast": "", "zeromf": "483", "cparam01": "405", "cparam02": "405", "regescrt": "405",
+	"sdp01": "404", "inv2543": "404",
+}
+
+// TestRFC4475Torture sends every torture message over UDP from
+// 127.0.0.2:5060 (most Vias have no rport, so RFC 3261 18.2.2 sends the
+// answer to the source IP on port 5060) and compares the answer.
+func TestRFC4475Torture(t *testing.T) {
+	f, err := os.Open(filepath.Join(rfc4475Dir, "EXPECT.tsv"))
+	if err != nil {
+		t.Skip("RFC 4475 corpus not found:", err)
+	}
+	defer f.Close()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 5060})
+	if err != nil {
+		t.Skip("cannot bind 127.0.0.2:5060:", err)
+	}
+	defer conn.Close()
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), nil, nil)
+	raw := &rawUA{t: t, conn: conn, to: net.UDPAddrFromAddrPort(e.UDPAddr())}
+	sc := bufio.NewScanner(f)
+	ok, total := 0, 0
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		fields := strings.SplitN(line, "\t", 4)
+		name := fields[0]
+		data, err := os.ReadFile(filepath.Join(rfc4475Dir, name+".dat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total++
+		// an answer without rport goes to the Via's sent-by port
+		reader := raw
+		if p := viaPort(string(data)); p != 0 && p != 5060 {
+			c2, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: p})
+			if err == nil {
+				defer c2.Close()
+				reader = &rawUA{t: t, conn: c2}
+			}
+		}
+		raw.send(string(data))
+		got, warn := "", ""
+		if m := reader.read(300 * time.Millisecond); strings.HasPrefix(m, "SIP/2.0 ") && len(m) >= 11 {
+			got = m[8:11]
+			warn = first(m, "Warning")
+		}
+		for raw.read(30*time.Millisecond) != "" { // drain
+		}
+		want := rfc4475Want[name]
+		if got == want {
+			ok++
+		} else {
+			t.Errorf("%-10s %-9s got %-4q want %-4q %s (RFC: %s)", name, fields[1], got, want, warn, fields[3])
+		}
+	}
+	t.Logf("RFC 4475: %d of %d torture messages answered as intended", ok, total)
+	alive(t, raw)
+}
+
+// viaPort is the sent-by port of the first Via line (0 if none or no rport-less port).
+func viaPort(msg string) int {
+	for _, l := range strings.Split(msg, "\r\n") {
+		if !strings.HasPrefix(strings.ToLower(l), "via:") {
+			continue
+		}
+		if strings.Contains(l, ";rport") {
+			return 0
+		}
+		f := strings.Fields(l)
+		if len(f) < 3 {
+			return 0
+		}
+		hp := strings.SplitN(f[2], ";", 2)[0]
+		if i := strings.LastIndexByte(hp, ':'); i > 0 {
+			p, _ := strconv.Atoi(hp[i+1:])
+			return p
+		}
+		return 0
+	}
+	return 0
+}
