@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,12 +82,21 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 		}
 		return nil
 	})
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	t0 := time.Now()
 	uac, uacOut := startSIPp(t, dir, 60, "-sf", filepath.Join(scen, "uac_rr.xml"), "-i", "127.0.0.1",
 		"-s", numPurchased, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())),
 		"-m", strconv.Itoa(n), "-r", strconv.Itoa(rate), "-nostdin", "-trace_err", "-buff_size", "4194304")
 	if err := uac.Wait(); err != nil {
 		t.Fatalf("sipp uac: %v\n%s\nuas:\n%s\n%s", err, tail(uacOut.String()), tail(uasOut.String()), sippErrors(dir))
 	}
+	var ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	t.Logf("%d calls at %d/s in %v: callgate CPU %v = %.0f µs/call; peak RSS %s",
+		n, rate, time.Since(t0).Round(time.Millisecond), cpu.Round(time.Millisecond),
+		float64(cpu.Microseconds())/float64(n), peakRSS())
 	if err := uas.Wait(); err != nil {
 		t.Fatalf("sipp uas: %v\n%s", err, tail(uasOut.String()))
 	}
@@ -117,6 +127,17 @@ func sippErrors(dir string) string {
 		b.WriteString("== " + filepath.Base(f) + "\n" + tail(string(data)) + "\n")
 	}
 	return b.String()
+}
+
+// peakRSS is this process's VmHWM.
+func peakRSS() string {
+	data, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	return "?"
 }
 
 func tail(s string) string {
