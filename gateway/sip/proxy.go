@@ -465,6 +465,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		if c.state < stAccepted && !c.ended {
 			c.state = stAccepted
+			c.cur = b // a late answer from an abandoned branch wins too
 			c.answeredAt = time.Now()
 			stop(c.ring)
 			s.metrics.SetupAnswer.WithLabelValues(c.labels()...).Observe(c.answeredAt.Sub(c.start).Seconds())
