@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# bench/sip/run.sh: SIP edge benchmark (issue 3, "Performance").
+#
+# SIPp carrier (uac_rr.xml) -> proxy -> SIPp agent (uas_rr.xml) on loopback,
+# full calls (INVITE, 100, 180, 200, ACK, BYE, 200), at rising call rates.
+# The proxy is first callgate (`callgate serve`, fresh data dir, a sandbox
+# number bought and assigned to an agent whose endpoint is the SIPp UAS),
+# then Kamailio (bench/sip/kamailio.cfg: tm, rr, dispatcher, -x tlsf).
+# For each it prints the highest rate with zero failed calls, the proxy's
+# CPU time per call at that rate (utime+stime from /proc/PID/stat, all
+# processes of the proxy), peak memory, and memory after an idle wait; then
+# callgate's figures as ratios to Kamailio's.
+#
+# Usage: bench/sip/run.sh [--quick] [--rates "1000 2000 ..."] [--duration S]
+#                         [--idle S] [--retries N] [--no-kamailio]
+#                         [--only-kamailio] [--log-level L] [--profile DIR]
+#                         [--callgate BIN]
+#   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
+#   --duration S   seconds of load per rate step (default 10)
+#   --idle S       wait after the load before memory is read again (default 60)
+#   --retries N    a step with failed calls is run again up to N times
+#                  (default 1: this machine is shared and noisy)
+#   --log-level L  callgate's log level (default warn; Kamailio logs errors only)
+#   --profile DIR  build bench/sip/cgprof (callgate serve with a CPU profile
+#                  taken over the load steps) and write DIR/cpu.pprof,
+#                  DIR/heap.pprof and DIR/top.txt (go tool pprof -top)
+#   --callgate BIN use this binary instead of building ./cmd/callgate
+# Environment: SIPP (default sipp), KAMAILIO (default kamailio).
+#
+# Every process it starts is stopped by PID on exit. Nothing leaves 127.0.0.1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/bench/sip
+SIPP=${SIPP:-sipp}
+KAMAILIO=${KAMAILIO:-kamailio}
+RATES="1000 2000 3000 3500 4000 4500 5000 5500 6000 7000 8000"
+DURATION=10
+IDLE=60
+RETRIES=1
+RUN_CG=1
+RUN_KAM=1
+LOG_LEVEL=warn
+PROFILE=""
+CG_BIN=""
+NUMBER=""
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) DURATION=3 IDLE=10 RATES="1000 2000 3000 4000 5000" ;;
+	--rates) RATES=$2; shift ;;
+	--duration) DURATION=$2; shift ;;
+	--idle) IDLE=$2; shift ;;
+	--retries) RETRIES=$2; shift ;;
+	--no-kamailio) RUN_KAM=0 ;;
+	--only-kamailio) RUN_CG=0 ;;
+	--log-level) LOG_LEVEL=$2; shift ;;
+	--profile) PROFILE=$2; shift ;;
+	--callgate) CG_BIN=$2; shift ;;
+	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+command -v "$SIPP" >/dev/null || { echo "run.sh: sipp not found (apt-get install sip-tester)" >&2; exit 1; }
+WORK=$(mktemp -d /tmp/callgate-bench-sip.XXXXXX)
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		# a proxy draining calls gets 10 s, then SIGKILL
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n 65536 2>/dev/null || true
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "run.sh: $*"; exit 1; }
+
+free_port() { # a UDP and TCP port free on 127.0.0.1
+	python3 - <<'EOF'
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()
+EOF
+}
+
+# wait_for DESC SECONDS CMD...: poll CMD every 0.1 s until it succeeds
+wait_for() {
+	local desc=$1 secs=$2
+	shift 2
+	local end=$((SECONDS + secs))
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || die "timed out after ${secs}s waiting for $desc"
+		sleep 0.1
+	done
+}
+udp_bound() { ss -Hlun "sport = :$1" | grep -q .; }
+
+# proc_pids ROOTPID: the PID and its direct children (Kamailio's workers)
+proc_pids() {
+	echo "$1"
+	ps -o pid= --ppid "$1" 2>/dev/null || true
+}
+# cpu_ticks ROOTPID: utime+stime of the process and its children, in ticks
+cpu_ticks() {
+	local t=0 p f
+	for p in $(proc_pids "$1"); do
+		# fields after the ")" of comm: state is 1st, utime 12th, stime 13th
+		f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+		set -- $f
+		t=$((t + ${12} + ${13}))
+	done
+	echo $t
+}
+# pss_kb ROOTPID: proportional set size of the process tree (shared pages counted once)
+pss_kb() {
+	local t=0 p v
+	for p in $(proc_pids "$1"); do
+		v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+		t=$((t + ${v:-0}))
+	done
+	echo $t
+}
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+# sampler ROOTPID FILE: the highest PSS seen, sampled every 0.5 s
+start_sampler() {
+	(
+		peak=0
+		while kill -0 "$1" 2>/dev/null; do
+			v=$(pss_kb "$1")
+			[ "$v" -gt "$peak" ] && { peak=$v; echo "$peak" >"$2"; }
+			sleep 0.5
+		done
+	) &
+	PIDS+=($!)
+	SAMPLER=$!
+}
+
+# start_uas PORT LOGDIR: the agent (answers OPTIONS probes with -aa)
+start_uas() {
+	"$SIPP" -sf "$HERE/uas_rr.xml" -i 127.0.0.1 -p "$1" -aa -nostdin \
+		-buff_size 8388608 -trace_err -error_file "$2/uas-errors.log" \
+		>"$2/uas.out" 2>&1 </dev/null &
+	PIDS+=($!)
+	UAS_PID=$!
+	wait_for "SIPp UAS on port $1" 10 udp_bound "$1"
+}
+
+# run_step TARGET RATE CALLS NAME: one SIPp UAC run; sets OK FAILED ELAPSED
+run_step() {
+	local target=$1 rate=$2 calls=$3 name=$4 rc=0 stat
+	stat="$WORK/$name.csv"
+	rm -f "$stat"
+	timeout $((calls / rate + 60)) "$SIPP" -sf "$HERE/uac_rr.xml" -s "$NUMBER" "$target" \
+		-i 127.0.0.1 -p "$UAC_PORT" -r "$rate" -rp 1000 -m "$calls" -l 30000 \
+		-recv_timeout 8000 -buff_size 8388608 -nostdin \
+		-trace_stat -stf "$stat" -fd 3600 -trace_err -error_file "$WORK/$name-errors.log" \
+		>"$WORK/$name.out" 2>&1 </dev/null || rc=$?
+	if [ ! -s "$stat" ]; then
+		OK=0 FAILED=$calls ELAPSED=1
+		log "  sipp exited $rc without statistics (see $WORK/$name.out)"
+		return
+	fi
+	# last row of the statistics file; columns by name
+	read -r OK FAILED ELAPSED < <(awk -F';' '
+		NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+		{ last = $0 }
+		END {
+			n = split(last, f, ";")
+			split(f[col["StartTime"]], s, "\t"); split(f[col["CurrentTime"]], c, "\t")
+			printf "%d %d %.3f\n", f[col["SuccessfulCall(C)"]], f[col["FailedCall(C)"]], c[3] - s[3]
+		}' "$stat")
+	if [ "$rc" = 124 ]; then
+		log "  sipp did not finish in time (calls stuck): counted as failed"
+		FAILED=$((calls - OK))
+	fi
+	[ $((OK + FAILED)) -ge "$calls" ] || FAILED=$((calls - OK))
+}
+
+# sweep NAME TARGET PROXYPID: rising rates; sets BEST_RATE BEST_CPU_US BEST_ACH
+sweep() {
+	local name=$1 target=$2 pid=$3 rate try c0 c1 calls cpu_us ach pass
+	BEST_RATE=0 BEST_CPU_US=0 BEST_ACH=0
+	# warm-up: proves the route works before the sweep
+	run_step "$target" 100 200 "$name-warmup"
+	[ "$FAILED" = 0 ] || die "$name: warm-up calls failed ($OK ok, $FAILED failed); see $WORK/$name-warmup.out and $WORK/$name-warmup-errors.log"
+	printf '%-9s %7s %8s %7s %7s %9s %11s %9s\n' proxy target achieved calls failed cpu_s "cpu_us/call" pss_MB >&2
+	for rate in $RATES; do
+		pass=0
+		for try in $(seq 0 "$RETRIES"); do
+			calls=$((rate * DURATION))
+			c0=$(cpu_ticks "$pid")
+			run_step "$target" "$rate" "$calls" "$name-$rate-$try"
+			c1=$(cpu_ticks "$pid")
+			cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$OK" 'BEGIN { printf "%.0f", n ? d / hz * 1e6 / n : 0 }')
+			ach=$(awk -v n="$OK" -v e="$ELAPSED" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')
+			printf '%-9s %7d %8d %7d %7d %9.2f %11d %9d\n' "$name" "$rate" "$ach" "$OK" "$FAILED" \
+				"$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{print d/hz}')" "$cpu_us" $(($(pss_kb "$pid") / 1024)) >&2
+			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach" >>"$WORK/steps.txt"
+			# a pass: no failed call, and SIPp really offered ~the rate
+			if [ "$FAILED" = 0 ] && [ "$OK" = "$calls" ] && [ "$ach" -ge $((rate * 90 / 100)) ]; then
+				pass=1
+				break
+			fi
+			kill -0 "$pid" 2>/dev/null || die "$name died during the load (see $WORK)"
+			sleep 2
+		done
+		[ $pass = 1 ] || break
+		BEST_RATE=$rate BEST_CPU_US=$cpu_us BEST_ACH=$ach
+		sleep 1
+	done
+}
+
+# idle_memory NAME PID: wait IDLE seconds, then print the memory figures
+report_memory() {
+	local name=$1 pid=$2
+	sleep 1
+	PEAK_PSS_KB=$(cat "$WORK/$name-peak" 2>/dev/null || echo 0)
+	log "$name: waiting ${IDLE}s after the load for memory to settle"
+	sleep "$IDLE"
+	AFTER_PSS_KB=$(pss_kb "$pid")
+}
+
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+UAS_PORT=$(free_port)
+UAC_PORT=$(free_port)
+
+# ---------------------------------------------------------------- callgate
+if [ $RUN_CG = 1 ]; then
+	if [ -n "$PROFILE" ]; then
+		mkdir -p "$PROFILE"
+		PROFILE=$(cd "$PROFILE" && pwd)
+		log "building bench/sip/cgprof (profiling build of callgate serve)"
+		(cd "$ROOT" && go build -o "$WORK/callgate" ./bench/sip/cgprof)
+		CG_BIN=$WORK/callgate
+	elif [ -z "$CG_BIN" ]; then
+		log "building ./cmd/callgate"
+		(cd "$ROOT" && go build -o "$WORK/callgate" ./cmd/callgate)
+		CG_BIN=$WORK/callgate
+	fi
+	CG_SIP=$(free_port)
+	CG_HTTP=$(free_port)
+	mkdir -p "$WORK/cg"
+	cat >"$WORK/cg/config.yaml" <<EOF
+data_dir: $WORK/cg/data
+http_addr: 127.0.0.1:$CG_HTTP
+log:
+  level: $LOG_LEVEL
+sip:
+  addr: 127.0.0.1:$CG_SIP
+EOF
+	start_uas "$UAS_PORT" "$WORK"
+	CG_ARGS=(serve --config "$WORK/cg/config.yaml")
+	[ -z "$PROFILE" ] || CG_ARGS+=(--cpuprofile "$PROFILE/cpu.pprof" --memprofile "$PROFILE/heap.pprof")
+	"$CG_BIN" "${CG_ARGS[@]}" >"$WORK/cg/callgate.log" 2>&1 </dev/null &
+	CG_PID=$!
+	PIDS+=($CG_PID)
+	API=http://127.0.0.1:$CG_HTTP
+	wait_for "callgate /readyz" 30 curl -sf "$API/readyz"
+	KEY=$(cat "$WORK/cg/data/api-key")
+	ADMIN=$(cat "$WORK/cg/data/admin-key")
+	api() { # METHOD PATH [BODY]
+		curl -sf -X "$1" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+			${3:+--data "$3"} "$API$2"
+	}
+	NUMBER=$(api GET '/v1/marketplace/numbers?country=US&area_code=228&limit=1' |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["numbers"][0]["phone_number"])')
+	api POST /v1/numbers "{\"phone_number\":\"$NUMBER\"}" >/dev/null || die "buying $NUMBER failed"
+	api POST /v1/agents "{\"id\":\"bot\",\"name\":\"Bot\",\"endpoints\":[{\"region\":\"local\",\"uri\":\"sip:bot@127.0.0.1:$UAS_PORT;transport=udp\"}]}" >/dev/null ||
+		die "creating the agent failed"
+	api PATCH "/v1/numbers/${NUMBER#+}" '{"agent_id":"bot"}' >/dev/null || die "assigning $NUMBER failed"
+	NUMBER=${NUMBER#+}
+	# routable once the snapshot has the number and the prober saw the agent up
+	endpoint_up() { curl -sf "$API/metrics" | grep -q '^callgate_sip_region_endpoints{region="local",state="up"} 1'; }
+	wait_for "the agent endpoint to be probed up" 30 endpoint_up
+	log "callgate pid $CG_PID: SIP 127.0.0.1:$CG_SIP, number +$NUMBER -> sip:bot@127.0.0.1:$UAS_PORT (work dir $WORK)"
+	CG_IDLE_KB=$(status_kb "$CG_PID" VmRSS)
+	CG_IDLE_PSS=$(pss_kb "$CG_PID")
+	start_sampler "$CG_PID" "$WORK/callgate-peak"
+	[ -z "$PROFILE" ] || kill -USR1 "$CG_PID"
+	sweep callgate "127.0.0.1:$CG_SIP" "$CG_PID"
+	[ -z "$PROFILE" ] || kill -USR2 "$CG_PID"
+	CG_BEST=$BEST_RATE CG_CPU=$BEST_CPU_US CG_ACH=$BEST_ACH
+	CG_HWM_KB=$(status_kb "$CG_PID" VmHWM)
+	CG_LOAD_KB=$(status_kb "$CG_PID" VmRSS)
+	report_memory callgate "$CG_PID"
+	CG_PEAK_PSS=$PEAK_PSS_KB CG_AFTER_PSS=$AFTER_PSS_KB
+	CG_AFTER_KB=$(status_kb "$CG_PID" VmRSS)
+	CG_HEAP=$(curl -sf "$API/metrics" | awk '$1 == "go_memstats_heap_inuse_bytes" {printf "%.1f", $2 / 1048576}')
+	CG_GOR=$(curl -sf "$API/metrics" | awk '$1 == "go_goroutines" {print $2}')
+	grep -c 'level=ERROR' "$WORK/cg/callgate.log" >"$WORK/cg/errors" || true
+	kill "$CG_PID" "$UAS_PID" 2>/dev/null || true
+	wait "$CG_PID" 2>/dev/null || true
+	wait "$UAS_PID" 2>/dev/null || true
+	if [ -n "$PROFILE" ]; then
+		cp "$CG_BIN" "$PROFILE/callgate.bin"
+		go tool pprof -top -nodecount=40 "$PROFILE/callgate.bin" "$PROFILE/cpu.pprof" >"$PROFILE/top.txt" 2>&1 || true
+		go tool pprof -top -cum -nodecount=40 "$PROFILE/callgate.bin" "$PROFILE/cpu.pprof" >"$PROFILE/top-cum.txt" 2>&1 || true
+		log "profile: $PROFILE/cpu.pprof (top: $PROFILE/top.txt, $PROFILE/top-cum.txt), heap: $PROFILE/heap.pprof"
+	fi
+fi
+
+# ---------------------------------------------------------------- Kamailio
+if [ $RUN_KAM = 1 ]; then
+	if ! command -v "$KAMAILIO" >/dev/null; then
+		log "kamailio not found: apt-get install -y kamailio (Debian 5.6); skipping the reference"
+		RUN_KAM=0
+	fi
+fi
+if [ $RUN_KAM = 1 ]; then
+	KAM_PORT=$(free_port)
+	mkdir -p "$WORK/kam"
+	echo "1 sip:127.0.0.1:$UAS_PORT" >"$WORK/kam/dispatcher.list"
+	start_uas "$UAS_PORT" "$WORK/kam"
+	"$KAMAILIO" -f "$HERE/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 -Y "$WORK/kam" \
+		-l "udp:127.0.0.1:$KAM_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 \
+		>"$WORK/kam/kamailio.log" 2>&1 </dev/null &
+	KAM_PID=$!
+	PIDS+=($KAM_PID)
+	wait_for "Kamailio on port $KAM_PORT" 20 udp_bound "$KAM_PORT"
+	sleep 1 # its workers fork after the socket is bound
+	NUMBER=${NUMBER:-12285550100}
+	log "kamailio pid $KAM_PID: SIP 127.0.0.1:$KAM_PORT -> sip:127.0.0.1:$UAS_PORT"
+	KAM_IDLE_PSS=$(pss_kb "$KAM_PID")
+	start_sampler "$KAM_PID" "$WORK/kamailio-peak"
+	sweep kamailio "127.0.0.1:$KAM_PORT" "$KAM_PID"
+	KAM_BEST=$BEST_RATE KAM_CPU=$BEST_CPU_US KAM_ACH=$BEST_ACH
+	report_memory kamailio "$KAM_PID"
+	KAM_PEAK_PSS=$PEAK_PSS_KB KAM_AFTER_PSS=$AFTER_PSS_KB
+fi
+
+# ---------------------------------------------------------------- report
+echo
+echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES"
+if [ $RUN_CG = 1 ]; then
+	echo "callgate: highest rate with zero failed calls: ${CG_BEST} calls/s (achieved ${CG_ACH}/s)"
+	echo "callgate: CPU per call at that rate: ${CG_CPU} us"
+	echo "callgate: memory: idle RSS $(mb "$CG_IDLE_KB") MB, peak RSS (VmHWM) $(mb "$CG_HWM_KB") MB, RSS at end of load $(mb "$CG_LOAD_KB") MB, RSS ${IDLE}s later $(mb "$CG_AFTER_KB") MB (Go heap in use ${CG_HEAP:-?} MB, goroutines ${CG_GOR:-?})"
+	echo "callgate: PSS idle $(mb "$CG_IDLE_PSS") MB, peak $(mb "$CG_PEAK_PSS") MB, ${IDLE}s after $(mb "$CG_AFTER_PSS") MB; error log lines: $(cat "$WORK/cg/errors" 2>/dev/null || echo 0)"
+	echo "callgate targets: >=4000 calls/s $([ "$CG_BEST" -ge 4000 ] && echo PASS || echo FAIL)," \
+		"<350 us/call $([ "$CG_BEST" -gt 0 ] && [ "$CG_CPU" -lt 350 ] && echo PASS || echo FAIL)," \
+		"peak RSS <1 GB $([ "$CG_HWM_KB" -lt 1048576 ] && echo PASS || echo FAIL)"
+fi
+if [ $RUN_KAM = 1 ]; then
+	echo "kamailio: highest rate with zero failed calls: ${KAM_BEST} calls/s (achieved ${KAM_ACH}/s)"
+	echo "kamailio: CPU per call at that rate: ${KAM_CPU} us (all processes)"
+	echo "kamailio: PSS (all processes) idle $(mb "$KAM_IDLE_PSS") MB, peak $(mb "$KAM_PEAK_PSS") MB, ${IDLE}s after $(mb "$KAM_AFTER_PSS") MB"
+fi
+if [ $RUN_CG = 1 ] && [ $RUN_KAM = 1 ]; then
+	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+	echo "callgate / kamailio: rate $(ratio "$CG_BEST" "$KAM_BEST")x, CPU per call $(ratio "$CG_CPU" "$KAM_CPU")x, peak PSS $(ratio "$CG_PEAK_PSS" "$KAM_PEAK_PSS")x, PSS ${IDLE}s after $(ratio "$CG_AFTER_PSS" "$KAM_AFTER_PSS")x"
+fi
+echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved):"
+sed 's/^/  /' "$WORK/steps.txt"

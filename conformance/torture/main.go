@@ -1,0 +1,744 @@
+// Command torture sends the RFC 4475 torture messages to a running SIP
+// gateway, one at a time over UDP, and prints per message what came back
+// against what the RFC expects (EXPECT.tsv beside the messages), then
+// "N of M handled as the RFC expects". conformance/run.sh runs it inside a
+// network namespace with only loopback.
+//
+// Responses are collected on 127.0.0.1 UDP and TCP ports 5060, 5050, 5070
+// and 5080: most messages' Via has no rport, so the response goes to the
+// source IP (received=) on the Via's sent-by port, 5060 by default
+// (RFC 3261 18.2.2); quotbal names 5050, mpart01 names 5070 with rport and a
+// Route to 5080. Requests arriving on those ports are requests the gateway
+// forwarded. After each message an OPTIONS probe checks that the gateway
+// still answers.
+//
+//	torture -dir ../shared/testdata/rfc4475 -target 127.0.0.2:5060 [-number 1228...]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// received is one SIP message that came back to one of our sockets.
+type received struct {
+	local  string // "udp/5060", "tcp/5050", ...
+	raw    []byte
+	status int    // 0 for a request
+	method string // request method, or the CSeq method of a response
+	reason string
+	callID string
+	hdr    map[string][]string
+	body   []byte
+}
+
+func (r *received) String() string {
+	if r.status == 0 {
+		return fmt.Sprintf("request %s forwarded to %s", r.method, r.local)
+	}
+	return fmt.Sprintf("%d %s (CSeq %s, to %s)", r.status, r.reason, r.method, r.local)
+}
+
+var compact = map[string]string{"i": "call-id", "v": "via", "l": "content-length", "f": "from", "t": "to", "m": "contact", "c": "content-type", "k": "supported"}
+
+func parse(local string, b []byte) *received {
+	r := &received{local: local, raw: b, hdr: map[string][]string{}}
+	head, body, _ := bytes.Cut(b, []byte("\r\n\r\n"))
+	r.body = body
+	lines := strings.Split(string(head), "\r\n")
+	first := lines[0]
+	if strings.HasPrefix(first, "SIP/2.0 ") {
+		parts := strings.SplitN(first, " ", 3)
+		r.status, _ = strconv.Atoi(parts[1])
+		if len(parts) == 3 {
+			r.reason = parts[2]
+		}
+	} else {
+		r.method, _, _ = strings.Cut(first, " ")
+	}
+	for _, l := range lines[1:] {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		if full, ok := compact[k]; ok {
+			k = full
+		}
+		r.hdr[k] = append(r.hdr[k], strings.TrimSpace(v))
+	}
+	if v := r.hdr["call-id"]; len(v) > 0 {
+		r.callID = v[0]
+	}
+	if r.status != 0 {
+		if v := r.hdr["cseq"]; len(v) > 0 {
+			if f := strings.Fields(v[0]); len(f) == 2 {
+				r.method = f[1]
+			}
+		}
+	}
+	return r
+}
+
+// collector receives on every port we listen on.
+type collector struct {
+	mu  sync.Mutex
+	got []*received
+	udp *net.UDPConn // the 5060 socket, also used to send
+}
+
+func (c *collector) add(r *received) {
+	c.mu.Lock()
+	c.got = append(c.got, r)
+	c.mu.Unlock()
+}
+
+func (c *collector) take() []*received {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.got
+	c.got = nil
+	return g
+}
+
+func (c *collector) listen(ports []int) error {
+	for _, p := range ports {
+		ua, _ := net.ResolveUDPAddr("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		u, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			return fmt.Errorf("listen udp %d: %w", p, err)
+		}
+		if p == 5060 {
+			c.udp = u
+		}
+		go func(p int) {
+			buf := make([]byte, 65536)
+			for {
+				n, _, err := u.ReadFromUDP(buf)
+				if err != nil {
+					return
+				}
+				c.add(parse(fmt.Sprintf("udp/%d", p), append([]byte(nil), buf[:n]...)))
+			}
+		}(p)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return fmt.Errorf("listen tcp %d: %w", p, err)
+		}
+		go func(p int) {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go c.readStream(fmt.Sprintf("tcp/%d", p), conn)
+			}
+		}(p)
+	}
+	return nil
+}
+
+// readStream frames SIP messages on a TCP connection by Content-Length.
+func (c *collector) readStream(local string, conn net.Conn) {
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for {
+		var head bytes.Buffer
+		clen := 0
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			head.WriteString(line)
+			t := strings.TrimRight(line, "\r\n")
+			if t == "" {
+				if head.Len() <= 2 { // keep-alive CRLF
+					head.Reset()
+					continue
+				}
+				break
+			}
+			if k, v, ok := strings.Cut(t, ":"); ok {
+				k = strings.ToLower(strings.TrimSpace(k))
+				if k == "content-length" || k == "l" {
+					clen, _ = strconv.Atoi(strings.TrimSpace(v))
+				}
+			}
+		}
+		body := make([]byte, clen)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		c.add(parse(local, append(head.Bytes(), body...)))
+	}
+}
+
+// rule says what the RFC expects of a proxy (or UAS) for one message.
+type rule struct {
+	want  string // printed expectation
+	judge func(m []byte, rs []*received) (bool, string)
+}
+
+func finals(rs []*received) []*received {
+	var out []*received
+	for _, r := range rs {
+		if r.status >= 200 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func requests(rs []*received) []*received {
+	var out []*received
+	for _, r := range rs {
+		if r.status == 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// codes: a final response with one of these codes.
+func codes(want string, cs ...int) rule {
+	return rule{want, func(_ []byte, rs []*received) (bool, string) {
+		f := finals(rs)
+		if len(f) == 0 {
+			return false, "no final response"
+		}
+		for _, c := range cs {
+			if f[0].status == c {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("final %d is not %s", f[0].status, want)
+	}}
+}
+
+// parsed: the message was accepted as well-formed: a final response that
+// is not a parse error (400, 505), or the request was forwarded intact.
+func parsed(want string) rule {
+	return rule{want, func(m []byte, rs []*received) (bool, string) {
+		for _, r := range requests(rs) {
+			_, body, _ := bytes.Cut(m, []byte("\r\n\r\n"))
+			if bytes.Equal(r.body, body) {
+				return true, ""
+			}
+			return false, fmt.Sprintf("forwarded with a body of %d bytes, sent %d", len(r.body), len(body))
+		}
+		f := finals(rs)
+		if len(f) == 0 {
+			return false, "no final response"
+		}
+		if f[0].status == 400 || f[0].status == 505 {
+			return false, fmt.Sprintf("rejected as malformed (%d)", f[0].status)
+		}
+		return true, ""
+	}}
+}
+
+// answered: any final response (the RFC allows rejecting or a liberal
+// reading), the point being the gateway neither breaks nor stays silent.
+func answered(want string) rule {
+	return rule{want, func(_ []byte, rs []*received) (bool, string) {
+		if len(finals(rs)) == 0 && len(requests(rs)) == 0 {
+			return false, "no final response"
+		}
+		return true, ""
+	}}
+}
+
+// silent: a response sent to the gateway is dropped (nothing comes back).
+func silent(want string) rule {
+	return rule{want, func(_ []byte, rs []*received) (bool, string) {
+		if len(rs) > 0 {
+			return false, "something came back"
+		}
+		return true, ""
+	}}
+}
+
+func headerTags(m []byte, name string) []string {
+	var tags []string
+	for _, l := range strings.Split(string(m), "\r\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			for _, t := range strings.Split(v, ",") {
+				tags = append(tags, strings.TrimSpace(t))
+			}
+		}
+	}
+	return tags
+}
+
+var rules = map[string]rule{
+	"wsinv":      parsed("well-formed: not 400 (404 for an unknown user is fine)"),
+	"intmeth":    codes("404 (proxy, unknown URI) or 501 (UAS)", 404, 501),
+	"esc01":      parsed("well-formed: not 400"),
+	"escnull":    parsed("well-formed: not 400 (callgate is no registrar)"),
+	"esc02":      codes("404 or 501 (unknown method, NOT REGISTER)", 404, 501),
+	"lwsdisp":    parsed("well-formed: not 400"),
+	"longreq":    parsed("well-formed: not 400"),
+	"semiuri":    parsed("well-formed: not 400"),
+	"transports": parsed("well-formed: not 400"),
+	"mpart01":    parsed("well-formed: not 400, body framed by Content-Length"),
+	"unreason":   silent("stray response: dropped"),
+	"noreason":   silent("stray response: dropped"),
+	"badinv01":   codes("400", 400),
+	"clerr":      codes("400 (UDP)", 400),
+	"ncl":        codes("400", 400),
+	"scalar02":   codes("400", 400),
+	"scalarlg":   silent("stray response: dropped"),
+	"quotbal":    codes("400", 400),
+	"ltgtruri":   answered("400, or a liberal reading (never forwarding <>)"),
+	"lwsruri":    answered("400, or a liberal reading"),
+	"lwsstart":   answered("400, or a liberal reading"),
+	"trws":       answered("400, or a liberal reading"),
+	"escruri":    answered("400, or a liberal reading (never turning ?Route= into a header)"),
+	"baddate":    answered("400, or ignore the Date"),
+	"regbadct":   answered("400, or infer <>"),
+	"badaspec":   answered("400, or ignore the spaces"),
+	"baddn":      answered("400, or a liberal reading"),
+	"badvers":    codes("505", 505),
+	"mismatch01": codes("400", 400),
+	"mismatch02": codes("501 (400 acceptable)", 501, 400),
+	"bigcode":    silent("stray response: dropped"),
+	"badbranch":  answered("400 or RFC 2543 matching (any answer)"),
+	"insuf":      codes("400", 400),
+	"unkscm":     codes("416", 416),
+	"novelsc":    codes("416 or 404", 416, 404),
+	"unksm2":     parsed("processed like any request: not 400 (callgate is no registrar)"),
+	"bext01": {"420 with Unsupported listing the Proxy-Require (or Require) tags", func(m []byte, rs []*received) (bool, string) {
+		f := finals(rs)
+		if len(f) == 0 {
+			return false, "no final response"
+		}
+		if f[0].status != 420 {
+			return false, fmt.Sprintf("final %d, not 420", f[0].status)
+		}
+		uns := strings.ToLower(strings.Join(f[0].hdr["unsupported"], ","))
+		ok := func(tags []string) bool {
+			for _, t := range tags {
+				if !strings.Contains(uns, strings.ToLower(t)) {
+					return false
+				}
+			}
+			return len(tags) > 0
+		}
+		if ok(headerTags(m, "Proxy-Require")) || ok(headerTags(m, "Require")) {
+			return true, ""
+		}
+		return false, "Unsupported: " + uns
+	}},
+	"invut":    parsed("processed as any INVITE (proxy) or 415 (UAS): not 400"),
+	"regaut01": parsed("processed: not 400 (proxy forwards, non-registrar 405)"),
+	"multi01":  codes("400", 400),
+	"mcl01":    codes("400", 400),
+	"bcast":    silent("stray response: dropped (never to broadcast)"),
+	"zeromf":   codes("483", 483),
+	"cparam01": parsed("well-formed: not 400 (callgate is no registrar)"),
+	"cparam02": parsed("well-formed: not 400 (callgate is no registrar)"),
+	"regescrt": parsed("well-formed: not 400 (callgate is no registrar)"),
+	"sdp01":    codes("406 or 400, or routed as any INVITE (404)", 406, 400, 404),
+	"inv2543":  parsed("accepted (RFC 2543 compatibility): not 400"),
+	"dblreq": {"one answer, to the REGISTER, not 400; the trailing INVITE ignored", func(_ []byte, rs []*received) (bool, string) {
+		var reg, inv int
+		for _, r := range rs {
+			if r.status >= 200 && r.method == "REGISTER" {
+				reg++
+				if r.status == 400 {
+					return false, "REGISTER rejected with 400"
+				}
+			}
+			if r.method == "INVITE" {
+				inv++
+			}
+		}
+		if inv > 0 {
+			return false, "the INVITE-looking octets were processed"
+		}
+		if reg != 1 {
+			return false, fmt.Sprintf("%d final responses to the REGISTER", reg)
+		}
+		return true, ""
+	}},
+}
+
+// expectedPort is where RFC 3261 18.2.2 sends the response: the source
+// port with rport, else the Via's sent-by port, else 5060.
+func expectedPort(m []byte) int {
+	for _, l := range strings.Split(string(m), "\r\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		if k != "via" && k != "v" {
+			continue
+		}
+		v, _, _ = strings.Cut(v, ",")
+		params := strings.Split(v, ";")
+		for _, p := range params[1:] {
+			if strings.TrimSpace(p) == "rport" {
+				return 5060 // our source port
+			}
+		}
+		f := strings.Fields(params[0])
+		if len(f) == 0 {
+			return 5060
+		}
+		sentBy := f[len(f)-1]
+		if i := strings.LastIndex(sentBy, ":"); i >= 0 && !strings.HasSuffix(sentBy, "]") {
+			if p, err := strconv.Atoi(sentBy[i+1:]); err == nil {
+				return p
+			}
+		}
+		return 5060
+	}
+	return 5060
+}
+
+func main() {
+	dir := flag.String("dir", "../shared/testdata/rfc4475", "directory of the .dat messages and EXPECT.tsv")
+	target := flag.String("target", "127.0.0.2:5060", "gateway SIP address (UDP)")
+	number := flag.String("number", "", "a routed number: first send a valid INVITE to it (sanity check)")
+	wait := flag.Duration("wait", 1500*time.Millisecond, "how long to wait for answers to one message")
+	verbose := flag.Bool("v", false, "print every message that came back in full")
+	agent := flag.String("agent", "", "run only the agent: answer OPTIONS 200 and INVITE 486 on this UDP address")
+	flag.Parse()
+	if *agent != "" {
+		if err := runAgent(*agent); err != nil {
+			fmt.Fprintln(os.Stderr, "torture agent:", err)
+			os.Exit(2)
+		}
+		return
+	}
+	if err := run(*dir, *target, *number, *wait, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "torture:", err)
+		os.Exit(2)
+	}
+}
+
+type expectation struct{ name, section, kind, text string }
+
+func readExpect(path string) ([]expectation, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []expectation
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		f := strings.SplitN(l, "\t", 4)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("%s: bad line %q", path, l)
+		}
+		out = append(out, expectation{f[0], f[1], f[2], f[3]})
+	}
+	return out, nil
+}
+
+func run(dir, target, number string, wait time.Duration, verbose bool) error {
+	exp, err := readExpect(filepath.Join(dir, "EXPECT.tsv"))
+	if err != nil {
+		return err
+	}
+	taddr, err := net.ResolveUDPAddr("udp", target)
+	if err != nil {
+		return err
+	}
+	c := &collector{}
+	if err := c.listen([]int{5060, 5050, 5070, 5080}); err != nil {
+		return err
+	}
+	send := func(b []byte) error { _, err := c.udp.WriteToUDP(b, taddr); return err }
+
+	// until: poll the collected messages until done says so or d passes
+	until := func(d time.Duration, done func([]*received) bool) []*received {
+		var all []*received
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			all = append(all, c.take()...)
+			if done != nil && done(all) {
+				// a moment more for duplicates and strays
+				time.Sleep(150 * time.Millisecond)
+				return append(all, c.take()...)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return append(all, c.take()...)
+	}
+	probeN := 0
+	alive := func() bool {
+		probeN++
+		id := fmt.Sprintf("torture-probe-%d", probeN)
+		msg := fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK-probe-%d\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p%d\r\nTo: <sip:%s>\r\nCall-ID: %s\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+			target, probeN, probeN, target, id)
+		for try := 0; try < 3; try++ {
+			if send([]byte(msg)) != nil {
+				return false
+			}
+			got := until(time.Second, func(rs []*received) bool {
+				for _, r := range rs {
+					if r.callID == id && r.status >= 200 {
+						return true
+					}
+				}
+				return false
+			})
+			for _, r := range got {
+				if r.callID == id && r.status >= 200 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if !alive() {
+		return fmt.Errorf("the gateway at %s does not answer OPTIONS", target)
+	}
+	if number != "" {
+		id := "torture-sanity-invite"
+		msg := fmt.Sprintf("INVITE sip:%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK-sanity1\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:+15005550006@127.0.0.1>;tag=s1\r\nTo: <sip:%s@%s>\r\nCall-ID: %s\r\n"+
+			"CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n", number, target, number, target, id)
+		if err := send([]byte(msg)); err != nil {
+			return err
+		}
+		got := until(5*time.Second, func(rs []*received) bool { return len(finals(rs)) > 0 })
+		var desc []string
+		final := 0
+		for _, r := range got {
+			desc = append(desc, r.String())
+			if r.status >= 200 && final == 0 {
+				final = r.status
+			}
+		}
+		fmt.Printf("sanity: INVITE to %s routed to the agent: %s\n", number, strings.Join(desc, "; "))
+		if final >= 300 {
+			ack := fmt.Sprintf("ACK sip:%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK-sanity1\r\n"+
+				"Max-Forwards: 70\r\nFrom: <sip:+15005550006@127.0.0.1>;tag=s1\r\nTo: <sip:%s@%s>;tag=%s\r\nCall-ID: %s\r\n"+
+				"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", number, target, number, target, toTag(got), id)
+			_ = send([]byte(ack))
+		}
+		if final != 486 {
+			return fmt.Errorf("sanity INVITE: want the agent's 486 relayed back, got final %d", final)
+		}
+		until(300*time.Millisecond, nil)
+	}
+
+	pass, notes := 0, 0
+	var fails []string
+	for _, e := range exp {
+		m, err := os.ReadFile(filepath.Join(dir, e.name+".dat"))
+		if err != nil {
+			return err
+		}
+		c.take()
+		if err := send(m); err != nil {
+			return fmt.Errorf("%s: send: %w", e.name, err)
+		}
+		var got []*received
+		r, ok := rules[e.name]
+		if !ok {
+			r = answered("an answer")
+		}
+		if e.kind == "response" {
+			got = until(wait, nil)
+		} else {
+			got = until(wait, func(rs []*received) bool { return len(finals(rs)) > 0 || len(requests(rs)) > 0 })
+		}
+		good, why := r.judge(m, got)
+		// the response must go where RFC 3261 18.2.2 says
+		if good && len(finals(got)) > 0 {
+			want := fmt.Sprintf("/%d", expectedPort(m))
+			if f := finals(got)[0]; !strings.HasSuffix(f.local, want) {
+				good, why = false, fmt.Sprintf("response sent to %s, RFC 3261 18.2.2 says port %s", f.local, want[1:])
+			}
+		}
+		up := alive()
+		if !up {
+			good, why = false, "gateway stopped answering OPTIONS afterwards"
+		}
+		var desc []string
+		for _, g := range got {
+			desc = append(desc, g.String())
+		}
+		if len(desc) == 0 {
+			desc = []string{"nothing"}
+		}
+		verdict := "ok  "
+		if good {
+			pass++
+		} else {
+			verdict = "FAIL"
+			fails = append(fails, e.name)
+		}
+		fmt.Printf("%s %-10s %-8s %-17s got: %s\n", verdict, e.name, e.section, e.kind, strings.Join(desc, "; "))
+		fmt.Printf("     %-10s expected: %s\n", "", r.want)
+		if !good {
+			fmt.Printf("     %-10s why: %s\n", "", why)
+		}
+		for _, f := range finals(got) {
+			if probs := headerProblems(m, f); len(probs) > 0 {
+				notes++
+				fmt.Printf("     %-10s note (RFC 3261 8.2.6.2/18.2.1, not counted): %s\n", "", strings.Join(probs, "; "))
+			}
+			break
+		}
+		if verbose {
+			for _, g := range got {
+				fmt.Printf("     ---- %s\n%s\n", g.local, indent(string(g.raw)))
+			}
+		}
+		if !up {
+			return fmt.Errorf("the gateway stopped answering after %s; %d of %d handled as the RFC expects before that", e.name, pass, len(exp))
+		}
+	}
+	sort.Strings(fails)
+	fmt.Printf("\n%d of %d handled as the RFC expects\n", pass, len(exp))
+	fmt.Printf("%d final responses with header notes (Via received, copied From/To/Call-ID/CSeq, To tag)\n", notes)
+	if len(fails) > 0 {
+		fmt.Printf("not as expected: %s\n", strings.Join(fails, " "))
+		os.Exit(1)
+	}
+	return nil
+}
+
+func toTag(rs []*received) string {
+	for _, r := range rs {
+		for _, v := range r.hdr["to"] {
+			if _, t, ok := strings.Cut(v, ";tag="); ok {
+				t, _, _ = strings.Cut(t, ";")
+				return t
+			}
+		}
+	}
+	return ""
+}
+
+func indent(s string) string {
+	return "     | " + strings.ReplaceAll(strings.TrimRight(s, "\r\n"), "\r\n", "\n     | ")
+}
+
+// runAgent is the agent endpoint the sanity INVITE is routed to: 200 to
+// OPTIONS (the gateway's health probes), 486 Busy Here to INVITE (a final
+// answer that needs no dialog), nothing to ACK, 200 to anything else.
+func runAgent(addr string) error {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return err
+	}
+	u, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := u.ReadFromUDP(buf)
+		if err != nil {
+			return err
+		}
+		r := parse("agent", append([]byte(nil), buf[:n]...))
+		if r.status != 0 || r.method == "ACK" || r.method == "" {
+			continue
+		}
+		code, reason := 200, "OK"
+		if r.method == "INVITE" {
+			code, reason = 486, "Busy Here"
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason)
+		for _, l := range strings.Split(string(r.raw), "\r\n")[1:] {
+			if l == "" {
+				break
+			}
+			k, _, _ := strings.Cut(l, ":")
+			switch strings.ToLower(strings.TrimSpace(k)) {
+			case "via", "v", "from", "f", "call-id", "i", "cseq":
+				b.WriteString(l + "\r\n")
+			case "to", "t":
+				b.WriteString(l)
+				if !strings.Contains(l, ";tag=") {
+					b.WriteString(";tag=agent1")
+				}
+				b.WriteString("\r\n")
+			}
+		}
+		b.WriteString("Content-Length: 0\r\n\r\n")
+		_, _ = u.WriteToUDP([]byte(b.String()), from)
+	}
+}
+
+// requestHeaders returns the request's header values by lower-case
+// (expanded) name, from the raw message.
+func requestHeaders(m []byte) map[string][]string {
+	r := parse("", m)
+	return r.hdr
+}
+
+// headerProblems lists how a final response departs from RFC 3261 8.2.6.2
+// (Via, From, Call-ID, CSeq copied; To copied, one tag, the request's tag
+// kept) and 18.2.1 (received= when the sent-by host is not the source IP).
+func headerProblems(m []byte, resp *received) []string {
+	var out []string
+	req := requestHeaders(m)
+	for _, h := range []string{"via", "from", "call-id", "cseq", "to"} {
+		if len(req[h]) > 0 && len(resp.hdr[h]) == 0 {
+			out = append(out, "no "+h+" (the request has one)")
+		}
+	}
+	if vs := req["via"]; len(vs) > 0 && len(resp.hdr["via"]) > 0 {
+		top, _, _ := strings.Cut(vs[0], ",")
+		f := strings.Fields(strings.SplitN(top, ";", 2)[0])
+		host := ""
+		if len(f) > 0 {
+			host = f[len(f)-1]
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				host = h
+			}
+		}
+		if host != "127.0.0.1" && !strings.Contains(resp.hdr["via"][0], "received=") {
+			out = append(out, fmt.Sprintf("top Via has no received= (sent-by %q is not the source 127.0.0.1)", host))
+		}
+	}
+	tagOf := func(v string) (string, int) {
+		n := strings.Count(strings.ToLower(strings.ReplaceAll(v, " ", "")), ";tag=")
+		i := strings.Index(strings.ToLower(strings.ReplaceAll(v, " ", "")), ";tag=")
+		if i < 0 {
+			return "", 0
+		}
+		t := strings.ReplaceAll(v, " ", "")[i+5:]
+		t, _, _ = strings.Cut(t, ";")
+		return strings.Trim(t, "\""), n
+	}
+	if len(req["to"]) == 1 && len(resp.hdr["to"]) > 0 {
+		rt, _ := tagOf(req["to"][0])
+		st, n := tagOf(resp.hdr["to"][0])
+		if n > 1 {
+			out = append(out, fmt.Sprintf("To has %d tag parameters: %s", n, resp.hdr["to"][0]))
+		}
+		if rt != "" && st != rt {
+			out = append(out, fmt.Sprintf("request To tag %q not kept (response: %s)", rt, resp.hdr["to"][0]))
+		}
+		if rt == "" && st == "" && resp.status > 100 {
+			out = append(out, "no To tag in a final response")
+		}
+	}
+	return out
+}
