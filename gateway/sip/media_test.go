@@ -127,3 +127,38 @@ func TestMediaTimeoutByesBothSides(t *testing.T) {
 		t.Errorf("ended = %+v", en)
 	}
 }
+
+// TestMediaModeDefault: Deps.MediaMode "relay" relays agents that did not
+// choose; an agent's "direct" still wins.
+func TestMediaModeDefault(t *testing.T) {
+	for _, tc := range []struct {
+		agentMode string
+		relayed   bool
+	}{{"", true}, {"direct", false}} {
+		agent := newUA(t, "127.0.0.1")
+		mgr := newMediaManager(t, 31200, 31299)
+		b := routing.NewBuilder()
+		b.AddAgent(routing.Agent{ID: "a1", Workspace: "w", Media: tc.agentMode, Endpoints: []routing.Endpoint{agent.endpoint("eu")}})
+		b.AddNumber(routing.Number{E164: numPurchased, Workspace: "w", Status: routing.StatusActive, AgentID: "a1"})
+		table := &routing.Table{}
+		table.Store(b.Build())
+		cfg := DefaultConfig()
+		cfg.Addr = "127.0.0.1:0"
+		cfg.Probe.Disabled = true
+		s, err := New(cfg, Deps{Table: table, Media: media.Anchor[MediaSession]{M: mgr}, MediaMode: "relay"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { _ = s.Serve(ctx) }()
+		e := &testEdge{Server: s}
+		raw := newRaw(t, "127.0.0.1", net_(e))
+		raw.send(raw.invite(e, numPurchased, "mode-"+tc.agentMode, ""))
+		inv := recv(t, agent.invites, "INVITE")
+		p := sdpPort(string(inv.Body()))
+		if relayed := p != 40000; relayed != tc.relayed {
+			t.Errorf("agent media %q: m= port %d, relayed %v, want %v", tc.agentMode, p, relayed, tc.relayed)
+		}
+		cancel()
+	}
+}

@@ -168,7 +168,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		return
 	}
 	c.fwdBody = req.Body()
-	if r.Agent.Media == "relay" && s.media != nil {
+	if s.media != nil && (r.Agent.Media == "relay" || (r.Agent.Media == "" && s.relayByDefault)) {
 		sess, err := s.media.NewSession(c.id, c.onMediaTimeout)
 		if err != nil {
 			s.metrics.Rejected.WithLabelValues("no_media_ports").Inc()

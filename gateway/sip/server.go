@@ -39,6 +39,9 @@ type Deps struct {
 	Log        *slog.Logger          // nil: discarded
 	Registerer prometheus.Registerer // nil: metrics not registered
 	Media      MediaAnchor           // nil: media flows directly
+	// MediaMode is the node's default for agents whose Media is empty:
+	// "direct" (default) or "relay". An agent's own setting wins.
+	MediaMode string
 }
 
 // trunkPrefix is one allowed source range.
@@ -49,13 +52,14 @@ type trunkPrefix struct {
 
 // Server is the SIP edge.
 type Server struct {
-	cfg     Config
-	table   *routing.Table
-	events  calls.Publisher
-	log     *slog.Logger
-	media   MediaAnchor
-	metrics *Metrics
-	prober  *Prober
+	cfg            Config
+	table          *routing.Table
+	events         calls.Publisher
+	log            *slog.Logger
+	media          MediaAnchor
+	relayByDefault bool
+	metrics        *Metrics
+	prober         *Prober
 
 	tp                  transport
 	prefixes            []trunkPrefix
@@ -98,15 +102,19 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Table == nil {
 		return nil, errors.New("sip: Deps.Table is required")
 	}
+	if d.MediaMode != "" && d.MediaMode != "direct" && d.MediaMode != "relay" {
+		return nil, fmt.Errorf("sip: Deps.MediaMode %q: want direct or relay", d.MediaMode)
+	}
 	s := &Server{
-		cfg:     cfg,
-		table:   d.Table,
-		events:  d.Events,
-		log:     d.Log,
-		media:   d.Media,
-		metrics: NewMetrics(d.Registerer),
-		idle:    make(chan struct{}),
-		stop:    make(chan struct{}),
+		cfg:            cfg,
+		table:          d.Table,
+		events:         d.Events,
+		log:            d.Log,
+		media:          d.Media,
+		relayByDefault: d.MediaMode == "relay",
+		metrics:        NewMetrics(d.Registerer),
+		idle:           make(chan struct{}),
+		stop:           make(chan struct{}),
 	}
 	if s.events == nil {
 		s.events = calls.Discard{}
