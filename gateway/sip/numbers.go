@@ -167,7 +167,7 @@ func resolve(req *sip.Request, snap *routing.Snapshot, country string) (callInfo
 
 	// Diversion: every header, every comma-joined value, topmost first.
 	var hist []string // newest first
-	for _, v := range headerValues(req, "Diversion") {
+	for _, v := range headerValues(req, "diversion") {
 		if n, ok := normalize(uriNumber(v), country); ok {
 			hist = append(hist, n)
 		}
@@ -177,7 +177,7 @@ func resolve(req *sip.Request, snap *routing.Snapshot, country string) (callInfo
 	}
 	// History-Info: entries in index order; the first is the original
 	// target, the last the current one.
-	hi := headerValues(req, "History-Info")
+	hi := headerValues(req, "history-info")
 	var hiNums []string
 	for _, v := range hi {
 		if n, ok := normalize(uriNumber(v), country); ok {
