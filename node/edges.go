@@ -20,17 +20,6 @@ type edges struct {
 	done    chan struct{}
 }
 
-// mediaAnchor adapts *media.Manager to the SIP edge's MediaAnchor.
-type mediaAnchor struct{ m *media.Manager }
-
-func (a mediaAnchor) NewSession(callID string, onTimeout func()) (sip.MediaSession, error) {
-	s, err := a.m.NewSession(callID, onTimeout)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
 // startEdges starts the SIP and webhook edges and the media relay.
 func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) error {
 	cfg := n.cfg
@@ -46,7 +35,8 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	if sc.Region == "" {
 		sc.Region = cfg.Region
 	}
-	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg, Media: mediaAnchor{mm}})
+	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
+		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode})
 	if err != nil {
 		return err
 	}
