@@ -121,3 +121,28 @@ func TestRingTimeoutCancelsAndAnswers408(t *testing.T) {
 		t.Errorf("408 not retransmitted before ACK: %q", statusLine(m))
 	}
 }
+
+// TestNoOpenRelay: a request with our Route towards an address that is no
+// agent, outside any dialog we record-routed, is refused.
+func TestNoOpenRelay(t *testing.T) {
+	_, ep := rawAgent(t)
+	e := runEdge(t, buildTable(ep), nil, nil)
+	caller := newRaw(t, "127.0.0.1", net_(e))
+	victim, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 77)})
+	if err != nil {
+		t.Skip(err)
+	}
+	defer victim.Close()
+	vport := victim.LocalAddr().(*net.UDPAddr).Port
+	msg := "MESSAGE sip:x@127.0.0.77:" + itoa(vport) + " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:" + itoa(caller.port()) +
+		";branch=z9hG4bK-relay;rport\r\nRoute: <sip:127.0.0.1:" + itoa(int(e.UDPAddr().Port())) + ";lr>\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.77>;tag=2\r\nCall-ID: relay-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+	caller.send(msg)
+	if m := caller.read(time.Second); !strings.HasPrefix(m, "SIP/2.0 403") {
+		t.Errorf("relay attempt: %q, want 403", statusLine(m))
+	}
+	_ = victim.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, _, err := victim.ReadFromUDP(make([]byte, 1000)); err == nil {
+		t.Error("request relayed to a third party")
+	}
+}

@@ -767,11 +767,22 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	} else {
 		target = &req.Recipient
 	}
-	if s.isUs(target) || (!popped && !s.isAgentAddrURI(target) && s.trunkFor(from.addr.Addr()) == nil) {
-		// nowhere to go (or an attempt to use us as an open relay)
+	if s.isUs(target) || !popped {
+		// nowhere to go: not a dialog we record-routed
 		if !isAck {
 			s.metrics.Rejected.WithLabelValues("no_route").Inc()
 			s.replyStateless(req, from, 404, "Not Found")
+		}
+		return
+	}
+	// Not an open relay: an in-dialog request goes between a carrier and
+	// an agent of a dialog we record-routed (the dialog may predate a
+	// restart, so a known agent address at either end also counts).
+	if _, known := s.dialogs.get(string(*req.CallID())); !known &&
+		!s.isAgentAddr(from.addr.Addr()) && !s.isAgentAddrURI(target) {
+		if !isAck {
+			s.metrics.Rejected.WithLabelValues("relay_denied").Inc()
+			s.replyStateless(req, from, 403, "Forbidden")
 		}
 		return
 	}
