@@ -127,14 +127,14 @@ func TestRingTimeoutCancelsAndAnswers408(t *testing.T) {
 func TestNoOpenRelay(t *testing.T) {
 	_, ep := rawAgent(t)
 	e := runEdge(t, buildTable(ep), nil, nil)
-	caller := newRaw(t, "127.0.0.1", net_(e))
+	caller := newRaw(t, "127.0.0.3", net_(e)) // a trunk address that is no agent's
 	victim, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 77)})
 	if err != nil {
 		t.Skip(err)
 	}
 	defer victim.Close()
 	vport := victim.LocalAddr().(*net.UDPAddr).Port
-	msg := "MESSAGE sip:x@127.0.0.77:" + itoa(vport) + " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:" + itoa(caller.port()) +
+	msg := "MESSAGE sip:x@127.0.0.77:" + itoa(vport) + " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.3:" + itoa(caller.port()) +
 		";branch=z9hG4bK-relay;rport\r\nRoute: <sip:127.0.0.1:" + itoa(int(e.UDPAddr().Port())) + ";lr>\r\nMax-Forwards: 70\r\n" +
 		"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.77>;tag=2\r\nCall-ID: relay-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
 	caller.send(msg)
