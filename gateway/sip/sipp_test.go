@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,6 +106,15 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	if left := e.Drain(ctx); left != 0 {
 		t.Errorf("%d calls still active after SIPp finished", left)
 	}
+	if w, _ := strconv.Atoi(os.Getenv("CALLGATE_SIPP_IDLE_WAIT")); w > 0 {
+		// memory after the load (issue 3: back near idle a minute later)
+		time.Sleep(time.Duration(w) * time.Second)
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		t.Logf("%ds after the load: RSS %s, heap in use %.1f MB, calls tracked %d/%d/%d",
+			w, procStatus("VmRSS:"), float64(ms.HeapInuse)/1e6, e.serverTx.len(), e.clientTx.len(), e.dialogs.len())
+	}
 	e.events.mu.Lock()
 	ended := 0
 	for _, ev := range e.events.events {
@@ -130,11 +140,13 @@ func sippErrors(dir string) string {
 }
 
 // peakRSS is this process's VmHWM.
-func peakRSS() string {
+func peakRSS() string { return procStatus("VmHWM:") }
+
+func procStatus(key string) string {
 	data, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		if strings.HasPrefix(l, key) {
+			return strings.TrimSpace(strings.TrimPrefix(l, key))
 		}
 	}
 	return "?"
