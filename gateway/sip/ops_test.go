@@ -6,11 +6,13 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -358,4 +361,65 @@ func TestUnlistedSourcesKeepNoState(t *testing.T) {
 
 func testutilCount(e *testEdge) float64 {
 	return testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("unknown_source"))
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestCallLogLine: one line per call outcome, number masked, no secret.
+func TestCallLogLine(t *testing.T) {
+	agent := newUA(t, "127.0.0.1")
+	var logs syncBuffer
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Probe.Disabled = true
+	cfg.Trunks = []Trunk{{Name: "pbx", Carrier: "local", CIDRs: []string{"127.0.0.3/32"}, Username: "pbx", Password: "s3cret-pw"},
+		{Name: "local", Carrier: "local", CIDRs: []string{"127.0.0.0/8"}}}
+	s, err := New(cfg, Deps{Table: buildTable(agent.endpoint("eu")),
+		Log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	e := &testEdge{Server: s}
+	pbx := newRaw(t, "127.0.0.3", net_(e))
+	pbx.send(pbx.invite(e, numPurchased, "log-1", "")) // 407 challenge
+	pbx.readFinal(2 * time.Second)
+	raw := newRaw(t, "127.0.0.1", net_(e)) // an unassigned number: one outcome line
+	raw.send(raw.invite(e, numUnassigned, "log-2", ""))
+	raw.readFinal(2 * time.Second)
+	checkFor(t, 2*time.Second, func() error {
+		if !strings.Contains(logs.String(), `"call_id":"log-2"`) {
+			return errorf("no outcome line:\n%s", logs.String())
+		}
+		return nil
+	})
+	out := logs.String()
+	if strings.Contains(out, numUnassigned) || strings.Contains(out, numPurchased) {
+		t.Errorf("full number in logs:\n%s", out)
+	}
+	if !strings.Contains(out, phone.Mask(numUnassigned)) {
+		t.Errorf("masked number missing:\n%s", out)
+	}
+	if strings.Contains(out, "s3cret-pw") {
+		t.Errorf("password in logs")
+	}
 }

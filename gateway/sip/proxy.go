@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -157,6 +158,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		s.replyStateless(req, from, 480, "Temporarily Unavailable")
 		c.publish(calls.Started, 0, "")
 		c.publish(calls.Ended, 480, "unassigned")
+		c.logOutcome(480, "unassigned")
 		return
 	}
 	c.cands = routing.AppendCandidates(make([]routing.Endpoint, 0, len(r.Agent.Endpoints)), r, s.prober)
@@ -165,6 +167,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
 		c.publish(calls.Started, 0, "")
 		c.publish(calls.Ended, 503, "no_endpoint")
+		c.logOutcome(503, "no_endpoint")
 		return
 	}
 	c.fwdBody = req.Body()
@@ -614,9 +617,14 @@ func (c *call) finish(code int, reason string) {
 	} else {
 		c.scheduleRelease(linger)
 	}
-	s.log.Info("sip: call", "call_id", c.id, "number", maskNumber(c.info.route.Number.E164),
-		"agent", agentID(c.info.route), "region", c.regionName(), "status", code, "reason", reason,
-		"setup_ms", c.setupMillis())
+	c.logOutcome(code, reason)
+}
+
+// logOutcome is the one log line per call outcome (number masked).
+func (c *call) logOutcome(code int, reason string) {
+	c.s.log.Info("sip: call", "call_id", c.id, "number", phone.Mask(c.info.route.Number.E164),
+		"agent", agentID(c.info.route), "region", c.regionName(), "origin", c.info.origin,
+		"status", code, "reason", reason, "setup_ms", c.setupMillis())
 }
 
 func (c *call) scheduleRelease(d time.Duration) {
@@ -696,13 +704,6 @@ func (c *call) publish(kind string, status int, reason string) {
 	c.s.events.Publish(e)
 }
 
-// maskNumber keeps the country code and last two digits.
-func maskNumber(n string) string {
-	if len(n) < 6 {
-		return "***"
-	}
-	return n[:2] + strings.Repeat("*", len(n)-4) + n[len(n)-2:]
-}
 
 func (s *Server) handleCancel(req *sip.Request, from peer) {
 	c, ok := s.serverTx.get(serverTxKey(req))
