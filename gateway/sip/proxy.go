@@ -704,7 +704,6 @@ func (c *call) publish(kind string, status int, reason string) {
 	c.s.events.Publish(e)
 }
 
-
 func (s *Server) handleCancel(req *sip.Request, from peer) {
 	c, ok := s.serverTx.get(serverTxKey(req))
 	if !ok {
