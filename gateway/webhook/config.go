@@ -44,6 +44,12 @@ type Config struct {
 	// listener (e.g. ":8443" or "127.0.0.1:0"); empty means the lead
 	// mounts Routes() on another server.
 	Listen string `yaml:"listen"`
+	// SIPEdge is host[:port][;params] of this node's SIP edge as carriers
+	// reach it (e.g. "sip.gw.example.com:5060;transport=tcp"). When set,
+	// calls to agents in media "relay" mode are bridged to
+	// sip:<number>@SIPEdge, so that the SIP edge and its media relay carry
+	// them; when empty every call goes straight to the agent's endpoint.
+	SIPEdge string `yaml:"sip_edge"`
 	// MaxBodyBytes bounds a webhook body (default 64 KiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// TimestampTolerance is how far a Telnyx timestamp may be from now
@@ -106,6 +112,10 @@ func (c Config) Validate() error {
 		bad("public_url", "%q must be an absolute http(s) URL", c.PublicURL)
 	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		bad("public_url", "%q must not have a query, fragment or user info", c.PublicURL)
+	}
+	if e := c.SIPEdge; e != "" && (strings.ContainsAny(e, "@?<> \t\"") || strings.HasPrefix(strings.ToLower(e), "sip:") ||
+		strings.HasPrefix(strings.ToLower(e), "sips:") || strings.HasPrefix(e, ";")) {
+		bad("sip_edge", "%q must be host[:port][;params], without scheme, user or headers", e)
 	}
 	if c.MaxBodyBytes < 0 {
 		bad("max_body_bytes", "must not be negative")

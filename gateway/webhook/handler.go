@@ -416,6 +416,16 @@ func resolve(snap *routing.Snapshot, to string, forwardedFrom ...string) resolve
 	return res
 }
 
+// viaSIPEdge reports whether calls to route's agent go through this
+// node's SIP edge (relay agents, when sip_edge is configured), and the
+// target endpoint if so.
+func (h *Handler) viaSIPEdge(route *routing.Route) (routing.Endpoint, bool) {
+	if h.cfg.SIPEdge == "" || route.Agent == nil || route.Agent.Media != "relay" {
+		return routing.Endpoint{}, false
+	}
+	return routing.Endpoint{Region: h.cfg.Region, URI: "sip:" + route.Number.E164 + "@" + h.cfg.SIPEdge}, true
+}
+
 // routeStatus says whether a known route can take a call now.
 func routeStatus(r *routing.Route) string {
 	switch {

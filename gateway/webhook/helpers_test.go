@@ -38,6 +38,8 @@ const (
 	numBusiness  = "+16015550123" // business line forwarding to numMain
 	numTxUnasg   = "+13125550101" // telnyx, no agent
 	numBusiness2 = "+16015550124" // business line forwarding to numTelnyx
+	numRelay     = "+12282001239" // twilio, agent a3 in media relay mode
+	numTxRelay   = "+13125550102" // telnyx, agent a3 in media relay mode
 )
 
 var testNow = time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)
@@ -61,6 +63,12 @@ func buildTestSnapshot(messagingURL string) *routing.Snapshot {
 			{Region: "us-east", URI: "sip:bot@127.0.0.1:5090;transport=udp"},
 		}})
 	b.AddAgent(routing.Agent{ID: "a2", Workspace: "w1", Name: "No endpoints"})
+	b.AddAgent(routing.Agent{ID: "a3", Workspace: "w1", Name: "Relayed", Media: "relay",
+		Endpoints: []routing.Endpoint{{Region: "us-east", URI: "sip:relay@127.0.0.1:5092"}, {Region: "eu-west", URI: "sip:relay@127.0.0.2:5092"}}})
+	b.AddNumber(routing.Number{E164: numRelay, Workspace: "w1", Carrier: "twilio", Origin: routing.OriginImported,
+		Status: routing.StatusActive, AgentID: "a3", IntegrationID: "int-tw"})
+	b.AddNumber(routing.Number{E164: numTxRelay, Workspace: "w1", Carrier: "telnyx", Origin: routing.OriginImported,
+		Status: routing.StatusActive, AgentID: "a3", IntegrationID: "int-tx"})
 	b.AddIntegration(routing.Integration{ID: "int-tw", Workspace: "w1", Carrier: "twilio", AccountID: "AC123", AuthToken: testToken})
 	b.AddIntegration(routing.Integration{ID: "int-tx", Workspace: "w1", Carrier: "telnyx", PublicKey: txVecKey})
 	tw := func(e164, agent, status string) routing.Number {
@@ -161,7 +169,7 @@ type recorder struct {
 	mu     sync.Mutex
 	reqs   []recorded
 	got    chan recorded
-	status func(n int) int
+	status func(n int) int // answer to the n-th request; may block (not under mu)
 }
 
 func newRecorder(t testing.TB) *recorder {
@@ -173,8 +181,9 @@ func newRecorder(t testing.TB) *recorder {
 		rc.mu.Lock()
 		rc.reqs = append(rc.reqs, rec)
 		n := len(rc.reqs)
-		st := rc.status(n)
+		status := rc.status
 		rc.mu.Unlock()
+		st := status(n)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(st)
 		if st >= 400 {

@@ -167,9 +167,16 @@ func (h *Handler) routeTelnyxCall(res resolved, callControlID string, ev calls.E
 		h.queueReject(integration, callControlID, "USER_BUSY")
 		return ResultNoEndpoint
 	}
+	edgeEP, viaEdge := h.viaSIPEdge(res.route)
+	if viaEdge {
+		cands = []routing.Endpoint{edgeEP}
+	}
 	transfers := make([]Transfer, len(cands))
 	for i, ep := range cands {
-		hs := agentHeaders(res, ep)
+		var hs []header
+		if !viaEdge { // the SIP edge adds the X-Callgate headers itself
+			hs = agentHeaders(res, ep)
+		}
 		t := Transfer{
 			IntegrationID: integration,
 			CallControlID: callControlID,

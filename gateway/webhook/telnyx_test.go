@@ -315,3 +315,33 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("New without a table: %v", err)
 	}
 }
+
+func TestRelayAgentsGoThroughTheSIPEdge(t *testing.T) {
+	rg := newRig(t, func(c *Config, _ *Deps) { c.SIPEdge = "sip.gw.example.com:5060;transport=tcp" })
+	w := rg.do(twilioRequest(PathTwilioVoice, voiceParams(numRelay), testToken))
+	body := w.Body.String()
+	if w.Code != 200 || !strings.Contains(body, ">sip:+12282001239@sip.gw.example.com:5060;transport=tcp;edge=ashburn</Sip>") ||
+		strings.Contains(body, "action=") || !strings.Contains(body, "region=us-east") {
+		t.Fatalf("%d %s", w.Code, body)
+	}
+	// Direct agents are unaffected.
+	w = rg.do(twilioRequest(PathTwilioVoice, voiceParams(numMain), testToken))
+	if !strings.Contains(w.Body.String(), ">sip:bot@127.0.0.1:5090") {
+		t.Fatalf("direct agent: %s", w.Body)
+	}
+	priv := telnyxTestKey(t)
+	rg.do(telnyxRequest(t, PathTelnyxCallControl, "application/json", callEvent("call.initiated", numTxRelay, "incoming"), testNow, priv))
+	got := rg.telx.next(t)
+	if string(got.Body) != `{"to":"sip:+13125550102@sip.gw.example.com:5060;transport=tcp","command_id":"callgate-transfer-0-v3:abc-123"}` {
+		t.Errorf("transfer %s", got.Body)
+	}
+	// Without sip_edge a relay agent is dialled directly.
+	rg2 := newRig(t)
+	w = rg2.do(twilioRequest(PathTwilioVoice, voiceParams(numRelay), testToken))
+	if !strings.Contains(w.Body.String(), ">sip:relay@127.0.0.1:5092") && !strings.Contains(w.Body.String(), ">sip:relay@127.0.0.2:5092") {
+		t.Fatalf("no sip_edge: %s", w.Body)
+	}
+	if err := (Config{PublicURL: testPublicURL, SIPEdge: "sip:x@y"}).Validate(); err == nil || !strings.Contains(err.Error(), "sip_edge") {
+		t.Errorf("bad sip_edge accepted: %v", err)
+	}
+}

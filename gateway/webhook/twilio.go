@@ -147,6 +147,11 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		return ResultNoEndpoint
 	}
 	ep := cands[attempt]
+	hs := agentHeaders(res, ep)
+	if edgeEP, ok := h.viaSIPEdge(res.route); ok {
+		// The SIP edge adds the X-Callgate headers and fails over itself.
+		ep, hs, cands = edgeEP, nil, cands[:attempt+1]
+	}
 
 	out := getBuf()
 	defer putBuf(out)
@@ -159,7 +164,7 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		answerOnBridge: !telnyx,
 		ringSeconds:    int(h.cfg.Twilio.RingTimeout / time.Second),
 		base:           h.cfg.PublicURL,
-		target:         sipTarget(scratch[:0], ep.URI, edge, agentHeaders(res, ep)),
+		target:         sipTarget(scratch[:0], ep.URI, edge, hs),
 	}
 	path := requestPath(r)
 	if attempt+1 < len(cands) {

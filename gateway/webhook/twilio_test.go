@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -427,22 +428,30 @@ func checkFor(t testing.TB, d time.Duration, cond func() bool) {
 
 func TestMessageDeliveryIsBounded(t *testing.T) {
 	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
 	rg := newRig(t, func(c *Config, _ *Deps) { c.Messaging.Workers, c.Messaging.Queue = 1, 1 })
-	rg.agent.status = func(int) int { <-release; return 200 }
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // runs before the rig's cleanups
+	rg.agent.status = func(int) int { entered <- struct{}{}; <-release; return 200 }
 	p := url.Values{"MessageSid": {"SM1"}, "From": {"+14155550100"}, "To": {numMain}, "Body": {"hi"}}
-	start := time.Now()
-	for range 3 { // one in flight, one queued, one dropped
+	send := func() {
+		t.Helper()
+		start := time.Now()
 		if w := rg.do(twilioRequest(PathTwilioSMS, p, testToken)); w.Code != 200 {
 			t.Fatalf("%d", w.Code)
 		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("webhook waited on the delivery: %v", d)
+		}
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("webhooks waited on the delivery: %v", d)
+	send()
+	<-entered // the only worker is now stuck in the agent's handler
+	send()    // queued
+	send()    // dropped
+	if v := testutil.ToFloat64(rg.h.Metrics().Deliveries.WithLabelValues(OutcomeDropped)); v != 1 {
+		t.Fatalf("dropped = %v, want 1", v)
 	}
-	checkFor(t, 5*time.Second, func() bool {
-		return testutil.ToFloat64(rg.h.Metrics().Deliveries.WithLabelValues(OutcomeDropped)) == 1
-	})
-	close(release)
+	once.Do(func() { close(release) })
 	checkFor(t, 5*time.Second, func() bool {
 		return testutil.ToFloat64(rg.h.Metrics().Deliveries.WithLabelValues(OutcomeOK)) == 2
 	})
