@@ -190,13 +190,15 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		}
 		c.media = sess
 	}
+	// Locked before it is visible: a CANCEL handled by the other read
+	// loop waits until the INVITE is forwarded (call.mu before shard locks).
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	s.serverTx.put(txKey, c)
 	s.active.Add(1)
 	s.metrics.ActiveCalls.Inc()
 	// 100 Trying at once: the carrier stops retransmitting.
 	s.replyStateless(req, from, 100, "Trying")
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.publish(calls.Started, 0, "")
 	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
 	c.startBranch()
