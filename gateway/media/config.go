@@ -10,8 +10,8 @@ import (
 // Defaults applied by NewManager (and by Validate) to zero-valued keys.
 const (
 	DefaultBindIP       = "127.0.0.1"
-	DefaultPortMin      = 20000
-	DefaultPortMax      = 39999
+	DefaultPortMin      = 16384
+	DefaultPortMax      = 32767
 	DefaultMediaTimeout = 30 * time.Second
 	DefaultLatchPackets = 3
 	DefaultLatchWindow  = 5 * time.Second

@@ -10,7 +10,7 @@ import (
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.BindIP != "127.0.0.1" || c.AdvertiseIP != "127.0.0.1" || c.PortMin != 20000 || c.PortMax != 39999 ||
+	if c.BindIP != "127.0.0.1" || c.AdvertiseIP != "127.0.0.1" || c.PortMin != 16384 || c.PortMax != 32767 ||
 		c.MediaTimeout != 30*time.Second || c.LatchPackets != 3 || c.LatchWindow != 5*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}

@@ -16,9 +16,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// testPortBase spreads test port ranges away from the default range and
-// from each other (one block per test manager).
-var testPortNext = 43000 + (os.Getpid()%20)*500
+// testPortNext spreads test port ranges below Linux's ephemeral range
+// (so that no short-lived client socket takes one of them) and below the
+// default range, one block of 40 ports per test manager.
+var testPortNext = 10000 + (os.Getpid()%10)*500
 
 // runTestManager starts a manager on 127.0.0.1 with its own port block
 // and registry; it is closed when the test ends.
@@ -26,8 +27,8 @@ func runTestManager(t testing.TB, mod func(*Config)) (*Manager, *prometheus.Regi
 	t.Helper()
 	cfg := Config{BindIP: "127.0.0.1", PortMin: testPortNext, PortMax: testPortNext + 39, Region: "us1"}
 	testPortNext += 40
-	if testPortNext > 64000 {
-		testPortNext = 43000
+	if testPortNext > 16000 {
+		testPortNext = 10000
 	}
 	if mod != nil {
 		mod(&cfg)
