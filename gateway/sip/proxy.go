@@ -159,6 +159,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		c.publish(calls.Started, 0, "")
 		c.publish(calls.Ended, 480, "unassigned")
 		c.logOutcome(480, "unassigned")
+		s.metrics.Calls.WithLabelValues("4xx").Inc()
 		return
 	}
 	c.cands = routing.AppendCandidates(make([]routing.Endpoint, 0, len(r.Agent.Endpoints)), r, s.prober)
@@ -168,6 +169,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		c.publish(calls.Started, 0, "")
 		c.publish(calls.Ended, 503, "no_endpoint")
 		c.logOutcome(503, "no_endpoint")
+		s.metrics.Calls.WithLabelValues("5xx").Inc()
 		return
 	}
 	c.fwdBody = req.Body()
