@@ -86,9 +86,13 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	t0 := time.Now()
-	uac, uacOut := startSIPp(t, dir, 60, "-sf", filepath.Join(scen, "uac_rr.xml"), "-i", "127.0.0.1",
-		"-s", numPurchased, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())),
-		"-m", strconv.Itoa(n), "-r", strconv.Itoa(rate), "-nostdin", "-trace_err", "-buff_size", "4194304")
+	uacArgs := []string{"-sf", filepath.Join(scen, "uac_rr.xml"), "-i", "127.0.0.1",
+		"-s", numPurchased, "127.0.0.1:" + strconv.Itoa(int(e.UDPAddr().Port())),
+		"-m", strconv.Itoa(n), "-r", strconv.Itoa(rate), "-nostdin", "-trace_err", "-buff_size", "4194304"}
+	if tr := os.Getenv("CALLGATE_SIPP_UAC_TRANSPORT"); tr != "" { // e.g. t1: the carrier on TCP
+		uacArgs = append(uacArgs, "-t", tr)
+	}
+	uac, uacOut := startSIPp(t, dir, 60, uacArgs...)
 	if err := uac.Wait(); err != nil {
 		t.Fatalf("sipp uac: %v\n%s\nuas:\n%s\n%s", err, tail(uacOut.String()), tail(uasOut.String()), sippErrors(dir))
 	}
