@@ -669,7 +669,7 @@ func (c *call) regionName() string {
 	if len(c.cands) > 0 {
 		return c.cands[0].Region
 	}
-	return ""
+	return c.s.cfg.Region // no endpoint chosen: this node's region
 }
 
 func (c *call) setupMillis() float64 {
