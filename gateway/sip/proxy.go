@@ -196,7 +196,13 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	// loop waits until the INVITE is forwarded (call.mu before shard locks).
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.serverTx.put(txKey, c)
+	if !s.serverTx.putNew(txKey, c) {
+		// the same INVITE, handled concurrently by the other read loop
+		if c.media != nil {
+			c.media.Close()
+		}
+		return
+	}
 	s.active.Add(1)
 	s.metrics.ActiveCalls.Inc()
 	// 100 Trying at once: the carrier stops retransmitting.

@@ -46,6 +46,21 @@ func (m *shardMap[V]) put(k string, v V) {
 	sh.mu.Unlock()
 }
 
+// putNew stores v under k unless k is taken; it reports whether it stored.
+func (m *shardMap[V]) putNew(k string, v V) bool {
+	sh := &m.s[fnv32(k)%shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.m[k]; ok {
+		return false
+	}
+	if sh.m == nil {
+		sh.m = map[string]V{}
+	}
+	sh.m[k] = v
+	return true
+}
+
 // delIf deletes k only while it still maps to v.
 func (m *shardMap[V]) delIf(k string, v V) {
 	sh := &m.s[fnv32(k)%shards]
