@@ -490,7 +490,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 				c.agentTarget = &u
 			}
 			s.dialogs.put(c.id, c)
-			c.publish(calls.Answered, 200, "")
+			c.publish(calls.Answered, code, "")
 			// other branches (abandoned) are cancelled
 			for _, x := range c.branches {
 				if x != b && x.gotProv && !x.final && !x.cancel {
