@@ -4,7 +4,7 @@ BIN     ?= bin/callgate
 PKGS    ?= ./...
 APT_PKGS = sip-tester prometheus wrk iproute2
 
-.PHONY: run build test deps vet fmt bench conformance fuzz clean
+.PHONY: run build test deps vet fmt bench bench-quick conformance fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/callgate
@@ -38,11 +38,26 @@ fmt:
 	gofmt -w .
 
 # Short fuzz runs of every fuzz target (seeds live under testdata/fuzz).
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime 20s ./phone
+	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime $(FUZZTIME) ./phone
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./api
 
+# Go benchmarks (purchase, search, routing, SIP, webhooks, media), then the
+# load harnesses: SIPp vs Kamailio, wrk on webhooks, the RTP relay.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./provisioning/ ./routing/
+	$(GO) test -run '^$$' -bench . -benchmem ./provisioning/ ./routing/ ./gateway/sip/ ./gateway/webhook/ ./gateway/media/
+	bench/webhook/run.sh
+	bench/media/run.sh
+	bench/sip/run.sh --callgate $(BIN)
+
+bench-quick: build
+	$(GO) test -run '^$$' -bench . -benchtime 200ms -benchmem ./provisioning/ ./routing/
+	bench/sip/run.sh --quick --callgate $(BIN)
+
+# RFC 4475 torture messages against a gateway in a loopback-only network namespace.
+conformance: build
+	conformance/run.sh
 
 clean:
 	rm -rf bin
