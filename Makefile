@@ -4,7 +4,7 @@ BIN     ?= bin/callgate
 PKGS    ?= ./...
 APT_PKGS = sip-tester prometheus wrk iproute2
 
-.PHONY: run build test deps vet fmt bench bench-quick conformance fuzz clean
+.PHONY: run build test deps vet fmt bench bench-deps bench-quick conformance fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/callgate
@@ -45,13 +45,17 @@ fuzz:
 
 # Go benchmarks (purchase, search, routing, SIP, webhooks, media), then the
 # load harnesses: SIPp vs Kamailio, wrk on webhooks, the RTP relay.
-bench: build
+bench-deps: deps
+	@command -v kamailio >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio >/dev/null; }
+
+bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./provisioning/ ./routing/ ./gateway/sip/ ./gateway/webhook/ ./gateway/media/
 	bench/webhook/run.sh
 	bench/media/run.sh
 	bench/sip/run.sh --callgate $(BIN)
 
-bench-quick: build
+bench-quick: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchtime 200ms -benchmem ./provisioning/ ./routing/
 	bench/sip/run.sh --quick --callgate $(BIN)
 
