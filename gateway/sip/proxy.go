@@ -717,6 +717,11 @@ func (c *call) publish(kind string, status int, reason string) {
 func (s *Server) handleCancel(req *sip.Request, from peer) {
 	c, ok := s.serverTx.get(serverTxKey(req))
 	if !ok {
+		if tag, _ := req.To().Params.Get("tag"); tag != "" && s.routeIsUs(req) {
+			// CANCEL of a re-INVITE: forwarded like the re-INVITE was
+			s.forwardInDialog(req, from)
+			return
+		}
 		s.replyStateless(req, from, 481, "Call/Transaction Does Not Exist")
 		return
 	}
@@ -812,8 +817,15 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		m := sip.MaxForwardsHeader(70)
 		req.AppendHeader(&m)
 	}
+	// The branch derives from the incoming one; CANCEL and ACK hash as
+	// INVITE so that they keep the branch of the INVITE they belong to
+	// (RFC 3261 9.1, 17.1.1.3) when it was forwarded this way (re-INVITE).
 	inBr, _ := req.Via().Params.Get("branch")
-	req.PrependHeader(s.via(to.proto, statelessBranch(inBr+string(req.Method), from.addr.String())))
+	m := string(req.Method)
+	if req.Method == sip.CANCEL || isAck {
+		m = string(sip.INVITE)
+	}
+	req.PrependHeader(s.via(to.proto, statelessBranch(inBr+m, from.addr.String())))
 
 	c, inDialog := s.dialogs.get(string(*req.CallID()))
 	if inDialog {
