@@ -16,6 +16,8 @@ type Metrics struct {
 	ProbeRTT         *prometheus.HistogramVec // region
 	RegionRTT        *prometheus.GaugeVec     // region: lowest RTT estimate of an up endpoint
 	RegionEndpoints  *prometheus.GaugeVec     // region, state (up, down, unknown)
+	EndpointRTT      *prometheus.GaugeVec     // region, endpoint (index in the region, < maxEndpointLabels)
+	EndpointUp       *prometheus.GaugeVec     // region, endpoint
 	ActiveCalls      prometheus.Gauge
 	Calls            *prometheus.CounterVec // class (2xx..6xx)
 	Requests         *prometheus.CounterVec // method
@@ -48,6 +50,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "region_rtt_estimate_seconds", Help: "Lowest EWMA round-trip estimate among the region's up endpoints."}, []string{"region"}),
 		RegionEndpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "region_endpoints", Help: "Agent endpoints per region by probe state (up, down, unknown)."}, []string{"region", "state"}),
+		EndpointRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "endpoint_rtt_estimate_seconds", Help: "EWMA round-trip estimate per agent endpoint; endpoint is its index in the region (by URI, as in GET /v1/regions), first 16 only."}, []string{"region", "endpoint"}),
+		EndpointUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "endpoint_up", Help: "1 when the agent endpoint answers probes (or is not probed yet), 0 when down; endpoint as in endpoint_rtt_estimate_seconds."}, []string{"region", "endpoint"}),
 		ActiveCalls: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "active_calls", Help: "Calls in progress (routed INVITEs not yet ended)."}),
 		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -66,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.regions.max = maxRegions
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.SetupProvisional, m.SetupAnswer, m.ProbeRTT, m.RegionRTT,
-			m.RegionEndpoints, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped} {
+			m.RegionEndpoints, m.EndpointRTT, m.EndpointUp, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped} {
 			reg.MustRegister(c)
 		}
 	}
@@ -74,6 +80,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 const maxRegions = 64
+
+// maxEndpointLabels bounds the per-endpoint gauges per region.
+const maxEndpointLabels = 16
+
+var endpointLabels = func() [maxEndpointLabels]string {
+	var l [maxEndpointLabels]string
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
 
 // regionLabels caps the number of distinct region label values.
 type regionLabels struct {

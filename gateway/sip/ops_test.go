@@ -132,7 +132,8 @@ func TestProberHealthAndFailover(t *testing.T) {
 		_, _ = expfmt.MetricFamilyToText(&m, mf)
 	}
 	for _, want := range []string{`callgate_sip_region_endpoints{region="ap",state="down"} 1`,
-		`callgate_sip_region_endpoints{region="us",state="up"} 1`, `callgate_sip_probe_rtt_seconds_count{region="us"}`} {
+		`callgate_sip_region_endpoints{region="us",state="up"} 1`, `callgate_sip_probe_rtt_seconds_count{region="us"}`,
+		`callgate_sip_endpoint_up{endpoint="0",region="ap"} 0`, `callgate_sip_endpoint_up{endpoint="0",region="us"} 1`} {
 		if !strings.Contains(m.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -23,6 +23,7 @@ type Prober struct {
 	eps atomic.Pointer[map[string]*epState] // uri → state; replaced, never mutated
 
 	mu      sync.Mutex // guards counters in epState and pending
+	gmu     sync.Mutex // serialises gauge updates (never held with mu)
 	pending map[string]*epState
 	seq     uint32
 }
@@ -46,6 +47,7 @@ type epState struct {
 // EndpointStatus is one endpoint as GET /v1/regions shows it.
 type EndpointStatus struct {
 	Region    string        `json:"region"`
+	Index     int           `json:"index"` // within the region, by URI: the `endpoint` metric label (< 16)
 	URI       string        `json:"uri"`
 	RTT       time.Duration `json:"rtt_ns"`
 	RTTMillis float64       `json:"rtt_ms"`
@@ -90,6 +92,11 @@ func (p *Prober) Status() []EndpointStatus {
 		}
 		return out[i].URI < out[j].URI
 	})
+	for i := range out {
+		if i > 0 && out[i].Region == out[i-1].Region {
+			out[i].Index = out[i-1].Index + 1
+		}
+	}
 	return out
 }
 
@@ -293,6 +300,34 @@ func (p *Prober) gauges(m map[string]*epState) {
 			}
 		default:
 			a.down++
+		}
+	}
+	// per endpoint: index within its region by URI, first 16 per region
+	byRegion := map[string][]*epState{}
+	for _, st := range m {
+		byRegion[st.region] = append(byRegion[st.region], st)
+	}
+	met := p.s.metrics
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	met.EndpointRTT.Reset()
+	met.EndpointUp.Reset()
+	for region, eps := range byRegion {
+		sort.Slice(eps, func(i, j int) bool { return eps[i].uri < eps[j].uri })
+		r := met.regions.label(region)
+		if r == "other" {
+			continue
+		}
+		for i, st := range eps {
+			if i >= maxEndpointLabels {
+				break
+			}
+			up := 1.0
+			if st.known.Load() && !st.up.Load() {
+				up = 0
+			}
+			met.EndpointUp.WithLabelValues(r, endpointLabels[i]).Set(up)
+			met.EndpointRTT.WithLabelValues(r, endpointLabels[i]).Set(time.Duration(st.rttNs.Load()).Seconds())
 		}
 	}
 	for r, a := range by {
