@@ -63,7 +63,12 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	scen, _ := filepath.Abs("testdata/sipp")
 	dir := t.TempDir()
 	uasPort := freeUDPPort(t)
-	table := buildTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(uasPort)})
+	epURI := "sip:bot@127.0.0.1:" + strconv.Itoa(uasPort)
+	uasTransport := os.Getenv("CALLGATE_SIPP_UAS_TRANSPORT") // e.g. t1: the agent on TCP
+	if uasTransport == "t1" {
+		epURI += ";transport=tcp"
+	}
+	table := buildTable(routing.Endpoint{Region: "local", URI: epURI})
 	e := runEdge(t, table, nil, nil)
 	n, rate := 50, 25
 	if v, _ := strconv.Atoi(os.Getenv("CALLGATE_SIPP_CALLS")); v > 0 {
@@ -72,13 +77,27 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	if v, _ := strconv.Atoi(os.Getenv("CALLGATE_SIPP_RATE")); v > 0 {
 		rate = v
 	}
-	uas, uasOut := startSIPp(t, dir, 60, "-sf", filepath.Join(scen, "uas_rr.xml"), "-i", "127.0.0.1",
-		"-p", strconv.Itoa(uasPort), "-m", strconv.Itoa(n), "-nostdin", "-trace_err", "-buff_size", "4194304")
+	uasArgs := []string{"-sf", filepath.Join(scen, "uas_rr.xml"), "-i", "127.0.0.1",
+		"-p", strconv.Itoa(uasPort), "-m", strconv.Itoa(n), "-nostdin", "-trace_err", "-buff_size", "4194304"}
+	if uasTransport != "" {
+		uasArgs = append(uasArgs, "-t", uasTransport)
+	}
+	uas, uasOut := startSIPp(t, dir, 60, uasArgs...)
 	// the UAS is ready when its port is bound
 	checkFor(t, 5*time.Second, func() error {
-		c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(uasPort))
+		var err error
+		if uasTransport == "t1" {
+			var l net.Listener
+			if l, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(uasPort)); err == nil {
+				l.Close()
+			}
+		} else {
+			var c net.PacketConn
+			if c, err = net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(uasPort)); err == nil {
+				c.Close()
+			}
+		}
 		if err == nil {
-			c.Close()
 			return errorf("sipp uas not listening yet")
 		}
 		return nil
