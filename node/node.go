@@ -50,6 +50,54 @@ type Node struct {
 	adminKey string
 	now      func() time.Time
 	edges    edges
+	handler  handlerSwitch
+}
+
+// handlerSwitch serves whichever handler is current (start-up, then the API).
+type handlerSwitch struct{ p atomic.Pointer[http.Handler] }
+
+func (s *handlerSwitch) Store(h http.Handler) { s.p.Store(&h) }
+
+func (s *handlerSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.p.Load()).ServeHTTP(w, r)
+}
+
+// startingHandler answers while the store opens: alive, not ready.
+func startingHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"alive"}` + "\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"not ready","reason":"connecting to the state store (NATS)"}` + "\n"))
+	})
+	return mux
+}
+
+// openStore opens the store, retrying an external NATS that is not up
+// yet until ctx ends.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.Store, error) {
+	delay := 250 * time.Millisecond
+	for {
+		st, err := store.Open(ctx, cfg.NATS, cfg.DataDir, log)
+		if err == nil || cfg.NATS.URL == "" {
+			return st, err
+		}
+		log.Warn("node: state store not reachable yet; retrying", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 5*time.Second {
+			delay *= 2
+		}
+	}
 }
 
 // Options beyond the config (tests).
@@ -79,11 +127,29 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 
-	octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
-	defer ocancel()
-	st, err := store.Open(octx, cfg.NATS, cfg.DataDir, n.log)
+	// The HTTP listener comes first, so that /healthz answers and /readyz
+	// says 503 while the state store is being opened.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		cancel()
+		return nil, fmt.Errorf("node: http_addr %s: %w", cfg.HTTPAddr, err)
+	}
+	n.httpLn = ln
+	n.handler.Store(startingHandler(n.reg))
+	n.httpSrv = &http.Server{Handler: &n.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("node: http server", "err", err)
+		}
+	}()
+
+	octx, ocancel := context.WithTimeout(ctx, 60*time.Second)
+	defer ocancel()
+	st, err := openStore(octx, cfg, n.log)
+	if err != nil {
+		n.Close()
 		return nil, err
 	}
 	n.st = st
@@ -148,20 +214,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Regions: n.regions,
 		Extra:   extra,
 	})
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		n.Close()
-		return nil, fmt.Errorf("node: http_addr %s: %w", cfg.HTTPAddr, err)
-	}
-	n.httpLn = ln
-	n.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("node: http server", "err", err)
-		}
-	}()
+	n.handler.Store(h)
 	go func() {
 		select {
 		case <-n.syncer.Ready():

@@ -37,9 +37,15 @@ func OpenEmbeddedAt(t testing.TB, dataDir string) *store.Store {
 // it is shut down when the test ends.
 func RunJetStreamServer(t testing.TB) *server.Server {
 	t.Helper()
+	return RunJetStreamServerOnPort(t, server.RANDOM_PORT)
+}
+
+// RunJetStreamServerOnPort is RunJetStreamServer on a given loopback port.
+func RunJetStreamServerOnPort(t testing.TB, port int) *server.Server {
+	t.Helper()
 	opts := &server.Options{
 		Host:      "127.0.0.1",
-		Port:      server.RANDOM_PORT,
+		Port:      port,
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoSigs:    true,
