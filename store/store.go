@@ -95,6 +95,19 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("store: NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
+		// Asynchronous errors (a KV watcher's consumer missing its
+		// heartbeats, slow consumers) go to the log, not to stderr.
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			if errors.Is(err, nats.ErrConsumerNotActive) && !nc.IsConnected() {
+				log.Debug("store: NATS watcher idle while disconnected", "subject", subject, "err", err)
+				return
+			}
+			log.Warn("store: NATS asynchronous error", "subject", subject, "err", err)
+		}),
 	}
 	if cfg.URL == "" {
 		srv, err := StartEmbedded(EmbeddedOptions{StoreDir: filepath.Join(dataDir, "nats"), Listen: cfg.Listen})
@@ -125,7 +138,7 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		s.Close()
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
-	s.JS = js
+	s.JS = guardedJS{JetStream: js, nc: s.NC}
 	if err := s.ensure(ctx, cfg.Replicas); err != nil {
 		s.Close()
 		return nil, err
@@ -162,7 +175,7 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 		if err != nil {
 			return fmt.Errorf("store: bucket %s: %w", k.name, err)
 		}
-		*k.dst = kv
+		*k.dst = guardedKV{KeyValue: kv, nc: s.NC}
 	}
 	st, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       StreamLedger,
@@ -177,7 +190,7 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 	if err != nil {
 		return fmt.Errorf("store: stream %s: %w", StreamLedger, err)
 	}
-	s.Ledger = st
+	s.Ledger = guardedStream{Stream: st, nc: s.NC}
 	return nil
 }
 
