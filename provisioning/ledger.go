@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callgate/callgate/store"
@@ -48,6 +49,7 @@ func (s *Service) Balance(ctx context.Context, ws string) (int64, error) {
 // below zero fails with ErrInsufficientCredits and writes nothing. msgID
 // makes the entry idempotent (JetStream deduplication) when not empty.
 func (s *Service) post(ctx context.Context, ws string, e LedgerEntry, msgID string) (LedgerEntry, error) {
+	timeouts := 0
 	for attempt := 0; ; attempt++ {
 		bal, seq, err := s.balance(ctx, ws)
 		if err != nil {
@@ -78,6 +80,12 @@ func (s *Service) post(ctx context.Context, ws string, e LedgerEntry, msgID stri
 					return LedgerEntry{}, err
 				}
 				continue // someone else wrote first: re-read and retry
+			}
+			if msgID != "" && timeouts < 3 && ctx.Err() == nil && isTimeout(err) {
+				// The write may have landed without its ack: send it again
+				// under the same message id; JetStream deduplicates.
+				timeouts++
+				continue
 			}
 			return LedgerEntry{}, storeErr("write ledger", err)
 		}
@@ -168,4 +176,8 @@ func (s *Service) TopUp(ctx context.Context, ws string, amount int64, reason str
 		s.log.Warn("provisioning: resume after top-up", "workspace", ws, "err", err)
 	}
 	return e, nil
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }

@@ -299,11 +299,16 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 			s.log.Error("provisioning: claim not released", "number", phone.Mask(e164), "err", err)
 		}
 	}
-	// 2. Charge the full month at once.
+	// 2. Charge the full month at once. The message id is unique to this
+	// claim, so a charge retried after a lost ack is written once.
+	chargeID := fmt.Sprintf("purchase:%s:%d", numberKey(e164), rev)
 	charge, err := s.post(ctx, p.Workspace, LedgerEntry{
 		Kind: KindPurchase, Amount: -listing.MonthlyCost, Number: e164,
 		Reason: fmt.Sprintf("purchase of %s (%s, %s): first month, no proration", e164, c.Name(), listing.Type),
-	}, "")
+	}, chargeID)
+	if errors.Is(err, errDuplicateEntry) {
+		err = nil // an earlier attempt of this very charge landed
+	}
 	if err != nil {
 		unclaim()
 		return Number{}, err
@@ -312,7 +317,7 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 		if _, err := s.post(bg, p.Workspace, LedgerEntry{
 			Kind: KindRefund, Amount: listing.MonthlyCost, Number: e164,
 			Reason: "refund of purchase " + charge.ID + ": " + why,
-		}, "refund:"+charge.ID); err != nil {
+		}, "refund:"+chargeID); err != nil && !errors.Is(err, errDuplicateEntry) {
 			s.log.Error("provisioning: REFUND FAILED", "workspace", p.Workspace, "number", phone.Mask(e164), "amount", listing.MonthlyCost, "err", err)
 		}
 	}
