@@ -17,6 +17,13 @@ import (
 // for an API request).
 const ReconnectGrace = 2 * time.Second
 
+// OpTimeout bounds one control-plane request that has a single answer
+// (get, create, update, put, delete, publish). A request the cluster loses
+// (sent as the NATS server went away, or a publish while its stream elects
+// a new leader) is never answered; without a bound it would wait out the
+// caller's deadline.
+const OpTimeout = 5 * time.Second
+
 // waitConnected returns nil once the connection is up, and an error
 // wrapping nats.ErrConnectionReconnecting (which provisioning maps to 503)
 // when it is still down after ReconnectGrace.
@@ -53,6 +60,8 @@ type guardedKV struct {
 }
 
 func (g guardedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
@@ -60,6 +69,8 @@ func (g guardedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry
 }
 
 func (g guardedKV) GetRevision(ctx context.Context, key string, revision uint64) (jetstream.KeyValueEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
@@ -67,6 +78,8 @@ func (g guardedKV) GetRevision(ctx context.Context, key string, revision uint64)
 }
 
 func (g guardedKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return 0, err
 	}
@@ -74,6 +87,8 @@ func (g guardedKV) Put(ctx context.Context, key string, value []byte) (uint64, e
 }
 
 func (g guardedKV) PutString(ctx context.Context, key string, value string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return 0, err
 	}
@@ -81,6 +96,8 @@ func (g guardedKV) PutString(ctx context.Context, key string, value string) (uin
 }
 
 func (g guardedKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return 0, err
 	}
@@ -88,6 +105,8 @@ func (g guardedKV) Create(ctx context.Context, key string, value []byte, opts ..
 }
 
 func (g guardedKV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return 0, err
 	}
@@ -95,6 +114,8 @@ func (g guardedKV) Update(ctx context.Context, key string, value []byte, revisio
 }
 
 func (g guardedKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return err
 	}
@@ -102,6 +123,8 @@ func (g guardedKV) Delete(ctx context.Context, key string, opts ...jetstream.KVD
 }
 
 func (g guardedKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return err
 	}
@@ -143,6 +166,8 @@ type guardedStream struct {
 }
 
 func (g guardedStream) Info(ctx context.Context, opts ...jetstream.StreamInfoOpt) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
@@ -150,6 +175,8 @@ func (g guardedStream) Info(ctx context.Context, opts ...jetstream.StreamInfoOpt
 }
 
 func (g guardedStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
@@ -157,6 +184,8 @@ func (g guardedStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream
 }
 
 func (g guardedStream) GetLastMsgForSubject(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
@@ -170,6 +199,8 @@ type guardedJS struct {
 }
 
 func (g guardedJS) Publish(ctx context.Context, subject string, payload []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
@@ -177,6 +208,8 @@ func (g guardedJS) Publish(ctx context.Context, subject string, payload []byte, 
 }
 
 func (g guardedJS) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
+	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
