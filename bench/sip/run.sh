@@ -19,12 +19,16 @@
 #   --duration S   seconds of load per rate step (default 10)
 #   --idle S       wait after the load before memory is read again (default 60)
 #   --retries N    a step with failed calls is run again up to N times
-#                  (default 1: this machine is shared and noisy)
+#                  (default 2: this machine is shared and noisy)
 #   --log-level L  callgate's log level (default warn; Kamailio logs errors only)
 #   --profile DIR  build bench/sip/cgprof (callgate serve with a CPU profile
 #                  taken over the load steps) and write DIR/cpu.pprof,
-#                  DIR/heap.pprof and DIR/top.txt (go tool pprof -top)
+#                  DIR/heap-load.pprof (end of load), DIR/heap-idle.pprof
+#                  (after the idle wait) and DIR/top.txt (go tool pprof -top)
 #   --callgate BIN use this binary instead of building ./cmd/callgate
+#   --nice N       run SIPp and both proxies at niceness N (default -10, as
+#                  root) so that other work on a shared machine starves them less;
+#                  the same for callgate and Kamailio. 0 leaves it alone.
 # Environment: SIPP (default sipp), KAMAILIO (default kamailio).
 #
 # Every process it starts is stopped by PID on exit. Nothing leaves 127.0.0.1.
@@ -34,16 +38,17 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/bench/sip
 SIPP=${SIPP:-sipp}
 KAMAILIO=${KAMAILIO:-kamailio}
-RATES="1000 2000 3000 3500 4000 4500 5000 5500 6000 7000 8000"
+RATES="1000 2000 3000 4000 4500 5000 5500 6000 6500 7000 7500 8000 9000"
 DURATION=10
 IDLE=60
-RETRIES=1
+RETRIES=2
 RUN_CG=1
 RUN_KAM=1
 LOG_LEVEL=warn
 PROFILE=""
 CG_BIN=""
 NUMBER=""
+NICE=-10
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -57,6 +62,7 @@ while [ $# -gt 0 ]; do
 	--log-level) LOG_LEVEL=$2; shift ;;
 	--profile) PROFILE=$2; shift ;;
 	--callgate) CG_BIN=$2; shift ;;
+	--nice) NICE=$2; shift ;;
 	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -81,6 +87,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n 65536 2>/dev/null || true
+# everything started from here on inherits the niceness
+if [ "$NICE" != 0 ] && ! renice -n "$NICE" -p $$ >/dev/null 2>&1; then
+	echo "run.sh: cannot set niceness $NICE (not root?); running at the default" >&2
+	NICE=0
+fi
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -214,7 +225,7 @@ sweep() {
 			ach=$(awk -v n="$OK" -v e="$ELAPSED" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')
 			printf '%-9s %7d %8d %7d %7d %9.2f %11d %9d\n' "$name" "$rate" "$ach" "$OK" "$FAILED" \
 				"$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{print d/hz}')" "$cpu_us" $(($(pss_kb "$pid") / 1024)) >&2
-			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach" >>"$WORK/steps.txt"
+			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach $(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/steps.txt"
 			# a pass: no failed call, and SIPp really offered ~the rate
 			if [ "$FAILED" = 0 ] && [ "$OK" = "$calls" ] && [ "$ach" -ge $((rate * 90 / 100)) ]; then
 				pass=1
@@ -302,11 +313,21 @@ EOF
 	CG_BEST=$BEST_RATE CG_CPU=$BEST_CPU_US CG_ACH=$BEST_ACH
 	CG_HWM_KB=$(status_kb "$CG_PID" VmHWM)
 	CG_LOAD_KB=$(status_kb "$CG_PID" VmRSS)
+	[ -z "$PROFILE" ] || { sleep 1; cp "$PROFILE/heap.pprof" "$PROFILE/heap-load.pprof" 2>/dev/null || true; }
 	report_memory callgate "$CG_PID"
 	CG_PEAK_PSS=$PEAK_PSS_KB CG_AFTER_PSS=$AFTER_PSS_KB
 	CG_AFTER_KB=$(status_kb "$CG_PID" VmRSS)
+	if [ -n "$PROFILE" ]; then
+		# a second heap profile after the idle wait (cgprof runs a GC first)
+		kill -USR2 "$CG_PID"
+		sleep 2
+		cp "$PROFILE/heap.pprof" "$PROFILE/heap-idle.pprof" 2>/dev/null || true
+		log "callgate RSS after the idle wait and one forced GC: $(mb "$(status_kb "$CG_PID" VmRSS)") MB"
+	fi
 	CG_HEAP=$(curl -sf "$API/metrics" | awk '$1 == "go_memstats_heap_inuse_bytes" {printf "%.1f", $2 / 1048576}')
 	CG_GOR=$(curl -sf "$API/metrics" | awk '$1 == "go_goroutines" {print $2}')
+	CG_ACTIVE=$(curl -sf "$API/metrics" | awk '$1 == "callgate_sip_active_calls" {print $2}')
+	curl -sf "$API/metrics" | grep -E '^callgate_sip_(calls_total|dropped_total|rejected_total)' >"$WORK/cg/metrics-after.txt" || true
 	grep -c 'level=ERROR' "$WORK/cg/callgate.log" >"$WORK/cg/errors" || true
 	kill "$CG_PID" "$UAS_PID" 2>/dev/null || true
 	wait "$CG_PID" 2>/dev/null || true
@@ -350,11 +371,11 @@ fi
 
 # ---------------------------------------------------------------- report
 echo
-echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES"
+echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES, nice $NICE"
 if [ $RUN_CG = 1 ]; then
 	echo "callgate: highest rate with zero failed calls: ${CG_BEST} calls/s (achieved ${CG_ACH}/s)"
 	echo "callgate: CPU per call at that rate: ${CG_CPU} us"
-	echo "callgate: memory: idle RSS $(mb "$CG_IDLE_KB") MB, peak RSS (VmHWM) $(mb "$CG_HWM_KB") MB, RSS at end of load $(mb "$CG_LOAD_KB") MB, RSS ${IDLE}s later $(mb "$CG_AFTER_KB") MB (Go heap in use ${CG_HEAP:-?} MB, goroutines ${CG_GOR:-?})"
+	echo "callgate: memory: idle RSS $(mb "$CG_IDLE_KB") MB, peak RSS (VmHWM) $(mb "$CG_HWM_KB") MB, RSS at end of load $(mb "$CG_LOAD_KB") MB, RSS ${IDLE}s later $(mb "$CG_AFTER_KB") MB (Go heap in use ${CG_HEAP:-?} MB, goroutines ${CG_GOR:-?}, callgate_sip_active_calls ${CG_ACTIVE:-?})"
 	echo "callgate: PSS idle $(mb "$CG_IDLE_PSS") MB, peak $(mb "$CG_PEAK_PSS") MB, ${IDLE}s after $(mb "$CG_AFTER_PSS") MB; error log lines: $(cat "$WORK/cg/errors" 2>/dev/null || echo 0)"
 	echo "callgate targets: >=4000 calls/s $([ "$CG_BEST" -ge 4000 ] && echo PASS || echo FAIL)," \
 		"<350 us/call $([ "$CG_BEST" -gt 0 ] && [ "$CG_CPU" -lt 350 ] && echo PASS || echo FAIL)," \
@@ -363,11 +384,11 @@ fi
 if [ $RUN_KAM = 1 ]; then
 	echo "kamailio: highest rate with zero failed calls: ${KAM_BEST} calls/s (achieved ${KAM_ACH}/s)"
 	echo "kamailio: CPU per call at that rate: ${KAM_CPU} us (all processes)"
-	echo "kamailio: PSS (all processes) idle $(mb "$KAM_IDLE_PSS") MB, peak $(mb "$KAM_PEAK_PSS") MB, ${IDLE}s after $(mb "$KAM_AFTER_PSS") MB"
+	echo "kamailio: PSS (all processes) idle $(mb "$KAM_IDLE_PSS") MB, peak $(mb "$KAM_PEAK_PSS") MB, ${IDLE}s after $(mb "$KAM_AFTER_PSS") MB (its -m 1024 shared pool is touched as it fills and never returned)"
 fi
 if [ $RUN_CG = 1 ] && [ $RUN_KAM = 1 ]; then
 	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 	echo "callgate / kamailio: rate $(ratio "$CG_BEST" "$KAM_BEST")x, CPU per call $(ratio "$CG_CPU" "$KAM_CPU")x, peak PSS $(ratio "$CG_PEAK_PSS" "$KAM_PEAK_PSS")x, PSS ${IDLE}s after $(ratio "$CG_AFTER_PSS" "$KAM_AFTER_PSS")x"
 fi
-echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved):"
+echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved loadavg1):"
 sed 's/^/  /' "$WORK/steps.txt"
