@@ -65,13 +65,12 @@ func callAll(t *testing.T, carrierUA *ua, nodes []*node.Node, nums ...string) {
 }
 
 // routingResumeLimit bounds how long a node takes to route a change made
-// after the NATS server it was connected to went away. The design says one
-// second; today the KV watchers (nats.go ordered consumers) only notice that
-// their consumer is gone after two missed 5 s idle heartbeats, so it takes
-// 10-20 s (provisioning/routingsync.go does not restart its watchers on
-// reconnect). With watchers that restart themselves when they fall behind
-// their bucket it is about 2 s: lower this to 3 s then.
-const routingResumeLimit = 30 * time.Second
+// after the NATS server it was connected to went away. nats.go's ordered
+// consumers behind the KV watchers notice a lost consumer only after two
+// missed 5 s heartbeats; provisioning.Syncer compares each watcher with its
+// bucket every second and restarts it after two checks behind, so this is
+// about 2 s (a new connection and a JetStream leader election included).
+const routingResumeLimit = 3 * time.Second
 
 // TestScaleOutOnNATSCluster: two gateways in two regions share a 3-node
 // NATS JetStream cluster. A number bought through one is routed by the

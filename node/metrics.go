@@ -13,7 +13,7 @@ import (
 // Version is set at build time (-ldflags "-X github.com/callgate/callgate/node.Version=...").
 var Version = "dev"
 
-func registerBuildInfo(reg prometheus.Registerer) {
+func registerBuildInfo(reg prometheus.Registerer, region string) {
 	goVersion, revision := "unknown", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -26,7 +26,7 @@ func registerBuildInfo(reg prometheus.Registerer) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "callgate", Name: "build_info",
 		Help:        "Build information; always 1.",
-		ConstLabels: prometheus.Labels{"version": Version, "revision": revision, "goversion": goVersion},
+		ConstLabels: prometheus.Labels{"version": Version, "revision": revision, "goversion": goVersion, "region": region},
 	})
 	g.Set(1)
 	reg.MustRegister(g)
@@ -56,4 +56,11 @@ func registerStoreMetrics(reg prometheus.Registerer, st *store.Store, t *routing
 		Namespace: "callgate", Subsystem: "routing", Name: "numbers",
 		Help: "Numbers in the routing snapshot.",
 	}, func() float64 { return float64(t.Load().Len()) }))
+}
+
+func registerSyncMetrics(reg prometheus.Registerer, restarts func() float64) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "callgate", Subsystem: "routing", Name: "watch_restarts_total",
+		Help: "KV watchers restarted because they fell behind their bucket (NATS node lost).",
+	}, restarts))
 }

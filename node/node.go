@@ -122,7 +122,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		return nil, fmt.Errorf("node: data_dir %s: %w", cfg.DataDir, err)
 	}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerBuildInfo(n.reg)
+	registerBuildInfo(n.reg, cfg.Region)
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -187,6 +187,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	}
 
 	n.syncer = &provisioning.Syncer{Table: n.table, Integrations: n.svc.DecodeIntegration}
+	registerSyncMetrics(n.reg, func() float64 { return float64(n.syncer.Restarts.Load()) })
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,11 @@ type Syncer struct {
 	Integrations IntegrationDecoder
 	// OnSnapshot is called after each swap (metrics: snapshot age).
 	OnSnapshot func(*routing.Snapshot)
+	// StallCheck is how often a watcher is compared with its bucket; two
+	// checks in a row behind restart it (default 1s).
+	StallCheck time.Duration
+	// Restarts counts watchers replaced after a stall.
+	Restarts atomic.Int64
 
 	mu           sync.Mutex
 	numbers      map[string]routing.Number
@@ -75,32 +81,17 @@ func (y *Syncer) Run(ctx context.Context, numbers, agents, forwarding, integrati
 	if y.Debounce == 0 {
 		y.Debounce = 20 * time.Millisecond
 	}
+	if y.StallCheck == 0 {
+		y.StallCheck = time.Second
+	}
 	updates := make(chan kvUpdate, 1024)
 	buckets := []jetstream.KeyValue{numbers, agents, forwarding, integrations}
 	for _, kv := range buckets {
-		kv := kv
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
 			return err
 		}
-		go func() {
-			defer w.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case e, ok := <-w.Updates():
-					if !ok {
-						return
-					}
-					select {
-					case updates <- kvUpdate{bucket: kv.Bucket(), entry: e}:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		}()
+		go y.follow(ctx, kv, w, updates)
 	}
 	initial := map[string]bool{}
 	var timer *time.Timer
@@ -208,4 +199,75 @@ func (y *Syncer) publish() {
 		y.OnSnapshot(snap)
 	}
 	y.readyOnce.Do(func() { close(y.ready) })
+}
+
+// follow forwards w's updates until ctx ends. A KV watcher is a nats.go
+// ordered consumer: when the NATS server holding its consumer goes away it
+// only notices after two missed 5 s heartbeats, and retries as slowly. So
+// every StallCheck the highest revision delivered is compared with the
+// bucket's last sequence; behind twice in a row, the watcher is replaced
+// by one resuming after the last revision delivered.
+func (y *Syncer) follow(ctx context.Context, kv jetstream.KeyValue, w jetstream.KeyWatcher, updates chan<- kvUpdate) {
+	var last uint64
+	for {
+		tick := time.NewTicker(y.StallCheck)
+		behind := 0
+	watch:
+		for {
+			select {
+			case <-ctx.Done():
+				tick.Stop()
+				w.Stop()
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					break watch
+				}
+				if e != nil {
+					last = e.Revision()
+				}
+				select {
+				case updates <- kvUpdate{bucket: kv.Bucket(), entry: e}:
+				case <-ctx.Done():
+					tick.Stop()
+					w.Stop()
+					return
+				}
+			case <-tick.C:
+				sctx, cancel := context.WithTimeout(ctx, y.StallCheck)
+				st, err := kv.Status(sctx)
+				cancel()
+				if err != nil {
+					continue // NATS away: nothing to compare with
+				}
+				bs, ok := st.(*jetstream.KeyValueBucketStatus)
+				if !ok || bs.StreamInfo().State.LastSeq <= last {
+					behind = 0
+					continue
+				}
+				if behind++; behind >= 2 {
+					break watch
+				}
+			}
+		}
+		tick.Stop()
+		w.Stop()
+		y.Restarts.Add(1)
+		for {
+			var err error
+			if last > 0 {
+				w, err = kv.WatchAll(ctx, jetstream.ResumeFromRevision(last+1))
+			} else {
+				w, err = kv.WatchAll(ctx)
+			}
+			if err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(y.StallCheck / 4):
+			}
+		}
+	}
 }

@@ -175,6 +175,14 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 		if err != nil {
 			return fmt.Errorf("store: bucket %s: %w", k.name, err)
 		}
+		if replicas > 1 {
+			// Direct gets may be answered by a replica that has not caught
+			// up (a listing right after a NATS restart missed keys): read
+			// from the stream leader instead.
+			if kv, err = leaderReads(ctx, s.JS, k.name, kv); err != nil {
+				return fmt.Errorf("store: bucket %s: %w", k.name, err)
+			}
+		}
 		*k.dst = guardedKV{KeyValue: kv, nc: s.NC}
 	}
 	st, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -260,4 +268,21 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		return nil, errors.New("store: embedded NATS did not become ready within 10s")
 	}
 	return srv, nil
+}
+
+// leaderReads turns off direct gets on a bucket's stream and rebinds it.
+func leaderReads(ctx context.Context, js jetstream.JetStream, bucket string, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return js.KeyValue(ctx, bucket)
 }
