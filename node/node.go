@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -167,6 +168,10 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		return nil, fmt.Errorf("node: secret_key: %w", err)
 	}
 	n.log.Debug("node: credentials key loaded", "source", keySource)
+	if err := checkSecretKey(octx, st, box, keySource); err != nil {
+		n.Close()
+		return nil, err
+	}
 	n.svc = provisioning.New(st, provisioning.Options{
 		Sandbox:   cfg.Sandbox,
 		PublicURL: cfg.PublicURL,
@@ -346,3 +351,26 @@ func (n *Node) Log() *slog.Logger { return n.log }
 
 // Config is the node's config.
 func (n *Node) Config() config.Config { return n.cfg }
+
+// secretCheckKey holds a value sealed with the cluster's credentials key.
+const secretCheckKey = "_meta.secret_check"
+
+// checkSecretKey refuses to start a node whose credentials key differs
+// from the one the shared state was sealed with: it could not read other
+// nodes' integrations, and what it sealed no other node could read.
+func checkSecretKey(ctx context.Context, st *store.Store, box *secrets.Box, source string) error {
+	e, err := st.Workspaces.Get(ctx, secretCheckKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		_, err = st.Workspaces.Create(ctx, secretCheckKey, []byte(box.SealString("callgate secret check", secretCheckKey)))
+		if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
+			return checkSecretKey(ctx, st, box, source)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("node: secret key check: %w", err)
+	}
+	if _, err := box.OpenString(string(e.Value()), secretCheckKey); err != nil {
+		return fmt.Errorf("node: secret_key (from %s) is not the key this NATS state was sealed with: every node sharing a NATS must use the same secret_key (CALLGATE_SECRET_KEY), or carrier credentials cannot be read", source)
+	}
+	return nil
+}

@@ -400,3 +400,27 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestSecretKeyMustMatchTheCluster: a second node sharing the NATS with a
+// different credentials key refuses to start and says why.
+func TestSecretKeyMustMatchTheCluster(t *testing.T) {
+	srv := storetest.RunJetStreamServer(t)
+	a := startNode(t, t.TempDir(), func(c *config.Config) { c.NATS.URL = srv.ClientURL() })
+	defer a.Close()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir() // its own generated secret.key
+	testPorts(&cfg)
+	cfg.NATS.URL = srv.ClientURL()
+	_, err := node.Start(context.Background(), cfg, node.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "same secret_key") {
+		t.Fatalf("node with another key: %v", err)
+	}
+	// With the first node's key it starts.
+	key, _ := os.ReadFile(filepath.Join(a.Config().DataDir, "secret.key"))
+	cfg.DataDir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "secret.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, cfg.DataDir, func(c *config.Config) { c.NATS.URL = srv.ClientURL() })
+	b.Close()
+}
