@@ -32,6 +32,7 @@ type Config struct {
 	SecretKey       string        `yaml:"secret_key"`
 	RenewalInterval time.Duration `yaml:"renewal_interval"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	DebugAddr       string        `yaml:"debug_addr"`
 	Log             Log           `yaml:"log"`
 	NATS            store.Config  `yaml:"nats"`
 	Bootstrap       Bootstrap     `yaml:"bootstrap"`
@@ -99,6 +100,7 @@ func Settings() []Setting {
 		{"secret_key", "CALLGATE_SECRET_KEY", "(generated into data_dir/secret.key)", "base64 32-byte key encrypting carrier credentials (AES-256-GCM)"},
 		{"renewal_interval", "CALLGATE_RENEWAL_INTERVAL", d.RenewalInterval.String(), "how often monthly renewals are checked"},
 		{"shutdown_timeout", "CALLGATE_SHUTDOWN_TIMEOUT", d.ShutdownTimeout.String(), "on SIGTERM, how long active calls may drain"},
+		{"debug_addr", "CALLGATE_DEBUG_ADDR", "", "net/http/pprof listener for profiling (keep it on loopback); empty = off"},
 		{"log.format", "CALLGATE_LOG_FORMAT", d.Log.Format, "text or json"},
 		{"log.level", "CALLGATE_LOG_LEVEL", d.Log.Level, "debug, info, warn or error"},
 		{"nats.url", "CALLGATE_NATS_URL", "", "external NATS server/cluster (JetStream); empty = embedded server"},
@@ -184,6 +186,7 @@ func (c *Config) applyEnv(env func(string) string) error {
 	str("CALLGATE_SECRET_KEY", &c.SecretKey)
 	dur("CALLGATE_RENEWAL_INTERVAL", &c.RenewalInterval)
 	dur("CALLGATE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	str("CALLGATE_DEBUG_ADDR", &c.DebugAddr)
 	str("CALLGATE_LOG_FORMAT", &c.Log.Format)
 	str("CALLGATE_LOG_LEVEL", &c.Log.Level)
 	str("CALLGATE_NATS_URL", &c.NATS.URL)
@@ -223,6 +226,11 @@ func (c Config) Validate() error {
 	}
 	if err := checkAddr(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http_addr: %v", err))
+	}
+	if c.DebugAddr != "" {
+		if err := checkAddr(c.DebugAddr); err != nil {
+			errs = append(errs, fmt.Errorf("debug_addr: %v", err))
+		}
 	}
 	if c.Region == "" || strings.ContainsAny(c.Region, " .*>\t") {
 		errs = append(errs, fmt.Errorf("region: %q must be a non-empty name without spaces, dots, '*' or '>'", c.Region))

@@ -186,6 +186,10 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 			Metrics:       carrier.NewMetrics(n.reg),
 		},
 	})
+	if err := n.startDebug(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("node: debug_addr %s: %w", cfg.DebugAddr, err)
+	}
 	if err := n.bootstrap(octx); err != nil {
 		n.Close()
 		return nil, err
