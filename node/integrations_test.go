@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"context"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/gateway/webhook"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/provisioning/carrier/telnyx/telnyxfake"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
@@ -227,5 +230,59 @@ func TestTelnyxImportFullControlAndRegions(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), fake.APIKey()) {
 		t.Fatal("API key in logs")
+	}
+}
+
+// TestTwilioWebhookThroughNode: an imported Twilio number assigned to an
+// agent; Twilio's signed voice webhook gets TwiML that dials the agent,
+// verified with the integration's own auth token; a bad signature is 403.
+func TestTwilioWebhookThroughNode(t *testing.T) {
+	fake := twiliofake.MustNew(t, twiliofake.Options{Owned: []twiliofake.Number{{PhoneNumber: "+14155550101", Voice: true, SMS: true}}})
+	n, _ := startNodeWithLog(t, func(c *config.Config) {
+		c.Carriers.Twilio.APIBase = fake.URL()
+		c.PublicURL = "https://gw.example.com"
+	})
+	defer n.Close()
+	c := httpClient{t: t, base: n.HTTPAddr(), key: n.APIKey()}
+	_, m := c.do("POST", "/v1/integrations", `{"name":"acme","carrier":"twilio","credentials":{"account_sid":"`+fake.AccountSID()+`","auth_token":"`+fake.AuthToken()+`"}}`)
+	intID := m["id"].(string)
+	c.do("POST", "/v1/agents", `{"id":"bot","name":"Bot","endpoints":[{"region":"us-east","uri":"sip:bot@127.0.0.1:5090"}]}`)
+	if code, m := c.do("POST", "/v1/integrations/"+intID+"/import", `{"phone_numbers":["+14155550101"],"agent_id":"bot"}`); code != 201 {
+		t.Fatalf("import: %d %v", code, m)
+	}
+	storetest.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+		if r, ok := n.Table().Load().Lookup("+14155550101"); !ok || r.Agent == nil {
+			return io.EOF
+		}
+		if _, ok := n.Table().Load().Integration(intID); !ok {
+			return io.EOF
+		}
+		return nil
+	})
+	form := url.Values{"CallSid": {"CA0123456789abcdef0123456789abcdef"}, "AccountSid": {fake.AccountSID()}, "From": {"+15005550006"}, "To": {"+14155550101"}, "Direction": {"inbound"}, "CallStatus": {"ringing"}}
+	post := func(sig string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+n.HTTPAddr()+"/webhooks/twilio/voice", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if sig != "" {
+			req.Header.Set("X-Twilio-Signature", sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	sig := webhook.TwilioSignature(fake.AuthToken(), "https://gw.example.com/webhooks/twilio/voice", form)
+	code, body := post(sig)
+	if code != 200 || !strings.Contains(body, "<Dial") || !strings.Contains(body, "sip:bot@127.0.0.1:5090") || !strings.Contains(body, "X-Callgate-Agent=bot") {
+		t.Fatalf("voice webhook: %d %s", code, body)
+	}
+	if code, _ := post(webhook.TwilioSignature("someothertoken", "https://gw.example.com/webhooks/twilio/voice", form)); code != 403 {
+		t.Fatalf("bad signature: %d", code)
+	}
+	if code, _ := post(""); code != 403 {
+		t.Fatalf("no signature: %d", code)
 	}
 }
