@@ -393,12 +393,28 @@ func TestRoutingSyncFollowsWrites(t *testing.T) {
 		}
 		return nil
 	})
+	if _, err := s.CreateForwarding(ctx, p, "+12025550123", num.PhoneNumber); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateForwarding(ctx, p, "+12025550123", num.PhoneNumber); !errors.Is(err, provisioning.ErrConflict) {
+		t.Fatalf("duplicate business line: %v", err)
+	}
+	storetest.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+		f, ok := table.Load().ForwardFrom("+12025550123")
+		if !ok || f.GatewayNumber != num.PhoneNumber || f.Workspace != "sync" {
+			return fmt.Errorf("forward %+v %v", f, ok)
+		}
+		return nil
+	})
 	if err := s.Release(ctx, p, num.PhoneNumber); err != nil {
 		t.Fatal(err)
 	}
 	storetest.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if _, ok := table.Load().Lookup(num.PhoneNumber); ok {
 			return errors.New("released number still routed")
+		}
+		if _, ok := table.Load().ForwardFrom("+12025550123"); ok {
+			return errors.New("forwarding to a released number still routed")
 		}
 		return nil
 	})
