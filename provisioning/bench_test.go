@@ -2,6 +2,7 @@ package provisioning_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/callgate/callgate/provisioning"
@@ -13,7 +14,7 @@ import (
 // (claim, ledger charge, carrier, commit) on an embedded JetStream.
 func BenchmarkPurchase(b *testing.B) {
 	st := storetest.OpenEmbedded(b)
-	s := provisioning.New(st, provisioning.Options{Sandbox: true})
+	s := provisioning.New(st, provisioning.Options{Sandbox: true, Log: slog.New(slog.DiscardHandler)})
 	ctx := context.Background()
 	if _, _, err := s.CreateWorkspace(ctx, "bench", "bench", 1e11); err != nil {
 		b.Fatal(err)
@@ -47,7 +48,7 @@ func BenchmarkPurchase(b *testing.B) {
 // into one workspace (all charges contend on one ledger subject).
 func BenchmarkPurchaseParallel(b *testing.B) {
 	st := storetest.OpenEmbedded(b)
-	s := provisioning.New(st, provisioning.Options{Sandbox: true})
+	s := provisioning.New(st, provisioning.Options{Sandbox: true, Log: slog.New(slog.DiscardHandler)})
 	ctx := context.Background()
 	if _, _, err := s.CreateWorkspace(ctx, "bench", "bench", 1e11); err != nil {
 		b.Fatal(err)
@@ -85,7 +86,7 @@ func BenchmarkPurchaseParallel(b *testing.B) {
 // checked against the KV for each candidate).
 func BenchmarkSearch(b *testing.B) {
 	st := storetest.OpenEmbedded(b)
-	s := provisioning.New(st, provisioning.Options{Sandbox: true})
+	s := provisioning.New(st, provisioning.Options{Sandbox: true, Log: slog.New(slog.DiscardHandler)})
 	ctx := context.Background()
 	p := provisioning.Principal{Workspace: "bench"}
 	q := provisioning.SearchRequest{Carrier: "sandbox", SearchQuery: carrier.SearchQuery{Country: "US", AreaCode: "228", Limit: 20}}
