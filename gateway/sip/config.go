@@ -43,6 +43,10 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Workers is the number of UDP read loops (0: one per CPU).
 	Workers int `yaml:"workers"`
+
+	// noAckTimeout: a 2xx not ACKed this long ends the dialog record
+	// (0: 64*T1 = 32 s). Tests shorten it.
+	noAckTimeout time.Duration
 }
 
 // Trunk is a carrier connection allowed to send calls.

@@ -146,3 +146,132 @@ func TestNoOpenRelay(t *testing.T) {
 		t.Error("request relayed to a third party")
 	}
 }
+
+// answeredCall sets up a call through the edge with raw peers up to the
+// agent's 200 reaching the caller; it returns the agent's INVITE and the
+// caller's 200.
+func answeredCall(t *testing.T, e *testEdge, caller, agent *rawUA, callID string) (inv, ok200 string) {
+	t.Helper()
+	caller.send(caller.invite(e, numPurchased, callID, ""))
+	inv = agent.readRequest("INVITE", 3*time.Second)
+	if inv == "" {
+		t.Fatal("no INVITE at agent")
+	}
+	agent.replyTo(inv, 200, "OK", "ag-"+callID, testSDP)
+	for m := caller.read(3 * time.Second); m != ""; m = caller.read(3 * time.Second) {
+		if strings.HasPrefix(m, "SIP/2.0 200") {
+			return inv, m
+		}
+	}
+	t.Fatal("no 200 at caller")
+	return "", ""
+}
+
+// inDialog builds the caller's ACK or BYE for an answered call: sent to
+// the agent's Contact through the route set (or, route=false, to the
+// INVITE's Request-URI without Route, as SIPp does when it aborts a call).
+func inDialog(e *testEdge, caller *rawUA, ok200, method string, cseq int, route bool) string {
+	ruri := "sip:" + numPurchased + "@127.0.0.1:" + itoa(int(e.UDPAddr().Port()))
+	routeHdr := ""
+	if route {
+		ct := first(ok200, "Contact")
+		ruri = ct[strings.Index(ct, "<")+1 : strings.Index(ct, ">")]
+		for _, rr := range lines(ok200, "Record-Route") {
+			routeHdr += "Route:" + strings.TrimPrefix(rr, "Record-Route:") + "\r\n"
+		}
+	}
+	return method + " " + ruri + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:" + itoa(caller.port()) + ";branch=z9hG4bK-" + method + itoa(cseq) + strconv.Itoa(int(time.Now().UnixNano()%1e9)) + ";rport\r\n" +
+		routeHdr + "Max-Forwards: 70\r\n" + first(ok200, "From") + "\r\n" + first(ok200, "To") + "\r\n" +
+		first(ok200, "Call-ID") + "\r\nCSeq: " + itoa(cseq) + " " + method + "\r\nContent-Length: 0\r\n\r\n"
+}
+
+func waitIdle(t *testing.T, e *testEdge, d time.Duration) {
+	t.Helper()
+	checkFor(t, d, func() error {
+		stx, ctx, dl := e.tableSizes()
+		if n := e.ActiveCalls(); n != 0 || dl != 0 {
+			return errorf("active calls %d, dialog records %d (server tx %d, client tx %d)", n, dl, stx, ctx)
+		}
+		return nil
+	})
+}
+
+// TestDialogRecordsEnd: a dialog record ends when its BYE passes whatever
+// the answer, when the 2xx is never ACKed, and when the BYE comes without
+// a Route (to the INVITE's Request-URI); a BYE whose record is gone is
+// still forwarded by its Route; no BYE ever gets 404.
+func TestDialogRecordsEnd(t *testing.T) {
+	agent, ep := rawAgent(t)
+	e := runEdge(t, buildTable(ep), func(c *Config) { c.noAckTimeout = 300 * time.Millisecond }, nil)
+	caller := newRaw(t, "127.0.0.1", net_(e))
+
+	// 1. BYE answered 481 by the agent: the record ends anyway.
+	_, ok := answeredCall(t, e, caller, agent, "end-1")
+	caller.send(inDialog(e, caller, ok, "ACK", 1, true))
+	caller.send(inDialog(e, caller, ok, "BYE", 2, true))
+	bye := agent.readRequest("BYE", 3*time.Second)
+	if bye == "" {
+		t.Fatal("BYE not forwarded to the agent")
+	}
+	agent.replyTo(bye, 481, "Call/Transaction Does Not Exist", "", "")
+	if m := caller.readFinal(3 * time.Second); !strings.HasPrefix(m, "SIP/2.0 481") {
+		t.Errorf("caller got %q for its BYE, want the agent's 481", statusLine(m))
+	}
+	waitIdle(t, e, 3*time.Second)
+
+	// 2. A 2xx never ACKed: the record ends after 64*T1 (shortened here).
+	_, ok = answeredCall(t, e, caller, agent, "end-2")
+	if e.ActiveCalls() != 1 {
+		t.Fatalf("active calls %d during the call", e.ActiveCalls())
+	}
+	waitIdle(t, e, 3*time.Second)
+	if en := e.events.waitEvent(t, calls.Ended, "end-2"); en.Reason != "no_ack" {
+		t.Errorf("ended %+v, want reason no_ack", en)
+	}
+
+	// 3. The record is gone: a BYE with our Route is forwarded by it.
+	caller.send(inDialog(e, caller, ok, "BYE", 3, true))
+	bye = agent.readRequest("BYE", 3*time.Second)
+	if bye == "" {
+		t.Fatal("BYE with a Route to us not forwarded after the dialog record ended")
+	}
+	agent.replyTo(bye, 200, "OK", "", "")
+	if m := caller.readFinal(3 * time.Second); !strings.HasPrefix(m, "SIP/2.0 200") {
+		t.Errorf("caller got %q for its BYE, want 200", statusLine(m))
+	}
+
+	// 4. BYE to the INVITE's Request-URI without Route (a UA that lost
+	// the route set): routed by the dialog record, never 404.
+	_, ok = answeredCall(t, e, caller, agent, "end-4")
+	caller.send(inDialog(e, caller, ok, "ACK", 1, false))
+	if ack := agent.readRequest("ACK", 3*time.Second); ack == "" {
+		t.Error("ACK without Route not routed by the dialog record")
+	}
+	caller.send(inDialog(e, caller, ok, "BYE", 2, false))
+	bye = agent.readRequest("BYE", 3*time.Second)
+	if bye == "" {
+		t.Fatal("BYE without Route not routed by the dialog record")
+	}
+	if !strings.HasPrefix(bye, "BYE sip:bot@127.0.0.1:"+itoa(agent.port())) {
+		t.Errorf("BYE Request-URI: %q, want the agent's Contact", statusLine(bye))
+	}
+	agent.replyTo(bye, 200, "OK", "", "")
+	if m := caller.readFinal(3 * time.Second); !strings.HasPrefix(m, "SIP/2.0 200") {
+		t.Errorf("caller got %q for its BYE, want 200", statusLine(m))
+	}
+	waitIdle(t, e, 3*time.Second)
+
+	// 5. The same without any record: 481, not 404.
+	caller.send(inDialog(e, caller, ok, "BYE", 5, false))
+	if m := caller.readFinal(2 * time.Second); !strings.HasPrefix(m, "SIP/2.0 481") {
+		t.Errorf("BYE outside any dialog: %q, want 481", statusLine(m))
+	}
+	// every transaction record goes after the linger time
+	checkFor(t, 8*time.Second, func() error {
+		if a, b, c := e.tableSizes(); a+b+c != 0 {
+			return errorf("tables: server tx %d, client tx %d, dialogs %d", a, b, c)
+		}
+		return nil
+	})
+}

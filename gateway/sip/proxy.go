@@ -73,6 +73,8 @@ type call struct {
 	provSeen   bool
 	answeredAt time.Time
 	ended      bool
+	acked      bool        // the caller's ACK for the 2xx went through
+	ackTimer   *time.Timer // 2xx never ACKed → the dialog record ends (64*T1)
 
 	lastUp  []byte // last final non-2xx sent upstream (retransmissions)
 	timerG  *time.Timer
@@ -433,6 +435,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		return
 	}
 	code := res.StatusCode
+	if code != 503 {
+		s.prober.aliveURI(b.ep.URI) // passive health: any answer is a sign of life
+	}
 	b.gotResp = true
 	stop(b.timerA)
 	if code >= 200 {
@@ -490,6 +495,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 				c.agentTarget = &u
 			}
 			s.dialogs.put(c.id, c)
+			c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
 			c.publish(calls.Answered, code, "")
 			// other branches (abandoned) are cancelled
 			for _, x := range c.branches {
@@ -525,6 +531,41 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		c.sendUpRaw(string(sip.INVITE), code)
 		c.finish(code, "rejected")
 	}
+}
+
+// onNoAck ends a dialog whose 2xx was never ACKed through us within 64*T1
+// (the agent gives up retransmitting its 2xx then and sends BYE, RFC 3261
+// 13.3.1.4; if that BYE is lost too, the record must not stay for
+// max_call_duration).
+func (c *call) onNoAck() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.acked {
+		return
+	}
+	c.finish(408, "no_ack")
+}
+
+// peerTarget is where an in-dialog request that carries no Route to us
+// goes: the other party's remote target from the dialog record (the
+// agent's 2xx Contact for the caller's requests, the caller's INVITE
+// Contact for the agent's). nil when unknown. c.mu held.
+func (c *call) peerTarget(fromCaller bool) *sip.Uri {
+	if fromCaller {
+		if c.agentTarget == nil {
+			return nil
+		}
+		u := *c.agentTarget
+		return &u
+	}
+	if c.inv == nil {
+		return nil
+	}
+	if ct := c.inv.Contact(); ct != nil {
+		u := ct.Address
+		return &u
+	}
+	return nil
 }
 
 // labels are region, carrier, origin for the setup histograms.
@@ -596,6 +637,7 @@ func (c *call) finish(code int, reason string) {
 	c.ended = true
 	s := c.s
 	stop(c.ring)
+	stop(c.ackTimer)
 	for _, b := range c.branches {
 		stop(b.timerA)
 		stop(b.timerF)
@@ -763,6 +805,7 @@ func (s *Server) handleAck(req *sip.Request, from peer) {
 // 16.11): responses find their way back by Via; retransmissions are the
 // endpoints' business.
 func (s *Server) forwardInDialog(req *sip.Request, from peer) {
+	s.prober.aliveAddr(from.addr) // an agent sending requests is alive
 	isAck := req.IsAck()
 	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
 		if !isAck {
@@ -782,18 +825,36 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	} else {
 		target = &req.Recipient
 	}
+	callID := string(*req.CallID())
 	if s.isUs(target) || !popped {
-		// nowhere to go: not a dialog we record-routed
-		if !isAck {
-			s.metrics.Rejected.WithLabelValues("no_route").Inc()
-			s.replyStateless(req, from, 404, "Not Found")
+		// No Route to us (a UA that lost the route set, or a BYE sent to
+		// the Request-URI of the INVITE): route it by the dialog record
+		// to the other party; a BYE ends the dialog here either way.
+		c, ok := s.dialogs.get(callID)
+		var pt *sip.Uri
+		if ok {
+			fromTag, _ := req.From().Params.Get("tag")
+			c.mu.Lock()
+			pt = c.peerTarget(fromTag == c.fromTag)
+			if pt == nil && req.Method == sip.BYE {
+				c.finish(200, byeReason(fromTag == c.fromTag))
+			}
+			c.mu.Unlock()
 		}
-		return
+		if pt == nil || s.isUs(pt) {
+			if !isAck {
+				s.metrics.Rejected.WithLabelValues("no_dialog").Inc()
+				s.replyStateless(req, from, 481, "Call/Transaction Does Not Exist")
+			}
+			return
+		}
+		req.Recipient = *pt
+		target = &req.Recipient
 	}
 	// Not an open relay: an in-dialog request goes between a carrier and
 	// an agent of a dialog we record-routed (the dialog may predate a
 	// restart, so a known agent address at either end also counts).
-	if _, known := s.dialogs.get(string(*req.CallID())); !known &&
+	if _, known := s.dialogs.get(callID); !known &&
 		!s.isAgentAddr(from.addr.Addr()) && !s.isAgentAddrURI(target) {
 		if !isAck {
 			s.metrics.Rejected.WithLabelValues("relay_denied").Inc()
@@ -827,11 +888,15 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	}
 	req.PrependHeader(s.via(to.proto, statelessBranch(inBr+m, from.addr.String())))
 
-	c, inDialog := s.dialogs.get(string(*req.CallID()))
+	c, inDialog := s.dialogs.get(callID)
 	if inDialog {
 		fromTag, _ := req.From().Params.Get("tag")
 		fromCaller := fromTag == c.fromTag
 		c.mu.Lock()
+		if isAck && fromCaller && c.state == stAccepted && !c.acked {
+			c.acked = true
+			stop(c.ackTimer)
+		}
 		if c.media != nil && len(req.Body()) > 0 {
 			var nb []byte
 			var err error
@@ -851,11 +916,8 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 			req.SetBody(nb)
 		}
 		if req.Method == sip.BYE {
-			if fromCaller {
-				c.finish(200, "bye_caller")
-			} else {
-				c.finish(200, "bye_agent")
-			}
+			// the dialog ends when its BYE passes, whatever the answer
+			c.finish(200, byeReason(fromCaller))
 		}
 		c.mu.Unlock()
 	}
@@ -868,6 +930,13 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	if err != nil {
 		s.log.Debug("sip: forward in dialog", "method", string(req.Method), "err", err)
 	}
+}
+
+func byeReason(fromCaller bool) string {
+	if fromCaller {
+		return "bye_caller"
+	}
+	return "bye_agent"
 }
 
 func (s *Server) isAgentAddrURI(u *sip.Uri) bool {
@@ -910,6 +979,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 			c.onInviteResponse(res, br)
 		}
 		return // responses to our CANCELs end here
+	}
+	if res.StatusCode != 503 {
+		s.prober.aliveAddr(from.addr) // passive health (BYE, re-INVITE, ... answers)
 	}
 	// stateless: pop our Via, send by the next one
 	res.RemoveHeader("Via")

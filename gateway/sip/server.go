@@ -80,6 +80,8 @@ type Server struct {
 
 	agentAddrs atomic.Pointer[agentSet]
 
+	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
+
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
 
@@ -115,6 +117,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 		metrics:        NewMetrics(d.Registerer),
 		idle:           make(chan struct{}),
 		stop:           make(chan struct{}),
+		noAckTimeout:   cfg.noAckTimeout,
+	}
+	if s.noAckTimeout <= 0 {
+		s.noAckTimeout = 64 * t1
 	}
 	if s.events == nil {
 		s.events = calls.Discard{}
@@ -178,6 +184,12 @@ func (s *Server) Status() []EndpointStatus { return s.prober.Status() }
 
 // ActiveCalls is the number of calls in progress.
 func (s *Server) ActiveCalls() int { return int(s.active.Load()) }
+
+// tableSizes reports the entries in the server transaction, client
+// transaction and dialog tables.
+func (s *Server) tableSizes() (serverTx, clientTx, dialogs int) {
+	return s.serverTx.len(), s.clientTx.len(), s.dialogs.len()
+}
 
 // Ready reports whether the listeners are serving and a routing snapshot is loaded.
 func (s *Server) Ready() bool { return s.started.Load() && s.table.Load() != nil }
