@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,4 +424,56 @@ func TestCallLogLine(t *testing.T) {
 	if strings.Contains(out, "s3cret-pw") {
 		t.Errorf("password in logs")
 	}
+}
+
+// TestPassiveHealth: an endpoint whose OPTIONS answers never come (an
+// agent too busy to answer probes in time) stays up while it answers
+// calls; it goes down only once probes and real traffic both fail.
+func TestPassiveHealth(t *testing.T) {
+	agent, ep := rawAgent(t)
+	e := runEdge(t, buildTable(ep), func(c *Config) {
+		c.Probe = ProbeConfig{Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, DownAfter: 2, UpAfter: 2, Alpha: 0.5}
+	}, nil)
+	done := make(chan struct{})
+	var quit atomic.Bool
+	go func() { // answers INVITEs with 486 at once, ignores OPTIONS and ACK
+		defer close(done)
+		buf := make([]byte, 65535)
+		for !quit.Load() {
+			_ = agent.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, _, err := agent.conn.ReadFromUDP(buf)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			if m := string(buf[:n]); strings.HasPrefix(m, "INVITE ") {
+				agent.replyTo(m, 486, "Busy Here", "ag", "")
+			}
+		}
+	}()
+	caller := newRaw(t, "127.0.0.1", net_(e))
+	for i := 0; i < 40; i++ {
+		id := "passive-" + itoa(i)
+		caller.send(caller.invite(e, numPurchased, id, ""))
+		m := caller.readFinal(2 * time.Second)
+		if !strings.HasPrefix(m, "SIP/2.0 486") {
+			t.Fatalf("call %d: %q, want the agent's 486 (endpoint marked down while answering calls?)", i, statusLine(m))
+		}
+		caller.send(strings.Replace(cancelFor(caller.invite(e, numPurchased, id, "")), "CANCEL", "ACK", 2))
+		if _, up, _ := e.Prober().Endpoint(ep.URI); !up {
+			t.Fatalf("call %d: endpoint down while it answers calls", i)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// no traffic and no probe answers: down
+	checkFor(t, 3*time.Second, func() error {
+		if _, up, known := e.Prober().Endpoint(ep.URI); up || !known {
+			return errorf("endpoint still up (known %v) without probe answers or traffic", known)
+		}
+		return nil
+	})
+	quit.Store(true)
+	<-done
 }

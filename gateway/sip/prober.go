@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,8 @@ type Prober struct {
 	s   *Server
 	cfg ProbeConfig
 
-	eps atomic.Pointer[map[string]*epState] // uri → state; replaced, never mutated
+	eps    atomic.Pointer[map[string]*epState]         // uri → state; replaced, never mutated
+	byAddr atomic.Pointer[map[netip.AddrPort]*epState] // IP literal endpoints by address (passive health)
 
 	mu      sync.Mutex // guards counters in epState and pending
 	gmu     sync.Mutex // serialises gauge updates (never held with mu)
@@ -36,9 +38,13 @@ type epState struct {
 	rttNs atomic.Int64
 	up    atomic.Bool
 	known atomic.Bool
+	// lastAlive (unix ns) is the last sign of life from real traffic or a
+	// late probe answer: any response (but 503) or request from the endpoint.
+	lastAlive atomic.Int64
 
 	misses, answers int
 	inflight        string
+	lastBr          string // last probe's branch: a late answer still counts as alive
 	sentAt          time.Time
 	lastProbe       time.Time
 	timer           *time.Timer
@@ -62,6 +68,8 @@ func newProber(s *Server) *Prober {
 	p := &Prober{s: s, cfg: s.cfg.Probe, pending: map[string]*epState{}}
 	m := map[string]*epState{}
 	p.eps.Store(&m)
+	a := map[netip.AddrPort]*epState{}
+	p.byAddr.Store(&a)
 	return p
 }
 
@@ -138,8 +146,44 @@ func (p *Prober) refresh() map[string]*epState {
 			next[ep.URI] = st
 		}
 	})
+	byAddr := make(map[netip.AddrPort]*epState, len(next))
+	for _, st := range next {
+		if to, err := p.s.tp.uriPeerCached(&st.target); err == nil {
+			byAddr[to.addr] = st
+		}
+	}
 	p.eps.Store(&next)
+	p.byAddr.Store(&byAddr)
+	p.mu.Lock()
+	for br, st := range p.pending { // endpoints gone from the table
+		if next[st.uri] != st {
+			delete(p.pending, br)
+		}
+	}
+	p.mu.Unlock()
 	return next
+}
+
+// aliveURI records a sign of life from an endpoint (lock-free: the hot
+// path calls it for every response to a forwarded INVITE).
+func (p *Prober) aliveURI(uri string) {
+	if st := (*p.eps.Load())[uri]; st != nil {
+		st.lastAlive.Store(time.Now().UnixNano())
+	}
+}
+
+// aliveAddr records a sign of life from whatever endpoint has address a.
+func (p *Prober) aliveAddr(a netip.AddrPort) {
+	if st := (*p.byAddr.Load())[a]; st != nil {
+		st.lastAlive.Store(time.Now().UnixNano())
+	}
+}
+
+// recentlyAlive: the endpoint answered real traffic (or a probe, late)
+// within the last probe interval plus timeout. p.mu held.
+func (p *Prober) recentlyAlive(st *epState) bool {
+	t := st.lastAlive.Load()
+	return t != 0 && time.Since(time.Unix(0, t)) < p.cfg.Interval+p.cfg.Timeout
 }
 
 func (p *Prober) round() {
@@ -164,6 +208,10 @@ func (p *Prober) probe(st *epState) {
 	}
 	p.seq++
 	br := newBranch(branchProbe)
+	if st.lastBr != "" {
+		delete(p.pending, st.lastBr)
+	}
+	st.lastBr = br
 	st.inflight = br
 	st.sentAt = time.Now()
 	st.lastProbe = st.sentAt
@@ -204,7 +252,18 @@ func (p *Prober) onResponse(br string, code int) {
 	}
 	p.mu.Lock()
 	st := p.pending[br]
-	if st == nil || st.inflight != br {
+	if st == nil {
+		p.mu.Unlock()
+		return
+	}
+	if st.inflight != br {
+		// late (after its timeout counted a miss): no RTT sample, but the
+		// endpoint is alive
+		delete(p.pending, br)
+		if code != 503 {
+			st.lastAlive.Store(time.Now().UnixNano())
+			st.misses = 0
+		}
 		p.mu.Unlock()
 		return
 	}
@@ -252,8 +311,14 @@ func (p *Prober) miss(st *epState, br string) {
 			p.mu.Unlock()
 			return
 		}
-		delete(p.pending, br)
-		st.inflight = ""
+		st.inflight = "" // pending[br] stays: a late answer still counts
+	}
+	if p.recentlyAlive(st) {
+		// real traffic (or a late probe answer) shows the endpoint alive:
+		// a slow probe or one lost INVITE does not take it down
+		st.misses = 0
+		p.mu.Unlock()
+		return
 	}
 	st.answers = 0
 	st.misses++
@@ -269,7 +334,8 @@ func (p *Prober) miss(st *epState, br string) {
 	}
 }
 
-// passiveMiss: a call's INVITE got no response from the endpoint.
+// passiveMiss: a call's INVITE got no response from the endpoint. It
+// counts as a miss unless the endpoint showed life recently.
 func (p *Prober) passiveMiss(uri string) {
 	if st := (*p.eps.Load())[uri]; st != nil {
 		p.miss(st, "")
