@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/nyaruka/phonenumbers"
 
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
@@ -128,12 +129,56 @@ func lookup(snap *routing.Snapshot, n, country string) (string, *routing.Route, 
 			return n, nil, false
 		}
 	}
+	if k, ok := nanpKey(n, country); ok {
+		// a NANP number in digits only: a hit in the snapshot (valid
+		// numbers only) is what phone.Normalize would return; a miss
+		// falls through to full normalisation
+		if r, ok := snap.LookupKey(k); ok {
+			return r.Number.E164, r, true
+		}
+	}
 	e, ok := normalize(n, country)
 	if !ok {
 		return "", nil, false
 	}
 	r, ok := snap.Lookup(e)
 	return e, r, ok
+}
+
+// nanpKey is the routing key of a called number written in digits only,
+// "1NXXNXXXXXX" or national "NXXNXXXXXX", on a trunk whose country is in
+// the North American Numbering Plan (calling code 1, fixed ten-digit
+// national numbers, so the reading is unambiguous). It does not allocate.
+func nanpKey(n, country string) (uint64, bool) {
+	switch {
+	case len(n) == 11 && n[0] == '1' && n[1] >= '2' && n[1] <= '9':
+	case len(n) == 10 && n[0] >= '2' && n[0] <= '9':
+	default:
+		return 0, false
+	}
+	if !nanpCountry(country) {
+		return 0, false
+	}
+	k, ok := routing.Key(n)
+	if !ok {
+		return 0, false
+	}
+	if len(n) == 10 {
+		k += 1e10
+	}
+	return k, true
+}
+
+// nanpCountry: the country's calling code is 1 (US, CA, PR, most of the
+// Caribbean).
+func nanpCountry(c string) bool {
+	if len(c) != 2 {
+		return false
+	}
+	if c == "US" || c == "us" || c == "CA" || c == "ca" {
+		return true
+	}
+	return phonenumbers.GetCountryCodeForRegion(strings.ToUpper(c)) == 1
 }
 
 // resolve finds the route of an INVITE: the called number from the

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/callgate/callgate/routing"
 )
 
 func TestUriNumber(t *testing.T) {
@@ -92,6 +94,49 @@ func BenchmarkResolveE164(b *testing.B) {
 	snap := buildTable().Load()
 	var u sip.Uri
 	_ = sip.ParseUri("sip:+12282001234@gw", &u)
+	r := sip.NewRequest(sip.INVITE, u)
+	r.AppendHeader(&sip.ToHeader{Address: u})
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, ok := resolve(r, snap, "US"); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
+
+// TestDigitsFastPathAgreesWithNormalize: a called number in digits only is
+// looked up without libphonenumber on NANP trunks; the answer must be the
+// one full normalisation gives, for every country.
+func TestDigitsFastPathAgreesWithNormalize(t *testing.T) {
+	snap := buildTable().Load()
+	b := routing.NewBuilder() // a UK number in a second table
+	b.AddNumber(routing.Number{E164: "+442079460123", Status: routing.StatusActive})
+	uk := b.Build()
+	inputs := []string{"12282001234", "2282001234", "12282001235", "2282009999", "12282009999", "1228200123",
+		"442079460123", "02079460123", "2079460123", "11282001234", "0282001234", "+12282001234", "228-200-1234"}
+	for _, sn := range []*routing.Snapshot{snap, uk} {
+		for _, country := range []string{"US", "us", "CA", "PR", "GB", "DE", "NO", ""} {
+			for _, in := range inputs {
+				e, r, ok := lookup(sn, in, country)
+				want, wok := normalize(in, country)
+				var wr *routing.Route
+				if wok {
+					wr, wok = sn.Lookup(want)
+				}
+				if ok != wok || (ok && (e != want || r != wr)) {
+					t.Errorf("lookup(%q, %q) = %q, %v; normalise and look up: %q, %v", in, country, e, ok, want, wok)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkResolveDigits: a Request-URI user in digits only without "+"
+// (SIPp's [service], some carriers) on a US trunk.
+func BenchmarkResolveDigits(b *testing.B) {
+	snap := buildTable().Load()
+	var u sip.Uri
+	_ = sip.ParseUri("sip:12282001234@gw", &u)
 	r := sip.NewRequest(sip.INVITE, u)
 	r.AppendHeader(&sip.ToHeader{Address: u})
 	b.ReportAllocs()

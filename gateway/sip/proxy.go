@@ -37,8 +37,9 @@ type branch struct {
 	id      string
 	ep      routing.Endpoint
 	to      peer
-	req     *sip.Request
-	raw     []byte // serialised INVITE (retransmissions)
+	target  sip.Uri      // Request-URI of the forwarded INVITE
+	inv     *sip.Request // the caller's INVITE (CANCEL, ACK); nil once not needed
+	raw     []byte       // serialised forwarded INVITE (retransmissions)
 	gotResp bool
 	gotProv bool
 	final   bool
@@ -229,9 +230,8 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
-		b := &branch{id: newBranch(branchStateful), ep: ep, to: to}
-		b.req = c.buildForward(&u, b.id, to.proto, ep)
-		b.raw = []byte(b.req.String())
+		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv}
+		b.raw = c.buildForward(&u, b.id, to.proto, ep)
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
@@ -253,50 +253,97 @@ func (c *call) startBranch() {
 	c.finish(503, "no_endpoint")
 }
 
-// buildForward builds the INVITE sent to an endpoint.
-func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routing.Endpoint) *sip.Request {
+// buildForward serialises the INVITE sent to an endpoint straight from
+// the caller's parsed INVITE (no clone of the request): our Via and
+// Record-Route on top, leading Route entries naming us removed,
+// Max-Forwards decremented, incoming X-Callgate-* dropped and ours added.
+func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routing.Endpoint) []byte {
 	s := c.s
-	f := c.inv.Clone()
-	f.Recipient = *target
-	for r := f.Route(); r != nil && s.isUs(&r.Address); r = f.Route() {
-		f.RemoveHeader("Route")
-	}
-	if mf := f.MaxForwards(); mf != nil {
-		*mf = *mf - 1
-	} else {
-		m := sip.MaxForwardsHeader(69)
-		f.AppendHeader(&m)
-	}
-	// callgate's own headers are never taken from the outside
-	var drop []string
-	for _, h := range f.Headers() {
-		if n := h.Name(); len(n) > 11 && strings.EqualFold(n[:11], "x-callgate-") {
-			drop = append(drop, n)
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<16 {
+			bufPool.Put(buf)
 		}
-	}
-	for _, n := range drop {
-		f.RemoveHeader(n)
-	}
-	r := c.info.route
-	f.AppendHeader(sip.NewHeader("X-Callgate-Number", r.Number.E164))
-	f.AppendHeader(sip.NewHeader("X-Callgate-Agent", r.Agent.ID))
-	f.AppendHeader(sip.NewHeader("X-Callgate-Region", ep.Region))
-	if c.info.forwardedFrom != "" {
-		f.AppendHeader(sip.NewHeader("X-Callgate-Forwarded-From", c.info.forwardedFrom))
-	}
-	if c.info.originalCalled != "" {
-		f.AppendHeader(sip.NewHeader("X-Callgate-Original-Called", c.info.originalCalled))
-	}
-	via := s.via(p, branchID)
+	}()
+	buf.WriteString("INVITE ")
+	target.StringWrite(buf)
+	buf.WriteString(" SIP/2.0\r\n")
+	s.writeVia(buf, p, branchID)
 	// Record-Route: one entry, or two when the legs use different
 	// transports (RFC 5658): the callee-facing one on top.
-	if p == c.up.proto {
-		f.PrependHeader(via, sip.NewHeader("Record-Route", s.rr(p)))
-	} else {
-		f.PrependHeader(via, sip.NewHeader("Record-Route", s.rr(p)), sip.NewHeader("Record-Route", s.rr(c.up.proto)))
+	buf.WriteString("Record-Route: ")
+	buf.WriteString(s.rr(p))
+	buf.WriteString("\r\n")
+	if p != c.up.proto {
+		buf.WriteString("Record-Route: ")
+		buf.WriteString(s.rr(c.up.proto))
+		buf.WriteString("\r\n")
 	}
-	f.SetBody(c.fwdBody)
-	return f
+	leadingRoute, haveMF := true, false
+	for _, h := range c.inv.Headers() {
+		switch hv := h.(type) {
+		case *sip.RouteHeader:
+			if leadingRoute && s.isUs(&hv.Address) {
+				continue
+			}
+			leadingRoute = false
+		case *sip.MaxForwardsHeader:
+			haveMF = true
+			buf.WriteString("Max-Forwards: ")
+			buf.WriteString(strconv.Itoa(int(*hv) - 1))
+			buf.WriteString("\r\n")
+			continue
+		case *sip.ContentLengthHeader:
+			continue // ours below
+		default:
+			if n := h.Name(); len(n) > 11 && strings.EqualFold(n[:11], "x-callgate-") {
+				continue // callgate's own headers are never taken from the outside
+			}
+			if n := h.Name(); len(n) == 5 && strings.EqualFold(n, "route") {
+				leadingRoute = false
+			}
+		}
+		writeHeaderLine(buf, h)
+	}
+	if !haveMF {
+		buf.WriteString("Max-Forwards: 69\r\n")
+	}
+	r := c.info.route
+	writeHeader(buf, "X-Callgate-Number", r.Number.E164)
+	writeHeader(buf, "X-Callgate-Agent", r.Agent.ID)
+	writeHeader(buf, "X-Callgate-Region", ep.Region)
+	if c.info.forwardedFrom != "" {
+		writeHeader(buf, "X-Callgate-Forwarded-From", c.info.forwardedFrom)
+	}
+	if c.info.originalCalled != "" {
+		writeHeader(buf, "X-Callgate-Original-Called", c.info.originalCalled)
+	}
+	buf.WriteString("Content-Length: ")
+	buf.WriteString(strconv.Itoa(len(c.fwdBody)))
+	buf.WriteString("\r\n\r\n")
+	buf.Write(c.fwdBody)
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+func writeHeader(buf *bytes.Buffer, name, value string) {
+	buf.WriteString(name)
+	buf.WriteString(": ")
+	buf.WriteString(value)
+	buf.WriteString("\r\n")
+}
+
+// writeVia writes our Via line (what via returns, without allocating it).
+func (s *Server) writeVia(buf *bytes.Buffer, p proto, branchID string) {
+	buf.WriteString("Via: SIP/2.0/")
+	buf.WriteString(p.String())
+	buf.WriteByte(' ')
+	buf.WriteString(s.viaHost)
+	buf.WriteByte(':')
+	buf.WriteString(strconv.Itoa(s.viaPort(p)))
+	buf.WriteString(";branch=")
+	buf.WriteString(branchID)
+	buf.WriteString("\r\n")
 }
 
 func (s *Server) rr(p proto) string {
@@ -313,6 +360,11 @@ func (s *Server) rr(p proto) string {
 }
 
 func (s *Server) via(p proto, branchID string) *sip.ViaHeader {
+	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: p.String(),
+		Host: trimBrackets(s.viaHost), Port: s.viaPort(p), Params: sip.HeaderParams{{K: "branch", V: branchID}}}
+}
+
+func (s *Server) viaPort(p proto) int {
 	port := s.tp.udpAddr.Port()
 	switch p {
 	case protoTCP:
@@ -324,8 +376,7 @@ func (s *Server) via(p proto, branchID string) *sip.ViaHeader {
 			port = s.tp.tcpAddr.Port()
 		}
 	}
-	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: p.String(),
-		Host: trimBrackets(s.viaHost), Port: int(port), Params: sip.HeaderParams{{K: "branch", V: branchID}}}
+	return int(port)
 }
 
 func (c *call) retransmit(b *branch) {
@@ -384,7 +435,7 @@ func (c *call) cancelBranches() {
 // CSeq number as the forwarded INVITE, method CANCEL.
 func (c *call) sendCancel(b *branch) {
 	b.cancel = true
-	if b.req == nil {
+	if b.inv == nil {
 		return
 	}
 	cr := c.hopRequest(b, sip.CANCEL, nil)
@@ -393,21 +444,27 @@ func (c *call) sendCancel(b *branch) {
 
 // hopRequest builds a CANCEL or non-2xx ACK for branch b (hop by hop).
 func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *sip.Request {
-	r := sip.NewRequest(m, b.req.Recipient)
-	r.AppendHeader(b.req.Via().Clone())
-	for _, h := range b.req.GetHeaders("Route") {
+	inv := b.inv
+	r := sip.NewRequest(m, b.target)
+	r.AppendHeader(c.s.via(b.to.proto, b.id))
+	leading := true
+	for _, h := range inv.GetHeaders("Route") {
+		if rh, ok := h.(*sip.RouteHeader); ok && leading && c.s.isUs(&rh.Address) {
+			continue
+		}
+		leading = false
 		r.AppendHeader(sip.HeaderClone(h))
 	}
 	mf := sip.MaxForwardsHeader(70)
 	r.AppendHeader(&mf)
-	r.AppendHeader(sip.HeaderClone(b.req.From()))
+	r.AppendHeader(sip.HeaderClone(inv.From()))
 	if res != nil && res.To() != nil {
 		r.AppendHeader(sip.HeaderClone(res.To()))
 	} else {
-		r.AppendHeader(sip.HeaderClone(b.req.To()))
+		r.AppendHeader(sip.HeaderClone(inv.To()))
 	}
-	r.AppendHeader(sip.HeaderClone(b.req.CallID()))
-	r.AppendHeader(&sip.CSeqHeader{SeqNo: b.req.CSeq().SeqNo, MethodName: m})
+	r.AppendHeader(sip.HeaderClone(inv.CallID()))
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: m})
 	cl := sip.ContentLengthHeader(0)
 	r.AppendHeader(&cl)
 	return r
@@ -508,7 +565,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		c.forwardUp(res) // every 2xx, retransmissions included
 	default:
 		// final non-2xx: ACK it hop by hop, then fail over or forward
-		if b.req != nil {
+		if b.inv != nil {
 			_ = s.tp.sendMsg(b.to, c.hopRequest(b, sip.ACK, res))
 		}
 		if b.final {
@@ -657,7 +714,7 @@ func (c *call) finish(code int, reason string) {
 	for _, b := range c.branches {
 		b.raw = nil
 		if b.final || !b.gotResp {
-			b.req = nil
+			b.inv = nil
 		}
 	}
 	c.inv = nil
@@ -703,7 +760,7 @@ func (c *call) releaseTx() {
 	}
 	for _, b := range c.branches {
 		s.clientTx.delIf(b.id, c)
-		b.raw, b.req = nil, nil
+		b.raw, b.inv = nil, nil
 	}
 	c.branches = nil
 	c.inv = nil
@@ -815,12 +872,12 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		return
 	}
 	popped := false
-	for r := req.Route(); r != nil && s.isUs(&r.Address); r = req.Route() {
+	for r := topRoute(req); r != nil && s.isUs(&r.Address); r = topRoute(req) {
 		req.RemoveHeader("Route")
 		popped = true
 	}
 	var target *sip.Uri
-	if r := req.Route(); r != nil {
+	if r := topRoute(req); r != nil {
 		target = &r.Address
 	} else {
 		target = &req.Recipient

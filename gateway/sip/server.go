@@ -13,12 +13,14 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,6 +209,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.tp.serve(w)
 	go s.prober.run(s.stop)
 	go s.janitor(s.stop)
+	go s.returnMemory(s.stop, time.Second, time.Minute)
 	s.log.Info("sip: listening", "udp", s.tp.udpAddr.String(), "tcp", s.tp.tcpAddr.String(),
 		"tls", s.tlsString(), "region", s.cfg.Region)
 	select {
@@ -649,21 +652,80 @@ func (s *Server) isUs(u *sip.Uri) bool {
 }
 
 func (s *Server) routeIsUs(req *sip.Request) bool {
-	r := req.Route()
+	r := topRoute(req)
 	return r != nil && s.isUs(&r.Address)
 }
 
-// replyStateless sends a response built from req to its sender.
-func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason string, hdrs ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hdrs {
-		res.AppendHeader(h)
+// topRoute is req.Route() without its allocation when there is no Route.
+func topRoute(req *sip.Request) *sip.RouteHeader {
+	if req.GetHeader("Route") == nil {
+		return nil
 	}
+	return req.Route()
+}
+
+// replyStateless sends a response built from req to its sender.
+// It is written straight into a pooled buffer (no response object).
+func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason string, hdrs ...sip.Header) {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	writeResponse(buf, req, code, reason, hdrs...)
 	to = replyPeer(req, to)
 	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
-	if err := s.tp.sendMsg(to, res); err != nil {
+	if err := s.tp.send(to, buf.Bytes()); err != nil {
 		s.log.Debug("sip: send response", "to", to.addr.String(), "err", err)
 	}
+	if buf.Cap() <= 1<<16 {
+		bufPool.Put(buf)
+	}
+}
+
+// writeResponse serialises a response to req (RFC 3261 8.2.6): every Via
+// in order, Record-Route on 18x/2xx, From, To (with a tag added on
+// responses other than 100 when the request's To has none), Call-ID,
+// CSeq, Timestamp on 100, then hdrs and an empty body.
+func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	buf.WriteString("SIP/2.0 ")
+	buf.WriteString(strconv.Itoa(code))
+	buf.WriteByte(' ')
+	buf.WriteString(reason)
+	buf.WriteString("\r\n")
+	copyRR := req.Method != sip.REGISTER && !req.IsAck() && ((code >= 180 && code < 190) || (code >= 200 && code < 300))
+	for _, h := range req.Headers() {
+		switch h.(type) {
+		case *sip.ViaHeader:
+		case *sip.RecordRouteHeader:
+			if !copyRR {
+				continue
+			}
+		default:
+			if code != 100 || !strings.EqualFold(h.Name(), "timestamp") {
+				continue
+			}
+		}
+		writeHeaderLine(buf, h)
+	}
+	if h := req.From(); h != nil {
+		writeHeaderLine(buf, h)
+	}
+	if h := req.To(); h != nil {
+		h.StringWrite(buf)
+		if code > 100 && !h.Params.Has("tag") {
+			buf.WriteString(";tag=")
+			buf.WriteString(randHex(8))
+		}
+		buf.WriteString("\r\n")
+	}
+	if h := req.CallID(); h != nil {
+		writeHeaderLine(buf, h)
+	}
+	if h := req.CSeq(); h != nil {
+		writeHeaderLine(buf, h)
+	}
+	for _, h := range hdrs {
+		writeHeaderLine(buf, h)
+	}
+	buf.WriteString("Content-Length: 0\r\n\r\n")
 }
 
 // replyPeer is where a response to req goes (RFC 3261 18.2.2, RFC 3581):
@@ -714,6 +776,37 @@ func (s *Server) janitor(stop <-chan struct{}) {
 				c.mu.Lock()
 				c.finish(0, "max_duration")
 				c.mu.Unlock()
+			}
+		}
+	}
+}
+
+// busyEntries is the table size (transactions and dialogs) above which
+// the tables count as having been busy.
+const busyEntries = 1000
+
+// returnMemory hands freed memory back to the OS once the transaction
+// and dialog tables drain to empty after having been busy (at most once
+// per minGap): the Go scavenger alone returns it over many minutes.
+func (s *Server) returnMemory(stop <-chan struct{}, every, minGap time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	peak := 0
+	var last time.Time
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			a, b, c := s.tableSizes()
+			n := a + b + c
+			if n > peak {
+				peak = n
+			}
+			if n == 0 && peak >= busyEntries && now.Sub(last) >= minGap {
+				debug.FreeOSMemory()
+				s.log.Debug("sip: tables drained, memory returned to the OS", "peak_entries", peak)
+				peak, last = 0, now
 			}
 		}
 	}

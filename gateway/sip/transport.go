@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -441,7 +442,7 @@ func (t *transport) stream(p peer) (*streamConn, error) {
 func (t *transport) sendMsg(p peer, m sip.Message) error {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	m.StringWrite(buf)
+	writeMsg(buf, m)
 	err := t.send(p, buf.Bytes())
 	if buf.Cap() <= 1<<16 {
 		bufPool.Put(buf)
@@ -597,4 +598,63 @@ func (t *transport) viaPeerOpt(v *sip.ViaHeader, lookup bool) (peer, error) {
 		t.mu.Unlock()
 	}
 	return p, nil
+}
+
+// writeMsg serialises m like m.StringWrite, without copying the body
+// into a string first.
+func writeMsg(buf *bytes.Buffer, m sip.Message) {
+	var hs []sip.Header
+	switch x := m.(type) {
+	case *sip.Request:
+		buf.WriteString(string(x.Method))
+		buf.WriteByte(' ')
+		x.Recipient.StringWrite(buf)
+		buf.WriteByte(' ')
+		buf.WriteString(x.SipVersion)
+		hs = x.Headers()
+	case *sip.Response:
+		x.StartLineWrite(buf)
+		hs = x.Headers()
+	default:
+		m.StringWrite(buf)
+		return
+	}
+	buf.WriteString("\r\n")
+	for _, h := range hs {
+		writeHeaderLine(buf, h)
+	}
+	buf.WriteString("\r\n")
+	buf.Write(m.Body())
+}
+
+// writeHeaderLine writes one header line; a Via is written here because
+// sipgo's ViaHeader.StringWrite builds its value in a string first.
+func writeHeaderLine(buf *bytes.Buffer, h sip.Header) {
+	if v, ok := h.(*sip.ViaHeader); ok {
+		buf.WriteString("Via: ")
+		buf.WriteString(v.ProtocolName)
+		buf.WriteByte('/')
+		buf.WriteString(v.ProtocolVersion)
+		buf.WriteByte('/')
+		buf.WriteString(v.Transport)
+		buf.WriteByte(' ')
+		if strings.IndexByte(v.Host, ':') >= 0 && !strings.HasPrefix(v.Host, "[") {
+			buf.WriteByte('[')
+			buf.WriteString(v.Host)
+			buf.WriteByte(']')
+		} else {
+			buf.WriteString(v.Host)
+		}
+		if v.Port > 0 {
+			buf.WriteByte(':')
+			buf.WriteString(strconv.Itoa(v.Port))
+		}
+		if v.Params.Length() > 0 {
+			buf.WriteByte(';')
+			v.Params.ToStringWrite(';', buf)
+		}
+	} else {
+		h.StringWrite(buf)
+	}
+	buf.WriteString("\r\n")
 }
