@@ -408,13 +408,37 @@ func TestCallLogLine(t *testing.T) {
 	raw := newRaw(t, "127.0.0.1", net_(e)) // an unassigned number: one outcome line
 	raw.send(raw.invite(e, numUnassigned, "log-2", ""))
 	raw.readFinal(2 * time.Second)
+	// rejected INVITEs: one info line each (unknown number, too many hops)
+	const unknown = "+12282009999"
+	raw.send(raw.invite(e, unknown, "log-3", ""))
+	raw.readFinal(2 * time.Second)
+	raw.send(strings.Replace(raw.invite(e, numPurchased, "log-4", ""), "Max-Forwards: 70", "Max-Forwards: 0", 1))
+	raw.readFinal(2 * time.Second)
 	checkFor(t, 2*time.Second, func() error {
-		if !strings.Contains(logs.String(), `"call_id":"log-2"`) {
-			return errorf("no outcome line:\n%s", logs.String())
+		for _, want := range []string{`"call_id":"log-2"`, `"call_id":"log-3"`, `"call_id":"log-4"`} {
+			if !strings.Contains(logs.String(), want) {
+				return errorf("no line with %s:\n%s", want, logs.String())
+			}
 		}
 		return nil
 	})
 	out := logs.String()
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.Contains(l, `"call_id":"log-3"`):
+			if !strings.Contains(l, `"level":"INFO"`) || !strings.Contains(l, `"status":404`) ||
+				!strings.Contains(l, `"reason":"unknown_number"`) || !strings.Contains(l, phone.Mask(unknown)) {
+				t.Errorf("404 line: %s", l)
+			}
+		case strings.Contains(l, `"call_id":"log-4"`):
+			if !strings.Contains(l, `"level":"INFO"`) || !strings.Contains(l, `"status":483`) {
+				t.Errorf("483 line: %s", l)
+			}
+		}
+	}
+	if strings.Contains(out, unknown) || strings.Contains(out, strings.TrimPrefix(numPurchased, "+")) {
+		t.Errorf("full number in logs:\n%s", out)
+	}
 	if strings.Contains(out, numUnassigned) || strings.Contains(out, numPurchased) {
 		t.Errorf("full number in logs:\n%s", out)
 	}

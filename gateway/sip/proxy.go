@@ -118,11 +118,13 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	if s.draining.Load() {
 		s.metrics.Rejected.WithLabelValues("draining").Inc()
 		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
+		s.logRejected(req, "", 503, "draining")
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
 		s.metrics.Rejected.WithLabelValues("too_many_hops").Inc()
 		s.replyStateless(req, from, 483, "Too Many Hops")
+		s.logRejected(req, "", 483, "too_many_hops")
 		return
 	}
 	trunk := s.trunkFor(from.addr.Addr())
@@ -133,6 +135,9 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		// an agent endpoint may send in-dialog requests, not new calls
 		s.metrics.Rejected.WithLabelValues("unknown_source").Inc()
 		s.replyStateless(req, from, 403, "Forbidden")
+		// debug only: scanners must not flood the log
+		s.log.Debug("sip: call rejected", "call_id", string(*req.CallID()), "number", phone.Mask(req.Recipient.User),
+			"status", 403, "reason", "unknown_source")
 		return
 	}
 	if trunk.Username != "" && !s.checkDigest(req, from, trunk) {
@@ -142,12 +147,14 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	if snap == nil {
 		s.metrics.Rejected.WithLabelValues("no_snapshot").Inc()
 		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
+		s.logRejected(req, "", 503, "no_snapshot")
 		return
 	}
 	info, ok := resolve(req, snap, trunk.Country)
 	if !ok {
 		s.metrics.Rejected.WithLabelValues("unknown_number").Inc()
 		s.replyStateless(req, from, 404, "Number Not Provisioned")
+		s.logRejected(req, info.called, 404, "unknown_number")
 		return
 	}
 	c := &call{
@@ -181,6 +188,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		if err != nil {
 			s.metrics.Rejected.WithLabelValues("no_media_ports").Inc()
 			s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
+			s.logRejected(req, r.Number.E164, 503, "no_media_ports")
 			return
 		}
 		if len(c.fwdBody) > 0 {
@@ -189,6 +197,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 				sess.Close()
 				s.metrics.Rejected.WithLabelValues("bad_sdp").Inc()
 				s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "malformed SDP"`))
+				s.logRejected(req, r.Number.E164, 400, "bad_sdp")
 				return
 			}
 			c.fwdBody = nb
@@ -213,6 +222,17 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	c.publish(calls.Started, 0, "")
 	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
 	c.startBranch()
+}
+
+// logRejected is the info line for an INVITE refused before a call
+// existed (480 and 503 no_endpoint log through logOutcome). number is the
+// E.164 when known, else the Request-URI user; it is always masked.
+func (s *Server) logRejected(req *sip.Request, number string, code int, reason string) {
+	if number == "" {
+		number = req.Recipient.User
+	}
+	s.log.Info("sip: call rejected", "call_id", string(*req.CallID()), "number", phone.Mask(number),
+		"status", code, "reason", reason)
 }
 
 // startBranch forwards the INVITE to the next candidate endpoint. c.mu held.
