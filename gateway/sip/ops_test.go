@@ -501,3 +501,51 @@ func TestPassiveHealth(t *testing.T) {
 	quit.Store(true)
 	<-done
 }
+
+func metricsText(t *testing.T, e *testEdge) string {
+	t.Helper()
+	var m bytes.Buffer
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		_, _ = expfmt.MetricFamilyToText(&m, mf)
+	}
+	return m.String()
+}
+
+// TestProberGaugesAndStatus: endpoints are listed before their first
+// probe; a region without a healthy endpoint has no RTT estimate series
+// (not 0); a region that leaves the table loses its series.
+func TestProberGaugesAndStatus(t *testing.T) {
+	dead := newRaw(t, "127.0.0.1", &netUDPAddrLoop)
+	deadEP := routing.Endpoint{Region: "ap", URI: "sip:bot@127.0.0.1:" + itoa(dead.port())}
+	off := runEdge(t, buildTable(deadEP), nil, nil) // probing disabled
+	if st := off.Status(); len(st) != 1 || st[0].Known || !st[0].Up || st[0].URI != deadEP.URI {
+		t.Errorf("status before any probe: %+v, want the endpoint with probed=false", st)
+	}
+
+	live := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(deadEP, live.endpoint("us")), func(c *Config) {
+		c.Probe = ProbeConfig{Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, DownAfter: 2, UpAfter: 2, Alpha: 0.5}
+	}, nil)
+	checkFor(t, 3*time.Second, func() error {
+		m := metricsText(t, e)
+		if !strings.Contains(m, `callgate_sip_region_endpoints{region="ap",state="down"} 1`) ||
+			!strings.Contains(m, `callgate_sip_region_rtt_estimate_seconds{region="us"}`) {
+			return errorf("probes not settled:\n%s", m)
+		}
+		if strings.Contains(m, `callgate_sip_region_rtt_estimate_seconds{region="ap"}`) {
+			return errorf("RTT estimate for a region with no healthy endpoint")
+		}
+		return nil
+	})
+	e.table.Store(buildTable(live.endpoint("us")).Load()) // region ap leaves
+	checkFor(t, 3*time.Second, func() error {
+		if m := metricsText(t, e); strings.Contains(m, `region="ap"`) {
+			return errorf("series of a region that left the table remain:\n%s", m)
+		}
+		return nil
+	})
+}

@@ -82,16 +82,38 @@ func (p *Prober) Endpoint(uri string) (time.Duration, bool, bool) {
 	return time.Duration(st.rttNs.Load()), st.up.Load(), true
 }
 
-// Status lists every endpoint, by region then URI.
+// Status lists every endpoint of the current routing snapshot, by region
+// then URI; one not probed yet (a new agent, or probing disabled) is
+// listed up with probed=false.
 func (p *Prober) Status() []EndpointStatus {
 	m := *p.eps.Load()
 	out := make([]EndpointStatus, 0, len(m))
 	p.mu.Lock()
-	for _, st := range m {
+	add := func(st *epState) {
 		rtt := time.Duration(st.rttNs.Load())
 		out = append(out, EndpointStatus{Region: st.region, URI: st.uri, RTT: rtt,
 			RTTMillis: float64(rtt.Microseconds()) / 1000, Up: st.up.Load(), Known: st.known.Load(),
 			LastProbe: st.lastProbe})
+	}
+	if snap := p.s.table.Load(); snap != nil {
+		seen := map[string]bool{}
+		snap.Agents(func(a *routing.Agent) {
+			for _, ep := range a.Endpoints {
+				if seen[ep.URI] {
+					continue
+				}
+				seen[ep.URI] = true
+				if st := m[ep.URI]; st != nil {
+					add(st)
+				} else {
+					out = append(out, EndpointStatus{Region: ep.Region, URI: ep.URI, Up: true})
+				}
+			}
+		})
+	} else {
+		for _, st := range m {
+			add(st)
+		}
 	}
 	p.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -396,10 +418,16 @@ func (p *Prober) gauges(m map[string]*epState) {
 			met.EndpointRTT.WithLabelValues(r, endpointLabels[i]).Set(time.Duration(st.rttNs.Load()).Seconds())
 		}
 	}
+	// regions that left the table lose their series; a region without a
+	// healthy endpoint has no RTT estimate (not 0, which reads as best)
+	met.RegionEndpoints.Reset()
+	met.RegionRTT.Reset()
 	for r, a := range by {
-		p.s.metrics.RegionEndpoints.WithLabelValues(r, "up").Set(float64(a.up))
-		p.s.metrics.RegionEndpoints.WithLabelValues(r, "down").Set(float64(a.down))
-		p.s.metrics.RegionEndpoints.WithLabelValues(r, "unknown").Set(float64(a.unknown))
-		p.s.metrics.RegionRTT.WithLabelValues(r).Set(a.best.Seconds())
+		met.RegionEndpoints.WithLabelValues(r, "up").Set(float64(a.up))
+		met.RegionEndpoints.WithLabelValues(r, "down").Set(float64(a.down))
+		met.RegionEndpoints.WithLabelValues(r, "unknown").Set(float64(a.unknown))
+		if a.up > 0 {
+			met.RegionRTT.WithLabelValues(r).Set(a.best.Seconds())
+		}
 	}
 }
