@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,6 +75,9 @@ func TestRFC4475Torture(t *testing.T) {
 		if m := reader.read(300 * time.Millisecond); strings.HasPrefix(m, "SIP/2.0 ") && len(m) >= 11 {
 			got = m[8:11]
 			warn = first(m, "Warning")
+			for _, n := range responseHeaderNotes(string(data), m) {
+				t.Errorf("%-10s %s: %s", name, statusLine(m), n)
+			}
 		}
 		for raw.read(30*time.Millisecond) != "" { // drain
 		}
@@ -109,4 +113,49 @@ func viaPort(msg string) int {
 		return 0
 	}
 	return 0
+}
+
+var tagParam = regexp.MustCompile(`(?i);\s*tag\s*=`)
+
+// anyLine is the first header line named by one of names (long or compact
+// form, any case, LWS before the colon allowed).
+func anyLine(msg string, names ...string) string {
+	head := strings.SplitN(msg, "\r\n\r\n", 2)[0]
+	for _, l := range strings.Split(head, "\r\n")[1:] {
+		n, _, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		for _, want := range names {
+			if strings.EqualFold(strings.TrimSpace(n), want) {
+				return l
+			}
+		}
+	}
+	return ""
+}
+
+// responseHeaderNotes checks a final response against RFC 3261 8.2.6.2 and
+// 18.2.1: received= in the top Via (the corpus' sent-by hosts are never
+// the source), From, To, Call-ID and CSeq copied when the request has
+// them, exactly one To tag.
+func responseHeaderNotes(req, res string) []string {
+	if strings.HasPrefix(res, "SIP/2.0 1") {
+		return nil
+	}
+	var notes []string
+	if v := anyLine(res, "Via", "v"); !strings.Contains(v, "received=") {
+		notes = append(notes, "top Via without received=: "+v)
+	}
+	for _, h := range [][]string{{"From", "f"}, {"To", "t"}, {"Call-ID", "i"}, {"CSeq"}} {
+		if anyLine(req, h...) != "" && anyLine(res, h...) == "" {
+			notes = append(notes, h[0]+" not copied")
+		}
+	}
+	if to := anyLine(res, "To", "t"); to != "" {
+		if n := len(tagParam.FindAllString(to, -1)); n != 1 {
+			notes = append(notes, "To with "+strconv.Itoa(n)+" tags: "+to)
+		}
+	}
+	return notes
 }

@@ -379,6 +379,8 @@ func (s *Server) malformed(data []byte, m sip.Message, from peer, err error) {
 	req, ok := m.(*sip.Request)
 	if ok && !req.IsAck() && canReply(req) && s.refuseToken() {
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()
+		setReceived(req, from)
+		fillFromRaw(req, data)
 		s.replyStateless(req, from, 400, "Bad Request")
 		return
 	}
@@ -429,11 +431,18 @@ func (s *Server) replyUnparsed(data []byte, from peer) bool {
 					return false
 				}
 				via, _ = hs[0].(*sip.ViaHeader)
+				if via != nil && via.Host != "" && trimBrackets(via.Host) != from.addr.Addr().String() &&
+					!via.Params.Has("received") && len(hs) == 1 {
+					l += ";received=" + from.addr.Addr().String() // RFC 3261 18.2.1
+				}
 			}
 			b.WriteString(l + "\r\n")
 		case "from", "f", "to", "t", "call-id", "i", "cseq":
 			if !have[n] {
 				have[n] = true
+				if (n == "to" || n == "t") && !rawHasTag(l) {
+					l += ";tag=" + randHex(8) // RFC 3261 8.2.6.2
+				}
 				b.WriteString(l + "\r\n")
 			}
 		}
@@ -536,6 +545,7 @@ func (s *Server) handleMessage(m sip.Message, from peer) {
 
 func (s *Server) handleRequest(req *sip.Request, from peer) {
 	s.metrics.Requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
+	setReceived(req, from) // before any reply: 400 and 505 carry received= too
 	if why := validate(req); why != "" {
 		if req.IsAck() || !canReply(req) {
 			s.metrics.Dropped.WithLabelValues("malformed").Inc()
@@ -551,7 +561,6 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "`+why+`"`))
 		return
 	}
-	setReceived(req, from)
 	switch req.Method {
 	case sip.ACK:
 		s.handleAck(req, from)
@@ -617,7 +626,7 @@ func headerValuesAll(req *sip.Request, name string) []string {
 // the top Via (RFC 3261 18.2.1, RFC 3581) so that responses find their way.
 func setReceived(req *sip.Request, from peer) {
 	v := req.Via()
-	if v == nil {
+	if v == nil || v.Host == "" || v.Params.Has("received") {
 		return
 	}
 	ip := from.addr.Addr().String()
@@ -654,6 +663,117 @@ func (s *Server) isUs(u *sip.Uri) bool {
 func (s *Server) routeIsUs(req *sip.Request) bool {
 	r := topRoute(req)
 	return r != nil && s.isUs(&r.Address)
+}
+
+// tidyTag drops the LWS the parser keeps around a tag parameter's name
+// and value (";tag = 1918181833n", RFC 4475 wsinv): the tag is the same,
+// written without it, and is not taken for missing.
+func tidyTag(ps sip.HeaderParams) {
+	for i := range ps {
+		k := ps[i].K
+		if k != "tag" && strings.EqualFold(strings.TrimSpace(k), "tag") {
+			ps[i].K = "tag"
+			ps[i].V = strings.TrimSpace(ps[i].V)
+		}
+	}
+}
+
+// rawHasTag reports whether a raw To/From line has a tag parameter.
+func rawHasTag(l string) bool {
+	l = strings.ToLower(l)
+	for i := strings.IndexByte(l, ';'); i >= 0; {
+		rest := strings.TrimLeft(l[i+1:], " \t")
+		if strings.HasPrefix(rest, "tag") && strings.HasPrefix(strings.TrimLeft(rest[3:], " \t"), "=") {
+			return true
+		}
+		j := strings.IndexByte(l[i+1:], ';')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// rawHeaderNames are the transaction headers fillFromRaw recovers, with
+// their compact forms.
+var rawHeaderNames = map[string]string{"from": "From", "f": "From", "to": "To", "t": "To",
+	"call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
+
+// fillFromRaw adds to a partly parsed request the From, To, Call-ID and
+// CSeq that it lacks, from the raw message (a parse error stops sipgo's
+// parser before later headers): parsed when they parse, else verbatim,
+// so that the 400 copies them (RFC 3261 8.2.6.2).
+func fillFromRaw(req *sip.Request, data []byte) {
+	if req.From() != nil && req.To() != nil && req.CallID() != nil && req.CSeq() != nil {
+		return
+	}
+	text := string(data)
+	if i := strings.Index(text, "\r\n\r\n"); i >= 0 {
+		text = text[:i]
+	}
+	var unfolded []string
+	for i, l := range strings.Split(text, "\r\n") {
+		if i == 0 {
+			continue
+		}
+		if (strings.HasPrefix(l, " ") || strings.HasPrefix(l, "\t")) && len(unfolded) > 0 {
+			unfolded[len(unfolded)-1] += " " + strings.TrimSpace(l)
+			continue
+		}
+		unfolded = append(unfolded, l)
+	}
+	done := map[string]bool{}
+	for _, l := range unfolded {
+		name, value, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		canon, ok := rawHeaderNames[strings.ToLower(strings.TrimSpace(name))]
+		if !ok || done[canon] {
+			continue
+		}
+		done[canon] = true
+		var have bool
+		switch canon {
+		case "From":
+			have = req.From() != nil
+		case "To":
+			have = req.To() != nil
+		case "Call-ID":
+			have = req.CallID() != nil
+		case "CSeq":
+			have = req.CSeq() != nil
+		}
+		if have {
+			continue
+		}
+		if hs, err := sip.HeadersParser(sip.DefaultHeadersParser()).ParseHeader(nil, []byte(l)); err == nil && len(hs) == 1 {
+			req.AppendHeader(hs[0])
+			continue
+		}
+		req.AppendHeader(sip.NewHeader(canon, strings.TrimSpace(value)))
+	}
+}
+
+// writeRawHeader writes a transaction header that did not parse, as it
+// came (To gets a tag on a response other than 100 if it has none).
+func writeRawHeader(buf *bytes.Buffer, req *sip.Request, name string, code int) {
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), name) {
+			continue
+		}
+		v := h.Value()
+		buf.WriteString(name)
+		buf.WriteString(": ")
+		buf.WriteString(v)
+		if name == "To" && code > 100 && !rawHasTag(v) {
+			buf.WriteString(";tag=")
+			buf.WriteString(randHex(8))
+		}
+		buf.WriteString("\r\n")
+		return
+	}
 }
 
 // topRoute is req.Route() without its allocation when there is no Route.
@@ -706,21 +826,31 @@ func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string,
 		writeHeaderLine(buf, h)
 	}
 	if h := req.From(); h != nil {
+		tidyTag(h.Params)
 		writeHeaderLine(buf, h)
+	} else {
+		writeRawHeader(buf, req, "From", code)
 	}
 	if h := req.To(); h != nil {
+		tidyTag(h.Params)
 		h.StringWrite(buf)
 		if code > 100 && !h.Params.Has("tag") {
 			buf.WriteString(";tag=")
 			buf.WriteString(randHex(8))
 		}
 		buf.WriteString("\r\n")
+	} else {
+		writeRawHeader(buf, req, "To", code)
 	}
 	if h := req.CallID(); h != nil {
 		writeHeaderLine(buf, h)
+	} else {
+		writeRawHeader(buf, req, "Call-ID", code)
 	}
 	if h := req.CSeq(); h != nil {
 		writeHeaderLine(buf, h)
+	} else {
+		writeRawHeader(buf, req, "CSeq", code)
 	}
 	for _, h := range hdrs {
 		writeHeaderLine(buf, h)
