@@ -342,8 +342,10 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 	rec.RenewsAt = &renews
 	b, _ = json.Marshal(rec)
 	if _, err := s.st.Numbers.Update(bg, numberKey(e164), b, rev); err != nil {
-		// The number is bought and paid; leave it pending for an operator
-		// rather than refunding a number we hold.
+		// The state store failed at the last step: the claim stays
+		// pending, and RecoverStaleClaims later refunds the charge and
+		// releases the number at the carrier, as the client was told
+		// the purchase failed.
 		s.log.Error("provisioning: purchase not committed", "number", phone.Mask(e164), "err", err)
 		return Number{}, storeErr("commit purchase", err)
 	}
