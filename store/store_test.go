@@ -56,6 +56,14 @@ func TestRequestsFailFastWhileNATSIsDown(t *testing.T) {
 	}
 	srv.Shutdown()
 	srv.WaitForShutdown()
+	// A request sent before the client notices is bounded by OpTimeout;
+	// once it knows the server is gone, requests fail within the grace.
+	storetest.CheckFor(t, store.OpTimeout, 10*time.Millisecond, func() error {
+		if st.Connected() {
+			return errors.New("client still thinks it is connected")
+		}
+		return nil
+	})
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
