@@ -76,6 +76,11 @@ func newUA(t testing.TB) *ua {
 			return
 		}
 		_ = ds.Respond(180, "Ringing", nil)
+		// Ring briefly, as a phone does: sent back to back, the 180 and
+		// the 200 can be reordered by the proxy's parallel UDP workers,
+		// and a 180 after the 200 is rightly dropped (no provisional
+		// would then be measured).
+		time.Sleep(20 * time.Millisecond)
 		_ = ds.RespondSDP([]byte(testSDP))
 	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = u.dsc.ReadAck(req, tx) })
