@@ -66,11 +66,7 @@ func New(o Options) *API {
 			continue
 		}
 		h := rt.handler(a)
-		if rt.Admin {
-			m.Handle(rt.Method+" "+rt.Path, a.auth(true, h))
-		} else {
-			m.Handle(rt.Method+" "+rt.Path, a.auth(false, h))
-		}
+		m.Handle(rt.Method+" "+rt.Path, a.auth(rt.Admin, h))
 	}
 	for p, h := range o.Extra {
 		m.Handle(p, h)

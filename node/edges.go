@@ -9,7 +9,6 @@ import (
 	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
-	"github.com/callgate/callgate/routing"
 )
 
 // edges are the data plane: SIP, webhooks, media relay.
@@ -139,5 +138,3 @@ func (n *Node) Drain(ctx context.Context) {
 
 // SIP is the SIP edge (tests: bound addresses).
 func (n *Node) SIP() *sip.Server { return n.edges.sip }
-
-var _ routing.Health = (*sip.Prober)(nil)

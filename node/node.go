@@ -49,7 +49,6 @@ type Node struct {
 	closers  []func()
 	apiKey   string
 	adminKey string
-	now      func() time.Time
 	edges    edges
 	handler  handlerSwitch
 }
@@ -112,12 +111,9 @@ type Options struct {
 // 200 when the first routing snapshot is loaded.
 func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	cfg.Inherit()
-	n := &Node{cfg: cfg, log: o.Log, reg: prometheus.NewRegistry(), table: &routing.Table{}, now: o.Now}
+	n := &Node{cfg: cfg, log: o.Log, reg: prometheus.NewRegistry(), table: &routing.Table{}}
 	if n.log == nil {
 		n.log = slog.Default()
-	}
-	if n.now == nil {
-		n.now = time.Now
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data_dir %s: %w", cfg.DataDir, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -44,7 +45,7 @@ func (in *AgentInput) validate(v *ValidationError) {
 		v.Add("endpoints", "at most 32 endpoints")
 	}
 	for i, ep := range in.Endpoints {
-		f := "endpoints[" + itoa(i) + "]"
+		f := "endpoints[" + strconv.Itoa(i) + "]"
 		if !ValidID(ep.Region) {
 			v.Add(f+".region", "must be a region name such as us-east")
 		}
@@ -78,13 +79,6 @@ func validSIPURI(s string) error {
 		return errors.New("SIP URI has no host")
 	}
 	return nil
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
 }
 
 // CreateAgent creates an agent (id generated when empty).

@@ -119,13 +119,12 @@ type PurchaseRequest struct {
 
 // idempotencyRecord remembers a purchase's outcome under its key.
 type idempotencyRecord struct {
-	RequestHash string          `json:"request_hash"`
-	State       string          `json:"state"` // pending, done
-	Number      *Number         `json:"number,omitempty"`
-	ErrKind     string          `json:"err_kind,omitempty"`
-	ErrDetail   string          `json:"err_detail,omitempty"`
-	ErrFields   []FieldError    `json:"err_fields,omitempty"`
-	Raw         json.RawMessage `json:"-"`
+	RequestHash string       `json:"request_hash"`
+	State       string       `json:"state"` // pending, done
+	Number      *Number      `json:"number,omitempty"`
+	ErrKind     string       `json:"err_kind,omitempty"`
+	ErrDetail   string       `json:"err_detail,omitempty"`
+	ErrFields   []FieldError `json:"err_fields,omitempty"`
 }
 
 // Purchase buys a number: claim it (KV create: fails if anyone owns it),
@@ -250,10 +249,7 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 	v := &ValidationError{}
 	e164, err := phone.Normalize(r.PhoneNumber, "")
 	if err != nil {
-		v.Add("phone_number", "%v; use E.164 such as +12282001234", errors.Unwrap(err))
-		if errors.Unwrap(err) == nil {
-			v.Fields[len(v.Fields)-1].Message = err.Error()
-		}
+		v.Add("phone_number", "%v; use E.164 such as +12282001234", err)
 	}
 	if r.AgentID != "" && !ValidID(r.AgentID) {
 		v.Add("agent_id", "not a valid agent id")

@@ -2,6 +2,7 @@ package provisioning
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,7 +57,7 @@ func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
 		}
 		if rec.Origin == "purchased" && rec.Carrier != "sandbox" {
 			if c, err := s.carrierFor(ctx, rec.WorkspaceID, rec.Carrier, rec.IntegrationID); err == nil {
-				go s.undoBuy(c, rec.PhoneNumber, err)
+				go s.undoBuy(c, rec.PhoneNumber, errors.New("purchase interrupted before commit"))
 			}
 		}
 		if err := s.st.Numbers.Delete(ctx, numberKey(rec.PhoneNumber), jetstream.LastRevision(revs[i])); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -181,23 +182,21 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 }
 
 func (t *transport) listen(cfg Config) error {
-	pc, err := net.ListenPacket("udp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("sip: listen udp %s: %w", cfg.Addr, err)
+	// UDP and TCP share one port. With port 0 the port UDP got may be
+	// taken for TCP by another process: then try another pair.
+	attempts := 1
+	if ap, err := netip.ParseAddrPort(cfg.Addr); err == nil && ap.Port() == 0 {
+		attempts = 20
 	}
-	t.udp = pc.(*net.UDPConn)
-	_ = t.udp.SetReadBuffer(4 << 20)
-	_ = t.udp.SetWriteBuffer(4 << 20)
-	t.udpAddr = addrPortOf(t.udp.LocalAddr())
-	// TCP on the same port as UDP (port 0: the port UDP got).
-	tcpAt := netip.AddrPortFrom(t.udpAddr.Addr(), t.udpAddr.Port()).String()
-	ln, err := net.Listen("tcp", tcpAt)
-	if err != nil {
-		t.udp.Close()
-		return fmt.Errorf("sip: listen tcp %s: %w", tcpAt, err)
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = t.listenPair(cfg.Addr); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
 	}
-	t.tcpLn = ln
-	t.tcpAddr = addrPortOf(ln.Addr())
+	if err != nil {
+		return err
+	}
 	if cfg.TLSAddr != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -215,6 +214,27 @@ func (t *transport) listen(cfg Config) error {
 		t.tlsLn = tl
 		t.tlsAddr = addrPortOf(tl.Addr())
 	}
+	return nil
+}
+
+// listenPair binds UDP on addr and TCP on the port UDP got.
+func (t *transport) listenPair(addr string) error {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("sip: listen udp %s: %w", addr, err)
+	}
+	udp := pc.(*net.UDPConn)
+	udpAddr := addrPortOf(udp.LocalAddr())
+	tcpAt := udpAddr.String()
+	ln, err := net.Listen("tcp", tcpAt)
+	if err != nil {
+		udp.Close()
+		return fmt.Errorf("sip: listen tcp %s: %w", tcpAt, err)
+	}
+	_ = udp.SetReadBuffer(4 << 20)
+	_ = udp.SetWriteBuffer(4 << 20)
+	t.udp, t.udpAddr = udp, udpAddr
+	t.tcpLn, t.tcpAddr = ln, addrPortOf(ln.Addr())
 	return nil
 }
 

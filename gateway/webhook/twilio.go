@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -84,30 +85,56 @@ func hasSignature(telnyx bool, r *http.Request) bool {
 	return r.Header.Get("X-Twilio-Signature") != ""
 }
 
+// formRequest is a form-encoded (or JSON with bodySHA256) webhook that
+// was read and parsed; release returns its pooled buffers.
+type formRequest struct {
+	snap   *routing.Snapshot
+	buf    *bytes.Buffer
+	body   []byte
+	params *form
+}
+
+func (f formRequest) release() {
+	putForm(f.params)
+	putBuf(f.buf)
+}
+
+// readForm checks that a snapshot is loaded and the signature header is
+// there, then reads and parses the body. It returns a result and false
+// when it already answered.
+func (h *Handler) readForm(w http.ResponseWriter, r *http.Request, telnyx bool) (formRequest, string, bool) {
+	snap := h.table.Load()
+	if snap == nil {
+		return formRequest{}, notReady(w), false
+	}
+	if !hasSignature(telnyx, r) {
+		return formRequest{}, forbidden(w, ErrNoSignature), false
+	}
+	buf, err := h.readBody(w, r)
+	if err != nil {
+		return formRequest{}, bodyError(w, err), false
+	}
+	params := getForm()
+	if err := params.parse(r.Header.Get("Content-Type"), buf.Bytes()); err != nil {
+		putForm(params)
+		putBuf(buf)
+		return formRequest{}, badRequest(w, "%v", err), false
+	}
+	return formRequest{snap: snap, buf: buf, body: buf.Bytes(), params: params}, "", true
+}
+
 // dialWebhook answers a Twilio voice or Telnyx TeXML webhook with a
 // document that bridges the call to the agent's best endpoint. With
 // several candidates the <Dial> carries an action URL (?attempt=N) so
 // that a failed or unanswered attempt moves on to the next candidate;
 // busy, canceled and completed attempts end the call.
 func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx bool) string {
-	snap := h.table.Load()
-	if snap == nil {
-		return notReady(w)
+	req, result, ok := h.readForm(w, r, telnyx)
+	if !ok {
+		return result
 	}
-	if !hasSignature(telnyx, r) {
-		return forbidden(w, ErrNoSignature)
-	}
-	buf, err := h.readBody(w, r)
-	if err != nil {
-		return bodyError(w, err)
-	}
-	defer putBuf(buf)
-	body := buf.Bytes()
-	params := getForm()
-	defer putForm(params)
-	if err := params.parse(r.Header.Get("Content-Type"), body); err != nil {
-		return badRequest(w, "%v", err)
-	}
+	defer req.release()
+	snap, body, params := req.snap, req.body, req.params
 	to := params.Get("To")
 	if to == "" {
 		return badRequest(w, "missing To parameter")
@@ -204,24 +231,12 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 // t0 (ms since the epoch at the voice webhook) in their signed URL; a
 // number's own StatusCallback (To is the number) works too.
 func (h *Handler) twilioStatus(w http.ResponseWriter, r *http.Request) string {
-	snap := h.table.Load()
-	if snap == nil {
-		return notReady(w)
+	req, result, ok := h.readForm(w, r, false)
+	if !ok {
+		return result
 	}
-	if !hasSignature(false, r) {
-		return forbidden(w, ErrNoSignature)
-	}
-	buf, err := h.readBody(w, r)
-	if err != nil {
-		return bodyError(w, err)
-	}
-	defer putBuf(buf)
-	body := buf.Bytes()
-	params := getForm()
-	defer putForm(params)
-	if err := params.parse(r.Header.Get("Content-Type"), body); err != nil {
-		return badRequest(w, "%v", err)
-	}
+	defer req.release()
+	snap, body, params := req.snap, req.body, req.params
 	q := r.URL.Query()
 	number := q.Get("number")
 	if number == "" {
@@ -309,24 +324,12 @@ func twilioFinalStatus(status, sipCode string) int {
 // twilioSMS publishes an inbound message and queues its delivery to the
 // agent's messaging URL; it answers an empty TwiML document.
 func (h *Handler) twilioSMS(w http.ResponseWriter, r *http.Request) string {
-	snap := h.table.Load()
-	if snap == nil {
-		return notReady(w)
+	req, result, ok := h.readForm(w, r, false)
+	if !ok {
+		return result
 	}
-	if !hasSignature(false, r) {
-		return forbidden(w, ErrNoSignature)
-	}
-	buf, err := h.readBody(w, r)
-	if err != nil {
-		return bodyError(w, err)
-	}
-	defer putBuf(buf)
-	body := buf.Bytes()
-	params := getForm()
-	defer putForm(params)
-	if err := params.parse(r.Header.Get("Content-Type"), body); err != nil {
-		return badRequest(w, "%v", err)
-	}
+	defer req.release()
+	snap, body, params := req.snap, req.body, req.params
 	to := params.Get("To")
 	if to == "" {
 		return badRequest(w, "missing To parameter")
@@ -356,7 +359,7 @@ func (h *Handler) twilioSMS(w http.ResponseWriter, r *http.Request) string {
 			}
 		}
 	}
-	result := h.acceptMessage(res.route, msg)
+	result = h.acceptMessage(res.route, msg)
 	writeXML(w, twimlEmpty)
 	return result
 }

@@ -104,16 +104,12 @@ func (c *Carrier) Search(ctx context.Context, q carrier.SearchQuery) (carrier.Se
 		if err := ctx.Err(); err != nil {
 			return carrier.SearchPage{}, err
 		}
-		e164, ok := gen.at(i)
-		if !ok {
-			continue
-		}
-		n, ok := c.describe(e164, typ)
+		n, ok := c.describe(gen.at(i), typ)
 		if !ok || !n.Features.Covers(q.Features) {
 			continue
 		}
 		if c.opts.IsOwned != nil {
-			owned, err := c.opts.IsOwned(ctx, e164)
+			owned, err := c.opts.IsOwned(ctx, n.PhoneNumber)
 			if err != nil {
 				return carrier.SearchPage{}, err
 			}
@@ -156,7 +152,7 @@ func (c *Carrier) describe(e164, wantType string) (carrier.AvailableNumber, bool
 		locality = ""
 	}
 	if geo == "" {
-		geo = countryName(region)
+		geo = region
 	}
 	f := carrier.Features{Voice: true, SMS: true, MMS: typ == carrier.TypeMobile || typ == carrier.TypeLocal && region == "US"}
 	if typ == carrier.TypeNational {
@@ -242,8 +238,6 @@ func supportedRegion(cc string) bool {
 	return phonenumbers.GetSupportedRegions()[cc]
 }
 
-func countryName(cc string) string { return cc }
-
 // validAreaCode rejects area codes that cannot exist: non-digits, wrong
 // length, and for NANP countries anything that is not [2-9]XX.
 func validAreaCode(country, ac string) error {
@@ -321,13 +315,13 @@ func newGenerator(country, typ string, t phonenumbers.PhoneNumberType, areaCode 
 	}, true
 }
 
-func (g *generator) at(i uint64) (string, bool) {
+func (g *generator) at(i uint64) string {
 	sub := (i*g.stride + g.offset) % g.space
 	s := strconv.FormatUint(sub, 10)
 	if len(s) < g.digits {
 		s = strings.Repeat("0", g.digits-len(s)) + s
 	}
-	return "+" + strconv.Itoa(g.cc) + g.prefix + s, true
+	return "+" + strconv.Itoa(g.cc) + g.prefix + s
 }
 
 func fnv(s string) uint64 {
