@@ -54,6 +54,7 @@ func extensionSettings() []Setting {
 		{"media.port_min / port_max", "", fmt.Sprintf("%d / %d", media.DefaultPortMin, media.DefaultPortMax), "RTP/RTCP port range"},
 		{"media.media_timeout", "", media.DefaultMediaTimeout.String(), "no RTP for this long ends the call"},
 		{"media.latch_packets / latch_window", "", fmt.Sprintf("%d / %s", media.DefaultLatchPackets, media.DefaultLatchWindow), "symmetric RTP latching"},
+		{"media.workers", "", "0 (one per CPU)", "packet forwarding threads (an epoll set each on Linux)"},
 	}
 }
 

@@ -5,20 +5,29 @@
 // socket. With -direct the same traffic goes straight from sender to
 // receiver (no relay): the difference is the latency the relay adds.
 //
-// The generator runs in the same process as the relay (one process on
-// the machine's cores, as in production where the relay shares the node
-// with SIP). Callers and agents are a few sockets each (-sockets), so the
-// generator itself stays cheap; the relay has its own 4 sockets per call.
+// The relay runs in a process of its own (this binary, started with
+// -serve-relay, driven over its stdin and stdout), as it would on a
+// gateway whose callers and agents are other machines: the two processes
+// share the machine's cores but not a Go scheduler, so the generator's
+// goroutines do not queue behind the relay's and the figures are the
+// relay's. -inproc runs the relay inside the generator's process instead.
+// Callers and agents are a few sockets each (-sockets), so the generator
+// itself stays cheap; the relay has its own 4 sockets per call.
+//go:build linux
+
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -28,9 +37,11 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/callgate/callgate/gateway/media"
 	"github.com/pion/sdp/v3"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -47,8 +58,24 @@ func main() {
 		all       = flag.Bool("all", false, "keep going after a step fails the loss target")
 		maxLoss   = flag.Float64("max-loss", 0.001, "loss ratio a step must stay under")
 		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		inproc    = flag.Bool("inproc", false, "run the relay in this process instead of a child process")
+		serve     = flag.Bool("serve-relay", false, "internal: be the relay process (commands on stdin)")
 	)
+	flag.IntVar(&senders, "senders", senders, "generator threads sending packets")
+	flag.DurationVar(&pace, "pace", pace, "a packet due sooner than this is sent at once instead of sleeping until it is due")
+	flag.IntVar(&relayProcs, "relay-procs", 0, "GOMAXPROCS of the relay process (0: Go's default, the CPUs it may use)")
+	flag.StringVar(&relayCPUs, "relay-cpus", "", "pin the relay process to these CPUs (taskset list, e.g. 1)")
 	flag.Parse()
+	if *serve {
+		if relayProcs > 0 {
+			runtime.GOMAXPROCS(relayProcs)
+		}
+		if err := serveRelay(*portMin, *portMax); err != nil {
+			fmt.Fprintln(os.Stderr, "relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
@@ -70,13 +97,16 @@ func main() {
 	if *payload < 12 {
 		*payload = 12
 	}
-	mode := "relay"
+	mode := "relay in its own process"
+	if *inproc {
+		mode = "relay in the generator's process"
+	}
 	if *direct {
 		mode = "direct (no relay, baseline)"
 	}
 	fmt.Printf("# media relay benchmark: %s, %d pps each way per call, %d-byte payload, %s per step, GOMAXPROCS=%d, NumCPU=%d\n",
 		mode, *pps, *payload, *duration, runtime.GOMAXPROCS(0), runtime.NumCPU())
-	fmt.Printf("# latency = sender socket -> receiver socket, one way, per packet\n")
+	fmt.Printf("# latency = sender socket -> receiver socket, one way, per packet; cpu%% = generator + relay process\n")
 	fmt.Printf("%-6s %6s %10s %10s %9s %9s %9s %9s %9s %9s %7s  %s\n",
 		"mode", "calls", "sent", "recv", "loss%", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "cpu%", "result")
 	row := func(label string, n int, r *result, verdict string) {
@@ -89,14 +119,14 @@ func main() {
 		var base *result
 		if *baseline && !*direct {
 			var err error
-			base, err = runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, true)
+			base, err = runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, true, *inproc)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "calls=%d (direct): %v\n", n, err)
 				break
 			}
 			row("direct", n, base, "baseline")
 		}
-		r, err := runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, *direct)
+		r, err := runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, *direct, *inproc)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "calls=%d: %v\n", n, err)
 			break
@@ -112,8 +142,12 @@ func main() {
 		}
 		row(label, n, r, verdict)
 		if base != nil {
-			fmt.Printf("       added by relay: p50 %+.0f us, p99 %+.0f us; relay CPU %.2f us per relayed packet\n",
+			fmt.Printf("       added by relay: p50 %+.0f us, p99 %+.0f us; relay CPU %.2f us per relayed packet",
 				r.pct(0.5)-base.pct(0.5), r.pct(0.99)-base.pct(0.99), relayCPU(r, base))
+			if r.relaySec > 0 && r.recv > 0 {
+				fmt.Printf(" (the relay process alone: %.2f us)", r.relaySec/float64(r.recv)*1e6)
+			}
+			fmt.Println()
 		}
 		if ok && n > best {
 			best, bestRes, bestBase = n, r, base
@@ -137,8 +171,10 @@ const histMax = 200_000 // µs; later arrivals go to the last bucket
 
 type result struct {
 	sent, recv uint64
-	hist       []uint64 // µs buckets
+	hist       []uint64 // µs buckets: sender's send call -> receiving socket's queue (kernel timestamp)
+	appHist    []uint64 // µs buckets: sender's send call -> the receiving goroutine has the packet
 	cpu        float64  // process CPU seconds per wall second
+	relaySec   float64  // CPU seconds of the relay process (0: in this process)
 	elapsed    time.Duration
 }
 
@@ -163,9 +199,11 @@ func (r *result) lossRatio() float64 {
 	return lost / float64(r.sent)
 }
 
-func (r *result) pct(q float64) float64 {
+func (r *result) pct(q float64) float64 { return pct(r.hist, q) }
+
+func pct(hist []uint64, q float64) float64 {
 	var total uint64
-	for _, c := range r.hist {
+	for _, c := range hist {
 		total += c
 	}
 	if total == 0 {
@@ -173,13 +211,63 @@ func (r *result) pct(q float64) float64 {
 	}
 	want := uint64(q * float64(total))
 	var acc uint64
-	for i, c := range r.hist {
+	for i, c := range hist {
 		acc += c
 		if acc > want {
 			return float64(i)
 		}
 	}
-	return float64(len(r.hist) - 1)
+	return float64(len(hist) - 1)
+}
+
+// bucket is the histogram index of a latency in ns.
+func bucket(ns int64) int {
+	us := ns / 1000
+	if us < 0 {
+		us = 0
+	}
+	if us > histMax {
+		us = histMax
+	}
+	return int(us)
+}
+
+// kernelTimestamps asks the kernel to stamp each datagram with the time it
+// reached the socket (SO_TIMESTAMPNS): latency is then measured to the
+// receiving host's socket, as a caller's or agent's kernel would see the
+// packet, without the generator's own scheduling delay in reading it.
+func kernelTimestamps(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// rxTimestamp finds the SCM_TIMESTAMPNS control message (a timespec of
+// two 64-bit fields) in oob without allocating.
+func rxTimestamp(oob []byte) (int64, bool) {
+	const hdr = syscall.SizeofCmsghdr
+	for len(oob) >= hdr {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			return 0, false
+		}
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+16 {
+			sec := int64(binary.NativeEndian.Uint64(oob[hdr:]))
+			nsec := int64(binary.NativeEndian.Uint64(oob[hdr+8:]))
+			return sec*1e9 + nsec, true
+		}
+		oob = oob[(l+7)&^7:]
+	}
+	return 0, false
 }
 
 func (r *result) max() float64 {
@@ -240,7 +328,209 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int, direct bool) (*result, error) {
+// relayer is the relay under test: it opens a relayed call between a
+// caller and an agent address and returns where each side must send
+// (the relay's caller-facing and agent-facing RTP ports), and reports
+// the CPU seconds the relay's process has used.
+type relayer interface {
+	open(caller, agent netip.AddrPort) (toAgent, toCaller netip.AddrPort, err error)
+	cpu() (float64, error)
+	close() error
+}
+
+// inprocRelay is a media.Manager in this process; its CPU is the
+// process's, already counted, so cpu reports 0.
+type inprocRelay struct {
+	m *media.Manager
+	i int
+}
+
+func newInprocRelay(portMin, portMax int) (*inprocRelay, error) {
+	m, err := newManager(portMin, portMax)
+	if err != nil {
+		return nil, err
+	}
+	return &inprocRelay{m: m}, nil
+}
+
+func newManager(portMin, portMax int) (*media.Manager, error) {
+	return media.NewManager(media.Config{BindIP: "127.0.0.1", PortMin: portMin, PortMax: portMax,
+		MediaTimeout: time.Minute}, slog.New(slog.DiscardHandler), nil)
+}
+
+func (r *inprocRelay) open(caller, agent netip.AddrPort) (netip.AddrPort, netip.AddrPort, error) {
+	r.i++
+	return openSession(r.m, fmt.Sprintf("bench-%d", r.i), caller, agent)
+}
+
+func (r *inprocRelay) cpu() (float64, error) { return 0, nil }
+func (r *inprocRelay) close() error          { return r.m.Close() }
+
+// openSession opens one session and runs an offer and an answer through
+// it, as the SIP side does.
+func openSession(m *media.Manager, id string, caller, agent netip.AddrPort) (toAgent, toCaller netip.AddrPort, err error) {
+	s, err := m.NewSession(id, nil)
+	if err != nil {
+		return toAgent, toCaller, err
+	}
+	off, err := s.RewriteOffer(sdpFor(caller))
+	if err != nil {
+		return toAgent, toCaller, err
+	}
+	ans, err := s.RewriteAnswer(sdpFor(agent))
+	if err != nil {
+		return toAgent, toCaller, err
+	}
+	if toAgent, err = audioAddr(ans); err != nil { // callgate's caller-facing port
+		return toAgent, toCaller, err
+	}
+	toCaller, err = audioAddr(off) // callgate's agent-facing port
+	return toAgent, toCaller, err
+}
+
+// childRelay is this binary started with -serve-relay. Protocol, a line
+// each way: "open CALLER AGENT" -> "ok TO_AGENT TO_CALLER" | "err TEXT";
+// "cpu" -> "ok SECONDS". End of stdin closes the manager and exits.
+type childRelay struct {
+	cmd *exec.Cmd
+	in  *bufio.Writer
+	out *bufio.Scanner
+	w   interface{ Close() error }
+}
+
+// relayProcs is the relay process's GOMAXPROCS (0: Go's default).
+var relayProcs int
+
+// relayCPUs pins the relay process (taskset -c), when set.
+var relayCPUs string
+
+func newChildRelay(portMin, portMax int) (*childRelay, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{self, "-serve-relay", "-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax)}
+	if relayProcs > 0 {
+		args = append(args, "-relay-procs", strconv.Itoa(relayProcs))
+	}
+	if relayCPUs != "" {
+		args = append([]string{"taskset", "-c", relayCPUs}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	rd, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &childRelay{cmd: cmd, in: bufio.NewWriter(w), out: bufio.NewScanner(rd), w: w}, nil
+}
+
+func (c *childRelay) call(line string) ([]string, error) {
+	c.in.WriteString(line + "\n")
+	if err := c.in.Flush(); err != nil {
+		return nil, err
+	}
+	if !c.out.Scan() {
+		return nil, fmt.Errorf("relay process ended: %v", c.out.Err())
+	}
+	f := strings.Fields(c.out.Text())
+	if len(f) == 0 || f[0] != "ok" {
+		return nil, errors.New(c.out.Text())
+	}
+	return f[1:], nil
+}
+
+func (c *childRelay) open(caller, agent netip.AddrPort) (toAgent, toCaller netip.AddrPort, err error) {
+	f, err := c.call("open " + caller.String() + " " + agent.String())
+	if err != nil {
+		return toAgent, toCaller, err
+	}
+	if len(f) != 2 {
+		return toAgent, toCaller, fmt.Errorf("relay process answered %q", f)
+	}
+	if toAgent, err = netip.ParseAddrPort(f[0]); err != nil {
+		return toAgent, toCaller, err
+	}
+	toCaller, err = netip.ParseAddrPort(f[1])
+	return toAgent, toCaller, err
+}
+
+func (c *childRelay) cpu() (float64, error) {
+	f, err := c.call("cpu")
+	if err != nil || len(f) != 1 {
+		return 0, fmt.Errorf("relay cpu: %v %q", err, f)
+	}
+	return strconv.ParseFloat(f[0], 64)
+}
+
+// close ends the child (end of its stdin) and waits for it; one that
+// does not exit within 10 s is killed by its PID.
+func (c *childRelay) close() error {
+	c.w.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		c.cmd.Process.Kill()
+		return <-done
+	}
+}
+
+// serveRelay is the -serve-relay process: a media.Manager driven by the
+// commands of childRelay on stdin.
+func serveRelay(portMin, portMax int) error {
+	m, err := newManager(portMin, portMax)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	out := bufio.NewWriter(os.Stdout)
+	in := bufio.NewScanner(os.Stdin)
+	for i := 0; in.Scan(); i++ {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 3 && f[0] == "open":
+			caller, err1 := netip.ParseAddrPort(f[1])
+			agent, err2 := netip.ParseAddrPort(f[2])
+			if err := errors.Join(err1, err2); err != nil {
+				fmt.Fprintf(out, "err %v\n", err)
+				break
+			}
+			toAgent, toCaller, err := openSession(m, fmt.Sprintf("bench-%d", i), caller, agent)
+			if err != nil {
+				fmt.Fprintf(out, "err %v\n", err)
+				break
+			}
+			fmt.Fprintf(out, "ok %s %s\n", toAgent, toCaller)
+		case len(f) == 1 && f[0] == "cpu":
+			fmt.Fprintf(out, "ok %f\n", cpuSeconds())
+		default:
+			fmt.Fprintf(out, "err unknown command %q\n", in.Text())
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	return in.Err()
+}
+
+// senders is how many threads send the generator's packets; pace is how
+// early a packet may leave rather than sleep until it is due.
+var (
+	senders = 2
+	pace    = 50 * time.Microsecond
+)
+
+func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int, direct, inproc bool) (*result, error) {
 	callers := make([]*net.UDPConn, nsock)
 	agents := make([]*net.UDPConn, nsock)
 	callerAddr := make([]netip.AddrPort, nsock)
@@ -261,43 +551,35 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 		}
 	}()
 
-	var mgr *media.Manager
+	var rel relayer
 	if !direct {
 		var err error
-		mgr, err = media.NewManager(media.Config{BindIP: "127.0.0.1", PortMin: portMin, PortMax: portMax,
-			MediaTimeout: time.Minute}, slog.New(slog.DiscardHandler), nil)
+		if inproc {
+			rel, err = newInprocRelay(portMin, portMax)
+		} else {
+			rel, err = newChildRelay(portMin, portMax)
+		}
 		if err != nil {
 			return nil, err
 		}
-		defer mgr.Close()
+		defer rel.close()
 	}
 	// streams per sending socket: index = socket (callers 0..k-1, agents k..2k-1)
-	perSock := make([][]stream, 2*nsock)
+	// streams per sender thread; each sender spreads its streams evenly
+	// over the packet period
+	perSender := make([][]stream, senders)
 	for i := 0; i < n; i++ {
 		k := i % nsock
 		toAgent, toCaller := agentAddr[k], callerAddr[k]
 		if !direct {
-			s, err := mgr.NewSession(fmt.Sprintf("bench-%d", i), nil)
-			if err != nil {
+			var err error
+			if toAgent, toCaller, err = rel.open(callerAddr[k], agentAddr[k]); err != nil {
 				return nil, fmt.Errorf("session %d: %w", i, err)
 			}
-			off, err := s.RewriteOffer(sdpFor(callerAddr[k]))
-			if err != nil {
-				return nil, err
-			}
-			ans, err := s.RewriteAnswer(sdpFor(agentAddr[k]))
-			if err != nil {
-				return nil, err
-			}
-			if toAgent, err = audioAddr(ans); err != nil { // callgate's caller-facing port
-				return nil, err
-			}
-			if toCaller, err = audioAddr(off); err != nil { // callgate's agent-facing port
-				return nil, err
-			}
 		}
-		perSock[k] = append(perSock[k], stream{from: callers[k], to: toAgent, id: uint32(2 * i)})
-		perSock[nsock+k] = append(perSock[nsock+k], stream{from: agents[k], to: toCaller, id: uint32(2*i + 1)})
+		for _, st := range []stream{{from: callers[k], to: toAgent, id: uint32(2 * i)}, {from: agents[k], to: toCaller, id: uint32(2*i + 1)}} {
+			perSender[int(st.id)%senders] = append(perSender[int(st.id)%senders], st)
+		}
 	}
 
 	start := time.Now()
@@ -305,46 +587,70 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 	hists := make([][]uint64, 2*nsock)
 	var stop atomic.Bool
 	var rwg sync.WaitGroup
+	appHists := make([][]uint64, 2*nsock)
 	for k, c := range append(slices.Clone(callers), agents...) {
 		hists[k] = make([]uint64, histMax+1)
+		appHists[k] = make([]uint64, histMax+1)
+		if err := kernelTimestamps(c); err != nil {
+			return nil, err
+		}
 		rwg.Add(1)
-		go func(c *net.UDPConn, h []uint64) {
+		go func(c *net.UDPConn, h, ha []uint64) {
 			defer rwg.Done()
 			buf := make([]byte, 2048)
+			oob := make([]byte, 128)
 			for {
-				nb, _, err := c.ReadFromUDPAddrPort(buf)
+				nb, oobn, _, _, err := c.ReadMsgUDPAddrPort(buf, oob)
 				if err != nil {
 					return
 				}
-				now := time.Since(start)
+				now := time.Now().UnixNano()
 				if nb < 12+12 {
 					continue
 				}
-				sentAt := time.Duration(binary.BigEndian.Uint64(buf[12:]))
+				sentAt := int64(binary.BigEndian.Uint64(buf[12:]))
 				id := binary.BigEndian.Uint32(buf[20:])
 				if int(id) < len(recvCount) {
 					atomic.AddUint32(&recvCount[id], 1) // each id has one receiver; atomic for the final read
 				}
-				us := (now - sentAt).Microseconds()
-				if us < 0 {
-					us = 0
+				arrived, ok := rxTimestamp(oob[:oobn])
+				if !ok {
+					arrived = now
 				}
-				if us > histMax {
-					us = histMax
-				}
-				h[us]++
+				h[bucket(arrived-sentAt)]++
+				ha[bucket(now-sentAt)]++
 			}
-		}(c, hists[k])
+		}(c, hists[k], appHists[k])
 	}
 
 	period := time.Second / time.Duration(pps)
 	var sent atomic.Uint64
-	cpu0 := cpuSeconds()
+	relCPU := func() float64 {
+		if rel == nil {
+			return 0
+		}
+		c, err := rel.cpu()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		return c
+	}
+	rel0 := relCPU()
+	cpu0 := cpuSeconds() + rel0
 	var swg sync.WaitGroup
-	for _, list := range perSock {
+	for _, list := range perSender {
 		swg.Add(1)
 		go func(list []stream) {
 			defer swg.Done()
+			// Each packet leaves on its own schedule (within -pace), as
+			// from 1,000 independent phones, not in bursts: time.Sleep
+			// wakes on the runtime poller's millisecond ticks (about
+			// 0.8 ms late for a 0.3 ms sleep here, every sender at the
+			// same tick), so the sender owns a thread and sleeps in
+			// nanosleep with a 1 µs timer slack.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
 			pkt := make([]byte, 12+payload)
 			pkt[0] = 0x80
 			// call j of this socket sends at phase j*period/len + a global spread
@@ -358,15 +664,16 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 						sent.Add(count)
 						return
 					}
-					if d := due - time.Since(start); d > 200*time.Microsecond {
-						time.Sleep(d)
+					if d := due - time.Since(start); d > pace {
+						ts := unix.NsecToTimespec(int64(d))
+						unix.Nanosleep(&ts, nil)
 					}
 					st := &list[j]
 					seq++
 					binary.BigEndian.PutUint16(pkt[2:], uint16(round))
 					binary.BigEndian.PutUint32(pkt[4:], uint32(round*160))
 					binary.BigEndian.PutUint32(pkt[8:], st.id+1)
-					binary.BigEndian.PutUint64(pkt[12:], uint64(time.Since(start)))
+					binary.BigEndian.PutUint64(pkt[12:], uint64(time.Now().UnixNano()))
 					binary.BigEndian.PutUint32(pkt[20:], st.id)
 					if _, err := st.from.WriteToUDPAddrPort(pkt, st.to); err == nil {
 						count++
@@ -377,7 +684,8 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 	}
 	swg.Wait()
 	elapsed := time.Since(start)
-	cpu := (cpuSeconds() - cpu0) / elapsed.Seconds()
+	rel1 := relCPU()
+	cpu := (cpuSeconds() + rel1 - cpu0) / elapsed.Seconds()
 	// drain: wait until nothing more arrives
 	var last uint64
 	for i := 0; i < 40; i++ {
@@ -397,13 +705,17 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 		agents[k].Close()
 	}
 	rwg.Wait()
-	r := &result{sent: sent.Load(), hist: make([]uint64, histMax+1), cpu: cpu, elapsed: elapsed}
+	r := &result{sent: sent.Load(), hist: make([]uint64, histMax+1), cpu: cpu, elapsed: elapsed, relaySec: rel1 - rel0}
 	for j := range recvCount {
 		r.recv += uint64(recvCount[j])
 	}
-	for _, h := range hists {
+	r.appHist = make([]uint64, histMax+1)
+	for k, h := range hists {
 		for i, c := range h {
 			r.hist[i] += c
+		}
+		for i, c := range appHists[k] {
+			r.appHist[i] += c
 		}
 	}
 	return r, nil

@@ -45,6 +45,11 @@ type Config struct {
 	// from the address in the SDP, or a latch) or the window has passed,
 	// the source is fixed and other senders are ignored.
 	LatchWindow time.Duration `yaml:"latch_window"`
+	// Workers is how many threads (goroutines, each with its own epoll
+	// set on Linux) forward packets; a call's four sockets belong to
+	// one of them. 0: one per CPU the process may use (GOMAXPROCS).
+	// Other systems use a goroutine per socket and ignore it.
+	Workers int `yaml:"workers"`
 	// Region is this node's region: the default `region` label of the
 	// media histograms.
 	Region string `yaml:"region"`
@@ -121,6 +126,9 @@ func (c Config) Validate() error {
 	}
 	if c.LatchWindow < 0 {
 		bad("latch_window", "%s is negative", c.LatchWindow)
+	}
+	if c.Workers < 0 || c.Workers > 256 {
+		bad("workers", "%d is outside 0-256 (0: one per CPU)", c.Workers)
 	}
 	for i, r := range c.Regions {
 		if r == "" {

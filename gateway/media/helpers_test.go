@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -162,7 +161,7 @@ func mediaAddr(t testing.TB, body []byte) netip.AddrPort {
 		if c == nil {
 			c = sd.ConnectionInformation
 		}
-		return netip.MustParseAddrPort(c.Address.Address + ":" + strconv.Itoa(md.MediaName.Port.Value))
+		return netip.AddrPortFrom(netip.MustParseAddr(c.Address.Address), uint16(md.MediaName.Port.Value))
 	}
 	t.Fatalf("no audio stream in\n%s", body)
 	return netip.AddrPort{}

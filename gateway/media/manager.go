@@ -72,7 +72,7 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		sessions: make(map[*Session]struct{}),
 		done:     make(chan struct{}),
 	}
-	eng, err := newEngine(cfg.PortMin, cfg.PortMax, 0)
+	eng, err := newEngine(cfg.PortMin, cfg.PortMax, cfg.Workers)
 	if err != nil {
 		return nil, err
 	}

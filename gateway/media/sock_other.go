@@ -1,3 +1,5 @@
+//go:build !linux
+
 package media
 
 import (
@@ -7,7 +9,8 @@ import (
 )
 
 // sock is one relay UDP socket with its own reader goroutine (the Go
-// runtime's epoll-based poller underneath). Reads and writes use the
+// runtime's poller underneath). This is the portable engine; Linux uses
+// the epoll worker threads of sock_linux.go. Reads and writes use the
 // netip.AddrPort forms of net.UDPConn, which do not allocate.
 type sock struct {
 	c     *net.UDPConn
@@ -84,5 +87,28 @@ func (e *engine) add(s *Session) error {
 func (e *engine) remove(s *Session) {
 	for _, sk := range s.socks() {
 		sk.close()
+	}
+}
+
+// serve reads the socket until it is closed.
+func (sk *sock) serve() {
+	buf := make([]byte, maxPacket)
+	sc := new(scratch)
+	for {
+		n, src, err := sk.c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if sk.leg.s.closing.Load() {
+				return
+			}
+			continue
+		}
+		s := sk.leg.s
+		s.ioMu.Lock()
+		if s.ioClosed {
+			s.ioMu.Unlock()
+			return
+		}
+		sk.leg.packet(buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), sk.rtcp, sc)
+		s.ioMu.Unlock()
 	}
 }
