@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,5 +164,85 @@ func TestMediaModeDefault(t *testing.T) {
 			t.Errorf("agent media %q: m= port %d, relayed %v, want %v", tc.agentMode, p, relayed, tc.relayed)
 		}
 		cancel()
+	}
+}
+
+// TestSIPpRTPThroughMediaRelay: SIPp as the carrier plays 7 s of G.711
+// RTP (its own g711a.pcap, 236 packets) into a relayed call; SIPp as the
+// agent answers and echoes every RTP packet it gets (-rtp_echo). All of
+// it crosses callgate's relay: the caller leg counts the 236 packets with
+// no loss, the agent leg the echo of each of them, and the figures are on
+// the call's ended event.
+func TestSIPpRTPThroughMediaRelay(t *testing.T) {
+	const pcap, pcapPackets = "/usr/share/sip-tester/g711a.pcap", 236
+	for _, f := range []string{sippBin, pcap} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("%s missing (Debian sip-tester)", f)
+		}
+	}
+	if testing.Short() {
+		t.Skip("runs SIPp for 8 s")
+	}
+	scen, _ := filepath.Abs("testdata/sipp")
+	dir := t.TempDir()
+	uasPort, uasMedia, uacMedia := freeUDPPort(t), freeUDPPort(t), freeUDPPort(t)
+	mgr := newMediaManager(t, 31300, 31399)
+	e := runEdge(t, relayTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(uasPort)}),
+		nil, media.Anchor[MediaSession]{M: mgr})
+
+	uas, uasOut := startSIPp(t, dir, 30, "-sf", filepath.Join(scen, "uas_rr.xml"), "-i", "127.0.0.1",
+		"-p", strconv.Itoa(uasPort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(uasMedia), "-rtp_echo",
+		"-m", "1", "-nostdin", "-trace_err")
+	checkFor(t, 5*time.Second, func() error {
+		c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(uasPort))
+		if err == nil {
+			c.Close()
+			return errorf("sipp uas not listening yet")
+		}
+		return nil
+	})
+	uac, uacOut := startSIPp(t, dir, 30, "-sf", filepath.Join(scen, "uac_rtp.xml"), "-i", "127.0.0.1",
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(uacMedia),
+		"-s", numPurchased, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())), "-m", "1", "-nostdin", "-trace_err")
+	if err := uac.Wait(); err != nil {
+		t.Fatalf("sipp uac: %v\n%s\nuas:\n%s\n%s", err, tail(uacOut.String()), tail(uasOut.String()), sippErrors(dir))
+	}
+	if err := uas.Wait(); err != nil {
+		t.Fatalf("sipp uas: %v\n%s", err, tail(uasOut.String()))
+	}
+
+	var ended *calls.Event
+	e.events.mu.Lock()
+	for i := range e.events.events {
+		if e.events.events[i].Kind == calls.Ended {
+			ended = &e.events.events[i]
+		}
+	}
+	e.events.mu.Unlock()
+	if ended == nil {
+		t.Fatal("no ended event")
+	}
+	st, ok := ended.Media.(*media.CallStats)
+	if !ok {
+		t.Fatalf("ended event media = %T, want *media.CallStats", ended.Media)
+	}
+	c, a := st.Caller, st.Agent
+	t.Logf("caller leg: %d RTP, lost %d, jitter mean %.2f ms; agent leg (echo): %d RTP, lost %d, jitter mean %.2f ms",
+		c.RTPPackets, c.Lost, c.JitterMeanMs, a.RTPPackets, a.Lost, a.JitterMeanMs)
+	if c.RTPPackets != pcapPackets || c.Lost != 0 || c.ClockRate != 8000 {
+		t.Errorf("caller leg: %d RTP packets, lost %d, clock %d; want the capture's %d, none lost, 8000 Hz", c.RTPPackets, c.Lost, c.ClockRate, pcapPackets)
+	}
+	// The echo of each packet, except any still in flight when the BYE
+	// closed the session.
+	if a.RTPPackets < pcapPackets-2 || a.RTPPackets > pcapPackets || a.Lost > 2 {
+		t.Errorf("agent leg: %d RTP packets echoed, lost %d; want about %d", a.RTPPackets, a.Lost, pcapPackets)
+	}
+	if c.Ignored != 0 || a.Ignored != 0 || c.Undeliverable != 0 {
+		t.Errorf("packets dropped: caller ignored %d undeliverable %d, agent ignored %d", c.Ignored, c.Undeliverable, a.Ignored)
+	}
+	// The capture's packets are 20 ms apart and loopback adds nothing
+	// worth a millisecond: a large jitter means the relay held packets.
+	if c.JitterMeanMs > 5 || a.JitterMeanMs > 5 {
+		t.Errorf("jitter: caller %.2f ms, agent %.2f ms", c.JitterMeanMs, a.JitterMeanMs)
 	}
 }
