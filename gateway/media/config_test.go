@@ -34,11 +34,12 @@ latch_packets: 5
 latch_window: 3s
 region: us1
 regions: [eu1, au1]
+workers: 3
 `), &c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MediaTimeout != 45*time.Second || c.LatchWindow != 3*time.Second || c.PortMax != 30999 || len(c.Regions) != 2 {
+	if c.MediaTimeout != 45*time.Second || c.LatchWindow != 3*time.Second || c.PortMax != 30999 || len(c.Regions) != 2 || c.Workers != 3 {
 		t.Fatalf("decoded %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -62,6 +63,8 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		{Config{LatchPackets: -1}, []string{"latch_packets"}},
 		{Config{LatchWindow: -time.Second}, []string{"latch_window"}},
 		{Config{Regions: []string{"eu1", ""}}, []string{"regions[1]"}},
+		{Config{Workers: -1}, []string{"workers"}},
+		{Config{Workers: 100000}, []string{"workers"}},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.Validate()
