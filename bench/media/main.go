@@ -13,8 +13,9 @@
 // The relay runs in a process of its own (this binary, started with
 // -serve-relay, driven over its stdin and stdout), as on a gateway whose
 // callers and agents are other machines: the two processes share the
-// machine's cores but not a Go scheduler. -inproc runs the relay inside
-// the generator's process instead. Callers and agents are a few sockets
+// machine's cores but not a Go scheduler (the generator's paced sender
+// threads block in nanosleep tens of thousands of times a second, which
+// a Go scheduler shared with the relay pays for). Callers and agents are a few sockets
 // each (-sockets); the relay has its own 4 sockets per call. The senders
 // (-senders threads) pace every packet to its own due time within -pace,
 // as 1,000 independent phones would, rather than in bursts.
@@ -64,7 +65,6 @@ func main() {
 		maxLoss   = flag.Float64("max-loss", 0.001, "loss ratio a step must stay under")
 		maxP99    = flag.Duration("max-p99", time.Millisecond, "p99 latency the relay may add in a step that meets the target")
 		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-		inproc    = flag.Bool("inproc", false, "run the relay in this process instead of a child process")
 		serve     = flag.Bool("serve-relay", false, "internal: be the relay process (commands on stdin)")
 	)
 	flag.IntVar(&senders, "senders", senders, "generator threads sending packets")
@@ -104,9 +104,6 @@ func main() {
 		*payload = 12
 	}
 	mode := "relay in its own process"
-	if *inproc {
-		mode = "relay in the generator's process"
-	}
 	if *direct {
 		mode = "direct (no relay, baseline)"
 	}
@@ -129,14 +126,14 @@ func main() {
 		var base *result
 		if *baseline && !*direct {
 			var err error
-			base, err = runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, true, *inproc)
+			base, err = runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, true)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "calls=%d (direct): %v\n", n, err)
 				break
 			}
 			row("direct", n, base, "baseline")
 		}
-		r, err := runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, *direct, *inproc)
+		r, err := runStep(n, *duration, *pps, *payload, *sockets, *portMin, *portMax, *direct)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "calls=%d: %v\n", n, err)
 			break
@@ -360,33 +357,10 @@ type relayer interface {
 	close() error
 }
 
-// inprocRelay is a media.Manager in this process; its CPU is the
-// process's, already counted, so cpu reports 0.
-type inprocRelay struct {
-	m *media.Manager
-	i int
-}
-
-func newInprocRelay(portMin, portMax int) (*inprocRelay, error) {
-	m, err := newManager(portMin, portMax)
-	if err != nil {
-		return nil, err
-	}
-	return &inprocRelay{m: m}, nil
-}
-
 func newManager(portMin, portMax int) (*media.Manager, error) {
 	return media.NewManager(media.Config{BindIP: "127.0.0.1", PortMin: portMin, PortMax: portMax,
 		MediaTimeout: time.Minute}, slog.New(slog.DiscardHandler), nil)
 }
-
-func (r *inprocRelay) open(caller, agent netip.AddrPort) (netip.AddrPort, netip.AddrPort, error) {
-	r.i++
-	return openSession(r.m, fmt.Sprintf("bench-%d", r.i), caller, agent)
-}
-
-func (r *inprocRelay) cpu() (float64, error) { return 0, nil }
-func (r *inprocRelay) close() error          { return r.m.Close() }
 
 // openSession opens one session and runs an offer and an answer through
 // it, as the SIP side does.
@@ -552,7 +526,7 @@ var (
 	pace    = 50 * time.Microsecond
 )
 
-func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int, direct, inproc bool) (*result, error) {
+func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int, direct bool) (*result, error) {
 	callers := make([]*net.UDPConn, nsock)
 	agents := make([]*net.UDPConn, nsock)
 	callerAddr := make([]netip.AddrPort, nsock)
@@ -576,12 +550,7 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 	var rel relayer
 	if !direct {
 		var err error
-		if inproc {
-			rel, err = newInprocRelay(portMin, portMax)
-		} else {
-			rel, err = newChildRelay(portMin, portMax)
-		}
-		if err != nil {
+		if rel, err = newChildRelay(portMin, portMax); err != nil {
 			return nil, err
 		}
 		defer rel.close()

@@ -14,8 +14,8 @@
 #    the baseline the relay's added latency is measured against.
 # The summary names the most calls under 0.1% loss, and the most calls that
 # also kept the relay's added p99 under 1 ms (the target).
-# Extra flags go to the harness (-h lists them), e.g. -inproc (relay in the
-# generator's process), -relay-cpus 1 (pin the relay with taskset), -relay-procs N
+# Extra flags go to the harness (-h lists them), e.g.
+# -relay-cpus 1 (pin the relay with taskset), -relay-procs N
 # (its GOMAXPROCS, hence its worker count).
 # Everything runs on 127.0.0.1 only.
 set -eu
