@@ -64,24 +64,15 @@ func main() {
 		all       = flag.Bool("all", false, "keep going after a step fails the loss target")
 		maxLoss   = flag.Float64("max-loss", 0.001, "loss ratio a step must stay under")
 		maxP99    = flag.Duration("max-p99", time.Millisecond, "p99 latency the relay may add in a step that meets the target")
-		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the generator's process to this file (in the relay process: of the relay)")
 		serve     = flag.Bool("serve-relay", false, "internal: be the relay process (commands on stdin)")
 	)
 	flag.IntVar(&senders, "senders", senders, "generator threads sending packets")
 	flag.DurationVar(&pace, "pace", pace, "a packet due sooner than this is sent at once instead of sleeping until it is due")
 	flag.IntVar(&relayProcs, "relay-procs", 0, "GOMAXPROCS of the relay process (0: Go's default, the CPUs it may use)")
+	flag.StringVar(&relayProfile, "relay-cpuprofile", "", "write a CPU profile of the relay process of each step to this file, suffixed .CALLS")
 	flag.StringVar(&relayCPUs, "relay-cpus", "", "pin the relay process to these CPUs (taskset list, e.g. 1)")
 	flag.Parse()
-	if *serve {
-		if relayProcs > 0 {
-			runtime.GOMAXPROCS(relayProcs)
-		}
-		if err := serveRelay(*portMin, *portMax); err != nil {
-			fmt.Fprintln(os.Stderr, "relay:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
@@ -90,6 +81,17 @@ func main() {
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *serve {
+		if relayProcs > 0 {
+			runtime.GOMAXPROCS(relayProcs)
+		}
+		if err := serveRelay(*portMin, *portMax); err != nil {
+			pprof.StopCPUProfile()
+			fmt.Fprintln(os.Stderr, "relay:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	var steps []int
 	for _, f := range strings.Split(*callsFlag, ",") {
@@ -397,10 +399,13 @@ type childRelay struct {
 // relayProcs is the relay process's GOMAXPROCS (0: Go's default).
 var relayProcs int
 
+// relayProfile is the path prefix of the relay processes' CPU profiles.
+var relayProfile string
+
 // relayCPUs pins the relay process (taskset -c), when set.
 var relayCPUs string
 
-func newChildRelay(portMin, portMax int) (*childRelay, error) {
+func newChildRelay(portMin, portMax, calls int) (*childRelay, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -408,6 +413,9 @@ func newChildRelay(portMin, portMax int) (*childRelay, error) {
 	args := []string{self, "-serve-relay", "-port-min", strconv.Itoa(portMin), "-port-max", strconv.Itoa(portMax)}
 	if relayProcs > 0 {
 		args = append(args, "-relay-procs", strconv.Itoa(relayProcs))
+	}
+	if relayProfile != "" {
+		args = append(args, "-cpuprofile", relayProfile+"."+strconv.Itoa(calls))
 	}
 	if relayCPUs != "" {
 		args = append([]string{"taskset", "-c", relayCPUs}, args...)
@@ -550,7 +558,7 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 	var rel relayer
 	if !direct {
 		var err error
-		if rel, err = newChildRelay(portMin, portMax); err != nil {
+		if rel, err = newChildRelay(portMin, portMax, n); err != nil {
 			return nil, err
 		}
 		defer rel.close()
