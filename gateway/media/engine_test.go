@@ -213,3 +213,4 @@ func TestRelayIPv6(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+

@@ -5,8 +5,10 @@
 // A.1), interarrival jitter (RFC 3550 A.8) and round-trip time (RTCP
 // LSR/DLSR).
 //
-// Lock order: Manager.mu, then Session.sdpMu, then one leg.mu at a time
-// (never two leg locks at once); Session.metMu is taken alone.
+// Lock order: Manager.mu, then Session.sdpMu, then Session.ioMu (held
+// while a packet of the session is handled, and by Close), then one
+// leg.mu at a time (never two leg locks at once), then a socket's ctlMu;
+// Session.metMu is taken alone.
 package media
 
 import (

@@ -51,10 +51,17 @@ type sock struct {
 	// source is fixed its socket is connected to it: the kernel then
 	// drops datagrams from anyone else and both directions skip the
 	// per-packet route and socket lookups.
-	peer   atomic.Pointer[netip.AddrPort]
-	gen    uint32  // set by engine.add before the socket is published
-	w      *worker // the worker polling it; nil until engine.add
-	closed atomic.Bool
+	peer atomic.Pointer[netip.AddrPort]
+	gen  uint32  // set by engine.add before the socket is published
+	w    *worker // the worker polling it; nil until engine.add
+
+	// ctlMu orders close against connect and disconnect, which a re-offer
+	// runs from the signalling side: once the descriptor is closed its
+	// number may belong to another socket, which must not be touched.
+	// Reads and sends need no lock: the worker does them under the
+	// session's ioMu, which close is called with.
+	ctlMu  sync.Mutex
+	closed bool
 }
 
 // osScratch holds the destination sockaddr of a send, per worker.
@@ -98,7 +105,10 @@ func openSock(ip netip.Addr, port int) (*sock, error) {
 // close closes the descriptor once. engine.remove calls it with the
 // session's ioMu held, so no worker is reading the descriptor then.
 func (s *sock) close() {
-	if s.closed.CompareAndSwap(false, true) {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	if !s.closed {
+		s.closed = true
 		unix.Close(s.fd)
 	}
 }
@@ -151,7 +161,9 @@ func putPort(dst *uint16, port uint16) {
 // connect fixes the socket's peer (see sock.peer). Errors leave it
 // unconnected, which only costs speed.
 func (s *sock) connect(to netip.AddrPort) {
-	if p := s.peer.Load(); p != nil && *p == to {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	if p := s.peer.Load(); s.closed || p != nil && *p == to {
 		return
 	}
 	if to.Addr().Is4() == s.v6 {
@@ -166,7 +178,9 @@ func (s *sock) connect(to netip.AddrPort) {
 // disconnect lets the socket receive from anyone again (connect to
 // AF_UNSPEC dissolves the association).
 func (s *sock) disconnect() {
-	if s.peer.Load() == nil {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	if s.closed || s.peer.Load() == nil {
 		return
 	}
 	s.peer.Store(nil)
