@@ -213,4 +213,3 @@ func TestRelayIPv6(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
-
