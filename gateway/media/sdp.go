@@ -128,6 +128,12 @@ func rewriteSDP(raw []byte, advertise netip.Addr, localRTP, localRTCP uint16) ([
 			if err != nil || clk == 0 {
 				return nil, nil, &sdpError{what: fmt.Sprintf("bad a=rtpmap clock rate %q", enc[1])}
 			}
+			if clk&clockEvent != 0 {
+				break // no codec clocks at 2 GHz; keep the flag bit free
+			}
+			if strings.EqualFold(enc[0], "telephone-event") {
+				clk |= clockEvent
+			}
 			info.clocks[uint8(pt)] = uint32(clk)
 		}
 	}
@@ -188,6 +194,11 @@ func looksLikeHost(s string) bool {
 	}
 	return strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 }
+
+// clockEvent marks, in a clock table entry, a payload type that carries
+// RFC 4733 events (telephone-event): all packets of one DTMF digit share
+// the timestamp of its start, so they count for loss but not for jitter.
+const clockEvent = 1 << 31
 
 // staticClock holds RFC 3551 static payload type clock rates.
 var staticClock = func() (t [128]uint32) {

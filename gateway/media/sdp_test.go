@@ -114,6 +114,15 @@ func TestClockRateFromRtpmap(t *testing.T) {
 	if tab[111] != 48000 || tab[0] != 8000 || tab[9] != 8000 || tab[101] != 8000 || tab[96] != 0 {
 		t.Fatalf("clock table: 111=%d 0=%d 9=%d 101=%d 96=%d", tab[111], tab[0], tab[9], tab[101], tab[96])
 	}
+	// telephone-event from an SDP is flagged: loss, not jitter
+	_, info, err := rewriteSDP([]byte("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"+
+		"m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 Telephone-Event/8000\r\n"), netip.MustParseAddr("127.0.0.1"), 20000, 20001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab := clockTable(info, nil); tab[101] != 8000|clockEvent || tab[0] != 8000 {
+		t.Fatalf("telephone-event entry %#x, PCMU %d", tab[101], tab[0])
+	}
 	// the receiving side's numbering wins
 	tab = clockTable(&sdpInfo{clocks: map[uint8]uint32{96: 16000}}, &sdpInfo{clocks: map[uint8]uint32{96: 48000}})
 	if tab[96] != 16000 {

@@ -115,7 +115,9 @@ type legStats struct {
 	repJitter   uint32 // RTP units of the stream it receives
 }
 
-// rtp accounts one RTP packet. arrivalNs is monotonic nanoseconds.
+// rtp accounts one RTP packet. arrivalNs is monotonic nanoseconds; clock
+// is the payload type's entry of the clock table: its rate, with
+// clockEvent set for telephone-event packets, which count for loss only.
 func (l *legStats) rtp(ssrc uint32, seq uint16, ts uint32, clock uint32, arrivalNs int64) {
 	l.rtpPackets++
 	newSource := !l.haveCur || l.cur.ssrc != ssrc
@@ -138,6 +140,12 @@ func (l *legStats) rtp(ssrc uint32, seq uint16, ts uint32, clock uint32, arrival
 		l.cur.init(ssrc, seq)
 		l.haveCur = true
 		l.cur.received++
+	}
+	if clock&clockEvent != 0 {
+		// A DTMF digit's packets repeat its start timestamp while time
+		// goes on: as interarrival jitter they would read as a delay
+		// growing 20 ms per packet.
+		return
 	}
 	if clock == 0 {
 		clock = 8000

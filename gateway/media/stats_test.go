@@ -103,3 +103,49 @@ func TestLegStatsJitter(t *testing.T) {
 		t.Fatalf("single step jitter %v ms, want 1.25", j)
 	}
 }
+
+// RFC 4733: the packets of one DTMF digit (telephone-event, PT 101 here)
+// share the sequence space of the audio but repeat the digit's start
+// timestamp for as long as the key is held. They count for loss; the
+// jitter of a perfectly timed call stays 0 across a 200 ms digit.
+func TestLegStatsDTMFDoesNotReadAsJitter(t *testing.T) {
+	var l legStats
+	seq, at := uint16(0), int64(0)
+	audio := func(n int) {
+		for i := 0; i < n; i++ {
+			l.rtp(1, seq, uint32(at/125000), 8000, at) // 8 kHz timestamp of the send time
+			seq++
+			at += 20e6
+		}
+	}
+	audio(50)
+	start := uint32(at / 125000)
+	for i := 0; i < 10; i++ { // the digit: same timestamp, 20 ms apart
+		l.rtp(1, seq, start, 8000|clockEvent, at)
+		seq++
+		at += 20e6
+	}
+	audio(50)
+	st := l.snapshot()
+	if st.JitterMillis != 0 || st.JitterMaxMs != 0 {
+		t.Fatalf("jitter %v ms (max %v) across a DTMF digit, want 0", st.JitterMillis, st.JitterMaxMs)
+	}
+	if st.RTPPackets != 110 || st.Expected != 110 || st.Lost != 0 || st.ClockRate != 8000 {
+		t.Fatalf("counts %+v", st)
+	}
+	// Without the event flag the same packets would have read as jitter.
+	var plain legStats
+	seq, at = 0, 0
+	for i := 0; i < 60; i++ {
+		ts := uint32(at / 125000)
+		if i >= 50 {
+			ts = start
+		}
+		plain.rtp(1, seq, ts, 8000, at)
+		seq++
+		at += 20e6
+	}
+	if plain.snapshot().JitterMaxMs < 5 {
+		t.Fatalf("control: jitter max %v ms, want the digit to show", plain.snapshot().JitterMaxMs)
+	}
+}
