@@ -3,6 +3,7 @@ package webhook
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -95,6 +96,23 @@ type MessagingConfig struct {
 	Queue    int           `yaml:"queue"`    // queued deliveries before dropping (default 1024)
 	Timeout  time.Duration `yaml:"timeout"`  // per attempt (default 5s)
 	Attempts int           `yaml:"attempts"` // on network error or 5xx (default 3)
+	// AllowNetworks are CIDRs that deliveries may reach even though they
+	// are internal (loopback, private, link-local, CGNAT, ...), e.g.
+	// ["10.20.0.0/16"] when agents run on a private network, or
+	// ["127.0.0.0/8"] for local development. Default empty: messaging URLs
+	// that resolve or redirect to an internal address are refused.
+	AllowNetworks []string `yaml:"allow_networks"`
+}
+
+// allowPrefixes parses AllowNetworks (already validated).
+func (m MessagingConfig) allowPrefixes() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, s := range m.AllowNetworks {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
+			ps = append(ps, p.Masked())
+		}
+	}
+	return ps
 }
 
 // Validate reports every bad key at once, each named by its YAML path
@@ -159,6 +177,11 @@ func (c Config) Validate() error {
 	}
 	if c.Messaging.Attempts < 0 || c.Messaging.Attempts > 10 {
 		bad("messaging.attempts", "%d is outside 0..10", c.Messaging.Attempts)
+	}
+	for i, n := range c.Messaging.AllowNetworks {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(n)); err != nil {
+			bad(fmt.Sprintf("messaging.allow_networks[%d]", i), "%q is not a CIDR (e.g. 10.0.0.0/8, fd00::/8): %v", n, err)
+		}
 	}
 	return errors.Join(errs...)
 }

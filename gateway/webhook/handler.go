@@ -55,13 +55,18 @@ type MessagePublisher interface {
 
 // Deps are the webhook edge's collaborators.
 type Deps struct {
-	Table       *routing.Table   // required: the routing snapshot
-	Health      routing.Health   // may be nil: every endpoint up
-	Events      calls.Publisher  // call lifecycle events; nil: discarded
-	Messages    MessagePublisher // inbound messages; nil: not published
-	HTTPClient  *http.Client     // delivery to agents' messaging URLs; nil: a client with no redirects
-	CallControl CallControl      // Telnyx transfers; nil: call.initiated is answered but not transferred
-	Log         *slog.Logger     // nil: discarded
+	Table    *routing.Table   // required: the routing snapshot
+	Health   routing.Health   // may be nil: every endpoint up
+	Events   calls.Publisher  // call lifecycle events; nil: discarded
+	Messages MessagePublisher // inbound messages; nil: not published
+	// HTTPClient supplies the redirect policy, timeout and TLS settings
+	// for deliveries to agents' messaging URLs; nil: no redirects. Its
+	// Transport must be nil or an *http.Transport: New uses a clone that
+	// dials through the internal-address check (Messaging.AllowNetworks)
+	// and never uses a proxy.
+	HTTPClient  *http.Client
+	CallControl CallControl  // Telnyx transfers; nil: call.initiated is answered but not transferred
+	Log         *slog.Logger // nil: discarded
 	Registerer  prometheus.Registerer
 	Metrics     *Metrics         // optional; built from Registerer when nil
 	Now         func() time.Time // clock for Telnyx timestamps; nil: time.Now
@@ -108,7 +113,6 @@ func New(cfg Config, d Deps) (*Handler, error) {
 		health:  d.Health,
 		events:  d.Events,
 		msgs:    d.Messages,
-		client:  d.HTTPClient,
 		cc:      d.CallControl,
 		log:     d.Log,
 		metrics: d.Metrics,
@@ -126,9 +130,11 @@ func New(cfg Config, d Deps) (*Handler, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.client == nil {
-		h.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client, err := guardedClient(d.HTTPClient, addressGuard{allow: cfg.Messaging.allowPrefixes()})
+	if err != nil {
+		return nil, err
 	}
+	h.client = client
 	h.deliveries = newWorkQueue(cfg.Messaging.Workers, cfg.Messaging.Queue)
 	h.transfers = newWorkQueue(cfg.Telnyx.TransferWorkers, cfg.Telnyx.TransferQueue)
 

@@ -231,7 +231,9 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 		PublicURL: testPublicURL,
 		Region:    "us-east",
 		Twilio:    TwilioConfig{Edges: map[string]string{"us-east": "ashburn", "eu-west": "dublin"}},
-		Messaging: MessagingConfig{Timeout: 2 * time.Second},
+		// The agent's messaging URL is a loopback server: internal, so
+		// allowed explicitly.
+		Messaging: MessagingConfig{Timeout: 2 * time.Second, AllowNetworks: []string{"127.0.0.0/8"}},
 	}
 	deps := Deps{
 		Table:      rg.table,

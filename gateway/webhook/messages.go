@@ -83,7 +83,9 @@ func (h *Handler) acceptMessage(route *routing.Route, msg Message) string {
 }
 
 // deliver POSTs a message to an agent's messaging URL, retrying network
-// errors, 429 and 5xx up to Messaging.Attempts times.
+// errors, 429 and 5xx up to Messaging.Attempts times. A URL that resolves
+// or redirects to an internal address outside Messaging.AllowNetworks is
+// refused at connection time and not retried.
 func (h *Handler) deliver(ctx context.Context, target string, body []byte, carrier, id, to string) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -97,6 +99,12 @@ func (h *Handler) deliver(ctx context.Context, target string, body []byte, carri
 		retry, err := h.deliverOnce(ctx, target, body)
 		if err == nil {
 			h.metrics.Deliveries.WithLabelValues(OutcomeOK).Inc()
+			return
+		}
+		if re, ok := isRefused(err); ok { // never retried
+			h.metrics.Deliveries.WithLabelValues(OutcomeRefused).Inc()
+			h.log.Warn("webhook: message delivery refused", "carrier", carrier, "id", id, "to", phone.Mask(to),
+				"reason", re.Error())
 			return
 		}
 		last = err
@@ -125,6 +133,9 @@ func (h *Handler) deliverOnce(ctx context.Context, target string, body []byte) (
 	req.Header.Set("User-Agent", "callgate-webhook")
 	resp, err := h.client.Do(req)
 	if err != nil {
+		if _, ok := isRefused(err); ok {
+			return false, err
+		}
 		return true, err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

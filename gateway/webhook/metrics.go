@@ -30,6 +30,7 @@ const (
 	OutcomeOK      = "ok"
 	OutcomeFailed  = "failed"  // every attempt failed
 	OutcomeDropped = "dropped" // queue full or shutting down
+	OutcomeRefused = "refused" // messaging URL resolves or redirects to an internal address
 )
 
 // endpoint identifies one webhook endpoint; it indexes the pre-resolved
@@ -89,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callgate_webhook_message_deliveries_total",
-			Help: "Inbound messages delivered to agents' messaging URLs, by result (ok, failed, dropped).",
+			Help: "Inbound messages delivered to agents' messaging URLs, by result (ok, failed, dropped, refused).",
 		}, []string{"result"}),
 		Transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callgate_webhook_call_control_transfers_total",
@@ -118,6 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Deliveries.WithLabelValues(r)
 		m.Transfers.WithLabelValues(r)
 	}
+	m.Deliveries.WithLabelValues(OutcomeRefused)
 	return m
 }
 
