@@ -369,6 +369,95 @@ func TestAgentsAndAssignment(t *testing.T) {
 	}
 }
 
+// Number changes reach the table as overlays on the last snapshot, not
+// as full rebuilds; an agent change, or an overlay past CompactAfter,
+// rebuilds it whole. Every step routes what the store holds.
+func TestRoutingSyncIncremental(t *testing.T) {
+	s, _ := newService(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	table := &routing.Table{}
+	y := &provisioning.Syncer{Table: table, CompactAfter: 4, Debounce: time.Millisecond}
+	st := s.Store()
+	p := newWorkspace(t, s, "incr", 1000)
+	if _, err := s.CreateAgent(ctx, p, provisioning.AgentInput{ID: "bot", Name: "Bot", Endpoints: []provisioning.Endpoint{{Region: "us-east", URI: "sip:bot@127.0.0.1:5090"}}}); err != nil {
+		t.Fatal(err)
+	}
+	go y.Run(ctx, st.Numbers, st.Agents, st.Forwarding, st.Integrations)
+	<-y.Ready()
+	if n := y.FullBuilds.Load(); n != 1 {
+		t.Fatalf("%d full builds after start, want 1", n)
+	}
+	routes := func(e164, agent string) func() error {
+		return func() error {
+			r, ok := table.Load().Lookup(e164)
+			switch {
+			case agent == "" && ok:
+				return fmt.Errorf("%s still routed: %+v", e164, r)
+			case agent != "" && (!ok || r.Agent == nil || r.Agent.ID != agent):
+				return fmt.Errorf("%s: route %+v %v, want agent %s", e164, r, ok, agent)
+			}
+			return nil
+		}
+	}
+	nums := search(t, s, p, "228", 7)
+	for _, n := range nums[:2] {
+		if _, err := s.Purchase(ctx, p, provisioning.PurchaseRequest{PhoneNumber: n.PhoneNumber, AgentID: "bot"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		storetest.CheckFor(t, time.Second, 2*time.Millisecond, routes(n.PhoneNumber, "bot"))
+	}
+	if err := s.Release(ctx, p, nums[0].PhoneNumber); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckFor(t, time.Second, 2*time.Millisecond, routes(nums[0].PhoneNumber, ""))
+	if snap := table.Load(); y.FullBuilds.Load() != 1 || snap.Overlay() == 0 || snap.Len() != 1 {
+		t.Fatalf("after 2 purchases and a release: %d full builds, overlay %d, %d numbers; want 1 build, an overlay, 1 number",
+			y.FullBuilds.Load(), snap.Overlay(), snap.Len())
+	}
+	// An agent's new endpoint needs the routes resolved again: full build.
+	if _, err := s.UpdateAgent(ctx, p, "bot", provisioning.AgentInput{Name: "Bot", Endpoints: []provisioning.Endpoint{{Region: "us-east", URI: "sip:bot@127.0.0.1:5099"}}}); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckFor(t, time.Second, 2*time.Millisecond, func() error {
+		r, ok := table.Load().Lookup(nums[1].PhoneNumber)
+		if !ok || r.Agent == nil || len(r.Agent.Endpoints) != 1 || r.Agent.Endpoints[0].URI != "sip:bot@127.0.0.1:5099" {
+			return fmt.Errorf("route %+v %v does not carry the new endpoint", r, ok)
+		}
+		return nil
+	})
+	if n := y.FullBuilds.Load(); n != 2 || table.Load().Overlay() != 0 {
+		t.Fatalf("after an agent change: %d full builds, overlay %d; want 2 and 0", n, table.Load().Overlay())
+	}
+	// The same number changed again and again keeps one overlay entry.
+	for _, agent := range []string{"", "bot", "", "bot"} {
+		if _, err := s.UpdateNumber(ctx, p, nums[1].PhoneNumber, provisioning.NumberPatch{AgentID: &agent}); err != nil {
+			t.Fatal(err)
+		}
+		storetest.CheckFor(t, time.Second, 2*time.Millisecond, func() error {
+			r, ok := table.Load().Lookup(nums[1].PhoneNumber)
+			if !ok || (agent == "") != (r.Agent == nil) {
+				return fmt.Errorf("route %+v %v, want agent %q", r, ok, agent)
+			}
+			return nil
+		})
+	}
+	if n, o := y.FullBuilds.Load(), table.Load().Overlay(); n != 2 || o != 1 {
+		t.Fatalf("one number changed 4 times: %d full builds, overlay %d; want 2 and 1", n, o)
+	}
+	// More distinct numbers changed than CompactAfter: a full build.
+	for _, n := range nums[2:] {
+		if _, err := s.Purchase(ctx, p, provisioning.PurchaseRequest{PhoneNumber: n.PhoneNumber, AgentID: "bot"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		storetest.CheckFor(t, time.Second, 2*time.Millisecond, routes(n.PhoneNumber, "bot"))
+	}
+	if n := y.FullBuilds.Load(); n < 3 || table.Load().Overlay() > 4 || table.Load().Len() != 6 {
+		t.Fatalf("5 more numbers with CompactAfter 4: %d full builds, overlay %d, %d numbers; want a compaction and 6 numbers",
+			n, table.Load().Overlay(), table.Load().Len())
+	}
+}
+
 func TestRoutingSyncFollowsWrites(t *testing.T) {
 	s, _ := newService(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -27,9 +27,14 @@ func toRouting(eps []Endpoint) []routing.Endpoint {
 type IntegrationDecoder func(key string, value []byte) (routing.Integration, bool)
 
 // Syncer watches the KV buckets and keeps a routing.Table current. Every
-// change is applied to an in-memory mirror and a new snapshot is built
-// (debounced), so a write on any node routes on every node within a
+// change is applied to an in-memory mirror and a new snapshot is swapped
+// in (debounced), so a write on any node routes on every node within a
 // fraction of a second. While NATS is away the last snapshot stays.
+//
+// Changes of numbers, forwarding and integrations derive the next
+// snapshot from the last one (routing.Snapshot.WithNumbers: the cost of
+// the changes, not of the table); a change of agents, or an overlay
+// grown past CompactAfter, rebuilds it whole.
 type Syncer struct {
 	Table        *routing.Table
 	Debounce     time.Duration
@@ -41,6 +46,12 @@ type Syncer struct {
 	StallCheck time.Duration
 	// Restarts counts watchers replaced after a stall.
 	Restarts atomic.Int64
+	// CompactAfter: once the numbers changed since the last full build
+	// exceed this and 1/16 of the table, the next snapshot is built in
+	// full (default 1024).
+	CompactAfter int
+	// FullBuilds counts snapshots built in full, the first included.
+	FullBuilds atomic.Int64
 
 	mu           sync.Mutex
 	numbers      map[string]routing.Number
@@ -49,6 +60,12 @@ type Syncer struct {
 	integrations map[string]routing.Integration
 	ready        chan struct{}
 	readyOnce    sync.Once
+
+	// changes since the last publish: number KV key -> its E.164 before
+	// (empty: it had none); and whether agents, forwards, integrations changed
+	dirtyNums                          map[string]string
+	dirtyAgents, dirtyFwd, dirtyIntegr bool
+	last                               *routing.Snapshot // published last; only Run's goroutine
 }
 
 // Ready is closed once the first complete snapshot is in the table.
@@ -66,6 +83,7 @@ func (y *Syncer) init() {
 		y.agents = map[string]routing.Agent{}
 		y.forwards = map[string]routing.Forward{}
 		y.integrations = map[string]routing.Integration{}
+		y.dirtyNums = map[string]string{}
 	}
 }
 
@@ -130,6 +148,10 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 	key := e.Key()
 	switch bucket {
 	case nb:
+		// Before the first snapshot everything is new: no need to track.
+		if _, seen := y.dirtyNums[key]; !seen && y.last != nil {
+			y.dirtyNums[key] = y.numbers[key].E164
+		}
 		if del {
 			delete(y.numbers, key)
 			return
@@ -144,6 +166,7 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 			Status: r.Status, AgentID: r.AgentID, VoiceRegion: r.VoiceRegion, IntegrationID: r.IntegrationID,
 		}
 	case ab:
+		y.dirtyAgents = true
 		if del {
 			delete(y.agents, key)
 			return
@@ -157,6 +180,7 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 		}
 		y.agents[key] = routing.Agent{ID: a.ID, Workspace: a.Workspace, Name: a.Name, Endpoints: a.Endpoints, Media: a.Media, MessagingURL: a.MessagingURL}
 	case fb:
+		y.dirtyFwd = true
 		if del {
 			delete(y.forwards, key)
 			return
@@ -167,6 +191,7 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 		}
 		y.forwards[key] = routing.Forward{Workspace: f.Workspace, BusinessNumber: f.BusinessNumber, GatewayNumber: f.GatewayNumber}
 	default: // integrations
+		y.dirtyIntegr = true
 		if del || y.Integrations == nil {
 			delete(y.integrations, key)
 			return
@@ -178,22 +203,78 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 }
 
 func (y *Syncer) publish() {
+	compact := y.CompactAfter
+	if compact <= 0 {
+		compact = 1024
+	}
 	y.mu.Lock()
-	b := routing.NewBuilder()
-	for _, a := range y.agents {
-		b.AddAgent(a)
+	full := y.last == nil || y.dirtyAgents
+	if !full {
+		over := y.last.Overlay() + len(y.dirtyNums)
+		full = over > compact && over > y.last.Len()/16
 	}
-	for _, n := range y.numbers {
-		b.AddNumber(n)
+	var (
+		b        *routing.Builder
+		ups      []routing.Number
+		removed  []string
+		fwds     []routing.Forward
+		integrs  []routing.Integration
+		fwdDirty = y.dirtyFwd
+		intDirty = y.dirtyIntegr
+	)
+	if full {
+		b = routing.NewBuilder()
+		for _, a := range y.agents {
+			b.AddAgent(a)
+		}
+		for _, n := range y.numbers {
+			b.AddNumber(n)
+		}
+	} else {
+		for key, before := range y.dirtyNums {
+			n, ok := y.numbers[key]
+			if before != "" && (!ok || n.E164 != before) {
+				removed = append(removed, before)
+			}
+			if ok {
+				ups = append(ups, n)
+			}
+		}
 	}
-	for _, f := range y.forwards {
-		b.AddForward(f)
+	if full || fwdDirty {
+		for _, f := range y.forwards {
+			fwds = append(fwds, f)
+		}
 	}
-	for _, i := range y.integrations {
-		b.AddIntegration(i)
+	if full || intDirty {
+		for _, i := range y.integrations {
+			integrs = append(integrs, i)
+		}
 	}
+	clear(y.dirtyNums)
+	y.dirtyAgents, y.dirtyFwd, y.dirtyIntegr = false, false, false
 	y.mu.Unlock()
-	snap := b.Build()
+
+	var snap *routing.Snapshot
+	if full {
+		for _, f := range fwds {
+			b.AddForward(f)
+		}
+		for _, i := range integrs {
+			b.AddIntegration(i)
+		}
+		snap = b.Build()
+		y.FullBuilds.Add(1)
+	} else {
+		snap = y.last.WithNumbers(ups, removed)
+		if fwdDirty {
+			snap = snap.WithForwards(fwds)
+		}
+		if intDirty {
+			snap = snap.WithIntegrations(integrs)
+		}
+	}
+	y.last = snap
 	y.Table.Store(snap)
 	if y.OnSnapshot != nil {
 		y.OnSnapshot(snap)
