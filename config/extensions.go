@@ -49,6 +49,7 @@ func extensionSettings() []Setting {
 		{"webhook.timestamp_tolerance", "", "5m", "Telnyx webhook timestamp skew allowed"},
 		{"webhook.sip_edge / listen / max_body_bytes", "", "", "SIP host for relayed agents in <Sip>; own listener; body limit (gateway/webhook/README.md)"},
 		{"webhook.twilio.ring_timeout / telnyx.transfer_* / messaging.*", "", "30s / 4 workers / ...", "dial timeout, Call Control transfer and message delivery queues (gateway/webhook/README.md)"},
+		{"webhook.messaging.allow_networks", "", "[] (internal addresses refused)", "CIDRs SMS deliveries may reach although internal (agents on a private network; 127.0.0.0/8 for local development)"},
 		{"media.mode", "CALLGATE_MEDIA_MODE", "direct", "direct leaves SDP alone; relay anchors RTP at this node (agents may override)"},
 		{"media.bind_ip / advertise_ip", "CALLGATE_MEDIA_ADVERTISE_IP", media.DefaultBindIP, "relay socket address and the address written into SDP"},
 		{"media.port_min / port_max", "", fmt.Sprintf("%d / %d", media.DefaultPortMin, media.DefaultPortMax), "RTP/RTCP port range"},
