@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/internal/testlog"
 	"github.com/callgate/callgate/node"
 )
 
@@ -37,19 +37,8 @@ func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
 	}
 }
 
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+// logBuffer is a log sink several goroutines write to.
+type logBuffer = testlog.Buffer
 
 // needBinary skips the test when a tool the test runs is not installed.
 func needBinary(t testing.TB, path, pkg string) {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +17,15 @@ import (
 
 	"github.com/callgate/callgate/config"
 	"github.com/callgate/callgate/gateway/webhook"
+	"github.com/callgate/callgate/internal/testlog"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/provisioning/carrier/telnyx/telnyxfake"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
 	"github.com/callgate/callgate/store/storetest"
 )
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is a log sink several goroutines write to.
+type syncBuffer = testlog.Buffer
 
 func startNodeWithLog(t *testing.T, mutate func(*config.Config)) (*node.Node, *syncBuffer) {
 	t.Helper()

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/internal/testlog"
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
 )
@@ -365,23 +365,8 @@ func testutilCount(e *testEdge) float64 {
 	return testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("unknown_source"))
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink several goroutines write to.
+type syncBuffer = testlog.Buffer
 
 // TestCallLogLine: one line per call outcome, number masked, no secret.
 func TestCallLogLine(t *testing.T) {

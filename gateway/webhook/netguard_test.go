@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"net/http"
@@ -9,12 +8,12 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/callgate/callgate/internal/testlog"
 	"github.com/callgate/callgate/phone"
 )
 
@@ -112,18 +111,8 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// syncBuffer is a log sink safe for the delivery workers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is a log sink several goroutines write to.
+type syncBuffer = testlog.Buffer
 
 func TestMessageDeliveryToLoopbackRefusedByDefault(t *testing.T) {
 	var logs syncBuffer
