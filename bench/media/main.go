@@ -563,7 +563,6 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 		}
 		defer rel.close()
 	}
-	// streams per sending socket: index = socket (callers 0..k-1, agents k..2k-1)
 	// streams per sender thread; each sender spreads its streams evenly
 	// over the packet period
 	perSender := make([][]stream, senders)
