@@ -583,7 +583,6 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 	start := time.Now()
 	recvCount := make([]uint32, 2*n)
 	hists := make([][]uint64, 2*nsock)
-	var stop atomic.Bool
 	var rwg sync.WaitGroup
 	for k, c := range append(slices.Clone(callers), agents...) {
 		hists[k] = make([]uint64, histMax+1)
@@ -694,7 +693,6 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 		}
 		last = tot
 	}
-	stop.Store(true)
 	for k := range callers {
 		callers[k].Close()
 		agents[k].Close()
