@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/routing"
 	"github.com/callgate/callgate/store"
 )
@@ -58,9 +59,17 @@ func registerStoreMetrics(reg prometheus.Registerer, st *store.Store, t *routing
 	}, func() float64 { return float64(t.Load().Len()) }))
 }
 
-func registerSyncMetrics(reg prometheus.Registerer, restarts func() float64) {
+func registerSyncMetrics(reg prometheus.Registerer, y *provisioning.Syncer, t *routing.Table) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "callgate", Subsystem: "routing", Name: "watch_restarts_total",
 		Help: "KV watchers restarted because they fell behind their bucket (NATS node lost).",
-	}, restarts))
+	}, func() float64 { return float64(y.Restarts.Load()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "callgate", Subsystem: "routing", Name: "full_builds_total",
+		Help: "Routing snapshots built in full (start, agent changes, compaction of the overlay); the others are derived from the last one.",
+	}, func() float64 { return float64(y.FullBuilds.Load()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "callgate", Subsystem: "routing", Name: "overlay_numbers",
+		Help: "Numbers changed since the routing table was last built in full (held in the snapshot's overlay).",
+	}, func() float64 { return float64(t.Load().Overlay()) }))
 }

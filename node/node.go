@@ -192,7 +192,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	}
 
 	n.syncer = &provisioning.Syncer{Table: n.table, Integrations: n.svc.DecodeIntegration}
-	registerSyncMetrics(n.reg, func() float64 { return float64(n.syncer.Restarts.Load()) })
+	registerSyncMetrics(n.reg, n.syncer, n.table)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
