@@ -50,25 +50,14 @@ func (s *Service) CreateForwarding(ctx context.Context, p Principal, business, g
 // ListForwarding lists the workspace's business lines.
 func (s *Service) ListForwarding(ctx context.Context, p Principal) ([]Forward, error) {
 	out := []Forward{}
-	lister, err := s.st.Forwarding.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return out, nil
-		}
-		return nil, storeErr("list forwarding", err)
-	}
-	for k := range lister.Keys() {
-		var f Forward
-		if _, err := getJSON(ctx, s.st.Forwarding, k, &f); err != nil {
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue
-			}
-			return nil, storeErr("list forwarding", err)
-		}
+	err := scanJSON(ctx, s.st.Forwarding, func(_ string, f Forward, _ uint64) {
 		if f.Workspace == p.Workspace {
 			f.Workspace = ""
 			out = append(out, f)
 		}
+	})
+	if err != nil {
+		return nil, storeErr("list forwarding", err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].BusinessNumber < out[j].BusinessNumber })
 	return out, nil

@@ -256,21 +256,15 @@ func (s *Service) DecodeIntegration(key string, value []byte) (routing.Integrati
 // ListIntegrations lists the workspace's integrations (masked).
 func (s *Service) ListIntegrations(ctx context.Context, p Principal) ([]Integration, error) {
 	out := []Integration{}
-	lister, err := s.st.Integrations.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return out, nil
-		}
-		return nil, storeErr("list integrations", err)
-	}
-	for k := range lister.Keys() {
+	err := scanKV(ctx, s.st.Integrations, func(e jetstream.KeyValueEntry) error {
 		var rec integrationRecord
-		if _, err := getJSON(ctx, s.st.Integrations, k, &rec); err != nil {
-			continue
-		}
-		if rec.Workspace == p.Workspace {
+		if json.Unmarshal(e.Value(), &rec) == nil && rec.Workspace == p.Workspace {
 			out = append(out, rec.Integration)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr("list integrations", err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil

@@ -425,26 +425,14 @@ func (s *Service) GetNumber(ctx context.Context, p Principal, e164 string) (Numb
 
 // allNumbers reads every number record (all workspaces).
 func (s *Service) allNumbers(ctx context.Context) ([]numberRecord, []uint64, error) {
-	lister, err := s.st.Numbers.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil, nil
-		}
-		return nil, nil, storeErr("list numbers", err)
-	}
 	var recs []numberRecord
 	var revs []uint64
-	for k := range lister.Keys() {
-		var rec numberRecord
-		rev, err := getJSON(ctx, s.st.Numbers, k, &rec)
-		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue
-			}
-			return nil, nil, storeErr("list numbers", err)
-		}
+	err := scanJSON(ctx, s.st.Numbers, func(_ string, rec numberRecord, rev uint64) {
 		recs = append(recs, rec)
 		revs = append(revs, rev)
+	})
+	if err != nil {
+		return nil, nil, storeErr("list numbers", err)
 	}
 	return recs, revs, nil
 }

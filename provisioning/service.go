@@ -111,6 +111,56 @@ func storeErr(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
+// scanKV calls fn with the current entry of every key in kv, in one pass
+// of an ordered consumer (the last message of each subject, streamed)
+// rather than a list of keys and a get per key: 10,000 numbers are read
+// in milliseconds instead of a quarter of a second on an embedded server,
+// and far more over a network. If nothing arrives for store.OpTimeout
+// (NATS away), it gives up with an error storeErr reports as unavailable.
+func scanKV(ctx context.Context, kv jetstream.KeyValue, fn func(jetstream.KeyValueEntry) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	idle := time.NewTimer(store.OpTimeout)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-idle.C:
+			return fmt.Errorf("reading %s: nothing for %s: %w", kv.Bucket(), store.OpTimeout, context.DeadlineExceeded)
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("reading %s: the watch ended early: %w", kv.Bucket(), nats.ErrConnectionClosed)
+			}
+			if e == nil {
+				return nil // every key seen
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+			idle.Reset(store.OpTimeout)
+		}
+	}
+}
+
+// scanJSON decodes every entry of kv into a T and calls fn with it and
+// its key and revision. An entry that does not decode is an error.
+func scanJSON[T any](ctx context.Context, kv jetstream.KeyValue, fn func(key string, v T, rev uint64)) error {
+	return scanKV(ctx, kv, func(e jetstream.KeyValueEntry) error {
+		var v T
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", kv.Bucket(), e.Key(), err)
+		}
+		fn(e.Key(), v, e.Revision())
+		return nil
+	})
+}
+
 func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
 	e, err := kv.Get(ctx, key)
 	if err != nil {
