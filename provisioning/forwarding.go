@@ -50,7 +50,7 @@ func (s *Service) CreateForwarding(ctx context.Context, p Principal, business, g
 // ListForwarding lists the workspace's business lines.
 func (s *Service) ListForwarding(ctx context.Context, p Principal) ([]Forward, error) {
 	out := []Forward{}
-	err := scanJSON(ctx, s.st.Forwarding, func(_ string, f Forward, _ uint64) {
+	err := scanJSON(ctx, s, s.st.Forwarding, func(_ string, f Forward, _ uint64) {
 		if f.Workspace == p.Workspace {
 			f.Workspace = ""
 			out = append(out, f)

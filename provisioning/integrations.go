@@ -256,7 +256,7 @@ func (s *Service) DecodeIntegration(key string, value []byte) (routing.Integrati
 // ListIntegrations lists the workspace's integrations (masked).
 func (s *Service) ListIntegrations(ctx context.Context, p Principal) ([]Integration, error) {
 	out := []Integration{}
-	err := scanKV(ctx, s.st.Integrations, func(e jetstream.KeyValueEntry) error {
+	err := s.scanKV(ctx, s.st.Integrations, func(e jetstream.KeyValueEntry) error {
 		var rec integrationRecord
 		if json.Unmarshal(e.Value(), &rec) == nil && rec.Workspace == p.Workspace {
 			out = append(out, rec.Integration)

@@ -427,7 +427,7 @@ func (s *Service) GetNumber(ctx context.Context, p Principal, e164 string) (Numb
 func (s *Service) allNumbers(ctx context.Context) ([]numberRecord, []uint64, error) {
 	var recs []numberRecord
 	var revs []uint64
-	err := scanJSON(ctx, s.st.Numbers, func(_ string, rec numberRecord, rev uint64) {
+	err := scanJSON(ctx, s, s.st.Numbers, func(_ string, rec numberRecord, rev uint64) {
 		recs = append(recs, rec)
 		revs = append(revs, rev)
 	})

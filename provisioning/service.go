@@ -116,8 +116,12 @@ func storeErr(op string, err error) error {
 // rather than a list of keys and a get per key: 10,000 numbers are read
 // in milliseconds instead of a quarter of a second on an embedded server,
 // and far more over a network. If nothing arrives for store.OpTimeout
-// (NATS away), it gives up with an error storeErr reports as unavailable.
-func scanKV(ctx context.Context, kv jetstream.KeyValue, fn func(jetstream.KeyValueEntry) error) error {
+// (NATS away), or the connection is down past store.ReconnectGrace when
+// it starts, it gives up with an error storeErr reports as unavailable.
+func (s *Service) scanKV(ctx context.Context, kv jetstream.KeyValue, fn func(jetstream.KeyValueEntry) error) error {
+	if err := s.st.WaitConnected(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
@@ -150,8 +154,8 @@ func scanKV(ctx context.Context, kv jetstream.KeyValue, fn func(jetstream.KeyVal
 
 // scanJSON decodes every entry of kv into a T and calls fn with it and
 // its key and revision. An entry that does not decode is an error.
-func scanJSON[T any](ctx context.Context, kv jetstream.KeyValue, fn func(key string, v T, rev uint64)) error {
-	return scanKV(ctx, kv, func(e jetstream.KeyValueEntry) error {
+func scanJSON[T any](ctx context.Context, s *Service, kv jetstream.KeyValue, fn func(key string, v T, rev uint64)) error {
+	return s.scanKV(ctx, kv, func(e jetstream.KeyValueEntry) error {
 		var v T
 		if err := json.Unmarshal(e.Value(), &v); err != nil {
 			return fmt.Errorf("decode %s/%s: %w", kv.Bucket(), e.Key(), err)

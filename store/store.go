@@ -219,6 +219,13 @@ func (s *Store) ClientURL() string {
 // Connected reports whether the NATS connection is up.
 func (s *Store) Connected() bool { return s.NC != nil && s.NC.IsConnected() }
 
+// WaitConnected returns nil once the NATS connection is up, and an error
+// (nats.ErrConnectionReconnecting: the state store is unavailable) when
+// it is still down after ReconnectGrace. Watches are not guarded (they
+// resume by themselves); a caller that reads a bucket through one and
+// wants to fail fast calls this first.
+func (s *Store) WaitConnected(ctx context.Context) error { return waitConnected(ctx, s.NC) }
+
 // Close drains the connection and stops the embedded server.
 func (s *Store) Close() {
 	if s.NC != nil {
