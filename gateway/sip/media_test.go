@@ -246,3 +246,40 @@ func TestSIPpRTPThroughMediaRelay(t *testing.T) {
 		t.Errorf("jitter: caller %.2f ms, agent %.2f ms", c.JitterMeanMs, a.JitterMeanMs)
 	}
 }
+
+// TestMediaPortsFreedOnFailureAndCancel: a relayed call's ports go back
+// to the pool when the agent refuses it and when the caller cancels it,
+// not only on BYE: with room for one call, each next call gets them.
+func TestMediaPortsFreedOnFailureAndCancel(t *testing.T) {
+	mgr := newMediaManager(t, 31400, 31403) // two port pairs: one call
+	busy := newUA(t, "127.0.0.1", reject(486))
+	ringing := newUA(t, "127.0.0.1", ringForever)
+	for i, tc := range []struct {
+		name   string
+		agent  *testUA
+		status int
+	}{{"refused", busy, 486}, {"cancelled", ringing, 487}, {"refused again", busy, 486}} {
+		e := runEdge(t, relayTable(tc.agent.endpoint("eu")), nil, media.Anchor[MediaSession]{M: mgr})
+		raw := newRaw(t, "127.0.0.1", net_(e))
+		callID := fmt.Sprintf("media-free-%d", i)
+		inv := raw.invite(e, numPurchased, callID, "")
+		raw.send(inv)
+		fwd := recv(t, tc.agent.invites, tc.name+": INVITE at agent")
+		if p := sdpPort(string(fwd.Body())); p < 31400 || p > 31403 {
+			t.Fatalf("%s: offer not relayed (m= port %d): ports of the previous call not freed?", tc.name, p)
+		}
+		if tc.status == 487 {
+			raw.send(cancelFor(inv))
+		}
+		en := e.events.waitEvent(t, calls.Ended, callID)
+		if en.Status != tc.status || en.Media == nil {
+			t.Fatalf("%s: ended %+v, want status %d with media figures", tc.name, en, tc.status)
+		}
+		checkFor(t, 2*time.Second, func() error {
+			if n := mgr.Active(); n != 0 {
+				return errorf("%s: %d relay sessions still open", tc.name, n)
+			}
+			return nil
+		})
+	}
+}
