@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/gateway/calls"
@@ -282,4 +283,52 @@ func TestMediaPortsFreedOnFailureAndCancel(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// TestMediaRelayReInvite: a re-INVITE in a relayed call is rewritten
+// like the INVITE: the agent is offered the same relay port as before and
+// the caller's answer points at the same caller-facing port, so media
+// keeps flowing through the same session.
+func TestMediaRelayReInvite(t *testing.T) {
+	agent := newUA(t, "127.0.0.1")
+	mgr := newMediaManager(t, 31500, 31599)
+	e := runEdge(t, relayTable(agent.endpoint("eu")), nil, media.Anchor[MediaSession]{M: mgr})
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, _, err := carrier.call(ctx, e, numPurchased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ds.Ack(ctx)
+	inv := recv(t, agent.invites, "INVITE")
+	agentSide, callerSide := sdpPort(string(inv.Body())), sdpPort(string(ds.InviteResponse.Body()))
+	if agentSide < 31500 || callerSide < 31500 || agentSide == callerSide {
+		t.Fatalf("INVITE not relayed: agent offered port %d, caller answered port %d", agentSide, callerSide)
+	}
+	// The caller moves its media (hold/transfer at the carrier).
+	moved := strings.Replace(testSDP, "m=audio 40000 ", "m=audio 40100 ", 1)
+	re := sip.NewRequest(sip.INVITE, ds.InviteResponse.Contact().Address)
+	re.SetBody([]byte(moved))
+	re.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res, err := ds.Do(ctx, re)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	reinv := recv(t, agent.invites, "re-INVITE at agent")
+	if p := sdpPort(string(reinv.Body())); p != agentSide {
+		t.Errorf("re-INVITE offers the agent port %d, want the call's relay port %d\n%s", p, agentSide, reinv.Body())
+	}
+	if strings.Contains(string(reinv.Body()), "40100") {
+		t.Errorf("the caller's new port leaked to the agent:\n%s", reinv.Body())
+	}
+	if p := sdpPort(string(res.Body())); p != callerSide {
+		t.Errorf("re-INVITE answer points the caller at port %d, want %d\n%s", p, callerSide, res.Body())
+	}
+	if mgr.Active() != 1 {
+		t.Errorf("%d relay sessions, want the call's one", mgr.Active())
+	}
+	_ = ds.WriteRequest(sip.NewRequest(sip.ACK, ds.InviteResponse.Contact().Address))
+	_ = ds.Bye(ctx)
+	recv(t, agent.byes, "BYE")
 }
