@@ -40,8 +40,12 @@ fmt:
 # Short fuzz runs of every fuzz target (seeds live under testdata/fuzz).
 FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzNormalize -fuzztime $(FUZZTIME) ./phone
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./api
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	  d=$$(dirname $$f); \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== $$d $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$d; \
+	  done; \
+	done
 
 # Go benchmarks (purchase, search, routing, SIP, webhooks, media), then the
 # load harnesses: SIPp vs Kamailio, wrk on webhooks, the RTP relay.

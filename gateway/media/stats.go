@@ -71,7 +71,9 @@ func (s *srcStats) expected() uint64 {
 func (s *srcStats) jitterUpdate(arrival, ts uint32) {
 	transit := arrival - ts
 	if s.haveTransit {
-		d := int32(transit - s.transit)
+		// The difference is taken modulo 2^32 (timestamps wrap); its
+		// magnitude in 64 bits, as -(-2^31) does not fit in an int32.
+		d := int64(int32(transit - s.transit))
 		if d < 0 {
 			d = -d
 		}

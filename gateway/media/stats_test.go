@@ -149,3 +149,16 @@ func TestLegStatsDTMFDoesNotReadAsJitter(t *testing.T) {
 		t.Fatalf("control: jitter max %v ms, want the digit to show", plain.snapshot().JitterMaxMs)
 	}
 }
+
+// A transit jump of exactly 2^31 timestamp units (a sender's timestamp
+// leaping half its range; found by FuzzPacket) must not turn the
+// jitter negative: |-2^31| does not fit in an int32.
+func TestLegStatsJitterHalfRangeJump(t *testing.T) {
+	var l legStats
+	l.rtp(1, 0, 0, 8000, 0)
+	l.rtp(1, 1, 1<<31, 8000, 0)
+	st := l.snapshot()
+	if st.JitterMillis <= 0 || math.IsInf(st.JitterMillis, 0) {
+		t.Fatalf("jitter %v ms after a half-range timestamp jump, want a large positive value", st.JitterMillis)
+	}
+}
