@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -332,6 +333,43 @@ func (u *testUA) call(ctx context.Context, e *testEdge, user string, hdrs ...sip
 	mu.Lock()
 	defer mu.Unlock()
 	return ds, append([]int(nil), codes...), err
+}
+
+// answered calls the purchased number through e, ACKs the answer and
+// returns the dialog; the test fails if the call is not answered.
+func (u *testUA) answered(ctx context.Context, t testing.TB, e *testEdge) *sipgo.DialogClientSession {
+	t.Helper()
+	ds, _, err := u.call(ctx, e, numPurchased)
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	_ = ds.Ack(ctx)
+	return ds
+}
+
+// waitBound waits until another process (SIPp) has bound port on
+// 127.0.0.1 for network ("udp" or "tcp").
+func waitBound(t testing.TB, network string, port int) {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	checkFor(t, 5*time.Second, func() error {
+		var err error
+		if network == "tcp" {
+			var l net.Listener
+			if l, err = net.Listen("tcp", addr); err == nil {
+				l.Close()
+			}
+		} else {
+			var c net.PacketConn
+			if c, err = net.ListenPacket("udp", addr); err == nil {
+				c.Close()
+			}
+		}
+		if err == nil {
+			return errorf("nothing listening on %s/%s yet", addr, network)
+		}
+		return nil
+	})
 }
 
 func statusOf(err error) int {

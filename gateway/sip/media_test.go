@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,11 +64,7 @@ func TestMediaRelay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	ds, _, err := carrier.call(ctx, e, numPurchased)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = ds.Ack(ctx)
+	ds := carrier.answered(ctx, t, e)
 	inv := recv(t, agent.invites, "INVITE")
 	offer := string(inv.Body())
 	if p := sdpPort(offer); p < 31000 || p > 31003 {
@@ -119,11 +114,7 @@ func TestMediaTimeoutByesBothSides(t *testing.T) {
 	carrier := newUA(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ds, _, err := carrier.call(ctx, e, numPurchased)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = ds.Ack(ctx)
+	carrier.answered(ctx, t, e)
 	inv := recv(t, agent.invites, "INVITE")
 	recv(t, agent.byes, "BYE at agent")
 	recv(t, carrier.byes, "BYE at carrier")
@@ -194,14 +185,7 @@ func TestSIPpRTPThroughMediaRelay(t *testing.T) {
 	uas, uasOut := startSIPp(t, dir, 30, "-sf", filepath.Join(scen, "uas_rr.xml"), "-i", "127.0.0.1",
 		"-p", strconv.Itoa(uasPort), "-mi", "127.0.0.1", "-mp", strconv.Itoa(uasMedia), "-rtp_echo",
 		"-m", "1", "-nostdin", "-trace_err")
-	checkFor(t, 5*time.Second, func() error {
-		c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(uasPort))
-		if err == nil {
-			c.Close()
-			return errorf("sipp uas not listening yet")
-		}
-		return nil
-	})
+	waitBound(t, "udp", uasPort)
 	uac, uacOut := startSIPp(t, dir, 30, "-sf", filepath.Join(scen, "uac_rtp.xml"), "-i", "127.0.0.1",
 		"-mi", "127.0.0.1", "-mp", strconv.Itoa(uacMedia),
 		"-s", numPurchased, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())), "-m", "1", "-nostdin", "-trace_err")
@@ -296,11 +280,7 @@ func TestMediaRelayReInvite(t *testing.T) {
 	carrier := newUA(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ds, _, err := carrier.call(ctx, e, numPurchased)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = ds.Ack(ctx)
+	ds := carrier.answered(ctx, t, e)
 	inv := recv(t, agent.invites, "INVITE")
 	agentSide, callerSide := sdpPort(string(inv.Body())), sdpPort(string(ds.InviteResponse.Body()))
 	if agentSide < 31500 || callerSide < 31500 || agentSide == callerSide {

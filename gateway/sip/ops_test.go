@@ -63,11 +63,7 @@ func TestDrain(t *testing.T) {
 	carrier := newUA(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ds, _, err := carrier.call(ctx, e, numPurchased)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = ds.Ack(ctx)
+	ds := carrier.answered(ctx, t, e)
 	recv(t, agent.invites, "INVITE")
 	drained := make(chan int, 1)
 	go func() { drained <- e.Drain(ctx) }()
@@ -157,11 +153,7 @@ func TestMetricsLint(t *testing.T) {
 	carrier := newUA(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ds, _, err := carrier.call(ctx, e, numPurchased)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = ds.Ack(ctx)
+	ds := carrier.answered(ctx, t, e)
 	_ = ds.Bye(ctx)
 	recv(t, agent.byes, "BYE")
 	var m bytes.Buffer

@@ -219,11 +219,7 @@ func TestFailover(t *testing.T) {
 	carrier := newUA(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ds, _, err := carrier.call(ctx, e, numPurchased)
-	if err != nil {
-		t.Fatalf("call: %v", err)
-	}
-	_ = ds.Ack(ctx)
+	ds := carrier.answered(ctx, t, e)
 	if m := dead.read(time.Second); !strings.HasPrefix(m, "INVITE") {
 		t.Errorf("dead endpoint got %q", statusLine(m))
 	}
@@ -363,11 +359,7 @@ func TestReInviteAndUpdateInDialog(t *testing.T) {
 	carrier := newUA(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ds, _, err := carrier.call(ctx, e, numPurchased)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = ds.Ack(ctx)
+	ds := carrier.answered(ctx, t, e)
 	recv(t, agent.invites, "INVITE")
 	re := sip.NewRequest(sip.INVITE, ds.InviteResponse.Contact().Address)
 	re.SetBody([]byte(testSDP))

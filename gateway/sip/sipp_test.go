@@ -84,24 +84,11 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	}
 	uas, uasOut := startSIPp(t, dir, 60, uasArgs...)
 	// the UAS is ready when its port is bound
-	checkFor(t, 5*time.Second, func() error {
-		var err error
-		if uasTransport == "t1" {
-			var l net.Listener
-			if l, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(uasPort)); err == nil {
-				l.Close()
-			}
-		} else {
-			var c net.PacketConn
-			if c, err = net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(uasPort)); err == nil {
-				c.Close()
-			}
-		}
-		if err == nil {
-			return errorf("sipp uas not listening yet")
-		}
-		return nil
-	})
+	if uasTransport == "t1" {
+		waitBound(t, "tcp", uasPort)
+	} else {
+		waitBound(t, "udp", uasPort)
+	}
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	t0 := time.Now()
