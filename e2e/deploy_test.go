@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -284,4 +285,102 @@ func TestDeployFiles(t *testing.T) {
 			t.Errorf("systemd-analyze verify callgate.service: %v\n%s", err, out)
 		}
 	}
+}
+
+// TestAlertTestsUseScrapeLabels: the rules' unit tests (alerts_test.yml)
+// feed series labelled as the shipped prometheus.yml labels them (job,
+// instance of a target, the target's own labels such as node_region), so
+// that promtool tests the rules against what Prometheus really stores: a
+// rule that aggregates "without (instance)" compares each node with itself
+// once node_region is there, and only such series show it.
+func TestAlertTestsUseScrapeLabels(t *testing.T) {
+	dir := filepath.Join(repoRoot(t), "deploy/prometheus")
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string          `yaml:"targets"`
+				Labels  map[string]string `yaml:"labels"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, filepath.Join(dir, "prometheus.yml"), &prom)
+	// instance -> the labels Prometheus attaches to its series
+	targets := map[string]map[string]string{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				l := map[string]string{"job": sc.JobName, "instance": tg}
+				for k, v := range st.Labels {
+					l[k] = v
+				}
+				targets[tg] = l
+			}
+		}
+	}
+	if len(targets) < 2 {
+		t.Fatalf("prometheus.yml scrapes %d targets, want the compose file's two gateways", len(targets))
+	}
+	var tests struct {
+		Tests []struct {
+			Name        string `yaml:"name"`
+			InputSeries []struct {
+				Series string `yaml:"series"`
+			} `yaml:"input_series"`
+		} `yaml:"tests"`
+	}
+	readYAML(t, filepath.Join(dir, "alerts_test.yml"), &tests)
+	seen := map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, in := range tc.InputSeries {
+			labels, err := seriesLabels(in.Series)
+			if err != nil {
+				t.Errorf("%s: %v", tc.Name, err)
+				continue
+			}
+			want, ok := targets[labels["instance"]]
+			if !ok {
+				t.Errorf("%s: series %s: instance %q is not a target of prometheus.yml", tc.Name, in.Series, labels["instance"])
+				continue
+			}
+			seen[labels["instance"]] = true
+			for k, v := range want {
+				if labels[k] != v {
+					t.Errorf("%s: series %s: %s=%q, but prometheus.yml gives its target %s=%q", tc.Name, in.Series, k, labels[k], k, v)
+				}
+			}
+		}
+	}
+	if len(seen) < 2 {
+		t.Errorf("alerts_test.yml uses %d of the scraped gateways; the rules comparing nodes need two", len(seen))
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// seriesLabels parses the labels of a promtool series selector,
+// `name{k="v",...}` (values without escaped quotes or commas).
+func seriesLabels(s string) (map[string]string, error) {
+	_, rest, ok := strings.Cut(s, "{")
+	if !ok || !strings.HasSuffix(rest, "}") {
+		return nil, fmt.Errorf("series %q: no labels", s)
+	}
+	labels := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimSuffix(rest, "}"), ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+			return nil, fmt.Errorf("series %q: cannot read label %q", s, kv)
+		}
+		labels[strings.TrimSpace(k)] = v[1 : len(v)-1]
+	}
+	return labels, nil
 }
