@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -42,8 +43,9 @@ func findLog(out, msg string) map[string]any {
 // TestServeDrainsOnSIGTERM runs a real `callgate serve` process with an
 // answered call in progress and sends it SIGTERM: new INVITEs get 503 with
 // Retry-After, the active dialog finishes normally, the process exits 0.
-// Its JSON log has one line per call outcome with the number masked, and
-// no secret (API keys, the credentials key, a carrier auth token).
+// Its output is JSON lines only (durations as strings), with one line per
+// call outcome with the number masked, and no secret (API keys, the
+// credentials key, a carrier auth token).
 func TestServeDrainsOnSIGTERM(t *testing.T) {
 	bin := buildCallgate(t)
 	fake := twiliofake.MustNew(t, twiliofake.Options{})
@@ -134,6 +136,15 @@ sip:
 		return nil
 	})
 
+	// Malformed datagrams from the trunk: the SIP stack's own log lines
+	// must be JSON too.
+	if conn, err := net.Dial("udp", sipAddr.String()); err == nil {
+		for _, m := range []string{"SIP/2.0 999999999999 Nope\r\nVia: x\r\n\r\n", "INVITE sip:x SIP/2.0\r\nVia: ???\r\nCSeq: x\r\n\r\n"} {
+			_, _ = conn.Write([]byte(m))
+		}
+		conn.Close()
+	}
+
 	// SIGTERM: the gateway drains.
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -178,8 +189,23 @@ sip:
 	}
 	t.Logf("exited 0, %v after the last call ended", time.Since(start).Round(time.Millisecond))
 
-	// Logs: one line per answered call outcome, number masked.
+	// Logs: with log.format json, every line on stdout and stderr is one
+	// JSON object (a log shipper parses each), and durations are strings.
 	out := p.out.String()
+	for i, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("output line %d is not JSON (%v): %s", i+1, err, l)
+		}
+	}
+	if l := findLog(out, "callgate: shutting down"); l == nil || l["drain_timeout"] != "20s" {
+		t.Errorf(`"callgate: shutting down" line: drain_timeout %#v, want "20s": %v`, l["drain_timeout"], l)
+	}
+	if l := findLog(out, "callgate: serving"); l == nil || l["api_key_file"] == nil {
+		t.Errorf(`no "callgate: serving" line naming the key files: %v`, l)
+	}
+
+	// Logs: one line per answered call outcome, number masked.
 	var callLines []map[string]any
 	for _, l := range logLines(out) {
 		if l["msg"] == "sip: call" {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -58,6 +59,7 @@ func serve(args []string) error {
 		return nil
 	}
 	log := newLogger(cfg.Log)
+	slog.SetDefault(log) // libraries logging through slog.Default or log (sipgo) write the same format
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.Start(ctx, cfg, node.Options{Log: log})
@@ -65,8 +67,8 @@ func serve(args []string) error {
 		return err
 	}
 	log.Info("callgate: serving", "version", node.Version, "http", n.HTTPAddr(), "region", cfg.Region,
-		"nats", natsDesc(cfg), "data_dir", cfg.DataDir)
-	fmt.Fprintf(os.Stderr, "callgate: API on http://%s  (workspace key: %s/api-key, admin key: %s/admin-key)\n", n.HTTPAddr(), cfg.DataDir, cfg.DataDir)
+		"nats", natsDesc(cfg), "data_dir", cfg.DataDir, "api", "http://"+n.HTTPAddr(),
+		"api_key_file", filepath.Join(cfg.DataDir, "api-key"), "admin_key_file", filepath.Join(cfg.DataDir, "admin-key"))
 	<-ctx.Done()
 	log.Info("callgate: shutting down", "drain_timeout", cfg.ShutdownTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -97,9 +99,18 @@ func newLogger(c config.Log) *slog.Logger {
 	case "error":
 		lvl = slog.LevelError
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// durationString writes durations as Go duration strings ("30s"): the
+// JSON handler would write nanoseconds as a bare number.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
