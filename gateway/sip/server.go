@@ -44,6 +44,11 @@ type Deps struct {
 	// MediaMode is the node's default for agents whose Media is empty:
 	// "direct" (default) or "relay". An agent's own setting wins.
 	MediaMode string
+	// DialogKey is the node's secret from which the key of the MACs in
+	// our Record-Route is derived; every node sharing a NATS has the same,
+	// so any of them can verify a dialog another routed. nil: a random
+	// key (record-routes verify only in this process).
+	DialogKey []byte
 }
 
 // trunkPrefix is one allowed source range.
@@ -68,6 +73,7 @@ type Server struct {
 	anyAuth             *Trunk // a trunk with credentials and no CIDRs: any source may try
 	advHost             string
 	rrUDP, rrTCP, rrTLS string // Record-Route values
+	rrKey               []byte // Record-Route MAC key (dialogauth.go)
 	viaHost             string
 
 	serverTx shardMap[*call] // caller's INVITE top Via branch → call
@@ -120,6 +126,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		idle:           make(chan struct{}),
 		stop:           make(chan struct{}),
 		noAckTimeout:   cfg.noAckTimeout,
+		rrKey:          deriveRRKey(d.DialogKey),
 	}
 	if s.noAckTimeout <= 0 {
 		s.noAckTimeout = 64 * t1
@@ -559,6 +566,10 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		}
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()
 		s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "`+why+`"`))
+		return
+	}
+	if req.Method != sip.OPTIONS && s.looped(req) {
+		s.refuseLoop(req, from)
 		return
 	}
 	switch req.Method {
