@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/routing"
@@ -264,5 +265,171 @@ func TestLoopDetected(t *testing.T) {
 			}
 			waitIdle(t, e, 10*time.Second)
 		})
+	}
+}
+
+// agentAt is a hand-driven agent endpoint on host that sends to the edge.
+func agentAt(t *testing.T, host string, e *testEdge) (*rawUA, routing.Endpoint) {
+	t.Helper()
+	r := newRaw(t, host, net_(e))
+	return r, routing.Endpoint{Region: "eu", URI: "sip:bot@" + host + ":" + itoa(r.port())}
+}
+
+// fromAgent builds an in-dialog request of the agent's for the call whose
+// INVITE the agent got: Route from the INVITE's Record-Route, to ruri.
+func fromAgent(agent *rawUA, inv, method, ruri, callID string, cseq int) string {
+	route := ""
+	for _, rr := range lines(inv, "Record-Route") {
+		route += "Route:" + strings.TrimPrefix(rr, "Record-Route:") + "\r\n"
+	}
+	host := agent.conn.LocalAddr().(*net.UDPAddr).IP.String()
+	return method + " " + ruri + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + host + ":" + itoa(agent.port()) + ";branch=z9hG4bK-ag" + method + itoa(cseq) + callID + ";rport\r\n" +
+		route + "Max-Forwards: 70\r\n" +
+		"From:" + strings.TrimPrefix(first(inv, "To"), "To:") + ";tag=ag-" + callID + "\r\n" +
+		"To:" + strings.TrimPrefix(first(inv, "From"), "From:") + "\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: " + itoa(cseq) + " " + method + "\r\nContent-Length: 0\r\n\r\n"
+}
+
+// TestInDialogOnlyTowardPeers: inside a dialog the edge routed, the
+// agent (not a trunk source) reaches the caller's side and nowhere else,
+// with the dialog record and, once the record is gone (another node, a
+// restart), by the MACs in our Record-Route; an agent cannot use a
+// Contact naming a third party, nor another dialog's Record-Route.
+func TestInDialogOnlyTowardPeers(t *testing.T) {
+	tbl := &routing.Table{}
+	tbl.Store(routing.NewBuilder().Build())
+	e := runEdge(t, tbl, func(c *Config) { c.Trunks[0].CIDRs = []string{"127.0.0.1/32"} }, nil)
+	agent, ep := agentAt(t, "127.0.0.55", e)
+	e.table.Store(buildTable(ep).Load())
+	caller := newRaw(t, "127.0.0.1", net_(e))
+	callerURI := "sip:caller@127.0.0.1:" + itoa(caller.port())
+	refused := func() float64 { return testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("relay_denied")) }
+
+	expect403 := func(t *testing.T, v *victim, msg string) {
+		t.Helper()
+		before := refused()
+		agent.send(msg)
+		if m := waitAnswerOrRelay(t, v, agent.readFinal); !strings.HasPrefix(m, "SIP/2.0 403") {
+			t.Errorf("got %q, want 403", statusLine(m))
+		}
+		if got := refused(); got != before+1 {
+			t.Errorf("rejected_total{reason=relay_denied} %v -> %v, want +1", before, got)
+		}
+	}
+	expectAtCaller := func(t *testing.T, msg string) {
+		t.Helper()
+		agent.send(msg)
+		if m := caller.readRequest("INFO", 10*time.Second); m == "" {
+			t.Fatal("the agent's INFO did not reach the caller")
+		}
+	}
+
+	inv, ok := answeredCall(t, e, caller, agent, "peers-1")
+	if !strings.Contains(first(inv, "Record-Route"), ";"+rrParam+"=") {
+		t.Fatalf("our Record-Route carries no MACs: %q", first(inv, "Record-Route"))
+	}
+	caller.send(inDialog(e, caller, ok, "ACK", 1, true))
+	if agent.readRequest("ACK", 10*time.Second) == "" {
+		t.Fatal("ACK not forwarded to the agent")
+	}
+
+	t.Run("record/third party", func(t *testing.T) {
+		v := newVictim(t)
+		expect403(t, v, fromAgent(agent, inv, "INFO", "sip:+19005550100@127.0.0.77:"+itoa(v.port), "peers-1", 10))
+	})
+	t.Run("record/caller", func(t *testing.T) {
+		expectAtCaller(t, fromAgent(agent, inv, "INFO", callerURI, "peers-1", 11))
+	})
+
+	// the caller hangs up: the record ends, the Record-Route still works
+	caller.send(inDialog(e, caller, ok, "BYE", 2, true))
+	bye := agent.readRequest("BYE", 10*time.Second)
+	if bye == "" {
+		t.Fatal("BYE not forwarded to the agent")
+	}
+	agent.replyTo(bye, 200, "OK", "", "")
+	waitIdle(t, e, 10*time.Second)
+
+	t.Run("no record/third party", func(t *testing.T) {
+		v := newVictim(t)
+		expect403(t, v, fromAgent(agent, inv, "INFO", "sip:+19005550100@127.0.0.77:"+itoa(v.port), "peers-1", 12))
+	})
+	t.Run("no record/caller", func(t *testing.T) {
+		expectAtCaller(t, fromAgent(agent, inv, "INFO", callerURI, "peers-1", 13))
+	})
+	t.Run("no record/another dialog's Record-Route", func(t *testing.T) {
+		v := newVictim(t)
+		expect403(t, v, fromAgent(agent, inv, "INFO", callerURI, "peers-other", 14))
+	})
+	t.Run("record/agent Contact naming a third party", func(t *testing.T) {
+		v := newVictim(t)
+		agent.contact = "sip:+19005550100@127.0.0.77:" + itoa(v.port)
+		defer func() { agent.contact = "" }()
+		inv2, _ := answeredCall(t, e, caller, agent, "peers-2")
+		// From the agent, claiming the caller's side (its From tag).
+		msg := fromAgent(agent, inv2, "INFO", agent.contact, "peers-2", 20)
+		msg = strings.Replace(msg, "From:"+strings.TrimPrefix(first(inv2, "To"), "To:")+";tag=ag-peers-2",
+			"From:"+strings.TrimPrefix(first(inv2, "From"), "From:"), 1)
+		expect403(t, v, msg)
+	})
+}
+
+// TestRecordRouteMACs: a Record-Route token verifies on any edge with the
+// same key (another node, a restart) for its Call-ID and its two peers
+// only, and on no edge with another key.
+func TestRecordRouteMACs(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	mk := func(k []byte) *Server {
+		s, err := New(Config{Addr: "127.0.0.1:0", Trunks: DefaultConfig().Trunks}, Deps{Table: &routing.Table{}, DialogKey: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b, other := mk(key), mk(key), mk([]byte("another key, 32 bytes long......"))
+	tok := a.rrToken("call-1", "[::ffff:192.0.2.10]", "Agent.Example.COM")
+	rr := func(s *Server, tok string) []sip.Uri {
+		var u sip.Uri
+		if err := sip.ParseUri("sip:127.0.0.1:5060;lr;"+rrParam+"="+tok, &u); err != nil {
+			t.Fatal(err)
+		}
+		return []sip.Uri{u}
+	}
+	for _, tc := range []struct {
+		name         string
+		s            *Server
+		callID, host string
+		want         bool
+	}{
+		{"same node, caller hop", a, "call-1", "192.0.2.10", true},
+		{"other node, caller hop", b, "call-1", "192.0.2.10", true},
+		{"other node, agent host", b, "call-1", "agent.example.com", true},
+		{"third party", b, "call-1", "127.0.0.77", false},
+		{"another Call-ID", b, "call-2", "192.0.2.10", false},
+		{"another key", other, "call-1", "192.0.2.10", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := false
+			if tk := tc.s.routeToken(rr(tc.s, tok), tc.callID); tk != "" {
+				h := hostKey(tc.host)
+				got = tc.s.tokenMatch(tk, 1, tc.callID, macCaller, h) || tc.s.tokenMatch(tk, 2, tc.callID, macAgent, h)
+			}
+			if got != tc.want {
+				t.Errorf("verified %v, want %v", got, tc.want)
+			}
+		})
+	}
+	for i := range tok {
+		c := byte('A')
+		if tok[i] == c {
+			c = 'B'
+		}
+		changed := tok[:i] + string(c) + tok[i+1:]
+		tk := a.routeToken(rr(a, changed), "call-1")
+		if tk != "" && (a.tokenMatch(tk, 1, "call-1", macCaller, "192.0.2.10") && a.tokenMatch(tk, 2, "call-1", macAgent, "agent.example.com")) {
+			t.Errorf("token changed at %d verified", i)
+		}
 	}
 }
