@@ -258,6 +258,18 @@ func (s *Server) refuseLoop(req *sip.Request, from peer) {
 		"from", from.addr.String(), "max_forwards", maxForwards(req))
 }
 
+// isOwnAddr reports whether a is this edge's listening or advertised
+// address: a request we forwarded to an endpoint that resolves back to us
+// comes from there, and must reach the loop check rather than the source
+// filter (which would leave the call's branch waiting for an answer).
+func (s *Server) isOwnAddr(a netip.Addr) bool {
+	if l := s.tp.udpAddr.Addr(); !l.IsUnspecified() && a == l {
+		return true
+	}
+	adv, err := netip.ParseAddr(trimBrackets(s.advHost))
+	return err == nil && a == adv.Unmap()
+}
+
 func maxForwards(req *sip.Request) string {
 	if mf := req.MaxForwards(); mf != nil {
 		return strconv.Itoa(int(*mf))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,21 +238,36 @@ func TestNoRelayFromAgentAddress(t *testing.T) {
 }
 
 // TestLoopDetected: an agent endpoint that resolves back to the edge
-// itself. The INVITE comes back once, is refused with 482 there, and the
-// caller gets 482 — not 70 forwarded copies ending in 483.
+// itself (by its address, or by a DNS name when the edge's own address is
+// neither a trunk nor an agent address). The INVITE comes back once, is
+// refused with 482 there, and the caller gets 482 — not 70 forwarded
+// copies ending in 483.
 func TestLoopDetected(t *testing.T) {
-	for _, tr := range []string{"udp", "tcp"} {
-		t.Run(tr, func(t *testing.T) {
+	for _, tc := range []struct{ name, tr, host, callerHost string }{
+		{"udp", "udp", "127.0.0.1", "127.0.0.1"},
+		{"tcp", "tcp", "127.0.0.1", "127.0.0.1"},
+		{"dns/unlisted source", "udp", "localhost", "127.0.0.2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			tbl := &routing.Table{}
 			tbl.Store(routing.NewBuilder().Build())
-			e := runEdge(t, tbl, nil, nil)
+			e := runEdge(t, tbl, func(c *Config) { c.Trunks[0].CIDRs = []string{tc.callerHost + "/32"} }, nil)
+			tr := tc.tr
 			port := e.UDPAddr().Port()
 			if tr == "tcp" {
 				port = e.TCPAddr().Port()
 			}
-			ep := routing.Endpoint{Region: "eu", URI: "sip:" + numPurchased + "@127.0.0.1:" + itoa(int(port)) + ";transport=" + tr}
+			ep := routing.Endpoint{Region: "eu", URI: "sip:" + numPurchased + "@" + tc.host + ":" + itoa(int(port)) + ";transport=" + tr}
 			tbl.Store(buildTable(ep).Load())
-			caller := newRaw(t, "127.0.0.1", net_(e))
+			if tc.host == "localhost" {
+				// the agent addresses of this snapshot are known before
+				// the name is resolved: 127.0.0.1 (the edge) is neither a
+				// trunk nor an agent address
+				if a := netip.MustParseAddr("127.0.0.1"); e.trunkFor(a) != nil || e.isAgentAddr(a) {
+					t.Fatal("127.0.0.1 is a trunk or agent address: the case tests nothing")
+				}
+			}
+			caller := newRaw(t, tc.callerHost, net_(e))
 			caller.send(caller.invite(e, numPurchased, "loop-"+tr, ""))
 			m := caller.readFinal(15 * time.Second)
 			if !strings.HasPrefix(m, "SIP/2.0 482") {

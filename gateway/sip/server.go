@@ -268,14 +268,17 @@ func (s *Server) Drain(ctx context.Context) int {
 func (s *Server) Draining() bool { return s.draining.Load() }
 
 // allowedSource is the pre-parse filter: trunk CIDRs, agent endpoint
-// addresses from the routing snapshot, and (only when a credentials-only
-// trunk exists) any source.
+// addresses from the routing snapshot, our own address (loops), and (only
+// when a credentials-only trunk exists) any source.
 func (s *Server) allowedSource(a netip.Addr) bool {
 	if s.trunkFor(a) != nil {
 		return true
 	}
 	if s.isAgentAddr(a) {
 		return true
+	}
+	if s.isOwnAddr(a) {
+		return true // our own requests that loop back (482) and the answers to them
 	}
 	return s.anyAuth != nil
 }
