@@ -6,9 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"hash"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -60,15 +63,28 @@ const (
 	macAgent  = "a"
 )
 
+// macPool holds keyed HMAC states for one key (an HMAC is not safe for
+// concurrent use; a pooled one saves its allocations per call).
+type macPool struct {
+	p sync.Pool
+}
+
+func newMacPool(key []byte) *macPool {
+	return &macPool{p: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
 func (s *Server) mac(dst []byte, callID, part, host string) []byte {
-	m := hmac.New(sha256.New, s.rrKey)
-	m.Write([]byte(callID))
+	m := s.macs.p.Get().(hash.Hash)
+	m.Reset()
+	_, _ = io.WriteString(m, callID)
 	m.Write([]byte{0})
-	m.Write([]byte(part))
+	_, _ = io.WriteString(m, part)
 	m.Write([]byte{0})
-	m.Write([]byte(host))
+	_, _ = io.WriteString(m, host)
 	var sum [sha256.Size]byte
-	return macB64.AppendEncode(dst, m.Sum(sum[:0])[:macLen])
+	out := m.Sum(sum[:0])
+	s.macs.p.Put(m)
+	return macB64.AppendEncode(dst, out[:macLen])
 }
 
 // rrToken is the rrParam value for a call forwarded to agentHost whose

@@ -72,8 +72,8 @@ type Server struct {
 	prefixes            []trunkPrefix
 	anyAuth             *Trunk // a trunk with credentials and no CIDRs: any source may try
 	advHost             string
-	rrUDP, rrTCP, rrTLS string // Record-Route values
-	rrKey               []byte // Record-Route MAC key (dialogauth.go)
+	rrUDP, rrTCP, rrTLS string   // Record-Route values
+	macs                *macPool // Record-Route MACs (dialogauth.go)
 	viaHost             string
 
 	serverTx shardMap[*call] // caller's INVITE top Via branch → call
@@ -126,7 +126,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		idle:           make(chan struct{}),
 		stop:           make(chan struct{}),
 		noAckTimeout:   cfg.noAckTimeout,
-		rrKey:          deriveRRKey(d.DialogKey),
+		macs:           newMacPool(deriveRRKey(d.DialogKey)),
 	}
 	if s.noAckTimeout <= 0 {
 		s.noAckTimeout = 64 * t1
