@@ -1,13 +1,13 @@
 package sip
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"hash"
-	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -41,8 +41,8 @@ const macLen = 8
 
 var macB64 = base64.RawURLEncoding
 
-// macChars is the length of one encoded MAC.
-var macChars = macB64.EncodedLen(macLen)
+// macChars is the length of one encoded MAC (unpadded base64url).
+const macChars = (macLen*8 + 5) / 6
 
 // deriveRRKey derives the Record-Route MAC key from the node's secret
 // (nil: a random key, so that record-routes verify only in this process).
@@ -63,44 +63,50 @@ const (
 	macAgent  = "a"
 )
 
-// macPool holds keyed HMAC states for one key (an HMAC is not safe for
-// concurrent use; a pooled one saves its allocations per call).
+// macPool holds keyed HMAC states for one key with a buffer each (an
+// HMAC is not safe for concurrent use; a pooled one costs no allocation).
 type macPool struct {
 	p sync.Pool
 }
 
+type macState struct {
+	h   hash.Hash
+	msg []byte
+	sum [sha256.Size]byte
+}
+
 func newMacPool(key []byte) *macPool {
-	return &macPool{p: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+	return &macPool{p: sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, key)} }}}
 }
 
+// mac appends to dst the encoded MAC of (callID, part, host).
 func (s *Server) mac(dst []byte, callID, part, host string) []byte {
-	m := s.macs.p.Get().(hash.Hash)
-	m.Reset()
-	_, _ = io.WriteString(m, callID)
-	m.Write([]byte{0})
-	_, _ = io.WriteString(m, part)
-	m.Write([]byte{0})
-	_, _ = io.WriteString(m, host)
-	var sum [sha256.Size]byte
-	out := m.Sum(sum[:0])
-	s.macs.p.Put(m)
-	return macB64.AppendEncode(dst, out[:macLen])
+	m := s.macs.p.Get().(*macState)
+	m.msg = append(append(append(append(append(m.msg[:0], callID...), 0), part...), 0), host...)
+	m.h.Reset()
+	m.h.Write(m.msg)
+	dst = macB64.AppendEncode(dst, m.h.Sum(m.sum[:0])[:macLen])
+	if cap(m.msg) <= 1024 {
+		s.macs.p.Put(m)
+	}
+	return dst
 }
 
-// rrToken is the rrParam value for a call forwarded to agentHost whose
-// caller side is reached through callerHop.
-func (s *Server) rrToken(callID, callerHop, agentHost string) string {
-	b := make([]byte, 0, 3*macChars)
-	b = s.mac(b, callID, macCall, "")
-	b = s.mac(b, callID, macCaller, hostKey(callerHop))
-	b = s.mac(b, callID, macAgent, hostKey(agentHost))
-	return string(b)
+// rrToken appends to dst the rrParam value for a call forwarded to
+// agentHost whose caller side is reached through callerHop.
+func (s *Server) rrToken(dst []byte, callID, callerHop, agentHost string) []byte {
+	dst = s.mac(dst, callID, macCall, "")
+	dst = s.mac(dst, callID, macCaller, hostKey(callerHop))
+	return s.mac(dst, callID, macAgent, hostKey(agentHost))
 }
 
-// rrWithToken is our Record-Route value for transport p with the token.
-func (s *Server) rrWithToken(p proto, token string) string {
+// writeRR writes our Record-Route value for transport p with the token.
+func (s *Server) writeRR(buf *bytes.Buffer, p proto, token []byte) {
 	rr := s.rr(p)
-	return rr[:len(rr)-1] + ";" + rrParam + "=" + token + ">"
+	buf.WriteString(rr[:len(rr)-1])
+	buf.WriteString(";" + rrParam + "=")
+	buf.Write(token)
+	buf.WriteByte('>')
 }
 
 // tokenMatch reports whether the encoded MAC part i of tok is the MAC of
@@ -132,7 +138,7 @@ func (s *Server) routeToken(ours []sip.Uri, callID string) string {
 // side through: the caller's INVITE top Record-Route (the carrier's
 // proxy next to us), else its Contact, else its source address.
 func (s *Server) callerHop(inv *sip.Request, up peer) string {
-	for _, h := range inv.GetHeaders("Record-Route") {
+	for _, h := range inv.Headers() {
 		if rr, ok := h.(*sip.RecordRouteHeader); ok && !s.isUs(&rr.Address) {
 			return rr.Address.Host
 		}
@@ -143,22 +149,60 @@ func (s *Server) callerHop(inv *sip.Request, up peer) string {
 	return up.addr.Addr().String()
 }
 
-// hostKey is a host compared by value: lower case, no brackets, an IP in
-// its canonical form.
+// hostKey is a host as MACed: lower case, no brackets, an IP in its
+// canonical form.
 func hostKey(h string) string {
 	h = trimBrackets(h)
 	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Is4() {
+			return h // ParseAddr takes only the canonical IPv4 form
+		}
 		return a.Unmap().String()
 	}
 	return strings.ToLower(h)
 }
 
-// targetKeys are the forms a request target's host is compared in: as
-// written, and its address when it is a name already resolved (no DNS
+// hostRef is a request target's host: its name (lower case; "" for an
+// IP) and its address (the IP, or the name's cached resolution: no DNS
 // on this path).
-func (s *Server) targetKeys(u *sip.Uri) (string, netip.Addr) {
-	a, _ := s.tp.resolveOpt(u.Host, false)
-	return hostKey(u.Host), a
+type hostRef struct {
+	name string
+	addr netip.Addr
+}
+
+func (s *Server) targetRef(u *sip.Uri) hostRef {
+	h := trimBrackets(u.Host)
+	if a, err := netip.ParseAddr(h); err == nil {
+		return hostRef{addr: a.Unmap()}
+	}
+	r := hostRef{name: strings.ToLower(h)}
+	if a, err := s.tp.resolveOpt(h, false); err == nil {
+		r.addr = a
+	}
+	return r
+}
+
+// is reports whether host h (a name or an IP) names the target.
+func (r hostRef) is(h string) bool {
+	h = trimBrackets(h)
+	if a, err := netip.ParseAddr(h); err == nil {
+		return r.addr.IsValid() && a.Unmap() == r.addr
+	}
+	return r.name != "" && strings.EqualFold(h, r.name)
+}
+
+func (r hostRef) isAddr(a netip.Addr) bool { return r.addr.IsValid() && a.Unmap() == r.addr }
+
+// keys are the target's forms as MACed.
+func (r hostRef) keys() []string {
+	var k []string
+	if r.name != "" {
+		k = append(k, r.name)
+	}
+	if r.addr.IsValid() {
+		k = append(k, r.addr.String())
+	}
+	return k
 }
 
 // inDialogAllowed decides whether a request from `from` inside dialog
@@ -166,14 +210,10 @@ func (s *Server) targetKeys(u *sip.Uri) (string, netip.Addr) {
 // ours are the Route entries naming us that the request carried.
 // It returns the refusal reason ("" when allowed).
 func (s *Server) inDialogAllowed(c *call, callID string, ours []sip.Uri, target *sip.Uri, from peer) string {
-	k, a := s.targetKeys(target)
-	ka := ""
-	if a.IsValid() {
-		ka = a.String()
-	}
+	t := s.targetRef(target)
 	if c != nil {
 		c.mu.Lock()
-		ok, live := c.peerAllowed(k, ka, from)
+		ok, live := c.peerAllowed(t, from)
 		c.mu.Unlock()
 		if live {
 			if ok {
@@ -186,22 +226,21 @@ func (s *Server) inDialogAllowed(c *call, callID string, ours []sip.Uri, target 
 	if tok == "" {
 		return "relay_denied"
 	}
-	for _, h := range []string{k, ka} {
-		if h != "" && (s.tokenMatch(tok, 1, callID, macCaller, h) || s.tokenMatch(tok, 2, callID, macAgent, h)) {
+	for _, h := range t.keys() {
+		if s.tokenMatch(tok, 1, callID, macCaller, h) || s.tokenMatch(tok, 2, callID, macAgent, h) {
 			return ""
 		}
 	}
 	// The agent's Contact may name another host than its endpoint: a
 	// carrier (a trunk source) may still reach an agent address in a
 	// dialog we routed.
-	if a.IsValid() && s.trunkFor(from.addr.Addr()) != nil && s.isAgentAddr(a) {
+	if t.addr.IsValid() && s.trunkFor(from.addr.Addr()) != nil && s.isAgentAddr(t.addr) {
 		return ""
 	}
 	return "relay_denied"
 }
 
-// peerAllowed reports whether target (host key k, resolved address ka)
-// is a peer of the dialog that a request from `from` may go to; live is
+// peerAllowed reports whether target t is a peer of the dialog that a request from `from` may go to; live is
 // false when the record has ended (then the Record-Route decides).
 // c.mu held.
 //
@@ -211,24 +250,23 @@ func (s *Server) inDialogAllowed(c *call, callID string, ours []sip.Uri, target 
 // Contact is the agent's own word, so it counts only for a request from
 // the caller side (the caller's address or a trunk): an agent cannot
 // name a third party as its Contact and then send requests there itself.
-func (c *call) peerAllowed(k, ka string, from peer) (ok, live bool) {
+func (c *call) peerAllowed(t hostRef, from peer) (ok, live bool) {
 	if c.ended || c.inv == nil || c.cur == nil {
 		return false, false
 	}
-	is := func(h string) bool { h = hostKey(h); return h != "" && (h == k || h == ka) }
 	s := c.s
-	if is(c.up.addr.Addr().String()) || is(c.cur.target.Host) || is(c.cur.to.addr.Addr().String()) {
+	if t.isAddr(c.up.addr.Addr()) || t.is(c.cur.target.Host) || t.isAddr(c.cur.to.addr.Addr()) {
 		return true, true
 	}
-	if ct := c.inv.Contact(); ct != nil && is(ct.Address.Host) {
+	if ct := c.inv.Contact(); ct != nil && t.is(ct.Address.Host) {
 		return true, true
 	}
-	for _, h := range c.inv.GetHeaders("Record-Route") {
-		if rr, ok := h.(*sip.RecordRouteHeader); ok && !s.isUs(&rr.Address) && is(rr.Address.Host) {
+	for _, h := range c.inv.Headers() {
+		if rr, ok := h.(*sip.RecordRouteHeader); ok && !s.isUs(&rr.Address) && t.is(rr.Address.Host) {
 			return true, true
 		}
 	}
-	if c.agentTarget != nil && is(c.agentTarget.Host) {
+	if c.agentTarget != nil && t.is(c.agentTarget.Host) {
 		fa := from.addr.Addr()
 		return fa == c.up.addr.Addr() || s.trunkFor(fa) != nil, true
 	}

@@ -293,13 +293,14 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	// Record-Route: one entry, or two when the legs use different
 	// transports (RFC 5658): the callee-facing one on top. Each carries
 	// the MACs that let any node of ours verify the dialog and its peers.
-	tok := s.rrToken(c.id, s.callerHop(c.inv, c.up), target.Host)
+	var tb [3 * macChars]byte
+	tok := s.rrToken(tb[:0], c.id, s.callerHop(c.inv, c.up), target.Host)
 	buf.WriteString("Record-Route: ")
-	buf.WriteString(s.rrWithToken(p, tok))
+	s.writeRR(buf, p, tok)
 	buf.WriteString("\r\n")
 	if p != c.up.proto {
 		buf.WriteString("Record-Route: ")
-		buf.WriteString(s.rrWithToken(c.up.proto, tok))
+		s.writeRR(buf, c.up.proto, tok)
 		buf.WriteString("\r\n")
 	}
 	leadingRoute, haveMF := true, false

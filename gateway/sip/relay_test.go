@@ -405,7 +405,7 @@ func TestRecordRouteMACs(t *testing.T) {
 		return s
 	}
 	a, b, other := mk(key), mk(key), mk([]byte("another key, 32 bytes long......"))
-	tok := a.rrToken("call-1", "[::ffff:192.0.2.10]", "Agent.Example.COM")
+	tok := string(a.rrToken(nil, "call-1", "[::ffff:192.0.2.10]", "Agent.Example.COM"))
 	rr := func(s *Server, tok string) []sip.Uri {
 		var u sip.Uri
 		if err := sip.ParseUri("sip:127.0.0.1:5060;lr;"+rrParam+"="+tok, &u); err != nil {
