@@ -3,6 +3,8 @@ package sip
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -246,12 +248,13 @@ func TestLoopDetected(t *testing.T) {
 	for _, tc := range []struct{ name, tr, host, callerHost string }{
 		{"udp", "udp", "127.0.0.1", "127.0.0.1"},
 		{"tcp", "tcp", "127.0.0.1", "127.0.0.1"},
-		{"dns/unlisted source", "udp", "localhost", "127.0.0.2"},
+		{"dns-unlisted-source", "udp", "localhost", "127.0.0.2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tbl := &routing.Table{}
 			tbl.Store(routing.NewBuilder().Build())
-			e := runEdge(t, tbl, func(c *Config) { c.Trunks[0].CIDRs = []string{tc.callerHost + "/32"} }, nil)
+			var logs syncBuffer
+			e := runLoggedEdge(t, tbl, func(c *Config) { c.Trunks[0].CIDRs = []string{tc.callerHost + "/32"} }, &logs)
 			tr := tc.tr
 			port := e.UDPAddr().Port()
 			if tr == "tcp" {
@@ -268,7 +271,7 @@ func TestLoopDetected(t *testing.T) {
 				}
 			}
 			caller := newRaw(t, tc.callerHost, net_(e))
-			caller.send(caller.invite(e, numPurchased, "loop-"+tr, ""))
+			caller.send(caller.invite(e, numPurchased, "loop-"+tc.name, ""))
 			m := caller.readFinal(15 * time.Second)
 			if !strings.HasPrefix(m, "SIP/2.0 482") {
 				t.Errorf("caller got %q, want 482 Loop Detected", statusLine(m))
@@ -278,6 +281,23 @@ func TestLoopDetected(t *testing.T) {
 			}
 			if n := testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("loop_detected")); n != 1 {
 				t.Errorf("rejected_total{reason=loop_detected} = %v, want 1", n)
+			}
+			// one info line: the call's outcome, 482 loop_detected
+			var lines []string
+			checkFor(t, 10*time.Second, func() error {
+				lines = lines[:0]
+				for _, l := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(l, `"call_id":"loop-`+tc.name+`"`) && !strings.Contains(l, `"level":"DEBUG"`) {
+						lines = append(lines, l)
+					}
+				}
+				if len(lines) == 0 {
+					return errorf("no log line for the call")
+				}
+				return nil
+			})
+			if len(lines) != 1 || !strings.Contains(lines[0], `"status":482`) || !strings.Contains(lines[0], `"reason":"loop_detected"`) {
+				t.Errorf("want one line with status 482, reason loop_detected; got %d:\n%s", len(lines), strings.Join(lines, "\n"))
 			}
 			waitIdle(t, e, 10*time.Second)
 		})
@@ -448,4 +468,34 @@ func TestRecordRouteMACs(t *testing.T) {
 			t.Errorf("token changed at %d verified", i)
 		}
 	}
+}
+
+// runLoggedEdge is runEdge with the edge's log (JSON, debug and up) in logs.
+func runLoggedEdge(t *testing.T, table *routing.Table, tweak func(*Config), logs *syncBuffer) *testEdge {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Region = "test"
+	cfg.InviteTimeout = 400 * time.Millisecond
+	cfg.Probe.Disabled = true
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	rec := &recorder{}
+	s, err := New(cfg, Deps{Table: table, Events: rec,
+		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	checkFor(t, 10*time.Second, func() error {
+		if !s.Ready() {
+			return errorf("not ready")
+		}
+		return nil
+	})
+	return &testEdge{Server: s, events: rec, table: table}
 }
