@@ -208,19 +208,30 @@ func TestNoRelayFromAgentAddress(t *testing.T) {
 	refused := func() float64 { return testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("relay_denied")) }
 
 	for _, tr := range []string{"UDP", "TCP"} {
-		for _, method := range []string{"INVITE", "MESSAGE", "BYE"} {
+		for _, method := range []string{"INVITE", "MESSAGE", "BYE", "BYE/loose-route"} {
 			t.Run(tr+"/"+method, func(t *testing.T) {
 				v := newVictim(t)
 				before := refused()
-				callID := "relay-" + tr + "-" + method
+				callID := "relay-" + tr + "-" + strings.ReplaceAll(method, "/", "-")
+				msg := func(port int) string {
+					m, next := method, ""
+					if m, next, _ = strings.Cut(m, "/"); next != "" {
+						// the victim as the next Route, the Request-URI elsewhere
+						msg := relayAttempt(e, m, tr, agentHost, port, v, callID)
+						msg = strings.Replace(msg, "sip:+19005550100@127.0.0.77:"+itoa(v.port)+" SIP/2.0",
+							"sip:+19005550100@192.0.2.1 SIP/2.0", 1)
+						return strings.Replace(msg, ";lr>\r\n", ";lr>\r\nRoute: <sip:127.0.0.77:"+itoa(v.port)+";lr>\r\n", 1)
+					}
+					return relayAttempt(e, m, tr, agentHost, port, v, callID)
+				}
 				var m string
 				if tr == "UDP" {
 					a := newRaw(t, agentHost, net_(e))
-					a.send(relayAttempt(e, method, tr, agentHost, a.port(), v, callID))
+					a.send(msg(a.port()))
 					m = waitAnswerOrRelay(t, v, a.readFinal)
 				} else {
 					c := dialTCPFrom(t, agentHost, e.TCPAddr().String())
-					if _, err := c.c.Write([]byte(relayAttempt(e, method, tr, agentHost, c.port(), v, callID))); err != nil {
+					if _, err := c.c.Write([]byte(msg(c.port()))); err != nil {
 						t.Fatal(err)
 					}
 					m = waitAnswerOrRelay(t, v, c.readFinal)
