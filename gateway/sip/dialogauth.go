@@ -240,9 +240,9 @@ func (s *Server) inDialogAllowed(c *call, callID string, ours []sip.Uri, target 
 	return "relay_denied"
 }
 
-// peerAllowed reports whether target t is a peer of the dialog that a request from `from` may go to; live is
-// false when the record has ended (then the Record-Route decides).
-// c.mu held.
+// peerAllowed reports whether target t is a peer of the dialog that a
+// request from `from` may go to; live is false when the record has ended
+// (then the Record-Route decides). c.mu held.
 //
 // Caller side peers: the caller's source address, its Contact, the
 // hosts of its INVITE's Record-Route. Agent side: the endpoint the call
