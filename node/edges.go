@@ -35,7 +35,7 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 		sc.Region = cfg.Region
 	}
 	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
-		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode})
+		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey})
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,9 @@ type Node struct {
 	adminKey string
 	edges    edges
 	handler  handlerSwitch
+	// dialogKey is secret_key: the SIP edge derives the key of its
+	// Record-Route MACs from it, so every node verifies the others'.
+	dialogKey []byte
 }
 
 // handlerSwitch serves whichever handler is current (start-up, then the API).
@@ -164,6 +167,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		return nil, fmt.Errorf("node: secret_key: %w", err)
 	}
 	n.log.Debug("node: credentials key loaded", "source", keySource)
+	n.dialogKey = key
 	if err := checkSecretKey(octx, st, box, keySource); err != nil {
 		n.Close()
 		return nil, err

@@ -32,8 +32,12 @@ func (r *rawUA) replyTo(req string, code int, reason, toTag, body string) {
 	if rr := lines(req, "Record-Route"); len(rr) > 0 {
 		msg += strings.Join(rr, "\r\n") + "\r\n"
 	}
+	contact := r.contact
+	if contact == "" {
+		contact = "sip:bot@" + r.conn.LocalAddr().(*net.UDPAddr).IP.String() + ":" + strconv.Itoa(r.port())
+	}
 	msg += first(req, "From") + "\r\n" + to + "\r\n" + first(req, "Call-ID") + "\r\n" + first(req, "CSeq") + "\r\n" +
-		"Contact: <sip:bot@127.0.0.1:" + strconv.Itoa(r.port()) + ">\r\n"
+		"Contact: <" + contact + ">\r\n"
 	if body != "" {
 		msg += "Content-Type: application/sdp\r\n"
 	}

@@ -396,6 +396,9 @@ type rawUA struct {
 	t    testing.TB
 	conn *net.UDPConn
 	to   *net.UDPAddr
+	// contact replaces the Contact URI of replyTo's answers ("": the
+	// UA's own address).
+	contact string
 }
 
 func newRaw(t testing.TB, host string, to net.Addr) *rawUA {

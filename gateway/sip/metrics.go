@@ -70,6 +70,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dropped_total", Help: "Messages dropped without a reply, by reason."}, []string{"reason"}),
 	}
 	m.regions.max = maxRegions
+	// refusals that alerts watch exist from the start (at 0)
+	for _, r := range []string{"relay_denied", "loop_detected"} {
+		m.Rejected.WithLabelValues(r)
+	}
+	for _, r := range []string{"relay_denied", "loop"} {
+		m.Dropped.WithLabelValues(r)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.SetupProvisional, m.SetupAnswer, m.ProbeRTT, m.RegionRTT,
 			m.RegionEndpoints, m.EndpointRTT, m.EndpointUp, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped} {

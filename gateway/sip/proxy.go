@@ -291,13 +291,16 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	buf.WriteString(" SIP/2.0\r\n")
 	s.writeVia(buf, p, branchID)
 	// Record-Route: one entry, or two when the legs use different
-	// transports (RFC 5658): the callee-facing one on top.
+	// transports (RFC 5658): the callee-facing one on top. Each carries
+	// the MACs that let any node of ours verify the dialog and its peers.
+	var tb [3 * macChars]byte
+	tok := s.rrToken(tb[:0], c.id, s.callerHop(c.inv, c.up), target.Host)
 	buf.WriteString("Record-Route: ")
-	buf.WriteString(s.rr(p))
+	s.writeRR(buf, p, tok)
 	buf.WriteString("\r\n")
 	if p != c.up.proto {
 		buf.WriteString("Record-Route: ")
-		buf.WriteString(s.rr(c.up.proto))
+		s.writeRR(buf, c.up.proto, tok)
 		buf.WriteString("\r\n")
 	}
 	leadingRoute, haveMF := true, false
@@ -606,7 +609,11 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		c.state = stCompleted
 		c.lastUp = []byte(res.String())
 		c.sendUpRaw(string(sip.INVITE), code)
-		c.finish(code, "rejected")
+		reason := "rejected"
+		if code == 482 {
+			reason = "loop_detected" // the endpoint routes back to us (or a loop past it)
+		}
+		c.finish(code, reason)
 	}
 }
 
@@ -892,7 +899,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		return
 	}
 	popped := false
+	var ours []sip.Uri // the Route entries naming us (their MACs)
 	for r := topRoute(req); r != nil && s.isUs(&r.Address); r = topRoute(req) {
+		ours = append(ours, r.Address)
 		req.RemoveHeader("Route")
 		popped = true
 	}
@@ -928,15 +937,19 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		req.Recipient = *pt
 		target = &req.Recipient
 	}
-	// Not an open relay: an in-dialog request goes between a carrier and
-	// an agent of a dialog we record-routed (the dialog may predate a
-	// restart, so a known agent address at either end also counts).
-	if _, known := s.dialogs.get(callID); !known &&
-		!s.isAgentAddr(from.addr.Addr()) && !s.isAgentAddrURI(target) {
+	// Not an open relay: an in-dialog request is forwarded only inside a
+	// dialog we routed (its record here, or our verified Record-Route),
+	// toward that dialog's peers (dialogauth.go).
+	rec, _ := s.dialogs.get(callID)
+	if why := s.inDialogAllowed(rec, callID, ours, target, from); why != "" {
 		if !isAck {
-			s.metrics.Rejected.WithLabelValues("relay_denied").Inc()
+			s.metrics.Rejected.WithLabelValues(why).Inc()
 			s.replyStateless(req, from, 403, "Forbidden")
+		} else {
+			s.metrics.Dropped.WithLabelValues(why).Inc()
 		}
+		s.log.Debug("sip: in-dialog request refused", "method", string(req.Method), "call_id", callID,
+			"from", from.addr.String(), "reason", why)
 		return
 	}
 	to, err := s.tp.uriPeerCached(target)
@@ -1014,11 +1027,6 @@ func byeReason(fromCaller bool) string {
 		return "bye_caller"
 	}
 	return "bye_agent"
-}
-
-func (s *Server) isAgentAddrURI(u *sip.Uri) bool {
-	a, err := s.tp.resolveOpt(u.Host, false)
-	return err == nil && s.isAgentAddr(a)
 }
 
 // handleResponse routes a response: our probes, our stateful INVITE

@@ -44,6 +44,11 @@ type Deps struct {
 	// MediaMode is the node's default for agents whose Media is empty:
 	// "direct" (default) or "relay". An agent's own setting wins.
 	MediaMode string
+	// DialogKey is the node's secret from which the key of the MACs in
+	// our Record-Route is derived; every node sharing a NATS has the same,
+	// so any of them can verify a dialog another routed. nil: a random
+	// key (record-routes verify only in this process).
+	DialogKey []byte
 }
 
 // trunkPrefix is one allowed source range.
@@ -67,7 +72,8 @@ type Server struct {
 	prefixes            []trunkPrefix
 	anyAuth             *Trunk // a trunk with credentials and no CIDRs: any source may try
 	advHost             string
-	rrUDP, rrTCP, rrTLS string // Record-Route values
+	rrUDP, rrTCP, rrTLS string   // Record-Route values
+	macs                *macPool // Record-Route MACs (dialogauth.go)
 	viaHost             string
 
 	serverTx shardMap[*call] // caller's INVITE top Via branch → call
@@ -120,6 +126,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		idle:           make(chan struct{}),
 		stop:           make(chan struct{}),
 		noAckTimeout:   cfg.noAckTimeout,
+		macs:           newMacPool(deriveRRKey(d.DialogKey)),
 	}
 	if s.noAckTimeout <= 0 {
 		s.noAckTimeout = 64 * t1
@@ -261,14 +268,17 @@ func (s *Server) Drain(ctx context.Context) int {
 func (s *Server) Draining() bool { return s.draining.Load() }
 
 // allowedSource is the pre-parse filter: trunk CIDRs, agent endpoint
-// addresses from the routing snapshot, and (only when a credentials-only
-// trunk exists) any source.
+// addresses from the routing snapshot, our own address (loops), and (only
+// when a credentials-only trunk exists) any source.
 func (s *Server) allowedSource(a netip.Addr) bool {
 	if s.trunkFor(a) != nil {
 		return true
 	}
 	if s.isAgentAddr(a) {
 		return true
+	}
+	if s.isOwnAddr(a) {
+		return true // our own requests that loop back (482) and the answers to them
 	}
 	return s.anyAuth != nil
 }
@@ -559,6 +569,10 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		}
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()
 		s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "`+why+`"`))
+		return
+	}
+	if req.Method != sip.OPTIONS && s.looped(req) {
+		s.refuseLoop(req, from)
 		return
 	}
 	switch req.Method {
