@@ -69,23 +69,22 @@ func (s *Service) beginIdempotent(ctx context.Context, key string, rec idempoten
 	now := s.now().UTC()
 	rec.State, rec.CreatedAt = "pending", &now
 	b, _ := json.Marshal(rec)
-	rev, err := s.st.Idempotency.Create(ctx, key, b)
-	if err == nil {
-		return rev, nil, nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, nil, storeErr("idempotency", err)
-	}
 	var prev idempotencyRecord
 	for i := 0; i < 100; i++ { // wait briefly for a concurrent twin to finish
+		rev, err := s.st.Idempotency.Create(ctx, key, b)
+		if err == nil {
+			return rev, nil, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, nil, storeErr("idempotency", err)
+		}
 		if _, err := getJSON(ctx, s.st.Idempotency, key, &prev); err != nil {
 			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				// The twin gave the key back (nothing happened): run.
-				return s.beginIdempotent(ctx, key, rec)
+				continue // the twin gave the key back (nothing happened): run
 			}
 			return 0, nil, storeErr("idempotency", err)
 		}
-		if prev.State == "done" {
+		if prev.State == "done" || prev.RequestHash != rec.RequestHash {
 			break
 		}
 		select {

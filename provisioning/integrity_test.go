@@ -413,3 +413,42 @@ func TestAgentDeleteResumedAfterCrash(t *testing.T) {
 		t.Fatalf("assign to the kept agent: %v", err)
 	}
 }
+
+// A release the carrier refuses leaves the number as it was (active,
+// changeable); one that fails in transit (the carrier may have done it)
+// leaves it releasing, and a retried release finishes it.
+func TestReleaseCarrierFailure(t *testing.T) {
+	inv := twiliofake.GenerateInventory("415", twiliofake.TypeLocal, 1)
+	s, fk, _ := newTwilioService(t, inv)
+	ctx := context.Background()
+	p := newWorkspace(t, s, "relfail", 1000)
+	testAgent(t, s, p, "a1")
+	e164 := inv[0].PhoneNumber
+	if _, err := s.Purchase(ctx, p, provisioning.PurchaseRequest{PhoneNumber: e164, Carrier: "twilio", IntegrationID: "tw"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	fk.FailNext(twiliofake.Failure{Method: "DELETE", Status: 403, Code: 20003, Message: "Permission denied"})
+	if err := s.Release(ctx, p, e164); !errors.Is(err, carrier.ErrCredentialsRejected) {
+		t.Fatalf("refused release: %v", err)
+	}
+	agent := "a1"
+	if n, err := s.UpdateNumber(ctx, p, e164, provisioning.NumberPatch{AgentID: &agent}); err != nil || n.Status != "active" {
+		t.Fatalf("after a refused release: %+v %v, want active and changeable", n, err)
+	}
+	fk.FailNext(twiliofake.Failure{Method: "DELETE", Status: 503})
+	if err := s.Release(ctx, p, e164); !errors.Is(err, carrier.ErrUnavailable) {
+		t.Fatalf("release in a carrier outage: %v", err)
+	}
+	if n, err := s.GetNumber(ctx, p, e164); err != nil || n.Status != provisioning.StatusReleasing {
+		t.Fatalf("after a failed release: %+v %v, want releasing", n, err)
+	}
+	if err := s.Release(ctx, p, e164); err != nil {
+		t.Fatalf("retried release: %v", err)
+	}
+	if _, err := s.GetNumber(ctx, p, e164); !errors.Is(err, provisioning.ErrNotFound) {
+		t.Fatalf("after the retried release: %v", err)
+	}
+	if _, ok := fk.OwnedNumber(e164); ok {
+		t.Fatal("carrier still holds the number")
+	}
+}
