@@ -13,6 +13,7 @@ import (
 	"github.com/callgate/callgate/provisioning/carrier"
 	"github.com/callgate/callgate/provisioning/carrier/twilio"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
+	"github.com/callgate/callgate/provisioning/secrets"
 	"github.com/callgate/callgate/store/storetest"
 )
 
@@ -450,5 +451,59 @@ func TestReleaseCarrierFailure(t *testing.T) {
 	}
 	if _, ok := fk.OwnedNumber(e164); ok {
 		t.Fatal("carrier still holds the number")
+	}
+}
+
+// Importing a number for an agent that is being deleted: as with
+// assignments, no imported number is left assigned to a deleted agent.
+func TestDeleteAgentRacingImport(t *testing.T) {
+	const rounds = 30
+	owned := twiliofake.GenerateInventory("628", twiliofake.TypeLocal, rounds)
+	fk := twiliofake.MustNew(t, twiliofake.Options{Owned: owned})
+	box, err := secrets.NewBox(secrets.NewKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := provisioning.New(storetest.OpenEmbedded(t), provisioning.Options{Box: box, Carriers: provisioning.CarrierSettings{TwilioAPIBase: fk.URL()}})
+	ctx := context.Background()
+	p := newWorkspace(t, s, "imprace", 0)
+	it, err := s.CreateIntegration(ctx, p, provisioning.IntegrationInput{Name: "tw", Carrier: "twilio", Credentials: map[string]string{"account_sid": fk.AccountSID(), "auth_token": fk.AuthToken()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaked := 0
+	for r := 0; r < rounds; r++ {
+		id := fmt.Sprintf("bot%d", r)
+		testAgent(t, s, p, id)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := s.DeleteAgent(ctx, p, id); err != nil && !errors.Is(err, provisioning.ErrConflict) {
+				t.Errorf("round %d: delete agent: %v", r, err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := s.Import(ctx, p, it.ID, provisioning.ImportRequest{PhoneNumbers: []string{owned[r].PhoneNumber}, AgentID: id})
+			if err != nil && !errors.Is(err, provisioning.ErrInvalid) {
+				t.Errorf("round %d: import: %v", r, err)
+			}
+		}()
+		close(start)
+		wg.Wait()
+		if _, err := s.GetAgent(ctx, p, id); !errors.Is(err, provisioning.ErrNotFound) {
+			continue // kept: nothing to check
+		}
+		if n, err := s.GetNumber(ctx, p, owned[r].PhoneNumber); err == nil && n.AgentID == id {
+			leaked++
+			t.Errorf("round %d: imported %s is assigned to deleted agent %s", r, n.PhoneNumber, id)
+		}
+	}
+	if leaked > 0 {
+		t.Fatalf("%d imported numbers left assigned to deleted agents in %d rounds", leaked, rounds)
 	}
 }
