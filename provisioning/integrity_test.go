@@ -291,12 +291,18 @@ func TestIdempotentTopUp(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	first, err := s.TopUpIdempotent(ctx, p.Workspace, 700, "invoice 7", "inv-7")
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
 	for i, err := range errs {
-		if err != nil {
+		// Twins answer the first top-up, or (on a very slow machine)
+		// that it is still in progress.
+		if err != nil && !errors.Is(err, provisioning.ErrConflict) {
 			t.Fatalf("top-up %d: %v", i, err)
 		}
-		if ids[i] != ids[0] {
-			t.Fatalf("top-up %d answered entry %s, the first %s", i, ids[i], ids[0])
+		if err == nil && ids[i] != first.ID {
+			t.Fatalf("top-up %d answered entry %s, the first %s", i, ids[i], first.ID)
 		}
 	}
 	if bal, entries := ledgerOK(t, s, p.Workspace); bal != 700 || len(entries) != 1 {
