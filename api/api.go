@@ -428,7 +428,7 @@ func (a *API) topUp(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	e, err := a.svc.TopUp(r.Context(), r.PathValue("id"), in.Amount, in.Reason)
+	e, err := a.svc.TopUpIdempotent(r.Context(), r.PathValue("id"), in.Amount, in.Reason, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
 	}

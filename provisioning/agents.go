@@ -179,26 +179,8 @@ func (s *Service) UpdateAgent(ctx context.Context, p Principal, id string, in Ag
 	return a, nil
 }
 
-// DeleteAgent deletes an agent with no numbers assigned.
+// DeleteAgent deletes an agent with no numbers assigned. It is safe
+// against assignments racing it (see deleteAgent).
 func (s *Service) DeleteAgent(ctx context.Context, p Principal, id string) error {
-	if _, err := s.GetAgent(ctx, p, id); err != nil {
-		return err
-	}
-	nums, err := s.ListNumbers(ctx, p)
-	if err != nil {
-		return err
-	}
-	var assigned []string
-	for _, n := range nums {
-		if n.AgentID == id {
-			assigned = append(assigned, n.PhoneNumber)
-		}
-	}
-	if len(assigned) > 0 {
-		return errorf(ErrConflict, "agent %q has %d number(s) assigned (%s); reassign or release them first", id, len(assigned), strings.Join(assigned, ", "))
-	}
-	if err := s.st.Agents.Delete(ctx, agentKey(p.Workspace, id)); err != nil {
-		return storeErr("delete agent", err)
-	}
-	return nil
+	return s.deleteAgent(ctx, p, id)
 }

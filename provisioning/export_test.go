@@ -20,3 +20,13 @@ func ClaimAndChargeForTest(t *testing.T, s *Service, p Principal, e164 string, c
 		t.Fatal(err)
 	}
 }
+
+// CrashAtForTest makes the service's sagas stop at step (as a node dying
+// there would: nothing after it runs, nothing is undone); "" turns it off.
+func CrashAtForTest(s *Service, step string) {
+	if step == "" {
+		s.crash = nil
+		return
+	}
+	s.crash = func(at string) bool { return at == step }
+}

@@ -450,6 +450,15 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 		}
 		return res
 	}
+	if r.AgentID != "" {
+		// As in purchase: the claim names the agent; give up if it
+		// began to be deleted meanwhile (DeleteAgent sees claims).
+		if err := s.assignableAgent(ctx, p.Workspace, r.AgentID); err != nil {
+			_ = s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164), jetstream.LastRevision(rev))
+			res.Error = err.Error()
+			return res
+		}
+	}
 	if r.WebhookMode == WebhookFullControl {
 		prev, err := c.Configure(ctx, e164, target)
 		if err != nil {

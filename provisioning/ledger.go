@@ -156,6 +156,16 @@ func (s *Service) Ledger(ctx context.Context, ws string) ([]LedgerEntry, error) 
 // TopUp adds credits (admin). It also resumes suspended numbers that the
 // new balance can pay for.
 func (s *Service) TopUp(ctx context.Context, ws string, amount int64, reason string) (LedgerEntry, error) {
+	return s.TopUpIdempotent(ctx, ws, amount, reason, "")
+}
+
+// TopUpIdempotent is TopUp under a client's Idempotency-Key (none when
+// empty): the same key with the same amount and reason returns the first
+// top-up's entry and credits once; with another amount or reason it is a
+// conflict. The entry's id and message id derive from the key, so a
+// retry whose first attempt landed unacknowledged is written once, and
+// recovery can tell whether an interrupted top-up happened.
+func (s *Service) TopUpIdempotent(ctx context.Context, ws string, amount int64, reason, idemKey string) (LedgerEntry, error) {
 	if amount <= 0 || amount > 1e12 {
 		return LedgerEntry{}, invalid("amount", "must be a positive integer up to 10^12")
 	}
@@ -168,14 +178,74 @@ func (s *Service) TopUp(ctx context.Context, ws string, amount int64, reason str
 	if reason == "" {
 		reason = "top-up"
 	}
-	e, err := s.post(ctx, ws, LedgerEntry{Kind: KindTopUp, Amount: amount, Reason: reason}, "")
+	entry := LedgerEntry{Kind: KindTopUp, Amount: amount, Reason: reason}
+	if idemKey == "" {
+		return s.topUp(ctx, ws, entry, "")
+	}
+	key, err := idempotencyKey(ws, opTopUp, idemKey)
+	if err != nil {
+		return LedgerEntry{}, err
+	}
+	rec := idempotencyRecord{RequestHash: requestHash(fmt.Sprintf("%d|%s", amount, reason)), Op: opTopUp, Workspace: ws}
+	rev, prev, err := s.beginIdempotent(ctx, key, rec)
+	if err != nil {
+		return LedgerEntry{}, err
+	}
+	if prev != nil {
+		if prev.Entry != nil {
+			return *prev.Entry, nil
+		}
+		return LedgerEntry{}, replayErr(*prev)
+	}
+	if s.crashed("topup:begun") {
+		return LedgerEntry{}, errSimulatedCrash
+	}
+	entry.ID = topUpEntryID(key)
+	e, err := s.topUp(ctx, ws, entry, "topup:"+key)
+	if errors.Is(err, errSimulatedCrash) {
+		return e, err
+	}
+	if err == nil {
+		rec.Entry = &e
+	}
+	s.endIdempotent(ctx, key, rev, rec, err)
+	return e, err
+}
+
+func (s *Service) topUp(ctx context.Context, ws string, entry LedgerEntry, msgID string) (LedgerEntry, error) {
+	e, err := s.post(ctx, ws, entry, msgID)
+	if errors.Is(err, errDuplicateEntry) {
+		// An earlier attempt of this very top-up landed: answer with it.
+		e, err = s.ledgerEntry(ctx, ws, entry.ID)
+	}
 	if err != nil {
 		return e, err
+	}
+	if s.crashed("topup:posted") {
+		return e, errSimulatedCrash
 	}
 	if _, err := s.resumeSuspended(ctx, ws); err != nil {
 		s.log.Warn("provisioning: resume after top-up", "workspace", ws, "err", err)
 	}
 	return e, nil
+}
+
+// topUpEntryID is the ledger entry id of the top-up under idempotency
+// record key (same shape as random ids: "le_" and 24 hex digits).
+func topUpEntryID(key string) string { return "le_" + requestHash("topup:" + key)[:24] }
+
+// ledgerEntry finds entry id in the workspace's ledger.
+func (s *Service) ledgerEntry(ctx context.Context, ws, id string) (LedgerEntry, error) {
+	entries, err := s.Ledger(ctx, ws)
+	if err != nil {
+		return LedgerEntry{}, err
+	}
+	for _, e := range entries {
+		if e.ID == id {
+			return e, nil
+		}
+	}
+	return LedgerEntry{}, fmt.Errorf("read ledger: entry %s was written but is not in the ledger", id)
 }
 
 func isTimeout(err error) bool {

@@ -29,7 +29,8 @@ type Principal struct {
 
 // Number statuses beyond routing's active/suspended.
 const (
-	StatusPending = "pending" // claimed, purchase in progress
+	StatusPending   = "pending"   // claimed, purchase in progress
+	StatusReleasing = "releasing" // release in progress: refused changes, gone when done
 )
 
 // Webhook modes for imported numbers.
@@ -69,6 +70,12 @@ type numberRecord struct {
 	WorkspaceID string                `json:"workspace"`
 	Previous    *carrier.NumberConfig `json:"previous_config,omitempty"`
 	ClaimedAt   time.Time             `json:"claimed_at"`
+	// ReleasingAt is when a release began (status releasing); recovery
+	// finishes releases that stay in that state past StaleClaimAge.
+	ReleasingAt *time.Time `json:"releasing_at,omitempty"`
+	// IdempotencyKey is the store key of the idempotency record of the
+	// purchase that claimed the number (recovery completes that record).
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 func (r *numberRecord) number() Number {
@@ -88,6 +95,9 @@ type Agent struct {
 	CreatedAt    time.Time          `json:"created_at"`
 	UpdatedAt    time.Time          `json:"updated_at"`
 	Workspace    string             `json:"workspace,omitempty"`
+	// DeletingAt is set while the agent is being deleted: assignments to
+	// it are refused (see DeleteAgent).
+	DeletingAt *time.Time `json:"deleting_at,omitempty"`
 }
 
 // Forward registers a business line forwarding to a gateway number.

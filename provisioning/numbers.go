@@ -2,8 +2,6 @@ package provisioning
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,16 +115,6 @@ type PurchaseRequest struct {
 	AgentID       string `json:"agent_id,omitempty"`
 }
 
-// idempotencyRecord remembers a purchase's outcome under its key.
-type idempotencyRecord struct {
-	RequestHash string       `json:"request_hash"`
-	State       string       `json:"state"` // pending, done
-	Number      *Number      `json:"number,omitempty"`
-	ErrKind     string       `json:"err_kind,omitempty"`
-	ErrDetail   string       `json:"err_detail,omitempty"`
-	ErrFields   []FieldError `json:"err_fields,omitempty"`
-}
-
 // Purchase buys a number: claim it (KV create: fails if anyone owns it),
 // charge the month (ledger CAS: fails if credits are short), buy at the
 // carrier, commit. On a carrier failure the charge is refunded and the
@@ -134,82 +122,41 @@ type idempotencyRecord struct {
 // charges once.
 func (s *Service) Purchase(ctx context.Context, p Principal, r PurchaseRequest, idemKey string) (Number, error) {
 	if idemKey == "" {
-		n, err := s.purchase(ctx, p, r)
+		n, err := s.purchase(ctx, p, r, "")
 		s.m.op("purchase", resultOf(err))
 		return n, err
 	}
-	if len(idemKey) > 255 {
-		return Number{}, invalid("Idempotency-Key", "must be at most 255 characters")
-	}
-	reqHash := sha256.Sum256([]byte(r.PhoneNumber + "|" + r.Carrier + "|" + r.IntegrationID + "|" + r.AgentID))
-	kh := sha256.Sum256([]byte(idemKey))
-	key := p.Workspace + "." + hex.EncodeToString(kh[:16])
-	rec := idempotencyRecord{RequestHash: hex.EncodeToString(reqHash[:]), State: "pending"}
-	b, _ := json.Marshal(rec)
-	rev, err := s.st.Idempotency.Create(ctx, key, b)
+	key, err := idempotencyKey(p.Workspace, opPurchase, idemKey)
 	if err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return Number{}, storeErr("idempotency", err)
-		}
-		var prev idempotencyRecord
-		for i := 0; i < 100; i++ { // wait briefly for a concurrent twin to finish
-			if _, err := getJSON(ctx, s.st.Idempotency, key, &prev); err != nil {
-				return Number{}, storeErr("idempotency", err)
-			}
-			if prev.State == "done" {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return Number{}, ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		if prev.RequestHash != rec.RequestHash {
-			return Number{}, errorf(ErrConflict, "this Idempotency-Key was used for a different request")
-		}
-		if prev.State != "done" {
-			return Number{}, errorf(ErrConflict, "a request with this Idempotency-Key is still in progress; retry later")
-		}
-		return replay(prev)
+		return Number{}, err
 	}
-	n, perr := s.purchase(ctx, p, r)
-	s.m.op("purchase", resultOf(perr))
-	if errors.Is(perr, ErrUnavailable) || isCarrierTransient(perr) || errors.Is(perr, context.Canceled) {
-		// Nothing happened that the client cannot safely retry.
-		_ = s.st.Idempotency.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev))
+	rec := idempotencyRecord{
+		RequestHash: requestHash(r.PhoneNumber + "|" + r.Carrier + "|" + r.IntegrationID + "|" + r.AgentID),
+		Op:          opPurchase, Workspace: p.Workspace,
+	}
+	if e164, err := phone.Normalize(r.PhoneNumber, ""); err == nil {
+		rec.PhoneNumber = e164
+	}
+	rev, prev, err := s.beginIdempotent(ctx, key, rec)
+	if err != nil {
+		return Number{}, err
+	}
+	if prev != nil {
+		if prev.Number != nil {
+			return *prev.Number, nil
+		}
+		return Number{}, replayErr(*prev)
+	}
+	n, perr := s.purchase(ctx, p, r, key)
+	if errors.Is(perr, errSimulatedCrash) {
 		return n, perr
 	}
-	done := idempotencyRecord{RequestHash: rec.RequestHash, State: "done"}
+	s.m.op("purchase", resultOf(perr))
 	if perr == nil {
-		done.Number = &n
-	} else {
-		done.ErrKind, done.ErrDetail = kindName(perr), perr.Error()
-		var ve *ValidationError
-		if errors.As(perr, &ve) {
-			done.ErrFields = ve.Fields
-		}
+		rec.Number = &n
 	}
-	b, _ = json.Marshal(done)
-	if _, err := s.st.Idempotency.Update(context.WithoutCancel(ctx), key, b, rev); err != nil {
-		s.log.Warn("provisioning: idempotency record not saved", "err", err)
-	}
+	s.endIdempotent(ctx, key, rev, rec, perr)
 	return n, perr
-}
-
-func replay(r idempotencyRecord) (Number, error) {
-	if r.Number != nil {
-		return *r.Number, nil
-	}
-	if len(r.ErrFields) > 0 {
-		return Number{}, &ValidationError{Fields: r.ErrFields}
-	}
-	for _, k := range []error{ErrNotFound, ErrConflict, ErrInsufficientCredits, ErrInvalid, ErrForbidden} {
-		if k.Error() == r.ErrKind {
-			return Number{}, &kindError{kind: k, detail: r.ErrDetail}
-		}
-	}
-	return Number{}, errors.New(r.ErrDetail)
 }
 
 func kindName(err error) string {
@@ -245,7 +192,9 @@ func isCarrierTransient(err error) bool {
 	return errors.Is(err, carrier.ErrTimeout) || errors.Is(err, carrier.ErrUnavailable)
 }
 
-func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) (Number, error) {
+// purchase runs the saga; idemKey is the store key of the purchase's
+// idempotency record ("" without one), kept on the claim for recovery.
+func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest, idemKey string) (Number, error) {
 	v := &ValidationError{}
 	e164, err := phone.Normalize(r.PhoneNumber, "")
 	if err != nil {
@@ -278,7 +227,7 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 			Carrier: c.Name(), Origin: routing.OriginPurchased, Status: StatusPending,
 			AgentID: r.AgentID, IntegrationID: r.IntegrationID, PurchasedAt: now,
 		},
-		WorkspaceID: p.Workspace, ClaimedAt: now,
+		WorkspaceID: p.Workspace, ClaimedAt: now, IdempotencyKey: idemKey,
 	}
 	// 1. Claim.
 	b, _ := json.Marshal(rec)
@@ -295,6 +244,17 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 			s.log.Error("provisioning: claim not released", "number", phone.Mask(e164), "err", err)
 		}
 	}
+	if r.AgentID != "" {
+		// The claim names the agent: if the agent began to be deleted
+		// meanwhile, give up (DeleteAgent sees claims too).
+		if err := s.assignableAgent(ctx, p.Workspace, r.AgentID); err != nil {
+			unclaim()
+			return Number{}, err
+		}
+	}
+	if s.crashed("purchase:claimed") {
+		return Number{}, errSimulatedCrash
+	}
 	// 2. Charge the full month at once. The message id is unique to this
 	// claim, so a charge retried after a lost ack is written once.
 	chargeID := fmt.Sprintf("purchase:%s:%d", numberKey(e164), rev)
@@ -308,6 +268,9 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 	if err != nil {
 		unclaim()
 		return Number{}, err
+	}
+	if s.crashed("purchase:charged") {
+		return Number{}, errSimulatedCrash
 	}
 	refund := func(why string) {
 		if _, err := s.post(bg, p.Workspace, LedgerEntry{
@@ -344,6 +307,9 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest) 
 		// the purchase failed.
 		s.log.Error("provisioning: purchase not committed", "number", phone.Mask(e164), "err", err)
 		return Number{}, storeErr("commit purchase", err)
+	}
+	if s.crashed("purchase:committed") {
+		return Number{}, errSimulatedCrash
 	}
 	s.log.Info("provisioning: number purchased", "workspace", p.Workspace, "number", phone.Mask(e164), "carrier", c.Name(), "charged", listing.MonthlyCost)
 	return rec.number(), nil
@@ -472,16 +438,16 @@ func (s *Service) UpdateNumber(ctx context.Context, p Principal, e164 string, pa
 		if err != nil {
 			return Number{}, err
 		}
+		if rec.Status == StatusReleasing {
+			return Number{}, errorf(ErrConflict, "number %s is being released; it can no longer be changed", rec.PhoneNumber)
+		}
 		if patch.AgentID != nil {
 			id := *patch.AgentID
 			if id != "" {
 				if !ValidID(id) {
 					return Number{}, invalid("agent_id", "not a valid agent id")
 				}
-				if _, err := s.GetAgent(ctx, p, id); err != nil {
-					if errors.Is(err, ErrNotFound) {
-						return Number{}, invalid("agent_id", "agent %q does not exist in this workspace", id)
-					}
+				if err := s.assignableAgent(ctx, p.Workspace, id); err != nil {
 					return Number{}, err
 				}
 			}
@@ -522,11 +488,22 @@ func (s *Service) UpdateNumber(ctx context.Context, p Principal, e164 string, pa
 			rec.VoiceRegion = region
 		}
 		b, _ := json.Marshal(rec)
-		if _, err := s.st.Numbers.Update(ctx, numberKey(rec.PhoneNumber), b, rev); err != nil {
+		newRev, err := s.st.Numbers.Update(ctx, numberKey(rec.PhoneNumber), b, rev)
+		if err != nil {
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
 			return Number{}, storeErr("update number", err)
+		}
+		if patch.AgentID != nil && *patch.AgentID != "" {
+			// The agent may have been marked for deletion after it was
+			// checked: confirm it now that the assignment is written
+			// (DeleteAgent marks first and then looks for numbers, so
+			// one of the two sees the other), and undo the assignment if
+			// the agent is going.
+			if err := s.confirmAssignment(ctx, rec, newRev); err != nil {
+				return Number{}, err
+			}
 		}
 		return rec.number(), nil
 	}
@@ -542,12 +519,76 @@ func (s *Service) Release(ctx context.Context, p Principal, e164 string) error {
 	return err
 }
 
+// release is a saga: mark the number releasing (compare-and-set; from
+// then on nothing else may change it), give it back at the carrier, then
+// delete it. A crash between the steps leaves it releasing, and
+// RecoverStaleClaims (or a retried release) finishes the job, so a number
+// released at the carrier never stays active in callgate.
 func (s *Service) release(ctx context.Context, p Principal, e164 string) error {
-	rec, rev, err := s.getNumber(ctx, p, e164)
-	if err != nil {
+	var (
+		rec, prev numberRecord
+		rev, key  = uint64(0), ""
+		resumed   bool
+	)
+	for attempt := 0; ; attempt++ {
+		var err error
+		rec, rev, err = s.getNumber(ctx, p, e164)
+		if err != nil {
+			return err
+		}
+		key = numberKey(rec.PhoneNumber)
+		if rec.Status == StatusReleasing {
+			resumed = true // an earlier release did not finish: finish it
+			break
+		}
+		// Resolve the carrier before marking, so that a number whose
+		// carrier cannot be reached is not left releasing for nothing.
+		if _, err := s.carrierFor(ctx, p.Workspace, rec.Carrier, rec.IntegrationID); err != nil {
+			return err
+		}
+		prev = rec
+		now := s.now().UTC()
+		rec.Status, rec.ReleasingAt = StatusReleasing, &now
+		b, _ := json.Marshal(rec)
+		newRev, err := s.st.Numbers.Update(ctx, key, b, rev)
+		if err == nil {
+			rev = newRev
+			break
+		}
+		if !isRevisionConflict(err) {
+			return storeErr("mark number releasing", err)
+		}
+		if attempt >= 100 {
+			return errorf(ErrConflict, "the number is changing too fast to be released; retry")
+		}
+	}
+	if s.crashed("release:marked") {
+		return errSimulatedCrash
+	}
+	if err := s.releaseAtCarrier(ctx, rec); err != nil {
+		if !resumed && !isCarrierTransient(err) {
+			// The carrier refused: it still holds the number, so
+			// callgate keeps it as it was.
+			b, _ := json.Marshal(prev)
+			if _, uerr := s.st.Numbers.Update(context.WithoutCancel(ctx), key, b, rev); uerr != nil {
+				s.log.Error("provisioning: number left releasing after a refused release", "number", phone.Mask(rec.PhoneNumber), "err", uerr)
+			}
+		}
+		// After a timeout the carrier may have released it: it stays
+		// releasing (changes refused) until a retry or recovery finishes.
 		return err
 	}
-	c, err := s.carrierFor(ctx, p.Workspace, rec.Carrier, rec.IntegrationID)
+	if s.crashed("release:carrier") {
+		return errSimulatedCrash
+	}
+	return s.deleteReleased(ctx, rec, rev)
+}
+
+// releaseAtCarrier gives a releasing number back at its carrier: a
+// purchased one is released, an imported one in full_control mode gets its
+// previous settings back.
+func (s *Service) releaseAtCarrier(ctx context.Context, rec numberRecord) error {
+	c, err := s.carrierFor(ctx, rec.WorkspaceID, rec.Carrier, rec.IntegrationID)
 	if err != nil {
 		return err
 	}
@@ -557,24 +598,40 @@ func (s *Service) release(ctx context.Context, p Principal, e164 string) error {
 				return err
 			}
 		}
-	} else if err := c.Release(ctx, rec.PhoneNumber); err != nil && !errors.Is(err, carrier.ErrNotFound) {
+		return nil
+	}
+	if err := c.Release(ctx, rec.PhoneNumber); err != nil && !errors.Is(err, carrier.ErrNotFound) {
 		return err
 	}
-	if err := s.st.Numbers.Delete(ctx, numberKey(rec.PhoneNumber), jetstream.LastRevision(rev)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+	return nil
+}
+
+// deleteReleased is the last step of a release: the record (at rev) is
+// deleted and forwarding registrations pointing at it are removed.
+func (s *Service) deleteReleased(ctx context.Context, rec numberRecord, rev uint64) error {
+	key := numberKey(rec.PhoneNumber)
+	if err := s.st.Numbers.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		if !isRevisionConflict(err) {
+			return storeErr("release number", err)
+		}
+		// Only a twin finishing the same release can have changed it.
+		if _, gerr := s.st.Numbers.Get(ctx, key); !errors.Is(gerr, jetstream.ErrKeyNotFound) {
 			return errorf(ErrConflict, "the number changed while it was being released; retry")
 		}
-		return storeErr("release number", err)
 	}
-	// Remove forwarding registrations that pointed at it.
+	p := Principal{Workspace: rec.WorkspaceID}
 	fwds, _ := s.ListForwarding(ctx, p)
 	for _, f := range fwds {
 		if f.GatewayNumber == rec.PhoneNumber {
 			_ = s.DeleteForwarding(ctx, p, f.BusinessNumber)
 		}
 	}
-	s.log.Info("provisioning: number released", "workspace", p.Workspace, "number", phone.Mask(rec.PhoneNumber), "origin", rec.Origin)
+	s.log.Info("provisioning: number released", "workspace", rec.WorkspaceID, "number", phone.Mask(rec.PhoneNumber), "origin", rec.Origin)
 	return nil
+}
+
+func isRevisionConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 // orderReleaser is implemented by carriers whose orders can outlive Buy (Telnyx).

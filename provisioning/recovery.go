@@ -18,7 +18,29 @@ const StaleClaimAge = 10 * time.Minute
 // commit: the charge, if one was made and not refunded, is refunded, the
 // carrier is asked to release the number, and the claim is deleted so the
 // number returns to inventory. It runs with the renewal loop.
+//
+// The same pass finishes the other sagas a dead node can leave half done:
+// releases (status releasing: released at the carrier, then deleted),
+// agent deletions (agent marked deleting: deleted, or unmarked if numbers
+// are assigned to it), and idempotency records left pending (finished
+// with the operation's outcome when it completed, else cleared so that
+// the client's retry runs it). The count is of everything recovered.
 func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
+	n, err := s.recoverStalePurchases(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, pass := range []func(context.Context) (int, error){s.recoverStaleReleases, s.recoverStaleAgentDeletes, s.recoverStaleIdempotency} {
+		m, err := pass(ctx)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (s *Service) recoverStalePurchases(ctx context.Context) (int, error) {
 	recs, revs, err := s.allNumbers(ctx)
 	if err != nil {
 		return 0, err

@@ -53,6 +53,7 @@ type Service struct {
 	log     *slog.Logger
 	sandbox *sandbox.Carrier
 	m       *Metrics
+	crash   func(step string) bool // tests: stop a saga at step, as a crash would
 }
 
 // New returns a Service.
