@@ -53,6 +53,7 @@ type Service struct {
 	log     *slog.Logger
 	sandbox *sandbox.Carrier
 	m       *Metrics
+	self    selfPtr // this gateway's SIP addresses (SetSIPSelf)
 }
 
 // New returns a Service.
