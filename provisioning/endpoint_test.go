@@ -148,3 +148,38 @@ func hostPort(uri string) string {
 	hp, _, _ := strings.Cut(rest, ";")
 	return hp
 }
+
+// An endpoint at one of the gateway's own SIP addresses is refused: the
+// advertised host, a listener's IP, and for a wildcard listener any
+// loopback or local address, each at a listening port (5060 when the URI
+// names none, 5061 for sips/tls).
+func TestCheckEndpointRefusesTheGatewayItself(t *testing.T) {
+	s, _ := newService(t)
+	if _, err := s.CheckEndpoint("sip:bot@127.0.0.1:5060"); err != nil {
+		t.Fatalf("before SetSIPSelf: %v", err)
+	}
+	s.SetSIPSelf("GW.example.com", netip.MustParseAddrPort("0.0.0.0:5060"), netip.MustParseAddrPort("[::]:5060"), netip.MustParseAddrPort("198.51.100.7:5070"))
+	for _, tc := range []struct {
+		uri  string
+		self bool
+	}{
+		{"sip:bot@gw.example.com", true},
+		{"sip:bot@gw.example.com:5060;transport=tcp", true},
+		{"sip:bot@gw.example.com:5070", true},
+		{"sips:bot@gw.example.com", false}, // 5061: nothing listens there
+		{"sip:bot@127.0.0.1:5060", true},
+		{"sip:bot@127.0.0.1", true},
+		{"sip:bot@localhost:5060", true},
+		{"sip:bot@[::1]:5060", true},
+		{"sip:bot@198.51.100.7:5070", true},
+		{"sip:bot@198.51.100.7:5090", false},
+		{"sip:bot@127.0.0.1:5090", false},
+		{"sip:bot@agent.example.com", false},
+		{"sip:bot@203.0.113.9:5070", false},
+	} {
+		_, err := s.CheckEndpoint(tc.uri)
+		if got := err != nil && strings.Contains(err.Error(), "this gateway"); got != tc.self {
+			t.Errorf("%s: err %v, want refused as the gateway itself: %v", tc.uri, err, tc.self)
+		}
+	}
+}
