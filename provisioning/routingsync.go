@@ -160,6 +160,9 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 	key := e.Key()
 	switch bucket {
 	case nb:
+		if _, fwd := y.forwards[key]; fwd {
+			y.dirtyFwd = true // a business line's holder may have changed (see liveForward)
+		}
 		// Before the first snapshot everything is new: no need to track.
 		if _, seen := y.dirtyNums[key]; !seen && y.last != nil {
 			y.dirtyNums[key] = y.numbers[key].E164
@@ -212,6 +215,15 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 			y.integrations[key] = in
 		}
 	}
+}
+
+// liveForward reports whether a business line registration may attribute
+// calls: not when the line is a number another workspace holds in
+// callgate (registered before that workspace bought or imported it).
+// Forwarding and numbers share the key space (E.164 without '+'). y.mu held.
+func (y *Syncer) liveForward(key string, f routing.Forward) bool {
+	n, held := y.numbers[key]
+	return !held || n.Workspace == f.Workspace
 }
 
 // checkEndpoints returns the agent's endpoints the data plane may use,
@@ -288,8 +300,10 @@ func (y *Syncer) publish() {
 		}
 	}
 	if full || fwdDirty {
-		for _, f := range y.forwards {
-			fwds = append(fwds, f)
+		for key, f := range y.forwards {
+			if y.liveForward(key, f) {
+				fwds = append(fwds, f)
+			}
 		}
 	}
 	if full || intDirty {
