@@ -99,9 +99,8 @@ func (n *Node) stopEdges() {
 	}
 }
 
-// regions serves GET /v1/regions: the endpoints this node probes, grouped by region.
-// regions is GET /v1/regions: endpoint health by region, of the caller's
-// own agents (every workspace's for the admin key).
+// regions serves GET /v1/regions: the endpoints this node probes, grouped
+// by region; of the caller's own agents (every workspace's for the admin key).
 func (n *Node) regions(p provisioning.Principal) any {
 	if n.edges.sip == nil {
 		return []any{}
