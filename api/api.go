@@ -26,8 +26,10 @@ type Options struct {
 	Log     *slog.Logger
 	// Ready reports readiness for /readyz (nil = ready).
 	Ready func() (bool, string)
-	// Regions serves GET /v1/regions (nil = empty list).
-	Regions func() any
+	// Regions serves GET /v1/regions for a caller: a workspace sees its
+	// own agents' endpoints, the admin key every workspace's (nil = empty
+	// list).
+	Regions func(p provisioning.Principal) any
 	// Extra mounts more handlers (e.g. /metrics, /webhooks/, integrations)
 	// on the same mux: pattern → handler.
 	Extra map[string]http.Handler
@@ -66,7 +68,7 @@ func New(o Options) *API {
 			continue
 		}
 		h := rt.handler(a)
-		m.Handle(rt.Method+" "+rt.Path, a.auth(rt.Admin, h))
+		m.Handle(rt.Method+" "+rt.Path, a.auth(rt.Admin, h, anyKey[rt.Method+" "+rt.Path]))
 	}
 	for p, h := range o.Extra {
 		m.Handle(p, h)
@@ -108,7 +110,7 @@ func principal(r *http.Request) provisioning.Principal {
 
 type handler func(w http.ResponseWriter, r *http.Request) error
 
-func (a *API) auth(admin bool, h handler) http.Handler {
+func (a *API) auth(admin bool, h handler, eitherKey bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		authz := r.Header.Get("Authorization")
 		key, ok := strings.CutPrefix(authz, "Bearer ")
@@ -129,11 +131,12 @@ func (a *API) auth(admin bool, h handler) http.Handler {
 			a.writeError(w, r, err)
 			return
 		}
-		if admin && !p.Admin {
+		// eitherKey: the handler tells the two apart by principal(r).Admin.
+		if admin && !p.Admin && !eitherKey {
 			writeProblem(w, Problem{Status: 403, Title: "Forbidden", Detail: "this endpoint needs the admin key (data/admin-key)"})
 			return
 		}
-		if !admin && p.Admin {
+		if !admin && p.Admin && !eitherKey {
 			writeProblem(w, Problem{Status: 403, Title: "Forbidden", Detail: "the admin key manages workspaces; use a workspace API key here"})
 			return
 		}
@@ -143,6 +146,9 @@ func (a *API) auth(admin bool, h handler) http.Handler {
 		}
 	})
 }
+
+// anyKey lists the operations that take a workspace key or the admin key.
+var anyKey = map[string]bool{"GET /v1/regions": true}
 
 // Route is one API operation; the OpenAPI document is checked against this list.
 type Route struct {
@@ -397,7 +403,7 @@ func (a *API) deleteForwarding(w http.ResponseWriter, r *http.Request) error {
 func (a *API) regions(w http.ResponseWriter, r *http.Request) error {
 	var v any = []any{}
 	if a.opts.Regions != nil {
-		v = a.opts.Regions()
+		v = a.opts.Regions(principal(r))
 	}
 	writeJSON(w, 200, map[string]any{"regions": v})
 	return nil

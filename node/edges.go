@@ -9,6 +9,8 @@ import (
 	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
+	"github.com/callgate/callgate/provisioning"
+	"github.com/callgate/callgate/routing"
 )
 
 // edges are the data plane: SIP, webhooks, media relay.
@@ -97,11 +99,13 @@ func (n *Node) stopEdges() {
 	}
 }
 
-// regions serves GET /v1/regions: the endpoints this node probes, grouped by region.
-func (n *Node) regions() any {
+// regions serves GET /v1/regions: the endpoints this node probes, grouped
+// by region; of the caller's own agents (every workspace's for the admin key).
+func (n *Node) regions(p provisioning.Principal) any {
 	if n.edges.sip == nil {
 		return []any{}
 	}
+	own := workspaceEndpoints(n.table.Load(), p)
 	type region struct {
 		Name      string               `json:"name"`
 		Healthy   int                  `json:"healthy_endpoints"`
@@ -110,6 +114,9 @@ func (n *Node) regions() any {
 	byName := map[string]*region{}
 	var order []string
 	for _, st := range n.edges.sip.Status() {
+		if own != nil && !own[st.Region+" "+st.URI] {
+			continue
+		}
 		r := byName[st.Region]
 		if r == nil {
 			r = &region{Name: st.Region}
@@ -126,6 +133,24 @@ func (n *Node) regions() any {
 		out = append(out, *byName[name])
 	}
 	return out
+}
+
+// workspaceEndpoints is the set of "region uri" of p's agents' endpoints;
+// nil (everything) for the admin.
+func workspaceEndpoints(snap *routing.Snapshot, p provisioning.Principal) map[string]bool {
+	if p.Admin {
+		return nil
+	}
+	own := map[string]bool{}
+	snap.Agents(func(a *routing.Agent) {
+		if a.Workspace != p.Workspace {
+			return
+		}
+		for _, ep := range a.Endpoints {
+			own[ep.Region+" "+ep.URI] = true
+		}
+	})
+	return own
 }
 
 // Drain stops taking new calls and waits for active ones until ctx ends.

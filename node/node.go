@@ -195,7 +195,8 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		return nil, err
 	}
 
-	n.syncer = &provisioning.Syncer{Table: n.table, Integrations: n.svc.DecodeIntegration}
+	n.setSIPSelf()
+	n.syncer = &provisioning.Syncer{Table: n.table, Integrations: n.svc.DecodeIntegration, Endpoints: n.svc.CheckEndpoint, Log: n.log}
 	registerSyncMetrics(n.reg, n.syncer, n.table)
 	n.wg.Add(1)
 	go func() {
@@ -217,6 +218,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	n.setSIPSelf()
 	h := api.New(api.Options{
 		Service: n.svc,
 		Log:     n.log,

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -29,7 +28,10 @@ type Endpoint struct {
 	URI    string `json:"uri"`
 }
 
-func (in *AgentInput) validate(v *ValidationError) {
+// validate checks in and replaces each endpoint URI by its canonical
+// form (check is Service.CheckEndpoint).
+func (in *AgentInput) validate(v *ValidationError, check func(string) (string, error)) {
+	in.Endpoints = append([]Endpoint(nil), in.Endpoints...) // the caller's slice is not changed
 	if in.ID != "" && !ValidID(in.ID) {
 		v.Add("id", "must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit")
 	}
@@ -49,8 +51,10 @@ func (in *AgentInput) validate(v *ValidationError) {
 		if !ValidID(ep.Region) {
 			v.Add(f+".region", "must be a region name such as us-east")
 		}
-		if err := validSIPURI(ep.URI); err != nil {
+		if uri, err := check(ep.URI); err != nil {
 			v.Add(f+".uri", "%v", err)
+		} else {
+			in.Endpoints[i].URI = uri
 		}
 	}
 	switch in.Media {
@@ -63,28 +67,10 @@ func (in *AgentInput) validate(v *ValidationError) {
 	}
 }
 
-func validSIPURI(s string) error {
-	if len(s) > 512 {
-		return errors.New("must be at most 512 characters")
-	}
-	l := strings.ToLower(s)
-	if !strings.HasPrefix(l, "sip:") && !strings.HasPrefix(l, "sips:") {
-		return errors.New("must be a sip: or sips: URI such as sip:bot@127.0.0.1:5090;transport=udp")
-	}
-	var u sip.Uri
-	if err := sip.ParseUri(s, &u); err != nil {
-		return errors.New("not a valid SIP URI: " + err.Error())
-	}
-	if u.Host == "" {
-		return errors.New("SIP URI has no host")
-	}
-	return nil
-}
-
 // CreateAgent creates an agent (id generated when empty).
 func (s *Service) CreateAgent(ctx context.Context, p Principal, in AgentInput) (Agent, error) {
 	v := &ValidationError{}
-	in.validate(v)
+	in.validate(v, s.CheckEndpoint)
 	if err := v.Err(); err != nil {
 		return Agent{}, err
 	}
@@ -147,11 +133,14 @@ func (s *Service) ListAgents(ctx context.Context, p Principal) ([]Agent, error) 
 
 // UpdateAgent replaces an agent's name, endpoints and settings.
 func (s *Service) UpdateAgent(ctx context.Context, p Principal, id string, in AgentInput) (Agent, error) {
+	if !ValidID(id) {
+		return Agent{}, errorf(ErrNotFound, "agent %q not found", id)
+	}
 	if in.ID == "" {
 		in.ID = id
 	}
 	v := &ValidationError{}
-	in.validate(v)
+	in.validate(v, s.CheckEndpoint)
 	if in.ID != id {
 		v.Add("id", "does not match the agent in the path")
 	}

@@ -35,6 +35,16 @@ func (s *Service) CreateForwarding(ctx context.Context, p Principal, business, g
 		}
 		return Forward{}, err
 	}
+	// A number held in callgate is its holder's line: another workspace
+	// registering it would take the calls forwarded from it.
+	var held numberRecord
+	if _, err := getJSON(ctx, s.st.Numbers, numberKey(b164), &held); err == nil {
+		if held.WorkspaceID != p.Workspace {
+			return Forward{}, invalid("business_number", "%s is a number held in callgate by another workspace; register a line your workspace owns", b164)
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Forward{}, storeErr("create forwarding", err)
+	}
 	f := Forward{BusinessNumber: b164, GatewayNumber: g164, Workspace: p.Workspace, CreatedAt: s.now().UTC()}
 	b, _ := json.Marshal(f)
 	if _, err := s.st.Forwarding.Create(ctx, numberKey(b164), b); err != nil {
@@ -66,8 +76,8 @@ func (s *Service) ListForwarding(ctx context.Context, p Principal) ([]Forward, e
 // DeleteForwarding removes a business line registration.
 func (s *Service) DeleteForwarding(ctx context.Context, p Principal, business string) error {
 	b164, err := phone.Normalize(business, "")
-	if err != nil {
-		return invalid("business_number", "%v", err)
+	if err != nil { // a path that names no business line
+		return errorf(ErrNotFound, "business line %q is not registered in this workspace (%v)", business, err)
 	}
 	var f Forward
 	rev, err := getJSON(ctx, s.st.Forwarding, numberKey(b164), &f)

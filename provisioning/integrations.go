@@ -181,7 +181,7 @@ func (s *Service) buildCarrier(name string, creds map[string]string) (carrier.Ca
 
 func (s *Service) integration(ctx context.Context, ws, id string) (integrationRecord, map[string]string, error) {
 	var rec integrationRecord
-	if id == "" || len(id) > 64 || strings.ContainsAny(id, ".*> ") {
+	if !ValidID(id) { // before any store access: not every string is a NATS key
 		return rec, nil, errorf(ErrNotFound, "integration %q not found", id)
 	}
 	if _, err := getJSON(ctx, s.st.Integrations, id, &rec); err != nil {
@@ -223,6 +223,9 @@ func (s *Service) Carrier(ctx context.Context, ws, id string) (carrier.Carrier, 
 // IntegrationAPIKey returns a Telnyx integration's API key (Call Control).
 func (s *Service) IntegrationAPIKey(ctx context.Context, id string) (string, error) {
 	var rec integrationRecord
+	if !ValidID(id) {
+		return "", errorf(ErrNotFound, "integration %q not found", id)
+	}
 	if _, err := getJSON(ctx, s.st.Integrations, id, &rec); err != nil {
 		return "", err
 	}

@@ -367,8 +367,8 @@ func addMonths(t time.Time, n int) time.Time {
 func (s *Service) getNumber(ctx context.Context, p Principal, raw string) (numberRecord, uint64, error) {
 	var rec numberRecord
 	e164, err := phone.Normalize(raw, "")
-	if err != nil {
-		return rec, 0, invalid("phone_number", "%v", err)
+	if err != nil { // a path that names no number
+		return rec, 0, errorf(ErrNotFound, "number %q not found in this workspace (%v)", raw, err)
 	}
 	rev, err := getJSON(ctx, s.st.Numbers, numberKey(e164), &rec)
 	if err != nil {

@@ -3,6 +3,9 @@ package provisioning
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +55,14 @@ type Syncer struct {
 	CompactAfter int
 	// FullBuilds counts snapshots built in full, the first included.
 	FullBuilds atomic.Int64
+	// Endpoints checks a stored endpoint URI and returns the form to use
+	// on the wire (default CanonicalEndpointURI; a node passes
+	// Service.CheckEndpoint). An endpoint it refuses (stored before the
+	// check existed, or written around the API) is left out of the
+	// snapshot, so no edge sends a call to it, and logged once.
+	Endpoints func(uri string) (string, error)
+	// Log receives those warnings (default slog.Default()).
+	Log *slog.Logger
 
 	mu           sync.Mutex
 	numbers      map[string]routing.Number
@@ -63,6 +74,7 @@ type Syncer struct {
 
 	// changes since the last publish: number KV key -> its E.164 before
 	// (empty: it had none); and whether agents, forwards, integrations changed
+	skipped                            map[string]bool // "agent key uri" already logged as skipped
 	dirtyNums                          map[string]string
 	dirtyAgents, dirtyFwd, dirtyIntegr bool
 	last                               *routing.Snapshot // published last; only Run's goroutine
@@ -148,6 +160,9 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 	key := e.Key()
 	switch bucket {
 	case nb:
+		if _, fwd := y.forwards[key]; fwd {
+			y.dirtyFwd = true // a business line's holder may have changed (see liveForward)
+		}
 		// Before the first snapshot everything is new: no need to track.
 		if _, seen := y.dirtyNums[key]; !seen && y.last != nil {
 			y.dirtyNums[key] = y.numbers[key].E164
@@ -178,7 +193,7 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 		if a.Workspace == "" {
 			a.Workspace, _, _ = strings.Cut(key, ".")
 		}
-		y.agents[key] = routing.Agent{ID: a.ID, Workspace: a.Workspace, Name: a.Name, Endpoints: a.Endpoints, Media: a.Media, MessagingURL: a.MessagingURL}
+		y.agents[key] = routing.Agent{ID: a.ID, Workspace: a.Workspace, Name: a.Name, Endpoints: y.checkEndpoints(key, a.Endpoints), Media: a.Media, MessagingURL: a.MessagingURL}
 	case fb:
 		y.dirtyFwd = true
 		if del {
@@ -200,6 +215,49 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 			y.integrations[key] = in
 		}
 	}
+}
+
+// liveForward reports whether a business line registration may attribute
+// calls: not when the line is a number another workspace holds in
+// callgate (registered before that workspace bought or imported it).
+// Forwarding and numbers share the key space (E.164 without '+'). y.mu held.
+func (y *Syncer) liveForward(key string, f routing.Forward) bool {
+	n, held := y.numbers[key]
+	return !held || n.Workspace == f.Workspace
+}
+
+// checkEndpoints returns the agent's endpoints the data plane may use,
+// in their canonical form. y.mu held.
+func (y *Syncer) checkEndpoints(key string, eps []routing.Endpoint) []routing.Endpoint {
+	check := y.Endpoints
+	if check == nil {
+		check = CanonicalEndpointURI
+	}
+	out := make([]routing.Endpoint, 0, len(eps))
+	for i, ep := range eps {
+		uri, err := check(ep.URI)
+		if err == nil && ValidID(ep.Region) {
+			out = append(out, routing.Endpoint{Region: ep.Region, URI: uri})
+			continue
+		}
+		if err == nil {
+			err = errors.New("region is not a region name")
+		}
+		if y.skipped == nil {
+			y.skipped = map[string]bool{}
+		}
+		// The URI itself is not logged: it may hold a password.
+		if k := key + " " + ep.Region + " " + ep.URI; !y.skipped[k] {
+			y.skipped[k] = true
+			log := y.Log
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn("routing: stored agent endpoint is invalid; no call is sent to it (fix it with PUT /v1/agents/{id})",
+				"agent", key, "endpoint", i, "region", strconv.QuoteToASCII(ep.Region), "err", err)
+		}
+	}
+	return out
 }
 
 func (y *Syncer) publish() {
@@ -242,8 +300,10 @@ func (y *Syncer) publish() {
 		}
 	}
 	if full || fwdDirty {
-		for _, f := range y.forwards {
-			fwds = append(fwds, f)
+		for key, f := range y.forwards {
+			if y.liveForward(key, f) {
+				fwds = append(fwds, f)
+			}
 		}
 	}
 	if full || intDirty {

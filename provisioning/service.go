@@ -54,6 +54,7 @@ type Service struct {
 	sandbox *sandbox.Carrier
 	m       *Metrics
 	crash   func(step string) bool // tests: stop a saga at step, as a crash would
+	self    selfPtr                // this gateway's SIP addresses (SetSIPSelf)
 }
 
 // New returns a Service.
