@@ -141,6 +141,28 @@ trickle:
 	}
 }
 
+// TestTLSHandshakeDeadline: a connection to the TLS port that never
+// completes its handshake is closed after message_timeout.
+func TestTLSHandshakeDeadline(t *testing.T) {
+	certFile, keyFile := selfSigned(t, t.TempDir())
+	e := runEdge(t, buildTable(), func(c *Config) {
+		c.TLSAddr, c.TLSCert, c.TLSKey = "127.0.0.1:0", certFile, keyFile
+		c.MessageTimeout = 500 * time.Millisecond
+	}, nil)
+	start := time.Now() // before the edge can accept
+	c := dialFrom(t, "127.0.0.1", net.TCPAddrFromAddrPort(e.TLSAddr()))
+	_, _ = c.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello, and no more
+	if err := closedByPeer(c, 20*time.Second); err != nil {
+		t.Fatalf("half a TLS handshake: %v", err)
+	}
+	if took := time.Since(start); took < 500*time.Millisecond {
+		t.Errorf("closed after %s, before message_timeout", took)
+	}
+	if n := testutil.ToFloat64(e.metrics.Dropped.WithLabelValues("tls_handshake")); n != 1 {
+		t.Errorf("dropped_total{reason=tls_handshake} = %v, want 1", n)
+	}
+}
+
 // TestConnectionCaps: with N connections held, the N+1-th from the same
 // source (per-source cap) or from any source (total cap) is closed at
 // accept and counted; when a held one closes, a new one is served again.

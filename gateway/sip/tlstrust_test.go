@@ -67,6 +67,12 @@ func newTestCA(t *testing.T) *testCA {
 // issue signs a certificate for 127.0.0.1 (server and client use) and
 // writes it and its key as PEM files named after cn.
 func (ca *testCA) issue(cn string) (certFile, keyFile string, cert tls.Certificate) {
+	return ca.issueFor(cn, nil)
+}
+
+// issueFor is issue for the given DNS names only (no IP address) when
+// names is not empty.
+func (ca *testCA) issueFor(cn string, names []string) (certFile, keyFile string, cert tls.Certificate) {
 	t := ca.t
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -78,6 +84,9 @@ func (ca *testCA) issue(cn string) (certFile, keyFile string, cert tls.Certifica
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	if len(names) > 0 {
+		tmpl.IPAddresses, tmpl.DNSNames = nil, names
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +249,20 @@ func TestTLSAgentPrivateCA(t *testing.T) {
 		}
 		if cns := agent.clientCNs(); len(cns) != 1 || cns[0] != "callgate-client" {
 			t.Errorf("client certificates at the agent: %q, want [callgate-client]", cns)
+		}
+	})
+
+	t.Run("host name", func(t *testing.T) {
+		// an endpoint named by host name is checked against that name
+		_, _, named := ca.issueFor("agent-by-name", []string{"localhost"})
+		agent := newTLSAgent(t, named, nil)
+		ep := agent.endpoint()
+		ep.URI = strings.Replace(ep.URI, "127.0.0.1", "localhost", 1)
+		e, _ := runEdgeLogged(t, buildTable(ep), func(c *Config) { c.TLSCAFile = ca.file })
+		raw := newRaw(t, "127.0.0.1", net_(e))
+		raw.send(raw.invite(e, numPurchased, "tls-ca-3", ""))
+		if m := raw.readFinal(10 * time.Second); !strings.HasPrefix(m, "SIP/2.0 486") {
+			t.Fatalf("final response %q, want the agent's 486", statusLine(m))
 		}
 	})
 
