@@ -580,7 +580,11 @@ func (t *transport) readStream(sc *streamConn) {
 			}
 			if err != nil {
 				// no message boundary to resync on
-				t.s.metrics.Dropped.WithLabelValues("malformed").Inc()
+				reason := "malformed"
+				if errors.Is(err, sip.ErrMessageTooLarge) {
+					reason = "too_large"
+				}
+				t.s.metrics.Dropped.WithLabelValues(reason).Inc()
 				return
 			}
 			t.s.handleMessage(m, from)
