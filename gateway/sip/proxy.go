@@ -1025,21 +1025,21 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		bye = req.Method == sip.BYE && !c.ended
 		c.mu.Unlock()
 	}
-	done := func(err error) {
-		if !inDialog {
-			return
-		}
-		if err != nil {
-			s.dialogSendFailed(c, req, from, fromCaller, err)
-		}
-		if bye {
-			c.mu.Lock()
+	var done func(error) // nil outside a recorded dialog: no allocation
+	if inDialog {
+		done = func(err error) {
 			if err != nil {
-				c.finish(200, byeReason(fromCaller)+"_undelivered")
-			} else {
-				c.finish(200, byeReason(fromCaller))
+				s.dialogSendFailed(c, req, from, fromCaller, err)
 			}
-			c.mu.Unlock()
+			if bye {
+				c.mu.Lock()
+				if err != nil {
+					c.finish(200, byeReason(fromCaller)+"_undelivered")
+				} else {
+					c.finish(200, byeReason(fromCaller))
+				}
+				c.mu.Unlock()
+			}
 		}
 	}
 	if err == errNeedLookup {
@@ -1049,7 +1049,7 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		to.alt = alt
 		err = s.tp.sendMsgThen(to, req, done)
 	}
-	if err != errPending {
+	if err != errPending && done != nil {
 		done(err)
 	}
 }
