@@ -77,8 +77,13 @@ func TestMalformedMessages(t *testing.T) {
 			} else {
 				raw.send(tc.msg)
 			}
+			// skip provisionals, and 2xx retransmissions of the answered
+			// (never ACKed) calls of earlier cases
+			earlier := func(m string) bool {
+				return strings.Contains(m, "Call-ID: mal-") && !strings.Contains(m, "Call-ID: mal-"+tc.name+"\r\n")
+			}
 			m := raw.read(400 * time.Millisecond)
-			for strings.HasPrefix(m, "SIP/2.0 1") {
+			for strings.HasPrefix(m, "SIP/2.0 1") || earlier(m) {
 				m = raw.read(400 * time.Millisecond)
 			}
 			switch {
