@@ -495,3 +495,28 @@ func TestUndeliveredByeNotNormal(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTLSEndpointDownIsLogged: a probed TLS endpoint whose certificate is
+// not trusted goes down, and both the failed handshakes and the down
+// transition are logged.
+func TestTLSEndpointDownIsLogged(t *testing.T) {
+	ca := newTestCA(t)
+	_, _, agentCert := ca.issue("agent")
+	agent := newTLSAgent(t, agentCert, nil)
+	e, logs := runEdgeLogged(t, buildTable(agent.endpoint()), func(c *Config) {
+		c.Probe = ProbeConfig{Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, DownAfter: 2, UpAfter: 1, Alpha: 0.3}
+	})
+	checkFor(t, 20*time.Second, func() error {
+		l := logs.String()
+		if !strings.Contains(l, `msg="sip: endpoint down"`) || !strings.Contains(l, "region=eu") {
+			return fmt.Errorf("no endpoint down line:\n%s", l)
+		}
+		if !strings.Contains(l, "call_id=probe-") || !strings.Contains(l, "stage=handshake") {
+			return fmt.Errorf("no failed probe handshake logged:\n%s", l)
+		}
+		return nil
+	})
+	if n := testutil.ToFloat64(e.metrics.SendErrors.WithLabelValues("tls", "handshake")); n < 1 {
+		t.Errorf("send_errors_total{transport=tls,stage=handshake} = %v", n)
+	}
+}
