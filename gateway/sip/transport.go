@@ -683,7 +683,9 @@ func (t *transport) failedMsg(p peer, stage string, m sip.Message, err error) er
 	buf.Reset()
 	writeMsg(buf, m)
 	err = t.failed(p, stage, buf.Bytes(), err)
-	bufPool.Put(buf)
+	if buf.Cap() <= 1<<16 {
+		bufPool.Put(buf)
+	}
 	return err
 }
 
