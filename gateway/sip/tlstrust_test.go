@@ -482,11 +482,12 @@ func TestUndeliveredByeNotNormal(t *testing.T) {
 	if en := e.events.waitEvent(t, calls.Ended, callID); en.Reason != "bye_agent_undelivered" {
 		t.Errorf("ended reason %q, want bye_agent_undelivered", en.Reason)
 	}
-	if n := testutil.ToFloat64(e.metrics.DialogSendFails.WithLabelValues("BYE")); n != 1 {
-		t.Errorf("dialog_send_failures_total{method=BYE} = %v, want 1", n)
+	// (a BYE retransmitted before its 503 arrived may count twice)
+	if n := testutil.ToFloat64(e.metrics.DialogSendFails.WithLabelValues("BYE")); n < 1 {
+		t.Errorf("dialog_send_failures_total{method=BYE} = %v, want at least 1", n)
 	}
-	if n := testutil.ToFloat64(e.metrics.SendErrors.WithLabelValues("tcp", "dial")); n != 1 {
-		t.Errorf("send_errors_total{transport=tcp,stage=dial} = %v, want 1", n)
+	if n := testutil.ToFloat64(e.metrics.SendErrors.WithLabelValues("tcp", "dial")); n < 1 {
+		t.Errorf("send_errors_total{transport=tcp,stage=dial} = %v, want at least 1", n)
 	}
 	checkFor(t, 10*time.Second, func() error {
 		if !strings.Contains(logs.String(), "in-dialog request not delivered") || !strings.Contains(logs.String(), "call_id="+callID) {
