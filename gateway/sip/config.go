@@ -1,10 +1,14 @@
 package sip
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 )
@@ -21,6 +25,23 @@ type Config struct {
 	TLSAddr string `yaml:"tls_addr"`
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// TLSCAFile is a PEM bundle of CA certificates trusted, in addition to
+	// the system roots, for the certificates of TLS peers callgate
+	// connects to (carriers, agent endpoints with a private CA).
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// TLSClientCert and TLSClientKey are the certificate callgate presents
+	// when a TLS peer it connects to asks for one (mutual TLS).
+	TLSClientCert string `yaml:"tls_client_cert"`
+	TLSClientKey  string `yaml:"tls_client_key"`
+	// MessageTimeout bounds a SIP message over TCP/TLS from its first byte
+	// to its last (and a TLS handshake): a connection that trickles a
+	// message slower than this is closed.
+	MessageTimeout time.Duration `yaml:"message_timeout"`
+	// MaxConnections caps the inbound TCP and TLS connections held at once;
+	// MaxConnectionsPerSource caps them per source IP address. A
+	// connection over a cap is closed at accept.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
 	// Region is this node's region (events, metrics).
 	Region string `yaml:"region"`
 	// RingTimeout bounds INVITE to final answer; the caller then gets 408.
@@ -101,6 +122,10 @@ func DefaultConfig() Config {
 		MaxCallDuration: 4 * time.Hour,
 		RetryAfter:      30,
 		DrainTimeout:    30 * time.Second,
+		MessageTimeout:  20 * time.Second,
+		MaxConnections:  4096,
+		// carriers open a few connections per signalling IP
+		MaxConnectionsPerSource: 64,
 		Trunks: []Trunk{{
 			Name: "local", Carrier: "local", CIDRs: []string{"127.0.0.0/8", "::1/128"}, Country: "US",
 		}},
@@ -131,6 +156,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = d.DrainTimeout
+	}
+	if c.MessageTimeout == 0 {
+		c.MessageTimeout = d.MessageTimeout
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = d.MaxConnections
+	}
+	if c.MaxConnectionsPerSource == 0 {
+		c.MaxConnectionsPerSource = d.MaxConnectionsPerSource
 	}
 	if c.Probe.Interval == 0 {
 		c.Probe.Interval = d.Probe.Interval
@@ -178,6 +212,27 @@ func (c Config) Validate() error {
 		if _, err := netip.ParseAddrPort(c.TLSAddr); err != nil {
 			bad("tls_addr", "%q is not ip:port", c.TLSAddr)
 		}
+	}
+	if c.TLSCAFile != "" {
+		if _, err := loadCAs(c.TLSCAFile); err != nil {
+			bad("tls_ca_file", "%v", err)
+		}
+	}
+	if (c.TLSClientCert == "") != (c.TLSClientKey == "") {
+		bad("tls_client_cert", "tls_client_cert and tls_client_key must be set together")
+	} else if c.TLSClientCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSClientCert, c.TLSClientKey); err != nil {
+			bad("tls_client_cert", "%v", err)
+		}
+	}
+	if c.MessageTimeout < 0 {
+		bad("message_timeout", "must be positive")
+	}
+	if c.MaxConnections < 0 {
+		bad("max_connections", "must be positive")
+	}
+	if c.MaxConnectionsPerSource < 0 {
+		bad("max_connections_per_source", "must be positive")
 	}
 	if c.RingTimeout < 0 {
 		bad("ring_timeout", "must be positive")
@@ -243,6 +298,34 @@ func (c Config) Validate() error {
 		bad("probe.alpha", "must be in (0, 1]")
 	}
 	return errors.Join(errs...)
+}
+
+// loadCAs reads a PEM bundle of CA certificates.
+func loadCAs(file string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for len(b) > 0 {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return out, nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

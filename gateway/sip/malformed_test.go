@@ -20,7 +20,7 @@ func alive(t *testing.T, raw *rawUA) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		m := raw.read(time.Until(deadline))
-		if strings.HasPrefix(m, "SIP/2.0 200") && callIDOf(m) == id {
+		if strings.HasPrefix(m, "SIP/2.0 200") && msgCallID(m) == id {
 			return
 		}
 	}
@@ -36,8 +36,8 @@ func aliveOptions(raw *rawUA, id string) string {
 		"From: <sip:carrier@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: " + id + "\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
 }
 
-// callIDOf is the Call-ID of a SIP message ("" when it has none).
-func callIDOf(m string) string {
+// msgCallID is the Call-ID of a SIP message ("" when it has none).
+func msgCallID(m string) string {
 	head, _, _ := strings.Cut(m, "\r\n\r\n")
 	for _, l := range strings.Split(head, "\r\n") {
 		name, v, ok := strings.Cut(l, ":")
@@ -109,7 +109,7 @@ func TestMalformedMessages(t *testing.T) {
 				if m == "" || strings.HasPrefix(m, "SIP/2.0 1") {
 					return false
 				}
-				c := callIDOf(m)
+				c := msgCallID(m)
 				return c == id || c == ""
 			}
 			if tc.want != "" {
@@ -149,7 +149,7 @@ func TestMalformedMessages(t *testing.T) {
 				if ours(m) {
 					t.Errorf("got %q, want no response", statusLine(m))
 				}
-				if strings.HasPrefix(m, "SIP/2.0 200") && callIDOf(m) == probe && !answered {
+				if strings.HasPrefix(m, "SIP/2.0 200") && msgCallID(m) == probe && !answered {
 					answered = true
 					deadline = time.Now().Add(200 * time.Millisecond)
 				}

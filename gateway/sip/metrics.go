@@ -25,6 +25,10 @@ type Metrics struct {
 	Rejected         *prometheus.CounterVec // reason
 	Failovers        *prometheus.CounterVec // region of the endpoint given up
 	Dropped          *prometheus.CounterVec // reason: messages dropped without a reply
+	ConnsRefused     *prometheus.CounterVec // reason (per_source, total): TCP/TLS connections closed at accept
+	Conns            *prometheus.GaugeVec   // transport (tcp, tls): inbound connections open
+	SendErrors       *prometheus.CounterVec // transport, stage: messages that could not be sent
+	DialogSendFails  *prometheus.CounterVec // method: in-dialog requests of a recorded dialog not delivered
 
 	regions regionLabels
 }
@@ -68,6 +72,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "failovers_total", Help: "Endpoints given up (timeout or 5xx) for the next candidate, by the region given up."}, []string{"region"}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "dropped_total", Help: "Messages dropped without a reply, by reason."}, []string{"reason"}),
+		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "connections_refused_total", Help: "Inbound TCP/TLS connections closed at accept because a cap was reached (per_source: max_connections_per_source, total: max_connections)."}, []string{"reason"}),
+		Conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "connections", Help: "Inbound TCP/TLS connections open, by transport."}, []string{"transport"}),
+		SendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "send_errors_total", Help: "SIP messages that could not be sent, by transport and stage (resolve, dial, handshake, write, busy)."}, []string{"transport", "stage"}),
+		DialogSendFails: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "dialog_send_failures_total", Help: "In-dialog requests of a recorded dialog (BYE, ACK, re-INVITE, ...) that could not be delivered to the other party, by method."}, []string{"method"}),
 	}
 	m.regions.max = maxRegions
 	// refusals that alerts watch exist from the start (at 0)
@@ -77,9 +89,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"relay_denied", "loop"} {
 		m.Dropped.WithLabelValues(r)
 	}
+	for _, r := range []string{"per_source", "total"} {
+		m.ConnsRefused.WithLabelValues(r)
+	}
+	for _, tr := range []string{"udp", "tcp", "tls"} {
+		if tr != "udp" {
+			m.Conns.WithLabelValues(tr)
+		}
+		for _, st := range sendStages {
+			m.SendErrors.WithLabelValues(tr, st)
+		}
+	}
+	for _, meth := range []string{"BYE", "ACK", "INVITE", "other"} {
+		m.DialogSendFails.WithLabelValues(meth)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.SetupProvisional, m.SetupAnswer, m.ProbeRTT, m.RegionRTT,
-			m.RegionEndpoints, m.EndpointRTT, m.EndpointUp, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped} {
+			m.RegionEndpoints, m.EndpointRTT, m.EndpointUp, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped,
+			m.ConnsRefused, m.Conns, m.SendErrors, m.DialogSendFails} {
 			reg.MustRegister(c)
 		}
 	}
@@ -87,6 +114,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 const maxRegions = 64
+
+// sendStages are where a send can fail (the stage label of send_errors_total).
+var sendStages = []string{"resolve", "dial", "handshake", "write", "busy"}
 
 // maxEndpointLabels bounds the per-endpoint gauges per region.
 const maxEndpointLabels = 16

@@ -317,6 +317,7 @@ func (p *Prober) onResponse(br string, code int) {
 	} else if !st.up.Load() && st.answers >= p.cfg.UpAfter {
 		st.up.Store(true)
 		changed = true
+		p.s.log.Info("sip: endpoint up", "endpoint", st.uri, "region", st.region)
 	}
 	p.mu.Unlock()
 	if changed {
@@ -350,8 +351,10 @@ func (p *Prober) miss(st *epState, br string) {
 		st.known.Store(true)
 		changed = true
 	}
+	misses := st.misses
 	p.mu.Unlock()
 	if changed {
+		p.s.log.Warn("sip: endpoint down", "endpoint", st.uri, "region", st.region, "misses", misses)
 		p.gauges(*p.eps.Load())
 	}
 }

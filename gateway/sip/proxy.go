@@ -255,7 +255,11 @@ func (c *call) startBranch() {
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
-		if err := s.tp.send(to, b.raw); err != nil {
+		if err := s.tp.sendThen(to, b.raw, func(err error) {
+			if err != nil {
+				c.branchUnreachable(b)
+			}
+		}); err != nil && err != errPending {
 			s.log.Debug("sip: endpoint unreachable", "endpoint", c.ci, "region", ep.Region, "err", err)
 			b.final = true
 			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
@@ -425,6 +429,23 @@ func (c *call) branchTimeout(b *branch) {
 	}
 	b.final = true
 	stop(b.timerA)
+	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
+	c.s.prober.passiveMiss(b.ep.URI)
+	c.ci++
+	c.startBranch()
+}
+
+// branchUnreachable: the endpoint could not be connected to (TCP/TLS
+// dial or handshake failed) → next endpoint at once.
+func (c *call) branchUnreachable(b *branch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != b || b.gotResp || b.final || c.ended || c.state >= stAccepted || c.cancelled {
+		return
+	}
+	b.final = true
+	stop(b.timerA)
+	stop(b.timerF)
 	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
 	c.s.prober.passiveMiss(b.ep.URI)
 	c.ci++
@@ -979,9 +1000,16 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	req.PrependHeader(s.via(to.proto, statelessBranch(inBr+m, from.addr.String())))
 
 	c, inDialog := s.dialogs.get(callID)
+	fromCaller, bye := false, false
+	var alt *streamConn
 	if inDialog {
 		fromTag, _ := req.From().Params.Get("tag")
-		fromCaller := fromTag == c.fromTag
+		fromCaller = fromTag == c.fromTag
+		if !fromCaller && c.up.proto != protoUDP {
+			// toward a caller that came over TCP/TLS: its connection is
+			// the way back when its Contact cannot be reached (NAT)
+			alt = c.up.conn
+		}
 		c.mu.Lock()
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {
 			c.acked = true
@@ -1005,21 +1033,57 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 			}
 			req.SetBody(nb)
 		}
-		if req.Method == sip.BYE {
-			// the dialog ends when its BYE passes, whatever the answer
-			c.finish(200, byeReason(fromCaller))
-		}
+		// the dialog ends when its BYE passes, whatever the answer (below,
+		// once it is known whether it could be sent)
+		bye = req.Method == sip.BYE && !c.ended
 		c.mu.Unlock()
+	}
+	var done func(error) // nil outside a recorded dialog: no allocation
+	if inDialog {
+		done = func(err error) {
+			if err != nil {
+				s.dialogSendFailed(c, req, from, fromCaller, err)
+			}
+			if bye {
+				c.mu.Lock()
+				if err != nil {
+					c.finish(200, byeReason(fromCaller)+"_undelivered")
+				} else {
+					c.finish(200, byeReason(fromCaller))
+				}
+				c.mu.Unlock()
+			}
+		}
 	}
 	if err == errNeedLookup {
 		tu := *target
-		err = s.tp.sendURI(&tu, req)
+		err = s.tp.sendURIThen(&tu, req, alt, done)
 	} else {
-		err = s.tp.sendMsg(to, req)
+		to.alt = alt
+		err = s.tp.sendMsgThen(to, req, done)
 	}
-	if err != nil {
-		s.log.Debug("sip: forward in dialog", "method", string(req.Method), "err", err)
+	if err != errPending && done != nil {
+		done(err)
 	}
+}
+
+// dialogSendFailed: an in-dialog request of a recorded dialog could not
+// be sent on (the failure itself is logged and counted by the transport).
+// It is logged with the call and counted, and a request other than ACK
+// is answered 503 (RFC 3261 16.9: a transport error counts as a 503).
+func (s *Server) dialogSendFailed(c *call, req *sip.Request, from peer, fromCaller bool, err error) {
+	s.metrics.DialogSendFails.WithLabelValues(methodLabel(string(req.Method))).Inc()
+	side := "caller"
+	if fromCaller {
+		side = "agent"
+	}
+	s.log.Warn("sip: in-dialog request not delivered", "call_id", c.id, "method", string(req.Method),
+		"toward", side, "stage", stageOf(err), "err", err)
+	if req.IsAck() {
+		return
+	}
+	req.RemoveHeader("Via") // ours
+	s.replyStateless(req, from, 503, "Service Unavailable")
 }
 
 func byeReason(fromCaller bool) string {

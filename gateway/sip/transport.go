@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +52,11 @@ type peer struct {
 	proto proto
 	addr  netip.AddrPort
 	conn  *streamConn // stream transports: the connection, when known
+	host  string      // the host name addr was resolved from (TLS server name), if any
+	// alt is a connection the same party opened to us, used when addr
+	// cannot be reached (RFC 5923 style reuse: a carrier behind NAT whose
+	// Contact names an address nothing can connect to).
+	alt *streamConn
 }
 
 // maxMessage bounds a SIP message (UDP datagram or stream message).
@@ -60,11 +68,15 @@ type streamKey struct {
 }
 
 type streamConn struct {
-	c      net.Conn
-	proto  proto
-	remote netip.AddrPort
-	wmu    sync.Mutex
+	c       net.Conn
+	proto   proto
+	remote  netip.AddrPort
+	inbound bool // accepted (counted against the connection caps)
+	closed  atomic.Bool
+	wmu     sync.Mutex
 }
+
+func (c *streamConn) usable() bool { return c != nil && !c.closed.Load() }
 
 func (c *streamConn) write(b []byte) error {
 	c.wmu.Lock()
@@ -92,6 +104,16 @@ type transport struct {
 
 	sem chan struct{}
 
+	tlsClient    *tls.Config        // outbound TLS: roots (system + tls_ca_file), client certificate
+	msgTimeout   time.Duration      // a stream message (or TLS handshake) must complete within this
+	maxConns     int                // inbound TCP/TLS connections, in total
+	maxPerSource int                // and per source address
+	inbound      int                // under mu
+	perSource    map[netip.Addr]int // under mu
+
+	logSecond atomic.Int64 // rate limit of send failure log lines
+	logTokens atomic.Int64
+
 	rmu      sync.RWMutex
 	resolved map[string]netip.Addr // host name → address (hostnames in agent URIs)
 }
@@ -101,7 +123,28 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 var (
 	errBusy       = errors.New("sip: too many pending dials or lookups")
 	errNeedLookup = errors.New("sip: host name needs a DNS lookup")
+	// errPending: the send goes on in another goroutine (a dial or a DNS
+	// lookup); its outcome goes to the caller's callback.
+	errPending = errors.New("sip: send pending")
 )
+
+// sendError is a send that failed, and the stage it failed at (the
+// stage label of send_errors_total).
+type sendError struct {
+	stage string
+	err   error
+}
+
+func (e *sendError) Error() string { return e.stage + ": " + e.err.Error() }
+func (e *sendError) Unwrap() error { return e.err }
+
+func stageOf(err error) string {
+	var se *sendError
+	if errors.As(err, &se) {
+		return se.stage
+	}
+	return "write"
+}
 
 // maxAsync bounds goroutines doing DNS lookups and TCP/TLS dials.
 const maxAsync = 64
@@ -126,22 +169,41 @@ func (t *transport) async(f func()) bool {
 // sendURI sends m to where u points; a host name not in the cache is
 // looked up off the read loop.
 func (t *transport) sendURI(u *sip.Uri, m sip.Message) error {
+	if err := t.sendURIThen(u, m, nil, nil); err != errPending {
+		return err
+	}
+	return nil
+}
+
+// sendURIThen is sendURI with sendThen's contract (errPending, then);
+// alt is a connection to the same party to fall back on.
+func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then func(error)) error {
 	p, err := t.uriPeerCached(u)
 	if err == nil {
-		return t.sendMsg(p, m)
+		p.alt = alt
+		return t.sendMsgThen(p, m, then)
 	}
 	if err != errNeedLookup {
-		return err
+		return t.failedMsg(p, "resolve", m, err)
 	}
 	uc := *u
 	if !t.async(func() {
-		if p, err := t.uriPeer(&uc); err == nil {
-			_ = t.sendMsg(p, m)
+		p, err := t.uriPeer(&uc)
+		if err == nil {
+			p.alt = alt
+			err = t.sendMsgThen(p, m, nil) // already off the read loop: dials inline
+		} else if alt.usable() {
+			err = t.sendMsgThen(peer{proto: alt.proto, addr: alt.remote, conn: alt}, m, nil)
+		} else {
+			err = t.failedMsg(p, "resolve", m, err)
+		}
+		if then != nil {
+			then(err)
 		}
 	}) {
-		return errBusy
+		return t.failedMsg(peer{proto: p.proto}, "busy", m, errBusy)
 	}
-	return nil
+	return errPending
 }
 
 // sendVia sends a response by its Via, looking a host name up off the read loop.
@@ -156,9 +218,11 @@ func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
 	if !t.async(func() {
 		if p, err := t.viaPeerOpt(v, true); err == nil {
 			_ = t.sendMsg(p, m)
+		} else {
+			_ = t.failedMsg(p, "resolve", m, err)
 		}
 	}) {
-		return errBusy
+		return t.failedMsg(peer{proto: p.proto}, "busy", m, errBusy)
 	}
 	return nil
 }
@@ -197,6 +261,13 @@ func (t *transport) listen(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	t.msgTimeout = cfg.MessageTimeout
+	t.maxConns, t.maxPerSource = cfg.MaxConnections, cfg.MaxConnectionsPerSource
+	if t.tlsClient, err = clientTLS(cfg); err != nil {
+		t.udp.Close()
+		t.tcpLn.Close()
+		return err
+	}
 	if cfg.TLSAddr != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -215,6 +286,35 @@ func (t *transport) listen(cfg Config) error {
 		t.tlsAddr = addrPortOf(tl.Addr())
 	}
 	return nil
+}
+
+// clientTLS is the configuration of the TLS connections callgate opens:
+// the system roots plus tls_ca_file, and tls_client_cert for peers that
+// ask for a client certificate. The server name is set per connection.
+func clientTLS(cfg Config) (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.TLSCAFile != "" {
+		cas, err := loadCAs(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("sip: tls_ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		for _, c := range cas {
+			pool.AddCert(c)
+		}
+		conf.RootCAs = pool
+	}
+	if cfg.TLSClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSClientCert, cfg.TLSClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("sip: tls_client_cert/tls_client_key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
 }
 
 // listenPair binds UDP on addr and TCP on the port UDP got.
@@ -321,10 +421,15 @@ func (t *transport) accept(ln net.Listener, p proto) {
 			c.Close()
 			continue
 		}
-		sc := &streamConn{c: c, proto: p, remote: ra}
-		if !t.addStream(sc) {
+		sc := &streamConn{c: c, proto: p, remote: ra, inbound: true}
+		switch t.addInbound(sc) {
+		case "":
+		case "closed":
 			c.Close()
 			return
+		default:
+			c.Close()
+			continue
 		}
 		t.wg.Add(1)
 		go func() {
@@ -347,83 +452,294 @@ func (t *transport) addStream(sc *streamConn) bool {
 	return true
 }
 
+// addInbound registers an accepted connection unless a cap is reached:
+// "" when added, else why not ("per_source", "total", "closed").
+func (t *transport) addInbound(sc *streamConn) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return "closed"
+	}
+	a := sc.remote.Addr()
+	why := ""
+	switch {
+	case t.maxPerSource > 0 && t.perSource[a] >= t.maxPerSource:
+		why = "per_source"
+	case t.maxConns > 0 && t.inbound >= t.maxConns:
+		why = "total"
+	}
+	if why != "" {
+		t.s.metrics.ConnsRefused.WithLabelValues(why).Inc()
+		t.s.log.Debug("sip: connection refused", "from", sc.remote.String(), "transport", sc.proto.String(), "cap", why)
+		return why
+	}
+	if t.perSource == nil {
+		t.perSource = map[netip.Addr]int{}
+	}
+	t.perSource[a]++
+	t.inbound++
+	t.s.metrics.Conns.WithLabelValues(sc.proto.label()).Inc()
+	if t.streams == nil {
+		t.streams = map[streamKey]*streamConn{}
+	}
+	t.streams[streamKey{sc.proto, sc.remote}] = sc
+	return ""
+}
+
 func (t *transport) dropStream(sc *streamConn) {
+	if sc.closed.Swap(true) {
+		return
+	}
 	t.mu.Lock()
 	if t.streams[streamKey{sc.proto, sc.remote}] == sc {
 		delete(t.streams, streamKey{sc.proto, sc.remote})
+	}
+	if sc.inbound {
+		a := sc.remote.Addr()
+		if t.perSource[a]--; t.perSource[a] <= 0 {
+			delete(t.perSource, a)
+		}
+		t.inbound--
+		t.s.metrics.Conns.WithLabelValues(sc.proto.label()).Dec()
 	}
 	t.mu.Unlock()
 	sc.c.Close()
 }
 
-// streamIdle closes a connection that carried nothing for this long.
+func (p proto) label() string {
+	switch p {
+	case protoTCP:
+		return "tcp"
+	case protoTLS:
+		return "tls"
+	}
+	return "udp"
+}
+
+// streamIdle closes a connection that carried nothing for this long
+// (between messages; a message itself must complete within msgTimeout).
 const streamIdle = 10 * time.Minute
 
+// readStream reads messages from a TCP/TLS connection until it closes.
+// Between messages the connection may stay idle for streamIdle; once a
+// message has started (or a TLS handshake), it must complete within
+// msgTimeout however slowly its bytes trickle in.
 func (t *transport) readStream(sc *streamConn) {
 	defer t.dropStream(sc)
-	par := t.parser.NewSIPStream()
-	buf := make([]byte, 16384)
-	from := peer{proto: sc.proto, addr: sc.remote, conn: sc}
-	for {
-		_ = sc.c.SetReadDeadline(time.Now().Add(streamIdle))
-		n, err := sc.c.Read(buf)
-		if err != nil {
+	if tc, ok := sc.c.(*tls.Conn); ok && sc.inbound {
+		_ = tc.SetDeadline(time.Now().Add(t.msgTimeout))
+		if err := tc.Handshake(); err != nil {
+			t.s.metrics.Dropped.WithLabelValues("tls_handshake").Inc()
+			t.s.log.Debug("sip: TLS handshake failed", "from", sc.remote.String(), "err", err)
 			return
 		}
+		_ = tc.SetDeadline(time.Time{})
+	}
+	par := t.parser.NewSIPStream()
+	defer par.Close()
+	buf := make([]byte, 16384)
+	from := peer{proto: sc.proto, addr: sc.remote, conn: sc}
+	var msgStart time.Time // first byte of the message in progress; zero between messages
+	for {
+		deadline := time.Now().Add(streamIdle)
+		if !msgStart.IsZero() {
+			deadline = msgStart.Add(t.msgTimeout)
+		}
+		_ = sc.c.SetReadDeadline(deadline)
+		n, err := sc.c.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if !msgStart.IsZero() && errors.As(err, &ne) && ne.Timeout() {
+				t.s.metrics.Dropped.WithLabelValues("message_timeout").Inc()
+				t.s.log.Debug("sip: stream message not complete in time", "from", sc.remote.String(),
+					"transport", sc.proto.String(), "message_timeout", t.msgTimeout)
+			}
+			return
+		}
+		now := time.Now()
 		data := buf[:n]
 		if par.Buffer().Len()+n > maxMessage {
 			t.s.metrics.Dropped.WithLabelValues("too_large").Inc()
 			return
 		}
-		if len(bytes.Trim(data, "\r\n")) == 0 && par.Buffer().Len() == 0 {
+		if msgStart.IsZero() && len(bytes.Trim(data, "\r\n")) == 0 {
 			if n == 4 { // RFC 5626 ping → pong
 				_ = sc.write(data[:2])
 			}
 			continue
 		}
-		err = par.ParseSIPStream(data, func(m sip.Message) {
+		_, _ = par.Write(data)
+		inMsg := false
+		for par.Buffer().Len() > 0 {
+			m, _, err := par.ParseNext()
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				// a started message (start line parsed, or part of it
+				// buffered); CRLFs between messages alone are not one
+				inMsg = m != nil || par.Buffer().Len() > 0
+				break
+			}
+			if err != nil {
+				// no message boundary to resync on
+				reason := "malformed"
+				if errors.Is(err, sip.ErrMessageTooLarge) {
+					reason = "too_large"
+				}
+				t.s.metrics.Dropped.WithLabelValues(reason).Inc()
+				return
+			}
 			t.s.handleMessage(m, from)
-		})
-		if err != nil && !errors.Is(err, sip.ErrParseSipPartial) {
-			// no message boundary to resync on
-			t.s.metrics.Dropped.WithLabelValues("malformed").Inc()
-			return
+		}
+		switch {
+		case !inMsg:
+			msgStart = time.Time{}
+		case msgStart.IsZero():
+			msgStart = now
 		}
 	}
 }
 
-// send writes a serialised message to p.
+// send writes a serialised message to p. A send that needs a dial goes
+// on in another goroutine and counts as sent here; every failure, now or
+// later, is counted and logged (failed).
 func (t *transport) send(p peer, b []byte) error {
-	if p.proto == protoUDP {
-		_, err := t.udp.WriteToUDPAddrPort(b, p.addr)
-		return err
-	}
-	sc := p.conn
-	if sc == nil {
-		t.mu.Lock()
-		sc = t.streams[streamKey{p.proto, p.addr}]
-		t.mu.Unlock()
-	}
-	if sc == nil {
-		// dialling can take seconds: never in a read loop
-		cp := append([]byte(nil), b...)
-		if !t.async(func() {
-			if sc, err := t.stream(p); err == nil {
-				if sc.write(cp) != nil {
-					t.dropStream(sc)
-				}
-			}
-		}) {
-			return errBusy
-		}
-		return nil
-	}
-	if err := sc.write(b); err != nil {
-		t.dropStream(sc)
+	if err := t.sendThen(p, b, nil); err != errPending {
 		return err
 	}
 	return nil
 }
+
+// sendThen writes b to p and returns the outcome, or errPending when a
+// connection must be dialled first (never in a read loop): then, when not
+// nil, is called later with the outcome, from another goroutine with no
+// lock held. When p.addr cannot be reached and p.alt is open, b goes
+// over p.alt.
+func (t *transport) sendThen(p peer, b []byte, then func(error)) error {
+	if p.proto == protoUDP {
+		if _, err := t.udp.WriteToUDPAddrPort(b, p.addr); err != nil {
+			return t.failed(p, "write", b, err)
+		}
+		return nil
+	}
+	sc := p.conn
+	if !sc.usable() {
+		t.mu.Lock()
+		sc = t.streams[streamKey{p.proto, p.addr}]
+		t.mu.Unlock()
+	}
+	if sc != nil {
+		return t.writeStream(sc, p, b)
+	}
+	cp := append([]byte(nil), b...)
+	if !t.async(func() {
+		err := t.dialWrite(p, cp)
+		if then != nil {
+			then(err)
+		}
+	}) {
+		return t.failed(p, "busy", b, errBusy)
+	}
+	return errPending
+}
+
+// dialWrite connects to p and writes b (off the read loops).
+func (t *transport) dialWrite(p peer, b []byte) error {
+	sc, err := t.stream(p)
+	if err != nil {
+		if p.alt.usable() {
+			t.s.log.Debug("sip: destination unreachable, using the connection its party opened",
+				"call_id", callIDOf(b), "to", p.addr.String(), "via", p.alt.remote.String(), "err", err)
+			return t.writeStream(p.alt, peer{proto: p.alt.proto, addr: p.alt.remote, conn: p.alt}, b)
+		}
+		return t.failed(p, stageOf(err), b, err)
+	}
+	return t.writeStream(sc, p, b)
+}
+
+func (t *transport) writeStream(sc *streamConn, p peer, b []byte) error {
+	if err := sc.write(b); err != nil {
+		t.dropStream(sc)
+		return t.failed(p, "write", b, err)
+	}
+	return nil
+}
+
+// failed counts and logs a send that failed (rate-limited log lines, the
+// call's Call-ID) and returns the error with its stage.
+func (t *transport) failed(p peer, stage string, b []byte, err error) error {
+	t.s.metrics.SendErrors.WithLabelValues(p.proto.label(), stage).Inc()
+	if t.logToken() {
+		t.s.log.Warn("sip: send failed", "call_id", callIDOf(b), "method", methodOf(b), "to", p.addr.String(),
+			"transport", p.proto.String(), "stage", stage, "err", err)
+	}
+	var se *sendError
+	if errors.As(err, &se) {
+		return err
+	}
+	return &sendError{stage: stage, err: err}
+}
+
+func (t *transport) failedMsg(p peer, stage string, m sip.Message, err error) error {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	writeMsg(buf, m)
+	err = t.failed(p, stage, buf.Bytes(), err)
+	if buf.Cap() <= 1<<16 {
+		bufPool.Put(buf)
+	}
+	return err
+}
+
+// logToken allows 20 send failure log lines per second.
+func (t *transport) logToken() bool {
+	now := time.Now().Unix()
+	if t.logSecond.Load() != now {
+		t.logSecond.Store(now)
+		t.logTokens.Store(20)
+	}
+	return t.logTokens.Add(-1) >= 0
+}
+
+// callIDOf is the Call-ID of a serialised message ("" if none).
+func callIDOf(b []byte) string {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		line := b
+		if i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
+			break // end of headers
+		}
+		name, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		if bytes.EqualFold(name, []byte("call-id")) || bytes.EqualFold(name, []byte("i")) {
+			return string(bytes.TrimSpace(v))
+		}
+	}
+	return ""
+}
+
+// methodOf is a serialised request's method, or "response".
+func methodOf(b []byte) string {
+	if bytes.HasPrefix(b, []byte("SIP/")) {
+		return "response"
+	}
+	if i := bytes.IndexByte(b, ' '); i > 0 && i < 20 {
+		return string(b[:i])
+	}
+	return ""
+}
+
+const (
+	dialTimeout      = 2 * time.Second
+	handshakeTimeout = 5 * time.Second
+)
 
 // stream returns a connection to p, dialling one if needed.
 func (t *transport) stream(p peer) (*streamConn, error) {
@@ -433,17 +749,26 @@ func (t *transport) stream(p peer) (*streamConn, error) {
 	if sc != nil {
 		return sc, nil
 	}
-	d := net.Dialer{Timeout: 2 * time.Second}
-	var c net.Conn
-	var err error
-	if p.proto == protoTLS {
-		c, err = tls.DialWithDialer(&d, "tcp", p.addr.String(), &tls.Config{
-			ServerName: p.addr.Addr().String(), MinVersion: tls.VersionTLS12})
-	} else {
-		c, err = d.Dial("tcp", p.addr.String())
-	}
+	d := net.Dialer{Timeout: dialTimeout}
+	c, err := d.Dial("tcp", p.addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("sip: dial %s %s: %w", p.proto, p.addr, err)
+		return nil, &sendError{"dial", fmt.Errorf("sip: dial %s %s: %w", p.proto, p.addr, err)}
+	}
+	if p.proto == protoTLS {
+		conf := t.tlsClient.Clone()
+		conf.ServerName = p.addr.Addr().String()
+		if p.host != "" {
+			conf.ServerName = p.host
+		}
+		tc := tls.Client(c, conf)
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			return nil, &sendError{"handshake", fmt.Errorf("sip: TLS handshake with %s (server name %q): %w", p.addr, conf.ServerName, err)}
+		}
+		c = tc
 	}
 	sc = &streamConn{c: c, proto: p.proto, remote: p.addr}
 	if !t.addStream(sc) {
@@ -460,10 +785,18 @@ func (t *transport) stream(p peer) (*streamConn, error) {
 
 // sendMsg serialises m and sends it to p.
 func (t *transport) sendMsg(p peer, m sip.Message) error {
+	if err := t.sendMsgThen(p, m, nil); err != errPending {
+		return err
+	}
+	return nil
+}
+
+// sendMsgThen serialises m and sends it to p (sendThen).
+func (t *transport) sendMsgThen(p peer, m sip.Message, then func(error)) error {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	writeMsg(buf, m)
-	err := t.send(p, buf.Bytes())
+	err := t.sendThen(p, buf.Bytes(), then)
 	if buf.Cap() <= 1<<16 {
 		bufPool.Put(buf)
 	}
@@ -487,6 +820,11 @@ func (t *transport) uriPeerOpt(u *sip.Uri, lookup bool) (peer, error) {
 	a, err := t.resolveOpt(u.Host, lookup)
 	if err != nil {
 		return p, err
+	}
+	if h := trimBrackets(u.Host); h != a.String() {
+		if _, err := netip.ParseAddr(h); err != nil {
+			p.host = h // a name: the TLS server name
+		}
 	}
 	port := u.Port
 	if port == 0 {
