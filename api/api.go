@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callgate/callgate/audit"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 )
@@ -33,6 +34,11 @@ type Options struct {
 	Extra map[string]http.Handler
 	// Timeout bounds each API request (default 30s).
 	Timeout time.Duration
+	// Metrics counts and times requests (nil: not measured).
+	Metrics *Metrics
+	// Audit records audited operations and failed key uses, and serves
+	// GET /v1/audit (nil: no audit log).
+	Audit *audit.Log
 }
 
 // API is the HTTP handler.
@@ -85,7 +91,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, Problem{Status: 500, Title: "Internal error", Detail: "an unexpected error happened; it was logged"})
 		}
 	}()
-	a.mux.ServeHTTP(w, r)
+	a.observe(w, r, a.mux)
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
@@ -113,6 +119,7 @@ func (a *API) auth(admin bool, h handler) http.Handler {
 		authz := r.Header.Get("Authorization")
 		key, ok := strings.CutPrefix(authz, "Bearer ")
 		if !ok || key == "" {
+			noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthFailed, "no API key"
 			w.Header().Set("WWW-Authenticate", `Bearer realm="callgate"`)
 			writeProblem(w, Problem{Status: 401, Title: "Unauthorized", Detail: "send an API key as 'Authorization: Bearer <key>' (see data/api-key)"})
 			return
@@ -122,6 +129,8 @@ func (a *API) auth(admin bool, h handler) http.Handler {
 		p, err := a.svc.Authenticate(ctx, strings.TrimSpace(key))
 		if err != nil {
 			if err == provisioning.ErrForbidden {
+				noteOf(r).keyID = keyID(strings.TrimSpace(key))
+				noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthFailed, "the API key is not valid"
 				w.Header().Set("WWW-Authenticate", `Bearer realm="callgate", error="invalid_token"`)
 				writeProblem(w, Problem{Status: 401, Title: "Unauthorized", Detail: "the API key is not valid"})
 				return
@@ -129,11 +138,14 @@ func (a *API) auth(admin bool, h handler) http.Handler {
 			a.writeError(w, r, err)
 			return
 		}
+		noteOf(r).principal, noteOf(r).keyID = &p, keyID(strings.TrimSpace(key))
 		if admin && !p.Admin {
+			noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthForbidden, "a workspace key on an admin endpoint"
 			writeProblem(w, Problem{Status: 403, Title: "Forbidden", Detail: "this endpoint needs the admin key (data/admin-key)"})
 			return
 		}
 		if !admin && p.Admin {
+			noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthForbidden, "the admin key on a workspace endpoint"
 			writeProblem(w, Problem{Status: 403, Title: "Forbidden", Detail: "the admin key manages workspaces; use a workspace API key here"})
 			return
 		}
@@ -177,6 +189,7 @@ var Routes = []Route{
 	{"POST", "/v1/integrations/{id}/import", false, func(a *API) handler { return a.importNumbers }},
 	{"POST", "/v1/workspaces", true, func(a *API) handler { return a.createWorkspace }},
 	{"POST", "/v1/workspaces/{id}/credits", true, func(a *API) handler { return a.topUp }},
+	{"GET", "/v1/audit", true, func(a *API) handler { return a.listAudit }},
 }
 
 // pathNumber reads a number from the path: "+1228..." arrives as
@@ -248,6 +261,7 @@ func (a *API) buyNumber(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	setTarget(r, req.PhoneNumber)
 	n, err := a.svc.Purchase(r.Context(), principal(r), req, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
@@ -412,6 +426,7 @@ func (a *API) createWorkspace(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
+	setTarget(r, in.ID)
 	ws, key, err := a.svc.CreateWorkspace(r.Context(), in.ID, in.Name, in.Credits)
 	if err != nil {
 		return err
@@ -428,6 +443,7 @@ func (a *API) topUp(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
+	setDetail(r, "amount "+strconv.FormatInt(in.Amount, 10))
 	e, err := a.svc.TopUp(r.Context(), r.PathValue("id"), in.Amount, in.Reason)
 	if err != nil {
 		return err
@@ -445,6 +461,7 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setTarget(r, it.ID)
 	writeJSON(w, 201, it)
 	return nil
 }
@@ -499,6 +516,7 @@ func (a *API) importNumbers(w http.ResponseWriter, r *http.Request) error {
 			imported++
 		}
 	}
+	setDetail(r, "imported "+strconv.Itoa(imported)+" of "+strconv.Itoa(len(res)))
 	status := 200
 	if imported == len(res) {
 		status = 201
