@@ -29,6 +29,7 @@ type testAPI struct {
 	srv      *httptest.Server
 	reg      *prometheus.Registry
 	audit    *audit.Log
+	api      *API
 	wsKey    string
 	adminKey string
 }
@@ -57,7 +58,7 @@ func startTestAPI(t *testing.T, limits audit.Limits) *testAPI {
 	a := New(Options{Service: svc, Log: log, Metrics: NewMetrics(reg), Audit: al})
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
-	return &testAPI{t: t, srv: srv, reg: reg, audit: al, wsKey: wsKey, adminKey: adminKey}
+	return &testAPI{t: t, srv: srv, reg: reg, audit: al, api: a, wsKey: wsKey, adminKey: adminKey}
 }
 
 // do sends a request and returns its status and decoded JSON body.
