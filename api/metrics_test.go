@@ -37,8 +37,8 @@ func TestAPIMetricsByRoutePattern(t *testing.T) {
 		}
 	}
 	x.do(x.wsKey, "GET", "/v1/numbers/+12025550123", "") // 404
-	x.do("", "GET", "/v1/numbers/+12025550123", "")       // 401
-	x.do(x.wsKey, "GET", "/v1/no/such/thing", "")         // catch-all 404
+	x.do("", "GET", "/v1/numbers/+12025550123", "")      // 401
+	x.do(x.wsKey, "GET", "/v1/no/such/thing", "")        // catch-all 404
 
 	c := func(route, method, class string) float64 {
 		return testutil.ToFloat64(x.api.opts.Metrics.Requests.WithLabelValues(route, method, class))
