@@ -121,6 +121,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		stop:           make(chan struct{}),
 		noAckTimeout:   cfg.noAckTimeout,
 	}
+	s.metrics.homeRegion(cfg.Region)
 	if s.noAckTimeout <= 0 {
 		s.noAckTimeout = 64 * t1
 	}
