@@ -57,7 +57,9 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	page, err := a.opts.Audit.List(r.Context(), query)
 	if err != nil {
-		return err
+		a.log.Warn("api: audit read failed", "err", err)
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "State store unavailable", Detail: "the audit stream could not be read; retry"})
+		return nil
 	}
 	var next *uint64
 	if page.NextBefore > 0 {

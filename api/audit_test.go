@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,25 @@ type testAPI struct {
 	api      *API
 	wsKey    string
 	adminKey string
+	logs     *lockedBuffer
+}
+
+// lockedBuffer collects log lines written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startTestAPI(t *testing.T, limits audit.Limits) *testAPI {
@@ -42,7 +62,8 @@ func startTestAPI(t *testing.T, limits audit.Limits) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	svc := provisioning.New(st, provisioning.Options{Sandbox: true, Log: log, Box: box,
 		Carriers: provisioning.CarrierSettings{Metrics: carrier.NewMetrics(reg)}})
 	ctx := context.Background()
@@ -58,7 +79,7 @@ func startTestAPI(t *testing.T, limits audit.Limits) *testAPI {
 	a := New(Options{Service: svc, Log: log, Metrics: NewMetrics(reg), Audit: al})
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
-	return &testAPI{t: t, srv: srv, reg: reg, audit: al, api: a, wsKey: wsKey, adminKey: adminKey}
+	return &testAPI{t: t, srv: srv, reg: reg, audit: al, api: a, wsKey: wsKey, adminKey: adminKey, logs: logs}
 }
 
 // do sends a request and returns its status and decoded JSON body.
@@ -201,6 +222,18 @@ func TestAuditRecordsEachAction(t *testing.T) {
 		if c.key == ws && r.KeyID != keyID(ws) {
 			t.Errorf("%s: key_id %q, want %q", c.name, r.KeyID, keyID(ws))
 		}
+	}
+	// Each record is logged too, without keys; numbers masked in the log.
+	logs := x.logs.String()
+	for _, want := range []string{`msg=audit action=workspace.create result=ok status=201 workspace=beta actor=admin`,
+		`msg=audit action=number.purchase result=ok status=201 workspace=acme actor=workspace key_id=` + keyID(ws) + ` target=` + num[:5] + "***" + num[len(num)-4:],
+		`msg=audit action=auth.failed result=denied status=401`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(logs, ws) || strings.Contains(logs, admin) || strings.Contains(logs, num) {
+		t.Error("the log holds an API key or an unmasked number")
 	}
 	// Reads are not audited: listing numbers left no record.
 	before, _ := x.records("?limit=500")
