@@ -1,6 +1,9 @@
 package api
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -93,4 +96,22 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestAPIMetricsCountPanicsAs5xx: a handler that panics is answered 500
+// and counted as 5xx, not as the 2xx of a response never written.
+func TestAPIMetricsCountPanicsAs5xx(t *testing.T) {
+	a := New(Options{Metrics: NewMetrics(nil), Log: slog.New(slog.DiscardHandler),
+		Extra: map[string]http.Handler{"GET /boom": http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") })}})
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest("GET", "/boom", nil))
+	if rec.Code != 500 {
+		t.Fatalf("panicking handler answered %d, want 500", rec.Code)
+	}
+	if got := testutil.ToFloat64(a.opts.Metrics.Requests.WithLabelValues("/boom", "GET", "5xx")); got != 1 {
+		t.Errorf("5xx count %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(a.opts.Metrics.Requests.WithLabelValues("/boom", "GET", "2xx")); got != 0 {
+		t.Errorf("2xx count %v, want 0", got)
+	}
 }

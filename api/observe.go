@@ -191,12 +191,19 @@ func (a *API) observe(w http.ResponseWriter, r *http.Request, next http.Handler)
 	r = r.WithContext(context.WithValue(r.Context(), noteKey{}, n))
 	sr := &statusRecorder{ResponseWriter: w}
 	defer func() {
-		if sr.status == 0 {
+		p := recover()
+		switch {
+		case p != nil && (sr.status == 0 || sr.status < 400):
+			sr.status = http.StatusInternalServerError // ServeHTTP answers 500
+		case sr.status == 0:
 			sr.status = http.StatusOK
 		}
 		a.opts.Metrics.observe(r.Pattern, r.Method, sr.status, time.Since(start))
 		if a.opts.Audit != nil {
 			a.audit(r, n, sr.status, rid)
+		}
+		if p != nil {
+			panic(p) // to ServeHTTP's recover
 		}
 	}()
 	next.ServeHTTP(sr, r)
