@@ -181,6 +181,7 @@ var Routes = []Route{
 	{"GET", "/v1/forwarding", false, func(a *API) handler { return a.listForwarding }},
 	{"DELETE", "/v1/forwarding/{number}", false, func(a *API) handler { return a.deleteForwarding }},
 	{"GET", "/v1/regions", false, func(a *API) handler { return a.regions }},
+	{"GET", "/v1/audit", true, func(a *API) handler { return a.listAudit }},
 	{"POST", "/v1/integrations", false, func(a *API) handler { return a.createIntegration }},
 	{"GET", "/v1/integrations", false, func(a *API) handler { return a.listIntegrations }},
 	{"GET", "/v1/integrations/{id}", false, func(a *API) handler { return a.getIntegration }},
@@ -189,7 +190,6 @@ var Routes = []Route{
 	{"POST", "/v1/integrations/{id}/import", false, func(a *API) handler { return a.importNumbers }},
 	{"POST", "/v1/workspaces", true, func(a *API) handler { return a.createWorkspace }},
 	{"POST", "/v1/workspaces/{id}/credits", true, func(a *API) handler { return a.topUp }},
-	{"GET", "/v1/audit", true, func(a *API) handler { return a.listAudit }},
 }
 
 // pathNumber reads a number from the path: "+1228..." arrives as
