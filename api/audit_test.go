@@ -20,6 +20,7 @@ import (
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 	"github.com/callgate/callgate/provisioning/secrets"
+	"github.com/callgate/callgate/store"
 	"github.com/callgate/callgate/store/storetest"
 )
 
@@ -369,5 +370,46 @@ func TestAuditFailedKeyFloodBounded(t *testing.T) {
 	got := testutil.ToFloat64(x.audit.Metrics().Records.WithLabelValues(audit.OutcomeSuppressed))
 	if got != n-3 {
 		t.Errorf("callgate_audit_records_total{outcome=suppressed} = %v, want %d", got, n-3)
+	}
+}
+
+// TestAuditStoreDownStillAnswers: with NATS gone, a request is still
+// answered as before; its audit record goes to the log (error level) and
+// is counted as a write error instead of being lost silently.
+func TestAuditStoreDownStillAnswers(t *testing.T) {
+	srv := storetest.RunJetStreamServer(t)
+	st, err := store.Open(context.Background(), store.Config{URL: srv.ClientURL()}, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	reg := prometheus.NewRegistry()
+	al := audit.New(st, audit.Options{Log: log, Metrics: audit.NewMetrics(reg)})
+	a := New(Options{Service: provisioning.New(st, provisioning.Options{Log: log}), Log: log, Audit: al})
+	hs := httptest.NewServer(a)
+	t.Cleanup(hs.Close)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+
+	resp, err := http.Get(hs.URL + "/v1/numbers") // no key: 401 without asking NATS
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("no key with NATS down: %d, want 401", resp.StatusCode)
+	}
+	// The answer may come before the record has failed (it is flushed
+	// first); wait for the failure to be counted.
+	storetest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if got := testutil.ToFloat64(al.Metrics().Records.WithLabelValues(audit.OutcomeWriteError)); got != 1 {
+			return fmt.Errorf("write errors counted: %v, want 1", got)
+		}
+		return nil
+	})
+	if l := logs.String(); !strings.Contains(l, "level=ERROR msg=\"audit: record not stored\" action=auth.failed") {
+		t.Errorf("the unstored record is not in the log:\n%s", l)
 	}
 }
