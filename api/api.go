@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callgate/callgate/audit"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 )
@@ -35,6 +36,11 @@ type Options struct {
 	Extra map[string]http.Handler
 	// Timeout bounds each API request (default 30s).
 	Timeout time.Duration
+	// Metrics counts and times requests (nil: not measured).
+	Metrics *Metrics
+	// Audit records audited operations and failed key uses, and serves
+	// GET /v1/audit (nil: no audit log).
+	Audit *audit.Log
 }
 
 // API is the HTTP handler.
@@ -87,7 +93,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, Problem{Status: 500, Title: "Internal error", Detail: "an unexpected error happened; it was logged"})
 		}
 	}()
-	a.mux.ServeHTTP(w, r)
+	a.observe(w, r, a.mux)
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
@@ -115,6 +121,7 @@ func (a *API) auth(admin bool, h handler, eitherKey bool) http.Handler {
 		authz := r.Header.Get("Authorization")
 		key, ok := strings.CutPrefix(authz, "Bearer ")
 		if !ok || key == "" {
+			noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthFailed, "no API key"
 			w.Header().Set("WWW-Authenticate", `Bearer realm="callgate"`)
 			writeProblem(w, Problem{Status: 401, Title: "Unauthorized", Detail: "send an API key as 'Authorization: Bearer <key>' (see data/api-key)"})
 			return
@@ -124,6 +131,8 @@ func (a *API) auth(admin bool, h handler, eitherKey bool) http.Handler {
 		p, err := a.svc.Authenticate(ctx, strings.TrimSpace(key))
 		if err != nil {
 			if err == provisioning.ErrForbidden {
+				noteOf(r).keyID = keyID(strings.TrimSpace(key))
+				noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthFailed, "the API key is not valid"
 				w.Header().Set("WWW-Authenticate", `Bearer realm="callgate", error="invalid_token"`)
 				writeProblem(w, Problem{Status: 401, Title: "Unauthorized", Detail: "the API key is not valid"})
 				return
@@ -131,12 +140,15 @@ func (a *API) auth(admin bool, h handler, eitherKey bool) http.Handler {
 			a.writeError(w, r, err)
 			return
 		}
+		noteOf(r).principal, noteOf(r).keyID = &p, keyID(strings.TrimSpace(key))
 		// eitherKey: the handler tells the two apart by principal(r).Admin.
 		if admin && !p.Admin && !eitherKey {
+			noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthForbidden, "a workspace key on an admin endpoint"
 			writeProblem(w, Problem{Status: 403, Title: "Forbidden", Detail: "this endpoint needs the admin key (data/admin-key)"})
 			return
 		}
 		if !admin && p.Admin && !eitherKey {
+			noteOf(r).authFail, noteOf(r).errDetail = audit.ActionAuthForbidden, "the admin key on a workspace endpoint"
 			writeProblem(w, Problem{Status: 403, Title: "Forbidden", Detail: "the admin key manages workspaces; use a workspace API key here"})
 			return
 		}
@@ -175,6 +187,7 @@ var Routes = []Route{
 	{"GET", "/v1/forwarding", false, func(a *API) handler { return a.listForwarding }},
 	{"DELETE", "/v1/forwarding/{number}", false, func(a *API) handler { return a.deleteForwarding }},
 	{"GET", "/v1/regions", false, func(a *API) handler { return a.regions }},
+	{"GET", "/v1/audit", true, func(a *API) handler { return a.listAudit }},
 	{"POST", "/v1/integrations", false, func(a *API) handler { return a.createIntegration }},
 	{"GET", "/v1/integrations", false, func(a *API) handler { return a.listIntegrations }},
 	{"GET", "/v1/integrations/{id}", false, func(a *API) handler { return a.getIntegration }},
@@ -254,6 +267,7 @@ func (a *API) buyNumber(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	setTarget(r, req.PhoneNumber)
 	n, err := a.svc.Purchase(r.Context(), principal(r), req, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
@@ -418,6 +432,7 @@ func (a *API) createWorkspace(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
+	setTarget(r, in.ID)
 	ws, key, err := a.svc.CreateWorkspace(r.Context(), in.ID, in.Name, in.Credits)
 	if err != nil {
 		return err
@@ -434,6 +449,7 @@ func (a *API) topUp(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
+	setDetail(r, "amount "+strconv.FormatInt(in.Amount, 10))
 	e, err := a.svc.TopUpIdempotent(r.Context(), r.PathValue("id"), in.Amount, in.Reason, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
@@ -451,6 +467,7 @@ func (a *API) createIntegration(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setTarget(r, it.ID)
 	writeJSON(w, 201, it)
 	return nil
 }
@@ -505,6 +522,7 @@ func (a *API) importNumbers(w http.ResponseWriter, r *http.Request) error {
 			imported++
 		}
 	}
+	setDetail(r, "imported "+strconv.Itoa(imported)+" of "+strconv.Itoa(len(res)))
 	status := 200
 	if imported == len(res) {
 		status = 201

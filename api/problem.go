@@ -40,6 +40,7 @@ func writeProblem(w http.ResponseWriter, p Problem) {
 
 // writeError maps an error to one problem response.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	noteOf(r).errDetail = err.Error()
 	var ve *provisioning.ValidationError
 	var ce *carrier.Error
 	switch {

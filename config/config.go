@@ -107,6 +107,8 @@ func Settings() []Setting {
 		{"nats.listen", "CALLGATE_NATS_LISTEN", "", "embedded server client address (e.g. 127.0.0.1:4222); empty = in-process only"},
 		{"nats.replicas", "CALLGATE_NATS_REPLICAS", "1", "KV and ledger replicas (3 on a cluster)"},
 		{"nats.creds_file", "CALLGATE_NATS_CREDS", "", "NATS credentials file for an external cluster"},
+		{"nats.audit.max_age", "CALLGATE_AUDIT_MAX_AGE", store.DefaultAuditMaxAge.String(), "audit records older than this are dropped (GET /v1/audit)"},
+		{"nats.audit.max_bytes", "CALLGATE_AUDIT_MAX_BYTES", strconv.Itoa(store.DefaultAuditMaxBytes), "audit stream size limit; the oldest records are dropped first"},
 		{"bootstrap.workspace", "", d.Bootstrap.Workspace, "workspace created on first start"},
 		{"bootstrap.credits", "", strconv.FormatInt(d.Bootstrap.Credits, 10), "its initial credits"},
 		{"carriers.twilio.api_base", "CALLGATE_TWILIO_API_BASE", d.Carriers.Twilio.APIBase, "Twilio REST API base (egress proxy or simulator)"},
@@ -192,6 +194,15 @@ func (c *Config) applyEnv(env func(string) string) error {
 	str("CALLGATE_NATS_URL", &c.NATS.URL)
 	str("CALLGATE_NATS_LISTEN", &c.NATS.Listen)
 	str("CALLGATE_NATS_CREDS", &c.NATS.CredsFile)
+	dur("CALLGATE_AUDIT_MAX_AGE", &c.NATS.Audit.MaxAge)
+	if v := env("CALLGATE_AUDIT_MAX_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CALLGATE_AUDIT_MAX_BYTES: %q is not an integer", v))
+		} else {
+			c.NATS.Audit.MaxBytes = n
+		}
+	}
 	str("CALLGATE_TWILIO_API_BASE", &c.Carriers.Twilio.APIBase)
 	str("CALLGATE_TWILIO_EDGE", &c.Carriers.Twilio.Edge)
 	str("CALLGATE_TELNYX_API_BASE", &c.Carriers.Telnyx.APIBase)

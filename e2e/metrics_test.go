@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/callgate/callgate/api"
+	"github.com/callgate/callgate/audit"
 	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
@@ -152,6 +154,8 @@ func exportedMetrics(t *testing.T, n *node.Node) map[string]bool {
 	media.NewMetrics(rec)
 	provisioning.NewMetrics(rec)
 	carrier.NewMetrics(rec)
+	api.NewMetrics(rec)
+	audit.NewMetrics(rec)
 	for _, c := range rec.cs {
 		ch := make(chan *prometheus.Desc, 64)
 		c.Describe(ch)

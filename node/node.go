@@ -225,6 +225,8 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Ready:   n.readiness,
 		Regions: n.regions,
 		Extra:   extra,
+		Metrics: api.NewMetrics(n.reg),
+		Audit:   n.startAudit(runCtx),
 	})
 	n.handler.Store(h)
 	go func() {

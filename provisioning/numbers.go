@@ -70,7 +70,7 @@ func (s *Service) Search(ctx context.Context, p Principal, r SearchRequest) (car
 	if err != nil {
 		return carrier.SearchPage{}, carrierErr(err, "area_code")
 	}
-	if c != carrier.Carrier(s.sandbox) {
+	if !s.isSandbox(c) {
 		// The sandbox filters while it generates; others are filtered here.
 		kept := page.Numbers[:0]
 		for _, n := range page.Numbers {
@@ -317,7 +317,7 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest, 
 
 // listing finds the price and description of a number at a carrier.
 func (s *Service) listing(ctx context.Context, c carrier.Carrier, e164 string) (carrier.AvailableNumber, error) {
-	if c == carrier.Carrier(s.sandbox) {
+	if s.isSandbox(c) {
 		n, ok := s.sandbox.Describe(e164)
 		if !ok {
 			return n, errorf(ErrConflict, "%s is not available from the sandbox carrier", e164)

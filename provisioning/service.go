@@ -52,9 +52,12 @@ type Service struct {
 	now     func() time.Time
 	log     *slog.Logger
 	sandbox *sandbox.Carrier
-	m       *Metrics
-	crash   func(step string) bool // tests: stop a saga at step, as a crash would
-	self    selfPtr                // this gateway's SIP addresses (SetSIPSelf)
+	// sandboxC is the sandbox as the service uses it: measured like the
+	// other carriers (carrier.Instrument) when there are carrier metrics.
+	sandboxC carrier.Carrier
+	m        *Metrics
+	crash    func(step string) bool // tests: stop a saga at step, as a crash would
+	self     selfPtr                // this gateway's SIP addresses (SetSIPSelf)
 }
 
 // New returns a Service.
@@ -71,6 +74,7 @@ func New(st *store.Store, o Options) *Service {
 	}
 	if o.Sandbox {
 		s.sandbox = sandbox.New(sandbox.Options{IsOwned: s.isOwned})
+		s.sandboxC = carrier.Instrument(s.sandbox, o.Carriers.Metrics)
 	}
 	return s
 }
@@ -285,7 +289,7 @@ func (s *Service) carrierFor(ctx context.Context, ws, name, integrationID string
 		if integrationID != "" {
 			return nil, invalid("integration_id", "the sandbox carrier takes no integration")
 		}
-		return s.sandbox, nil
+		return s.sandboxC, nil
 	case "twilio", "telnyx":
 		if integrationID == "" {
 			return nil, invalid("integration_id", "required for carrier %q: create one with POST /v1/integrations", name)
@@ -304,6 +308,11 @@ func (s *Service) carrierFor(ctx context.Context, ws, name, integrationID string
 	default:
 		return nil, invalid("carrier", "must be one of sandbox, twilio, telnyx")
 	}
+}
+
+// isSandbox reports whether c is the sandbox carrier (as carrierFor returns it).
+func (s *Service) isSandbox(c carrier.Carrier) bool {
+	return s.sandboxC != nil && c == s.sandboxC
 }
 
 func (s *Service) callbackConfig() carrier.NumberConfig {

@@ -30,7 +30,24 @@ const (
 	StreamLedger       = "CALLGATE_LEDGER"
 	// LedgerSubjectPrefix + workspace id is the ledger subject of a workspace.
 	LedgerSubjectPrefix = "callgate.ledger."
+	StreamAudit         = "CALLGATE_AUDIT"
+	// AuditSubjectPrefix + "<workspace>.<resource>.<verb>" is the subject
+	// of an audit record (package audit).
+	AuditSubjectPrefix = "callgate.audit."
 )
+
+// Audit stream limits by default: 90 days, 256 MiB.
+const (
+	DefaultAuditMaxAge   = 90 * 24 * time.Hour
+	DefaultAuditMaxBytes = 256 << 20
+)
+
+// AuditConfig bounds the audit stream: the oldest records go first when
+// either limit is reached.
+type AuditConfig struct {
+	MaxAge   time.Duration `yaml:"max_age"`
+	MaxBytes int64         `yaml:"max_bytes"`
+}
 
 // Config selects and tunes the NATS the store uses.
 type Config struct {
@@ -45,6 +62,8 @@ type Config struct {
 	Replicas int `yaml:"replicas"`
 	// Credentials file (.creds) for an external NATS.
 	CredsFile string `yaml:"creds_file"`
+	// Audit bounds the audit stream (zero values: the defaults).
+	Audit AuditConfig `yaml:"audit"`
 }
 
 // Validate checks the config.
@@ -55,6 +74,12 @@ func (c Config) Validate() []error {
 	}
 	if c.URL != "" && c.Listen != "" {
 		errs = append(errs, errors.New("nats.listen: only applies to the embedded server, but nats.url is set"))
+	}
+	if c.Audit.MaxAge < 0 || (c.Audit.MaxAge > 0 && c.Audit.MaxAge < time.Minute) {
+		errs = append(errs, fmt.Errorf("nats.audit.max_age: %s is out of range (at least 1m; 0 = default %s)", c.Audit.MaxAge, DefaultAuditMaxAge))
+	}
+	if c.Audit.MaxBytes < 0 || (c.Audit.MaxBytes > 0 && c.Audit.MaxBytes < 1<<20) {
+		errs = append(errs, fmt.Errorf("nats.audit.max_bytes: %d is out of range (at least 1048576; 0 = default %d)", c.Audit.MaxBytes, DefaultAuditMaxBytes))
 	}
 	return errs
 }
@@ -73,6 +98,7 @@ type Store struct {
 	Integrations jetstream.KeyValue
 	Idempotency  jetstream.KeyValue
 	Ledger       jetstream.Stream
+	Audit        jetstream.Stream
 }
 
 // Open starts (when embedded) and connects to NATS, then creates or opens
@@ -139,14 +165,14 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
 	s.JS = guardedJS{JetStream: js, nc: s.NC}
-	if err := s.ensure(ctx, cfg.Replicas); err != nil {
+	if err := s.ensure(ctx, cfg.Replicas, cfg.Audit); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Store) ensure(ctx context.Context, replicas int) error {
+func (s *Store) ensure(ctx context.Context, replicas int, audit AuditConfig) error {
 	if replicas == 0 {
 		replicas = 1
 	}
@@ -199,6 +225,35 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 		return fmt.Errorf("store: stream %s: %w", StreamLedger, err)
 	}
 	s.Ledger = guardedStream{Stream: st, nc: s.NC}
+	return s.ensureAudit(ctx, replicas, audit)
+}
+
+// ensureAudit creates or updates the audit stream: bounded by age and
+// size (oldest records dropped first), never by a flood of writes.
+func (s *Store) ensureAudit(ctx context.Context, replicas int, c AuditConfig) error {
+	if c.MaxAge == 0 {
+		c.MaxAge = DefaultAuditMaxAge
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultAuditMaxBytes
+	}
+	st, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       StreamAudit,
+		Subjects:   []string{AuditSubjectPrefix + ">"},
+		Storage:    jetstream.FileStorage,
+		Replicas:   replicas,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     c.MaxAge,
+		MaxBytes:   c.MaxBytes,
+		MaxMsgSize: 16 << 10,
+		DenyDelete: true,
+		DenyPurge:  true,
+	})
+	if err != nil {
+		return fmt.Errorf("store: stream %s: %w", StreamAudit, err)
+	}
+	s.Audit = guardedStream{Stream: st, nc: s.NC}
 	return nil
 }
 

@@ -85,6 +85,9 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 	for _, r := range cfg.Regions {
 		m.regions[r] = true
 	}
+	for r := range m.regions {
+		m.met.precreateRegion(r)
+	}
 	m.dropForeign = m.met.Dropped.WithLabelValues("foreign_source")
 	m.dropNoDest = m.met.Dropped.WithLabelValues("no_destination")
 	m.dropSend = m.met.Dropped.WithLabelValues("send_error")

@@ -83,3 +83,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// precreateRegion exports a configured region's quality histograms at
+// zero from the start: a series born with its first observation loses it
+// to rate(), and a dashboard shows nothing rather than 0.
+func (m *Metrics) precreateRegion(region string) {
+	for _, l := range []string{legCaller, legAgent} {
+		m.Jitter.WithLabelValues(region, l)
+		m.Loss.WithLabelValues(region, l)
+		m.RTT.WithLabelValues(region, l)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the SIP edge's collectors. Every label value is bounded:
@@ -31,6 +32,12 @@ type Metrics struct {
 	DialogSendFails  *prometheus.CounterVec // method: in-dialog requests of a recorded dialog not delivered
 
 	regions regionLabels
+	// pre: lock order Prober.gmu → pre.mu → regions.mu.
+	pre struct {
+		mu   sync.Mutex
+		home string          // this node's region label
+		set  map[string]bool // endpoint region labels with pre-created series
+	}
 }
 
 // setupBuckets span telephony setup times: 5 ms to 30 s.
@@ -103,6 +110,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, meth := range []string{"BYE", "ACK", "INVITE", "other"} {
 		m.DialogSendFails.WithLabelValues(meth)
 	}
+
+	m.precreate()
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.SetupProvisional, m.SetupAnswer, m.ProbeRTT, m.RegionRTT,
 			m.RegionEndpoints, m.EndpointRTT, m.EndpointUp, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped,
@@ -117,6 +126,121 @@ const maxRegions = 64
 
 // sendStages are where a send can fail (the stage label of send_errors_total).
 var sendStages = []string{"resolve", "dial", "handshake", "write", "busy"}
+
+// Label values of the fixed sets, pre-created at zero so that a series
+// exists before its first increment (rate() and increase() miss the
+// first increment of a series that appears with it).
+var (
+	rejectReasons = []string{"auth", "draining", "too_many_hops", "unknown_source", "no_snapshot", "unknown_number",
+		"unassigned", "no_endpoint", "no_media_ports", "bad_sdp", "no_dialog", "relay_denied", "loop_detected", "malformed",
+		"bad_uri_scheme", "bad_extension"}
+	dropReasons = []string{"busy", "too_large", "malformed", "not_ours", "stray_ack", "stray_response",
+		"relay_denied", "loop", "message_timeout", "tls_handshake"}
+	methodNames  = []string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "REGISTER", "PUBLISH", "other"}
+	callClasses  = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "other"}
+	setupCarrier = []string{"twilio", "telnyx", "sandbox", "local"}
+	setupOrigin  = []string{"purchased", "imported", "forwarded"}
+)
+
+// precreate makes the series of the label sets that do not depend on
+// the routing table. Responses{method,code} is pre-created for INVITE
+// only (all methods × codes would be some 700 series).
+func (m *Metrics) precreate() {
+	for _, r := range rejectReasons {
+		m.Rejected.WithLabelValues(r)
+	}
+	for _, r := range dropReasons {
+		m.Dropped.WithLabelValues(r)
+	}
+	for _, meth := range methodNames {
+		m.Requests.WithLabelValues(meth)
+	}
+	for _, c := range callClasses {
+		m.Calls.WithLabelValues(c)
+	}
+	for _, code := range codeLabels {
+		m.Responses.WithLabelValues("INVITE", code)
+	}
+}
+
+// homeRegion pre-creates the per-region series of this node's region,
+// kept for the node's life.
+func (m *Metrics) homeRegion(region string) {
+	m.pre.mu.Lock()
+	defer m.pre.mu.Unlock()
+	m.pre.home = m.regions.label(region)
+	m.precreateRegion(m.pre.home)
+}
+
+// syncRegions pre-creates the per-region series (failovers, probe RTT,
+// setup latency by carrier and origin) of the endpoint regions in the
+// table as the prober first sees them, before any call or failover; a
+// region that leaves the table loses those of its series still at zero.
+// labels are capped region labels.
+func (m *Metrics) syncRegions(labels map[string]bool) {
+	m.pre.mu.Lock()
+	defer m.pre.mu.Unlock()
+	if m.pre.set == nil {
+		m.pre.set = map[string]bool{}
+	}
+	for r := range labels {
+		if !m.pre.set[r] && r != "other" {
+			m.pre.set[r] = true
+			m.precreateRegion(r)
+		}
+	}
+	for r := range m.pre.set {
+		if !labels[r] {
+			delete(m.pre.set, r)
+			if r != m.pre.home {
+				m.forgetRegion(r)
+			}
+		}
+	}
+}
+
+func (m *Metrics) precreateRegion(r string) {
+	m.Failovers.WithLabelValues(r)
+	m.ProbeRTT.WithLabelValues(r)
+	for _, c := range setupCarrier {
+		for _, o := range setupOrigin {
+			m.SetupProvisional.WithLabelValues(r, c, o)
+			m.SetupAnswer.WithLabelValues(r, c, o)
+		}
+	}
+}
+
+// forgetRegion deletes region r's pre-created series that never counted anything.
+func (m *Metrics) forgetRegion(r string) {
+	if c, err := m.Failovers.GetMetricWithLabelValues(r); err == nil && zero(c) {
+		m.Failovers.DeleteLabelValues(r)
+	}
+	hists := []*prometheus.HistogramVec{m.SetupProvisional, m.SetupAnswer}
+	for _, h := range hists {
+		for _, c := range setupCarrier {
+			for _, o := range setupOrigin {
+				if x, err := h.GetMetricWithLabelValues(r, c, o); err == nil && zero(x.(prometheus.Metric)) {
+					h.DeleteLabelValues(r, c, o)
+				}
+			}
+		}
+	}
+	if x, err := m.ProbeRTT.GetMetricWithLabelValues(r); err == nil && zero(x.(prometheus.Metric)) {
+		m.ProbeRTT.DeleteLabelValues(r)
+	}
+}
+
+// zero reports whether a counter or histogram has counted nothing.
+func zero(c prometheus.Metric) bool {
+	var d dto.Metric
+	if err := c.Write(&d); err != nil {
+		return false
+	}
+	if h := d.GetHistogram(); h != nil {
+		return h.GetSampleCount() == 0
+	}
+	return d.GetCounter().GetValue() == 0
+}
 
 // maxEndpointLabels bounds the per-endpoint gauges per region.
 const maxEndpointLabels = 16

@@ -425,6 +425,11 @@ func (p *Prober) gauges(m map[string]*epState) {
 	// healthy endpoint has no RTT estimate (not 0, which reads as best)
 	met.RegionEndpoints.Reset()
 	met.RegionRTT.Reset()
+	seen := make(map[string]bool, len(by))
+	for r := range by {
+		seen[r] = true
+	}
+	met.syncRegions(seen)
 	for r, a := range by {
 		met.RegionEndpoints.WithLabelValues(r, "up").Set(float64(a.up))
 		met.RegionEndpoints.WithLabelValues(r, "down").Set(float64(a.down))

@@ -76,8 +76,8 @@ func TestCallPurchasedNumberByeFromCaller(t *testing.T) {
 	if n := testutil.ToFloat64(e.metrics.Calls.WithLabelValues("2xx")); n != 1 {
 		t.Errorf("calls_total{2xx} = %v", n)
 	}
-	if n := testutil.CollectAndCount(e.metrics.SetupAnswer); n != 1 {
-		t.Errorf("setup_answer series = %d", n)
+	if n := histSamples(t, e.metrics.SetupAnswer); n != 1 {
+		t.Errorf("setup_answer observations = %d, want 1", n)
 	}
 }
 

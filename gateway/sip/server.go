@@ -128,6 +128,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		noAckTimeout:   cfg.noAckTimeout,
 		macs:           newMacPool(deriveRRKey(d.DialogKey)),
 	}
+	s.metrics.homeRegion(cfg.Region)
 	if s.noAckTimeout <= 0 {
 		s.noAckTimeout = 64 * t1
 	}
