@@ -153,3 +153,47 @@ func Mask(e164 string) string {
 	}
 	return e164[:5] + "***" + e164[len(e164)-4:]
 }
+
+// IsE164 reports whether s is already in E.164 form: "+" and 3 to 15
+// digits, the first not zero. It is the one syntactic check of E.164 in
+// callgate; it does not allocate and does not consult libphonenumber (a
+// syntactically valid number may still be unassigned in its plan: use
+// Normalize to check that).
+func IsE164(s string) bool {
+	if len(s) < 4 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Parse is Normalize for the data plane: a string already in E.164 form
+// (IsE164) is returned as is, without libphonenumber and without
+// allocating; anything else goes through Normalize with defaultCountry.
+func Parse(s, defaultCountry string) (string, bool) {
+	if IsE164(s) {
+		return s, true
+	}
+	if s == "" {
+		return "", false
+	}
+	e, err := Normalize(s, defaultCountry)
+	return e, err == nil
+}
+
+// InNANP reports whether the country (ISO 3166 alpha-2, either case) is in
+// the North American Numbering Plan: calling code 1 (US, CA, PR, most of
+// the Caribbean), fixed ten-digit national numbers.
+func InNANP(country string) bool {
+	if len(country) != 2 {
+		return false
+	}
+	if country == "US" || country == "us" || country == "CA" || country == "ca" {
+		return true
+	}
+	return phonenumbers.GetCountryCodeForRegion(strings.ToUpper(country)) == 1
+}

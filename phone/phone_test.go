@@ -72,3 +72,45 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+func TestIsE164(t *testing.T) {
+	for s, want := range map[string]bool{
+		"+12282001234":      true,
+		"+442079460018":     true,
+		"+123":              true,
+		"+12":               false, // too short
+		"+1234567890123456": false, // 16 digits
+		"+012282001234":     false,
+		"12282001234":       false,
+		"+1228 200 1234":    false,
+		"+1228200123x":      false,
+		"":                  false,
+		"+":                 false,
+	} {
+		if got := IsE164(s); got != want {
+			t.Errorf("IsE164(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, tt := range []struct {
+		in, country, want string
+		ok                bool
+	}{
+		{"+12282001234", "", "+12282001234", true},
+		{"12282001234", "", "+12282001234", true},
+		{"(228) 200-1234", "US", "+12282001234", true},
+		{"sip:+12282001234@carrier.example", "", "+12282001234", true},
+		{"", "US", "", false},
+		{"bob", "US", "", false},
+	} {
+		got, ok := Parse(tt.in, tt.country)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("Parse(%q, %q) = %q, %v; want %q, %v", tt.in, tt.country, got, ok, tt.want, tt.ok)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { Parse("+12282001234", "US") }); n != 0 {
+		t.Errorf("Parse of an E.164 string allocates %v times", n)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/callgate/callgate/phone"
 )
 
 // FuzzMessage feeds arbitrary datagrams through the whole message path
@@ -50,7 +52,7 @@ func FuzzHeaderNumbers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		for _, p := range splitHeaderValues(v) {
 			n := uriNumber(p)
-			_, _ = normalize(n, "US")
+			_, _ = phone.Parse(n, "US")
 		}
 	})
 }

@@ -2,6 +2,8 @@ package sip
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +61,7 @@ type call struct {
 	up       peer // where the INVITE came from; responses go there
 	upBranch string
 	fromTag  string
-	info     callInfo
+	dec      routing.Decision
 	trunk    *Trunk
 	start    time.Time
 
@@ -82,6 +84,8 @@ type call struct {
 	gInt    time.Duration
 	ring    *time.Timer
 	release *time.Timer
+
+	log *slog.Logger // call-scoped (call_id); see logger
 
 	media       MediaSession
 	answerIn    []byte // last 2xx SDP from the agent and its rewrite
@@ -116,15 +120,11 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		return
 	}
 	if s.draining.Load() {
-		s.metrics.Rejected.WithLabelValues("draining").Inc()
-		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
-		s.logRejected(req, "", 503, "draining")
+		s.refuse(req, from, "", refuseDraining)
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
-		s.metrics.Rejected.WithLabelValues("too_many_hops").Inc()
-		s.replyStateless(req, from, 483, "Too Many Hops")
-		s.logRejected(req, "", 483, "too_many_hops")
+		s.refuse(req, from, "", refuseTooManyHops)
 		return
 	}
 	trunk := s.trunkFor(from.addr.Addr())
@@ -133,11 +133,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	}
 	if trunk == nil {
 		// an agent endpoint may send in-dialog requests, not new calls
-		s.metrics.Rejected.WithLabelValues("unknown_source").Inc()
-		s.replyStateless(req, from, 403, "Forbidden")
-		// debug only: scanners must not flood the log
-		s.log.Debug("sip: call rejected", "call_id", string(*req.CallID()), "number", phone.Mask(req.Recipient.User),
-			"status", 403, "reason", "unknown_source")
+		s.refuse(req, from, "", refuseUnknownSource)
 		return
 	}
 	if trunk.Username != "" && !s.checkDigest(req, from, trunk) {
@@ -145,59 +141,37 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	}
 	snap := s.table.Load()
 	if snap == nil {
-		s.metrics.Rejected.WithLabelValues("no_snapshot").Inc()
-		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
-		s.logRejected(req, "", 503, "no_snapshot")
+		s.refuse(req, from, "", refuseNoSnapshot)
 		return
 	}
-	info, ok := resolve(req, snap, trunk.Country)
-	if !ok {
-		s.metrics.Rejected.WithLabelValues("unknown_number").Inc()
-		s.replyStateless(req, from, 404, "Number Not Provisioned")
-		s.logRejected(req, info.called, 404, "unknown_number")
+	in := callOf(req, trunk)
+	dec := routing.Decide(snap, &in, routing.Policy{Health: s.prober, Media: s.mediaMode})
+	if dec.Outcome == routing.OutcomeNotOurs {
+		s.refuse(req, from, dec.Called, refuseUnknownNumber)
 		return
 	}
 	c := &call{
 		s: s, id: string(*req.CallID()), inv: req, up: replyPeer(req, from), upBranch: txKey,
-		info: info, trunk: trunk, start: time.Now(),
+		dec: dec, trunk: trunk, start: time.Now(),
 	}
 	c.fromTag, _ = req.From().Params.Get("tag")
-	r := info.route
-	if r.Agent == nil || r.Number.Status != routing.StatusActive {
-		s.metrics.Rejected.WithLabelValues("unassigned").Inc()
-		s.replyStateless(req, from, 480, "Temporarily Unavailable")
-		c.publish(calls.Started, 0, "")
-		c.publish(calls.Ended, 480, "unassigned")
-		c.logOutcome(480, "unassigned")
-		s.metrics.Calls.WithLabelValues("4xx").Inc()
+	if dec.Outcome == routing.OutcomeReject {
+		c.refuse(from, refusalFor(dec.Reason))
 		return
 	}
-	c.cands = routing.AppendCandidates(make([]routing.Endpoint, 0, len(r.Agent.Endpoints)), r, s.prober)
-	if len(c.cands) == 0 {
-		s.metrics.Rejected.WithLabelValues("no_endpoint").Inc()
-		s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
-		c.publish(calls.Started, 0, "")
-		c.publish(calls.Ended, 503, "no_endpoint")
-		c.logOutcome(503, "no_endpoint")
-		s.metrics.Calls.WithLabelValues("5xx").Inc()
-		return
-	}
+	c.cands = dec.Candidates
 	c.fwdBody = req.Body()
-	if s.media != nil && (r.Agent.Media == "relay" || (r.Agent.Media == "" && s.relayByDefault)) {
+	if s.media != nil && dec.Media == routing.MediaRelay {
 		sess, err := s.media.NewSession(c.id, c.onMediaTimeout)
 		if err != nil {
-			s.metrics.Rejected.WithLabelValues("no_media_ports").Inc()
-			s.replyStateless(req, from, 503, "Service Unavailable", s.retryAfter())
-			s.logRejected(req, r.Number.E164, 503, "no_media_ports")
+			s.refuse(req, from, dec.Number, refuseNoMediaPorts)
 			return
 		}
 		if len(c.fwdBody) > 0 {
 			nb, err := sess.RewriteOffer(c.fwdBody)
 			if err != nil {
 				sess.Close()
-				s.metrics.Rejected.WithLabelValues("bad_sdp").Inc()
-				s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "malformed SDP"`))
-				s.logRejected(req, r.Number.E164, 400, "bad_sdp")
+				s.refuse(req, from, dec.Number, refuseBadSDP)
 				return
 			}
 			c.fwdBody = nb
@@ -222,17 +196,6 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	c.publish(calls.Started, 0, "")
 	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
 	c.startBranch()
-}
-
-// logRejected is the info line for an INVITE refused before a call
-// existed (480 and 503 no_endpoint log through logOutcome). number is the
-// E.164 when known, else the Request-URI user; it is always masked.
-func (s *Server) logRejected(req *sip.Request, number string, code int, reason string) {
-	if number == "" {
-		number = req.Recipient.User
-	}
-	s.log.Info("sip: call rejected", "call_id", string(*req.CallID()), "number", phone.Mask(number),
-		"status", code, "reason", reason)
 }
 
 // startBranch forwards the INVITE to the next candidate endpoint. c.mu held.
@@ -336,15 +299,14 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	if !haveMF {
 		buf.WriteString("Max-Forwards: 69\r\n")
 	}
-	r := c.info.route
-	writeHeader(buf, "X-Callgate-Number", r.Number.E164)
-	writeHeader(buf, "X-Callgate-Agent", r.Agent.ID)
+	writeHeader(buf, "X-Callgate-Number", c.dec.Number)
+	writeHeader(buf, "X-Callgate-Agent", c.dec.Agent.ID)
 	writeHeader(buf, "X-Callgate-Region", ep.Region)
-	if c.info.forwardedFrom != "" {
-		writeHeader(buf, "X-Callgate-Forwarded-From", c.info.forwardedFrom)
+	if c.dec.ForwardedFrom != "" {
+		writeHeader(buf, "X-Callgate-Forwarded-From", c.dec.ForwardedFrom)
 	}
-	if c.info.originalCalled != "" {
-		writeHeader(buf, "X-Callgate-Original-Called", c.info.originalCalled)
+	if c.dec.OriginalCalled != "" {
+		writeHeader(buf, "X-Callgate-Original-Called", c.dec.OriginalCalled)
 	}
 	buf.WriteString("Content-Length: ")
 	buf.WriteString(strconv.Itoa(len(c.fwdBody)))
@@ -679,11 +641,7 @@ func (c *call) labels() []string {
 	if c.cur != nil {
 		region = c.cur.ep.Region
 	}
-	carrier := c.info.route.Number.Carrier
-	if carrier == "" && c.trunk != nil {
-		carrier = c.trunk.Carrier
-	}
-	return []string{c.s.metrics.regions.label(region), carrierLabel(carrier), originLabel(c.info.origin)}
+	return []string{c.s.metrics.regions.label(region), carrierLabel(c.dec.Carrier), originLabel(c.dec.Origin)}
 }
 
 // forwardUp pops our Via and sends a downstream response to the caller.
@@ -779,9 +737,21 @@ func (c *call) finish(code int, reason string) {
 
 // logOutcome is the one log line per call outcome (number masked).
 func (c *call) logOutcome(code int, reason string) {
-	c.s.log.Info("sip: call", "call_id", c.id, "number", phone.Mask(c.info.route.Number.E164),
-		"agent", agentID(c.info.route), "region", c.regionName(), "origin", c.info.origin,
+	if !c.s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	c.logger().Info("sip: call", "number", phone.Mask(c.dec.Number),
+		"agent", agentID(c.dec.Agent), "region", c.regionName(), "origin", c.dec.Origin,
 		"status", code, "reason", reason, "setup_ms", c.setupMillis())
+}
+
+// logger is the call's logger: the server's with the call_id attached,
+// made on first use (most calls log once, at the end). c.mu held.
+func (c *call) logger() *slog.Logger {
+	if c.log == nil {
+		c.log = c.s.log.With("call_id", c.id)
+	}
+	return c.log
 }
 
 func (c *call) scheduleRelease(d time.Duration) {
@@ -832,22 +802,18 @@ func (c *call) setupMillis() float64 {
 	return float64(c.answeredAt.Sub(c.start).Microseconds()) / 1000
 }
 
-func agentID(r *routing.Route) string {
-	if r == nil || r.Agent == nil {
+func agentID(a *routing.Agent) string {
+	if a == nil {
 		return ""
 	}
-	return r.Agent.ID
+	return a.ID
 }
 
 func (c *call) publish(kind string, status int, reason string) {
-	r := c.info.route
 	e := calls.Event{
-		Kind: kind, CallID: c.id, Time: time.Now(), Number: r.Number.E164, Workspace: r.Number.Workspace,
-		Agent: agentID(r), Region: c.regionName(), Carrier: r.Number.Carrier, Origin: c.info.origin,
+		Kind: kind, CallID: c.id, Time: time.Now(), Number: c.dec.Number, Workspace: c.dec.Workspace,
+		Agent: agentID(c.dec.Agent), Region: c.regionName(), Carrier: c.dec.Carrier, Origin: c.dec.Origin,
 		Source: "sip", Status: status, Reason: reason, SetupMillis: c.setupMillis(),
-	}
-	if e.Carrier == "" && c.trunk != nil {
-		e.Carrier = c.trunk.Carrier
 	}
 	if kind == calls.Ended {
 		if !c.answeredAt.IsZero() {
