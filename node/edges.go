@@ -56,6 +56,7 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 			Messages:   n.st.NC,
 			Log:        n.log,
 			Registerer: n.reg,
+			MediaMode:  cfg.Media.Mode,
 			CallControl: &webhook.TelnyxCallControl{
 				APIBase: cfg.Carriers.Telnyx.APIBase,
 				APIKey:  n.svc.IntegrationAPIKey,

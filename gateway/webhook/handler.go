@@ -70,6 +70,10 @@ type Deps struct {
 	Registerer  prometheus.Registerer
 	Metrics     *Metrics         // optional; built from Registerer when nil
 	Now         func() time.Time // clock for Telnyx timestamps; nil: time.Now
+	// MediaMode is the node's default for agents whose Media is empty:
+	// "direct" (default) or "relay" (calls go through SIPEdge), as on
+	// the SIP edge. An agent's own setting wins.
+	MediaMode string
 }
 
 // Handler serves the webhook endpoints.
@@ -84,6 +88,8 @@ type Handler struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+	// mediaMode is the node default for routing.Policy.Media.
+	mediaMode string
 
 	deliveries *workQueue
 	transfers  *workQueue
@@ -106,6 +112,9 @@ func New(cfg Config, d Deps) (*Handler, error) {
 	if d.Table == nil {
 		return nil, errors.New("webhook: Deps.Table is required")
 	}
+	if d.MediaMode != "" && d.MediaMode != routing.MediaDirect && d.MediaMode != routing.MediaRelay {
+		return nil, fmt.Errorf("webhook: Deps.MediaMode %q: want direct or relay", d.MediaMode)
+	}
 	cfg.applyDefaults()
 	h := &Handler{
 		cfg:     cfg,
@@ -117,6 +126,8 @@ func New(cfg Config, d Deps) (*Handler, error) {
 		log:     d.Log,
 		metrics: d.Metrics,
 		now:     d.Now,
+
+		mediaMode: d.MediaMode,
 	}
 	if h.events == nil {
 		h.events = calls.Discard{}
@@ -346,101 +357,50 @@ func requestPath(r *http.Request) string {
 
 // normalizeNumber turns what a carrier sent into E.164 without touching
 // libphonenumber when it already is E.164.
-func normalizeNumber(s string) (string, bool) {
-	if isE164(s) {
-		return s, true
-	}
-	if s == "" || len(s) > phone.MaxLen {
-		return "", false
-	}
-	n, err := phone.Normalize(s, "")
-	if err != nil {
-		return "", false
-	}
-	return n, true
-}
+func normalizeNumber(s string) (string, bool) { return phone.Parse(s, "") }
 
-func isE164(s string) bool {
-	if len(s) < 4 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// resolved is the outcome of finding the route for a webhook.
+// resolved is the route of a number a webhook names (messages, status
+// callbacks); calls are decided by routing.Decide (see decide).
 type resolved struct {
-	e164     string         // the gateway number
-	route    *routing.Route // nil when unknown
-	business string         // registered business line that forwarded the call
+	e164  string         // the gateway number
+	route *routing.Route // nil when unknown
 }
 
-func (res resolved) origin() string {
-	if res.business != "" {
-		return routing.OriginForwarded
-	}
-	return res.route.Number.Origin
+// resolve finds the route of the number to.
+func resolve(snap *routing.Snapshot, to string) resolved {
+	e, r, _ := routing.LookupNumber(snap, to, "")
+	return resolved{e164: e, route: r}
 }
 
-// resolve finds the route for the called number to, attributing the call
-// to a registered business line when one of forwardedFrom (Twilio
-// ForwardedFrom, Telnyx Diversion values newest first) is registered as
-// forwarding to it. A call to an unknown number forwarded by a registered
-// line is routed to that line's gateway number.
-func resolve(snap *routing.Snapshot, to string, forwardedFrom ...string) resolved {
-	var res resolved
-	if n, ok := normalizeNumber(to); ok {
-		res.e164 = n
-		res.route, _ = snap.Lookup(n)
-	}
-	for _, ff := range forwardedFrom {
-		if ff == "" {
-			continue
-		}
-		b, ok := normalizeNumber(ff)
-		if !ok {
-			continue
-		}
-		f, ok := snap.ForwardFrom(b)
-		if !ok {
-			continue
-		}
-		if res.route == nil {
-			if r, ok := snap.Lookup(f.GatewayNumber); ok {
-				res.e164, res.route = f.GatewayNumber, r
-			}
-		}
-		if res.route != nil && f.GatewayNumber == res.route.Number.E164 && f.Workspace == res.route.Number.Workspace {
-			res.business = b
-			return res
-		}
-	}
-	return res
+// decide asks routing.Decide about a call this edge was told of, with the
+// node's health and media policy: the same decision as the SIP edge's.
+func (h *Handler) decide(snap *routing.Snapshot, c *routing.Call) routing.Decision {
+	c.Direction = "inbound"
+	return routing.Decide(snap, c, routing.Policy{Health: h.health, Media: h.mediaMode})
 }
 
-// viaSIPEdge reports whether calls to route's agent go through this
-// node's SIP edge (relay agents, when sip_edge is configured), and the
-// target endpoint if so.
-func (h *Handler) viaSIPEdge(route *routing.Route) (routing.Endpoint, bool) {
-	if h.cfg.SIPEdge == "" || route.Agent == nil || route.Agent.Media != "relay" {
+// refusalResult is the metric result of a call routing refused.
+func refusalResult(r routing.Reason) string {
+	switch r {
+	case routing.ReasonInactive:
+		return ResultSuspended // suspended, releasing, ...: the label is unchanged
+	case routing.ReasonUnassigned:
+		return ResultUnassigned
+	case routing.ReasonNoEndpoint:
+		return ResultNoEndpoint
+	default:
+		return ResultUnknownNumber
+	}
+}
+
+// viaSIPEdge reports whether the decided call goes through this node's
+// SIP edge (media relayed, when sip_edge is configured), and the target
+// endpoint if so.
+func (h *Handler) viaSIPEdge(d *routing.Decision) (routing.Endpoint, bool) {
+	if h.cfg.SIPEdge == "" || d.Agent == nil || d.Media != routing.MediaRelay {
 		return routing.Endpoint{}, false
 	}
-	return routing.Endpoint{Region: h.cfg.Region, URI: "sip:" + route.Number.E164 + "@" + h.cfg.SIPEdge}, true
-}
-
-// routeStatus says whether a known route can take a call now.
-func routeStatus(r *routing.Route) string {
-	switch {
-	case r.Number.Status == routing.StatusSuspended:
-		return ResultSuspended
-	case r.Agent == nil:
-		return ResultUnassigned
-	}
-	return ResultOK
+	return routing.Endpoint{Region: h.cfg.Region, URI: "sip:" + d.Number + "@" + h.cfg.SIPEdge}, true
 }
 
 // twilioToken is the auth token that signs webhooks for number n: its

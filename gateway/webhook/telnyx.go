@@ -98,15 +98,16 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 	if d.EventType == "" {
 		return badRequest(w, "missing data.event_type")
 	}
-	res := resolve(snap, p.To, diversionURIs(p.SIPHeaders)...)
-	if res.route == nil {
+	dec := h.decide(snap, &routing.Call{Called: p.To, Calling: p.From, Diversion: diversionURIs(p.SIPHeaders),
+		Carrier: "telnyx", Trunk: p.ConnectionID, Source: SourceTelnyx})
+	if dec.Outcome == routing.OutcomeNotOurs {
 		w.WriteHeader(http.StatusOK)
 		if p.Direction != "" && p.Direction != "incoming" {
 			return ResultIgnored // our own transferred leg, to a SIP URI
 		}
 		return ResultUnknownNumber
 	}
-	if err := VerifyTelnyx(h.telnyxKey(snap, &res.route.Number), r.Header.Get("Telnyx-Signature-Ed25519"),
+	if err := VerifyTelnyx(h.telnyxKey(snap, &dec.Route.Number), r.Header.Get("Telnyx-Signature-Ed25519"),
 		r.Header.Get("Telnyx-Timestamp"), body, h.now(), h.cfg.TimestampTolerance); err != nil {
 		return forbidden(w, err)
 	}
@@ -117,18 +118,18 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 	base := calls.Event{
 		CallID:    p.CallControlID,
 		Time:      h.now(),
-		Number:    res.route.Number.E164,
-		Workspace: res.route.Number.Workspace,
+		Number:    dec.Number,
+		Workspace: dec.Workspace,
 		Region:    h.cfg.Region,
 		Carrier:   "telnyx",
-		Origin:    res.origin(),
+		Origin:    dec.Origin,
 		Source:    SourceTelnyx,
 	}
 	if p.CallSessionID != "" {
 		base.CallID = p.CallSessionID
 	}
-	if res.route.Agent != nil {
-		base.Agent = res.route.Agent.ID
+	if dec.Agent != nil {
+		base.Agent = dec.Agent.ID
 	}
 	switch d.EventType {
 	case "call.initiated":
@@ -136,7 +137,7 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 			return badRequest(w, "call.initiated without data.payload.call_control_id")
 		}
 		w.WriteHeader(http.StatusOK)
-		return h.routeTelnyxCall(res, p.CallControlID, base)
+		return h.routeTelnyxCall(&dec, p.CallControlID, base)
 	case "call.answered":
 		base.Kind = calls.Answered
 	case "call.hangup":
@@ -156,18 +157,19 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 
 // routeTelnyxCall queues the transfer (or reject) of a parked call; the
 // webhook has already been answered.
-func (h *Handler) routeTelnyxCall(res resolved, callControlID string, ev calls.Event) string {
-	integration := res.route.Number.IntegrationID
-	if st := routeStatus(res.route); st != ResultOK {
-		h.queueReject(integration, callControlID, "CALL_REJECTED")
-		return st
-	}
-	cands := routing.Candidates(res.route, h.health)
-	if len(cands) == 0 {
+func (h *Handler) routeTelnyxCall(dec *routing.Decision, callControlID string, ev calls.Event) string {
+	integration := dec.Route.Number.IntegrationID
+	switch dec.Reason {
+	case routing.ReasonNone:
+	case routing.ReasonNoEndpoint:
 		h.queueReject(integration, callControlID, "USER_BUSY")
 		return ResultNoEndpoint
+	default:
+		h.queueReject(integration, callControlID, "CALL_REJECTED")
+		return refusalResult(dec.Reason)
 	}
-	edgeEP, viaEdge := h.viaSIPEdge(res.route)
+	cands := dec.Candidates
+	edgeEP, viaEdge := h.viaSIPEdge(dec)
 	if viaEdge {
 		cands = []routing.Endpoint{edgeEP}
 	}
@@ -175,7 +177,7 @@ func (h *Handler) routeTelnyxCall(res resolved, callControlID string, ev calls.E
 	for i, ep := range cands {
 		var hs []header
 		if !viaEdge { // the SIP edge adds the X-Callgate headers itself
-			hs = agentHeaders(res, ep)
+			hs = agentHeaders(dec, ep)
 		}
 		t := Transfer{
 			IntegrationID: integration,
@@ -188,7 +190,7 @@ func (h *Handler) routeTelnyxCall(res resolved, callControlID string, ev calls.E
 		}
 		transfers[i] = t
 	}
-	number := res.route.Number.E164
+	number := dec.Number
 	if h.cc == nil || !h.transfers.enqueue(func(ctx context.Context) { h.transfer(ctx, number, transfers) }) {
 		h.metrics.Transfers.WithLabelValues(OutcomeDropped).Inc()
 		h.log.Warn("webhook: telnyx transfer not queued", "number", phone.Mask(number), "configured", h.cc != nil)

@@ -143,17 +143,25 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	if err != nil {
 		return badRequest(w, "%v", err)
 	}
-	res := resolve(snap, to, params.Get("ForwardedFrom"))
-	if res.route == nil {
+	src, carrier := SourceTwilio, "twilio"
+	if telnyx {
+		src, carrier = SourceTelnyx, "telnyx"
+	}
+	call := routing.Call{Called: to, Calling: params.Get("From"), Carrier: carrier, Source: src}
+	if ff := params.Get("ForwardedFrom"); ff != "" {
+		call.Diversion = []string{ff}
+	}
+	dec := h.decide(snap, &call)
+	if dec.Outcome == routing.OutcomeNotOurs {
 		writeXML(w, twimlReject)
 		return ResultUnknownNumber
 	}
-	if err := h.verifyRequest(telnyx, snap, &res.route.Number, r, params, body); err != nil {
+	if err := h.verifyRequest(telnyx, snap, &dec.Route.Number, r, params, body); err != nil {
 		return forbidden(w, err)
 	}
-	if st := routeStatus(res.route); st != ResultOK {
+	if dec.Outcome == routing.OutcomeReject && dec.Reason != routing.ReasonNoEndpoint {
 		writeXML(w, twimlReject)
-		return st
+		return refusalResult(dec.Reason)
 	}
 	if attempt > 0 {
 		switch params.Get("DialCallStatus") {
@@ -163,8 +171,7 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 			return ResultOK
 		}
 	}
-	var cbuf [8]routing.Endpoint
-	cands := routing.AppendCandidates(cbuf[:0], res.route, h.health)
+	cands := dec.Candidates
 	if attempt >= len(cands) {
 		if attempt == 0 {
 			writeXML(w, twimlRejectBusy)
@@ -174,8 +181,8 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		return ResultNoEndpoint
 	}
 	ep := cands[attempt]
-	hs := agentHeaders(res, ep)
-	if edgeEP, ok := h.viaSIPEdge(res.route); ok {
+	hs := agentHeaders(&dec, ep)
+	if edgeEP, ok := h.viaSIPEdge(&dec); ok {
 		// The SIP edge adds the X-Callgate headers and fails over itself.
 		ep, hs, cands = edgeEP, nil, cands[:attempt+1]
 	}
@@ -199,27 +206,23 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	}
 	if !telnyx {
 		doc.statusPath = strings.TrimSuffix(path, "voice") + "status"
-		doc.number, doc.agent, doc.region = res.route.Number.E164, res.route.Agent.ID, ep.Region
+		doc.number, doc.agent, doc.region = dec.Number, dec.Agent.ID, ep.Region
 		doc.t0 = h.now().UnixMilli()
 	}
 	out.Write(doc.append(out.AvailableBuffer()))
 	writeXML(w, out.Bytes())
 
 	if attempt == 0 {
-		src, carrier := SourceTwilio, "twilio"
-		if telnyx {
-			src, carrier = SourceTelnyx, "telnyx"
-		}
 		h.events.Publish(calls.Event{
 			Kind:      calls.Started,
 			CallID:    params.Get("CallSid"),
 			Time:      h.now(),
-			Number:    res.route.Number.E164,
-			Workspace: res.route.Number.Workspace,
-			Agent:     res.route.Agent.ID,
+			Number:    dec.Number,
+			Workspace: dec.Workspace,
+			Agent:     dec.Agent.ID,
 			Region:    ep.Region,
 			Carrier:   carrier,
-			Origin:    res.origin(),
+			Origin:    dec.Origin,
 			Source:    src,
 		})
 	}

@@ -20,15 +20,18 @@ var (
 type header struct{ Name, Value string }
 
 // agentHeaders are the X-Callgate-* headers for a call to ep.
-func agentHeaders(res resolved, ep routing.Endpoint) []header {
+func agentHeaders(d *routing.Decision, ep routing.Endpoint) []header {
 	hs := make([]header, 0, 5)
 	hs = append(hs,
-		header{HeaderNumber, res.route.Number.E164},
-		header{HeaderAgent, res.route.Agent.ID},
+		header{HeaderNumber, d.Number},
+		header{HeaderAgent, d.Agent.ID},
 		header{HeaderRegion, ep.Region},
 	)
-	if res.business != "" {
-		hs = append(hs, header{HeaderForwardedFrom, res.business}, header{HeaderOriginalCalled, res.business})
+	if d.ForwardedFrom != "" {
+		hs = append(hs, header{HeaderForwardedFrom, d.ForwardedFrom})
+	}
+	if d.OriginalCalled != "" {
+		hs = append(hs, header{HeaderOriginalCalled, d.OriginalCalled})
 	}
 	return hs
 }

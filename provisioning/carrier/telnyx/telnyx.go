@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/provisioning/carrier"
 )
 
@@ -575,20 +576,8 @@ func (c *Carrier) ListOwned(ctx context.Context) ([]carrier.OwnedNumber, error) 
 	return out, nil
 }
 
-func validE164(s string) bool {
-	if len(s) < 4 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 func (c *Carrier) find(ctx context.Context, op, e164 string) (phoneNumber, error) {
-	if !validE164(e164) {
+	if !phone.IsE164(e164) {
 		return phoneNumber{}, &carrier.Error{Carrier: Name, Op: op, Kind: carrier.ErrInvalidQuery, Detail: "phone number must be E.164"}
 	}
 	nums, err := c.listNumbers(ctx, op, e164)
@@ -654,7 +643,7 @@ type orderNumber struct {
 // or pending purchase.
 func (c *Carrier) Buy(ctx context.Context, e164 string, cfg carrier.NumberConfig) (carrier.OwnedNumber, error) {
 	const op = "buy"
-	if !validE164(e164) {
+	if !phone.IsE164(e164) {
 		return carrier.OwnedNumber{}, &carrier.Error{Carrier: Name, Op: op, Kind: carrier.ErrInvalidQuery, Detail: "phone number must be E.164"}
 	}
 	conn, msg := cfg.ConnectionID, cfg.MessagingProfileID

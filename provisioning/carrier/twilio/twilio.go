@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/provisioning/carrier"
 	"github.com/twilio/twilio-go/client"
 	api "github.com/twilio/twilio-go/rest/api/v2010"
@@ -646,7 +647,7 @@ func (o *op) listIncoming(filter string) ([]api.ApiV2010IncomingPhoneNumber, err
 
 // find returns the account's IncomingPhoneNumber for e164.
 func (o *op) find(e164 string) (*api.ApiV2010IncomingPhoneNumber, error) {
-	if !validE164(e164) {
+	if !phone.IsE164(e164) {
 		return nil, &carrier.Error{Carrier: Name, Op: o.name, Kind: carrier.ErrInvalidQuery, Detail: "phone number must be E.164"}
 	}
 	nums, err := o.listIncoming(e164)
@@ -659,18 +660,6 @@ func (o *op) find(e164 string) (*api.ApiV2010IncomingPhoneNumber, error) {
 		}
 	}
 	return nil, &carrier.Error{Carrier: Name, Op: o.name, Kind: carrier.ErrNotFound, Detail: e164Hint(e164)}
-}
-
-func validE164(s string) bool {
-	if len(s) < 4 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // e164Hint names a number in error details by its last four digits only.
@@ -721,7 +710,7 @@ func checkConfig(cfg carrier.NumberConfig) error {
 // Buy purchases e164 and points its voice and SMS webhooks at cfg.
 func (c *Carrier) Buy(ctx context.Context, e164 string, cfg carrier.NumberConfig) (carrier.OwnedNumber, error) {
 	const opName = "buy"
-	if !validE164(e164) {
+	if !phone.IsE164(e164) {
 		return carrier.OwnedNumber{}, &carrier.Error{Carrier: Name, Op: opName, Kind: carrier.ErrInvalidQuery, Detail: "phone number must be E.164"}
 	}
 	if err := checkConfig(cfg); err != nil {
@@ -805,7 +794,7 @@ func (c *Carrier) SetRegion(ctx context.Context, e164, region string) error {
 		return &carrier.Error{Carrier: Name, Op: o.name, Kind: carrier.ErrInvalidQuery,
 			Detail: fmt.Sprintf("voice region %q is not one of us1, ie1, au1", truncate(region, 16))}
 	}
-	if !validE164(e164) {
+	if !phone.IsE164(e164) {
 		return &carrier.Error{Carrier: Name, Op: o.name, Kind: carrier.ErrInvalidQuery, Detail: "phone number must be E.164"}
 	}
 	p := &routes.UpdatePhoneNumberParams{}
