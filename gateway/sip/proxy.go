@@ -2,11 +2,11 @@ package sip
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -85,7 +85,7 @@ type call struct {
 	ring    *time.Timer
 	release *time.Timer
 
-	log *slog.Logger // call-scoped (call_id); see logger
+	log atomic.Pointer[slog.Logger] // call-scoped (call_id); see logger
 
 	media       MediaSession
 	answerIn    []byte // last 2xx SDP from the agent and its rewrite
@@ -737,21 +737,24 @@ func (c *call) finish(code int, reason string) {
 
 // logOutcome is the one log line per call outcome (number masked).
 func (c *call) logOutcome(code int, reason string) {
-	if !c.s.log.Enabled(context.Background(), slog.LevelInfo) {
-		return
-	}
-	c.logger().Info("sip: call", "number", phone.Mask(c.dec.Number),
+	c.s.log.Info("sip: call", "call_id", c.id, "number", phone.Mask(c.dec.Number),
 		"agent", agentID(c.dec.Agent), "region", c.regionName(), "origin", c.dec.Origin,
 		"status", code, "reason", reason, "setup_ms", c.setupMillis())
 }
 
 // logger is the call's logger: the server's with the call_id attached,
-// made on first use (most calls log once, at the end). c.mu held.
+// made on first use (safe without c.mu). The per-call outcome line
+// (logOutcome) writes call_id itself: building a logger costs
+// allocations that every call would pay.
 func (c *call) logger() *slog.Logger {
-	if c.log == nil {
-		c.log = c.s.log.With("call_id", c.id)
+	if l := c.log.Load(); l != nil {
+		return l
 	}
-	return c.log
+	l := c.s.log.With("call_id", c.id)
+	if !c.log.CompareAndSwap(nil, l) {
+		l = c.log.Load()
+	}
+	return l
 }
 
 func (c *call) scheduleRelease(d time.Duration) {
@@ -1043,7 +1046,7 @@ func (s *Server) dialogSendFailed(c *call, req *sip.Request, from peer, fromCall
 	if fromCaller {
 		side = "agent"
 	}
-	s.log.Warn("sip: in-dialog request not delivered", "call_id", c.id, "method", string(req.Method),
+	c.logger().Warn("sip: in-dialog request not delivered", "method", string(req.Method),
 		"toward", side, "stage", stageOf(err), "err", err)
 	if req.IsAck() {
 		return
