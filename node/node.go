@@ -153,6 +153,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	n.st = st
 	n.closers = append(n.closers, st.Close)
 	registerStoreMetrics(n.reg, st, n.table)
+	registerStoreHealthMetrics(n.reg, st)
 
 	key, keySource, err := secrets.Load(cfg.SecretKey, cfg.DataDir)
 	if err != nil {
@@ -239,6 +240,9 @@ func (n *Node) readiness() (bool, string) {
 	}
 	if !n.edgesReady() {
 		return false, "listeners not up"
+	}
+	if n.st.Writable() != nil {
+		return false, "the state store (NATS) does not accept writes (see the log)"
 	}
 	return true, ""
 }

@@ -7,38 +7,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/callgate/callgate/store"
 	"github.com/callgate/callgate/store/storetest"
 )
-
-// limitFileSize makes files of this process fail to grow past n bytes
-// (EFBIG; Go ignores SIGXFSZ) until the returned func restores the limit.
-func limitFileSize(t *testing.T, n uint64) func() {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Skipf("getrlimit: %v", err)
-	}
-	lim := syscall.Rlimit{Cur: n, Max: old.Max}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Errorf("restore RLIMIT_FSIZE: %v", err)
-			}
-		}
-	}
-	t.Cleanup(restore)
-	return restore
-}
 
 // TestStickyWriteErrorRecovers: an IO error while JetStream writes a
 // stream (here EFBIG, as EMFILE did under 20,000 held connections) makes
@@ -58,7 +32,7 @@ func TestStickyWriteErrorRecovers(t *testing.T) {
 		t.Fatalf("fresh store not writable: %v", err)
 	}
 	val := make([]byte, 8<<10)
-	restore := limitFileSize(t, 64<<10)
+	restore := storetest.LimitFileSize(t, 64<<10)
 	var failed error
 	for i := 0; i < 64 && failed == nil; i++ {
 		_, failed = st.Numbers.Put(ctx, fmt.Sprintf("k%d", i), val)
