@@ -189,7 +189,11 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 				return fmt.Errorf("store: bucket %s: %w", k.name, err)
 			}
 		}
-		*k.dst = guardedKV{KeyValue: kv, nc: s.NC}
+		st, err := s.JS.Stream(ctx, "KV_"+k.name)
+		if err != nil {
+			return fmt.Errorf("store: bucket %s: %w", k.name, err)
+		}
+		*k.dst = guardedKV{KeyValue: kv, nc: s.NC, stream: st}
 	}
 	st, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       StreamLedger,
