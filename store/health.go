@@ -157,10 +157,13 @@ func (s *Store) embeddedFault() error {
 	return fmt.Errorf("store: embedded NATS: %s", strings.Join(msgs, "; "))
 }
 
-// recoverEmbedded restarts the embedded JetStream, which loads every
-// stream from disk again and so clears their sticky write errors. The
-// in-process connection, buckets and watchers carry on (watchers recreate
-// their consumers).
+// recoverEmbedded loads the embedded JetStream's streams from disk
+// again, which clears their sticky write errors: for a stream error, by
+// turning JetStream off and on for the (global) account, which stops
+// the streams without deleting anything and recovers them from their
+// files; when JetStream shut itself down, by enabling it again. The
+// in-process connection and the buckets carry on; KV watchers recreate
+// their consumers.
 func (s *Store) recoverEmbedded(fault error) {
 	s.health.mu.Lock()
 	if !s.health.lastRecov.IsZero() && time.Since(s.health.lastRecov) < recoverEvery {
@@ -169,17 +172,27 @@ func (s *Store) recoverEmbedded(fault error) {
 	}
 	s.health.lastRecov = time.Now()
 	s.health.mu.Unlock()
-	s.log.Error("store: embedded JetStream cannot write; restarting it to recover", "fault", fault)
+	s.log.Error("store: embedded JetStream cannot write; reloading it to recover", "fault", fault)
 	s.health.recoveries.Add(1)
-	if err := s.srv.ShutdownJetStream(); err != nil {
-		s.log.Error("store: stopping embedded JetStream", "err", err)
-	}
-	cfg := &server.JetStreamConfig{StoreDir: s.health.storeDir, MaxMemory: embeddedMaxMemory, Strict: true}
-	if err := s.srv.EnableJetStream(cfg); err != nil {
-		s.log.Error("store: restarting embedded JetStream failed; retrying later", "err", err)
+	if !s.srv.JetStreamEnabled() {
+		// nats-server's own reload path does this (restartJetStream).
+		cfg := &server.JetStreamConfig{StoreDir: s.health.storeDir, MaxMemory: embeddedMaxMemory, Strict: true}
+		if err := s.srv.EnableJetStream(cfg); err != nil {
+			s.log.Error("store: enabling embedded JetStream failed; retrying later", "err", err)
+			return
+		}
+		s.log.Warn("store: embedded JetStream enabled again")
 		return
 	}
-	s.log.Warn("store: embedded JetStream restarted")
+	acc := s.srv.GlobalAccount()
+	if err := acc.DisableJetStream(); err != nil {
+		s.log.Error("store: stopping the embedded JetStream streams", "err", err)
+	}
+	if err := acc.EnableJetStream(nil, nil); err != nil {
+		s.log.Error("store: reloading the embedded JetStream streams failed; retrying later", "err", err)
+		return
+	}
+	s.log.Warn("store: embedded JetStream streams reloaded")
 }
 
 // diskWritable writes, syncs and removes a 128 KiB file in dir: whether the
