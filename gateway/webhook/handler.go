@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/phone"
@@ -177,6 +178,8 @@ func (h *Handler) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhook: listen %s: %w", h.cfg.Listen, err)
 	}
+	// Slow clients cannot hold more than MaxConnections descriptors.
+	ln = netutil.LimitListener(ln, h.cfg.MaxConnections)
 	srv := &http.Server{
 		Handler:           h.mux,
 		ReadHeaderTimeout: 10 * time.Second,

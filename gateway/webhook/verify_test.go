@@ -162,3 +162,53 @@ func TestRefusedRequestBodyNotRead(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnListenerConnectionCap: on its own listener the webhook edge
+// serves at most max_connections connections; the next one waits until
+// one closes.
+func TestOwnListenerConnectionCap(t *testing.T) {
+	rg := newRig(t, func(c *Config, _ *Deps) { c.Listen = "127.0.0.1:0"; c.MaxConnections = 1 })
+	if err := rg.h.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer rg.h.Close()
+	addr := rg.h.Addr().String()
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// The held connection is accepted: a request on it is answered.
+	if _, err := io.WriteString(held, "GET "+PathTwilioVoice+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(held)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	done := make(chan error, 1)
+	go func() {
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+		resp, err := client.Get("http://" + addr + PathTwilioVoice)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a second connection was served while one was open (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	held.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("request after the slot freed: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("request not served 20s after the open connection closed")
+	}
+}
