@@ -84,7 +84,8 @@ func CheckFor(t testing.TB, timeout, every time.Duration, fn func() error) {
 // LimitFileSize makes files of this process fail to grow past n bytes
 // (EFBIG; Go ignores SIGXFSZ), a real IO error for JetStream's file store,
 // until the returned func (or the test's end) restores the limit. It
-// skips the test where the limit cannot be set.
+// skips the test where the limit cannot be set. The limit is the whole
+// process's: do not use it in parallel tests.
 func LimitFileSize(t testing.TB, n uint64) (restore func()) {
 	t.Helper()
 	var old syscall.Rlimit
