@@ -64,6 +64,9 @@ type Store struct {
 	NC  *nats.Conn
 	JS  jetstream.JetStream
 	srv *server.Server // embedded server, nil when external
+	log *slog.Logger
+	// health is the write probe and embedded-server recovery (health.go).
+	health health
 
 	Workspaces   jetstream.KeyValue
 	APIKeys      jetstream.KeyValue
@@ -73,9 +76,6 @@ type Store struct {
 	Integrations jetstream.KeyValue
 	Idempotency  jetstream.KeyValue
 	Ledger       jetstream.Stream
-
-	log    *slog.Logger
-	health health // write probe and embedded-server recovery (health.go)
 }
 
 // Open starts (when embedded) and connects to NATS, then creates or opens
