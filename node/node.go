@@ -249,7 +249,12 @@ func (n *Node) readiness() (bool, string) {
 	if !n.edgesReady() {
 		return false, "listeners not up"
 	}
-	if n.st.Writable() != nil {
+	// A store that is reachable but refuses this node's writes (a sticky
+	// stream write error, a full disk) makes the node unready: other
+	// nodes can serve. NATS out of reach altogether keeps it ready: every
+	// node is in the same state then, and calls are routed from the last
+	// snapshot (callgate_nats_connected and its alert tell the operator).
+	if n.st.Connected() && n.st.Writable() != nil {
 		return false, "the state store (NATS) does not accept writes (see the log)"
 	}
 	return true, ""
