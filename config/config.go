@@ -16,6 +16,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -127,6 +128,20 @@ func Load(path string, env func(string) string) (Config, error) {
 		probs = append(probs, p)
 	}
 	if len(probs) > 0 {
+		// In the file's order, then the environment's, then the rest.
+		rank := func(p Problem) int {
+			switch {
+			case p.File != "":
+				return 0
+			case p.Env != "":
+				return 1
+			}
+			return 2
+		}
+		sort.SliceStable(probs, func(i, j int) bool {
+			ri, rj := rank(probs[i]), rank(probs[j])
+			return ri < rj || ri == rj && ri == 0 && probs[i].Line < probs[j].Line
+		})
 		return c, &Error{Problems: probs}
 	}
 	return c, nil
