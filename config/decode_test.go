@@ -140,7 +140,7 @@ media:
   port_max: 20100
   regions: [a, b]
 `,
-		"nulls": "sip:\nwebhook:\nmedia:\n  regions:\nlog:\n  level:\n",
+		"nulls":            "sip:\nwebhook:\nmedia:\n  regions:\nlog:\n  level:\n",
 		"empty trunk list": "sip:\n  trunks: []\n  workers: 2\n",
 		"quoted and typed": "sandbox: off\nregion: '7'\nbootstrap:\n  credits: 0x10\nsip:\n  retry_after: !!int \"7\"\n  probe:\n    alpha: 1\n",
 	}
