@@ -94,6 +94,9 @@ func (d *decoder) decodeNode(doc *yaml.Node, v any) {
 		}
 		n = n.Content[0]
 	}
+	if n.Kind == 0 { // no document: only comments
+		return
+	}
 	d.value(n, reflect.ValueOf(v).Elem(), "")
 }
 

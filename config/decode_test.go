@@ -106,8 +106,25 @@ func TestProblemPlaces(t *testing.T) {
 		`FILE:4: webhook.messaging.attempts: 50 is outside 0..10`)
 }
 
+// A file of comments only is the defaults.
+func TestCommentsOnly(t *testing.T) {
+	c, err := Load(write(t, "# nothing set yet\n"), noEnv)
+	if err != nil || !reflect.DeepEqual(c, mustLoad(t, "")) {
+		t.Fatalf("comments only: %v", err)
+	}
+}
+
+func mustLoad(t *testing.T, path string) Config {
+	t.Helper()
+	c, err := Load(path, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestSyntaxAndDuplicateKeys(t *testing.T) {
-	wantProblems(t, "http_addr: 127.0.0.1:0\nnats:\n  url: [\n", nil, "FILE:")
+	wantProblems(t, "http_addr: 127.0.0.1:0\nnats:\n\turl: x\n", nil, "FILE:3: found character that cannot start any token")
 	wantProblems(t, "region: a\nnats:\n  url: nats://a\n  url: nats://b\n", nil,
 		`FILE:4: nats.url: key already set on line 3`)
 }
