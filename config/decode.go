@@ -267,7 +267,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		p := join(path, name)
 		idx, ok := structKey(v.Type(), name)
 		if !ok {
-			d.problem(kn, p, "unknown key %q%s", name, knownKeys(v.Type()))
+			d.problem(kn, p, "unknown key %q%s", name, knownKeys(v.Type(), name))
 			return
 		}
 		d.lines[p] = kn.Line
@@ -302,8 +302,9 @@ func structKey(t reflect.Type, key string) ([]int, bool) {
 	return nil, false
 }
 
-// knownKeys lists a section's keys for an unknown-key message.
-func knownKeys(t reflect.Type) string {
+// knownKeys suggests the key meant (a typo within two edits) or lists a
+// small section's keys, for an unknown-key message.
+func knownKeys(t reflect.Type, key string) string {
 	var names []string
 	var add func(reflect.Type)
 	add = func(t reflect.Type) {
@@ -319,10 +320,40 @@ func knownKeys(t reflect.Type) string {
 		}
 	}
 	add(t)
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(key, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best != "" {
+		return " (did you mean " + best + "?)"
+	}
 	if len(names) == 0 || len(names) > 12 {
 		return ""
 	}
 	return " (known: " + strings.Join(names, ", ") + ")"
+}
+
+// editDistance is the Levenshtein distance of two short keys.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func describeNode(n *yaml.Node) string {

@@ -78,7 +78,7 @@ func TestNestedPathWithLine(t *testing.T) {
 `
 	wantProblems(t, body, nil,
 		`FILE:8: sip.trunks[1].cidrs[1]: "10.1.2.300/32" is not a CIDR`,
-		`FILE:9: sip.trunks[1].countyr: unknown key "countyr"`,
+		`FILE:9: sip.trunks[1].countyr: unknown key "countyr" (did you mean country?)`,
 		`FILE:11: sip.trunks[2].cidrs[1]: expected a string, got a mapping`,
 		`FILE:10: sip.trunks[2].password: username and password must be set together`, // not in the file: placed at its trunk
 		`FILE:10: sip.trunks[2].name: duplicate trunk "lab"`,

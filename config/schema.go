@@ -109,8 +109,12 @@ func Settings() []Setting {
 	var s []Setting
 	for _, f := range configFields() {
 		def, ok := f.tag.Lookup("default")
-		if !ok && f.index != nil {
+		switch {
+		case ok:
+		case f.index != nil:
 			def = formatValue(d.FieldByIndex(f.index))
+		default:
+			def = "-" // a key of each list element: no default
 		}
 		s = append(s, Setting{Key: f.path, Env: f.tag.Get("env"), Default: def, Help: f.tag.Get("help")})
 	}
