@@ -112,11 +112,14 @@ func Load(path string, env func(string) string) (Config, error) {
 	}
 	envProbs := c.applyEnv(env)
 	probs = append(probs, envProbs...)
-	fromEnv := map[string]string{}
+	fromEnv := map[string]string{} // path → the variable whose value it holds
 	for _, f := range configFields() {
 		if name := f.tag.Get("env"); name != "" && env(name) != "" {
 			fromEnv[f.path] = name
 		}
+	}
+	for _, p := range envProbs {
+		delete(fromEnv, p.Path) // not applied: the value is the file's
 	}
 	c.Inherit()
 	for _, p := range c.problems() {
