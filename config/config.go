@@ -32,6 +32,7 @@ import (
 type Config struct {
 	DataDir         string        `yaml:"data_dir" env:"CALLGATE_DATA_DIR" help:"state directory: embedded NATS store, api-key, admin-key, secret.key"`
 	HTTPAddr        string        `yaml:"http_addr" env:"CALLGATE_HTTP_ADDR" help:"HTTP API, webhooks, /metrics, /healthz, /readyz (port 0 = any free port)"`
+	HTTP            HTTP          `yaml:"http"`
 	Region          string        `yaml:"region" env:"CALLGATE_REGION" help:"this gateway node's region (call events, region choice)"`
 	PublicURL       string        `yaml:"public_url" env:"CALLGATE_PUBLIC_URL" help:"public base URL carriers use for webhooks (also the URL in signatures); empty = carrier webhooks off"`
 	Sandbox         bool          `yaml:"sandbox" env:"CALLGATE_SANDBOX" help:"built-in sandbox carrier on/off"`
@@ -74,6 +75,7 @@ func Default() Config {
 	c := Config{
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
+		HTTP:            DefaultHTTP(),
 		Region:          "local",
 		Sandbox:         true,
 		RenewalInterval: time.Minute,
@@ -280,6 +282,7 @@ func (c Config) validate() []error {
 			errs = append(errs, fmt.Errorf("%s: %q must be an http(s) URL", k, v))
 		}
 	}
+	errs = append(errs, c.HTTP.validate()...)
 	errs = append(errs, c.Extensions.validate()...)
 	return errs
 }

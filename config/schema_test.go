@@ -126,8 +126,8 @@ func TestEnvNamesKept(t *testing.T) {
 		}
 		want = append(want, entry{w[0], w[1], w[2]})
 	}
-	if len(want) != 26 {
-		t.Fatalf("fixture has %d variables, main had 26", len(want))
+	if len(want) != 31 {
+		t.Fatalf("fixture has %d variables, main had 31", len(want))
 	}
 
 	got := map[string]string{} // env → key
@@ -255,6 +255,7 @@ func TestDefaultTags(t *testing.T) {
 		"media.media_timeout":             d(media.DefaultMediaTimeout),
 		"media.latch_packets":             strconv.Itoa(media.DefaultLatchPackets),
 		"media.latch_window":              d(media.DefaultLatchWindow),
+		"webhook.max_connections":         strconv.Itoa(webhook.DefaultMaxConnections),
 		"webhook.max_body_bytes":          strconv.Itoa(webhook.DefaultMaxBodyBytes),
 		"webhook.timestamp_tolerance":     d(webhook.DefaultTimestampTolerance),
 		"webhook.twilio.ring_timeout":     d(webhook.DefaultRingTimeout),
