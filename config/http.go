@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -11,16 +10,16 @@ import (
 type HTTP struct {
 	// MaxConnections caps open client connections; beyond it new
 	// connections wait in the kernel's accept queue until one closes.
-	MaxConnections int `yaml:"max_connections"`
+	MaxConnections int `yaml:"max_connections" env:"CALLGATE_HTTP_MAX_CONNECTIONS" help:"open HTTP connections at most; more wait to be accepted"`
 	// ReadHeaderTimeout bounds reading a request's headers.
-	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout" env:"CALLGATE_HTTP_READ_HEADER_TIMEOUT" help:"time a client has to send a request's headers"`
 	// ReadTimeout bounds reading a whole request, body included.
-	ReadTimeout time.Duration `yaml:"read_timeout"`
+	ReadTimeout time.Duration `yaml:"read_timeout" env:"CALLGATE_HTTP_READ_TIMEOUT" help:"time a client has to send a whole request (headers and body)"`
 	// WriteTimeout bounds a request from the end of its headers to the
 	// end of the response (must exceed the API's 30 s request bound).
-	WriteTimeout time.Duration `yaml:"write_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout" env:"CALLGATE_HTTP_WRITE_TIMEOUT" help:"time to answer a request (above the API's 30s request bound)"`
 	// IdleTimeout closes a keep-alive connection with no request.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" env:"CALLGATE_HTTP_IDLE_TIMEOUT" help:"idle keep-alive connections are closed after this"`
 }
 
 // DefaultHTTP returns the HTTP server defaults.
@@ -32,44 +31,6 @@ func DefaultHTTP() HTTP {
 		WriteTimeout:      45 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
-}
-
-func httpSettings() []Setting {
-	d := DefaultHTTP()
-	return []Setting{
-		{"http.max_connections", "CALLGATE_HTTP_MAX_CONNECTIONS", strconv.Itoa(d.MaxConnections), "open HTTP connections at most; more wait to be accepted"},
-		{"http.read_header_timeout", "CALLGATE_HTTP_READ_HEADER_TIMEOUT", d.ReadHeaderTimeout.String(), "time a client has to send a request's headers"},
-		{"http.read_timeout", "CALLGATE_HTTP_READ_TIMEOUT", d.ReadTimeout.String(), "time a client has to send a whole request (headers and body)"},
-		{"http.write_timeout", "CALLGATE_HTTP_WRITE_TIMEOUT", d.WriteTimeout.String(), "time to answer a request (above the API's 30s request bound)"},
-		{"http.idle_timeout", "CALLGATE_HTTP_IDLE_TIMEOUT", d.IdleTimeout.String(), "idle keep-alive connections are closed after this"},
-	}
-}
-
-func (h *HTTP) applyEnv(env func(string) string) []error {
-	var errs []error
-	dur := func(k string, dst *time.Duration) {
-		if v := env(k); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a duration (e.g. 30s, 1m)", k, v))
-				return
-			}
-			*dst = d
-		}
-	}
-	if v := env("CALLGATE_HTTP_MAX_CONNECTIONS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("CALLGATE_HTTP_MAX_CONNECTIONS: %q is not an integer", v))
-		} else {
-			h.MaxConnections = n
-		}
-	}
-	dur("CALLGATE_HTTP_READ_HEADER_TIMEOUT", &h.ReadHeaderTimeout)
-	dur("CALLGATE_HTTP_READ_TIMEOUT", &h.ReadTimeout)
-	dur("CALLGATE_HTTP_WRITE_TIMEOUT", &h.WriteTimeout)
-	dur("CALLGATE_HTTP_IDLE_TIMEOUT", &h.IdleTimeout)
-	return errs
 }
 
 func (h HTTP) validate() []error {

@@ -45,23 +45,23 @@ const (
 // AuditConfig bounds the audit stream: the oldest records go first when
 // either limit is reached.
 type AuditConfig struct {
-	MaxAge   time.Duration `yaml:"max_age"`
-	MaxBytes int64         `yaml:"max_bytes"`
+	MaxAge   time.Duration `yaml:"max_age" env:"CALLGATE_AUDIT_MAX_AGE" default:"2160h" help:"audit records older than this are dropped (GET /v1/audit); 0 = the default"`
+	MaxBytes int64         `yaml:"max_bytes" env:"CALLGATE_AUDIT_MAX_BYTES" default:"268435456" help:"audit stream size limit; the oldest records are dropped first; 0 = the default"`
 }
 
 // Config selects and tunes the NATS the store uses.
 type Config struct {
 	// URL of an external NATS server or cluster (comma-separated); empty
 	// runs the embedded server.
-	URL string `yaml:"url"`
+	URL string `yaml:"url" env:"CALLGATE_NATS_URL" help:"external NATS server/cluster (JetStream), comma-separated; empty = embedded server"`
 	// Listen makes the embedded server accept clients on this address
 	// (e.g. "127.0.0.1:4222", or port 0 for one chosen at start). Empty
 	// means in-process connections only.
-	Listen string `yaml:"listen"`
+	Listen string `yaml:"listen" env:"CALLGATE_NATS_LISTEN" help:"embedded server client address (e.g. 127.0.0.1:4222); empty = in-process only"`
 	// Replicas for KV buckets and the ledger stream (3 on a cluster).
-	Replicas int `yaml:"replicas"`
+	Replicas int `yaml:"replicas" env:"CALLGATE_NATS_REPLICAS" help:"KV and ledger replicas (3 on a cluster)"`
 	// Credentials file (.creds) for an external NATS.
-	CredsFile string `yaml:"creds_file"`
+	CredsFile string `yaml:"creds_file" env:"CALLGATE_NATS_CREDS" help:"NATS credentials file for an external cluster"`
 	// Audit bounds the audit stream (zero values: the defaults).
 	Audit AuditConfig `yaml:"audit"`
 }
