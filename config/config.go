@@ -26,6 +26,7 @@ import (
 type Config struct {
 	DataDir         string        `yaml:"data_dir"`
 	HTTPAddr        string        `yaml:"http_addr"`
+	HTTP            HTTP          `yaml:"http"`
 	Region          string        `yaml:"region"`
 	PublicURL       string        `yaml:"public_url"`
 	Sandbox         bool          `yaml:"sandbox"`
@@ -68,6 +69,7 @@ func Default() Config {
 	c := Config{
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
+		HTTP:            DefaultHTTP(),
 		Region:          "local",
 		Sandbox:         true,
 		RenewalInterval: time.Minute,
@@ -115,6 +117,7 @@ func Settings() []Setting {
 		{"carriers.twilio.edge", "CALLGATE_TWILIO_EDGE", d.Carriers.Twilio.Edge, "Twilio edge used with regions"},
 		{"carriers.telnyx.api_base", "CALLGATE_TELNYX_API_BASE", d.Carriers.Telnyx.APIBase, "Telnyx REST API base (egress proxy or simulator)"},
 	}
+	s = append(s, httpSettings()...)
 	return append(s, extensionSettings()...)
 }
 
@@ -222,6 +225,7 @@ func (c *Config) applyEnv(env func(string) string) error {
 			c.Sandbox = b
 		}
 	}
+	errs = append(errs, c.HTTP.applyEnv(env)...)
 	errs = append(errs, c.Extensions.applyEnv(env)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: environment:\n  %w", joinIndented(errs))
@@ -287,6 +291,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q must be an http(s) URL", k, v))
 		}
 	}
+	errs = append(errs, c.HTTP.validate()...)
 	errs = append(errs, c.Extensions.validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %d problem(s):\n  %w", len(errs), joinIndented(errs))

@@ -51,7 +51,7 @@ func extensionSettings() []Setting {
 		{"webhook.twilio.edges", "", "", "agent region → Twilio edge for <Sip> (e.g. us-east: ashburn)"},
 		{"webhook.telnyx.public_key", "CALLGATE_TELNYX_PUBLIC_KEY", "", "verifies Telnyx webhooks for numbers without an integration"},
 		{"webhook.timestamp_tolerance", "", "5m", "Telnyx webhook timestamp skew allowed"},
-		{"webhook.sip_edge / listen / max_body_bytes", "", "", "SIP host for relayed agents in <Sip>; own listener; body limit (gateway/webhook/README.md)"},
+		{"webhook.sip_edge / listen / max_connections / max_body_bytes", "", "", "SIP host for relayed agents in <Sip>; own listener and its connection cap; body limit (gateway/webhook/README.md)"},
 		{"webhook.twilio.ring_timeout / telnyx.transfer_* / messaging.*", "", "30s / 4 workers / ...", "dial timeout, Call Control transfer and message delivery queues (gateway/webhook/README.md)"},
 		{"webhook.messaging.allow_networks", "", "[] (internal addresses refused)", "CIDRs SMS deliveries may reach although internal (agents on a private network; 127.0.0.0/8 for local development)"},
 		{"media.mode", "CALLGATE_MEDIA_MODE", "direct", "direct leaves SDP alone; relay anchors RTP at this node (agents may override)"},

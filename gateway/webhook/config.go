@@ -12,6 +12,7 @@ import (
 // Defaults applied by New to zero-valued Config fields.
 const (
 	DefaultMaxBodyBytes       = 64 << 10
+	DefaultMaxConnections     = 4096
 	DefaultTimestampTolerance = 5 * time.Minute
 	DefaultRingTimeout        = 30 * time.Second
 	DefaultDeliveryWorkers    = 4
@@ -45,6 +46,9 @@ type Config struct {
 	// listener (e.g. ":8443" or "127.0.0.1:0"); empty means the lead
 	// mounts Routes() on another server.
 	Listen string `yaml:"listen"`
+	// MaxConnections caps open connections on Listen (default 4096);
+	// more wait in the accept queue until one closes.
+	MaxConnections int `yaml:"max_connections"`
 	// SIPEdge is host[:port][;params] of this node's SIP edge as carriers
 	// reach it (e.g. "sip.gw.example.com:5060;transport=tcp"). When set,
 	// calls to agents in media "relay" mode are bridged to
@@ -138,6 +142,9 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		bad("max_body_bytes", "must not be negative")
 	}
+	if c.MaxConnections < 0 {
+		bad("max_connections", "must not be negative")
+	}
 	if c.TimestampTolerance < 0 {
 		bad("timestamp_tolerance", "must not be negative")
 	}
@@ -190,6 +197,9 @@ func (c *Config) applyDefaults() {
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.TimestampTolerance == 0 {
 		c.TimestampTolerance = DefaultTimestampTolerance
