@@ -66,6 +66,10 @@ func TestOpenAPIConformance(t *testing.T) {
 	other := nums[1].(map[string]any)["phone_number"].(string)
 	third := nums[2].(map[string]any)["phone_number"].(string)
 	digits := strings.TrimPrefix(num, "+")
+	// None available is an empty list, not null.
+	if _, m := x.call(ws, "GET", "/v1/marketplace/numbers?country=US&area_code=228&type=toll_free", "", want(200)); len(m["numbers"].([]any)) != 0 {
+		t.Fatalf("toll-free numbers in area code 228: %v", m)
+	}
 	x.call(ws, "GET", "/v1/marketplace/numbers?country=US&colour=red", "", want(400), badRequest(), wantFieldErrors())
 	x.call(admin, "GET", "/v1/marketplace/numbers?country=US", "", want(403))
 	x.call("", "GET", "/v1/marketplace/numbers?country=US", "", want(401), badRequest())
@@ -145,6 +149,8 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "GET", "/v1/integrations/nothing/numbers", "", want(404))
 	fake.FailNext(twiliofake.Failure{Method: "GET", PathContains: "IncomingPhoneNumbers", Status: 500})
 	x.call(ws, "GET", "/v1/integrations/"+id+"/numbers", "", want(502))
+	fake.FailNext(twiliofake.Failure{Method: "GET", PathContains: "IncomingPhoneNumbers", Status: 401, Code: 20003, Message: "Authenticate"})
+	x.call(ws, "GET", "/v1/integrations/"+id+"/numbers", "", want(422), wantFieldErrors())
 	x.call(ws, "POST", "/v1/integrations/"+id+"/import", `{"phone_numbers":["+14155550101"],"agent_id":"bot"}`, want(201))
 	x.call(ws, "POST", "/v1/integrations/"+id+"/import", `{"phone_numbers":["+14155550102","+14155550199"],"webhook_mode":"outbound_only"}`, want(200))
 	x.call(ws, "POST", "/v1/integrations/"+id+"/import", `{"phone_numbers":["+14155550102"],"webhook_mode":"sideways"}`, want(400), badRequest(), wantFieldErrors())
