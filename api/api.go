@@ -143,6 +143,9 @@ func requireJSON(h handler) handler {
 		mt, params, err := mime.ParseMediaType(ct)
 		cs, hasCharset := params["charset"]
 		if err != nil || mt != "application/json" || (hasCharset && !strings.EqualFold(cs, "utf-8")) {
+			if len(ct) > 100 {
+				ct = ct[:100] + "..."
+			}
 			noteOf(r).errDetail = "unsupported media type: " + ct
 			switch r.Method {
 			case "POST":
