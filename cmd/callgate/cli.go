@@ -209,7 +209,7 @@ func (a *app) rootCommand() *cobra.Command {
 
 // serve and dev parse their own flags (config help comes from config/).
 func (a *app) serveCommand() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:                "serve [--config FILE] [--check]",
 		Short:              "Run the gateway (see: callgate serve --help)",
 		DisableFlagParsing: true,
@@ -217,6 +217,9 @@ func (a *app) serveCommand() *cobra.Command {
 			return asError(serve(args))
 		},
 	}
+	// `callgate help serve` shows serve's own help (its settings).
+	c.SetHelpFunc(func(*cobra.Command, []string) { _ = serve([]string{"--help"}) })
+	return c
 }
 
 func (a *app) devCommand() *cobra.Command {
