@@ -39,7 +39,7 @@ func exitCodeFor(status int) int {
 		return exitUsage
 	case status == http.StatusNotFound:
 		return exitNotFound
-	case status == http.StatusConflict, status == http.StatusPaymentRequired, status == http.StatusPreconditionFailed:
+	case status == http.StatusConflict, status == http.StatusPaymentRequired:
 		return exitConflict
 	case status >= 500:
 		return exitServer
