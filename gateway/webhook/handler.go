@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/phone"
@@ -91,6 +92,9 @@ type Handler struct {
 	// mediaMode is the node default for routing.Policy.Media.
 	mediaMode string
 
+	replays *replayCache // Telnyx signatures already accepted
+	dummy   dummyKeys
+
 	deliveries *workQueue
 	transfers  *workQueue
 	mux        *http.ServeMux
@@ -126,6 +130,8 @@ func New(cfg Config, d Deps) (*Handler, error) {
 		log:     d.Log,
 		metrics: d.Metrics,
 		now:     d.Now,
+		replays: newReplayCache(DefaultReplayCacheSize),
+		dummy:   newDummyKeys(),
 
 		mediaMode: d.MediaMode,
 	}
@@ -183,6 +189,8 @@ func (h *Handler) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhook: listen %s: %w", h.cfg.Listen, err)
 	}
+	// Slow clients cannot hold more than MaxConnections descriptors.
+	ln = netutil.LimitListener(ln, h.cfg.MaxConnections)
 	srv := &http.Server{
 		Handler:           h.mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -315,11 +323,16 @@ func bodyError(w http.ResponseWriter, err error) string {
 	return badRequest(w, "%v", err)
 }
 
-// forbidden answers 403 with nothing else.
+// forbidden answers 403 with nothing else, and closes the connection
+// without reading more of the request.
 func forbidden(w http.ResponseWriter, err error) string {
+	refuse(w)
 	w.WriteHeader(http.StatusForbidden)
-	if errors.Is(err, ErrStaleTimestamp) {
+	switch {
+	case errors.Is(err, ErrStaleTimestamp):
 		return ResultStaleTimestamp
+	case errors.Is(err, ErrReplayed):
+		return ResultReplay
 	}
 	return ResultBadSignature
 }
@@ -370,6 +383,23 @@ type resolved struct {
 func resolve(snap *routing.Snapshot, to string) resolved {
 	e, r, _ := routing.LookupNumber(snap, to, "")
 	return resolved{e164: e, route: r}
+}
+
+// number is the resolved gateway number, nil when unknown.
+func (res resolved) number() *routing.Number {
+	if res.route == nil {
+		return nil
+	}
+	return &res.route.Number
+}
+
+// decisionNumber is the decided call's gateway number, nil when the
+// number is not ours.
+func decisionNumber(d *routing.Decision) *routing.Number {
+	if d.Route == nil {
+		return nil
+	}
+	return &d.Route.Number
 }
 
 // decide asks routing.Decide about a call this edge was told of, with the

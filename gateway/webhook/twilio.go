@@ -67,15 +67,6 @@ func (h *Handler) telnyxTeXML(w http.ResponseWriter, r *http.Request) string {
 	return h.dialWebhook(w, r, true)
 }
 
-// verifyRequest checks the signature of a webhook for the number of route.
-func (h *Handler) verifyRequest(telnyx bool, snap *routing.Snapshot, n *routing.Number, r *http.Request, params *form, body []byte) error {
-	if telnyx {
-		return VerifyTelnyx(h.telnyxKey(snap, n), r.Header.Get("Telnyx-Signature-Ed25519"),
-			r.Header.Get("Telnyx-Timestamp"), body, h.now(), h.cfg.TimestampTolerance)
-	}
-	return verifyTwilio(h.twilioToken(snap, n), h.signedURL(r), r.Header.Get("X-Twilio-Signature"), params, body)
-}
-
 // hasSignature reports whether the request carries the carrier's
 // signature headers at all.
 func hasSignature(telnyx bool, r *http.Request) bool {
@@ -151,13 +142,23 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	if ff := params.Get("ForwardedFrom"); ff != "" {
 		call.Diversion = []string{ff}
 	}
-	dec := h.decide(snap, &call)
+	var dec routing.Decision
+	decided := false
+	decide := func() *routing.Decision {
+		if !decided {
+			dec, decided = h.decide(snap, &call), true
+		}
+		return &dec
+	}
+	if err := h.verify(telnyx, snap, r, params, body, func() *routing.Number {
+		return decisionNumber(decide())
+	}); err != nil {
+		return forbidden(w, err)
+	}
+	decide()
 	if dec.Outcome == routing.OutcomeNotOurs {
 		writeXML(w, twimlReject)
 		return ResultUnknownNumber
-	}
-	if err := h.verifyRequest(telnyx, snap, &dec.Route.Number, r, params, body); err != nil {
-		return forbidden(w, err)
 	}
 	if dec.Outcome == routing.OutcomeReject && dec.Reason != routing.ReasonNoEndpoint {
 		writeXML(w, twimlReject)
@@ -248,6 +249,9 @@ func (h *Handler) twilioStatus(w http.ResponseWriter, r *http.Request) string {
 	if number == "" {
 		return badRequest(w, "missing To parameter")
 	}
+	if err := h.verify(false, snap, r, params, body, func() *routing.Number { return resolve(snap, number).number() }); err != nil {
+		return forbidden(w, err)
+	}
 	status := params.Get("CallStatus")
 	if status == "" {
 		return badRequest(w, "missing CallStatus parameter")
@@ -256,9 +260,6 @@ func (h *Handler) twilioStatus(w http.ResponseWriter, r *http.Request) string {
 	if res.route == nil {
 		w.WriteHeader(http.StatusOK)
 		return ResultUnknownNumber
-	}
-	if err := h.verifyRequest(false, snap, &res.route.Number, r, params, body); err != nil {
-		return forbidden(w, err)
 	}
 	ev := calls.Event{
 		CallID:    params.Get("ParentCallSid"),
@@ -337,13 +338,13 @@ func (h *Handler) twilioSMS(w http.ResponseWriter, r *http.Request) string {
 	if to == "" {
 		return badRequest(w, "missing To parameter")
 	}
+	if err := h.verify(false, snap, r, params, body, func() *routing.Number { return resolve(snap, to).number() }); err != nil {
+		return forbidden(w, err)
+	}
 	res := resolve(snap, to)
 	if res.route == nil {
 		writeXML(w, twimlEmpty)
 		return ResultUnknownNumber
-	}
-	if err := h.verifyRequest(false, snap, &res.route.Number, r, params, body); err != nil {
-		return forbidden(w, err)
 	}
 	msg := Message{
 		ID:      params.Get("MessageSid"),
