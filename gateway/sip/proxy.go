@@ -61,7 +61,7 @@ type call struct {
 	up       peer // where the INVITE came from; responses go there
 	upBranch string
 	fromTag  string
-	dec      routing.Decision
+	rt       routed // what the call keeps of its routing.Decision
 	trunk    *Trunk
 	start    time.Time
 
@@ -92,6 +92,19 @@ type call struct {
 	answerOut   []byte
 	agentTag    string
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
+}
+
+// routed is what a call keeps of its routing.Decision (number known):
+// the whole Decision would move every call into a larger size class.
+type routed struct {
+	route                         *routing.Route
+	origin, carrier               string
+	forwardedFrom, originalCalled string
+}
+
+func routedOf(d *routing.Decision) routed {
+	return routed{route: d.Route, origin: d.Origin, carrier: d.Carrier,
+		forwardedFrom: d.ForwardedFrom, originalCalled: d.OriginalCalled}
 }
 
 // serverTxKey matches an INVITE with its retransmissions, CANCEL and
@@ -152,7 +165,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	}
 	c := &call{
 		s: s, id: string(*req.CallID()), inv: req, up: replyPeer(req, from), upBranch: txKey,
-		dec: dec, trunk: trunk, start: time.Now(),
+		rt: routedOf(&dec), trunk: trunk, start: time.Now(),
 	}
 	c.fromTag, _ = req.From().Params.Get("tag")
 	if dec.Outcome == routing.OutcomeReject {
@@ -299,14 +312,14 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	if !haveMF {
 		buf.WriteString("Max-Forwards: 69\r\n")
 	}
-	writeHeader(buf, "X-Callgate-Number", c.dec.Number)
-	writeHeader(buf, "X-Callgate-Agent", c.dec.Agent.ID)
+	writeHeader(buf, "X-Callgate-Number", c.rt.route.Number.E164)
+	writeHeader(buf, "X-Callgate-Agent", c.rt.route.Agent.ID)
 	writeHeader(buf, "X-Callgate-Region", ep.Region)
-	if c.dec.ForwardedFrom != "" {
-		writeHeader(buf, "X-Callgate-Forwarded-From", c.dec.ForwardedFrom)
+	if c.rt.forwardedFrom != "" {
+		writeHeader(buf, "X-Callgate-Forwarded-From", c.rt.forwardedFrom)
 	}
-	if c.dec.OriginalCalled != "" {
-		writeHeader(buf, "X-Callgate-Original-Called", c.dec.OriginalCalled)
+	if c.rt.originalCalled != "" {
+		writeHeader(buf, "X-Callgate-Original-Called", c.rt.originalCalled)
 	}
 	buf.WriteString("Content-Length: ")
 	buf.WriteString(strconv.Itoa(len(c.fwdBody)))
@@ -641,7 +654,7 @@ func (c *call) labels() []string {
 	if c.cur != nil {
 		region = c.cur.ep.Region
 	}
-	return []string{c.s.metrics.regions.label(region), carrierLabel(c.dec.Carrier), originLabel(c.dec.Origin)}
+	return []string{c.s.metrics.regions.label(region), carrierLabel(c.rt.carrier), originLabel(c.rt.origin)}
 }
 
 // forwardUp pops our Via and sends a downstream response to the caller.
@@ -737,8 +750,8 @@ func (c *call) finish(code int, reason string) {
 
 // logOutcome is the one log line per call outcome (number masked).
 func (c *call) logOutcome(code int, reason string) {
-	c.s.log.Info("sip: call", "call_id", c.id, "number", phone.Mask(c.dec.Number),
-		"agent", agentID(c.dec.Agent), "region", c.regionName(), "origin", c.dec.Origin,
+	c.s.log.Info("sip: call", "call_id", c.id, "number", phone.Mask(c.rt.route.Number.E164),
+		"agent", agentID(c.rt.route.Agent), "region", c.regionName(), "origin", c.rt.origin,
 		"status", code, "reason", reason, "setup_ms", c.setupMillis())
 }
 
@@ -814,8 +827,8 @@ func agentID(a *routing.Agent) string {
 
 func (c *call) publish(kind string, status int, reason string) {
 	e := calls.Event{
-		Kind: kind, CallID: c.id, Time: time.Now(), Number: c.dec.Number, Workspace: c.dec.Workspace,
-		Agent: agentID(c.dec.Agent), Region: c.regionName(), Carrier: c.dec.Carrier, Origin: c.dec.Origin,
+		Kind: kind, CallID: c.id, Time: time.Now(), Number: c.rt.route.Number.E164, Workspace: c.rt.route.Number.Workspace,
+		Agent: agentID(c.rt.route.Agent), Region: c.regionName(), Carrier: c.rt.carrier, Origin: c.rt.origin,
 		Source: "sip", Status: status, Reason: reason, SetupMillis: c.setupMillis(),
 	}
 	if kind == calls.Ended {
