@@ -114,8 +114,7 @@ type transport struct {
 	logSecond atomic.Int64 // rate limit of send failure log lines
 	logTokens atomic.Int64
 
-	rmu      sync.RWMutex
-	resolved map[string]netip.Addr // host name → address (hostnames in agent URIs)
+	dns *resolver // host names (agent URIs, Contacts, Vias)
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -188,7 +187,7 @@ func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then
 	}
 	uc := *u
 	if !t.async(func() {
-		p, err := t.uriPeer(&uc)
+		p, err := t.uriPeer(&uc) // the lookup, off the read loop
 		if err == nil {
 			p.alt = alt
 			err = t.sendMsgThen(p, m, nil) // already off the read loop: dials inline
@@ -208,15 +207,18 @@ func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then
 
 // sendVia sends a response by its Via, looking a host name up off the read loop.
 func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
-	p, err := t.viaPeerOpt(v, false)
+	p, err := t.viaPeerOpt(v, resolveCached)
 	if err == nil {
 		return t.sendMsg(p, m)
 	}
 	if err != errNeedLookup {
+		if isResolveErr(err) {
+			return t.failedMsg(p, "resolve", m, err)
+		}
 		return err
 	}
 	if !t.async(func() {
-		if p, err := t.viaPeerOpt(v, true); err == nil {
+		if p, err := t.viaPeerOpt(v, resolveLookup); err == nil {
 			_ = t.sendMsg(p, m)
 		} else {
 			_ = t.failedMsg(p, "resolve", m, err)
@@ -375,6 +377,9 @@ func (t *transport) close() {
 	}
 	for _, c := range conns {
 		c.c.Close()
+	}
+	if t.dns != nil {
+		t.dns.close() // pending lookups end at once
 	}
 	t.wg.Wait()
 }
@@ -803,21 +808,38 @@ func (t *transport) sendMsgThen(p peer, m sip.Message, then func(error)) error {
 	return err
 }
 
+// resolveMode says how far resolveOpt may go for a host name.
+type resolveMode uint8
+
+const (
+	// resolveCached: an unexpired cache entry, else errNeedLookup (read
+	// loops, call locks).
+	resolveCached resolveMode = iota
+	// resolveLast: the name's last known address even if expired, else
+	// errNeedLookup (matching sources and peers, never a send).
+	resolveLast
+	// resolveLookup: a DNS lookup when needed (blocks up to the lookup
+	// timeout: only in a goroutine of its own).
+	resolveLookup
+)
+
 // uriPeer resolves where a request for u goes (RFC 3263 without DNS
 // SRV/NAPTR: IP literals, or a host name resolved through the cache).
-func (t *transport) uriPeer(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, true) }
+// It may block on a DNS lookup: never on a read loop or under a call's lock.
+func (t *transport) uriPeer(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, resolveLookup) }
 
-// uriPeerCached is uriPeer without DNS: errNeedLookup for an uncached name.
-func (t *transport) uriPeerCached(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, false) }
+// uriPeerCached is uriPeer without DNS: errNeedLookup for a name not in
+// the cache (or expired there), the cached error for a name that failed.
+func (t *transport) uriPeerCached(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, resolveCached) }
 
-func (t *transport) uriPeerOpt(u *sip.Uri, lookup bool) (peer, error) {
+func (t *transport) uriPeerOpt(u *sip.Uri, mode resolveMode) (peer, error) {
 	var p peer
 	pr, err := uriProto(u)
 	if err != nil {
 		return p, err
 	}
 	p.proto = pr
-	a, err := t.resolveOpt(u.Host, lookup)
+	a, err := t.resolveOpt(u.Host, mode)
 	if err != nil {
 		return p, err
 	}
@@ -840,47 +862,37 @@ func (t *transport) uriPeerOpt(u *sip.Uri, lookup bool) (peer, error) {
 	return p, nil
 }
 
-func (t *transport) resolve(host string) (netip.Addr, error) { return t.resolveOpt(host, true) }
+func (t *transport) resolve(host string) (netip.Addr, error) {
+	return t.resolveOpt(host, resolveLookup)
+}
 
-func (t *transport) resolveOpt(host string, lookup bool) (netip.Addr, error) {
+func (t *transport) resolveOpt(host string, mode resolveMode) (netip.Addr, error) {
 	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if a, err := netip.ParseAddr(h); err == nil {
 		return a.Unmap(), nil
 	}
-	t.rmu.RLock()
-	a, ok := t.resolved[h]
-	t.rmu.RUnlock()
-	if ok {
-		return a, nil
-	}
-	if !lookup {
-		return netip.Addr{}, errNeedLookup
-	}
 	if h == "" {
 		return netip.Addr{}, errors.New("sip: empty host")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
-	if err != nil || len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("sip: resolve %q: %v", h, err)
-	}
-	a = addrs[0].Unmap()
-	for _, x := range addrs {
-		if x.Unmap().Is4() {
-			a = x.Unmap()
-			break
+	switch mode {
+	case resolveLast:
+		if a, ok := t.dns.last(h); ok {
+			return a, nil
 		}
+		return netip.Addr{}, errNeedLookup
+	case resolveCached:
+		if a, err, ok := t.dns.cached(h); ok {
+			return a, err
+		}
+		return netip.Addr{}, errNeedLookup
 	}
-	t.rmu.Lock()
-	if t.resolved == nil {
-		t.resolved = map[string]netip.Addr{}
-	}
-	if len(t.resolved) < 10000 {
-		t.resolved[h] = a
-	}
-	t.rmu.Unlock()
-	return a, nil
+	return t.dns.lookup(h)
+}
+
+// isResolveErr reports whether err is a host name that did not resolve.
+func isResolveErr(err error) bool {
+	var de *dnsError
+	return errors.As(err, &de)
 }
 
 // uriProto is the transport a request for u uses.
@@ -905,9 +917,9 @@ func uriProto(u *sip.Uri) (proto, error) {
 
 // viaPeer is where a response goes by its (next) Via: received/rport
 // when present (RFC 3261 18.2.2, RFC 3581), else sent-by.
-func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) { return t.viaPeerOpt(v, true) }
+func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) { return t.viaPeerOpt(v, resolveLookup) }
 
-func (t *transport) viaPeerOpt(v *sip.ViaHeader, lookup bool) (peer, error) {
+func (t *transport) viaPeerOpt(v *sip.ViaHeader, mode resolveMode) (peer, error) {
 	var p peer
 	switch strings.ToUpper(v.Transport) {
 	case "TCP":
@@ -939,7 +951,7 @@ func (t *transport) viaPeerOpt(v *sip.ViaHeader, lookup bool) (peer, error) {
 			}
 		}
 	}
-	a, err := t.resolveOpt(host, lookup)
+	a, err := t.resolveOpt(host, mode)
 	if err != nil {
 		return p, err
 	}
