@@ -47,6 +47,8 @@ func extensionSettings() []Setting {
 		{"sip.probe.interval / timeout / down_after / up_after / alpha", "", "5s / 2s / 3 / 2 / 0.3", "OPTIONS probing of agent endpoints (EWMA RTT, health)"},
 		{"sip.drain_timeout", "", d.DrainTimeout.String(), "how long SIGTERM waits for active calls"},
 		{"sip.workers", "", "0 (one per CPU)", "UDP read loops"},
+		{"sip.dns.server", "", "(/etc/resolv.conf)", "DNS server (ip or ip:port) for host names in agent URIs, Contacts and Vias; answers are cached for their TTL"},
+		{"sip.dns.timeout", "", d.DNS.Timeout.String(), "bound on one host-name lookup; a call then fails over to its next endpoint"},
 		{"webhook.twilio.auth_token", "CALLGATE_TWILIO_AUTH_TOKEN", "", "verifies Twilio webhooks for numbers without an integration"},
 		{"webhook.twilio.edges", "", "", "agent region → Twilio edge for <Sip> (e.g. us-east: ashburn)"},
 		{"webhook.telnyx.public_key", "CALLGATE_TELNYX_PUBLIC_KEY", "", "verifies Telnyx webhooks for numbers without an integration"},

@@ -119,8 +119,11 @@ func newResolver(cfg DNSConfig) (*resolver, error) {
 		// like Go's resolver without a resolv.conf
 		r.servers = []string{"127.0.0.1:53", "[::1]:53"}
 	}
-	r.client = &dns.Client{Net: "udp", UDPSize: dnsUDPSize}
-	r.tcp = &dns.Client{Net: "tcp"}
+	// each server gets its share of the lookup timeout (the client's own
+	// default, 2 s per exchange, would cut a longer one short)
+	perServer := max(r.timeout/time.Duration(len(r.servers)), 100*time.Millisecond)
+	r.client = &dns.Client{Net: "udp", UDPSize: dnsUDPSize, Timeout: perServer}
+	r.tcp = &dns.Client{Net: "tcp", Timeout: perServer}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
