@@ -490,7 +490,8 @@ func TestUnresolvableEndpointFailsOver(t *testing.T) {
 }
 
 // TestConcurrentCallsOneQuery: calls arriving together for an endpoint
-// whose name is not cached make one DNS query, and all reach it.
+// whose name is not cached make one DNS query, and all reach it (more of
+// them than lookups and dials may run at once: they wait for one lookup).
 func TestConcurrentCallsOneQuery(t *testing.T) {
 	d := runTestDNS(t)
 	agent := newUA(t, "127.0.0.1")
@@ -498,8 +499,11 @@ func TestConcurrentCallsOneQuery(t *testing.T) {
 	release := d.hold("shared.test")
 	defer release()
 	e := runEdge(t, dnsTable([]routing.Endpoint{{Region: "eu", URI: fmt.Sprintf("sip:bot@shared.test:%d", agent.port)}}, nil),
-		withDNS(d, func(c *Config) { c.InviteTimeout = 10 * time.Second }), nil)
-	const n = 5
+		withDNS(d, func(c *Config) {
+			c.InviteTimeout = 10 * time.Second
+			c.DNS.Timeout = 20 * time.Second
+		}), nil)
+	const n = maxAsync + 16
 	carrier := newRaw(t, "127.0.0.1", net_(e))
 	for i := 0; i < n; i++ {
 		carrier.send(carrier.invite(e, numPurchased, fmt.Sprintf("same-%d", i), ""))

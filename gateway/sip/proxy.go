@@ -300,8 +300,7 @@ func (c *call) lookupThenBranch(host string, ep routing.Endpoint) bool {
 	s := c.s
 	ci := c.ci
 	c.resolving = true
-	ok := s.tp.async(func() {
-		_, err := s.tp.resolve(host) // fills the cache startBranch reads
+	ok := s.tp.lookupThen(host, func(err error) { // nil: the cache startBranch reads has the name
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !c.resolving || c.ci != ci {

@@ -114,7 +114,9 @@ type transport struct {
 	logSecond atomic.Int64 // rate limit of send failure log lines
 	logTokens atomic.Int64
 
-	dns *resolver // host names (agent URIs, Contacts, Vias)
+	dns     *resolver                // host names (agent URIs, Contacts, Vias)
+	lmu     sync.Mutex               // guards lookups (a leaf lock)
+	lookups map[string][]func(error) // name → callers waiting for its lookupThen
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -150,18 +152,66 @@ const maxAsync = 64
 
 // async runs f on its own goroutine unless maxAsync are already running.
 func (t *transport) async(f func()) bool {
+	if !t.acquire() {
+		return false
+	}
+	t.run(f)
+	return true
+}
+
+// acquire takes one of the maxAsync slots (false: none free, counted).
+func (t *transport) acquire() bool {
 	select {
 	case t.sem <- struct{}{}:
+		return true
 	default:
 		t.s.metrics.Dropped.WithLabelValues("busy").Inc()
 		return false
 	}
+}
+
+// run runs f on its own goroutine in a slot taken by acquire.
+func (t *transport) run(f func()) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		defer func() { <-t.sem }()
 		f()
 	}()
+}
+
+// lookupThen resolves host in another goroutine and then calls then with
+// the outcome (nil: the name is in the cache now), with no lock held.
+// Every caller waiting for one name shares one goroutine (and one query),
+// so a burst of calls to one endpoint takes one slot. false when the name
+// needs a goroutine and maxAsync are already running.
+func (t *transport) lookupThen(host string, then func(error)) bool {
+	k := dnsKey(trimBrackets(host))
+	t.lmu.Lock()
+	if w, ok := t.lookups[k]; ok {
+		t.lookups[k] = append(w, then)
+		t.lmu.Unlock()
+		return true
+	}
+	if !t.acquire() {
+		t.lmu.Unlock()
+		return false
+	}
+	if t.lookups == nil {
+		t.lookups = map[string][]func(error){}
+	}
+	t.lookups[k] = []func(error){then}
+	t.lmu.Unlock()
+	t.run(func() {
+		_, err := t.resolve(host)
+		t.lmu.Lock()
+		waiting := t.lookups[k]
+		delete(t.lookups, k)
+		t.lmu.Unlock()
+		for _, f := range waiting {
+			f(err)
+		}
+	})
 	return true
 }
 
