@@ -524,3 +524,34 @@ func TestConcurrentCallsOneQuery(t *testing.T) {
 		t.Fatalf("%d DNS queries for %d concurrent calls, want 1", q, n)
 	}
 }
+
+// TestNamedAgentSourceAccepted: an agent endpoint named by a host name,
+// at an address no trunk lists, is let through the source filter once
+// its name has resolved, even when the filter's agent addresses were
+// built for this snapshot before (its answers would otherwise be refused
+// and the call time out).
+func TestNamedAgentSourceAccepted(t *testing.T) {
+	d := runTestDNS(t)
+	agent := newUA(t, "127.0.0.2")
+	d.set("agent2.test", "127.0.0.2", 60)
+	e := runEdge(t, dnsTable([]routing.Endpoint{{Region: "eu", URI: fmt.Sprintf("sip:bot@agent2.test:%d", agent.port)}}, nil),
+		withDNS(d, func(c *Config) {
+			c.Trunks[0].CIDRs = []string{"127.0.0.1/32"}
+			c.InviteTimeout = 3 * time.Second
+		}), nil)
+	if e.isAgentAddr(netip.MustParseAddr("127.0.0.2")) {
+		t.Fatal("127.0.0.2 is an agent address before its name resolved: the case tests nothing")
+	}
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, codes, err := carrier.call(ctx, e, numPurchased)
+	if err != nil {
+		t.Fatalf("call to a named agent outside the trunks: %v (codes %v)", err, codes)
+	}
+	_ = ds.Ack(ctx)
+	recv(t, agent.invites, "INVITE at the agent")
+	if n := testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("unknown_source")); n != 0 {
+		t.Errorf("rejected_total{unknown_source} = %v: the agent's answers were refused", n)
+	}
+}
