@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -553,5 +555,98 @@ func TestNamedAgentSourceAccepted(t *testing.T) {
 	recv(t, agent.invites, "INVITE at the agent")
 	if n := testutil.ToFloat64(e.metrics.Rejected.WithLabelValues("unknown_source")); n != 0 {
 		t.Errorf("rejected_total{unknown_source} = %v: the agent's answers were refused", n)
+	}
+}
+
+// TestProbeRoundNotHeldByLookup: while one endpoint's name takes long to
+// resolve, the other endpoints are still probed every round; once the
+// name resolves, that endpoint is probed too.
+func TestProbeRoundNotHeldByLookup(t *testing.T) {
+	d := runTestDNS(t)
+	fast := newUA(t, "127.0.0.1")
+	slow := newUA(t, "127.0.0.1")
+	d.set("slowprobe.test", "127.0.0.1", 60)
+	release := d.hold("slowprobe.test")
+	defer release()
+	slowEP := routing.Endpoint{Region: "ap", URI: fmt.Sprintf("sip:bot@slowprobe.test:%d", slow.port)}
+	e := runEdge(t, dnsTable([]routing.Endpoint{slowEP}, []routing.Endpoint{fast.endpoint("eu")}),
+		withDNS(d, func(c *Config) {
+			c.Probe = ProbeConfig{Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, DownAfter: 100, UpAfter: 1, Alpha: 0.5}
+			c.DNS.Timeout = 20 * time.Second
+		}), nil)
+	checkFor(t, 10*time.Second, func() error {
+		if _, _, known := e.Prober().Endpoint(fast.endpoint("eu").URI); !known {
+			return fmt.Errorf("the IP endpoint has no probe verdict yet")
+		}
+		if d.held("slowprobe.test") == 0 {
+			return fmt.Errorf("no lookup of slowprobe.test held")
+		}
+		return nil
+	})
+	if _, _, known := e.Prober().Endpoint(slowEP.URI); known {
+		t.Fatal("the endpoint whose name is not resolved has a verdict")
+	}
+	release()
+	checkFor(t, 10*time.Second, func() error {
+		if _, up, known := e.Prober().Endpoint(slowEP.URI); !known || !up {
+			return fmt.Errorf("the named endpoint is not probed up after its name resolved")
+		}
+		return nil
+	})
+}
+
+// TestByeToNamedContactOverCarrierConnection: the agent's BYE toward a
+// TCP carrier whose Contact is a host name (looked up off the read loop)
+// at which nothing listens goes over the carrier's own connection, and
+// the dialog ends normally: the lookup's goroutine hands the dial's
+// outcome on instead of counting the pending dial as a failure.
+func TestByeToNamedContactOverCarrierConnection(t *testing.T) {
+	d := runTestDNS(t)
+	d.set("carrier.test", "127.0.0.1", 60)
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), withDNS(d, nil), nil)
+	car := dialCarrier(t, e, false)
+	local := car.c.LocalAddr().String()
+	const callID = "named-contact"
+	car.write(fmt.Sprintf("INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"+
+		"Via: SIP/2.0/TCP %s;branch=z9hG4bK-named\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: <sip:%s@127.0.0.1>\r\nCall-ID: %s\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:carrier@carrier.test:%d;transport=tcp>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		numPurchased, e.TCPAddr().Port(), local, numPurchased, callID, deadPort(t), len(testSDP), testSDP))
+	ok := car.next("200 to the INVITE", func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.StatusCode == 200
+	}).(*sip.Response)
+	var rr []string
+	for _, h := range ok.GetHeaders("Record-Route") {
+		rr = append([]string{h.Value()}, rr...)
+	}
+	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK-named-ack\r\nMax-Forwards: 70\r\n",
+		ok.Contact().Address.String(), local)
+	for _, r := range rr {
+		ack += "Route: " + r + "\r\n"
+	}
+	ack += fmt.Sprintf("From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+		ok.To().Value(), callID)
+	car.write(ack)
+	recv(t, agent.acks, "ACK at the agent")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	byeDone := make(chan error, 1)
+	go func() { byeDone <- agent.session(callID).Bye(ctx) }()
+	bye := car.next("BYE from the agent", func(m sip.Message) bool {
+		r, ok := m.(*sip.Request)
+		return ok && r.Method == sip.BYE
+	}).(*sip.Request)
+	car.write(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())
+	if err := <-byeDone; err != nil {
+		t.Errorf("agent's BYE: %v", err)
+	}
+	if en := e.events.waitEvent(t, calls.Ended, callID); en.Reason != "bye_agent" {
+		t.Errorf("ended reason %q, want bye_agent", en.Reason)
+	}
+	if n := d.count("carrier.test", dns.TypeA); n != 1 {
+		t.Errorf("%d queries for the carrier's Contact, want 1", n)
 	}
 }

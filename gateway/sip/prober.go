@@ -220,10 +220,13 @@ func (p *Prober) probe(st *epState) {
 	s := p.s
 	to, err := s.tp.uriPeerCached(&st.target)
 	if err == errNeedLookup {
-		// a name to look up: in a goroutine of its own, so that one slow
-		// name does not hold up the round's other probes
-		s.tp.async(func() {
-			to, err := s.tp.uriPeer(&st.target)
+		// a name to look up: in another goroutine (one per name), so that
+		// one slow name does not hold up the round's other probes
+		s.tp.lookupThen(st.target.Host, func(lerr error) {
+			to, err := s.tp.uriPeerCached(&st.target)
+			if lerr != nil {
+				err = lerr
+			}
 			p.probeTo(st, to, err)
 		})
 		return

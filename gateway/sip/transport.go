@@ -236,11 +236,17 @@ func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then
 		return t.failedMsg(p, "resolve", m, err)
 	}
 	uc := *u
-	if !t.async(func() {
-		p, err := t.uriPeer(&uc) // the lookup, off the read loop
+	if !t.lookupThen(u.Host, func(lerr error) {
+		p, err := t.uriPeerCached(&uc)
+		if lerr != nil {
+			err = lerr
+		}
 		if err == nil {
 			p.alt = alt
-			err = t.sendMsgThen(p, m, nil) // already off the read loop: dials inline
+			// a dial goes on in yet another goroutine: then gets its outcome
+			if err = t.sendMsgThen(p, m, then); err == errPending {
+				return
+			}
 		} else if alt.usable() {
 			err = t.sendMsgThen(peer{proto: alt.proto, addr: alt.remote, conn: alt}, m, nil)
 		} else {
@@ -267,8 +273,16 @@ func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
 		}
 		return err
 	}
-	if !t.async(func() {
-		if p, err := t.viaPeerOpt(v, resolveLookup); err == nil {
+	host := v.Host
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if !t.lookupThen(host, func(lerr error) {
+		p, err := t.viaPeerOpt(v, resolveCached)
+		if lerr != nil {
+			err = lerr
+		}
+		if err == nil {
 			_ = t.sendMsg(p, m)
 		} else {
 			_ = t.failedMsg(p, "resolve", m, err)
