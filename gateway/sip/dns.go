@@ -146,18 +146,18 @@ func dnsKey(host string) string { return strings.ToLower(strings.TrimSuffix(host
 
 // cached is the unexpired answer for host: an address, or the error of a
 // negative answer; ok is false when the name must be looked up.
-func (r *resolver) cached(host string) (a netip.Addr, err error, ok bool) {
+func (r *resolver) cached(host string) (a netip.Addr, ok bool, err error) {
 	k := dnsKey(host)
 	r.mu.RLock()
 	e, found := r.cache[k]
 	r.mu.RUnlock()
 	if !found || !r.now().Before(e.expires) {
-		return netip.Addr{}, nil, false
+		return netip.Addr{}, false, nil
 	}
 	if e.err != nil {
-		return netip.Addr{}, &dnsError{host: host, err: e.err}, true
+		return netip.Addr{}, true, &dnsError{host: host, err: e.err}
 	}
-	return e.addr, nil, true
+	return e.addr, true, nil
 }
 
 // last is host's address from its last positive answer, expired or not
@@ -173,7 +173,7 @@ func (r *resolver) last(host string) (netip.Addr, bool) {
 // concurrent lookups of one name share one query. It blocks up to the
 // lookup timeout: never call it on a read loop or with a call's lock held.
 func (r *resolver) lookup(host string) (netip.Addr, error) {
-	if a, err, ok := r.cached(host); ok {
+	if a, ok, err := r.cached(host); ok {
 		return a, err
 	}
 	k := dnsKey(host)
@@ -181,20 +181,19 @@ func (r *resolver) lookup(host string) (netip.Addr, error) {
 		return netip.Addr{}, errors.New("sip: empty host")
 	}
 	v, _, _ := r.sf.Do(k, func() (any, error) {
-		if _, _, ok := r.cached(k); !ok { // not answered while this waited for its turn
-			r.store(k, r.fetch(k))
-		}
 		r.mu.RLock()
-		e := r.cache[k]
+		e, found := r.cache[k]
 		r.mu.RUnlock()
+		if found && r.now().Before(e.expires) {
+			return e, nil // answered while this waited for its turn
+		}
+		e = r.fetch(k)
+		r.store(k, e)
 		return e, nil
 	})
 	e := v.(dnsEntry)
 	if e.err != nil {
 		return netip.Addr{}, &dnsError{host: host, err: e.err}
-	}
-	if !e.addr.IsValid() { // evicted at once: cannot happen below the cap, but never return a zero address
-		return netip.Addr{}, &dnsError{host: host, err: errNoAddress}
 	}
 	return e.addr, nil
 }

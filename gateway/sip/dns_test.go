@@ -189,11 +189,11 @@ func TestResolverTTL(t *testing.T) {
 	}
 	d.set("agent.test", "127.0.0.2", 30)
 	clk.Add(29 * time.Second)
-	if a, err, ok := r.cached("agent.test"); !ok || err != nil || a != netip.MustParseAddr("127.0.0.1") {
+	if a, ok, err := r.cached("agent.test"); !ok || err != nil || a != netip.MustParseAddr("127.0.0.1") {
 		t.Fatalf("before the TTL: cached = %v, %v, %v", a, err, ok)
 	}
 	clk.Add(2 * time.Second)
-	if _, _, ok := r.cached("agent.test"); ok {
+	if _, ok, _ := r.cached("agent.test"); ok {
 		t.Fatal("answer still cached after its TTL")
 	}
 	if a, _ := r.last("agent.test"); a != netip.MustParseAddr("127.0.0.1") {

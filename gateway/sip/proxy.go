@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -331,9 +332,13 @@ func (c *call) lookupThenBranch(host string, ep routing.Endpoint) bool {
 // a dial failure (the caller moves on to the next endpoint). c.mu held.
 func (c *call) resolveFailed(ep routing.Endpoint, p proto, err error) {
 	s := c.s
-	s.metrics.SendErrors.WithLabelValues(p.label(), "resolve").Inc()
+	stage := "resolve"
+	if errors.Is(err, errBusy) {
+		stage = "busy" // too many lookups and dials running
+	}
+	s.metrics.SendErrors.WithLabelValues(p.label(), stage).Inc()
 	s.log.Debug("sip: endpoint unreachable", "call_id", c.id, "endpoint", c.ci, "region", ep.Region,
-		"stage", "resolve", "err", err)
+		"stage", stage, "err", err)
 	s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
 	s.prober.passiveMiss(ep.URI)
 }

@@ -945,7 +945,7 @@ func (t *transport) resolveOpt(host string, mode resolveMode) (netip.Addr, error
 		}
 		return netip.Addr{}, errNeedLookup
 	case resolveCached:
-		if a, err, ok := t.dns.cached(h); ok {
+		if a, ok, err := t.dns.cached(h); ok {
 			return a, err
 		}
 		return netip.Addr{}, errNeedLookup
