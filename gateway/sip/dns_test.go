@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -648,5 +649,44 @@ func TestByeToNamedContactOverCarrierConnection(t *testing.T) {
 	}
 	if n := d.count("carrier.test", dns.TypeA); n != 1 {
 		t.Errorf("%d queries for the carrier's Contact, want 1", n)
+	}
+}
+
+// TestResolverHostsAndSearch: /etc/hosts answers first (IPv4 preferred,
+// re-read when it changes); short names get resolv.conf's search domains.
+func TestResolverHostsAndSearch(t *testing.T) {
+	d := runTestDNS(t)
+	d.set("agent.corp.test", "127.0.0.3", 60)
+	r, clk := testResolver(t, d)
+	hosts := t.TempDir() + "/hosts"
+	if err := os.WriteFile(hosts, []byte("# comment\n::1 pbx.local\n127.0.0.9 pbx.local PBX2.local # alias\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.hosts.path = hosts
+	for name, want := range map[string]string{"pbx.local": "127.0.0.9", "pbx2.local": "127.0.0.9"} {
+		if a, err := r.lookup(name); err != nil || a != netip.MustParseAddr(want) {
+			t.Errorf("%s = %v, %v; want %s from the hosts file", name, a, err, want)
+		}
+	}
+	if n := d.count("pbx.local", dns.TypeA); n != 0 {
+		t.Errorf("%d DNS queries for a name in the hosts file", n)
+	}
+	if err := os.WriteFile(hosts, []byte("127.0.0.10 pbx.local\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(hostsTTL + time.Second)
+	if a, err := r.lookup("pbx.local"); err != nil || a != netip.MustParseAddr("127.0.0.10") {
+		t.Errorf("after the hosts file changed: %v, %v", a, err)
+	}
+
+	r.search, r.ndots = []string{"other.test", "corp.test"}, 1
+	if got := r.names("agent"); strings.Join(got, " ") != "agent.other.test. agent.corp.test. agent." {
+		t.Errorf("names(agent) = %v", got)
+	}
+	if got := r.names("agent.corp.test"); got[0] != "agent.corp.test." {
+		t.Errorf("names(agent.corp.test) = %v: a name with ndots dots is tried as is first", got)
+	}
+	if a, err := r.lookup("agent"); err != nil || a != netip.MustParseAddr("127.0.0.3") {
+		t.Errorf("agent via the search list = %v, %v", a, err)
 	}
 }
