@@ -29,11 +29,13 @@ deps:
 
 test: deps
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
 
 fmt:
 	gofmt -w .

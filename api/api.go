@@ -7,6 +7,7 @@ import (
 	"context"
 	_ "embed"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -74,6 +75,9 @@ func New(o Options) *API {
 			continue
 		}
 		h := rt.handler(a)
+		if rt.Method == "POST" || rt.Method == "PUT" || rt.Method == "PATCH" {
+			h = requireJSON(h)
+		}
 		m.Handle(rt.Method+" "+rt.Path, a.auth(rt.Admin, h, anyKey[rt.Method+" "+rt.Path]))
 	}
 	for p, h := range o.Extra {
@@ -93,7 +97,68 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, Problem{Status: 500, Title: "Internal error", Detail: "an unexpected error happened; it was logged"})
 		}
 	}()
-	a.observe(w, r, a.mux)
+	a.observe(w, r, http.HandlerFunc(a.route))
+}
+
+// probeMethods are the methods tried to build a 405's Allow header.
+var probeMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+
+// route serves r through the mux; a path served only for other methods is
+// a 405 problem with Allow (the mux's own 405 is plain text, and the /v1/
+// catch-all would make it a 404).
+func (a *API) route(w http.ResponseWriter, r *http.Request) {
+	if _, pat := a.mux.Handler(r); pat == "" || pat == "/v1/" {
+		var allow []string
+		for _, m := range probeMethods {
+			if m == r.Method {
+				continue
+			}
+			probe := r.WithContext(r.Context())
+			probe.Method = m
+			if _, p := a.mux.Handler(probe); p != "" && p != pat {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, Problem{Status: http.StatusMethodNotAllowed, Title: "Method not allowed",
+				Detail: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + strings.Join(allow, ", ")})
+			return
+		}
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// requireJSON answers 415 to a request that labels its body as anything
+// but application/json (a charset parameter, if any, must be utf-8). A
+// body sent without a Content-Type is read as JSON (RFC 9110 8.3 leaves
+// that to the server; existing clients send none), so the strict decoder
+// still refuses anything else with a 400.
+func requireJSON(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ct := r.Header.Get("Content-Type")
+		if ct == "" {
+			return h(w, r)
+		}
+		mt, params, err := mime.ParseMediaType(ct)
+		cs, hasCharset := params["charset"]
+		if err != nil || mt != "application/json" || (hasCharset && !strings.EqualFold(cs, "utf-8")) {
+			if len(ct) > 100 {
+				ct = ct[:100] + "..."
+			}
+			noteOf(r).errDetail = "unsupported media type: " + ct
+			switch r.Method {
+			case "POST":
+				w.Header().Set("Accept-Post", "application/json")
+			case "PATCH":
+				w.Header().Set("Accept-Patch", "application/json")
+			}
+			writeProblem(w, Problem{Status: http.StatusUnsupportedMediaType, Title: "Unsupported media type",
+				Detail: "the body must be JSON sent as 'Content-Type: application/json', not " + ct})
+			return nil
+		}
+		return h(w, r)
+	}
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {

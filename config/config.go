@@ -1,7 +1,9 @@
 // Package config loads callgate's configuration: a YAML file decoded
-// strictly (an unknown key is an error naming its line), then CALLGATE_*
-// environment overrides, then validation that reports every problem at
-// once, each naming its key.
+// strictly (an unknown key or a value of the wrong type is an error naming
+// its file, line and YAML path), then CALLGATE_* environment overrides,
+// then validation; every problem is reported at once, each placed in the
+// file or the environment. The settings, their variables, defaults and
+// help are the config structs' tags (schema.go).
 package config
 
 import (
@@ -9,10 +11,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,17 +26,20 @@ import (
 	"github.com/callgate/callgate/store"
 )
 
-// Config is the whole configuration.
+// Config is the whole configuration. Its tags (and those of the sections
+// embedded from other packages) are the one list of settings: see
+// schema.go for what each tag means.
 type Config struct {
-	DataDir         string        `yaml:"data_dir"`
-	HTTPAddr        string        `yaml:"http_addr"`
-	Region          string        `yaml:"region"`
-	PublicURL       string        `yaml:"public_url"`
-	Sandbox         bool          `yaml:"sandbox"`
-	SecretKey       string        `yaml:"secret_key"`
-	RenewalInterval time.Duration `yaml:"renewal_interval"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	DebugAddr       string        `yaml:"debug_addr"`
+	DataDir         string        `yaml:"data_dir" env:"CALLGATE_DATA_DIR" help:"state directory: embedded NATS store, api-key, admin-key, secret.key"`
+	HTTPAddr        string        `yaml:"http_addr" env:"CALLGATE_HTTP_ADDR" help:"HTTP API, webhooks, /metrics, /healthz, /readyz (port 0 = any free port)"`
+	HTTP            HTTP          `yaml:"http"`
+	Region          string        `yaml:"region" env:"CALLGATE_REGION" help:"this gateway node's region (call events, region choice)"`
+	PublicURL       string        `yaml:"public_url" env:"CALLGATE_PUBLIC_URL" help:"public base URL carriers use for webhooks (also the URL in signatures); empty = carrier webhooks off"`
+	Sandbox         bool          `yaml:"sandbox" env:"CALLGATE_SANDBOX" help:"built-in sandbox carrier on/off"`
+	SecretKey       string        `yaml:"secret_key" env:"CALLGATE_SECRET_KEY" default:"(generated into data_dir/secret.key)" help:"base64 32-byte key encrypting carrier credentials (AES-256-GCM)"`
+	RenewalInterval time.Duration `yaml:"renewal_interval" env:"CALLGATE_RENEWAL_INTERVAL" help:"how often monthly renewals are checked"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"CALLGATE_SHUTDOWN_TIMEOUT" help:"on SIGTERM, how long active calls may drain"`
+	DebugAddr       string        `yaml:"debug_addr" env:"CALLGATE_DEBUG_ADDR" help:"net/http/pprof listener for profiling (keep it on loopback); empty = off"`
 	Log             Log           `yaml:"log"`
 	NATS            store.Config  `yaml:"nats"`
 	Bootstrap       Bootstrap     `yaml:"bootstrap"`
@@ -42,24 +49,24 @@ type Config struct {
 
 // Log configures log/slog.
 type Log struct {
-	Format string `yaml:"format"` // text or json
-	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format" env:"CALLGATE_LOG_FORMAT" help:"text or json"`
+	Level  string `yaml:"level" env:"CALLGATE_LOG_LEVEL" help:"debug, info, warn or error"`
 }
 
 // Bootstrap is what the first start creates.
 type Bootstrap struct {
-	Workspace string `yaml:"workspace"`
-	Credits   int64  `yaml:"credits"`
+	Workspace string `yaml:"workspace" help:"workspace created on first start"`
+	Credits   int64  `yaml:"credits" help:"its initial credits"`
 }
 
 // Carriers holds carrier API endpoints.
 type Carriers struct {
 	Twilio struct {
-		APIBase string `yaml:"api_base"`
-		Edge    string `yaml:"edge"`
+		APIBase string `yaml:"api_base" env:"CALLGATE_TWILIO_API_BASE" help:"Twilio REST API base (egress proxy or simulator)"`
+		Edge    string `yaml:"edge" env:"CALLGATE_TWILIO_EDGE" help:"Twilio edge used with regions"`
 	} `yaml:"twilio"`
 	Telnyx struct {
-		APIBase string `yaml:"api_base"`
+		APIBase string `yaml:"api_base" env:"CALLGATE_TELNYX_API_BASE" help:"Telnyx REST API base (egress proxy or simulator)"`
 	} `yaml:"telnyx"`
 }
 
@@ -68,6 +75,7 @@ func Default() Config {
 	c := Config{
 		DataDir:         "./data",
 		HTTPAddr:        "127.0.0.1:8080",
+		HTTP:            DefaultHTTP(),
 		Region:          "local",
 		Sandbox:         true,
 		RenewalInterval: time.Minute,
@@ -83,154 +91,141 @@ func Default() Config {
 	return c
 }
 
-// Setting documents one key for `serve --help`.
-type Setting struct {
-	Key, Env, Default, Help string
-}
-
-// Settings lists every setting with its environment variable.
-func Settings() []Setting {
-	d := Default()
-	s := []Setting{
-		{"data_dir", "CALLGATE_DATA_DIR", d.DataDir, "state directory: embedded NATS store, api-key, admin-key, secret.key"},
-		{"http_addr", "CALLGATE_HTTP_ADDR", d.HTTPAddr, "HTTP API, webhooks, /metrics, /healthz, /readyz (port 0 = any free port)"},
-		{"region", "CALLGATE_REGION", d.Region, "this gateway node's region (call events, region choice)"},
-		{"public_url", "CALLGATE_PUBLIC_URL", "", "public base URL carriers use for webhooks (also the URL in signatures)"},
-		{"sandbox", "CALLGATE_SANDBOX", "true", "built-in sandbox carrier on/off"},
-		{"secret_key", "CALLGATE_SECRET_KEY", "(generated into data_dir/secret.key)", "base64 32-byte key encrypting carrier credentials (AES-256-GCM)"},
-		{"renewal_interval", "CALLGATE_RENEWAL_INTERVAL", d.RenewalInterval.String(), "how often monthly renewals are checked"},
-		{"shutdown_timeout", "CALLGATE_SHUTDOWN_TIMEOUT", d.ShutdownTimeout.String(), "on SIGTERM, how long active calls may drain"},
-		{"debug_addr", "CALLGATE_DEBUG_ADDR", "", "net/http/pprof listener for profiling (keep it on loopback); empty = off"},
-		{"log.format", "CALLGATE_LOG_FORMAT", d.Log.Format, "text or json"},
-		{"log.level", "CALLGATE_LOG_LEVEL", d.Log.Level, "debug, info, warn or error"},
-		{"nats.url", "CALLGATE_NATS_URL", "", "external NATS server/cluster (JetStream); empty = embedded server"},
-		{"nats.listen", "CALLGATE_NATS_LISTEN", "", "embedded server client address (e.g. 127.0.0.1:4222); empty = in-process only"},
-		{"nats.replicas", "CALLGATE_NATS_REPLICAS", "1", "KV and ledger replicas (3 on a cluster)"},
-		{"nats.creds_file", "CALLGATE_NATS_CREDS", "", "NATS credentials file for an external cluster"},
-		{"nats.audit.max_age", "CALLGATE_AUDIT_MAX_AGE", store.DefaultAuditMaxAge.String(), "audit records older than this are dropped (GET /v1/audit)"},
-		{"nats.audit.max_bytes", "CALLGATE_AUDIT_MAX_BYTES", strconv.Itoa(store.DefaultAuditMaxBytes), "audit stream size limit; the oldest records are dropped first"},
-		{"bootstrap.workspace", "", d.Bootstrap.Workspace, "workspace created on first start"},
-		{"bootstrap.credits", "", strconv.FormatInt(d.Bootstrap.Credits, 10), "its initial credits"},
-		{"carriers.twilio.api_base", "CALLGATE_TWILIO_API_BASE", d.Carriers.Twilio.APIBase, "Twilio REST API base (egress proxy or simulator)"},
-		{"carriers.twilio.edge", "CALLGATE_TWILIO_EDGE", d.Carriers.Twilio.Edge, "Twilio edge used with regions"},
-		{"carriers.telnyx.api_base", "CALLGATE_TELNYX_API_BASE", d.Carriers.Telnyx.APIBase, "Telnyx REST API base (egress proxy or simulator)"},
-	}
-	return append(s, extensionSettings()...)
-}
-
-// Load reads path (may be empty: defaults only), then the environment.
+// Load reads path (may be empty: defaults only), then the environment,
+// and validates the result. Every problem is reported at once, in a
+// *Error: the file's (syntax, types, unknown keys), the environment's and
+// validation's, each with the file and line or the variable it came from.
 func Load(path string, env func(string) string) (Config, error) {
 	c := Default()
+	var probs []Problem
+	lines := map[string]int{}
 	if path != "" {
-		f, err := os.Open(path)
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return c, fmt.Errorf("config: %w", err)
 		}
-		defer f.Close()
-		if err := decode(f, path, &c); err != nil {
-			return c, err
+		var ok bool
+		if lines, probs, ok = decode(b, path, &c); !ok {
+			return c, &Error{Problems: probs}
 		}
 	}
 	if env == nil {
 		env = os.Getenv
 	}
-	if err := c.applyEnv(env); err != nil {
-		return c, err
+	envProbs := c.applyEnv(env)
+	probs = append(probs, envProbs...)
+	fromEnv := map[string]string{} // path → the variable whose value it holds
+	for _, f := range configFields() {
+		if name := f.tag.Get("env"); name != "" && env(name) != "" {
+			fromEnv[f.path] = name
+		}
+	}
+	for _, p := range envProbs {
+		delete(fromEnv, p.Path) // not applied: the value is the file's
 	}
 	c.Inherit()
-	if err := c.Validate(); err != nil {
-		return c, err
+	for _, p := range c.problems() {
+		if name, ok := fromEnv[p.Path]; ok {
+			p.Env = name
+		} else if line := lineOf(lines, p.Path); line > 0 {
+			p.File, p.Line = path, line
+		}
+		probs = append(probs, p)
+	}
+	if len(probs) > 0 {
+		// In the file's order, then the environment's, then the rest.
+		rank := func(p Problem) int {
+			switch {
+			case p.File != "":
+				return 0
+			case p.Env != "":
+				return 1
+			}
+			return 2
+		}
+		sort.SliceStable(probs, func(i, j int) bool {
+			ri, rj := rank(probs[i]), rank(probs[j])
+			return ri < rj || ri == rj && ri == 0 && probs[i].Line < probs[j].Line
+		})
+		return c, &Error{Problems: probs}
 	}
 	return c, nil
 }
 
-func decode(r io.Reader, name string, c *Config) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("config: %s: %w", name, err)
-	}
+// decode reads a YAML file into c. It returns the line of every key, the
+// problems found, and false when the file could not be parsed at all.
+func decode(b []byte, name string, c *Config) (map[string]int, []Problem, bool) {
+	lines := map[string]int{}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil
+		return lines, nil, true
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return fmt.Errorf("config: %s:\n  %s", name, strings.Join(te.Errors, "\n  "))
-		}
-		return fmt.Errorf("config: %s: %w", name, err)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return lines, []Problem{syntaxProblem(name, err)}, false
 	}
-	return nil
+	d := &decoder{file: name, lines: lines}
+	d.decodeNode(&doc, c)
+	return lines, d.probs, true
 }
 
-func (c *Config) applyEnv(env func(string) string) error {
-	var errs []error
-	str := func(k string, dst *string) {
-		if v := env(k); v != "" {
-			*dst = v
+// lineOf finds the line of path in the file, or of its closest ancestor
+// that is in it (a missing key is reported where its section is).
+func lineOf(lines map[string]int, path string) int {
+	for path != "" {
+		if l, ok := lines[path]; ok {
+			return l
 		}
-	}
-	dur := func(k string, dst *time.Duration) {
-		if v := env(k); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a duration (e.g. 30s, 1m)", k, v))
-				return
-			}
-			*dst = d
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return 0
 		}
+		path = path[:i]
 	}
-	str("CALLGATE_DATA_DIR", &c.DataDir)
-	str("CALLGATE_HTTP_ADDR", &c.HTTPAddr)
-	str("CALLGATE_REGION", &c.Region)
-	str("CALLGATE_PUBLIC_URL", &c.PublicURL)
-	str("CALLGATE_SECRET_KEY", &c.SecretKey)
-	dur("CALLGATE_RENEWAL_INTERVAL", &c.RenewalInterval)
-	dur("CALLGATE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
-	str("CALLGATE_DEBUG_ADDR", &c.DebugAddr)
-	str("CALLGATE_LOG_FORMAT", &c.Log.Format)
-	str("CALLGATE_LOG_LEVEL", &c.Log.Level)
-	str("CALLGATE_NATS_URL", &c.NATS.URL)
-	str("CALLGATE_NATS_LISTEN", &c.NATS.Listen)
-	str("CALLGATE_NATS_CREDS", &c.NATS.CredsFile)
-	dur("CALLGATE_AUDIT_MAX_AGE", &c.NATS.Audit.MaxAge)
-	if v := env("CALLGATE_AUDIT_MAX_BYTES"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("CALLGATE_AUDIT_MAX_BYTES: %q is not an integer", v))
-		} else {
-			c.NATS.Audit.MaxBytes = n
-		}
-	}
-	str("CALLGATE_TWILIO_API_BASE", &c.Carriers.Twilio.APIBase)
-	str("CALLGATE_TWILIO_EDGE", &c.Carriers.Twilio.Edge)
-	str("CALLGATE_TELNYX_API_BASE", &c.Carriers.Telnyx.APIBase)
-	if v := env("CALLGATE_NATS_REPLICAS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("CALLGATE_NATS_REPLICAS: %q is not an integer", v))
-		} else {
-			c.NATS.Replicas = n
-		}
-	}
-	if v := env("CALLGATE_SANDBOX"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("CALLGATE_SANDBOX: %q is not true or false", v))
-		} else {
-			c.Sandbox = b
-		}
-	}
-	errs = append(errs, c.Extensions.applyEnv(env)...)
-	if len(errs) > 0 {
-		return fmt.Errorf("config: environment:\n  %w", joinIndented(errs))
-	}
-	return nil
+	return 0
 }
 
-// Validate checks every key and reports all problems at once.
+// Validate checks every key and reports all problems at once (a *Error).
+// It is safe to run as a dry run.
 func (c Config) Validate() error {
+	if probs := c.problems(); len(probs) > 0 {
+		return &Error{Problems: probs}
+	}
+	return nil
+}
+
+// problems runs every check and places each problem at its YAML path.
+func (c Config) problems() []Problem {
+	var out []Problem
+	for _, err := range c.validate() {
+		out = append(out, pathProblem(err.Error()))
+	}
+	return out
+}
+
+var (
+	keyPrefix     = regexp.MustCompile(`^([A-Za-z0-9_.\[\]-]+): (.*)$`)
+	sectionPrefix = regexp.MustCompile(`^([a-z0-9_.\[\]]+): (.*)$`)
+)
+
+// pathProblem splits "key: message" into a Problem. Components write
+// their own section either way ("sip.addr: ..." or "media: bind_ip: ...");
+// both become the path media.bind_ip.
+func pathProblem(msg string) Problem {
+	m := keyPrefix.FindStringSubmatch(msg)
+	if m == nil {
+		return Problem{Msg: msg}
+	}
+	path, rest := m[1], m[2]
+	if idx, ok := structKey(reflect.TypeFor[Config](), path); ok && !isLeaf(reflect.TypeFor[Config]().FieldByIndex(idx).Type) {
+		if m2 := sectionPrefix.FindStringSubmatch(rest); m2 != nil {
+			path, rest = path+"."+m2[1], m2[2]
+		}
+	}
+	return Problem{Path: path, Msg: rest}
+}
+
+// validate returns one error per problem, each starting with its key.
+func (c Config) validate() []error {
 	var errs []error
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: must not be empty"))
@@ -287,11 +282,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q must be an http(s) URL", k, v))
 		}
 	}
+	errs = append(errs, c.HTTP.validate()...)
 	errs = append(errs, c.Extensions.validate()...)
-	if len(errs) > 0 {
-		return fmt.Errorf("config: %d problem(s):\n  %w", len(errs), joinIndented(errs))
-	}
-	return nil
+	return errs
 }
 
 func checkAddr(a string) error {
@@ -305,17 +298,3 @@ func checkAddr(a string) error {
 	_ = host
 	return nil
 }
-
-type joined []error
-
-func (j joined) Error() string {
-	parts := make([]string, len(j))
-	for i, e := range j {
-		parts[i] = e.Error()
-	}
-	return strings.Join(parts, "\n  ")
-}
-
-func (j joined) Unwrap() []error { return j }
-
-func joinIndented(errs []error) error { return joined(errs) }

@@ -106,6 +106,8 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 	num, cost := buy(t, ca, "228", "bot")
 	took := routedWithin(t, time.Now(), time.Second, num, "bot", b)
 	t.Logf("bought through a, routed by b after %v", took)
+	// a follows its own write through the same KV watch, not at once
+	routedWithin(t, time.Now(), time.Second, num, "bot", a)
 	nums, spent = append(nums, num), spent+cost
 	callAll(t, carrierUA, nodes, num)
 

@@ -136,11 +136,12 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	}
 	n.httpLn = ln
 	n.handler.Store(startingHandler(n.reg))
-	n.httpSrv = &http.Server{Handler: &n.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	var limited net.Listener
+	n.httpSrv, limited = newHTTPServer(ln, cfg.HTTP, &n.handler, n.log, n.reg)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.httpSrv.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("node: http server", "err", err)
 		}
 	}()
@@ -155,6 +156,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	n.st = st
 	n.closers = append(n.closers, st.Close)
 	registerStoreMetrics(n.reg, st, n.table)
+	registerStoreHealthMetrics(n.reg, st)
 
 	key, keySource, err := secrets.Load(cfg.SecretKey, cfg.DataDir)
 	if err != nil {
@@ -246,6 +248,14 @@ func (n *Node) readiness() (bool, string) {
 	}
 	if !n.edgesReady() {
 		return false, "listeners not up"
+	}
+	// A store that is reachable but refuses this node's writes (a sticky
+	// stream write error, a full disk) makes the node unready: other
+	// nodes can serve. NATS out of reach altogether keeps it ready: every
+	// node is in the same state then, and calls are routed from the last
+	// snapshot (callgate_nats_connected and its alert tell the operator).
+	if n.st.Connected() && n.st.Writable() != nil {
+		return false, "the state store (NATS) does not accept writes (see the log)"
 	}
 	return true, ""
 }

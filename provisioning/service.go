@@ -107,7 +107,8 @@ func storeErr(op string, err error) error {
 	}
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, store.ErrUnavailable) {
 		return &kindError{kind: ErrUnavailable, detail: fmt.Sprintf("%s: the state store (NATS) is unreachable; retry when it is back (%v)", op, err)}
 	}
 	var apiErr *jetstream.APIError
@@ -194,7 +195,12 @@ func (s *Service) Authenticate(ctx context.Context, key string) (Principal, erro
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return Principal{}, ErrForbidden
 		}
-		return Principal{}, storeErr("authenticate", err)
+		// Whatever else went wrong, the key was not found invalid: never
+		// a 401 for a valid key because the store could not be read.
+		if err := storeErr("authenticate", err); errors.Is(err, ErrUnavailable) {
+			return Principal{}, err
+		}
+		return Principal{}, &kindError{kind: ErrUnavailable, detail: fmt.Sprintf("authenticate: the state store (NATS) could not read the API key; retry (%v)", err)}
 	}
 	return Principal{Workspace: k.Workspace, Admin: k.Admin}, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -52,20 +53,58 @@ func waitConnected(ctx context.Context, nc *nats.Conn) error {
 	}
 }
 
+// ErrUnavailable is a state store that answered, but could not read or
+// write what was asked (a JetStream storage failure): a 503, not a 404.
+var ErrUnavailable = errors.New("state store unavailable")
+
 // guardedKV fails fast while NATS is unreachable; watches pass through
 // (they resume by themselves).
 type guardedKV struct {
 	jetstream.KeyValue
-	nc *nats.Conn
+	nc     *nats.Conn
+	stream jetstream.Stream // the bucket's stream, to confirm a key is absent
 }
 
+// Get is KeyValue.Get, but a "not found" is confirmed before it is
+// returned: nats-server answers 404 to a get whose message it failed to
+// load (server/stream.go folds every load error into "Message Not
+// Found"), so under an IO failure (EMFILE) an existing key, such as a
+// valid API key, looked absent.
 func (g guardedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, OpTimeout)
 	defer cancel()
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
-	return g.KeyValue.Get(ctx, key)
+	e, err := g.KeyValue.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) && g.stream != nil {
+		if cerr := g.confirmAbsent(ctx, key); cerr != nil {
+			return nil, cerr
+		}
+	}
+	return e, err
+}
+
+// confirmAbsent asks the stream's subject index (kept in memory, so it
+// does not depend on loading messages) how many messages the key has:
+// none, or a delete marker last, means absent; anything else means the
+// read failed.
+func (g guardedKV) confirmAbsent(ctx context.Context, key string) error {
+	subj := "$KV." + g.Bucket() + "." + key
+	info, err := g.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return fmt.Errorf("store: %s: key %q not found, and confirming it failed (%v): %w", g.Bucket(), key, err, ErrUnavailable)
+	}
+	if info.State.Subjects[subj] == 0 {
+		return nil
+	}
+	if m, err := g.stream.GetLastMsgForSubject(ctx, subj); err == nil {
+		switch m.Header.Get("KV-Operation") {
+		case "DEL", "PURGE":
+			return nil
+		}
+	}
+	return fmt.Errorf("store: %s: key %q exists but could not be read: %w", g.Bucket(), key, ErrUnavailable)
 }
 
 func (g guardedKV) GetRevision(ctx context.Context, key string, revision uint64) (jetstream.KeyValueEntry, error) {

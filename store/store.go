@@ -45,23 +45,23 @@ const (
 // AuditConfig bounds the audit stream: the oldest records go first when
 // either limit is reached.
 type AuditConfig struct {
-	MaxAge   time.Duration `yaml:"max_age"`
-	MaxBytes int64         `yaml:"max_bytes"`
+	MaxAge   time.Duration `yaml:"max_age" env:"CALLGATE_AUDIT_MAX_AGE" default:"2160h" help:"audit records older than this are dropped (GET /v1/audit); 0 = the default"`
+	MaxBytes int64         `yaml:"max_bytes" env:"CALLGATE_AUDIT_MAX_BYTES" default:"268435456" help:"audit stream size limit; the oldest records are dropped first; 0 = the default"`
 }
 
 // Config selects and tunes the NATS the store uses.
 type Config struct {
 	// URL of an external NATS server or cluster (comma-separated); empty
 	// runs the embedded server.
-	URL string `yaml:"url"`
+	URL string `yaml:"url" env:"CALLGATE_NATS_URL" help:"external NATS server/cluster (JetStream), comma-separated; empty = embedded server"`
 	// Listen makes the embedded server accept clients on this address
 	// (e.g. "127.0.0.1:4222", or port 0 for one chosen at start). Empty
 	// means in-process connections only.
-	Listen string `yaml:"listen"`
+	Listen string `yaml:"listen" env:"CALLGATE_NATS_LISTEN" help:"embedded server client address (e.g. 127.0.0.1:4222); empty = in-process only"`
 	// Replicas for KV buckets and the ledger stream (3 on a cluster).
-	Replicas int `yaml:"replicas"`
+	Replicas int `yaml:"replicas" env:"CALLGATE_NATS_REPLICAS" help:"KV and ledger replicas (3 on a cluster)"`
 	// Credentials file (.creds) for an external NATS.
-	CredsFile string `yaml:"creds_file"`
+	CredsFile string `yaml:"creds_file" env:"CALLGATE_NATS_CREDS" help:"NATS credentials file for an external cluster"`
 	// Audit bounds the audit stream (zero values: the defaults).
 	Audit AuditConfig `yaml:"audit"`
 }
@@ -89,6 +89,9 @@ type Store struct {
 	NC  *nats.Conn
 	JS  jetstream.JetStream
 	srv *server.Server // embedded server, nil when external
+	log *slog.Logger
+	// health is the write probe and embedded-server recovery (health.go).
+	health health
 
 	Workspaces   jetstream.KeyValue
 	APIKeys      jetstream.KeyValue
@@ -107,7 +110,7 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Store{}
+	s := &Store{log: log}
 	opts := []nats.Option{
 		nats.Name("callgate"),
 		nats.MaxReconnects(-1),
@@ -136,11 +139,12 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		}),
 	}
 	if cfg.URL == "" {
-		srv, err := StartEmbedded(EmbeddedOptions{StoreDir: filepath.Join(dataDir, "nats"), Listen: cfg.Listen})
+		srv, err := StartEmbedded(EmbeddedOptions{StoreDir: filepath.Join(dataDir, "nats"), Listen: cfg.Listen, Log: log})
 		if err != nil {
 			return nil, err
 		}
 		s.srv = srv
+		s.health.storeDir = filepath.Join(dataDir, "nats")
 		opts = append(opts, nats.InProcessServer(srv))
 		nc, err := nats.Connect("", opts...)
 		if err != nil {
@@ -169,6 +173,7 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		s.Close()
 		return nil, err
 	}
+	s.startHealth(ctx)
 	return s, nil
 }
 
@@ -189,6 +194,7 @@ func (s *Store) ensure(ctx context.Context, replicas int, audit AuditConfig) err
 		{&s.Forwarding, BucketForwarding, 1, 0},
 		{&s.Integrations, BucketIntegrations, 1, 0},
 		{&s.Idempotency, BucketIdempotency, 1, 24 * time.Hour},
+		{&s.health.kv, BucketHealth, 1, healthKeyTTL},
 	}
 	for _, k := range kvs {
 		kv, err := s.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -209,7 +215,11 @@ func (s *Store) ensure(ctx context.Context, replicas int, audit AuditConfig) err
 				return fmt.Errorf("store: bucket %s: %w", k.name, err)
 			}
 		}
-		*k.dst = guardedKV{KeyValue: kv, nc: s.NC}
+		st, err := s.JS.Stream(ctx, "KV_"+k.name)
+		if err != nil {
+			return fmt.Errorf("store: bucket %s: %w", k.name, err)
+		}
+		*k.dst = guardedKV{KeyValue: kv, nc: s.NC, stream: st}
 	}
 	st, err := s.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       StreamLedger,
@@ -283,6 +293,7 @@ func (s *Store) WaitConnected(ctx context.Context) error { return waitConnected(
 
 // Close drains the connection and stops the embedded server.
 func (s *Store) Close() {
+	s.stopHealth()
 	if s.NC != nil {
 		s.NC.Close()
 	}
@@ -295,8 +306,11 @@ func (s *Store) Close() {
 // EmbeddedOptions configure StartEmbedded.
 type EmbeddedOptions struct {
 	StoreDir string
-	Listen   string // "" = no client listener (in-process only)
+	Listen   string       // "" = no client listener (in-process only)
+	Log      *slog.Logger // the server's warnings and errors; nil = slog.Default()
 }
+
+const embeddedMaxMemory = 256 << 20
 
 // StartEmbedded starts a JetStream-enabled nats-server in this process.
 func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
@@ -308,7 +322,7 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		NoLog:              true,
 		DontListen:         o.Listen == "",
 		MaxPayload:         8 << 20,
-		JetStreamMaxMemory: 256 << 20,
+		JetStreamMaxMemory: embeddedMaxMemory,
 	}
 	if o.Listen != "" {
 		host, port, err := splitHostPort(o.Listen)
@@ -324,6 +338,10 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded NATS: %w", err)
 	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	srv.SetLoggerV2(natsLogger{log: o.Log}, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()

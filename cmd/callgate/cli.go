@@ -5,32 +5,323 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/callgate/callgate/node"
+	"github.com/callgate/callgate/phone"
 )
 
-// client talks to the API.
-type client struct {
-	api, key string
-	json     bool
-	yes      bool
-	out      io.Writer
-	in       io.Reader
-	http     *http.Client
+// Exit codes, by class of failure (README: "Exit codes").
+const (
+	exitOK       = 0
+	exitError    = 1 // anything else: authentication, carrier refused credentials, partial import
+	exitUsage    = 2 // bad command, flag or argument, or the API refused the request as invalid (400)
+	exitNotFound = 3 // 404
+	exitConflict = 4 // 409 conflict, 402 insufficient credits
+	exitServer   = 5 // 5xx, or the API could not be reached
+)
+
+// exitCodeFor maps an API status to an exit code.
+func exitCodeFor(status int) int {
+	switch {
+	case status == http.StatusBadRequest:
+		return exitUsage
+	case status == http.StatusNotFound:
+		return exitNotFound
+	case status == http.StatusConflict, status == http.StatusPaymentRequired:
+		return exitConflict
+	case status >= 500:
+		return exitServer
+	default:
+		return exitError
+	}
 }
 
-type apiError struct {
+// cliError is an error with its exit code. problem, when set, is the
+// API's problem+json body, printed as is under --json.
+type cliError struct {
+	code    int
+	title   string // problem title for errors that did not come from the API
+	msg     string
+	problem []byte
+	silent  bool // already reported (help printed): only the exit code
+}
+
+func (e *cliError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &cliError{code: exitUsage, title: "Usage error", msg: fmt.Sprintf(format, args...)}
+}
+
+// app is one run of the CLI: global flags, streams and the numbers the
+// user typed.
+type app struct {
+	api, key, dataDir string
+	json              bool
+	in                *bufio.Reader
+	out, errOut       io.Writer
+	http              *http.Client
+	admin             bool // the command needs the admin key
+	// typed maps the E.164 form of a number to how the user wrote it, for
+	// numbers written without '+': messages show the user's spelling.
+	typed map[string]string
+}
+
+// run executes the CLI with args (without the program name) and returns
+// the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{
+		in: bufio.NewReader(stdin), out: stdout, errOut: stderr,
+		http:  &http.Client{Timeout: 60 * time.Second},
+		typed: map[string]string{},
+	}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	return a.report(cmd, err, a.json || jsonFlag(args))
+}
+
+// jsonFlag finds --json in args when flag parsing failed before setting it.
+func jsonFlag(args []string) bool {
+	for _, s := range args {
+		if s == "--" {
+			return false
+		}
+		if s == "--json" || s == "--json=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// report prints err (problem+json under --json) on stderr and returns its exit code.
+func (a *app) report(cmd *cobra.Command, err error, asJSON bool) int {
+	var ce *cliError
+	if !errors.As(err, &ce) {
+		// Errors that did not come from a command's RunE are cobra's:
+		// unknown command or flag, wrong number of arguments.
+		ce = &cliError{code: exitUsage, title: "Usage error", msg: err.Error()}
+	}
+	if ce.silent {
+		return ce.code
+	}
+	if asJSON {
+		if len(ce.problem) > 0 {
+			a.errOut.Write(bytes.TrimSpace(ce.problem))
+			fmt.Fprintln(a.errOut)
+			return ce.code
+		}
+		p := map[string]any{"type": "about:blank", "title": ce.title, "detail": a.spelled(ce.msg)}
+		switch ce.code {
+		case exitUsage:
+			p["type"] = "urn:callgate:cli:usage"
+		case exitServer:
+			p["type"] = "urn:callgate:cli:unreachable"
+		}
+		if ce.title == "" {
+			p["title"] = "Error"
+		}
+		b, _ := json.Marshal(p)
+		fmt.Fprintf(a.errOut, "%s\n", b)
+		return ce.code
+	}
+	fmt.Fprintln(a.errOut, "callgate:", a.spelled(ce.msg))
+	if ce.code == exitUsage && len(ce.problem) == 0 && cmd != nil {
+		fmt.Fprintf(a.errOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return ce.code
+}
+
+const rootLong = `callgate: telephony edge gateway for voice-AI agents
+
+'callgate serve' runs the gateway; the other commands are its operator CLI
+and talk to the HTTP API: --api URL (default http://127.0.0.1:8080, env
+CALLGATE_API), --key KEY (env CALLGATE_API_KEY, else the data dir's api-key
+file, or admin-key for admin commands; --data-dir or CALLGATE_DATA_DIR),
+--json for scripts. Global flags go anywhere on the command line.
+
+Exit codes: 0 ok, 1 other error, 2 usage (bad command, flag or argument;
+the API refused the request as invalid), 3 not found, 4 conflict or
+insufficient credits, 5 server error or API unreachable.`
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "callgate",
+		Short:         "telephony edge gateway for voice-AI agents",
+		Long:          rootLong,
+		Version:       node.Version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprint(a.errOut, cmd.UsageString())
+			return &cliError{code: exitUsage, silent: true}
+		},
+	}
+	root.SetVersionTemplate("callgate {{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.api, "api", envOr("CALLGATE_API", "http://127.0.0.1:8080"), "API base URL (env CALLGATE_API)")
+	pf.StringVar(&a.key, "key", os.Getenv("CALLGATE_API_KEY"), "API key (env CALLGATE_API_KEY; default: <data-dir>/api-key, or admin-key for admin commands)")
+	pf.StringVar(&a.dataDir, "data-dir", envOr("CALLGATE_DATA_DIR", "./data"), "data dir holding api-key and admin-key (env CALLGATE_DATA_DIR)")
+	pf.BoolVar(&a.json, "json", false, "print JSON (errors as problem+json on stderr)")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageErrorf("%v", err)
+	})
+	root.AddGroup(&cobra.Group{ID: "gateway", Title: "Gateway:"}, &cobra.Group{ID: "ops", Title: "Operator commands (talk to the API):"})
+	for _, c := range []*cobra.Command{a.serveCommand(), a.devCommand()} {
+		c.GroupID = "gateway"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{
+		a.numbersCommand(), a.agentsCommand(), a.forwardingCommand(), a.integrationsCommand(),
+		a.creditsCommand(), a.workspacesCommand(), a.regionsCommand(), a.auditCommand(),
+	} {
+		c.GroupID = "ops"
+		root.AddCommand(c)
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintln(a.out, versionString())
+			return nil
+		},
+	})
+	return root
+}
+
+// serve and dev parse their own flags (config help comes from config/).
+func (a *app) serveCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:                "serve [--config FILE] [--check]",
+		Short:              "Run the gateway (see: callgate serve --help)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return asError(serve(args))
+		},
+	}
+	// `callgate help serve` shows serve's own help (its settings).
+	c.SetHelpFunc(func(*cobra.Command, []string) { _ = serve([]string{"--help"}) })
+	return c
+}
+
+func (a *app) devCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "dev fake-carrier [--twilio-addr ADDR] [--telnyx-addr ADDR]",
+		Short:              "Local Twilio/Telnyx API simulators (demo accounts)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return asError(dev(args))
+		},
+	}
+}
+
+// asError gives an error from a command's own code exit code 1 unless it
+// already has one.
+func asError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &cliError{code: exitError, msg: err.Error()}
+}
+
+// group is a command that only holds subcommands.
+func (a *app) group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	g := &cobra.Command{
+		Use:   use,
+		Short: short,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
+			}
+			fmt.Fprint(a.errOut, cmd.UsageString())
+			return &cliError{code: exitUsage, silent: true}
+		},
+	}
+	g.AddCommand(subs...)
+	return g
+}
+
+func unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageErrorf("%s", msg)
+}
+
+// Argument checks: usage errors naming what is missing.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments (got %q)", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < len(names) {
+			return usageErrorf("%s: missing %s", cmd.CommandPath(), strings.Join(names[len(args):], " "))
+		}
+		if len(args) > len(names) {
+			return usageErrorf("%s: unexpected argument %q", cmd.CommandPath(), args[len(names)])
+		}
+		return nil
+	}
+}
+
+// runE wraps a command's body: the client is set up (key loaded) first,
+// and errors without an exit code get 1.
+func (a *app) runE(admin bool, fn func(args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a.admin = admin
+		if err := a.loadKey(); err != nil {
+			return err
+		}
+		return asError(fn(args))
+	}
+}
+
+func (a *app) loadKey() error {
+	if a.key != "" {
+		return nil
+	}
+	f := "api-key"
+	if a.admin {
+		f = "admin-key"
+	}
+	p := filepath.Join(a.dataDir, f)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return usageErrorf("no API key: pass --key, set CALLGATE_API_KEY, or run next to the data dir (%s: %v)", p, err)
+	}
+	a.key = strings.TrimSpace(string(b))
+	return nil
+}
+
+// apiProblem is the part of the API's problem+json the CLI reads.
+type apiProblem struct {
 	Status int    `json:"status"`
 	Title  string `json:"title"`
 	Detail string `json:"detail"`
@@ -39,15 +330,17 @@ type apiError struct {
 	} `json:"errors"`
 }
 
-func (e *apiError) Error() string {
-	s := fmt.Sprintf("%d %s", e.Status, e.Title)
-	if e.Detail != "" {
-		s += ": " + e.Detail
+func (p *apiProblem) message() string {
+	s := fmt.Sprintf("%d %s", p.Status, p.Title)
+	if p.Detail != "" {
+		s += ": " + p.Detail
 	}
 	return s
 }
 
-func (c *client) do(method, path string, body any, hdr map[string]string, out any) error {
+// do sends one API request; out receives the JSON body (a
+// *json.RawMessage receives it as is).
+func (a *app) do(method, path string, body any, hdr map[string]string, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -56,12 +349,12 @@ func (c *client) do(method, path string, body any, hdr map[string]string, out an
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, strings.TrimRight(c.api, "/")+path, rd)
+	req, err := http.NewRequest(method, strings.TrimRight(a.api, "/")+path, rd)
 	if err != nil {
-		return err
+		return usageErrorf("--api %q: %v", a.api, err)
 	}
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
+	if a.key != "" {
+		req.Header.Set("Authorization", "Bearer "+a.key)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -69,21 +362,25 @@ func (c *client) do(method, path string, body any, hdr map[string]string, out an
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := a.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the callgate API at %s: %w (is `callgate serve` running? set --api)", c.api, err)
+		return &cliError{code: exitServer, title: "API unreachable",
+			msg: fmt.Sprintf("cannot reach the callgate API at %s: %v (is `callgate serve` running? set --api)", a.api, err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return err
+		return &cliError{code: exitServer, title: "API unreachable", msg: fmt.Sprintf("reading the API's answer: %v", err)}
 	}
 	if resp.StatusCode >= 400 {
-		var pe apiError
-		if json.Unmarshal(b, &pe) == nil && pe.Status != 0 {
-			return &pe
+		var p apiProblem
+		if json.Unmarshal(b, &p) == nil && p.Status != 0 {
+			return &cliError{code: exitCodeFor(resp.StatusCode), msg: p.message(), problem: b}
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		// Not a problem document (a proxy in between?): make one.
+		pb, _ := json.Marshal(map[string]any{"type": "about:blank", "title": http.StatusText(resp.StatusCode),
+			"status": resp.StatusCode, "detail": method + " " + path + ": " + resp.Status})
+		return &cliError{code: exitCodeFor(resp.StatusCode), msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status), problem: pb}
 	}
 	if out != nil && len(b) > 0 {
 		if raw, ok := out.(*json.RawMessage); ok {
@@ -95,354 +392,102 @@ func (c *client) do(method, path string, body any, hdr map[string]string, out an
 	return nil
 }
 
-func cli(group string, args []string, stdin io.Reader, stdout io.Writer) error {
-	fs := flag.NewFlagSet(group, flag.ContinueOnError)
-	apiURL := fs.String("api", envOr("CALLGATE_API", "http://127.0.0.1:8080"), "API base URL")
-	key := fs.String("key", os.Getenv("CALLGATE_API_KEY"), "API key (default: <data-dir>/api-key)")
-	dataDir := fs.String("data-dir", envOr("CALLGATE_DATA_DIR", "./data"), "data dir holding api-key/admin-key")
-	asJSON := fs.Bool("json", false, "print JSON")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	// Per-command flags.
-	country := fs.String("country", "US", "search: ISO country code")
-	areaCode := fs.String("area-code", "", "search: area code")
-	typ := fs.String("type", "", "search: local, mobile, toll_free, national")
-	features := fs.String("features", "", "search: voice,sms,mms")
-	limit := fs.Int("limit", 20, "search: results per page")
-	pageToken := fs.String("page-token", "", "search: next page token")
-	carrierName := fs.String("carrier", "sandbox", "search/buy: sandbox, twilio, telnyx")
-	integration := fs.String("integration", "", "search/buy: integration id (twilio, telnyx)")
-	idem := fs.String("idempotency-key", "", "buy: Idempotency-Key")
-	name := fs.String("name", "", "agents create: name")
-	endpoints := fs.String("endpoint", "", "agents create: REGION=URI[,REGION=URI...]")
-	media := fs.String("media", "", "agents create: direct or relay")
-	credits := fs.Int64("credits", 0, "workspaces create: initial credits")
-	region := fs.String("region", "", "numbers assign: voice region")
-
-	// Flags may come after positional arguments: split them.
-	var pos []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return err
-		}
-		rest = fs.Args()
-		if len(rest) > 0 {
-			pos = append(pos, rest[0])
-			rest = rest[1:]
-		}
-	}
-	c := &client{api: *apiURL, key: *key, json: *asJSON, yes: *yes, out: stdout, in: stdin, http: &http.Client{Timeout: 60 * time.Second}}
-	admin := group == "workspaces" || (group == "credits" && len(pos) > 0 && pos[0] == "topup")
-	if c.key == "" {
-		f := "api-key"
-		if admin {
-			f = "admin-key"
-		}
-		b, err := os.ReadFile(filepath.Join(*dataDir, f))
-		if err != nil {
-			return fmt.Errorf("no API key: pass --key, set CALLGATE_API_KEY, or run next to the data dir (%s: %v)", filepath.Join(*dataDir, f), err)
-		}
-		c.key = strings.TrimSpace(string(b))
-	}
-	sub := ""
-	if len(pos) > 0 {
-		sub, pos = pos[0], pos[1:]
-	}
-	need := func(n int, what string) error {
-		if len(pos) < n {
-			return fmt.Errorf("%s %s: missing %s", group, sub, what)
-		}
-		return nil
-	}
-	switch group + " " + sub {
-	case "numbers search":
-		q := url.Values{"country": {*country}, "carrier": {*carrierName}, "limit": {strconv.Itoa(*limit)}}
-		for k, v := range map[string]string{"area_code": *areaCode, "type": *typ, "features": *features, "page_token": *pageToken, "integration_id": *integration} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
-		var res struct {
-			Numbers []struct {
-				PhoneNumber string `json:"phone_number"`
-				Country     string
-				Region      string
-				Locality    string
-				Type        string
-				Carrier     string
-				Features    map[string]bool
-				MonthlyCost int64 `json:"monthly_cost"`
-			}
-			NextPageToken string `json:"next_page_token"`
-		}
-		var raw json.RawMessage
-		if err := c.do("GET", "/v1/marketplace/numbers?"+q.Encode(), nil, nil, &raw); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(raw)
-		}
-		if err := json.Unmarshal(raw, &res); err != nil {
-			return err
-		}
-		tw := c.table("NUMBER", "COUNTRY", "REGION", "TYPE", "FEATURES", "CREDITS/MONTH", "CARRIER")
-		for _, n := range res.Numbers {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.PhoneNumber, n.Country, n.Region, n.Type, feat(n.Features), n.MonthlyCost, n.Carrier)
-		}
-		tw.Flush()
-		if res.NextPageToken != "" {
-			fmt.Fprintf(c.out, "\nmore: --page-token %s\n", res.NextPageToken)
-		}
-		return nil
-	case "numbers buy":
-		if err := need(1, "NUMBER"); err != nil {
-			return err
-		}
-		if !c.yes {
-			cost, err := c.priceOf(pos[0], *carrierName, *integration, *country)
-			if err != nil {
-				return err
-			}
-			ok, err := c.confirm(fmt.Sprintf("Buy %s from %s for %s credits now? That is the full month charged at once; releasing later refunds nothing (no proration). [y/N] ", pos[0], *carrierName, cost))
-			if err != nil || !ok {
-				if err == nil {
-					fmt.Fprintln(c.out, "not bought")
-				}
-				return err
-			}
-		}
-		body := map[string]string{"phone_number": pos[0], "carrier": *carrierName}
-		if *integration != "" {
-			body["integration_id"] = *integration
-		}
-		hdr := map[string]string{}
-		if *idem != "" {
-			hdr["Idempotency-Key"] = *idem
-		}
-		return c.show("POST", "/v1/numbers", body, hdr)
-	case "numbers list":
-		var res struct {
-			Numbers []numberView `json:"numbers"`
-		}
-		var raw json.RawMessage
-		if err := c.do("GET", "/v1/numbers", nil, nil, &raw); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(raw)
-		}
-		_ = json.Unmarshal(raw, &res)
-		tw := c.table("NUMBER", "STATUS", "AGENT", "CARRIER", "ORIGIN", "TYPE", "CREDITS/MONTH", "RENEWS")
-		for _, n := range res.Numbers {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.PhoneNumber, n.Status, dash(n.AgentID), n.Carrier, n.Origin, n.Type, n.MonthlyCost, dash(n.RenewsAt))
-		}
-		return tw.Flush()
-	case "numbers show":
-		if err := need(1, "NUMBER"); err != nil {
-			return err
-		}
-		return c.show("GET", "/v1/numbers/"+url.PathEscape(pos[0]), nil, nil)
-	case "numbers assign":
-		if err := need(2, "NUMBER AGENT_ID (\"\" to unassign)"); err != nil {
-			return err
-		}
-		body := map[string]any{"agent_id": pos[1]}
-		if *region != "" {
-			body["voice_region"] = *region
-		}
-		return c.show("PATCH", "/v1/numbers/"+url.PathEscape(pos[0]), body, nil)
-	case "numbers release":
-		if err := need(1, "NUMBER"); err != nil {
-			return err
-		}
-		if !c.yes {
-			ok, err := c.confirm(fmt.Sprintf("Release %s? No refund is given for the rest of the month. [y/N] ", pos[0]))
-			if err != nil || !ok {
-				return err
-			}
-		}
-		if err := c.do("DELETE", "/v1/numbers/"+url.PathEscape(pos[0]), nil, nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.out, "released", pos[0])
-		return nil
-	case "agents create":
-		if err := need(1, "ID"); err != nil {
-			return err
-		}
-		var eps []map[string]string
-		for _, e := range strings.Split(*endpoints, ",") {
-			if e == "" {
-				continue
-			}
-			r, u, ok := strings.Cut(e, "=")
-			if !ok {
-				return fmt.Errorf("--endpoint %q: want REGION=URI", e)
-			}
-			eps = append(eps, map[string]string{"region": r, "uri": u})
-		}
-		n := *name
-		if n == "" {
-			n = pos[0]
-		}
-		body := map[string]any{"id": pos[0], "name": n, "endpoints": eps}
-		if *media != "" {
-			body["media"] = *media
-		}
-		return c.show("POST", "/v1/agents", body, nil)
-	case "agents list":
-		var raw json.RawMessage
-		if err := c.do("GET", "/v1/agents", nil, nil, &raw); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(raw)
-		}
-		var res struct {
-			Agents []struct {
-				ID, Name  string
-				Endpoints []struct{ Region, URI string }
-			}
-		}
-		_ = json.Unmarshal(raw, &res)
-		tw := c.table("ID", "NAME", "ENDPOINTS")
-		for _, a := range res.Agents {
-			var eps []string
-			for _, e := range a.Endpoints {
-				eps = append(eps, e.Region+"="+e.URI)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", a.ID, a.Name, strings.Join(eps, " "))
-		}
-		return tw.Flush()
-	case "agents delete":
-		if err := need(1, "ID"); err != nil {
-			return err
-		}
-		if err := c.do("DELETE", "/v1/agents/"+url.PathEscape(pos[0]), nil, nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.out, "deleted agent", pos[0])
-		return nil
-	case "forwarding add":
-		if err := need(2, "BUSINESS_NUMBER GATEWAY_NUMBER"); err != nil {
-			return err
-		}
-		return c.show("POST", "/v1/forwarding", map[string]string{"business_number": pos[0], "gateway_number": pos[1]}, nil)
-	case "forwarding list":
-		return c.show("GET", "/v1/forwarding", nil, nil)
-	case "forwarding delete":
-		if err := need(1, "BUSINESS_NUMBER"); err != nil {
-			return err
-		}
-		return c.do("DELETE", "/v1/forwarding/"+url.PathEscape(pos[0]), nil, nil, nil)
-	case "credits ":
-		var raw json.RawMessage
-		if err := c.do("GET", "/v1/credits", nil, nil, &raw); err != nil {
-			return err
-		}
-		if c.json {
-			return c.printJSON(raw)
-		}
-		var res struct {
-			Workspace string
-			Balance   int64
-			Entries   []struct {
-				Time                 time.Time
-				Kind, Number, Reason string
-				Amount, Balance      int64
-			}
-		}
-		_ = json.Unmarshal(raw, &res)
-		fmt.Fprintf(c.out, "workspace %s: %d credits\n\n", res.Workspace, res.Balance)
-		tw := c.table("TIME", "KIND", "AMOUNT", "BALANCE", "NUMBER", "REASON")
-		for _, e := range res.Entries {
-			fmt.Fprintf(tw, "%s\t%s\t%+d\t%d\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Kind, e.Amount, e.Balance, dash(e.Number), e.Reason)
-		}
-		return tw.Flush()
-	case "credits topup":
-		if err := need(2, "WORKSPACE AMOUNT"); err != nil {
-			return err
-		}
-		amt, err := strconv.ParseInt(pos[1], 10, 64)
-		if err != nil {
-			return fmt.Errorf("AMOUNT %q is not an integer", pos[1])
-		}
-		return c.show("POST", "/v1/workspaces/"+url.PathEscape(pos[0])+"/credits", map[string]any{"amount": amt}, nil)
-	case "workspaces create":
-		if err := need(1, "ID"); err != nil {
-			return err
-		}
-		return c.show("POST", "/v1/workspaces", map[string]any{"id": pos[0], "name": pos[0], "credits": *credits}, nil)
-	case "regions ":
-		return c.show("GET", "/v1/regions", nil, nil)
-	}
-	return fmt.Errorf("unknown command %q (see callgate --help)", strings.TrimSpace(group+" "+sub))
-}
-
-type numberView struct {
-	PhoneNumber string `json:"phone_number"`
-	Status      string `json:"status"`
-	AgentID     string `json:"agent_id"`
-	Carrier     string `json:"carrier"`
-	Origin      string `json:"origin"`
-	Type        string `json:"type"`
-	MonthlyCost int64  `json:"monthly_cost"`
-	RenewsAt    string `json:"renews_at"`
-}
-
-func (c *client) priceOf(number, carrierName, integration, country string) (string, error) {
-	// The marketplace lists the price; a buy of a number not listed is
-	// still attempted and the API decides.
-	q := url.Values{"carrier": {carrierName}, "country": {country}, "limit": {"100"}}
-	if integration != "" {
-		q.Set("integration_id", integration)
-	}
-	digits := strings.TrimPrefix(number, "+")
-	if strings.HasPrefix(digits, "1") && len(digits) == 11 {
-		q.Set("area_code", digits[1:4])
-	}
-	var res struct {
-		Numbers []struct {
-			PhoneNumber string `json:"phone_number"`
-			MonthlyCost int64  `json:"monthly_cost"`
-		}
-	}
-	if err := c.do("GET", "/v1/marketplace/numbers?"+q.Encode(), nil, nil, &res); err == nil {
-		for _, n := range res.Numbers {
-			if n.PhoneNumber == number {
-				return strconv.FormatInt(n.MonthlyCost, 10), nil
-			}
-		}
-	}
-	return "its monthly price in", nil
-}
-
-func (c *client) confirm(prompt string) (bool, error) {
-	fmt.Fprint(c.out, prompt)
-	line, err := bufio.NewReader(c.in).ReadString('\n')
-	if err != nil && line == "" {
-		return false, errors.New("no answer on stdin; pass --yes to skip the confirmation")
-	}
-	a := strings.ToLower(strings.TrimSpace(line))
-	return a == "y" || a == "yes", nil
-}
-
-func (c *client) show(method, path string, body any, hdr map[string]string) error {
+// get fetches path; under --json it prints the body and returns done.
+func (a *app) get(path string, v any) (done bool, err error) {
 	var raw json.RawMessage
-	if err := c.do(method, path, body, hdr, &raw); err != nil {
+	if err := a.do("GET", path, nil, nil, &raw); err != nil {
+		return false, err
+	}
+	if a.json {
+		return true, a.printJSON(raw)
+	}
+	return false, json.Unmarshal(raw, v)
+}
+
+// number parses a number the user typed with the parser the API uses
+// (phone.Normalize). Numbers without a country code are read in country.
+func (a *app) number(raw, country string) (string, error) {
+	e164, err := phone.Normalize(raw, country)
+	if err != nil {
+		why := strings.TrimPrefix(err.Error(), phone.ErrInvalid.Error()+": ")
+		hint := "write it with its country code"
+		if country != "" {
+			hint = fmt.Sprintf("numbers without a country code are read as %s numbers (--country); write others with their country code", strings.ToUpper(country))
+		}
+		if strings.HasSuffix(why, "is not a valid number") {
+			why = fmt.Sprintf("%q is not a valid phone number", raw)
+		} else {
+			why = "not a valid phone number: " + why
+		}
+		return "", usageErrorf("%s; %s", why, hint)
+	}
+	if !strings.Contains(raw, "+") {
+		a.typed[e164] = raw
+	}
+	return e164, nil
+}
+
+// spelled replaces, in s, the E.164 form of each number the user typed
+// without '+' by what the user typed.
+func (a *app) spelled(s string) string {
+	for e164, raw := range a.typed {
+		var b strings.Builder
+		for {
+			i := strings.Index(s, e164)
+			if i < 0 {
+				b.WriteString(s)
+				break
+			}
+			end := i + len(e164)
+			if end < len(s) && s[end] >= '0' && s[end] <= '9' {
+				b.WriteString(s[:end])
+			} else {
+				b.WriteString(s[:i])
+				b.WriteString(raw)
+			}
+			s = s[end:]
+		}
+		s = b.String()
+	}
+	return s
+}
+
+// note prints a status line: on stdout, or on stderr under --json (stdout
+// then holds only JSON).
+func (a *app) note(format string, args ...any) {
+	w := a.out
+	if a.json {
+		w = a.errOut
+	}
+	fmt.Fprintln(w, a.spelled(fmt.Sprintf(format, args...)))
+}
+
+// confirm asks on stderr and reads the answer from stdin.
+func (a *app) confirm(prompt string) (bool, error) {
+	fmt.Fprint(a.errOut, a.spelled(prompt))
+	line, err := a.in.ReadString('\n')
+	if err != nil && line == "" {
+		return false, usageErrorf("no answer on stdin; pass --yes to skip the confirmation")
+	}
+	ans := strings.ToLower(strings.TrimSpace(line))
+	return ans == "y" || ans == "yes", nil
+}
+
+// show sends a request and prints the object it returns as KEY VALUE lines
+// (JSON under --json).
+func (a *app) show(method, path string, body any, hdr map[string]string) error {
+	var raw json.RawMessage
+	if err := a.do(method, path, body, hdr, &raw); err != nil {
 		return err
 	}
-	if c.json || len(raw) == 0 {
-		return c.printJSON(raw)
+	if a.json || len(raw) == 0 {
+		return a.printJSON(raw)
 	}
 	var m map[string]any
 	if json.Unmarshal(raw, &m) != nil {
-		return c.printJSON(raw)
+		return a.printJSON(raw)
 	}
-	tw := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := m[k]
 		var s string
@@ -458,24 +503,45 @@ func (c *client) show(method, path string, body any, hdr map[string]string) erro
 	return tw.Flush()
 }
 
-func (c *client) printJSON(raw []byte) error {
+func (a *app) printJSON(raw []byte) error {
 	var buf bytes.Buffer
 	if len(raw) == 0 {
 		return nil
 	}
 	if err := json.Indent(&buf, raw, "", "  "); err != nil {
-		_, err = c.out.Write(raw)
+		_, err = a.out.Write(raw)
 		return err
 	}
 	buf.WriteByte('\n')
-	_, err := c.out.Write(buf.Bytes())
+	_, err := a.out.Write(buf.Bytes())
 	return err
 }
 
-func (c *client) table(cols ...string) *tabwriter.Writer {
-	tw := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
+func (a *app) table(cols ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	return tw
+}
+
+// yesFlag adds -y/--yes.
+func yesFlag(c *cobra.Command, yes *bool) {
+	c.Flags().BoolVarP(yes, "yes", "y", false, "do not ask for confirmation")
+}
+
+// countryFlag adds --country, the country of numbers written without
+// their country code.
+func countryFlag(c *cobra.Command, country *string) {
+	c.Flags().StringVar(country, "country", "US", "ISO country of numbers written without their country code")
+}
+
+// completeWords completes a flag with a fixed list.
+func completeWords(c *cobra.Command, flag string, words ...string) {
+	_ = c.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(words, cobra.ShellCompDirectiveNoFileComp))
+}
+
+func changed(c *cobra.Command, name string) bool {
+	f := c.Flags().Lookup(name)
+	return f != nil && f.Changed
 }
 
 func feat(m map[string]bool) string {

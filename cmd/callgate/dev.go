@@ -47,9 +47,14 @@ Start callgate against them:
 Demo Twilio account:  account_sid=%s auth_token=%s
 Demo Telnyx account:  api_key=%s
 
+  callgate integrations create --name demo --carrier twilio --credential account_sid=%s --credential auth_token=%s
+  callgate integrations import INTEGRATION_ID 4155550101 --mode full_control
+
+or over HTTP:
+
   curl -H "Authorization: Bearer $(cat data/api-key)" -X POST http://127.0.0.1:8080/v1/integrations \
     -d '{"name":"demo","carrier":"twilio","credentials":{"account_sid":"%s","auth_token":"%s"}}'
-`, tw.URL(), tx.URL(), tw.AccountSID(), tw.AuthToken(), tx.APIKey(), tw.AccountSID(), tw.AuthToken())
+`, tw.URL(), tx.URL(), tw.AccountSID(), tw.AuthToken(), tx.APIKey(), tw.AccountSID(), tw.AuthToken(), tw.AccountSID(), tw.AuthToken())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()

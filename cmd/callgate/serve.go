@@ -29,7 +29,8 @@ func serve(args []string) error {
 		fmt.Fprint(w, "NATS server with JetStream under ./data, the HTTP API on 127.0.0.1:8080, the sandbox\n")
 		fmt.Fprint(w, "carrier, and on first start a workspace 'default' with 1000 credits.\n\nFlags:\n")
 		fs.PrintDefaults()
-		fmt.Fprint(w, "\nSettings (YAML key, environment override, default):\n")
+		fmt.Fprint(w, "\nSettings (YAML key, environment override, default). The environment overrides the\n")
+		fmt.Fprint(w, "file; durations are written 30s, 5m, 1h; key[].x is key x of each element of a list.\n")
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		for _, s := range config.Settings() {
 			env := s.Env

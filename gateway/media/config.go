@@ -22,40 +22,40 @@ const (
 // Zero values take the defaults above. Durations are Go durations ("30s").
 type Config struct {
 	// BindIP is the local address the relay's UDP sockets bind to.
-	BindIP string `yaml:"bind_ip"`
+	BindIP string `yaml:"bind_ip" default:"127.0.0.1" help:"relay socket address"`
 	// AdvertiseIP is the address written into rewritten SDP (c=, o=,
 	// a=rtcp). Default: BindIP. Required when BindIP is unspecified
 	// (0.0.0.0 or ::).
-	AdvertiseIP string `yaml:"advertise_ip"`
+	AdvertiseIP string `yaml:"advertise_ip" env:"CALLGATE_MEDIA_ADVERTISE_IP" default:"(bind_ip)" help:"address written into SDP; required when bind_ip is 0.0.0.0 or ::"`
 	// PortMin and PortMax bound the UDP ports used for relaying, both
 	// inclusive. Ports are used in RTP/RTCP pairs (even RTP port, RTCP on
 	// the next odd port); each relayed call takes two pairs.
-	PortMin int `yaml:"port_min"`
-	PortMax int `yaml:"port_max"`
+	PortMin int `yaml:"port_min" default:"16384" help:"lowest UDP port for RTP/RTCP (ports go in even/odd pairs, two pairs a call)"`
+	PortMax int `yaml:"port_max" default:"32767" help:"highest UDP port for RTP/RTCP"`
 	// MediaTimeout ends a call (onTimeout, then the session is closed)
 	// when, after the answer, no packet arrives from either side for
 	// this long.
-	MediaTimeout time.Duration `yaml:"media_timeout"`
+	MediaTimeout time.Duration `yaml:"media_timeout" default:"30s" help:"no RTP from either side for this long after the answer ends the call"`
 	// LatchPackets is how many consecutive packets from one new source
 	// address are needed before the relay switches a leg to it
 	// (symmetric RTP / NAT traversal).
-	LatchPackets int `yaml:"latch_packets"`
+	LatchPackets int `yaml:"latch_packets" default:"3" help:"consecutive packets from a new source before a leg latches to it (symmetric RTP)"`
 	// LatchWindow is how long after a leg's first packet latching stays
 	// possible. Once a leg's source is confirmed (LatchPackets packets
 	// from the address in the SDP, or a latch) or the window has passed,
 	// the source is fixed and other senders are ignored.
-	LatchWindow time.Duration `yaml:"latch_window"`
+	LatchWindow time.Duration `yaml:"latch_window" default:"5s" help:"how long after a leg's first packet latching stays possible"`
 	// Workers is how many threads (goroutines, each with its own epoll
 	// set on Linux) forward packets; a call's four sockets belong to
 	// one of them. 0: one per CPU the process may use (GOMAXPROCS).
 	// Other systems use a goroutine per socket and ignore it.
-	Workers int `yaml:"workers"`
+	Workers int `yaml:"workers" help:"packet forwarding threads (an epoll set each on Linux); 0 = one per CPU"`
 	// Region is this node's region: the default `region` label of the
 	// media histograms.
-	Region string `yaml:"region"`
+	Region string `yaml:"region" default:"(region)" help:"region label of the media metrics"`
 	// Regions lists other region names that sessions may be labelled
 	// with (NewSessionIn). Any other value is labelled "other".
-	Regions []string `yaml:"regions"`
+	Regions []string `yaml:"regions" help:"other region names media metrics may be labelled with (anything else is \"other\")"`
 }
 
 // withDefaults returns c with zero-valued keys set to their defaults.

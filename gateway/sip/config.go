@@ -17,53 +17,53 @@ import (
 // callgate config file).
 type Config struct {
 	// Addr is the UDP and TCP listen address (host:port, port 0 picks one).
-	Addr string `yaml:"addr"`
+	Addr string `yaml:"addr" env:"CALLGATE_SIP_ADDR" help:"SIP listen address, UDP and TCP (port 0 = any free port)"`
 	// AdvertiseHost is the host put in Via and Record-Route; empty means
 	// the listen address's IP (which must then not be unspecified).
-	AdvertiseHost string `yaml:"advertise_host"`
+	AdvertiseHost string `yaml:"advertise_host" env:"CALLGATE_SIP_ADVERTISE_HOST" default:"(listen IP)" help:"host put in Via and Record-Route; required when addr listens on all addresses"`
 	// TLSAddr, TLSCert and TLSKey enable SIP over TLS when all are set.
-	TLSAddr string `yaml:"tls_addr"`
-	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
+	TLSAddr string `yaml:"tls_addr" help:"SIP over TLS listen address (tls_addr, tls_cert and tls_key together)"`
+	TLSCert string `yaml:"tls_cert" help:"PEM certificate of the TLS listener"`
+	TLSKey  string `yaml:"tls_key" help:"PEM private key of the TLS listener"`
 	// TLSCAFile is a PEM bundle of CA certificates trusted, in addition to
 	// the system roots, for the certificates of TLS peers callgate
 	// connects to (carriers, agent endpoints with a private CA).
-	TLSCAFile string `yaml:"tls_ca_file"`
+	TLSCAFile string `yaml:"tls_ca_file" default:"(system roots)" help:"PEM CA bundle trusted, with the system roots, for TLS carriers and agent endpoints callgate connects to"`
 	// TLSClientCert and TLSClientKey are the certificate callgate presents
 	// when a TLS peer it connects to asks for one (mutual TLS).
-	TLSClientCert string `yaml:"tls_client_cert"`
-	TLSClientKey  string `yaml:"tls_client_key"`
+	TLSClientCert string `yaml:"tls_client_cert" help:"client certificate for TLS peers that ask for one (mutual TLS), with tls_client_key"`
+	TLSClientKey  string `yaml:"tls_client_key" help:"private key of tls_client_cert"`
 	// MessageTimeout bounds a SIP message over TCP/TLS from its first byte
 	// to its last (and a TLS handshake): a connection that trickles a
 	// message slower than this is closed.
-	MessageTimeout time.Duration `yaml:"message_timeout"`
+	MessageTimeout time.Duration `yaml:"message_timeout" help:"a SIP message over TCP/TLS must arrive whole within this (slow trickles are closed)"`
 	// MaxConnections caps the inbound TCP and TLS connections held at once;
 	// MaxConnectionsPerSource caps them per source IP address. A
 	// connection over a cap is closed at accept.
-	MaxConnections          int `yaml:"max_connections"`
-	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	MaxConnections          int `yaml:"max_connections" help:"inbound TCP+TLS connections held at once; more are closed at accept"`
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source" help:"inbound TCP+TLS connections per source IP"`
 	// Region is this node's region (events, metrics).
-	Region string `yaml:"region"`
+	Region string `yaml:"region" default:"(region)" help:"region in SIP call events and metrics (defaults to region)"`
 	// RingTimeout bounds INVITE to final answer; the caller then gets 408.
-	RingTimeout time.Duration `yaml:"ring_timeout"`
+	RingTimeout time.Duration `yaml:"ring_timeout" help:"INVITE to final answer before the caller gets 408"`
 	// InviteTimeout is how long an endpoint has to send any response before
 	// the call fails over to the next endpoint.
-	InviteTimeout time.Duration `yaml:"invite_timeout"`
+	InviteTimeout time.Duration `yaml:"invite_timeout" help:"time an endpoint has to answer at all before failover"`
 	// MaxCallDuration ends the proxy's record of a dialog whose BYE never
 	// came (no signalling is sent; the record is dropped).
-	MaxCallDuration time.Duration `yaml:"max_call_duration"`
+	MaxCallDuration time.Duration `yaml:"max_call_duration" help:"a dialog whose BYE never came is forgotten after this (no signalling is sent)"`
 	// SilentReject drops requests from unlisted sources instead of 403.
-	SilentReject bool `yaml:"silent_reject"`
+	SilentReject bool `yaml:"silent_reject" help:"drop requests from unlisted sources instead of answering 403"`
 	// RetryAfter is the Retry-After value (seconds) on 503 replies.
-	RetryAfter int `yaml:"retry_after"`
+	RetryAfter int `yaml:"retry_after" help:"Retry-After seconds on 503"`
 	// Trunks are the carriers allowed to send calls.
-	Trunks []Trunk `yaml:"trunks"`
+	Trunks []Trunk `yaml:"trunks" help:"carriers allowed to send calls, each with cidrs, a preset or username/password (default: trunk local for 127.0.0.0/8 and ::1)"`
 	// Probe configures the OPTIONS prober of agent endpoints.
 	Probe ProbeConfig `yaml:"probe"`
 	// DrainTimeout bounds how long Drain waits for active dialogs.
-	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	DrainTimeout time.Duration `yaml:"drain_timeout" help:"how long SIGTERM waits for active calls"`
 	// Workers is the number of UDP read loops (0: one per CPU).
-	Workers int `yaml:"workers"`
+	Workers int `yaml:"workers" help:"UDP read loops; 0 = one per CPU"`
 	// DNS is the resolver of host names in agent endpoint URIs, Contacts
 	// and Vias: server (default: /etc/resolv.conf's) and lookup timeout.
 	// Answers are cached for their TTL (dns.go).
@@ -76,28 +76,28 @@ type Config struct {
 
 // Trunk is a carrier connection allowed to send calls.
 type Trunk struct {
-	Name    string `yaml:"name"`
-	Carrier string `yaml:"carrier"` // twilio, telnyx, sandbox, local, ...
+	Name    string `yaml:"name" help:"trunk name (unique)"`
+	Carrier string `yaml:"carrier" help:"carrier calls from this trunk come from: twilio, telnyx, sandbox, local, ..."` // twilio, telnyx, sandbox, local, ...
 	// Preset adds a carrier's published signalling ranges: twilio, telnyx.
-	Preset string   `yaml:"preset"`
-	CIDRs  []string `yaml:"cidrs"`
+	Preset string   `yaml:"preset" help:"adds a carrier's published signalling ranges: twilio or telnyx"`
+	CIDRs  []string `yaml:"cidrs" help:"source addresses allowed (IPs or CIDRs)"`
 	// Country (ISO 3166 alpha-2) for national-format called numbers.
-	Country string `yaml:"country"`
+	Country string `yaml:"country" help:"ISO 3166 alpha-2 country for national-format called numbers"`
 	// Username and Password require digest authentication of INVITEs from
 	// this trunk (in addition to its CIDRs; a trunk with credentials and no
 	// CIDRs accepts any source that authenticates).
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	Username string `yaml:"username" help:"digest authentication of INVITEs from this trunk, with password"`
+	Password string `yaml:"password" help:"digest password"`
 }
 
 // ProbeConfig configures endpoint health probing.
 type ProbeConfig struct {
-	Disabled  bool          `yaml:"disabled"` // no probing: every endpoint counts as up
-	Interval  time.Duration `yaml:"interval"`
-	Timeout   time.Duration `yaml:"timeout"`
-	DownAfter int           `yaml:"down_after"`
-	UpAfter   int           `yaml:"up_after"`
-	Alpha     float64       `yaml:"alpha"` // EWMA weight of a new sample, (0,1]
+	Disabled  bool          `yaml:"disabled" help:"no OPTIONS probing: every endpoint counts as up"` // no probing: every endpoint counts as up
+	Interval  time.Duration `yaml:"interval" help:"OPTIONS probe interval per agent endpoint"`
+	Timeout   time.Duration `yaml:"timeout" help:"a probe not answered within this is a miss"`
+	DownAfter int           `yaml:"down_after" help:"misses in a row before an endpoint is down"`
+	UpAfter   int           `yaml:"up_after" help:"answers in a row before a down endpoint is up"`
+	Alpha     float64       `yaml:"alpha" help:"EWMA weight of a new RTT sample, (0,1]"` // EWMA weight of a new sample, (0,1]
 }
 
 // Presets: carriers' published SIP signalling source ranges.

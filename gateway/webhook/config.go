@@ -12,6 +12,7 @@ import (
 // Defaults applied by New to zero-valued Config fields.
 const (
 	DefaultMaxBodyBytes       = 64 << 10
+	DefaultMaxConnections     = 4096
 	DefaultTimestampTolerance = 5 * time.Minute
 	DefaultRingTimeout        = 30 * time.Second
 	DefaultDeliveryWorkers    = 4
@@ -37,25 +38,28 @@ type Config struct {
 	// reach /webhooks/... (callgate may sit behind a proxy). Signatures are
 	// computed over PublicURL + the request's path and query.
 	// Env (lead's config): CALLGATE_PUBLIC_URL.
-	PublicURL string `yaml:"public_url"`
+	PublicURL string `yaml:"public_url" default:"(public_url)" help:"URL carriers reach /webhooks/ under (signatures use it); defaults to public_url, empty = webhooks off"`
 	// Region is this node's region (the subject of lifecycle events when
 	// no endpoint region is known).
-	Region string `yaml:"region"`
+	Region string `yaml:"region" default:"(region)" help:"region of call events when no endpoint region is known (defaults to region)"`
 	// Listen, when set, makes Start serve the webhooks on their own
 	// listener (e.g. ":8443" or "127.0.0.1:0"); empty means the lead
 	// mounts Routes() on another server.
-	Listen string `yaml:"listen"`
+	Listen string `yaml:"listen" help:"own listener for the webhooks (e.g. 127.0.0.1:0); empty = served on http_addr"`
+	// MaxConnections caps open connections on Listen (default 4096);
+	// more wait in the accept queue until one closes.
+	MaxConnections int `yaml:"max_connections" default:"4096" help:"open connections on webhook.listen at most; more wait to be accepted"`
 	// SIPEdge is host[:port][;params] of this node's SIP edge as carriers
 	// reach it (e.g. "sip.gw.example.com:5060;transport=tcp"). When set,
 	// calls to agents in media "relay" mode are bridged to
 	// sip:<number>@SIPEdge, so that the SIP edge and its media relay carry
 	// them; when empty every call goes straight to the agent's endpoint.
-	SIPEdge string `yaml:"sip_edge"`
+	SIPEdge string `yaml:"sip_edge" help:"host[:port][;params] of this node's SIP edge for relayed agents in <Sip>; empty = straight to the agent"`
 	// MaxBodyBytes bounds a webhook body (default 64 KiB).
-	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	MaxBodyBytes int64 `yaml:"max_body_bytes" default:"65536" help:"largest webhook body accepted"`
 	// TimestampTolerance is how far a Telnyx timestamp may be from now
 	// (default 5m).
-	TimestampTolerance time.Duration `yaml:"timestamp_tolerance"`
+	TimestampTolerance time.Duration `yaml:"timestamp_tolerance" default:"5m" help:"Telnyx webhook timestamp skew allowed"`
 
 	Twilio    TwilioConfig    `yaml:"twilio"`
 	Telnyx    TelnyxConfig    `yaml:"telnyx"`
@@ -67,41 +71,41 @@ type TwilioConfig struct {
 	// AuthToken verifies webhooks for numbers that have no integration
 	// (numbers on the operator's own Twilio account). Empty: such webhooks
 	// are refused with 403.
-	AuthToken string `yaml:"auth_token"`
+	AuthToken string `yaml:"auth_token" env:"CALLGATE_TWILIO_AUTH_TOKEN" help:"verifies Twilio webhooks for numbers without an integration"`
 	// Edges maps an agent endpoint's region to the Twilio edge that <Sip>
 	// should leave from, e.g. {"us-east": "ashburn", "eu-west": "dublin"}.
-	Edges map[string]string `yaml:"edges"`
+	Edges map[string]string `yaml:"edges" help:"agent region → Twilio edge for <Sip> (e.g. us-east: ashburn)"`
 	// RingTimeout is <Dial timeout>: how long one endpoint rings before the
 	// next candidate is tried (default 30s, Twilio allows 5s..600s).
-	RingTimeout time.Duration `yaml:"ring_timeout"`
+	RingTimeout time.Duration `yaml:"ring_timeout" default:"30s" help:"<Dial timeout>: how long one endpoint rings before the next is tried (5s..600s)"`
 }
 
 // TelnyxConfig holds Telnyx-specific webhook settings.
 type TelnyxConfig struct {
 	// PublicKey (base64, 32 bytes) verifies webhooks for numbers whose
 	// integration has no public key. Empty: such webhooks are refused.
-	PublicKey string `yaml:"public_key"`
+	PublicKey string `yaml:"public_key" env:"CALLGATE_TELNYX_PUBLIC_KEY" help:"verifies Telnyx webhooks for numbers without an integration (base64 Ed25519)"`
 	// TransferWorkers and TransferQueue bound the Call Control transfers
 	// made after answering call.initiated.
-	TransferWorkers int `yaml:"transfer_workers"`
-	TransferQueue   int `yaml:"transfer_queue"`
+	TransferWorkers int `yaml:"transfer_workers" default:"8" help:"concurrent Call Control transfers after call.initiated"`
+	TransferQueue   int `yaml:"transfer_queue" default:"1024" help:"queued Call Control transfers"`
 	// TransferTimeout bounds one Call Control API request (default 5s).
-	TransferTimeout time.Duration `yaml:"transfer_timeout"`
+	TransferTimeout time.Duration `yaml:"transfer_timeout" default:"5s" help:"one Call Control API request"`
 }
 
 // MessagingConfig bounds the delivery of inbound messages to agents'
 // messaging URLs.
 type MessagingConfig struct {
-	Workers  int           `yaml:"workers"`  // concurrent deliveries (default 4)
-	Queue    int           `yaml:"queue"`    // queued deliveries before dropping (default 1024)
-	Timeout  time.Duration `yaml:"timeout"`  // per attempt (default 5s)
-	Attempts int           `yaml:"attempts"` // on network error or 5xx (default 3)
+	Workers  int           `yaml:"workers" default:"4" help:"concurrent message deliveries to agents"`                    // concurrent deliveries (default 4)
+	Queue    int           `yaml:"queue" default:"1024" help:"queued message deliveries before dropping"`                 // queued deliveries before dropping (default 1024)
+	Timeout  time.Duration `yaml:"timeout" default:"5s" help:"one message delivery attempt"`                              // per attempt (default 5s)
+	Attempts int           `yaml:"attempts" default:"3" help:"message delivery attempts on network error or 5xx (0..10)"` // on network error or 5xx (default 3)
 	// AllowNetworks are CIDRs that deliveries may reach even though they
 	// are internal (loopback, private, link-local, CGNAT, ...), e.g.
 	// ["10.20.0.0/16"] when agents run on a private network, or
 	// ["127.0.0.0/8"] for local development. Default empty: messaging URLs
 	// that resolve or redirect to an internal address are refused.
-	AllowNetworks []string `yaml:"allow_networks"`
+	AllowNetworks []string `yaml:"allow_networks" help:"CIDRs SMS deliveries may reach although internal (agents on a private network; 127.0.0.0/8 for local development)"`
 }
 
 // allowPrefixes parses AllowNetworks (already validated).
@@ -137,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		bad("max_body_bytes", "must not be negative")
+	}
+	if c.MaxConnections < 0 {
+		bad("max_connections", "must not be negative")
 	}
 	if c.TimestampTolerance < 0 {
 		bad("timestamp_tolerance", "must not be negative")
@@ -190,6 +197,9 @@ func (c *Config) applyDefaults() {
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.TimestampTolerance == 0 {
 		c.TimestampTolerance = DefaultTimestampTolerance

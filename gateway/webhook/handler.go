@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/phone"
@@ -85,6 +86,9 @@ type Handler struct {
 	metrics *Metrics
 	now     func() time.Time
 
+	replays *replayCache // Telnyx signatures already accepted
+	dummy   dummyKeys
+
 	deliveries *workQueue
 	transfers  *workQueue
 	mux        *http.ServeMux
@@ -117,6 +121,8 @@ func New(cfg Config, d Deps) (*Handler, error) {
 		log:     d.Log,
 		metrics: d.Metrics,
 		now:     d.Now,
+		replays: newReplayCache(DefaultReplayCacheSize),
+		dummy:   newDummyKeys(),
 	}
 	if h.events == nil {
 		h.events = calls.Discard{}
@@ -172,6 +178,8 @@ func (h *Handler) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhook: listen %s: %w", h.cfg.Listen, err)
 	}
+	// Slow clients cannot hold more than MaxConnections descriptors.
+	ln = netutil.LimitListener(ln, h.cfg.MaxConnections)
 	srv := &http.Server{
 		Handler:           h.mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -304,11 +312,16 @@ func bodyError(w http.ResponseWriter, err error) string {
 	return badRequest(w, "%v", err)
 }
 
-// forbidden answers 403 with nothing else.
+// forbidden answers 403 with nothing else, and closes the connection
+// without reading more of the request.
 func forbidden(w http.ResponseWriter, err error) string {
+	refuse(w)
 	w.WriteHeader(http.StatusForbidden)
-	if errors.Is(err, ErrStaleTimestamp) {
+	switch {
+	case errors.Is(err, ErrStaleTimestamp):
 		return ResultStaleTimestamp
+	case errors.Is(err, ErrReplayed):
+		return ResultReplay
 	}
 	return ResultBadSignature
 }
@@ -377,6 +390,14 @@ type resolved struct {
 	e164     string         // the gateway number
 	route    *routing.Route // nil when unknown
 	business string         // registered business line that forwarded the call
+}
+
+// number is the resolved gateway number, nil when unknown.
+func (res resolved) number() *routing.Number {
+	if res.route == nil {
+		return nil
+	}
+	return &res.route.Number
 }
 
 func (res resolved) origin() string {

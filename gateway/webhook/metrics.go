@@ -18,11 +18,12 @@ const (
 	ResultBadRequest     = "bad_request"
 	ResultNotReady       = "not_ready" // no routing snapshot yet
 	ResultIgnored        = "ignored"   // verified, nothing to do (e.g. an outgoing leg's event)
+	ResultReplay         = "replay"    // Telnyx signature already accepted once
 )
 
 var results = []string{
 	ResultOK, ResultBadSignature, ResultStaleTimestamp, ResultUnknownNumber, ResultUnassigned,
-	ResultSuspended, ResultNoEndpoint, ResultBadRequest, ResultNotReady, ResultIgnored,
+	ResultSuspended, ResultNoEndpoint, ResultBadRequest, ResultNotReady, ResultIgnored, ResultReplay,
 }
 
 // Delivery and transfer results.

@@ -190,7 +190,9 @@ func TestTelnyxCallControlRefusals(t *testing.T) {
 		{"bad JSON", telnyxRequest(t, PathTelnyxCallControl, "application/json", []byte(`{"data":`), testNow, priv), 400, "malformed JSON body"},
 		{"wrong types", telnyxRequest(t, PathTelnyxCallControl, "application/json", []byte(`{"data":{"event_type":7}}`), testNow, priv), 400, "malformed JSON body"},
 		{"no event type", telnyxRequest(t, PathTelnyxCallControl, "application/json", []byte(`{"data":{}}`), testNow, priv), 400, "missing data.event_type"},
-		{"unknown number", telnyxRequest(t, PathTelnyxCallControl, "application/json", callEvent("call.initiated", "+13125559999", "incoming"), testNow, priv), 200, ""},
+		// Signed by an integration that does not own the number: refused
+		// like any bad signature (no number is revealed as unknown).
+		{"unknown number", telnyxRequest(t, PathTelnyxCallControl, "application/json", callEvent("call.initiated", "+13125559999", "incoming"), testNow, priv), 403, ""},
 		{"no call_control_id", telnyxRequest(t, PathTelnyxCallControl, "application/json",
 			[]byte(`{"data":{"event_type":"call.initiated","payload":{"to":"+13125550100","direction":"incoming"}}}`), testNow, priv), 400, "call_control_id"},
 	}

@@ -67,15 +67,6 @@ func (h *Handler) telnyxTeXML(w http.ResponseWriter, r *http.Request) string {
 	return h.dialWebhook(w, r, true)
 }
 
-// verifyRequest checks the signature of a webhook for the number of route.
-func (h *Handler) verifyRequest(telnyx bool, snap *routing.Snapshot, n *routing.Number, r *http.Request, params *form, body []byte) error {
-	if telnyx {
-		return VerifyTelnyx(h.telnyxKey(snap, n), r.Header.Get("Telnyx-Signature-Ed25519"),
-			r.Header.Get("Telnyx-Timestamp"), body, h.now(), h.cfg.TimestampTolerance)
-	}
-	return verifyTwilio(h.twilioToken(snap, n), h.signedURL(r), r.Header.Get("X-Twilio-Signature"), params, body)
-}
-
 // hasSignature reports whether the request carries the carrier's
 // signature headers at all.
 func hasSignature(telnyx bool, r *http.Request) bool {
@@ -143,13 +134,15 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	if err != nil {
 		return badRequest(w, "%v", err)
 	}
+	if err := h.verify(telnyx, snap, r, params, body, func() *routing.Number {
+		return resolve(snap, to, params.Get("ForwardedFrom")).number()
+	}); err != nil {
+		return forbidden(w, err)
+	}
 	res := resolve(snap, to, params.Get("ForwardedFrom"))
 	if res.route == nil {
 		writeXML(w, twimlReject)
 		return ResultUnknownNumber
-	}
-	if err := h.verifyRequest(telnyx, snap, &res.route.Number, r, params, body); err != nil {
-		return forbidden(w, err)
 	}
 	if st := routeStatus(res.route); st != ResultOK {
 		writeXML(w, twimlReject)
@@ -245,6 +238,9 @@ func (h *Handler) twilioStatus(w http.ResponseWriter, r *http.Request) string {
 	if number == "" {
 		return badRequest(w, "missing To parameter")
 	}
+	if err := h.verify(false, snap, r, params, body, func() *routing.Number { return resolve(snap, number).number() }); err != nil {
+		return forbidden(w, err)
+	}
 	status := params.Get("CallStatus")
 	if status == "" {
 		return badRequest(w, "missing CallStatus parameter")
@@ -253,9 +249,6 @@ func (h *Handler) twilioStatus(w http.ResponseWriter, r *http.Request) string {
 	if res.route == nil {
 		w.WriteHeader(http.StatusOK)
 		return ResultUnknownNumber
-	}
-	if err := h.verifyRequest(false, snap, &res.route.Number, r, params, body); err != nil {
-		return forbidden(w, err)
 	}
 	ev := calls.Event{
 		CallID:    params.Get("ParentCallSid"),
@@ -334,13 +327,13 @@ func (h *Handler) twilioSMS(w http.ResponseWriter, r *http.Request) string {
 	if to == "" {
 		return badRequest(w, "missing To parameter")
 	}
+	if err := h.verify(false, snap, r, params, body, func() *routing.Number { return resolve(snap, to).number() }); err != nil {
+		return forbidden(w, err)
+	}
 	res := resolve(snap, to)
 	if res.route == nil {
 		writeXML(w, twimlEmpty)
 		return ResultUnknownNumber
-	}
-	if err := h.verifyRequest(false, snap, &res.route.Number, r, params, body); err != nil {
-		return forbidden(w, err)
 	}
 	msg := Message{
 		ID:      params.Get("MessageSid"),

@@ -150,7 +150,7 @@ func TestTwilioVoiceRefusals(t *testing.T) {
 		result   string
 		contains bool
 	}{
-		{"unknown number", twilioRequest(PathTwilioVoice, voiceParams("+12282009999"), "whatever"), 200, reject, ResultUnknownNumber, false},
+		{"bad signature on unknown number", twilioRequest(PathTwilioVoice, voiceParams("+12282009999"), "whatever"), 403, "", ResultBadSignature, false},
 		{"unassigned", twilioRequest(PathTwilioVoice, voiceParams(numUnassign), testToken), 200, reject, ResultUnassigned, false},
 		{"suspended", twilioRequest(PathTwilioVoice, voiceParams(numSuspended), testToken), 200, reject, ResultSuspended, false},
 		{"no endpoint", twilioRequest(PathTwilioVoice, voiceParams(numNoEP), testToken), 200, busy, ResultNoEndpoint, false},
@@ -173,7 +173,7 @@ func TestTwilioVoiceRefusals(t *testing.T) {
 			if got := w.Body.String(); (tc.contains && !strings.Contains(got, tc.body)) || (!tc.contains && got != tc.body) {
 				t.Fatalf("body %q, want %q", got, tc.body)
 			}
-			if tc.code == 403 && len(w.Header()) != 0 {
+			if tc.code == 403 && (len(w.Header()) != 1 || w.Header().Get("Connection") != "close") {
 				t.Errorf("403 with headers %v", w.Header())
 			}
 			after := testutil.ToFloat64(rg.h.Metrics().Requests.WithLabelValues("twilio", "voice", tc.result))
@@ -205,7 +205,7 @@ func TestTwilioVoiceBadInput(t *testing.T) {
 		{"JSON array", post("application/json", `[1,2]`), 400, "malformed JSON body"},
 		{"xml body", post("text/xml", `<x/>`), 400, "unsupported Content-Type"},
 		{"too large", post("application/x-www-form-urlencoded", "To="+strings.Repeat("1", DefaultMaxBodyBytes)), 413, "too large"},
-		{"not a number", post("application/x-www-form-urlencoded", "To=hello"), 200, "Reject"},
+		{"not a number, bad signature", post("application/x-www-form-urlencoded", "To=hello"), 403, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package storetest
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,4 +79,32 @@ func CheckFor(t testing.TB, timeout, every time.Duration, fn func() error) {
 		time.Sleep(every)
 	}
 	t.Fatalf("condition not met after %s: %v", timeout, err)
+}
+
+// LimitFileSize makes files of this process fail to grow past n bytes
+// (EFBIG; Go ignores SIGXFSZ), a real IO error for JetStream's file store,
+// until the returned func (or the test's end) restores the limit. It
+// skips the test where the limit cannot be set. The limit is the whole
+// process's: do not use it in parallel tests.
+func LimitFileSize(t testing.TB, n uint64) (restore func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	lim := syscall.Rlimit{Cur: n, Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	restored := false
+	restore = func() {
+		if !restored {
+			restored = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Errorf("restore RLIMIT_FSIZE: %v", err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	return restore
 }
