@@ -161,7 +161,11 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		return
 	}
 	in := callOf(req, trunk)
-	dec := routing.Decide(snap, &in, routing.Policy{Health: s.prober, Media: s.mediaMode})
+	pol := routing.Policy{Health: s.prober, Media: routing.MediaDirect}
+	if s.relayByDefault {
+		pol.Media = routing.MediaRelay
+	}
+	dec := routing.Decide(snap, &in, pol)
 	if dec.Outcome == routing.OutcomeNotOurs {
 		s.refuse(req, from, dec.Called, refuseUnknownNumber)
 		return

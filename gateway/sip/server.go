@@ -60,14 +60,14 @@ type trunkPrefix struct {
 
 // Server is the SIP edge.
 type Server struct {
-	cfg       Config
-	table     *routing.Table
-	events    calls.Publisher
-	log       *slog.Logger
-	media     MediaAnchor
-	mediaMode string // node default for agents without one (routing.Policy.Media)
-	metrics   *Metrics
-	prober    *Prober
+	cfg            Config
+	table          *routing.Table
+	events         calls.Publisher
+	log            *slog.Logger
+	media          MediaAnchor
+	relayByDefault bool
+	metrics        *Metrics
+	prober         *Prober
 
 	tp                  transport
 	prefixes            []trunkPrefix
@@ -118,17 +118,17 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, fmt.Errorf("sip: Deps.MediaMode %q: want direct or relay", d.MediaMode)
 	}
 	s := &Server{
-		cfg:          cfg,
-		table:        d.Table,
-		events:       d.Events,
-		log:          d.Log,
-		media:        d.Media,
-		mediaMode:    d.MediaMode,
-		metrics:      NewMetrics(d.Registerer),
-		idle:         make(chan struct{}),
-		stop:         make(chan struct{}),
-		noAckTimeout: cfg.noAckTimeout,
-		macs:         newMacPool(deriveRRKey(d.DialogKey)),
+		cfg:            cfg,
+		table:          d.Table,
+		events:         d.Events,
+		log:            d.Log,
+		media:          d.Media,
+		relayByDefault: d.MediaMode == "relay",
+		metrics:        NewMetrics(d.Registerer),
+		idle:           make(chan struct{}),
+		stop:           make(chan struct{}),
+		noAckTimeout:   cfg.noAckTimeout,
+		macs:           newMacPool(deriveRRKey(d.DialogKey)),
 	}
 	s.metrics.homeRegion(cfg.Region)
 	if s.noAckTimeout <= 0 {
