@@ -20,9 +20,9 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 // TestOpenAPIConformance drives every operation of the OpenAPI document
@@ -126,7 +126,7 @@ func TestOpenAPIConformance(t *testing.T) {
 
 	// Regions: the agent's endpoint appears once the node probes it.
 	x.call(ws, "GET", "/v1/regions", "", want(200))
-	storetest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if _, m := x.call(ws, "GET", "/v1/regions", "", want(200)); len(m["regions"].([]any)) == 0 {
 			return errors.New("no regions yet")
 		}
@@ -220,7 +220,7 @@ func startConformanceNode(t *testing.T, mutate func(*config.Config)) *node.Node 
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	storetest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if !n.Ready() {
 			return errors.New("node not ready")
 		}

@@ -18,10 +18,10 @@ import (
 	"github.com/callgate/callgate/config"
 	"github.com/callgate/callgate/gateway/webhook"
 	"github.com/callgate/callgate/internal/testlog"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/provisioning/carrier/telnyx/telnyxfake"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 // syncBuffer is a log sink several goroutines write to.
@@ -43,7 +43,7 @@ func startNodeWithLog(t *testing.T, mutate func(*config.Config)) (*node.Node, *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if !n.Ready() {
 			return io.EOF
 		}
@@ -240,7 +240,7 @@ func TestTwilioWebhookThroughNode(t *testing.T) {
 	if code, m := c.do("POST", "/v1/integrations/"+intID+"/import", `{"phone_numbers":["+14155550101"],"agent_id":"bot"}`); code != 201 {
 		t.Fatalf("import: %d %v", code, m)
 	}
-	storetest.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
 		if r, ok := n.Table().Load().Lookup("+14155550101"); !ok || r.Agent == nil {
 			return io.EOF
 		}

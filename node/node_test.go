@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/store"
 	"github.com/callgate/callgate/store/storetest"
@@ -41,7 +42,7 @@ func startNode(t *testing.T, dataDir string, mutate func(*config.Config)) *node.
 	if err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if !n.Ready() {
 			return fmt.Errorf("not ready")
 		}
@@ -365,7 +366,7 @@ func TestReadyzWaitsForTheStore(t *testing.T) {
 		done <- result{n, err}
 	}()
 	c := httpClient{t: t, base: cfg.HTTPAddr}
-	storetest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + cfg.HTTPAddr + "/healthz")
 		if err != nil {
 			return err
@@ -383,7 +384,7 @@ func TestReadyzWaitsForTheStore(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	defer r.n.Close()
-	storetest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if code, _ := c.do("GET", "/readyz", ""); code != 200 {
 			return fmt.Errorf("readyz %d", code)
 		}

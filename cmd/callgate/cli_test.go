@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 func startNode(t *testing.T, mutate ...func(*config.Config)) *node.Node {
@@ -39,7 +39,7 @@ func startNode(t *testing.T, mutate ...func(*config.Config)) *node.Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	storetest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if !n.Ready() {
 			return io.EOF
 		}
@@ -529,7 +529,7 @@ func TestCLIAdmin(t *testing.T) {
 	if r := cg(t, n, "", "agents", "create", "bot", "--endpoint", "us-east=sip:bot@127.0.0.1:5090"); r.code != 0 {
 		t.Fatal(r)
 	}
-	storetest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		r := cg(t, n, "", "regions")
 		if r.code != 0 || !strings.HasPrefix(r.out, "REGION") || !regexp.MustCompile(`(?m)^us-east\s+\d/1\s+sip:bot@127\.0\.0\.1:5090`).MatchString(r.out) {
 			return fmt.Errorf("regions: %s", r)
