@@ -18,24 +18,9 @@ import (
 
 	"github.com/callgate/callgate/config"
 	"github.com/callgate/callgate/internal/testlog"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 )
-
-// checkFor polls fn every 20 ms until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = fn(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // logBuffer is a log sink several goroutines write to.
 type logBuffer = testlog.Buffer
@@ -85,7 +70,7 @@ func startNode(t testing.TB, cfg config.Config) (*node.Node, *logBuffer) {
 	}
 	t.Cleanup(n.Close)
 	c := apiClient{t: t, base: n.HTTPAddr()}
-	checkFor(t, 20*time.Second, func() error {
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		code, m, _ := c.try("GET", "/readyz", "")
 		if code != 200 {
 			return fmt.Errorf("readyz %d %v", code, m)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
@@ -26,6 +25,7 @@ import (
 	"github.com/callgate/callgate/internal/testlog"
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
+	"github.com/callgate/callgate/store/storetest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -172,16 +172,7 @@ func TestMetricsLint(t *testing.T) {
 // TestEventsOnNATS: lifecycle events through calls.NATSPublisher on an
 // embedded nats-server.
 func TestEventsOnNATS(t *testing.T) {
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats not ready")
-	}
+	ns := storetest.RunServer(t)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
