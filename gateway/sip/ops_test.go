@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -308,7 +307,6 @@ func TestTCPCall(t *testing.T) {
 	if !strings.Contains(got.String(), "transport=tcp") {
 		t.Errorf("200 at the TCP caller lacks the TCP Record-Route:\n%s", got.String())
 	}
-	_ = os.Getenv
 }
 
 // TestUnlistedSourcesKeepNoState: thousands of datagrams from unlisted
