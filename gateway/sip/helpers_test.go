@@ -345,7 +345,7 @@ func (u *testUA) answered(ctx context.Context, t testing.TB, e *testEdge) *sipgo
 func waitBound(t testing.TB, network string, port int) {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	checkFor(t, 5*time.Second, func() error {
+	checkFor(t, 30*time.Second, func() error { // SIPp starts slowly on a loaded machine
 		var err error
 		if network == "tcp" {
 			var l net.Listener
