@@ -64,6 +64,10 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout" help:"how long SIGTERM waits for active calls"`
 	// Workers is the number of UDP read loops (0: one per CPU).
 	Workers int `yaml:"workers" help:"UDP read loops; 0 = one per CPU"`
+	// DNS is the resolver of host names in agent endpoint URIs, Contacts
+	// and Vias: server (default: /etc/resolv.conf's) and lookup timeout.
+	// Answers are cached for their TTL (dns.go).
+	DNS DNSConfig `yaml:"dns"`
 
 	// noAckTimeout: a 2xx not ACKed this long ends the dialog record
 	// (0: 64*T1 = 32 s). Tests shorten it.
@@ -132,6 +136,7 @@ func DefaultConfig() Config {
 		Probe: ProbeConfig{
 			Interval: 5 * time.Second, Timeout: 2 * time.Second, DownAfter: 3, UpAfter: 2, Alpha: 0.3,
 		},
+		DNS: DNSConfig{Timeout: dnsDefaultTimeout},
 	}
 }
 
@@ -180,6 +185,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Probe.Alpha == 0 {
 		c.Probe.Alpha = d.Probe.Alpha
+	}
+	if c.DNS.Timeout == 0 {
+		c.DNS.Timeout = d.DNS.Timeout
 	}
 	return c
 }
@@ -296,6 +304,14 @@ func (c Config) Validate() error {
 	}
 	if p.Alpha < 0 || p.Alpha > 1 {
 		bad("probe.alpha", "must be in (0, 1]")
+	}
+	if c.DNS.Server != "" {
+		if _, err := dnsServerAddr(c.DNS.Server); err != nil {
+			bad("dns.server", "%v", err)
+		}
+	}
+	if c.DNS.Timeout < 0 {
+		bad("dns.timeout", "must be positive")
 	}
 	return errors.Join(errs...)
 }

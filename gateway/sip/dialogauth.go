@@ -176,7 +176,7 @@ func (s *Server) targetRef(u *sip.Uri) hostRef {
 		return hostRef{addr: a.Unmap()}
 	}
 	r := hostRef{name: strings.ToLower(h)}
-	if a, err := s.tp.resolveOpt(h, false); err == nil {
+	if a, err := s.tp.resolveOpt(h, resolveLast); err == nil {
 		r.addr = a
 	}
 	return r

@@ -170,7 +170,7 @@ func (p *Prober) refresh() map[string]*epState {
 	})
 	byAddr := make(map[netip.AddrPort]*epState, len(next))
 	for _, st := range next {
-		if to, err := p.s.tp.uriPeerCached(&st.target); err == nil {
+		if to, err := p.s.tp.uriPeerOpt(&st.target, resolveLast); err == nil {
 			byAddr[to.addr] = st
 		}
 	}
@@ -218,7 +218,25 @@ func (p *Prober) round() {
 
 func (p *Prober) probe(st *epState) {
 	s := p.s
-	to, err := s.tp.uriPeer(&st.target)
+	to, err := s.tp.uriPeerCached(&st.target)
+	if err == errNeedLookup {
+		// a name to look up: in another goroutine (one per name), so that
+		// one slow name does not hold up the round's other probes
+		s.tp.lookupThen(st.target.Host, func(lerr error) {
+			to, err := s.tp.uriPeerCached(&st.target)
+			if lerr != nil {
+				err = lerr
+			}
+			p.probeTo(st, to, err)
+		})
+		return
+	}
+	p.probeTo(st, to, err)
+}
+
+// probeTo sends a probe to st at to (err: its address is unknown).
+func (p *Prober) probeTo(st *epState, to peer, err error) {
+	s := p.s
 	if err != nil {
 		p.miss(st, "")
 		return

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,8 @@ type call struct {
 	cur      *branch
 	branches []*branch
 	fwdBody  []byte
+
+	resolving bool // cands[ci]'s host name is being looked up (lookupThenBranch)
 
 	state      int
 	cancelled  bool
@@ -238,6 +241,9 @@ func (s *Server) logRejected(req *sip.Request, number string, code int, reason s
 // startBranch forwards the INVITE to the next candidate endpoint. c.mu held.
 func (c *call) startBranch() {
 	s := c.s
+	if c.resolving {
+		return // lookupThenBranch goes on
+	}
 	for c.ci < len(c.cands) {
 		ep := c.cands[c.ci]
 		var u sip.Uri
@@ -245,8 +251,17 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
-		to, err := s.tp.uriPeer(&u)
+		to, err := s.tp.uriPeerCached(&u)
+		if err == errNeedLookup {
+			if c.lookupThenBranch(u.Host, ep) {
+				return // startBranch goes on once the name is resolved
+			}
+			err = &dnsError{host: u.Host, err: errBusy}
+		}
 		if err != nil {
+			if isResolveErr(err) {
+				c.resolveFailed(ep, to.proto, err)
+			}
 			c.ci++
 			continue
 		}
@@ -275,6 +290,57 @@ func (c *call) startBranch() {
 	}
 	c.replyUp(503, "Service Unavailable", s.retryAfter())
 	c.finish(503, "no_endpoint")
+}
+
+// lookupThenBranch resolves host (the endpoint ep's, not in the cache) in
+// another goroutine, off the read loop and without c.mu, then goes on
+// with startBranch for the same candidate unless the call moved on
+// meanwhile (cancelled, timed out). false when too many lookups are
+// running. c.mu held.
+func (c *call) lookupThenBranch(host string, ep routing.Endpoint) bool {
+	s := c.s
+	ci := c.ci
+	c.resolving = true
+	ok := s.tp.lookupThen(host, func(err error) { // nil: the cache startBranch reads has the name
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.resolving || c.ci != ci {
+			return
+		}
+		c.resolving = false
+		if c.ended || c.cancelled || c.state >= stAccepted {
+			return
+		}
+		if err != nil {
+			var u sip.Uri
+			pr := protoUDP
+			if sip.ParseUri(ep.URI, &u) == nil {
+				pr, _ = uriProto(&u)
+			}
+			c.resolveFailed(ep, pr, err)
+			c.ci++
+		}
+		c.startBranch()
+	})
+	if !ok {
+		c.resolving = false
+	}
+	return ok
+}
+
+// resolveFailed: the endpoint's host name did not resolve → counted like
+// a dial failure (the caller moves on to the next endpoint). c.mu held.
+func (c *call) resolveFailed(ep routing.Endpoint, p proto, err error) {
+	s := c.s
+	stage := "resolve"
+	if errors.Is(err, errBusy) {
+		stage = "busy" // too many lookups and dials running
+	}
+	s.metrics.SendErrors.WithLabelValues(p.label(), stage).Inc()
+	s.log.Debug("sip: endpoint unreachable", "call_id", c.id, "endpoint", c.ci, "region", ep.Region,
+		"stage", stage, "err", err)
+	s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
+	s.prober.passiveMiss(ep.URI)
 }
 
 // buildForward serialises the INVITE sent to an endpoint straight from
@@ -1189,9 +1255,9 @@ func (c *call) sendByes() {
 	seq := inv.CSeq().SeqNo + 1
 	// to the agent
 	if c.agentTarget != nil {
-		if to, err := s.tp.uriPeer(c.agentTarget); err == nil {
+		if pr, err := uriProto(c.agentTarget); err == nil {
 			bye := sip.NewRequest(sip.BYE, *c.agentTarget)
-			bye.AppendHeader(s.via(to.proto, newBranch(branchStateless)))
+			bye.AppendHeader(s.via(pr, newBranch(branchStateless)))
 			mf := sip.MaxForwardsHeader(70)
 			bye.AppendHeader(&mf)
 			bye.AppendHeader(sip.HeaderClone(inv.From()))
@@ -1203,7 +1269,7 @@ func (c *call) sendByes() {
 			bye.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.BYE})
 			cl := sip.ContentLengthHeader(0)
 			bye.AppendHeader(&cl)
-			_ = s.tp.sendMsg(to, bye)
+			_ = s.tp.sendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
 		}
 	}
 	// to the caller

@@ -9,7 +9,8 @@
 // and handles a message inline; timers are runtime timers
 // (time.AfterFunc), so no goroutine is parked per call. Locks: call.mu
 // (one call's state) may be held while taking a table shard lock; never
-// the other way round. transport.mu and transport.rmu are leaf locks.
+// the other way round. transport.mu and the resolver's locks are leaf
+// locks; no lock is held across a DNS lookup (dns.go).
 package sip
 
 import (
@@ -99,6 +100,7 @@ type Server struct {
 
 type agentSet struct {
 	snap  *routing.Snapshot
+	gen   uint64 // the resolver's generation the host names were read at
 	addrs map[netip.Addr]struct{}
 }
 
@@ -153,6 +155,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.tp.s = s
 	s.tp.parser = sip.NewParser()
 	s.tp.sem = make(chan struct{}, maxAsync)
+	dnsr, err := newResolver(cfg.DNS)
+	if err != nil {
+		return nil, fmt.Errorf("sip: dns: %w", err)
+	}
+	s.tp.dns = dnsr
 	if err := s.tp.listen(cfg); err != nil {
 		return nil, err
 	}
@@ -296,7 +303,7 @@ func (s *Server) trunkFor(a netip.Addr) *Trunk {
 func (s *Server) isAgentAddr(a netip.Addr) bool {
 	snap := s.table.Load()
 	set := s.agentAddrs.Load()
-	if set == nil || set.snap != snap {
+	if set == nil || set.snap != snap || set.gen != s.tp.dns.gen.Load() {
 		set = s.buildAgentSet(snap)
 	}
 	_, ok := set.addrs[a]
@@ -304,7 +311,7 @@ func (s *Server) isAgentAddr(a netip.Addr) bool {
 }
 
 func (s *Server) buildAgentSet(snap *routing.Snapshot) *agentSet {
-	set := &agentSet{snap: snap, addrs: map[netip.Addr]struct{}{}}
+	set := &agentSet{snap: snap, gen: s.tp.dns.gen.Load(), addrs: map[netip.Addr]struct{}{}}
 	snap.Agents(func(ag *routing.Agent) {
 		for _, ep := range ag.Endpoints {
 			var u sip.Uri
@@ -316,10 +323,7 @@ func (s *Server) buildAgentSet(snap *routing.Snapshot) *agentSet {
 				set.addrs[a.Unmap()] = struct{}{}
 				continue
 			}
-			s.tp.rmu.RLock()
-			a, ok := s.tp.resolved[h]
-			s.tp.rmu.RUnlock()
-			if ok {
+			if a, err := s.tp.resolveOpt(h, resolveLast); err == nil {
 				set.addrs[a] = struct{}{}
 			}
 		}

@@ -114,8 +114,9 @@ type transport struct {
 	logSecond atomic.Int64 // rate limit of send failure log lines
 	logTokens atomic.Int64
 
-	rmu      sync.RWMutex
-	resolved map[string]netip.Addr // host name → address (hostnames in agent URIs)
+	dns     *resolver                // host names (agent URIs, Contacts, Vias)
+	lmu     sync.Mutex               // guards lookups (a leaf lock)
+	lookups map[string][]func(error) // name → callers waiting for its lookupThen
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -151,18 +152,66 @@ const maxAsync = 64
 
 // async runs f on its own goroutine unless maxAsync are already running.
 func (t *transport) async(f func()) bool {
+	if !t.acquire() {
+		return false
+	}
+	t.run(f)
+	return true
+}
+
+// acquire takes one of the maxAsync slots (false: none free, counted).
+func (t *transport) acquire() bool {
 	select {
 	case t.sem <- struct{}{}:
+		return true
 	default:
 		t.s.metrics.Dropped.WithLabelValues("busy").Inc()
 		return false
 	}
+}
+
+// run runs f on its own goroutine in a slot taken by acquire.
+func (t *transport) run(f func()) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		defer func() { <-t.sem }()
 		f()
 	}()
+}
+
+// lookupThen resolves host in another goroutine and then calls then with
+// the outcome (nil: the name is in the cache now), with no lock held.
+// Every caller waiting for one name shares one goroutine (and one query),
+// so a burst of calls to one endpoint takes one slot. false when the name
+// needs a goroutine and maxAsync are already running.
+func (t *transport) lookupThen(host string, then func(error)) bool {
+	k := dnsKey(trimBrackets(host))
+	t.lmu.Lock()
+	if w, ok := t.lookups[k]; ok {
+		t.lookups[k] = append(w, then)
+		t.lmu.Unlock()
+		return true
+	}
+	if !t.acquire() {
+		t.lmu.Unlock()
+		return false
+	}
+	if t.lookups == nil {
+		t.lookups = map[string][]func(error){}
+	}
+	t.lookups[k] = []func(error){then}
+	t.lmu.Unlock()
+	t.run(func() {
+		_, err := t.resolve(host)
+		t.lmu.Lock()
+		waiting := t.lookups[k]
+		delete(t.lookups, k)
+		t.lmu.Unlock()
+		for _, f := range waiting {
+			f(err)
+		}
+	})
 	return true
 }
 
@@ -187,11 +236,17 @@ func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then
 		return t.failedMsg(p, "resolve", m, err)
 	}
 	uc := *u
-	if !t.async(func() {
-		p, err := t.uriPeer(&uc)
+	if !t.lookupThen(u.Host, func(lerr error) {
+		p, err := t.uriPeerCached(&uc)
+		if lerr != nil {
+			err = lerr
+		}
 		if err == nil {
 			p.alt = alt
-			err = t.sendMsgThen(p, m, nil) // already off the read loop: dials inline
+			// a dial goes on in yet another goroutine: then gets its outcome
+			if err = t.sendMsgThen(p, m, then); err == errPending {
+				return
+			}
 		} else if alt.usable() {
 			err = t.sendMsgThen(peer{proto: alt.proto, addr: alt.remote, conn: alt}, m, nil)
 		} else {
@@ -208,15 +263,26 @@ func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then
 
 // sendVia sends a response by its Via, looking a host name up off the read loop.
 func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
-	p, err := t.viaPeerOpt(v, false)
+	p, err := t.viaPeerOpt(v, resolveCached)
 	if err == nil {
 		return t.sendMsg(p, m)
 	}
 	if err != errNeedLookup {
+		if isResolveErr(err) {
+			return t.failedMsg(p, "resolve", m, err)
+		}
 		return err
 	}
-	if !t.async(func() {
-		if p, err := t.viaPeerOpt(v, true); err == nil {
+	host := v.Host
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if !t.lookupThen(host, func(lerr error) {
+		p, err := t.viaPeerOpt(v, resolveCached)
+		if lerr != nil {
+			err = lerr
+		}
+		if err == nil {
 			_ = t.sendMsg(p, m)
 		} else {
 			_ = t.failedMsg(p, "resolve", m, err)
@@ -375,6 +441,9 @@ func (t *transport) close() {
 	}
 	for _, c := range conns {
 		c.c.Close()
+	}
+	if t.dns != nil {
+		t.dns.close() // pending lookups end at once
 	}
 	t.wg.Wait()
 }
@@ -803,21 +872,38 @@ func (t *transport) sendMsgThen(p peer, m sip.Message, then func(error)) error {
 	return err
 }
 
+// resolveMode says how far resolveOpt may go for a host name.
+type resolveMode uint8
+
+const (
+	// resolveCached: an unexpired cache entry, else errNeedLookup (read
+	// loops, call locks).
+	resolveCached resolveMode = iota
+	// resolveLast: the name's last known address even if expired, else
+	// errNeedLookup (matching sources and peers, never a send).
+	resolveLast
+	// resolveLookup: a DNS lookup when needed (blocks up to the lookup
+	// timeout: only in a goroutine of its own).
+	resolveLookup
+)
+
 // uriPeer resolves where a request for u goes (RFC 3263 without DNS
 // SRV/NAPTR: IP literals, or a host name resolved through the cache).
-func (t *transport) uriPeer(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, true) }
+// It may block on a DNS lookup: never on a read loop or under a call's lock.
+func (t *transport) uriPeer(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, resolveLookup) }
 
-// uriPeerCached is uriPeer without DNS: errNeedLookup for an uncached name.
-func (t *transport) uriPeerCached(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, false) }
+// uriPeerCached is uriPeer without DNS: errNeedLookup for a name not in
+// the cache (or expired there), the cached error for a name that failed.
+func (t *transport) uriPeerCached(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, resolveCached) }
 
-func (t *transport) uriPeerOpt(u *sip.Uri, lookup bool) (peer, error) {
+func (t *transport) uriPeerOpt(u *sip.Uri, mode resolveMode) (peer, error) {
 	var p peer
 	pr, err := uriProto(u)
 	if err != nil {
 		return p, err
 	}
 	p.proto = pr
-	a, err := t.resolveOpt(u.Host, lookup)
+	a, err := t.resolveOpt(u.Host, mode)
 	if err != nil {
 		return p, err
 	}
@@ -840,47 +926,37 @@ func (t *transport) uriPeerOpt(u *sip.Uri, lookup bool) (peer, error) {
 	return p, nil
 }
 
-func (t *transport) resolve(host string) (netip.Addr, error) { return t.resolveOpt(host, true) }
+func (t *transport) resolve(host string) (netip.Addr, error) {
+	return t.resolveOpt(host, resolveLookup)
+}
 
-func (t *transport) resolveOpt(host string, lookup bool) (netip.Addr, error) {
+func (t *transport) resolveOpt(host string, mode resolveMode) (netip.Addr, error) {
 	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if a, err := netip.ParseAddr(h); err == nil {
 		return a.Unmap(), nil
 	}
-	t.rmu.RLock()
-	a, ok := t.resolved[h]
-	t.rmu.RUnlock()
-	if ok {
-		return a, nil
-	}
-	if !lookup {
-		return netip.Addr{}, errNeedLookup
-	}
 	if h == "" {
 		return netip.Addr{}, errors.New("sip: empty host")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
-	if err != nil || len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("sip: resolve %q: %v", h, err)
-	}
-	a = addrs[0].Unmap()
-	for _, x := range addrs {
-		if x.Unmap().Is4() {
-			a = x.Unmap()
-			break
+	switch mode {
+	case resolveLast:
+		if a, ok := t.dns.last(h); ok {
+			return a, nil
 		}
+		return netip.Addr{}, errNeedLookup
+	case resolveCached:
+		if a, ok, err := t.dns.cached(h); ok {
+			return a, err
+		}
+		return netip.Addr{}, errNeedLookup
 	}
-	t.rmu.Lock()
-	if t.resolved == nil {
-		t.resolved = map[string]netip.Addr{}
-	}
-	if len(t.resolved) < 10000 {
-		t.resolved[h] = a
-	}
-	t.rmu.Unlock()
-	return a, nil
+	return t.dns.lookup(h)
+}
+
+// isResolveErr reports whether err is a host name that did not resolve.
+func isResolveErr(err error) bool {
+	var de *dnsError
+	return errors.As(err, &de)
 }
 
 // uriProto is the transport a request for u uses.
@@ -905,9 +981,9 @@ func uriProto(u *sip.Uri) (proto, error) {
 
 // viaPeer is where a response goes by its (next) Via: received/rport
 // when present (RFC 3261 18.2.2, RFC 3581), else sent-by.
-func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) { return t.viaPeerOpt(v, true) }
+func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) { return t.viaPeerOpt(v, resolveLookup) }
 
-func (t *transport) viaPeerOpt(v *sip.ViaHeader, lookup bool) (peer, error) {
+func (t *transport) viaPeerOpt(v *sip.ViaHeader, mode resolveMode) (peer, error) {
 	var p peer
 	switch strings.ToUpper(v.Transport) {
 	case "TCP":
@@ -939,7 +1015,7 @@ func (t *transport) viaPeerOpt(v *sip.ViaHeader, lookup bool) (peer, error) {
 			}
 		}
 	}
-	a, err := t.resolveOpt(host, lookup)
+	a, err := t.resolveOpt(host, mode)
 	if err != nil {
 		return p, err
 	}
