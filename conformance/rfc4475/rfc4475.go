@@ -12,6 +12,9 @@ package rfc4475
 import (
 	_ "embed"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -142,4 +145,50 @@ func parseLine(line string) (Expectation, error) {
 		e.Answer = n
 	}
 	return e, nil
+}
+
+// CorpusEnv names a directory of the torture messages that overrides the
+// search below.
+const CorpusEnv = "CALLGATE_RFC4475_DIR"
+
+// FindCorpus returns the directory of the torture messages: $CALLGATE_RFC4475_DIR
+// when set, else CorpusDir from the module root (moduleRoot, relative or
+// absolute), else shared/testdata/rfc4475 in the nearest directory above
+// the module root, or above the checkout a local clone was made from,
+// that has it. It returns the first place looked at and false when no
+// directory there holds a .dat message.
+func FindCorpus(moduleRoot string) (string, bool) {
+	has := func(dir string) bool {
+		m, err := filepath.Glob(filepath.Join(dir, "*.dat"))
+		return err == nil && len(m) > 0
+	}
+	if d := os.Getenv(CorpusEnv); d != "" {
+		return d, has(d)
+	}
+	first := filepath.Join(moduleRoot, CorpusDir)
+	if has(first) {
+		return first, true
+	}
+	starts := []string{moduleRoot}
+	// a clone of a local checkout: look beside the checkout it came from
+	if out, err := exec.Command("git", "-C", moduleRoot, "config", "--get", "remote.origin.url").Output(); err == nil {
+		if u := strings.TrimPrefix(strings.TrimSpace(string(out)), "file://"); filepath.IsAbs(u) {
+			starts = append(starts, u)
+		}
+	}
+	for _, s := range starts {
+		abs, err := filepath.Abs(s)
+		if err != nil {
+			continue
+		}
+		for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+			if d := filepath.Join(dir, "shared", "testdata", "rfc4475"); has(d) {
+				return d, true
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	return first, false
 }

@@ -13,10 +13,6 @@ import (
 	"github.com/callgate/callgate/conformance/rfc4475"
 )
 
-// rfc4475Dir is the shared RFC 4475 torture corpus (read in place, not
-// copied into the project).
-var rfc4475Dir = filepath.Join("..", "..", rfc4475.CorpusDir)
-
 // TestRFC4475Torture sends every torture message over UDP from
 // 127.0.0.2:5060 (most Vias have no rport, so RFC 3261 18.2.2 sends the
 // answer to the source IP on port 5060) and compares the answer with the
@@ -27,10 +23,15 @@ func TestRFC4475Torture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dats, err := filepath.Glob(filepath.Join(rfc4475Dir, "*.dat"))
-	if err != nil || len(dats) == 0 {
+	// the shared corpus, read in place (not copied into the project)
+	rfc4475Dir, found := rfc4475.FindCorpus(filepath.Join("..", ".."))
+	if !found {
 		abs, _ := filepath.Abs(rfc4475Dir)
-		t.Fatalf("RFC 4475 corpus not found: no .dat messages in %s (the project expects it at %s from the module root; see conformance/README.md)", abs, rfc4475.CorpusDir)
+		t.Fatalf("RFC 4475 corpus not found: no .dat messages in %s (the project expects it at %s from the module root, or in $%s; see conformance/README.md)", abs, rfc4475.CorpusDir, rfc4475.CorpusEnv)
+	}
+	dats, err := filepath.Glob(filepath.Join(rfc4475Dir, "*.dat"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	listed := map[string]bool{}
 	for _, e := range exps {
