@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/audit"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 	"github.com/callgate/callgate/provisioning/secrets"
@@ -403,7 +404,7 @@ func TestAuditStoreDownStillAnswers(t *testing.T) {
 	}
 	// The answer may come before the record has failed (it is flushed
 	// first); wait for the failure to be counted.
-	storetest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if got := testutil.ToFloat64(al.Metrics().Records.WithLabelValues(audit.OutcomeWriteError)); got != 1 {
 			return fmt.Errorf("write errors counted: %v, want 1", got)
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -20,9 +19,10 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
+	"github.com/callgate/callgate/node/nodetest"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 // TestOpenAPIConformance drives every operation of the OpenAPI document
@@ -126,7 +126,7 @@ func TestOpenAPIConformance(t *testing.T) {
 
 	// Regions: the agent's endpoint appears once the node probes it.
 	x.call(ws, "GET", "/v1/regions", "", want(200))
-	storetest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if _, m := x.call(ws, "GET", "/v1/regions", "", want(200)); len(m["regions"].([]any)) == 0 {
 			return errors.New("no regions yet")
 		}
@@ -202,31 +202,15 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.requireEveryOperation()
 }
 
+// startConformanceNode starts a node (nodetest.Start) with fast endpoint
+// probes and a public URL.
 func startConformanceNode(t *testing.T, mutate func(*config.Config)) *node.Node {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.SIP.Addr = "127.0.0.1:0"
-	cfg.SIP.Probe.Interval = 200 * time.Millisecond
-	cfg.SIP.Probe.Timeout = 150 * time.Millisecond
-	cfg.PublicURL = "https://gw.example.com"
-	mutate(&cfg)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Start(context.Background(), cfg, node.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	storetest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if !n.Ready() {
-			return errors.New("node not ready")
-		}
-		return nil
-	})
-	return n
+	return nodetest.Start(t, nodetest.Config(func(c *config.Config) {
+		c.SIP.Probe.Interval = 200 * time.Millisecond
+		c.SIP.Probe.Timeout = 150 * time.Millisecond
+		c.PublicURL = "https://gw.example.com"
+	}), nodetest.Config(mutate))
 }
 
 // conformance sends requests to a node and validates them and their

@@ -8,7 +8,8 @@
 # 127.0.0.1:5090 that answers INVITE with 486), checks that a valid INVITE
 # is routed, then sends each message of the corpus over UDP from
 # 127.0.0.1:5060 and prints per message what came back against what
-# EXPECT.tsv says, and "N of M handled as the RFC expects". Exit status 1
+# conformance/rfc4475/expect.tsv says, and "N of M handled as the RFC
+# expects". Exit status 1
 # when some message is not handled as expected.
 #
 # The corpus is read in place (default ../shared/testdata/rfc4475 relative
@@ -108,7 +109,7 @@ while [ $# -gt 0 ]; do
 done
 
 CORPUS=${CORPUS:-$ROOT/../shared/testdata/rfc4475}
-[ -f "$CORPUS/EXPECT.tsv" ] || { echo "conformance: no corpus at $CORPUS (EXPECT.tsv missing)" >&2; exit 2; }
+compgen -G "$CORPUS/*.dat" >/dev/null || { echo "conformance: no corpus at $CORPUS (no .dat messages)" >&2; exit 2; }
 CORPUS=$(cd "$CORPUS" && pwd)
 WORK=$(mktemp -d /tmp/callgate-conformance.XXXXXX)
 NS=""

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,23 +18,8 @@ import (
 	"github.com/callgate/callgate/config"
 	"github.com/callgate/callgate/internal/testlog"
 	"github.com/callgate/callgate/node"
+	"github.com/callgate/callgate/node/nodetest"
 )
-
-// checkFor polls fn every 20 ms until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = fn(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // logBuffer is a log sink several goroutines write to.
 type logBuffer = testlog.Buffer
@@ -58,10 +42,7 @@ func repoRoot(t testing.TB) string {
 // testConfig is a node config with every listener on a loopback port
 // chosen at start and fast endpoint probes.
 func testConfig(t testing.TB) config.Config {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.SIP.Addr = "127.0.0.1:0"
+	cfg := nodetest.TestConfig(t)
 	cfg.SIP.Probe.Interval = 200 * time.Millisecond
 	cfg.SIP.Probe.Timeout = 150 * time.Millisecond
 	cfg.SIP.Probe.UpAfter = 1
@@ -69,30 +50,13 @@ func testConfig(t testing.TB) config.Config {
 	return cfg
 }
 
-// startNode starts a gateway node and waits until /readyz says ready. Its
-// JSON log lines go to the returned buffer. It is closed when the test ends.
+// startNode starts a gateway node on cfg (nodetest.Start) and waits until
+// it is ready. Its JSON log lines go to the returned buffer. It is closed
+// when the test ends.
 func startNode(t testing.TB, cfg config.Config) (*node.Node, *logBuffer) {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs := &logBuffer{}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := node.Start(ctx, cfg, node.Options{Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	t.Cleanup(n.Close)
-	c := apiClient{t: t, base: n.HTTPAddr()}
-	checkFor(t, 20*time.Second, func() error {
-		code, m, _ := c.try("GET", "/readyz", "")
-		if code != 200 {
-			return fmt.Errorf("readyz %d %v", code, m)
-		}
-		return nil
-	})
-	return n, logs
+	return nodetest.Start(t, nodetest.Base(cfg), nodetest.Log(logs)), logs
 }
 
 // apiClient talks to a node's HTTP API.

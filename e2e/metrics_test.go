@@ -20,6 +20,7 @@ import (
 	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
@@ -50,7 +51,7 @@ func activeNode(t *testing.T) (*node.Node, apiClient) {
 		t.Fatalf("call to an unknown number: %d, want 404", code)
 	}
 	// The prober has measured the endpoint.
-	checkFor(t, 10*time.Second, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if !strings.Contains(scrape(t, n.HTTPAddr()), `callgate_sip_region_endpoints{region="local",state="up"} 1`) {
 			return fmt.Errorf("endpoint not probed up yet")
 		}
@@ -62,7 +63,7 @@ func activeNode(t *testing.T) (*node.Node, apiClient) {
 // waitRouted waits until n's routing snapshot sends num to agent.
 func waitRouted(t testing.TB, n *node.Node, num, agent string) {
 	t.Helper()
-	checkFor(t, 5*time.Second, func() error {
+	testwait.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		r, ok := n.Table().Load().Lookup(num)
 		if !ok || r.Agent == nil || r.Agent.ID != agent {
 			return fmt.Errorf("%s not routed to %s yet", num, agent)

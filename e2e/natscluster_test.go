@@ -10,6 +10,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callgate/callgate/internal/testwait"
+	"github.com/callgate/callgate/store/storetest"
 )
 
 // natsCluster is a 3-node NATS cluster with JetStream, each node an
@@ -79,15 +82,7 @@ func (c *natsCluster) start(i int) {
 		Routes:             server.RoutesFromStr(strings.Join(routes, ",")),
 		JetStreamMaxMemory: 64 << 20,
 	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		c.t.Fatalf("%s: %v", n.name, err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		c.t.Fatalf("%s not ready for connections", n.name)
-	}
-	n.srv = srv
+	n.srv = storetest.RunServerWithOptions(c.t, opts)
 }
 
 func (c *natsCluster) stop(i int) {
@@ -130,7 +125,7 @@ func (c *natsCluster) waitJetStream() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	checkFor(c.t, 30*time.Second, func() error {
+	testwait.CheckFor(c.t, 30*time.Second, 20*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := js.AccountInfo(ctx)

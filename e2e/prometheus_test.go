@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callgate/callgate/internal/testwait"
 )
 
 // freePort returns a loopback port that was free a moment ago (for
@@ -150,7 +152,7 @@ func TestPrometheusScrapesCalls(t *testing.T) {
 	const calls = 3
 	uas := startProcess(t, sippDir, sippBin, "-sf", filepath.Join(scen, "uas_rr.xml"),
 		"-i", "127.0.0.1", "-p", strconv.Itoa(uasPort), "-m", strconv.Itoa(calls), "-nostdin", "-trace_err")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", uasPort)); err == nil {
 			c.Close()
 			return fmt.Errorf("sipp uas not listening on %d yet", uasPort)
@@ -184,7 +186,7 @@ scrape_configs:
 	prom := startProcess(t, promDir, prometheusBin, "--config.file=prometheus.yml", "--storage.tsdb.path=data",
 		"--web.listen-address="+promAddr, "--log.level=warn")
 	base := "http://" + promAddr
-	checkFor(t, 30*time.Second, func() error {
+	testwait.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		select {
 		case <-prom.done:
 			t.Fatalf("prometheus exited: %v\n%s", prom.err, tail(prom.out.String()))
@@ -200,7 +202,7 @@ scrape_configs:
 		}
 		return nil
 	})
-	checkFor(t, 20*time.Second, func() error {
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		v, err := promQuery(base, `up{job="callgate"}`)
 		if err == nil && v != 1 {
 			err = fmt.Errorf("up = %v", v)
@@ -228,7 +230,7 @@ scrape_configs:
 		`callgate_nats_connected{job="callgate"}`:                                                        1,
 		`callgate_routing_numbers{job="callgate"}`:                                                       1,
 	} {
-		checkFor(t, 15*time.Second, func() error {
+		testwait.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 			v, err := promQuery(base, q)
 			if err == nil && v != want {
 				err = fmt.Errorf("%s = %v, want %v", q, v, want)
@@ -237,7 +239,7 @@ scrape_configs:
 		})
 	}
 	// The rules loaded into a real server and evaluate without error.
-	checkFor(t, 15*time.Second, func() error {
+	testwait.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		resp, err := http.Get(base + "/api/v1/rules")
 		if err != nil {
 			return err

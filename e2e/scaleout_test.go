@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/store"
 )
@@ -40,7 +41,7 @@ func buy(t *testing.T, c apiClient, area, agent string) (num string, cost float6
 // long that took from start.
 func routedWithin(t *testing.T, start time.Time, limit time.Duration, num, agent string, nodes ...*node.Node) time.Duration {
 	t.Helper()
-	checkFor(t, limit, func() error {
+	testwait.CheckFor(t, limit, 20*time.Millisecond, func() error {
 		for i, n := range nodes {
 			r, ok := n.Table().Load().Lookup(num)
 			if !ok || r.Agent == nil || r.Agent.ID != agent {
@@ -120,7 +121,7 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 		start := time.Now()
 		// The cluster may need a moment to elect new leaders: retry 503s.
 		var n string
-		checkFor(t, 60*time.Second, func() error {
+		testwait.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 			code, m, _ := c.try("GET", "/v1/marketplace/numbers?carrier=sandbox&country=US&area_code=601&limit=1", "")
 			if code != 200 {
 				return fmt.Errorf("search: %d %v", code, m)
@@ -142,7 +143,7 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 
 	// All NATS nodes down.
 	cluster.stopAll()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for i, n := range nodes {
 			if n.Store().Connected() {
 				return fmt.Errorf("node %d still connected", i)
@@ -187,7 +188,7 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 		cluster.start(i)
 	}
 	cluster.waitJetStream()
-	checkFor(t, 30*time.Second, func() error {
+	testwait.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		for i, n := range nodes {
 			if !n.Store().Connected() {
 				return fmt.Errorf("node %d not reconnected", i)
@@ -197,7 +198,7 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 	})
 	// The cluster needs a few seconds to elect its leaders again: retry.
 	var n4 string
-	checkFor(t, 60*time.Second, func() error {
+	testwait.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		if n4 == "" {
 			code, m, _ := cb.try("GET", "/v1/marketplace/numbers?carrier=sandbox&country=US&area_code=415&limit=1", "")
 			if code != 200 {
@@ -228,7 +229,7 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 	for i, c := range []apiClient{ca, cb} {
 		eventually := func(path string) map[string]any {
 			var m map[string]any
-			checkFor(t, 20*time.Second, func() error {
+			testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 				var code int
 				code, m, _ = c.try("GET", path, "")
 				if code != 200 {
@@ -240,7 +241,7 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 		}
 		// Right after the restart a listing can come back short (KV direct
 		// gets are served by replicas still catching up): it must converge.
-		checkFor(t, 20*time.Second, func() error {
+		testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 			code, m, _ := c.try("GET", "/v1/numbers", "")
 			if code != 200 {
 				return fmt.Errorf("node %d GET /v1/numbers: %d %v", i, code, m)

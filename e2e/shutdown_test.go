@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
 )
 
@@ -77,7 +78,7 @@ sip:
 	}
 	p := startProcess(t, dir, bin, "serve", "--config", cfgFile)
 	var sipAddr netip.AddrPort
-	checkFor(t, 30*time.Second, func() error {
+	testwait.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		select {
 		case <-p.done:
 			t.Fatalf("callgate serve exited: %v\n%s", p.err, tail(p.out.String()))
@@ -95,7 +96,7 @@ sip:
 		return nil
 	})
 	c := apiClient{t: t, base: httpAddr}
-	checkFor(t, 30*time.Second, func() error {
+	testwait.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if code, m, _ := c.try("GET", "/readyz", ""); code != 200 {
 			return fmt.Errorf("readyz %d %v", code, m)
 		}
@@ -124,7 +125,7 @@ sip:
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var active interface{ Bye(context.Context) error }
-	checkFor(t, 10*time.Second, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		ds, res, err := carrierUA.dial(ctx, sipAddr, num)
 		if err != nil {
 			return err
@@ -150,7 +151,7 @@ sip:
 		t.Fatal(err)
 	}
 	extra := 0 // calls answered before the signal was handled
-	checkFor(t, 10*time.Second, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		ds, res, err := carrierUA.dial(ctx, sipAddr, num)
 		if err != nil {
 			return err

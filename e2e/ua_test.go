@@ -14,6 +14,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/callgate/callgate/internal/testwait"
 )
 
 func init() {
@@ -98,7 +100,7 @@ func newUA(t testing.TB) *ua {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	go func() { _ = srv.ServeUDP(pc) }()
-	checkFor(t, 5*time.Second, func() error {
+	testwait.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if c, err := u.ua.TransportLayer().GetConnection("udp", pc.LocalAddr().String()); err != nil || c == nil {
 			return errors.New("UA listener not ready")
 		}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/callgate/callgate/internal/testwait"
 )
 
 // readmeBlock returns the first ```sh block after the heading of README.md.
@@ -230,7 +232,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	}
 	ns.stopAll()
-	checkFor(t, 20*time.Second, func() error {
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if left := ns.pids(); len(left) > 0 {
 			return fmt.Errorf("still running in %s: %v", ns.name, left)
 		}

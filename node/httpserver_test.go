@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/config"
-	"github.com/callgate/callgate/store/storetest"
+	"github.com/callgate/callgate/internal/testwait"
 )
 
 // gaugeValue reads one unlabelled gauge from a registry.
@@ -104,7 +104,7 @@ func TestConnectionCap(t *testing.T) {
 		defer c.Close()
 		held = append(held, c)
 	}
-	storetest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		v, err := gaugeValue(t, n.Registry(), "callgate_http_connections")
 		if err != nil || v != 2 {
 			return fmt.Errorf("callgate_http_connections %v, %v", v, err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,37 +17,25 @@ import (
 	"github.com/callgate/callgate/config"
 	"github.com/callgate/callgate/gateway/webhook"
 	"github.com/callgate/callgate/internal/testlog"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
+	"github.com/callgate/callgate/node/nodetest"
 	"github.com/callgate/callgate/provisioning/carrier/telnyx/telnyxfake"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 // syncBuffer is a log sink several goroutines write to.
 type syncBuffer = testlog.Buffer
 
+// startNodeWithLog starts a node (nodetest.Start) with a public URL whose
+// JSON debug log goes to the returned buffer.
 func startNodeWithLog(t *testing.T, mutate func(*config.Config)) (*node.Node, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.PublicURL = "https://gw.example.com"
-	cfg.Log.Level = "debug"
-	testPorts(&cfg)
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	n, err := node.Start(context.Background(), cfg, node.Options{Log: slog.New(slog.NewJSONHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if !n.Ready() {
-			return io.EOF
-		}
-		return nil
-	})
+	n := nodetest.Start(t, nodetest.Log(logs), nodetest.Config(func(c *config.Config) {
+		c.PublicURL = "https://gw.example.com"
+		c.Log.Level = "debug"
+	}), nodetest.Config(mutate))
 	return n, logs
 }
 
@@ -240,7 +227,7 @@ func TestTwilioWebhookThroughNode(t *testing.T) {
 	if code, m := c.do("POST", "/v1/integrations/"+intID+"/import", `{"phone_numbers":["+14155550101"],"agent_id":"bot"}`); code != 201 {
 		t.Fatalf("import: %d %v", code, m)
 	}
-	storetest.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
 		if r, ok := n.Table().Load().Lookup("+14155550101"); !ok || r.Agent == nil {
 			return io.EOF
 		}

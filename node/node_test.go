@@ -19,35 +19,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
+	"github.com/callgate/callgate/node/nodetest"
 	"github.com/callgate/callgate/store"
 	"github.com/callgate/callgate/store/storetest"
 )
 
-// startNode starts a node on dataDir with loopback port-0 listeners.
+// startNode starts a node on dataDir (nodetest.Start), closed when the
+// test ends.
 func startNode(t *testing.T, dataDir string, mutate func(*config.Config)) *node.Node {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = dataDir
-	cfg.HTTPAddr = "127.0.0.1:0"
-	testPorts(&cfg)
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Start(context.Background(), cfg, node.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if !n.Ready() {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
-	return n
+	return nodetest.Start(t, nodetest.DataDir(dataDir), nodetest.Config(mutate))
 }
 
 type httpClient struct {
@@ -365,7 +348,7 @@ func TestReadyzWaitsForTheStore(t *testing.T) {
 		done <- result{n, err}
 	}()
 	c := httpClient{t: t, base: cfg.HTTPAddr}
-	storetest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + cfg.HTTPAddr + "/healthz")
 		if err != nil {
 			return err
@@ -383,7 +366,7 @@ func TestReadyzWaitsForTheStore(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	defer r.n.Close()
-	storetest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if code, _ := c.do("GET", "/readyz", ""); code != 200 {
 			return fmt.Errorf("readyz %d", code)
 		}

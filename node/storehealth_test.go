@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/store/storetest"
 )
 
@@ -31,7 +32,7 @@ func TestReadyzFollowsStoreWrites(t *testing.T) {
 		t.Fatal("no write failed with files limited to 64 KiB")
 	}
 	var reason any
-	storetest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		code, m := c.do("GET", "/readyz", "")
 		if code != 503 {
 			return fmt.Errorf("readyz %d %v while writes fail", code, m)
@@ -44,7 +45,7 @@ func TestReadyzFollowsStoreWrites(t *testing.T) {
 		t.Fatalf("healthz while the store cannot write: %d", code)
 	}
 	restore()
-	storetest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testwait.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if code, m := c.do("GET", "/readyz", ""); code != 200 {
 			return fmt.Errorf("readyz %d %v after the cause is gone", code, m)
 		}

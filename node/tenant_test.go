@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 // agentBody is a POST/PUT /v1/agents body with one endpoint.
@@ -151,7 +151,7 @@ func TestRegionsShowOnlyTheCallersEndpoints(t *testing.T) {
 		}
 		return got, names
 	}
-	storetest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if got, _ := uris(admin); !got[uriA] || !got[uriB] {
 			return fmt.Errorf("admin sees %v, want both workspaces' endpoints", got)
 		}

@@ -14,9 +14,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callgate/callgate/internal/testlog"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/routing"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 // An agent stored before endpoint URIs were checked (or written around
@@ -57,7 +57,7 @@ func TestRoutingSyncSkipsInvalidStoredEndpoints(t *testing.T) {
 	// The same agent written again (a rename) is not logged again.
 	stored.Name = "Bot 2"
 	put()
-	storetest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testwait.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		name := ""
 		table.Load().Agents(func(a *routing.Agent) { name = a.Name })
 		if name != "Bot 2" {

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/routing"
-	"github.com/callgate/callgate/store/storetest"
 )
 
 // A business line registered by one workspace stops attributing calls
@@ -54,13 +54,13 @@ func TestForwardingOfANumberAnotherWorkspaceHolds(t *testing.T) {
 	if _, err := s.CreateForwarding(ctx, a, line, gwA); err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, 10*time.Second, 5*time.Millisecond, forward("a"))
+	testwait.CheckFor(t, 10*time.Second, 5*time.Millisecond, forward("a"))
 	if _, err := s.Purchase(ctx, b, provisioning.PurchaseRequest{PhoneNumber: line}, ""); err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, 10*time.Second, 5*time.Millisecond, forward(""))
+	testwait.CheckFor(t, 10*time.Second, 5*time.Millisecond, forward(""))
 	if err := s.Release(ctx, b, line); err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, 10*time.Second, 5*time.Millisecond, forward("a"))
+	testwait.CheckFor(t, 10*time.Second, 5*time.Millisecond, forward("a"))
 }

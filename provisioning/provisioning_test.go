@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 	"github.com/callgate/callgate/routing"
@@ -405,12 +406,12 @@ func TestRoutingSyncIncremental(t *testing.T) {
 		if _, err := s.Purchase(ctx, p, provisioning.PurchaseRequest{PhoneNumber: n.PhoneNumber, AgentID: "bot"}, ""); err != nil {
 			t.Fatal(err)
 		}
-		storetest.CheckFor(t, time.Second, 2*time.Millisecond, routes(n.PhoneNumber, "bot"))
+		testwait.CheckFor(t, time.Second, 2*time.Millisecond, routes(n.PhoneNumber, "bot"))
 	}
 	if err := s.Release(ctx, p, nums[0].PhoneNumber); err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, time.Second, 2*time.Millisecond, routes(nums[0].PhoneNumber, ""))
+	testwait.CheckFor(t, time.Second, 2*time.Millisecond, routes(nums[0].PhoneNumber, ""))
 	if snap := table.Load(); y.FullBuilds.Load() != 1 || snap.Overlay() == 0 || snap.Len() != 1 {
 		t.Fatalf("after 2 purchases and a release: %d full builds, overlay %d, %d numbers; want 1 build, an overlay, 1 number",
 			y.FullBuilds.Load(), snap.Overlay(), snap.Len())
@@ -419,7 +420,7 @@ func TestRoutingSyncIncremental(t *testing.T) {
 	if _, err := s.UpdateAgent(ctx, p, "bot", provisioning.AgentInput{Name: "Bot", Endpoints: []provisioning.Endpoint{{Region: "us-east", URI: "sip:bot@127.0.0.1:5099"}}}); err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, time.Second, 2*time.Millisecond, func() error {
+	testwait.CheckFor(t, time.Second, 2*time.Millisecond, func() error {
 		r, ok := table.Load().Lookup(nums[1].PhoneNumber)
 		if !ok || r.Agent == nil || len(r.Agent.Endpoints) != 1 || r.Agent.Endpoints[0].URI != "sip:bot@127.0.0.1:5099" {
 			return fmt.Errorf("route %+v %v does not carry the new endpoint", r, ok)
@@ -434,7 +435,7 @@ func TestRoutingSyncIncremental(t *testing.T) {
 		if _, err := s.UpdateNumber(ctx, p, nums[1].PhoneNumber, provisioning.NumberPatch{AgentID: &agent}); err != nil {
 			t.Fatal(err)
 		}
-		storetest.CheckFor(t, time.Second, 2*time.Millisecond, func() error {
+		testwait.CheckFor(t, time.Second, 2*time.Millisecond, func() error {
 			r, ok := table.Load().Lookup(nums[1].PhoneNumber)
 			if !ok || (agent == "") != (r.Agent == nil) {
 				return fmt.Errorf("route %+v %v, want agent %q", r, ok, agent)
@@ -450,7 +451,7 @@ func TestRoutingSyncIncremental(t *testing.T) {
 		if _, err := s.Purchase(ctx, p, provisioning.PurchaseRequest{PhoneNumber: n.PhoneNumber, AgentID: "bot"}, ""); err != nil {
 			t.Fatal(err)
 		}
-		storetest.CheckFor(t, time.Second, 2*time.Millisecond, routes(n.PhoneNumber, "bot"))
+		testwait.CheckFor(t, time.Second, 2*time.Millisecond, routes(n.PhoneNumber, "bot"))
 	}
 	if n := y.FullBuilds.Load(); n < 3 || table.Load().Overlay() > 4 || table.Load().Len() != 6 {
 		t.Fatalf("5 more numbers with CompactAfter 4: %d full builds, overlay %d, %d numbers; want a compaction and 6 numbers",
@@ -475,7 +476,7 @@ func TestRoutingSyncFollowsWrites(t *testing.T) {
 	if _, err := s.Purchase(ctx, p, provisioning.PurchaseRequest{PhoneNumber: num.PhoneNumber, AgentID: "bot"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+	testwait.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		r, ok := table.Load().Lookup(num.PhoneNumber)
 		if !ok || r.Agent == nil || r.Agent.ID != "bot" || r.Number.Status != routing.StatusActive {
 			return fmt.Errorf("route %+v %v", r, ok)
@@ -488,7 +489,7 @@ func TestRoutingSyncFollowsWrites(t *testing.T) {
 	if _, err := s.CreateForwarding(ctx, p, "+12025550123", num.PhoneNumber); !errors.Is(err, provisioning.ErrConflict) {
 		t.Fatalf("duplicate business line: %v", err)
 	}
-	storetest.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+	testwait.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		f, ok := table.Load().ForwardFrom("+12025550123")
 		if !ok || f.GatewayNumber != num.PhoneNumber || f.Workspace != "sync" {
 			return fmt.Errorf("forward %+v %v", f, ok)
@@ -498,7 +499,7 @@ func TestRoutingSyncFollowsWrites(t *testing.T) {
 	if err := s.Release(ctx, p, num.PhoneNumber); err != nil {
 		t.Fatal(err)
 	}
-	storetest.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
+	testwait.CheckFor(t, time.Second, 5*time.Millisecond, func() error {
 		if _, ok := table.Load().Lookup(num.PhoneNumber); ok {
 			return errors.New("released number still routed")
 		}

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/callgate/callgate/internal/testwait"
 )
 
 // TestJetStreamShutDownRecovers: nats-server shuts JetStream down after a
@@ -22,17 +25,12 @@ func TestJetStreamShutDownRecovers(t *testing.T) {
 	if err := st.srv.ShutdownJetStream(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := st.CheckHealth(ctx)
-		if err == nil {
-			break
+	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if err := st.CheckHealth(ctx); err != nil {
+			return fmt.Errorf("store not writable after JetStream was shut down: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("store not writable 20s after JetStream was shut down: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if st.Recoveries() == 0 {
 		t.Fatal("no recovery counted")
 	}

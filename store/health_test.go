@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/store"
 	"github.com/callgate/callgate/store/storetest"
 )
@@ -45,7 +46,7 @@ func TestStickyWriteErrorRecovers(t *testing.T) {
 
 	// While the cause lasts the store says it cannot write (readyz uses
 	// Writable) and leaves JetStream alone.
-	storetest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if st.Writable() == nil {
 			return fmt.Errorf("store reports writable while writes fail")
 		}
@@ -57,7 +58,7 @@ func TestStickyWriteErrorRecovers(t *testing.T) {
 	restore()
 
 	// The cause is gone: writes go through again, without a restart.
-	storetest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if _, err := st.Numbers.Put(ctx, "after", val); err != nil {
 			return fmt.Errorf("write after the cause is gone: %w", err)
 		}

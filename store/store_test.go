@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/store"
 	"github.com/callgate/callgate/store/storetest"
 )
@@ -58,7 +59,7 @@ func TestRequestsFailFastWhileNATSIsDown(t *testing.T) {
 	srv.WaitForShutdown()
 	// A request sent before the client notices is bounded by OpTimeout;
 	// once it knows the server is gone, requests fail within the grace.
-	storetest.CheckFor(t, store.OpTimeout, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, store.OpTimeout, 10*time.Millisecond, func() error {
 		if st.Connected() {
 			return errors.New("client still thinks it is connected")
 		}

@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,32 +18,20 @@ import (
 	"time"
 
 	"github.com/callgate/callgate/config"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
+	"github.com/callgate/callgate/node/nodetest"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
-	"github.com/callgate/callgate/store/storetest"
 )
 
+// startNode starts a node (nodetest.Start), closed when the test ends.
 func startNode(t *testing.T, mutate ...func(*config.Config)) *node.Node {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.SIP.Addr = "127.0.0.1:0"
+	var opts []nodetest.Option
 	for _, m := range mutate {
-		m(&cfg)
+		opts = append(opts, nodetest.Config(m))
 	}
-	n, err := node.Start(context.Background(), cfg, node.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	storetest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if !n.Ready() {
-			return io.EOF
-		}
-		return nil
-	})
-	return n
+	return nodetest.Start(t, opts...)
 }
 
 // result is one CLI run: its exit code and what it wrote.
@@ -529,7 +515,7 @@ func TestCLIAdmin(t *testing.T) {
 	if r := cg(t, n, "", "agents", "create", "bot", "--endpoint", "us-east=sip:bot@127.0.0.1:5090"); r.code != 0 {
 		t.Fatal(r)
 	}
-	storetest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		r := cg(t, n, "", "regions")
 		if r.code != 0 || !strings.HasPrefix(r.out, "REGION") || !regexp.MustCompile(`(?m)^us-east\s+\d/1\s+sip:bot@127\.0\.0\.1:5090`).MatchString(r.out) {
 			return fmt.Errorf("regions: %s", r)

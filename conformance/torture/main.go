@@ -1,6 +1,6 @@
 // Command torture sends the RFC 4475 torture messages to a running SIP
 // gateway, one at a time over UDP, and prints per message what came back
-// against what the RFC expects (EXPECT.tsv beside the messages), then
+// against what the RFC expects (conformance/rfc4475/expect.tsv), then
 // "N of M handled as the RFC expects". conformance/run.sh runs it inside a
 // network namespace with only loopback.
 //
@@ -29,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/callgate/callgate/conformance/rfc4475"
 )
 
 // received is one SIP message that came back to one of our sockets.
@@ -283,44 +285,10 @@ func headerTags(m []byte, name string) []string {
 	return tags
 }
 
-var rules = map[string]rule{
-	"wsinv":      parsed("well-formed: not 400 (404 for an unknown user is fine)"),
-	"intmeth":    codes("404 (proxy, unknown URI) or 501 (UAS)", 404, 501),
-	"esc01":      parsed("well-formed: not 400"),
-	"escnull":    parsed("well-formed: not 400 (callgate is no registrar)"),
-	"esc02":      codes("404 or 501 (unknown method, NOT REGISTER)", 404, 501),
-	"lwsdisp":    parsed("well-formed: not 400"),
-	"longreq":    parsed("well-formed: not 400"),
-	"semiuri":    parsed("well-formed: not 400"),
-	"transports": parsed("well-formed: not 400"),
-	"mpart01":    parsed("well-formed: not 400, body framed by Content-Length"),
-	"unreason":   silent("stray response: dropped"),
-	"noreason":   silent("stray response: dropped"),
-	"badinv01":   codes("400", 400),
-	"clerr":      codes("400 (UDP)", 400),
-	"ncl":        codes("400", 400),
-	"scalar02":   codes("400", 400),
-	"scalarlg":   silent("stray response: dropped"),
-	"quotbal":    codes("400", 400),
-	"ltgtruri":   answered("400, or a liberal reading (never forwarding <>)"),
-	"lwsruri":    answered("400, or a liberal reading"),
-	"lwsstart":   answered("400, or a liberal reading"),
-	"trws":       answered("400, or a liberal reading"),
-	"escruri":    answered("400, or a liberal reading (never turning ?Route= into a header)"),
-	"baddate":    answered("400, or ignore the Date"),
-	"regbadct":   answered("400, or infer <>"),
-	"badaspec":   answered("400, or ignore the spaces"),
-	"baddn":      answered("400, or a liberal reading"),
-	"badvers":    codes("505", 505),
-	"mismatch01": codes("400", 400),
-	"mismatch02": codes("501 (400 acceptable)", 501, 400),
-	"bigcode":    silent("stray response: dropped"),
-	"badbranch":  answered("400 or RFC 2543 matching (any answer)"),
-	"insuf":      codes("400", 400),
-	"unkscm":     codes("416", 416),
-	"novelsc":    codes("416 or 404", 416, 404),
-	"unksm2":     parsed("processed like any request: not 400 (callgate is no registrar)"),
-	"bext01": {"420 with Unsupported listing the Proxy-Require (or Require) tags", func(m []byte, rs []*received) (bool, string) {
+// badExtension: 420 with Unsupported listing every Proxy-Require (or
+// Require) option tag of the request.
+func badExtension(want string) rule {
+	return rule{want, func(m []byte, rs []*received) (bool, string) {
 		f := finals(rs)
 		if len(f) == 0 {
 			return false, "no final response"
@@ -341,19 +309,13 @@ var rules = map[string]rule{
 			return true, ""
 		}
 		return false, "Unsupported: " + uns
-	}},
-	"invut":    parsed("processed as any INVITE (proxy) or 415 (UAS): not 400"),
-	"regaut01": parsed("processed: not 400 (proxy forwards, non-registrar 405)"),
-	"multi01":  codes("400", 400),
-	"mcl01":    codes("400", 400),
-	"bcast":    silent("stray response: dropped (never to broadcast)"),
-	"zeromf":   codes("483", 483),
-	"cparam01": parsed("well-formed: not 400 (callgate is no registrar)"),
-	"cparam02": parsed("well-formed: not 400 (callgate is no registrar)"),
-	"regescrt": parsed("well-formed: not 400 (callgate is no registrar)"),
-	"sdp01":    codes("406 or 400, or routed as any INVITE (404)", 406, 400, 404),
-	"inv2543":  parsed("accepted (RFC 2543 compatibility): not 400"),
-	"dblreq": {"one answer, to the REGISTER, not 400; the trailing INVITE ignored", func(_ []byte, rs []*received) (bool, string) {
+	}}
+}
+
+// oneAnswer: one final response, to the REGISTER, not 400; the octets
+// after its Content-Length: 0 body (an INVITE) are ignored.
+func oneAnswer(want string) rule {
+	return rule{want, func(_ []byte, rs []*received) (bool, string) {
 		var reg, inv int
 		for _, r := range rs {
 			if r.status >= 200 && r.method == "REGISTER" {
@@ -373,7 +335,26 @@ var rules = map[string]rule{
 			return false, fmt.Sprintf("%d final responses to the REGISTER", reg)
 		}
 		return true, ""
-	}},
+	}}
+}
+
+// ruleFor is the judge for one expectation of conformance/rfc4475.
+func ruleFor(e rfc4475.Expectation) (rule, error) {
+	switch e.Rule.Kind {
+	case rfc4475.Codes:
+		return codes(e.Want, e.Rule.Codes...), nil
+	case rfc4475.Parsed:
+		return parsed(e.Want), nil
+	case rfc4475.Answered:
+		return answered(e.Want), nil
+	case rfc4475.Silent:
+		return silent(e.Want), nil
+	case rfc4475.BadExtension:
+		return badExtension(e.Want), nil
+	case rfc4475.OneAnswer:
+		return oneAnswer(e.Want), nil
+	}
+	return rule{}, fmt.Errorf("%s: no judge for rule %q", e.Name, e.Rule)
 }
 
 // expectedPort is where RFC 3261 18.2.2 sends the response: the source
@@ -411,7 +392,7 @@ func expectedPort(m []byte) int {
 }
 
 func main() {
-	dir := flag.String("dir", "../shared/testdata/rfc4475", "directory of the .dat messages and EXPECT.tsv")
+	dir := flag.String("dir", rfc4475.CorpusDir, "directory of the torture messages (NAME.dat); the expectations are conformance/rfc4475/expect.tsv, built in")
 	target := flag.String("target", "127.0.0.2:5060", "gateway SIP address (UDP)")
 	number := flag.String("number", "", "a routed number: first send a valid INVITE to it (sanity check)")
 	wait := flag.Duration("wait", 1500*time.Millisecond, "how long to wait for answers to one message")
@@ -431,31 +412,16 @@ func main() {
 	}
 }
 
-type expectation struct{ name, section, kind, text string }
-
-func readExpect(path string) ([]expectation, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []expectation
-	for _, l := range strings.Split(string(b), "\n") {
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		f := strings.SplitN(l, "\t", 4)
-		if len(f) != 4 {
-			return nil, fmt.Errorf("%s: bad line %q", path, l)
-		}
-		out = append(out, expectation{f[0], f[1], f[2], f[3]})
-	}
-	return out, nil
-}
-
 func run(dir, target, number string, wait time.Duration, verbose bool) error {
-	exp, err := readExpect(filepath.Join(dir, "EXPECT.tsv"))
+	exp, err := rfc4475.Load()
 	if err != nil {
 		return err
+	}
+	judges := map[string]rule{}
+	for _, e := range exp {
+		if judges[e.Name], err = ruleFor(e); err != nil {
+			return err
+		}
 	}
 	taddr, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
@@ -545,20 +511,17 @@ func run(dir, target, number string, wait time.Duration, verbose bool) error {
 	pass, notes := 0, 0
 	var fails []string
 	for _, e := range exp {
-		m, err := os.ReadFile(filepath.Join(dir, e.name+".dat"))
+		m, err := os.ReadFile(filepath.Join(dir, e.Name+".dat"))
 		if err != nil {
-			return err
+			return fmt.Errorf("corpus: %w", err)
 		}
 		c.take()
 		if err := send(m); err != nil {
-			return fmt.Errorf("%s: send: %w", e.name, err)
+			return fmt.Errorf("%s: send: %w", e.Name, err)
 		}
 		var got []*received
-		r, ok := rules[e.name]
-		if !ok {
-			r = answered("an answer")
-		}
-		if e.kind == "response" {
+		r := judges[e.Name]
+		if e.Kind == "response" {
 			got = until(wait, nil)
 		} else {
 			got = until(wait, func(rs []*received) bool { return len(finals(rs)) > 0 || len(requests(rs)) > 0 })
@@ -587,9 +550,9 @@ func run(dir, target, number string, wait time.Duration, verbose bool) error {
 			pass++
 		} else {
 			verdict = "FAIL"
-			fails = append(fails, e.name)
+			fails = append(fails, e.Name)
 		}
-		fmt.Printf("%s %-10s %-8s %-17s got: %s\n", verdict, e.name, e.section, e.kind, strings.Join(desc, "; "))
+		fmt.Printf("%s %-10s %-8s %-17s got: %s\n", verdict, e.Name, e.Section, e.Kind, strings.Join(desc, "; "))
 		fmt.Printf("     %-10s expected: %s\n", "", r.want)
 		if !good {
 			fmt.Printf("     %-10s why: %s\n", "", why)
@@ -607,7 +570,7 @@ func run(dir, target, number string, wait time.Duration, verbose bool) error {
 			}
 		}
 		if !up {
-			return fmt.Errorf("the gateway stopped answering after %s; %d of %d handled as the RFC expects before that", e.name, pass, len(exp))
+			return fmt.Errorf("the gateway stopped answering after %s; %d of %d handled as the RFC expects before that", e.Name, pass, len(exp))
 		}
 	}
 	sort.Strings(fails)

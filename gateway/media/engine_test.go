@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/callgate/callgate/internal/testwait"
 )
 
 // Many calls at once, each with its own endpoints, all sending both ways
@@ -141,7 +143,7 @@ func TestManagerCloseStopsWorkers(t *testing.T) {
 		t.Fatalf("relay: %v", err)
 	}
 	m.Close()
-	checkFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 2*time.Second, 10*time.Millisecond, func() error {
 		if n := runtime.NumGoroutine(); n > before {
 			return fmt.Errorf("%d goroutines after Close, %d before NewManager", n, before)
 		}

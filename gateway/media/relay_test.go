@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+
+	"github.com/callgate/callgate/internal/testwait"
 )
 
 func TestRelayForwardsUnchangedBothWays(t *testing.T) {
@@ -275,7 +277,7 @@ func TestForeignSourceCountedBeforeFixed(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		stranger.sendRTP(c.toCaller, rtpPacket(9, uint16(i), 0, []byte("x")))
 	}
-	checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+	testwait.CheckFor(t, 2*time.Second, 5*time.Millisecond, func() error {
 		if got := c.s.Stats().Caller.Ignored; got != 3 {
 			return fmt.Errorf("ignored %d", got)
 		}
@@ -418,7 +420,7 @@ func TestMediaTimeout(t *testing.T) {
 	if fired.Load() != 0 {
 		t.Fatal("timed out while media was flowing")
 	}
-	checkFor(t, 3*time.Second, 10*time.Millisecond, func() error {
+	testwait.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
 		if fired.Load() != 1 {
 			return errors.New("onTimeout not called")
 		}

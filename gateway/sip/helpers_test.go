@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -92,18 +93,10 @@ func (r *recorder) waitEvent(t testing.TB, kind, callID string) calls.Event {
 	return e
 }
 
-// checkFor polls f until it returns nil or the timeout passes.
+// checkFor is testwait.CheckFor polling every 5 ms.
 func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("timed out: %v", err)
+	testwait.CheckFor(t, timeout, 5*time.Millisecond, f)
 }
 
 type testEdge struct {
@@ -352,7 +345,7 @@ func (u *testUA) answered(ctx context.Context, t testing.TB, e *testEdge) *sipgo
 func waitBound(t testing.TB, network string, port int) {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	checkFor(t, 5*time.Second, func() error {
+	checkFor(t, 30*time.Second, func() error { // SIPp starts slowly on a loaded machine
 		var err error
 		if network == "tcp" {
 			var l net.Listener

@@ -1,14 +1,10 @@
 package sip
 
 import (
-	"log/slog"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/emiago/sipgo/sip"
 )
 
 // alive checks the edge still answers OPTIONS. Its Call-ID is new each
@@ -49,9 +45,6 @@ func msgCallID(m string) string {
 }
 
 func TestMalformedMessages(t *testing.T) {
-	if os.Getenv("ZZ") != "" {
-		sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	}
 	agent := newUA(t, "127.0.0.1")
 	e := runEdge(t, buildTable(agent.endpoint("eu")), nil, nil)
 	raw := newRaw(t, "127.0.0.1", net_(e))

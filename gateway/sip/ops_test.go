@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
@@ -26,6 +24,7 @@ import (
 	"github.com/callgate/callgate/internal/testlog"
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
+	"github.com/callgate/callgate/store/storetest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -172,16 +171,7 @@ func TestMetricsLint(t *testing.T) {
 // TestEventsOnNATS: lifecycle events through calls.NATSPublisher on an
 // embedded nats-server.
 func TestEventsOnNATS(t *testing.T) {
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats not ready")
-	}
+	ns := storetest.RunServer(t)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +307,6 @@ func TestTCPCall(t *testing.T) {
 	if !strings.Contains(got.String(), "transport=tcp") {
 		t.Errorf("200 at the TCP caller lacks the TCP Record-Route:\n%s", got.String())
 	}
-	_ = os.Getenv
 }
 
 // TestUnlistedSourcesKeepNoState: thousands of datagrams from unlisted

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bufio"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,35 +9,39 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/callgate/callgate/conformance/rfc4475"
 )
-
-// rfc4475Dir is the shared RFC 4475 torture corpus (read in place, not
-// copied into the project).
-const rfc4475Dir = "../../../shared/testdata/rfc4475"
-
-// rfc4475Want is what this edge answers each torture message with, judged
-// against EXPECT.tsv (a proxy's view). "" means dropped without response.
-var rfc4475Want = map[string]string{
-	"wsinv": "404", "intmeth": "404", "esc01": "404", "escnull": "405", "esc02": "404", "lwsdisp": "200",
-	"longreq": "404", "dblreq": "405", "semiuri": "200", "transports": "200", "mpart01": "405",
-	"unreason": "", "noreason": "", "badinv01": "400", "clerr": "400", "ncl": "400", "scalar02": "400",
-	"scalarlg": "", "quotbal": "400", "ltgtruri": "400", "lwsruri": "400", "lwsstart": "400", "trws": "400",
-	"escruri": "400", "baddate": "404", "regbadct": "405", "badaspec": "400", "baddn": "400", "badvers": "505",
-	"mismatch01": "400", "mismatch02": "400", "bigcode": "", "badbranch": "200", "insuf": "400", "unkscm": "416",
-	"novelsc": "416", "unksm2": "405", "bext01": "420", "invut": "404", "regaut01": "405", "multi01": "400",
-	"mcl01": "400", "bcast": "", "zeromf": "483", "cparam01": "405", "cparam02": "405", "regescrt": "405",
-	"sdp01": "404", "inv2543": "404",
-}
 
 // TestRFC4475Torture sends every torture message over UDP from
 // 127.0.0.2:5060 (most Vias have no rport, so RFC 3261 18.2.2 sends the
-// answer to the source IP on port 5060) and compares the answer.
+// answer to the source IP on port 5060) and compares the answer with the
+// one conformance/rfc4475/expect.tsv records for this edge ("callgate").
+// A missing corpus fails the test: it says where the corpus goes.
 func TestRFC4475Torture(t *testing.T) {
-	f, err := os.Open(filepath.Join(rfc4475Dir, "EXPECT.tsv"))
+	exps, err := rfc4475.Load()
 	if err != nil {
-		t.Skip("RFC 4475 corpus not found:", err)
+		t.Fatal(err)
 	}
-	defer f.Close()
+	// the shared corpus, read in place (not copied into the project)
+	rfc4475Dir, found := rfc4475.FindCorpus(filepath.Join("..", ".."))
+	if !found {
+		abs, _ := filepath.Abs(rfc4475Dir)
+		t.Fatalf("RFC 4475 corpus not found: no .dat messages in %s (the project expects it at %s from the module root, or in $%s; see conformance/README.md)", abs, rfc4475.CorpusDir, rfc4475.CorpusEnv)
+	}
+	dats, err := filepath.Glob(filepath.Join(rfc4475Dir, "*.dat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, e := range exps {
+		listed[e.Name] = true
+	}
+	for _, d := range dats {
+		if name := strings.TrimSuffix(filepath.Base(d), ".dat"); !listed[name] {
+			t.Errorf("corpus message %s has no line in conformance/rfc4475/expect.tsv", name)
+		}
+	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 5060})
 	if err != nil {
 		t.Skip("cannot bind 127.0.0.2:5060:", err)
@@ -47,15 +50,9 @@ func TestRFC4475Torture(t *testing.T) {
 	agent := newUA(t, "127.0.0.1")
 	e := runEdge(t, buildTable(agent.endpoint("eu")), nil, nil)
 	raw := &rawUA{t: t, conn: conn, to: net.UDPAddrFromAddrPort(e.UDPAddr())}
-	sc := bufio.NewScanner(f)
 	ok, total := 0, 0
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		fields := strings.SplitN(line, "\t", 4)
-		name := fields[0]
+	for _, x := range exps {
+		name := x.Name
 		data, err := os.ReadFile(filepath.Join(rfc4475Dir, name+".dat"))
 		if err != nil {
 			t.Fatal(err)
@@ -81,11 +78,14 @@ func TestRFC4475Torture(t *testing.T) {
 		}
 		for raw.read(30*time.Millisecond) != "" { // drain
 		}
-		want := rfc4475Want[name]
+		want := ""
+		if x.Answer != 0 {
+			want = strconv.Itoa(x.Answer)
+		}
 		if got == want {
 			ok++
 		} else {
-			t.Errorf("%-10s %-9s got %-4q want %-4q %s (RFC: %s)", name, fields[1], got, want, warn, fields[3])
+			t.Errorf("%-10s %-9s got %-4q want %-4q %s (RFC: %s)", name, x.Section, got, want, warn, x.Want)
 		}
 	}
 	t.Logf("RFC 4475: %d of %d torture messages answered as intended", ok, total)

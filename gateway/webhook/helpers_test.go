@@ -22,6 +22,7 @@ import (
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/routing"
+	"github.com/callgate/callgate/store/storetest"
 )
 
 const (
@@ -93,15 +94,7 @@ func buildTestSnapshot(messagingURL string) *routing.Snapshot {
 // runNATS starts an embedded nats-server on a loopback port.
 func runNATS(t testing.TB) (*server.Server, *nats.Conn) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(s.Shutdown)
+	s := storetest.RunServer(t)
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -414,16 +416,15 @@ func messagesEqual(a, b Message) bool {
 	return string(ja) == string(jb)
 }
 
-// checkFor polls cond until it holds or d passes.
+// checkFor is testwait.CheckFor on a condition, polling every 5 ms.
 func checkFor(t testing.TB, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
+	testwait.CheckFor(t, d, 5*time.Millisecond, func() error {
+		if !cond() {
+			return errors.New("condition false")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestMessageDeliveryIsBounded(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/store"
 )
 
@@ -33,6 +34,13 @@ func OpenEmbeddedAt(t testing.TB, dataDir string) *store.Store {
 	return st
 }
 
+// RunServer starts a core nats-server (no JetStream) listening on a
+// random loopback port and returns it; it is shut down when the test ends.
+func RunServer(t testing.TB) *server.Server {
+	t.Helper()
+	return RunServerWithOptions(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true, NoLog: true})
+}
+
 // RunJetStreamServer starts a standalone JetStream nats-server listening
 // on a random loopback port (as an external NATS would be) and returns it;
 // it is shut down when the test ends.
@@ -44,21 +52,30 @@ func RunJetStreamServer(t testing.TB) *server.Server {
 // RunJetStreamServerOnPort is RunJetStreamServer on a given loopback port.
 func RunJetStreamServerOnPort(t testing.TB, port int) *server.Server {
 	t.Helper()
-	opts := &server.Options{
+	return RunServerWithOptions(t, &server.Options{
 		Host:      "127.0.0.1",
 		Port:      port,
 		JetStream: true,
 		StoreDir:  t.TempDir(),
 		NoSigs:    true,
 		NoLog:     true,
-	}
+	})
+}
+
+// RunServerWithOptions starts a nats-server with opts (a fresh Options
+// each time: the server keeps and changes them), waits until it accepts
+// connections and shuts it down when the test ends. Shutting it down
+// earlier, to test an outage, is allowed.
+func RunServerWithOptions(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats-server: %v", err)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
+		srv.Shutdown()
+		t.Fatalf("nats-server %s not ready for connections", opts.ServerName)
 	}
 	t.Cleanup(func() {
 		srv.Shutdown()
@@ -67,18 +84,13 @@ func RunJetStreamServerOnPort(t testing.TB, port int) *server.Server {
 	return srv
 }
 
-// CheckFor polls fn until it returns nil or the timeout passes.
+// CheckFor is testwait.CheckFor.
+//
+// Deprecated: use internal/testwait.CheckFor (kept while branches that
+// call it are merged).
 func CheckFor(t testing.TB, timeout, every time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(every)
-	}
-	t.Fatalf("condition not met after %s: %v", timeout, err)
+	testwait.CheckFor(t, timeout, every, fn)
 }
 
 // LimitFileSize makes files of this process fail to grow past n bytes
