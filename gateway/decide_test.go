@@ -33,6 +33,7 @@ import (
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -680,16 +681,8 @@ func (c *carrierUA) call(t *testing.T, n *node, agent *agentUA, tc testCase) vie
 	return v
 }
 
-// checkFor polls f until it returns nil or the timeout passes.
+// checkFor is testwait.CheckFor polling every 5 ms.
 func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("timed out: %v", err)
+	testwait.CheckFor(t, timeout, 5*time.Millisecond, f)
 }
