@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/store"
 )
 
@@ -82,15 +81,6 @@ func RunServerWithOptions(t testing.TB, opts *server.Options) *server.Server {
 		srv.WaitForShutdown()
 	})
 	return srv
-}
-
-// CheckFor is testwait.CheckFor.
-//
-// Deprecated: use internal/testwait.CheckFor (kept while branches that
-// call it are merged).
-func CheckFor(t testing.TB, timeout, every time.Duration, fn func() error) {
-	t.Helper()
-	testwait.CheckFor(t, timeout, every, fn)
 }
 
 // LimitFileSize makes files of this process fail to grow past n bytes
