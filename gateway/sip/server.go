@@ -152,7 +152,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 			s.anyAuth = t
 		}
 	}
-	s.tp.s = s
+	s.tp.h = s
+	s.tp.log = s.log
+	s.tp.m = transportMetrics{Dropped: s.metrics.Dropped, Rejected: s.metrics.Rejected,
+		ConnsRefused: s.metrics.ConnsRefused, Conns: s.metrics.Conns, SendErrors: s.metrics.SendErrors}
 	s.tp.parser = sip.NewParser()
 	s.tp.sem = make(chan struct{}, maxAsync)
 	dnsr, err := newResolver(cfg.DNS)
