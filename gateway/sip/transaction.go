@@ -1,0 +1,519 @@
+package sip
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
+)
+
+// The transaction layer: the caller's INVITE server transaction (final
+// responses, their retransmission until the ACK, CANCEL) and our INVITE
+// client transactions toward the endpoints (branches, timers A/B/F,
+// failover to the next endpoint), and responses matched to them by Via.
+
+// branch is one forwarded INVITE (client transaction).
+type branch struct {
+	id      string
+	ep      routing.Endpoint
+	to      peer
+	target  sip.Uri      // Request-URI of the forwarded INVITE
+	inv     *sip.Request // the caller's INVITE (CANCEL, ACK); nil once not needed
+	raw     []byte       // serialised forwarded INVITE (retransmissions)
+	gotResp bool
+	gotProv bool
+	final   bool
+	cancel  bool // CANCEL sent
+	timerA  *time.Timer
+	aInt    time.Duration
+	timerF  *time.Timer
+}
+
+// serverTxKey matches an INVITE with its retransmissions, CANCEL and
+// non-2xx ACK: the top Via branch and sent-by (RFC 3261 17.2.3), or for
+// pre-RFC 3261 peers without the magic cookie, Call-ID, CSeq number,
+// From tag and sent-by.
+func serverTxKey(req *sip.Request) string {
+	v := req.Via()
+	br, _ := v.Params.Get("branch")
+	if strings.HasPrefix(br, "z9hG4bK") {
+		return br + "|" + v.SentBy()
+	}
+	tag, _ := req.From().Params.Get("tag")
+	return "2543|" + string(*req.CallID()) + "|" + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) + "|" + tag + "|" + v.SentBy()
+}
+
+// startBranch forwards the INVITE to the next candidate endpoint. c.mu held.
+func (c *call) startBranch() {
+	s := c.s
+	if c.resolving {
+		return // lookupThenBranch goes on
+	}
+	for c.ci < len(c.cands) {
+		ep := c.cands[c.ci]
+		var u sip.Uri
+		if err := sip.ParseUri(ep.URI, &u); err != nil {
+			c.ci++
+			continue
+		}
+		to, err := s.tp.uriPeerCached(&u)
+		if err == errNeedLookup {
+			if c.lookupThenBranch(u.Host, ep) {
+				return // startBranch goes on once the name is resolved
+			}
+			err = &dnsError{host: u.Host, err: errBusy}
+		}
+		if err != nil {
+			if isResolveErr(err) {
+				c.resolveFailed(ep, to.proto, err)
+			}
+			c.ci++
+			continue
+		}
+		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv}
+		b.raw = c.buildForward(&u, b.id, to.proto, ep)
+		c.cur = b
+		c.branches = append(c.branches, b)
+		s.clientTx.put(b.id, c)
+		if err := s.tp.sendThen(to, b.raw, func(err error) {
+			if err != nil {
+				c.branchUnreachable(b)
+			}
+		}); err != nil && err != errPending {
+			s.log.Debug("sip: endpoint unreachable", "endpoint", c.ci, "region", ep.Region, "err", err)
+			b.final = true
+			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
+			c.ci++
+			continue
+		}
+		if to.proto == protoUDP {
+			b.aInt = t1
+			b.timerA = time.AfterFunc(t1, func() { c.retransmit(b) })
+		}
+		b.timerF = time.AfterFunc(s.cfg.InviteTimeout, func() { c.branchTimeout(b) })
+		return
+	}
+	c.replyUp(503, "Service Unavailable", s.retryAfter())
+	c.finish(503, "no_endpoint")
+}
+
+// lookupThenBranch resolves host (the endpoint ep's, not in the cache) in
+// another goroutine, off the read loop and without c.mu, then goes on
+// with startBranch for the same candidate unless the call moved on
+// meanwhile (cancelled, timed out). false when too many lookups are
+// running. c.mu held.
+func (c *call) lookupThenBranch(host string, ep routing.Endpoint) bool {
+	s := c.s
+	ci := c.ci
+	c.resolving = true
+	ok := s.tp.lookupThen(host, func(err error) { // nil: the cache startBranch reads has the name
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.resolving || c.ci != ci {
+			return
+		}
+		c.resolving = false
+		if c.ended || c.cancelled || c.state >= stAccepted {
+			return
+		}
+		if err != nil {
+			var u sip.Uri
+			pr := protoUDP
+			if sip.ParseUri(ep.URI, &u) == nil {
+				pr, _ = uriProto(&u)
+			}
+			c.resolveFailed(ep, pr, err)
+			c.ci++
+		}
+		c.startBranch()
+	})
+	if !ok {
+		c.resolving = false
+	}
+	return ok
+}
+
+// resolveFailed: the endpoint's host name did not resolve → counted like
+// a dial failure (the caller moves on to the next endpoint). c.mu held.
+func (c *call) resolveFailed(ep routing.Endpoint, p proto, err error) {
+	s := c.s
+	stage := "resolve"
+	if errors.Is(err, errBusy) {
+		stage = "busy" // too many lookups and dials running
+	}
+	s.metrics.SendErrors.WithLabelValues(p.label(), stage).Inc()
+	s.log.Debug("sip: endpoint unreachable", "call_id", c.id, "endpoint", c.ci, "region", ep.Region,
+		"stage", stage, "err", err)
+	s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
+	s.prober.passiveMiss(ep.URI)
+}
+
+func (c *call) retransmit(b *branch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != b || b.gotResp || b.final || c.ended {
+		return
+	}
+	_ = c.s.tp.send(b.to, b.raw)
+	b.aInt *= 2
+	if b.aInt > t2 {
+		b.aInt = t2
+	}
+	b.timerA.Reset(b.aInt)
+}
+
+// branchTimeout: no response at all from the endpoint → next endpoint.
+func (c *call) branchTimeout(b *branch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != b || b.gotResp || b.final || c.ended || c.state >= stAccepted || c.cancelled {
+		return
+	}
+	b.final = true
+	stop(b.timerA)
+	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
+	c.s.prober.passiveMiss(b.ep.URI)
+	c.ci++
+	c.startBranch()
+}
+
+// branchUnreachable: the endpoint could not be connected to (TCP/TLS
+// dial or handshake failed) → next endpoint at once.
+func (c *call) branchUnreachable(b *branch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != b || b.gotResp || b.final || c.ended || c.state >= stAccepted || c.cancelled {
+		return
+	}
+	b.final = true
+	stop(b.timerA)
+	stop(b.timerF)
+	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
+	c.s.prober.passiveMiss(b.ep.URI)
+	c.ci++
+	c.startBranch()
+}
+
+func (c *call) onRingTimeout() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.state >= stAccepted {
+		return
+	}
+	c.cancelBranches()
+	c.replyUp(408, "Request Timeout")
+	c.finish(408, "ring_timeout")
+}
+
+// cancelBranches sends CANCEL on every branch that had a provisional
+// response and no final one; the others are abandoned (RFC 3261 9.1).
+func (c *call) cancelBranches() {
+	for _, b := range c.branches {
+		stop(b.timerA)
+		stop(b.timerF)
+		if b.gotProv && !b.final && !b.cancel {
+			c.sendCancel(b)
+		}
+	}
+}
+
+// sendCancel: same Request-URI, top Via (branch), Call-ID, From, To and
+// CSeq number as the forwarded INVITE, method CANCEL.
+func (c *call) sendCancel(b *branch) {
+	b.cancel = true
+	if b.inv == nil {
+		return
+	}
+	cr := c.hopRequest(b, sip.CANCEL, nil)
+	_ = c.s.tp.sendMsg(b.to, cr)
+}
+
+// hopRequest builds a CANCEL or non-2xx ACK for branch b (hop by hop).
+func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *sip.Request {
+	inv := b.inv
+	r := sip.NewRequest(m, b.target)
+	r.AppendHeader(c.s.via(b.to.proto, b.id))
+	leading := true
+	for _, h := range inv.GetHeaders("Route") {
+		if rh, ok := h.(*sip.RouteHeader); ok && leading && c.s.isUs(&rh.Address) {
+			continue
+		}
+		leading = false
+		r.AppendHeader(sip.HeaderClone(h))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	r.AppendHeader(&mf)
+	r.AppendHeader(sip.HeaderClone(inv.From()))
+	if res != nil && res.To() != nil {
+		r.AppendHeader(sip.HeaderClone(res.To()))
+	} else {
+		r.AppendHeader(sip.HeaderClone(inv.To()))
+	}
+	r.AppendHeader(sip.HeaderClone(inv.CallID()))
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: m})
+	cl := sip.ContentLengthHeader(0)
+	r.AppendHeader(&cl)
+	return r
+}
+
+// onInviteResponse handles a response to one of the call's forwarded
+// INVITEs. c.mu is taken here.
+func (c *call) onInviteResponse(res *sip.Response, br string) {
+	s := c.s
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b *branch
+	for _, x := range c.branches {
+		if x.id == br {
+			b = x
+		}
+	}
+	if b == nil {
+		return
+	}
+	code := res.StatusCode
+	if code != 503 {
+		s.prober.aliveURI(b.ep.URI) // passive health: any answer is a sign of life
+	}
+	b.gotResp = true
+	stop(b.timerA)
+	if code >= 200 {
+		stop(b.timerF)
+	}
+	switch {
+	case code == 100:
+		stop(b.timerF) // alive: ring timeout takes over
+	case code < 200:
+		stop(b.timerF)
+		b.gotProv = true
+		if c.cancelled || c.ended || b != c.cur {
+			if !b.cancel && !b.final {
+				c.sendCancel(b)
+			}
+			return
+		}
+		if c.state > stProceeding {
+			return
+		}
+		if !c.provSeen {
+			c.provSeen = true
+			s.metrics.SetupProvisional.WithLabelValues(c.labels()...).Observe(time.Since(c.start).Seconds())
+		}
+		c.state = stProceeding
+		if c.media != nil && len(res.Body()) > 0 {
+			nb, err := c.media.RewriteAnswer(res.Body())
+			if err != nil {
+				return // a broken early-media SDP is not forwarded
+			}
+			res.SetBody(nb)
+		}
+		c.forwardUp(res)
+	case code < 300:
+		b.final = true
+		if c.media != nil && len(res.Body()) > 0 {
+			if c.answerIn != nil && bytes.Equal(res.Body(), c.answerIn) {
+				res.SetBody(c.answerOut)
+			} else if nb, err := c.media.RewriteAnswer(res.Body()); err == nil {
+				c.answerIn, c.answerOut = res.Body(), nb
+				res.SetBody(nb)
+			}
+		}
+		if c.state < stAccepted && !c.ended {
+			c.state = stAccepted
+			c.cur = b // a late answer from an abandoned branch wins too
+			c.answeredAt = time.Now()
+			stop(c.ring)
+			s.metrics.SetupAnswer.WithLabelValues(c.labels()...).Observe(c.answeredAt.Sub(c.start).Seconds())
+			if to := res.To(); to != nil {
+				c.agentTag, _ = to.Params.Get("tag")
+			}
+			if ct := res.Contact(); ct != nil {
+				u := ct.Address
+				c.agentTarget = &u
+			}
+			s.dialogs.put(c.id, c)
+			c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
+			c.publish(calls.Answered, code, "")
+			// other branches (abandoned) are cancelled
+			for _, x := range c.branches {
+				if x != b && x.gotProv && !x.final && !x.cancel {
+					c.sendCancel(x)
+				}
+			}
+			c.scheduleRelease(linger) // serverTx no longer needed after a short while
+		}
+		c.forwardUp(res) // every 2xx, retransmissions included
+	default:
+		// final non-2xx: ACK it hop by hop, then fail over or forward
+		if b.inv != nil {
+			_ = s.tp.sendMsg(b.to, c.hopRequest(b, sip.ACK, res))
+		}
+		if b.final {
+			return // retransmission
+		}
+		b.final = true
+		if b != c.cur || c.ended || c.state >= stAccepted || c.cancelled {
+			return
+		}
+		if (code >= 500 && code < 600) || code == 408 {
+			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(b.ep.Region)).Inc()
+			c.ci++
+			c.startBranch()
+			return
+		}
+		stop(c.ring)
+		res.RemoveHeader("Via")
+		c.state = stCompleted
+		c.lastUp = []byte(res.String())
+		c.sendUpRaw(string(sip.INVITE), code)
+		reason := "rejected"
+		if code == 482 {
+			reason = "loop_detected" // the endpoint routes back to us (or a loop past it)
+		}
+		c.finish(code, reason)
+	}
+}
+
+// forwardUp pops our Via and sends a downstream response to the caller.
+func (c *call) forwardUp(res *sip.Response) {
+	res.RemoveHeader("Via")
+	c.s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
+	_ = c.s.tp.sendMsg(c.up, res)
+}
+
+// replyUp sends a final response generated here to the caller and keeps
+// it for retransmission until the ACK (Timer G/H on UDP).
+func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
+	if c.state >= stAccepted || c.lastUp != nil {
+		return
+	}
+	if c.inv == nil {
+		return
+	}
+	res := sip.NewResponseFromRequest(c.inv, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	c.state = stCompleted
+	c.lastUp = []byte(res.String())
+	c.sendUpRaw(string(sip.INVITE), code)
+}
+
+func (c *call) sendUpRaw(method string, code int) {
+	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
+	_ = c.s.tp.send(c.up, c.lastUp)
+	if c.up.proto == protoUDP {
+		c.gInt = t1
+		c.timerG = time.AfterFunc(t1, c.retransmitFinal)
+	}
+}
+
+func (c *call) retransmitFinal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastUp == nil || c.timerG == nil || time.Since(c.start) > c.s.cfg.RingTimeout+timerH {
+		return
+	}
+	_ = c.s.tp.send(c.up, c.lastUp)
+	c.gInt *= 2
+	if c.gInt > t2 {
+		c.gInt = t2
+	}
+	c.timerG.Reset(c.gInt)
+}
+
+func (s *Server) handleCancel(req *sip.Request, from peer) {
+	c, ok := s.serverTx.get(serverTxKey(req))
+	if !ok {
+		if tag, _ := req.To().Params.Get("tag"); tag != "" && s.routeIsUs(req) {
+			// CANCEL of a re-INVITE: forwarded like the re-INVITE was
+			s.forwardInDialog(req, from)
+			return
+		}
+		s.replyStateless(req, from, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	s.replyStateless(req, from, 200, "OK")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.state >= stAccepted || c.cancelled {
+		return
+	}
+	c.cancelled = true
+	c.cancelBranches()
+	c.replyUp(487, "Request Terminated")
+	c.finish(487, "cancel")
+}
+
+// handleResponse routes a response: our probes, our stateful INVITE
+// branches, or statelessly by the next Via.
+func (s *Server) handleResponse(res *sip.Response, from peer) {
+	v := res.Via()
+	if v == nil {
+		s.metrics.Dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	br, _ := v.Params.Get("branch")
+	if !strings.HasPrefix(br, branchOurs) || trimBrackets(v.Host) != trimBrackets(s.viaHost) {
+		s.metrics.Dropped.WithLabelValues("not_ours").Inc()
+		return
+	}
+	cseq := res.CSeq()
+	if cseq == nil || res.CallID() == nil {
+		s.metrics.Dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	switch {
+	case strings.HasPrefix(br, branchProbe):
+		s.prober.onResponse(br, res.StatusCode)
+		return
+	case strings.HasPrefix(br, branchStateful):
+		c, ok := s.clientTx.get(br)
+		if !ok {
+			if res.StatusCode >= 200 && res.StatusCode < 300 && cseq.MethodName == sip.INVITE {
+				break // late 2xx retransmission: forward statelessly
+			}
+			s.metrics.Dropped.WithLabelValues("stray_response").Inc()
+			return
+		}
+		if cseq.MethodName == sip.INVITE {
+			c.onInviteResponse(res, br)
+		}
+		return // responses to our CANCELs end here
+	}
+	if res.StatusCode != 503 {
+		s.prober.aliveAddr(from.addr) // passive health (BYE, re-INVITE, ... answers)
+	}
+	// stateless: pop our Via, send by the next one
+	res.RemoveHeader("Via")
+	nv := res.Via()
+	if nv == nil {
+		s.metrics.Dropped.WithLabelValues("malformed").Inc()
+		return
+	}
+	if c, ok := s.dialogs.get(string(*res.CallID())); ok && len(res.Body()) > 0 {
+		fromTag, _ := res.From().Params.Get("tag")
+		c.mu.Lock()
+		if c.media != nil {
+			var nb []byte
+			var err error
+			if fromTag == c.fromTag { // request from the caller: answer from the agent
+				nb, err = c.media.RewriteAnswer(res.Body())
+			} else {
+				nb, err = c.media.RewriteOffer(res.Body())
+			}
+			if err == nil {
+				res.SetBody(nb)
+			}
+		}
+		c.mu.Unlock()
+	}
+	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
+	_ = s.tp.sendVia(nv, res)
+}
