@@ -143,7 +143,7 @@ func (c *call) finish(code int, reason string) {
 	c.cands = nil
 	c.fwdBody = nil
 	c.answerIn = nil
-	if c.lastUp != nil && c.up.proto == protoUDP {
+	if c.lastUp != nil && c.up.Proto == protoUDP {
 		c.scheduleRelease(timerH) // until the ACK comes
 	} else {
 		c.scheduleRelease(linger)

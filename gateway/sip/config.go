@@ -2,15 +2,14 @@ package sip
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/callgate/callgate/gateway/sip/transport"
 )
 
 // Config is the SIP edge's configuration (the `sip:` section of the
@@ -66,7 +65,7 @@ type Config struct {
 	Workers int `yaml:"workers" help:"UDP read loops; 0 = one per CPU"`
 	// DNS is the resolver of host names in agent endpoint URIs, Contacts
 	// and Vias: server (default: /etc/resolv.conf's) and lookup timeout.
-	// Answers are cached for their TTL (dns.go).
+	// Answers are cached for their TTL (transport/dns.go).
 	DNS DNSConfig `yaml:"dns"`
 
 	// noAckTimeout: a 2xx not ACKed this long ends the dialog record
@@ -136,7 +135,7 @@ func DefaultConfig() Config {
 		Probe: ProbeConfig{
 			Interval: 5 * time.Second, Timeout: 2 * time.Second, DownAfter: 3, UpAfter: 2, Alpha: 0.3,
 		},
-		DNS: DNSConfig{Timeout: dnsDefaultTimeout},
+		DNS: DNSConfig{Timeout: transport.DefaultDNSTimeout},
 	}
 }
 
@@ -222,7 +221,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.TLSCAFile != "" {
-		if _, err := loadCAs(c.TLSCAFile); err != nil {
+		if _, err := transport.LoadCAs(c.TLSCAFile); err != nil {
 			bad("tls_ca_file", "%v", err)
 		}
 	}
@@ -306,7 +305,7 @@ func (c Config) Validate() error {
 		bad("probe.alpha", "must be in (0, 1]")
 	}
 	if c.DNS.Server != "" {
-		if _, err := dnsServerAddr(c.DNS.Server); err != nil {
+		if _, err := transport.DNSServerAddr(c.DNS.Server); err != nil {
 			bad("dns.server", "%v", err)
 		}
 	}
@@ -314,34 +313,6 @@ func (c Config) Validate() error {
 		bad("dns.timeout", "must be positive")
 	}
 	return errors.Join(errs...)
-}
-
-// loadCAs reads a PEM bundle of CA certificates.
-func loadCAs(file string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for len(b) > 0 {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
-	}
-	return out, nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

@@ -68,7 +68,7 @@ func (s *Server) handleAck(req *sip.Request, from peer) {
 // 16.11): responses find their way back by Via; retransmissions are the
 // endpoints' business.
 func (s *Server) forwardInDialog(req *sip.Request, from peer) {
-	s.prober.aliveAddr(from.addr) // an agent sending requests is alive
+	s.prober.aliveAddr(from.Addr) // an agent sending requests is alive
 	isAck := req.IsAck()
 	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
 		if !isAck {
@@ -128,10 +128,10 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 			s.metrics.Dropped.WithLabelValues(why).Inc()
 		}
 		s.log.Debug("sip: in-dialog request refused", "method", string(req.Method), "call_id", callID,
-			"from", from.addr.String(), "reason", why)
+			"from", from.Addr.String(), "reason", why)
 		return
 	}
-	to, err := s.tp.uriPeerCached(target)
+	to, err := s.tp.URIPeerCached(target)
 	if err != nil && err != errNeedLookup {
 		if !isAck {
 			s.replyStateless(req, from, 502, "Bad Gateway")
@@ -139,7 +139,7 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		return
 	}
 	if err == errNeedLookup {
-		to.proto, _ = uriProto(target) // for our Via; the address comes later
+		to.Proto, _ = uriProto(target) // for our Via; the address comes later
 	}
 	if mf := req.MaxForwards(); mf != nil {
 		*mf = *mf - 1
@@ -155,7 +155,7 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	if req.Method == sip.CANCEL || isAck {
 		m = string(sip.INVITE)
 	}
-	req.PrependHeader(s.via(to.proto, statelessBranch(inBr+m, from.addr.String())))
+	req.PrependHeader(s.via(to.Proto, statelessBranch(inBr+m, from.Addr.String())))
 
 	c, inDialog := s.dialogs.get(callID)
 	fromCaller, bye := false, false
@@ -163,10 +163,10 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	if inDialog {
 		fromTag, _ := req.From().Params.Get("tag")
 		fromCaller = fromTag == c.fromTag
-		if !fromCaller && c.up.proto != protoUDP {
+		if !fromCaller && c.up.Proto != protoUDP {
 			// toward a caller that came over TCP/TLS: its connection is
 			// the way back when its Contact cannot be reached (NAT)
-			alt = c.up.conn
+			alt = c.up.Conn
 		}
 		c.mu.Lock()
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {
@@ -215,10 +215,10 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	}
 	if err == errNeedLookup {
 		tu := *target
-		err = s.tp.sendURIThen(&tu, req, alt, done)
+		err = s.tp.SendURIThen(&tu, req, alt, done)
 	} else {
-		to.alt = alt
-		err = s.tp.sendMsgThen(to, req, done)
+		to.Alt = alt
+		err = s.tp.SendMsgThen(to, req, done)
 	}
 	if err != errPending && done != nil {
 		done(err)
@@ -294,14 +294,14 @@ func (c *call) sendByes() {
 			bye.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.BYE})
 			cl := sip.ContentLengthHeader(0)
 			bye.AppendHeader(&cl)
-			_ = s.tp.sendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
+			_ = s.tp.SendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
 		}
 	}
 	// to the caller
 	if ct := inv.Contact(); ct != nil {
 		target := ct.Address
 		bye := sip.NewRequest(sip.BYE, target)
-		bye.AppendHeader(s.via(c.up.proto, newBranch(branchStateless)))
+		bye.AppendHeader(s.via(c.up.Proto, newBranch(branchStateless)))
 		for _, h := range inv.GetHeaders("Record-Route") {
 			if rr, ok := h.(*sip.RecordRouteHeader); ok {
 				bye.AppendHeader(&sip.RouteHeader{Address: rr.Address})
@@ -318,6 +318,6 @@ func (c *call) sendByes() {
 		bye.AppendHeader(&sip.CSeqHeader{SeqNo: 1 << 20, MethodName: sip.BYE})
 		cl := sip.ContentLengthHeader(0)
 		bye.AppendHeader(&cl)
-		_ = s.tp.send(c.up, []byte(bye.String()))
+		_ = s.tp.Send(c.up, []byte(bye.String()))
 	}
 }

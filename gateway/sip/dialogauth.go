@@ -146,7 +146,7 @@ func (s *Server) callerHop(inv *sip.Request, up peer) string {
 	if ct := inv.Contact(); ct != nil && ct.Address.Host != "" {
 		return ct.Address.Host
 	}
-	return up.addr.Addr().String()
+	return up.Addr.Addr().String()
 }
 
 // hostKey is a host as MACed: lower case, no brackets, an IP in its
@@ -176,7 +176,7 @@ func (s *Server) targetRef(u *sip.Uri) hostRef {
 		return hostRef{addr: a.Unmap()}
 	}
 	r := hostRef{name: strings.ToLower(h)}
-	if a, err := s.tp.resolveOpt(h, resolveLast); err == nil {
+	if a, err := s.tp.ResolveOpt(h, resolveLast); err == nil {
 		r.addr = a
 	}
 	return r
@@ -234,7 +234,7 @@ func (s *Server) inDialogAllowed(c *call, callID string, ours []sip.Uri, target 
 	// The agent's Contact may name another host than its endpoint: a
 	// carrier (a trunk source) may still reach an agent address in a
 	// dialog we routed.
-	if t.addr.IsValid() && s.trunkFor(from.addr.Addr()) != nil && s.isAgentAddr(t.addr) {
+	if t.addr.IsValid() && s.trunkFor(from.Addr.Addr()) != nil && s.isAgentAddr(t.addr) {
 		return ""
 	}
 	return "relay_denied"
@@ -255,7 +255,7 @@ func (c *call) peerAllowed(t hostRef, from peer) (ok, live bool) {
 		return false, false
 	}
 	s := c.s
-	if t.isAddr(c.up.addr.Addr()) || t.is(c.cur.target.Host) || t.isAddr(c.cur.to.addr.Addr()) {
+	if t.isAddr(c.up.Addr.Addr()) || t.is(c.cur.target.Host) || t.isAddr(c.cur.to.Addr.Addr()) {
 		return true, true
 	}
 	if ct := c.inv.Contact(); ct != nil && t.is(ct.Address.Host) {
@@ -267,8 +267,8 @@ func (c *call) peerAllowed(t hostRef, from peer) (ok, live bool) {
 		}
 	}
 	if c.agentTarget != nil && t.is(c.agentTarget.Host) {
-		fa := from.addr.Addr()
-		return fa == c.up.addr.Addr() || s.trunkFor(fa) != nil, true
+		fa := from.Addr.Addr()
+		return fa == c.up.Addr.Addr() || s.trunkFor(fa) != nil, true
 	}
 	return false, true
 }
@@ -309,7 +309,7 @@ func (s *Server) refuseLoop(req *sip.Request, from peer) {
 	s.metrics.Rejected.WithLabelValues("loop_detected").Inc()
 	s.replyStateless(req, from, 482, "Loop Detected")
 	s.log.Debug("sip: loop detected", "method", string(req.Method), "call_id", string(*req.CallID()),
-		"from", from.addr.String(), "max_forwards", maxForwards(req))
+		"from", from.Addr.String(), "max_forwards", maxForwards(req))
 }
 
 // isOwnAddr reports whether a is this edge's listening or advertised
@@ -317,7 +317,7 @@ func (s *Server) refuseLoop(req *sip.Request, from peer) {
 // comes from there, and must reach the loop check rather than the source
 // filter (which would leave the call's branch waiting for an answer).
 func (s *Server) isOwnAddr(a netip.Addr) bool {
-	if l := s.tp.udpAddr.Addr(); !l.IsUnspecified() && a == l {
+	if l := s.tp.UDPAddr().Addr(); !l.IsUnspecified() && a == l {
 		return true
 	}
 	adv, err := netip.ParseAddr(trimBrackets(s.advHost))

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,268 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/sip/transport"
+	"github.com/callgate/callgate/gateway/sip/transport/dnstest"
 	"github.com/callgate/callgate/routing"
 )
-
-// testDNS is an authoritative DNS server on 127.0.0.1 (UDP, port 0) for
-// the tests: A/AAAA records by name, NXDOMAIN for the rest, answers for
-// held names delayed until released, and a count of queries.
-type testDNS struct {
-	t    testing.TB
-	addr string
-
-	mu      sync.Mutex
-	recs    map[string]testRec       // fqdn → record
-	holds   map[string]chan struct{} // fqdn → closed when its answers may go
-	queries map[string]int           // "fqdn/A" → queries received
-	waiting map[string]int           // fqdn → queries being held
-	done    chan struct{}            // closed at cleanup: held answers go
-	srv     *dns.Server
-}
-
-type testRec struct {
-	ip  string
-	ttl uint32
-}
-
-func runTestDNS(t testing.TB) *testDNS {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &testDNS{t: t, addr: pc.LocalAddr().String(), recs: map[string]testRec{}, holds: map[string]chan struct{}{},
-		queries: map[string]int{}, waiting: map[string]int{}, done: make(chan struct{})}
-	started := make(chan struct{})
-	d.srv = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = d.srv.ActivateAndServe()
-	}()
-	select {
-	case <-started:
-	case <-time.After(5 * time.Second):
-		t.Fatal("test DNS server did not start")
-	}
-	t.Cleanup(func() {
-		close(d.done)
-		_ = d.srv.Shutdown()
-		<-served
-	})
-	return d
-}
-
-func (d *testDNS) set(name, ip string, ttl uint32) {
-	d.mu.Lock()
-	d.recs[dns.Fqdn(name)] = testRec{ip: ip, ttl: ttl}
-	d.mu.Unlock()
-}
-
-// hold delays the answers for name until the returned func is called.
-func (d *testDNS) hold(name string) (release func()) {
-	ch := make(chan struct{})
-	d.mu.Lock()
-	d.holds[dns.Fqdn(name)] = ch
-	d.mu.Unlock()
-	var once sync.Once
-	return func() { once.Do(func() { close(ch) }) }
-}
-
-func (d *testDNS) count(name string, qtype uint16) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.queries[dns.Fqdn(name)+"/"+dns.TypeToString[qtype]]
-}
-
-func (d *testDNS) held(name string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.waiting[dns.Fqdn(name)]
-}
-
-func (d *testDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
-	if len(req.Question) != 1 {
-		return
-	}
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	d.mu.Lock()
-	d.queries[name+"/"+dns.TypeToString[q.Qtype]]++
-	hold := d.holds[name]
-	d.mu.Unlock()
-	if hold != nil {
-		d.mu.Lock()
-		d.waiting[name]++
-		d.mu.Unlock()
-		select {
-		case <-hold:
-		case <-d.done:
-		}
-		d.mu.Lock()
-		d.waiting[name]--
-		d.mu.Unlock()
-	}
-	d.mu.Lock()
-	rec, ok := d.recs[name]
-	d.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	if !ok {
-		m.Rcode = dns.RcodeNameError
-		_ = w.WriteMsg(m)
-		return
-	}
-	ip := net.ParseIP(rec.ip)
-	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: rec.ttl}
-	switch {
-	case q.Qtype == dns.TypeA && ip.To4() != nil:
-		hdr.Rrtype = dns.TypeA
-		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip.To4()})
-	case q.Qtype == dns.TypeAAAA && ip.To4() == nil:
-		hdr.Rrtype = dns.TypeAAAA
-		m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip})
-	}
-	_ = w.WriteMsg(m)
-}
-
-// testResolver is a resolver on d with a clock the test moves.
-func testResolver(t testing.TB, d *testDNS) (*resolver, *fakeClock) {
-	t.Helper()
-	r, err := newResolver(DNSConfig{Server: d.addr, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.hosts.path = ""
-	clk := &fakeClock{now: time.Now()}
-	r.now = clk.Now
-	t.Cleanup(r.close)
-	return r, clk
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// TestResolverTTL: an answer is served from the cache for its TTL and
-// asked again after it; a changed record is then used.
-func TestResolverTTL(t *testing.T) {
-	d := runTestDNS(t)
-	d.set("agent.test", "127.0.0.1", 30)
-	r, clk := testResolver(t, d)
-	for i := 0; i < 3; i++ {
-		a, err := r.lookup("agent.test")
-		if err != nil || a != netip.MustParseAddr("127.0.0.1") {
-			t.Fatalf("lookup %d = %v, %v", i, a, err)
-		}
-	}
-	if n := d.count("agent.test", dns.TypeA); n != 1 {
-		t.Fatalf("%d queries for 3 lookups within the TTL, want 1", n)
-	}
-	d.set("agent.test", "127.0.0.2", 30)
-	clk.Add(29 * time.Second)
-	if a, ok, err := r.cached("agent.test"); !ok || err != nil || a != netip.MustParseAddr("127.0.0.1") {
-		t.Fatalf("before the TTL: cached = %v, %v, %v", a, err, ok)
-	}
-	clk.Add(2 * time.Second)
-	if _, ok, _ := r.cached("agent.test"); ok {
-		t.Fatal("answer still cached after its TTL")
-	}
-	if a, _ := r.last("agent.test"); a != netip.MustParseAddr("127.0.0.1") {
-		t.Fatalf("last = %v, want the expired address", a)
-	}
-	a, err := r.lookup("AGENT.test.")
-	if err != nil || a != netip.MustParseAddr("127.0.0.2") {
-		t.Fatalf("after the TTL: %v, %v", a, err)
-	}
-	if n := d.count("agent.test", dns.TypeA); n != 2 {
-		t.Fatalf("%d queries, want 2", n)
-	}
-}
-
-// TestResolverNegativeAndIPv6: NXDOMAIN is cached briefly; a name with
-// only an AAAA record resolves to it.
-func TestResolverNegativeAndIPv6(t *testing.T) {
-	d := runTestDNS(t)
-	d.set("v6.test", "::1", 60)
-	r, clk := testResolver(t, d)
-	for i := 0; i < 2; i++ {
-		if _, err := r.lookup("missing.test"); err == nil || !strings.Contains(err.Error(), "no such host") {
-			t.Fatalf("lookup of a missing name: %v", err)
-		}
-	}
-	if n := d.count("missing.test", dns.TypeA); n != 1 {
-		t.Fatalf("%d queries for a missing name looked up twice, want 1 (negative cache)", n)
-	}
-	clk.Add(dnsNegativeTTL + time.Second)
-	_, _ = r.lookup("missing.test")
-	if n := d.count("missing.test", dns.TypeA); n != 2 {
-		t.Fatalf("negative answer kept past %v: %d queries", dnsNegativeTTL, n)
-	}
-	a, err := r.lookup("v6.test")
-	if err != nil || a != netip.MustParseAddr("::1") {
-		t.Fatalf("v6.test = %v, %v", a, err)
-	}
-}
-
-// TestResolverCoalescesAndCaps: concurrent lookups of one name make one
-// query; the cache never holds more than dnsMaxEntries names.
-func TestResolverCoalescesAndCaps(t *testing.T) {
-	d := runTestDNS(t)
-	d.set("busy.test", "127.0.0.1", 60)
-	release := d.hold("busy.test")
-	r, clk := testResolver(t, d)
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := r.lookup("busy.test"); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	checkFor(t, 5*time.Second, func() error {
-		if d.held("busy.test") == 0 {
-			return fmt.Errorf("no query held yet")
-		}
-		return nil
-	})
-	release()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if n := d.count("busy.test", dns.TypeA); n != 1 {
-		t.Fatalf("%d queries for 20 concurrent lookups, want 1", n)
-	}
-
-	for i := 0; i < dnsMaxEntries+100; i++ {
-		r.store(fmt.Sprintf("n%d.test", i), dnsEntry{addr: netip.MustParseAddr("127.0.0.1"), expires: clk.Now().Add(time.Hour)})
-	}
-	r.mu.RLock()
-	n := len(r.cache)
-	r.mu.RUnlock()
-	if n > dnsMaxEntries {
-		t.Fatalf("cache holds %d names, cap %d", n, dnsMaxEntries)
-	}
-}
 
 // dnsTable routes numPurchased to agent a1 (eps1) and numImported to a2 (eps2).
 func dnsTable(eps1, eps2 []routing.Endpoint) *routing.Table {
@@ -293,9 +33,9 @@ func dnsTable(eps1, eps2 []routing.Endpoint) *routing.Table {
 	return t
 }
 
-func withDNS(d *testDNS, more func(*Config)) func(*Config) {
+func withDNS(d *dnstest.Server, more func(*Config)) func(*Config) {
 	return func(c *Config) {
-		c.DNS.Server = d.addr
+		c.DNS.Server = d.Addr
 		if more != nil {
 			more(c)
 		}
@@ -335,7 +75,7 @@ func readInvite(c *net.UDPConn, callID string, d time.Duration) bool {
 // where its record points; within the TTL no new query is made, and once
 // the TTL has passed the changed record is asked for (one query) and used.
 func TestCallFollowsDNSTTL(t *testing.T) {
-	d := runTestDNS(t)
+	d := dnstest.Run(t)
 	agentA, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -344,7 +84,7 @@ func TestCallFollowsDNSTTL(t *testing.T) {
 	port := agentA.LocalAddr().(*net.UDPAddr).Port
 	agentB := listenUDPAt(t, "127.0.0.2", port)
 	const ttl = 2
-	d.set("agent.test", "127.0.0.1", ttl)
+	d.Set("agent.test", "127.0.0.1", ttl)
 	e := runEdge(t, dnsTable([]routing.Endpoint{{Region: "eu", URI: fmt.Sprintf("sip:bot@agent.test:%d", port)}}, nil),
 		withDNS(d, nil), nil)
 	carrier := newRaw(t, "127.0.0.1", net_(e))
@@ -354,7 +94,7 @@ func TestCallFollowsDNSTTL(t *testing.T) {
 		t.Fatal("first call: no INVITE at 127.0.0.1")
 	}
 	answered := time.Now()
-	if n := d.count("agent.test", dns.TypeA); n != 1 {
+	if n := d.Count("agent.test", dns.TypeA); n != 1 {
 		t.Fatalf("%d queries after the first call, want 1", n)
 	}
 	carrier.send(carrier.invite(e, numPurchased, "ttl-2", ""))
@@ -362,16 +102,16 @@ func TestCallFollowsDNSTTL(t *testing.T) {
 		t.Fatal("second call within the TTL: no INVITE at 127.0.0.1")
 	}
 	if time.Since(answered) < ttl*time.Second*3/4 { // (a stalled machine may have let the TTL pass)
-		if n := d.count("agent.test", dns.TypeA); n != 1 {
+		if n := d.Count("agent.test", dns.TypeA); n != 1 {
 			t.Fatalf("%d queries for two calls within the TTL, want 1", n)
 		}
 	}
 
-	d.set("agent.test", "127.0.0.2", ttl)
+	d.Set("agent.test", "127.0.0.2", ttl)
 	deadline := time.Now().Add(15 * time.Second)
 	for i := 3; ; i++ {
 		if time.Now().After(deadline) {
-			t.Fatalf("no call reached the new address 127.0.0.2 (%d queries)", d.count("agent.test", dns.TypeA))
+			t.Fatalf("no call reached the new address 127.0.0.2 (%d queries)", d.Count("agent.test", dns.TypeA))
 		}
 		id := fmt.Sprintf("ttl-%d", i)
 		carrier.send(carrier.invite(e, numPurchased, id, ""))
@@ -383,7 +123,7 @@ func TestCallFollowsDNSTTL(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if n := d.count("agent.test", dns.TypeA); n != 2 {
+	if n := d.Count("agent.test", dns.TypeA); n != 2 {
 		t.Fatalf("%d queries, want 2 (one more after the TTL)", n)
 	}
 }
@@ -392,11 +132,11 @@ func TestCallFollowsDNSTTL(t *testing.T) {
 // endpoint's name takes long to resolve does not hold up another call
 // to an IP endpoint; once the name resolves the first call goes on.
 func TestReadLoopServesDuringLookup(t *testing.T) {
-	d := runTestDNS(t)
+	d := dnstest.Run(t)
 	slowAgent := newUA(t, "127.0.0.1")
 	fastAgent := newUA(t, "127.0.0.1")
-	d.set("slow.test", "127.0.0.1", 60)
-	release := d.hold("slow.test")
+	d.Set("slow.test", "127.0.0.1", 60)
+	release := d.Hold("slow.test")
 	defer release()
 	e := runEdge(t, dnsTable(
 		[]routing.Endpoint{{Region: "eu", URI: fmt.Sprintf("sip:bot@slow.test:%d", slowAgent.port)}},
@@ -419,7 +159,7 @@ func TestReadLoopServesDuringLookup(t *testing.T) {
 		slowDone <- err
 	}()
 	checkFor(t, 5*time.Second, func() error {
-		if d.held("slow.test") == 0 {
+		if d.Held("slow.test") == 0 {
 			return fmt.Errorf("no lookup of slow.test held yet")
 		}
 		return nil
@@ -452,10 +192,10 @@ func TestUnresolvableEndpointFailsOver(t *testing.T) {
 		hold bool
 	}{{"nxdomain.test", false}, {"silent.test", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := runTestDNS(t)
+			d := dnstest.Run(t)
 			if tc.hold {
-				d.set(tc.name, "127.0.0.1", 60)
-				defer d.hold(tc.name)()
+				d.Set(tc.name, "127.0.0.1", 60)
+				defer d.Hold(tc.name)()
 			}
 			live := newUA(t, "127.0.0.1")
 			e := runEdge(t, dnsTable([]routing.Endpoint{
@@ -496,24 +236,24 @@ func TestUnresolvableEndpointFailsOver(t *testing.T) {
 // whose name is not cached make one DNS query, and all reach it (more of
 // them than lookups and dials may run at once: they wait for one lookup).
 func TestConcurrentCallsOneQuery(t *testing.T) {
-	d := runTestDNS(t)
+	d := dnstest.Run(t)
 	agent := newUA(t, "127.0.0.1")
-	d.set("shared.test", "127.0.0.1", 60)
-	release := d.hold("shared.test")
+	d.Set("shared.test", "127.0.0.1", 60)
+	release := d.Hold("shared.test")
 	defer release()
 	e := runEdge(t, dnsTable([]routing.Endpoint{{Region: "eu", URI: fmt.Sprintf("sip:bot@shared.test:%d", agent.port)}}, nil),
 		withDNS(d, func(c *Config) {
 			c.InviteTimeout = 10 * time.Second
 			c.DNS.Timeout = 20 * time.Second
 		}), nil)
-	const n = maxAsync + 16
+	const n = transport.MaxAsync + 16
 	carrier := newRaw(t, "127.0.0.1", net_(e))
 	for i := 0; i < n; i++ {
 		carrier.send(carrier.invite(e, numPurchased, fmt.Sprintf("same-%d", i), ""))
 	}
 	checkFor(t, 5*time.Second, func() error {
-		if e.ActiveCalls() != n || d.held("shared.test") == 0 {
-			return fmt.Errorf("%d calls waiting, %d queries held", e.ActiveCalls(), d.held("shared.test"))
+		if e.ActiveCalls() != n || d.Held("shared.test") == 0 {
+			return fmt.Errorf("%d calls waiting, %d queries held", e.ActiveCalls(), d.Held("shared.test"))
 		}
 		return nil
 	})
@@ -523,7 +263,7 @@ func TestConcurrentCallsOneQuery(t *testing.T) {
 		inv := recv(t, agent.invites, "INVITE at the agent")
 		seen[inv.CallID().Value()] = true
 	}
-	if q := d.count("shared.test", dns.TypeA); q != 1 {
+	if q := d.Count("shared.test", dns.TypeA); q != 1 {
 		t.Fatalf("%d DNS queries for %d concurrent calls, want 1", q, n)
 	}
 }
@@ -534,9 +274,9 @@ func TestConcurrentCallsOneQuery(t *testing.T) {
 // built for this snapshot before (its answers would otherwise be refused
 // and the call time out).
 func TestNamedAgentSourceAccepted(t *testing.T) {
-	d := runTestDNS(t)
+	d := dnstest.Run(t)
 	agent := newUA(t, "127.0.0.2")
-	d.set("agent2.test", "127.0.0.2", 60)
+	d.Set("agent2.test", "127.0.0.2", 60)
 	e := runEdge(t, dnsTable([]routing.Endpoint{{Region: "eu", URI: fmt.Sprintf("sip:bot@agent2.test:%d", agent.port)}}, nil),
 		withDNS(d, func(c *Config) {
 			c.Trunks[0].CIDRs = []string{"127.0.0.1/32"}
@@ -563,11 +303,11 @@ func TestNamedAgentSourceAccepted(t *testing.T) {
 // resolve, the other endpoints are still probed every round; once the
 // name resolves, that endpoint is probed too.
 func TestProbeRoundNotHeldByLookup(t *testing.T) {
-	d := runTestDNS(t)
+	d := dnstest.Run(t)
 	fast := newUA(t, "127.0.0.1")
 	slow := newUA(t, "127.0.0.1")
-	d.set("slowprobe.test", "127.0.0.1", 60)
-	release := d.hold("slowprobe.test")
+	d.Set("slowprobe.test", "127.0.0.1", 60)
+	release := d.Hold("slowprobe.test")
 	defer release()
 	slowEP := routing.Endpoint{Region: "ap", URI: fmt.Sprintf("sip:bot@slowprobe.test:%d", slow.port)}
 	e := runEdge(t, dnsTable([]routing.Endpoint{slowEP}, []routing.Endpoint{fast.endpoint("eu")}),
@@ -579,7 +319,7 @@ func TestProbeRoundNotHeldByLookup(t *testing.T) {
 		if _, _, known := e.Prober().Endpoint(fast.endpoint("eu").URI); !known {
 			return fmt.Errorf("the IP endpoint has no probe verdict yet")
 		}
-		if d.held("slowprobe.test") == 0 {
+		if d.Held("slowprobe.test") == 0 {
 			return fmt.Errorf("no lookup of slowprobe.test held")
 		}
 		return nil
@@ -602,8 +342,8 @@ func TestProbeRoundNotHeldByLookup(t *testing.T) {
 // the dialog ends normally: the lookup's goroutine hands the dial's
 // outcome on instead of counting the pending dial as a failure.
 func TestByeToNamedContactOverCarrierConnection(t *testing.T) {
-	d := runTestDNS(t)
-	d.set("carrier.test", "127.0.0.1", 60)
+	d := dnstest.Run(t)
+	d.Set("carrier.test", "127.0.0.1", 60)
 	agent := newUA(t, "127.0.0.1")
 	e := runEdge(t, buildTable(agent.endpoint("eu")), withDNS(d, nil), nil)
 	car := dialCarrier(t, e, false)
@@ -647,46 +387,7 @@ func TestByeToNamedContactOverCarrierConnection(t *testing.T) {
 	if en := e.events.waitEvent(t, calls.Ended, callID); en.Reason != "bye_agent" {
 		t.Errorf("ended reason %q, want bye_agent", en.Reason)
 	}
-	if n := d.count("carrier.test", dns.TypeA); n != 1 {
+	if n := d.Count("carrier.test", dns.TypeA); n != 1 {
 		t.Errorf("%d queries for the carrier's Contact, want 1", n)
-	}
-}
-
-// TestResolverHostsAndSearch: /etc/hosts answers first (IPv4 preferred,
-// re-read when it changes); short names get resolv.conf's search domains.
-func TestResolverHostsAndSearch(t *testing.T) {
-	d := runTestDNS(t)
-	d.set("agent.corp.test", "127.0.0.3", 60)
-	r, clk := testResolver(t, d)
-	hosts := t.TempDir() + "/hosts"
-	if err := os.WriteFile(hosts, []byte("# comment\n::1 pbx.local\n127.0.0.9 pbx.local PBX2.local # alias\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.hosts.path = hosts
-	for name, want := range map[string]string{"pbx.local": "127.0.0.9", "pbx2.local": "127.0.0.9"} {
-		if a, err := r.lookup(name); err != nil || a != netip.MustParseAddr(want) {
-			t.Errorf("%s = %v, %v; want %s from the hosts file", name, a, err, want)
-		}
-	}
-	if n := d.count("pbx.local", dns.TypeA); n != 0 {
-		t.Errorf("%d DNS queries for a name in the hosts file", n)
-	}
-	if err := os.WriteFile(hosts, []byte("127.0.0.10 pbx.local\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	clk.Add(hostsTTL + time.Second)
-	if a, err := r.lookup("pbx.local"); err != nil || a != netip.MustParseAddr("127.0.0.10") {
-		t.Errorf("after the hosts file changed: %v, %v", a, err)
-	}
-
-	r.search, r.ndots = []string{"other.test", "corp.test"}, 1
-	if got := r.names("agent"); strings.Join(got, " ") != "agent.other.test. agent.corp.test. agent." {
-		t.Errorf("names(agent) = %v", got)
-	}
-	if got := r.names("agent.corp.test"); got[0] != "agent.corp.test." {
-		t.Errorf("names(agent.corp.test) = %v: a name with ndots dots is tried as is first", got)
-	}
-	if a, err := r.lookup("agent"); err != nil || a != netip.MustParseAddr("127.0.0.3") {
-		t.Errorf("agent via the search list = %v, %v", a, err)
 	}
 }

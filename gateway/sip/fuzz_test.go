@@ -27,7 +27,7 @@ func FuzzMessage(f *testing.F) {
 			}
 		}
 	}()
-	from := peer{proto: protoUDP, addr: netip.MustParseAddrPort(sink.LocalAddr().String())}
+	from := peer{Proto: protoUDP, Addr: netip.MustParseAddrPort(sink.LocalAddr().String())}
 	raw := &rawUA{t: f, conn: sink, to: net.UDPAddrFromAddrPort(e.UDPAddr())}
 	f.Add([]byte(raw.invite(e, numPurchased, "seed-1", "")))
 	f.Add([]byte(raw.invite(e, "+19995550100", "seed-2", "Diversion: <sip:+14155550100@x>;reason=unconditional, <tel:+1415>\r\n")))

@@ -330,9 +330,7 @@ func TestUnlistedSourcesKeepNoState(t *testing.T) {
 		}
 		return nil
 	})
-	e.tp.mu.Lock()
-	streams := len(e.tp.streams)
-	e.tp.mu.Unlock()
+	streams := e.tp.Streams()
 	if streams != 0 || e.serverTx.len() != 0 || e.clientTx.len() != 0 || e.dialogs.len() != 0 {
 		t.Errorf("state left: streams %d serverTx %d clientTx %d dialogs %d",
 			streams, e.serverTx.len(), e.clientTx.len(), e.dialogs.len())

@@ -170,8 +170,8 @@ func (p *Prober) refresh() map[string]*epState {
 	})
 	byAddr := make(map[netip.AddrPort]*epState, len(next))
 	for _, st := range next {
-		if to, err := p.s.tp.uriPeerOpt(&st.target, resolveLast); err == nil {
-			byAddr[to.addr] = st
+		if to, err := p.s.tp.URIPeerOpt(&st.target, resolveLast); err == nil {
+			byAddr[to.Addr] = st
 		}
 	}
 	p.eps.Store(&next)
@@ -218,12 +218,12 @@ func (p *Prober) round() {
 
 func (p *Prober) probe(st *epState) {
 	s := p.s
-	to, err := s.tp.uriPeerCached(&st.target)
+	to, err := s.tp.URIPeerCached(&st.target)
 	if err == errNeedLookup {
 		// a name to look up: in another goroutine (one per name), so that
 		// one slow name does not hold up the round's other probes
-		s.tp.lookupThen(st.target.Host, func(lerr error) {
-			to, err := s.tp.uriPeerCached(&st.target)
+		s.tp.LookupThen(st.target.Host, func(lerr error) {
+			to, err := s.tp.URIPeerCached(&st.target)
 			if lerr != nil {
 				err = lerr
 			}
@@ -260,7 +260,7 @@ func (p *Prober) probeTo(st *epState, to peer, err error) {
 	p.mu.Unlock()
 
 	req := sip.NewRequest(sip.OPTIONS, st.target)
-	req.AppendHeader(s.via(to.proto, br))
+	req.AppendHeader(s.via(to.Proto, br))
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: trimBrackets(s.viaHost)},
@@ -274,7 +274,7 @@ func (p *Prober) probeTo(st *epState, to peer, err error) {
 	p.mu.Lock()
 	st.timer = time.AfterFunc(p.cfg.Timeout, func() { p.miss(st, br) })
 	p.mu.Unlock()
-	if err := s.tp.sendMsg(to, req); err != nil {
+	if err := s.tp.SendMsg(to, req); err != nil {
 		p.mu.Lock()
 		st.timer.Stop()
 		delete(p.pending, br)

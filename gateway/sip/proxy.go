@@ -22,7 +22,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		// retransmission: resend the last final response, if any
 		c.mu.Lock()
 		if c.lastUp != nil {
-			_ = s.tp.send(c.up, c.lastUp)
+			_ = s.tp.Send(c.up, c.lastUp)
 		}
 		c.mu.Unlock()
 		return
@@ -35,7 +35,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		s.refuse(req, from, "", refuseTooManyHops)
 		return
 	}
-	trunk := s.trunkFor(from.addr.Addr())
+	trunk := s.trunkFor(from.Addr.Addr())
 	if trunk == nil {
 		trunk = s.anyAuth
 	}
@@ -135,9 +135,9 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	buf.WriteString("Record-Route: ")
 	s.writeRR(buf, p, tok)
 	buf.WriteString("\r\n")
-	if p != c.up.proto {
+	if p != c.up.Proto {
 		buf.WriteString("Record-Route: ")
-		s.writeRR(buf, c.up.proto, tok)
+		s.writeRR(buf, c.up.Proto, tok)
 		buf.WriteString("\r\n")
 	}
 	leadingRoute, haveMF := true, false
@@ -224,15 +224,15 @@ func (s *Server) via(p proto, branchID string) *sip.ViaHeader {
 }
 
 func (s *Server) viaPort(p proto) int {
-	port := s.tp.udpAddr.Port()
+	port := s.tp.UDPAddr().Port()
 	switch p {
 	case protoTCP:
-		port = s.tp.tcpAddr.Port()
+		port = s.tp.TCPAddr().Port()
 	case protoTLS:
-		if s.tp.tlsLn != nil {
-			port = s.tp.tlsAddr.Port()
+		if s.tp.HasTLS() {
+			port = s.tp.TLSAddr().Port()
 		} else {
-			port = s.tp.tcpAddr.Port()
+			port = s.tp.TCPAddr().Port()
 		}
 	}
 	return int(port)

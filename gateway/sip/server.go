@@ -9,8 +9,8 @@
 // and handles a message inline; timers are runtime timers
 // (time.AfterFunc), so no goroutine is parked per call. Locks: call.mu
 // (one call's state) may be held while taking a table shard lock; never
-// the other way round. transport.mu and the resolver's locks are leaf
-// locks; no lock is held across a DNS lookup (dns.go).
+// the other way round. The transport layer's locks (gateway/sip/transport)
+// are leaf locks; no lock is held across a DNS lookup.
 package sip
 
 import (
@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/sip/transport"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -69,7 +70,7 @@ type Server struct {
 	metrics        *Metrics
 	prober         *Prober
 
-	tp                  transport
+	tp                  *transport.Transport
 	prefixes            []trunkPrefix
 	anyAuth             *Trunk // a trunk with credentials and no CIDRs: any source may try
 	advHost             string
@@ -152,46 +153,43 @@ func New(cfg Config, d Deps) (*Server, error) {
 			s.anyAuth = t
 		}
 	}
-	s.tp.h = s
-	s.tp.log = s.log
-	s.tp.m = transportMetrics{Dropped: s.metrics.Dropped, Rejected: s.metrics.Rejected,
-		ConnsRefused: s.metrics.ConnsRefused, Conns: s.metrics.Conns, SendErrors: s.metrics.SendErrors}
-	s.tp.parser = sip.NewParser()
-	s.tp.sem = make(chan struct{}, maxAsync)
-	dnsr, err := newResolver(cfg.DNS)
+	tp, err := transport.New(transport.Config{
+		Addr: cfg.Addr, TLSAddr: cfg.TLSAddr, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
+		TLSCAFile: cfg.TLSCAFile, TLSClientCert: cfg.TLSClientCert, TLSClientKey: cfg.TLSClientKey,
+		MessageTimeout: cfg.MessageTimeout, MaxConnections: cfg.MaxConnections,
+		MaxConnectionsPerSource: cfg.MaxConnectionsPerSource, DNS: cfg.DNS,
+	}, (*edge)(s), transport.Metrics{Dropped: s.metrics.Dropped, Rejected: s.metrics.Rejected,
+		ConnsRefused: s.metrics.ConnsRefused, Conns: s.metrics.Conns, SendErrors: s.metrics.SendErrors}, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("sip: dns: %w", err)
-	}
-	s.tp.dns = dnsr
-	if err := s.tp.listen(cfg); err != nil {
 		return nil, err
 	}
+	s.tp = tp
 	s.advHost = cfg.AdvertiseHost
 	if s.advHost == "" {
-		s.advHost = s.tp.udpAddr.Addr().String()
+		s.advHost = s.tp.UDPAddr().Addr().String()
 	}
 	host := s.advHost
 	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
 		host = "[" + host + "]"
 	}
 	s.viaHost = host
-	s.rrUDP = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.udpAddr.Port())) + ";lr>"
-	s.rrTCP = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.tcpAddr.Port())) + ";transport=tcp;lr>"
-	if s.tp.tlsLn != nil {
-		s.rrTLS = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.tlsAddr.Port())) + ";transport=tls;lr>"
+	s.rrUDP = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.UDPAddr().Port())) + ";lr>"
+	s.rrTCP = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.TCPAddr().Port())) + ";transport=tcp;lr>"
+	if s.tp.HasTLS() {
+		s.rrTLS = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.TLSAddr().Port())) + ";transport=tls;lr>"
 	}
 	s.prober = newProber(s)
 	return s, nil
 }
 
 // UDPAddr is the bound UDP address.
-func (s *Server) UDPAddr() netip.AddrPort { return s.tp.udpAddr }
+func (s *Server) UDPAddr() netip.AddrPort { return s.tp.UDPAddr() }
 
 // TCPAddr is the bound TCP address.
-func (s *Server) TCPAddr() netip.AddrPort { return s.tp.tcpAddr }
+func (s *Server) TCPAddr() netip.AddrPort { return s.tp.TCPAddr() }
 
 // TLSAddr is the bound TLS address (zero when TLS is off).
-func (s *Server) TLSAddr() netip.AddrPort { return s.tp.tlsAddr }
+func (s *Server) TLSAddr() netip.AddrPort { return s.tp.TLSAddr() }
 
 // Metrics returns the server's collectors.
 func (s *Server) Metrics() *Metrics { return s.metrics }
@@ -224,11 +222,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if w == 0 {
 		w = runtime.GOMAXPROCS(0)
 	}
-	s.tp.serve(w)
+	s.tp.Serve(w)
 	go s.prober.run(s.stop)
 	go s.janitor(s.stop)
 	go s.returnMemory(s.stop, time.Second, time.Minute)
-	s.log.Info("sip: listening", "udp", s.tp.udpAddr.String(), "tcp", s.tp.tcpAddr.String(),
+	s.log.Info("sip: listening", "udp", s.tp.UDPAddr().String(), "tcp", s.tp.TCPAddr().String(),
 		"tls", s.tlsString(), "region", s.cfg.Region)
 	select {
 	case <-ctx.Done():
@@ -239,17 +237,17 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) tlsString() string {
-	if s.tp.tlsLn == nil {
+	if !s.tp.HasTLS() {
 		return ""
 	}
-	return s.tp.tlsAddr.String()
+	return s.tp.TLSAddr().String()
 }
 
 // Close stops the listeners and timers at once.
 func (s *Server) Close() error {
 	s.closed.Do(func() {
 		close(s.stop)
-		s.tp.close()
+		s.tp.Close()
 	})
 	return nil
 }
@@ -306,7 +304,7 @@ func (s *Server) trunkFor(a netip.Addr) *Trunk {
 func (s *Server) isAgentAddr(a netip.Addr) bool {
 	snap := s.table.Load()
 	set := s.agentAddrs.Load()
-	if set == nil || set.snap != snap || set.gen != s.tp.dns.gen.Load() {
+	if set == nil || set.snap != snap || set.gen != s.tp.DNSGeneration() {
 		set = s.buildAgentSet(snap)
 	}
 	_, ok := set.addrs[a]
@@ -314,7 +312,7 @@ func (s *Server) isAgentAddr(a netip.Addr) bool {
 }
 
 func (s *Server) buildAgentSet(snap *routing.Snapshot) *agentSet {
-	set := &agentSet{snap: snap, gen: s.tp.dns.gen.Load(), addrs: map[netip.Addr]struct{}{}}
+	set := &agentSet{snap: snap, gen: s.tp.DNSGeneration(), addrs: map[netip.Addr]struct{}{}}
 	snap.Agents(func(ag *routing.Agent) {
 		for _, ep := range ag.Endpoints {
 			var u sip.Uri
@@ -326,7 +324,7 @@ func (s *Server) buildAgentSet(snap *routing.Snapshot) *agentSet {
 				set.addrs[a.Unmap()] = struct{}{}
 				continue
 			}
-			if a, err := s.tp.resolveOpt(h, resolveLast); err == nil {
+			if a, err := s.tp.ResolveOpt(h, resolveLast); err == nil {
 				set.addrs[a] = struct{}{}
 			}
 		}
@@ -349,7 +347,7 @@ func (s *Server) refuseSource(data []byte, from peer) {
 	if s.cfg.SilentReject || !s.refuseToken() {
 		return
 	}
-	m, err := s.tp.parser.ParseSIP(data)
+	m, err := s.tp.Parser().ParseSIP(data)
 	if err != nil {
 		return
 	}
@@ -383,7 +381,7 @@ func (s *Server) handleDatagram(data []byte, from peer) {
 			return
 		}
 	}
-	m, err := s.tp.parser.ParseSIP(data)
+	m, err := s.tp.Parser().ParseSIP(data)
 	if err != nil {
 		s.malformed(data, m, from, err)
 		return
@@ -407,7 +405,7 @@ func (s *Server) malformed(data []byte, m sip.Message, from peer, err error) {
 		return
 	}
 	s.metrics.Dropped.WithLabelValues("malformed").Inc()
-	s.log.Debug("sip: malformed message dropped", "from", from.addr.String(), "err", err)
+	s.log.Debug("sip: malformed message dropped", "from", from.Addr.String(), "err", err)
 }
 
 // replyUnparsed answers a request whose start line did not parse (LWS or
@@ -449,9 +447,9 @@ func (s *Server) replyUnparsed(data []byte, from peer) bool {
 					return false
 				}
 				via, _ = hs[0].(*sip.ViaHeader)
-				if via != nil && via.Host != "" && trimBrackets(via.Host) != from.addr.Addr().String() &&
+				if via != nil && via.Host != "" && trimBrackets(via.Host) != from.Addr.Addr().String() &&
 					!via.Params.Has("received") && len(hs) == 1 {
-					l += ";received=" + from.addr.Addr().String() // RFC 3261 18.2.1
+					l += ";received=" + from.Addr.Addr().String() // RFC 3261 18.2.1
 				}
 			}
 			b.WriteString(l + "\r\n")
@@ -470,18 +468,18 @@ func (s *Server) replyUnparsed(data []byte, from peer) bool {
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	to := from
-	if from.proto == protoUDP {
+	if from.Proto == protoUDP {
 		port := via.Port
 		if rp, ok := via.Params.Get("rport"); ok && rp != "" {
-			port = int(from.addr.Port())
+			port = int(from.Addr.Port())
 		}
 		if port <= 0 || port > 65535 {
 			port = 5060
 		}
-		to.addr = netip.AddrPortFrom(from.addr.Addr(), uint16(port))
+		to.Addr = netip.AddrPortFrom(from.Addr.Addr(), uint16(port))
 	}
 	s.metrics.Responses.WithLabelValues("other", codeLabel(code)).Inc()
-	_ = s.tp.send(to, []byte(b.String()))
+	_ = s.tp.Send(to, []byte(b.String()))
 	return true
 }
 
@@ -651,12 +649,12 @@ func setReceived(req *sip.Request, from peer) {
 	if v == nil || v.Host == "" || v.Params.Has("received") {
 		return
 	}
-	ip := from.addr.Addr().String()
+	ip := from.Addr.Addr().String()
 	if trimBrackets(v.Host) != ip {
 		v.Params = v.Params.Add("received", ip)
 	}
-	if rp, ok := v.Params.Get("rport"); (ok && rp == "") || from.proto != protoUDP {
-		v.Params = v.Params.Add("rport", strconv.Itoa(int(from.addr.Port())))
+	if rp, ok := v.Params.Get("rport"); (ok && rp == "") || from.Proto != protoUDP {
+		v.Params = v.Params.Add("rport", strconv.Itoa(int(from.Addr.Port())))
 		if !v.Params.Has("received") {
 			v.Params = v.Params.Add("received", ip)
 		}
@@ -670,7 +668,7 @@ func (s *Server) isUs(u *sip.Uri) bool {
 			return false
 		}
 		a, err := netip.ParseAddr(trimBrackets(u.Host))
-		if err != nil || a.Unmap() != s.tp.udpAddr.Addr() {
+		if err != nil || a.Unmap() != s.tp.UDPAddr().Addr() {
 			return false
 		}
 	}
@@ -678,8 +676,8 @@ func (s *Server) isUs(u *sip.Uri) bool {
 	if port == 0 {
 		port = 5060
 	}
-	return port == int(s.tp.udpAddr.Port()) || port == int(s.tp.tcpAddr.Port()) ||
-		(s.tp.tlsLn != nil && port == int(s.tp.tlsAddr.Port()))
+	return port == int(s.tp.UDPAddr().Port()) || port == int(s.tp.TCPAddr().Port()) ||
+		(s.tp.HasTLS() && port == int(s.tp.TLSAddr().Port()))
 }
 
 func (s *Server) routeIsUs(req *sip.Request) bool {
@@ -814,8 +812,8 @@ func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason stri
 	writeResponse(buf, req, code, reason, hdrs...)
 	to = replyPeer(req, to)
 	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
-	if err := s.tp.send(to, buf.Bytes()); err != nil {
-		s.log.Debug("sip: send response", "to", to.addr.String(), "err", err)
+	if err := s.tp.Send(to, buf.Bytes()); err != nil {
+		s.log.Debug("sip: send response", "to", to.Addr.String(), "err", err)
 	}
 	if buf.Cap() <= 1<<16 {
 		bufPool.Put(buf)
@@ -885,7 +883,7 @@ func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string,
 // (received) and the Via's sent-by port, or the source port when rport
 // was asked for.
 func replyPeer(req *sip.Request, from peer) peer {
-	if from.proto != protoUDP {
+	if from.Proto != protoUDP {
 		return from
 	}
 	v := req.Via()
@@ -899,7 +897,7 @@ func replyPeer(req *sip.Request, from peer) peer {
 	if port <= 0 || port > 65535 {
 		port = 5060
 	}
-	return peer{proto: protoUDP, addr: netip.AddrPortFrom(from.addr.Addr(), uint16(port))}
+	return peer{Proto: protoUDP, Addr: netip.AddrPortFrom(from.Addr.Addr(), uint16(port))}
 }
 
 // retryAfter is the Retry-After header for 503 replies.
@@ -965,5 +963,5 @@ func (s *Server) returnMemory(stop <-chan struct{}, every, minGap time.Duration)
 }
 
 func (s *Server) String() string {
-	return fmt.Sprintf("sip.Server{udp=%s tcp=%s}", s.tp.udpAddr, s.tp.tcpAddr)
+	return fmt.Sprintf("sip.Server{udp=%s tcp=%s}", s.tp.UDPAddr(), s.tp.TCPAddr())
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/sip/transport"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -62,26 +63,26 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
-		to, err := s.tp.uriPeerCached(&u)
+		to, err := s.tp.URIPeerCached(&u)
 		if err == errNeedLookup {
 			if c.lookupThenBranch(u.Host, ep) {
 				return // startBranch goes on once the name is resolved
 			}
-			err = &dnsError{host: u.Host, err: errBusy}
+			err = transport.LookupBusy(u.Host)
 		}
 		if err != nil {
 			if isResolveErr(err) {
-				c.resolveFailed(ep, to.proto, err)
+				c.resolveFailed(ep, to.Proto, err)
 			}
 			c.ci++
 			continue
 		}
 		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv}
-		b.raw = c.buildForward(&u, b.id, to.proto, ep)
+		b.raw = c.buildForward(&u, b.id, to.Proto, ep)
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
-		if err := s.tp.sendThen(to, b.raw, func(err error) {
+		if err := s.tp.SendThen(to, b.raw, func(err error) {
 			if err != nil {
 				c.branchUnreachable(b)
 			}
@@ -92,7 +93,7 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
-		if to.proto == protoUDP {
+		if to.Proto == protoUDP {
 			b.aInt = t1
 			b.timerA = time.AfterFunc(t1, func() { c.retransmit(b) })
 		}
@@ -112,7 +113,7 @@ func (c *call) lookupThenBranch(host string, ep routing.Endpoint) bool {
 	s := c.s
 	ci := c.ci
 	c.resolving = true
-	ok := s.tp.lookupThen(host, func(err error) { // nil: the cache startBranch reads has the name
+	ok := s.tp.LookupThen(host, func(err error) { // nil: the cache startBranch reads has the name
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !c.resolving || c.ci != ci {
@@ -147,7 +148,7 @@ func (c *call) resolveFailed(ep routing.Endpoint, p proto, err error) {
 	if errors.Is(err, errBusy) {
 		stage = "busy" // too many lookups and dials running
 	}
-	s.metrics.SendErrors.WithLabelValues(p.label(), stage).Inc()
+	s.metrics.SendErrors.WithLabelValues(p.Label(), stage).Inc()
 	s.log.Debug("sip: endpoint unreachable", "call_id", c.id, "endpoint", c.ci, "region", ep.Region,
 		"stage", stage, "err", err)
 	s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
@@ -160,7 +161,7 @@ func (c *call) retransmit(b *branch) {
 	if c.cur != b || b.gotResp || b.final || c.ended {
 		return
 	}
-	_ = c.s.tp.send(b.to, b.raw)
+	_ = c.s.tp.Send(b.to, b.raw)
 	b.aInt *= 2
 	if b.aInt > t2 {
 		b.aInt = t2
@@ -231,14 +232,14 @@ func (c *call) sendCancel(b *branch) {
 		return
 	}
 	cr := c.hopRequest(b, sip.CANCEL, nil)
-	_ = c.s.tp.sendMsg(b.to, cr)
+	_ = c.s.tp.SendMsg(b.to, cr)
 }
 
 // hopRequest builds a CANCEL or non-2xx ACK for branch b (hop by hop).
 func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *sip.Request {
 	inv := b.inv
 	r := sip.NewRequest(m, b.target)
-	r.AppendHeader(c.s.via(b.to.proto, b.id))
+	r.AppendHeader(c.s.via(b.to.Proto, b.id))
 	leading := true
 	for _, h := range inv.GetHeaders("Route") {
 		if rh, ok := h.(*sip.RouteHeader); ok && leading && c.s.isUs(&rh.Address) {
@@ -352,7 +353,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 	default:
 		// final non-2xx: ACK it hop by hop, then fail over or forward
 		if b.inv != nil {
-			_ = s.tp.sendMsg(b.to, c.hopRequest(b, sip.ACK, res))
+			_ = s.tp.SendMsg(b.to, c.hopRequest(b, sip.ACK, res))
 		}
 		if b.final {
 			return // retransmission
@@ -384,7 +385,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 func (c *call) forwardUp(res *sip.Response) {
 	res.RemoveHeader("Via")
 	c.s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
-	_ = c.s.tp.sendMsg(c.up, res)
+	_ = c.s.tp.SendMsg(c.up, res)
 }
 
 // replyUp sends a final response generated here to the caller and keeps
@@ -407,8 +408,8 @@ func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
 
 func (c *call) sendUpRaw(method string, code int) {
 	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
-	_ = c.s.tp.send(c.up, c.lastUp)
-	if c.up.proto == protoUDP {
+	_ = c.s.tp.Send(c.up, c.lastUp)
+	if c.up.Proto == protoUDP {
 		c.gInt = t1
 		c.timerG = time.AfterFunc(t1, c.retransmitFinal)
 	}
@@ -420,7 +421,7 @@ func (c *call) retransmitFinal() {
 	if c.lastUp == nil || c.timerG == nil || time.Since(c.start) > c.s.cfg.RingTimeout+timerH {
 		return
 	}
-	_ = c.s.tp.send(c.up, c.lastUp)
+	_ = c.s.tp.Send(c.up, c.lastUp)
 	c.gInt *= 2
 	if c.gInt > t2 {
 		c.gInt = t2
@@ -488,7 +489,7 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		return // responses to our CANCELs end here
 	}
 	if res.StatusCode != 503 {
-		s.prober.aliveAddr(from.addr) // passive health (BYE, re-INVITE, ... answers)
+		s.prober.aliveAddr(from.Addr) // passive health (BYE, re-INVITE, ... answers)
 	}
 	// stateless: pop our Via, send by the next one
 	res.RemoveHeader("Via")
@@ -515,5 +516,5 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		c.mu.Unlock()
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
-	_ = s.tp.sendVia(nv, res)
+	_ = s.tp.SendVia(nv, res)
 }

@@ -1,4 +1,4 @@
-package sip
+package transport
 
 import (
 	"bufio"
@@ -37,7 +37,7 @@ type DNSConfig struct {
 }
 
 const (
-	dnsDefaultTimeout = 2 * time.Second
+	DefaultDNSTimeout = 2 * time.Second
 	dnsMaxEntries     = 10000           // names cached
 	dnsMinTTL         = time.Second     // a TTL of 0 is kept this long (concurrent calls share it)
 	dnsMaxTTL         = time.Hour       // longer TTLs are cut to this
@@ -97,10 +97,10 @@ func newResolver(cfg DNSConfig) (*resolver, error) {
 	r := &resolver{timeout: cfg.Timeout, ndots: 1, now: time.Now, cache: map[string]dnsEntry{},
 		hosts: hostsFile{path: hostsPath}}
 	if r.timeout <= 0 {
-		r.timeout = dnsDefaultTimeout
+		r.timeout = DefaultDNSTimeout
 	}
 	if cfg.Server != "" {
-		s, err := dnsServerAddr(cfg.Server)
+		s, err := DNSServerAddr(cfg.Server)
 		if err != nil {
 			return nil, err
 		}
@@ -128,8 +128,8 @@ func newResolver(cfg DNSConfig) (*resolver, error) {
 	return r, nil
 }
 
-// dnsServerAddr is a sip.dns.server value as host:port.
-func dnsServerAddr(s string) (string, error) {
+// DNSServerAddr is a sip.dns.server value as host:port.
+func DNSServerAddr(s string) (string, error) {
 	if a, err := netip.ParseAddr(trimBrackets(s)); err == nil {
 		return netip.AddrPortFrom(a, 53).String(), nil
 	}

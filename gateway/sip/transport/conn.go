@@ -1,14 +1,16 @@
-package sip
+package transport
 
 import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
 
@@ -19,7 +21,7 @@ import (
 // port (TLS on its own), the UDP read loops, accepted TCP/TLS connections
 // and their caps (in total and per source), the message deadline and idle
 // timeout of a stream, and the map of open connections that sends reuse.
-// Nothing here knows the proxy: messages go to the handler (transport.go).
+// Nothing here knows the proxy: messages go to the Handler (transport.go).
 
 func unmap(ap netip.AddrPort) netip.AddrPort {
 	if ap.Addr().Is4In6() {
@@ -39,7 +41,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return unmap(ap)
 }
 
-func (t *transport) listen(cfg Config) error {
+func (t *Transport) listen(cfg Config) error {
 	// UDP and TCP share one port. With port 0 the port UDP got may be
 	// taken for TCP by another process: then try another pair.
 	attempts := 1
@@ -88,7 +90,7 @@ func (t *transport) listen(cfg Config) error {
 func clientTLS(cfg Config) (*tls.Config, error) {
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.TLSCAFile != "" {
-		cas, err := loadCAs(cfg.TLSCAFile)
+		cas, err := LoadCAs(cfg.TLSCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("sip: tls_ca_file: %w", err)
 		}
@@ -112,7 +114,7 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 }
 
 // listenPair binds UDP on addr and TCP on the port UDP got.
-func (t *transport) listenPair(addr string) error {
+func (t *Transport) listenPair(addr string) error {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return fmt.Errorf("sip: listen udp %s: %w", addr, err)
@@ -132,7 +134,7 @@ func (t *transport) listenPair(addr string) error {
 	return nil
 }
 
-func (t *transport) serve(workers int) {
+func (t *Transport) serve(workers int) {
 	for i := 0; i < workers; i++ {
 		t.wg.Add(1)
 		go func() {
@@ -143,21 +145,21 @@ func (t *transport) serve(workers int) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		t.accept(t.tcpLn, protoTCP)
+		t.accept(t.tcpLn, TCP)
 	}()
 	if t.tlsLn != nil {
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			t.accept(t.tlsLn, protoTLS)
+			t.accept(t.tlsLn, TLS)
 		}()
 	}
 }
 
-func (t *transport) close() {
+func (t *Transport) close() {
 	t.mu.Lock()
 	t.closed = true
-	conns := make([]*streamConn, 0, len(t.streams))
+	conns := make([]*Conn, 0, len(t.streams))
 	for _, c := range t.streams {
 		conns = append(conns, c)
 	}
@@ -176,7 +178,7 @@ func (t *transport) close() {
 	t.wg.Wait()
 }
 
-func (t *transport) readUDP() {
+func (t *Transport) readUDP() {
 	buf := make([]byte, maxMessage)
 	for {
 		n, ap, err := t.udp.ReadFromUDPAddrPort(buf)
@@ -189,15 +191,15 @@ func (t *transport) readUDP() {
 		ap = unmap(ap)
 		// Source filter before parsing: nothing is parsed or kept for an
 		// unlisted source.
-		if !t.h.allowedSource(ap.Addr()) {
-			t.h.refuseSource(buf[:n], peer{proto: protoUDP, addr: ap})
+		if !t.h.AllowedSource(ap.Addr()) {
+			t.h.RefuseSource(buf[:n], Peer{Proto: UDP, Addr: ap})
 			continue
 		}
-		t.h.handleDatagram(buf[:n], peer{proto: protoUDP, addr: ap})
+		t.h.HandleDatagram(buf[:n], Peer{Proto: UDP, Addr: ap})
 	}
 }
 
-func (t *transport) accept(ln net.Listener, p proto) {
+func (t *Transport) accept(ln net.Listener, p Proto) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -212,13 +214,13 @@ func (t *transport) accept(ln net.Listener, p proto) {
 			continue
 		}
 		ra := addrPortOf(c.RemoteAddr())
-		if !t.h.allowedSource(ra.Addr()) {
+		if !t.h.AllowedSource(ra.Addr()) {
 			// refused at accept: nothing read, nothing kept
 			t.m.Rejected.WithLabelValues("unknown_source").Inc()
 			c.Close()
 			continue
 		}
-		sc := &streamConn{c: c, proto: p, remote: ra, inbound: true}
+		sc := &Conn{c: c, proto: p, remote: ra, inbound: true}
 		switch t.addInbound(sc) {
 		case "":
 		case "closed":
@@ -236,14 +238,14 @@ func (t *transport) accept(ln net.Listener, p proto) {
 	}
 }
 
-func (t *transport) addStream(sc *streamConn) bool {
+func (t *Transport) addStream(sc *Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return false
 	}
 	if t.streams == nil {
-		t.streams = map[streamKey]*streamConn{}
+		t.streams = map[streamKey]*Conn{}
 	}
 	t.streams[streamKey{sc.proto, sc.remote}] = sc
 	return true
@@ -251,7 +253,7 @@ func (t *transport) addStream(sc *streamConn) bool {
 
 // addInbound registers an accepted connection unless a cap is reached:
 // "" when added, else why not ("per_source", "total", "closed").
-func (t *transport) addInbound(sc *streamConn) string {
+func (t *Transport) addInbound(sc *Conn) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -275,15 +277,15 @@ func (t *transport) addInbound(sc *streamConn) string {
 	}
 	t.perSource[a]++
 	t.inbound++
-	t.m.Conns.WithLabelValues(sc.proto.label()).Inc()
+	t.m.Conns.WithLabelValues(sc.proto.Label()).Inc()
 	if t.streams == nil {
-		t.streams = map[streamKey]*streamConn{}
+		t.streams = map[streamKey]*Conn{}
 	}
 	t.streams[streamKey{sc.proto, sc.remote}] = sc
 	return ""
 }
 
-func (t *transport) dropStream(sc *streamConn) {
+func (t *Transport) dropStream(sc *Conn) {
 	if sc.closed.Swap(true) {
 		return
 	}
@@ -297,7 +299,7 @@ func (t *transport) dropStream(sc *streamConn) {
 			delete(t.perSource, a)
 		}
 		t.inbound--
-		t.m.Conns.WithLabelValues(sc.proto.label()).Dec()
+		t.m.Conns.WithLabelValues(sc.proto.Label()).Dec()
 	}
 	t.mu.Unlock()
 	sc.c.Close()
@@ -311,7 +313,7 @@ const streamIdle = 10 * time.Minute
 // Between messages the connection may stay idle for streamIdle; once a
 // message has started (or a TLS handshake), it must complete within
 // msgTimeout however slowly its bytes trickle in.
-func (t *transport) readStream(sc *streamConn) {
+func (t *Transport) readStream(sc *Conn) {
 	defer t.dropStream(sc)
 	if tc, ok := sc.c.(*tls.Conn); ok && sc.inbound {
 		_ = tc.SetDeadline(time.Now().Add(t.msgTimeout))
@@ -325,7 +327,7 @@ func (t *transport) readStream(sc *streamConn) {
 	par := t.parser.NewSIPStream()
 	defer par.Close()
 	buf := make([]byte, 16384)
-	from := peer{proto: sc.proto, addr: sc.remote, conn: sc}
+	from := Peer{Proto: sc.proto, Addr: sc.remote, Conn: sc}
 	var msgStart time.Time // first byte of the message in progress; zero between messages
 	for {
 		deadline := time.Now().Add(streamIdle)
@@ -374,7 +376,7 @@ func (t *transport) readStream(sc *streamConn) {
 				t.m.Dropped.WithLabelValues(reason).Inc()
 				return
 			}
-			t.h.handleMessage(m, from)
+			t.h.HandleMessage(m, from)
 		}
 		switch {
 		case !inMsg:
@@ -383,4 +385,32 @@ func (t *transport) readStream(sc *streamConn) {
 			msgStart = now
 		}
 	}
+}
+
+// LoadCAs reads a PEM bundle of CA certificates.
+func LoadCAs(file string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for len(b) > 0 {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return out, nil
 }

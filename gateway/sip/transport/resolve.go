@@ -1,4 +1,4 @@
-package sip
+package transport
 
 import (
 	"errors"
@@ -14,11 +14,11 @@ import (
 // (dns.go), with lookups run off the read loops in a bounded number of
 // goroutines shared by every caller waiting for one name.
 
-// maxAsync bounds goroutines doing DNS lookups and TCP/TLS dials.
-const maxAsync = 64
+// MaxAsync bounds goroutines doing DNS lookups and TCP/TLS dials.
+const MaxAsync = 64
 
-// async runs f on its own goroutine unless maxAsync are already running.
-func (t *transport) async(f func()) bool {
+// async runs f on its own goroutine unless MaxAsync are already running.
+func (t *Transport) async(f func()) bool {
 	if !t.acquire() {
 		return false
 	}
@@ -26,8 +26,8 @@ func (t *transport) async(f func()) bool {
 	return true
 }
 
-// acquire takes one of the maxAsync slots (false: none free, counted).
-func (t *transport) acquire() bool {
+// acquire takes one of the MaxAsync slots (false: none free, counted).
+func (t *Transport) acquire() bool {
 	select {
 	case t.sem <- struct{}{}:
 		return true
@@ -38,7 +38,7 @@ func (t *transport) acquire() bool {
 }
 
 // run runs f on its own goroutine in a slot taken by acquire.
-func (t *transport) run(f func()) {
+func (t *Transport) run(f func()) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -47,12 +47,12 @@ func (t *transport) run(f func()) {
 	}()
 }
 
-// lookupThen resolves host in another goroutine and then calls then with
+// LookupThen resolves host in another goroutine and then calls then with
 // the outcome (nil: the name is in the cache now), with no lock held.
 // Every caller waiting for one name shares one goroutine (and one query),
 // so a burst of calls to one endpoint takes one slot. false when the name
-// needs a goroutine and maxAsync are already running.
-func (t *transport) lookupThen(host string, then func(error)) bool {
+// needs a goroutine and MaxAsync are already running.
+func (t *Transport) LookupThen(host string, then func(error)) bool {
 	k := dnsKey(trimBrackets(host))
 	t.lmu.Lock()
 	if w, ok := t.lookups[k]; ok {
@@ -82,65 +82,65 @@ func (t *transport) lookupThen(host string, then func(error)) bool {
 	return true
 }
 
-// resolveMode says how far resolveOpt may go for a host name.
-type resolveMode uint8
+// ResolveMode says how far ResolveOpt may go for a host name.
+type ResolveMode uint8
 
 const (
-	// resolveCached: an unexpired cache entry, else errNeedLookup (read
+	// ResolveCached: an unexpired cache entry, else ErrNeedLookup (read
 	// loops, call locks).
-	resolveCached resolveMode = iota
-	// resolveLast: the name's last known address even if expired, else
-	// errNeedLookup (matching sources and peers, never a send).
-	resolveLast
-	// resolveLookup: a DNS lookup when needed (blocks up to the lookup
+	ResolveCached ResolveMode = iota
+	// ResolveLast: the name's last known address even if expired, else
+	// ErrNeedLookup (matching sources and peers, never a send).
+	ResolveLast
+	// ResolveLookup: a DNS lookup when needed (blocks up to the lookup
 	// timeout: only in a goroutine of its own).
-	resolveLookup
+	ResolveLookup
 )
 
-// uriPeer resolves where a request for u goes (RFC 3263 without DNS
+// URIPeer resolves where a request for u goes (RFC 3263 without DNS
 // SRV/NAPTR: IP literals, or a host name resolved through the cache).
 // It may block on a DNS lookup: never on a read loop or under a call's lock.
-func (t *transport) uriPeer(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, resolveLookup) }
+func (t *Transport) URIPeer(u *sip.Uri) (Peer, error) { return t.URIPeerOpt(u, ResolveLookup) }
 
-// uriPeerCached is uriPeer without DNS: errNeedLookup for a name not in
+// URIPeerCached is URIPeer without DNS: ErrNeedLookup for a name not in
 // the cache (or expired there), the cached error for a name that failed.
-func (t *transport) uriPeerCached(u *sip.Uri) (peer, error) { return t.uriPeerOpt(u, resolveCached) }
+func (t *Transport) URIPeerCached(u *sip.Uri) (Peer, error) { return t.URIPeerOpt(u, ResolveCached) }
 
-func (t *transport) uriPeerOpt(u *sip.Uri, mode resolveMode) (peer, error) {
-	var p peer
-	pr, err := uriProto(u)
+func (t *Transport) URIPeerOpt(u *sip.Uri, mode ResolveMode) (Peer, error) {
+	var p Peer
+	pr, err := URIProto(u)
 	if err != nil {
 		return p, err
 	}
-	p.proto = pr
-	a, err := t.resolveOpt(u.Host, mode)
+	p.Proto = pr
+	a, err := t.ResolveOpt(u.Host, mode)
 	if err != nil {
 		return p, err
 	}
 	if h := trimBrackets(u.Host); h != a.String() {
 		if _, err := netip.ParseAddr(h); err != nil {
-			p.host = h // a name: the TLS server name
+			p.Host = h // a name: the TLS server name
 		}
 	}
 	port := u.Port
 	if port == 0 {
 		port = 5060
-		if p.proto == protoTLS {
+		if p.Proto == TLS {
 			port = 5061
 		}
 	}
 	if port < 0 || port > 65535 {
 		return p, fmt.Errorf("sip: bad port %d", port)
 	}
-	p.addr = netip.AddrPortFrom(a, uint16(port))
+	p.Addr = netip.AddrPortFrom(a, uint16(port))
 	return p, nil
 }
 
-func (t *transport) resolve(host string) (netip.Addr, error) {
-	return t.resolveOpt(host, resolveLookup)
+func (t *Transport) resolve(host string) (netip.Addr, error) {
+	return t.ResolveOpt(host, ResolveLookup)
 }
 
-func (t *transport) resolveOpt(host string, mode resolveMode) (netip.Addr, error) {
+func (t *Transport) ResolveOpt(host string, mode ResolveMode) (netip.Addr, error) {
 	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if a, err := netip.ParseAddr(h); err == nil {
 		return a.Unmap(), nil
@@ -149,59 +149,59 @@ func (t *transport) resolveOpt(host string, mode resolveMode) (netip.Addr, error
 		return netip.Addr{}, errors.New("sip: empty host")
 	}
 	switch mode {
-	case resolveLast:
+	case ResolveLast:
 		if a, ok := t.dns.last(h); ok {
 			return a, nil
 		}
-		return netip.Addr{}, errNeedLookup
-	case resolveCached:
+		return netip.Addr{}, ErrNeedLookup
+	case ResolveCached:
 		if a, ok, err := t.dns.cached(h); ok {
 			return a, err
 		}
-		return netip.Addr{}, errNeedLookup
+		return netip.Addr{}, ErrNeedLookup
 	}
 	return t.dns.lookup(h)
 }
 
-// isResolveErr reports whether err is a host name that did not resolve.
-func isResolveErr(err error) bool {
+// IsResolveErr reports whether err is a host name that did not resolve.
+func IsResolveErr(err error) bool {
 	var de *dnsError
 	return errors.As(err, &de)
 }
 
-// uriProto is the transport a request for u uses.
-func uriProto(u *sip.Uri) (proto, error) {
+// URIProto is the transport a request for u uses.
+func URIProto(u *sip.Uri) (Proto, error) {
 	tp := ""
 	if u.UriParams != nil {
 		tp, _ = u.UriParams.Get("transport")
 	}
 	if !strings.EqualFold(u.Scheme, "sip") && !strings.EqualFold(u.Scheme, "sips") {
-		return protoUDP, fmt.Errorf("sip: cannot route to a %q URI", u.Scheme)
+		return UDP, fmt.Errorf("sip: cannot route to a %q URI", u.Scheme)
 	}
 	switch {
 	case strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(tp, "tls"):
-		return protoTLS, nil
+		return TLS, nil
 	case strings.EqualFold(tp, "tcp"):
-		return protoTCP, nil
+		return TCP, nil
 	case tp == "" || strings.EqualFold(tp, "udp"):
-		return protoUDP, nil
+		return UDP, nil
 	}
-	return protoUDP, fmt.Errorf("sip: unsupported transport %q", tp)
+	return UDP, fmt.Errorf("sip: unsupported transport %q", tp)
 }
 
-// viaPeer is where a response goes by its (next) Via: received/rport
+// ViaPeer is where a response goes by its (next) Via: received/rport
 // when present (RFC 3261 18.2.2, RFC 3581), else sent-by.
-func (t *transport) viaPeer(v *sip.ViaHeader) (peer, error) { return t.viaPeerOpt(v, resolveLookup) }
+func (t *Transport) ViaPeer(v *sip.ViaHeader) (Peer, error) { return t.ViaPeerOpt(v, ResolveLookup) }
 
-func (t *transport) viaPeerOpt(v *sip.ViaHeader, mode resolveMode) (peer, error) {
-	var p peer
+func (t *Transport) ViaPeerOpt(v *sip.ViaHeader, mode ResolveMode) (Peer, error) {
+	var p Peer
 	switch strings.ToUpper(v.Transport) {
 	case "TCP":
-		p.proto = protoTCP
+		p.Proto = TCP
 	case "TLS":
-		p.proto = protoTLS
+		p.Proto = TLS
 	case "UDP", "":
-		p.proto = protoUDP
+		p.Proto = UDP
 	default:
 		return p, fmt.Errorf("sip: unsupported Via transport %q", v.Transport)
 	}
@@ -225,20 +225,20 @@ func (t *transport) viaPeerOpt(v *sip.ViaHeader, mode resolveMode) (peer, error)
 			}
 		}
 	}
-	a, err := t.resolveOpt(host, mode)
+	a, err := t.ResolveOpt(host, mode)
 	if err != nil {
 		return p, err
 	}
 	if port == 0 {
 		port = 5060
-		if p.proto == protoTLS {
+		if p.Proto == TLS {
 			port = 5061
 		}
 	}
-	p.addr = netip.AddrPortFrom(a.Unmap(), uint16(port))
-	if p.proto != protoUDP {
+	p.Addr = netip.AddrPortFrom(a.Unmap(), uint16(port))
+	if p.Proto != UDP {
 		t.mu.Lock()
-		p.conn = t.streams[streamKey{p.proto, p.addr}]
+		p.Conn = t.streams[streamKey{p.Proto, p.Addr}]
 		t.mu.Unlock()
 	}
 	return p, nil

@@ -1,4 +1,4 @@
-package sip
+package transport
 
 import (
 	"bytes"
@@ -19,40 +19,40 @@ import (
 // back to the connection the party opened (RFC 5923 style reuse), and
 // counting and logging every failed send (send_errors_total).
 
-// sendURI sends m to where u points; a host name not in the cache is
+// SendURI sends m to where u points; a host name not in the cache is
 // looked up off the read loop.
-func (t *transport) sendURI(u *sip.Uri, m sip.Message) error {
-	if err := t.sendURIThen(u, m, nil, nil); err != errPending {
+func (t *Transport) SendURI(u *sip.Uri, m sip.Message) error {
+	if err := t.SendURIThen(u, m, nil, nil); err != ErrPending {
 		return err
 	}
 	return nil
 }
 
-// sendURIThen is sendURI with sendThen's contract (errPending, then);
+// SendURIThen is SendURI with SendThen's contract (ErrPending, then);
 // alt is a connection to the same party to fall back on.
-func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then func(error)) error {
-	p, err := t.uriPeerCached(u)
+func (t *Transport) SendURIThen(u *sip.Uri, m sip.Message, alt *Conn, then func(error)) error {
+	p, err := t.URIPeerCached(u)
 	if err == nil {
-		p.alt = alt
-		return t.sendMsgThen(p, m, then)
+		p.Alt = alt
+		return t.SendMsgThen(p, m, then)
 	}
-	if err != errNeedLookup {
+	if err != ErrNeedLookup {
 		return t.failedMsg(p, "resolve", m, err)
 	}
 	uc := *u
-	if !t.lookupThen(u.Host, func(lerr error) {
-		p, err := t.uriPeerCached(&uc)
+	if !t.LookupThen(u.Host, func(lerr error) {
+		p, err := t.URIPeerCached(&uc)
 		if lerr != nil {
 			err = lerr
 		}
 		if err == nil {
-			p.alt = alt
+			p.Alt = alt
 			// a dial goes on in yet another goroutine: then gets its outcome
-			if err = t.sendMsgThen(p, m, then); err == errPending {
+			if err = t.SendMsgThen(p, m, then); err == ErrPending {
 				return
 			}
-		} else if alt.usable() {
-			err = t.sendMsgThen(peer{proto: alt.proto, addr: alt.remote, conn: alt}, m, nil)
+		} else if alt.Usable() {
+			err = t.SendMsgThen(Peer{Proto: alt.proto, Addr: alt.remote, Conn: alt}, m, nil)
 		} else {
 			err = t.failedMsg(p, "resolve", m, err)
 		}
@@ -60,19 +60,19 @@ func (t *transport) sendURIThen(u *sip.Uri, m sip.Message, alt *streamConn, then
 			then(err)
 		}
 	}) {
-		return t.failedMsg(peer{proto: p.proto}, "busy", m, errBusy)
+		return t.failedMsg(Peer{Proto: p.Proto}, "busy", m, ErrBusy)
 	}
-	return errPending
+	return ErrPending
 }
 
-// sendVia sends a response by its Via, looking a host name up off the read loop.
-func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
-	p, err := t.viaPeerOpt(v, resolveCached)
+// SendVia sends a response by its Via, looking a host name up off the read loop.
+func (t *Transport) SendVia(v *sip.ViaHeader, m sip.Message) error {
+	p, err := t.ViaPeerOpt(v, ResolveCached)
 	if err == nil {
-		return t.sendMsg(p, m)
+		return t.SendMsg(p, m)
 	}
-	if err != errNeedLookup {
-		if isResolveErr(err) {
+	if err != ErrNeedLookup {
+		if IsResolveErr(err) {
 			return t.failedMsg(p, "resolve", m, err)
 		}
 		return err
@@ -81,18 +81,18 @@ func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
 	if r, ok := v.Params.Get("received"); ok && r != "" {
 		host = r
 	}
-	if !t.lookupThen(host, func(lerr error) {
-		p, err := t.viaPeerOpt(v, resolveCached)
+	if !t.LookupThen(host, func(lerr error) {
+		p, err := t.ViaPeerOpt(v, ResolveCached)
 		if lerr != nil {
 			err = lerr
 		}
 		if err == nil {
-			_ = t.sendMsg(p, m)
+			_ = t.SendMsg(p, m)
 		} else {
 			_ = t.failedMsg(p, "resolve", m, err)
 		}
 	}) {
-		return t.failedMsg(peer{proto: p.proto}, "busy", m, errBusy)
+		return t.failedMsg(Peer{Proto: p.Proto}, "busy", m, ErrBusy)
 	}
 	return nil
 }
@@ -100,29 +100,29 @@ func (t *transport) sendVia(v *sip.ViaHeader, m sip.Message) error {
 // send writes a serialised message to p. A send that needs a dial goes
 // on in another goroutine and counts as sent here; every failure, now or
 // later, is counted and logged (failed).
-func (t *transport) send(p peer, b []byte) error {
-	if err := t.sendThen(p, b, nil); err != errPending {
+func (t *Transport) Send(p Peer, b []byte) error {
+	if err := t.SendThen(p, b, nil); err != ErrPending {
 		return err
 	}
 	return nil
 }
 
-// sendThen writes b to p and returns the outcome, or errPending when a
+// SendThen writes b to p and returns the outcome, or ErrPending when a
 // connection must be dialled first (never in a read loop): then, when not
 // nil, is called later with the outcome, from another goroutine with no
-// lock held. When p.addr cannot be reached and p.alt is open, b goes
-// over p.alt.
-func (t *transport) sendThen(p peer, b []byte, then func(error)) error {
-	if p.proto == protoUDP {
-		if _, err := t.udp.WriteToUDPAddrPort(b, p.addr); err != nil {
+// lock held. When p.Addr cannot be reached and p.Alt is open, b goes
+// over p.Alt.
+func (t *Transport) SendThen(p Peer, b []byte, then func(error)) error {
+	if p.Proto == UDP {
+		if _, err := t.udp.WriteToUDPAddrPort(b, p.Addr); err != nil {
 			return t.failed(p, "write", b, err)
 		}
 		return nil
 	}
-	sc := p.conn
-	if !sc.usable() {
+	sc := p.Conn
+	if !sc.Usable() {
 		t.mu.Lock()
-		sc = t.streams[streamKey{p.proto, p.addr}]
+		sc = t.streams[streamKey{p.Proto, p.Addr}]
 		t.mu.Unlock()
 	}
 	if sc != nil {
@@ -135,26 +135,26 @@ func (t *transport) sendThen(p peer, b []byte, then func(error)) error {
 			then(err)
 		}
 	}) {
-		return t.failed(p, "busy", b, errBusy)
+		return t.failed(p, "busy", b, ErrBusy)
 	}
-	return errPending
+	return ErrPending
 }
 
 // dialWrite connects to p and writes b (off the read loops).
-func (t *transport) dialWrite(p peer, b []byte) error {
+func (t *Transport) dialWrite(p Peer, b []byte) error {
 	sc, err := t.stream(p)
 	if err != nil {
-		if p.alt.usable() {
+		if p.Alt.Usable() {
 			t.log.Debug("sip: destination unreachable, using the connection its party opened",
-				"call_id", callIDOf(b), "to", p.addr.String(), "via", p.alt.remote.String(), "err", err)
-			return t.writeStream(p.alt, peer{proto: p.alt.proto, addr: p.alt.remote, conn: p.alt}, b)
+				"call_id", callIDOf(b), "to", p.Addr.String(), "via", p.Alt.remote.String(), "err", err)
+			return t.writeStream(p.Alt, Peer{Proto: p.Alt.proto, Addr: p.Alt.remote, Conn: p.Alt}, b)
 		}
-		return t.failed(p, stageOf(err), b, err)
+		return t.failed(p, StageOf(err), b, err)
 	}
 	return t.writeStream(sc, p, b)
 }
 
-func (t *transport) writeStream(sc *streamConn, p peer, b []byte) error {
+func (t *Transport) writeStream(sc *Conn, p Peer, b []byte) error {
 	if err := sc.write(b); err != nil {
 		t.dropStream(sc)
 		return t.failed(p, "write", b, err)
@@ -164,11 +164,11 @@ func (t *transport) writeStream(sc *streamConn, p peer, b []byte) error {
 
 // failed counts and logs a send that failed (rate-limited log lines, the
 // call's Call-ID) and returns the error with its stage.
-func (t *transport) failed(p peer, stage string, b []byte, err error) error {
-	t.m.SendErrors.WithLabelValues(p.proto.label(), stage).Inc()
+func (t *Transport) failed(p Peer, stage string, b []byte, err error) error {
+	t.m.SendErrors.WithLabelValues(p.Proto.Label(), stage).Inc()
 	if t.logToken() {
-		t.log.Warn("sip: send failed", "call_id", callIDOf(b), "method", methodOf(b), "to", p.addr.String(),
-			"transport", p.proto.String(), "stage", stage, "err", err)
+		t.log.Warn("sip: send failed", "call_id", callIDOf(b), "method", methodOf(b), "to", p.Addr.String(),
+			"transport", p.Proto.String(), "stage", stage, "err", err)
 	}
 	var se *sendError
 	if errors.As(err, &se) {
@@ -177,10 +177,10 @@ func (t *transport) failed(p peer, stage string, b []byte, err error) error {
 	return &sendError{stage: stage, err: err}
 }
 
-func (t *transport) failedMsg(p peer, stage string, m sip.Message, err error) error {
+func (t *Transport) failedMsg(p Peer, stage string, m sip.Message, err error) error {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	writeMsg(buf, m)
+	WriteMsg(buf, m)
 	err = t.failed(p, stage, buf.Bytes(), err)
 	if buf.Cap() <= 1<<16 {
 		bufPool.Put(buf)
@@ -189,7 +189,7 @@ func (t *transport) failedMsg(p peer, stage string, m sip.Message, err error) er
 }
 
 // logToken allows 20 send failure log lines per second.
-func (t *transport) logToken() bool {
+func (t *Transport) logToken() bool {
 	now := time.Now().Unix()
 	if t.logSecond.Load() != now {
 		t.logSecond.Store(now)
@@ -241,23 +241,23 @@ const (
 )
 
 // stream returns a connection to p, dialling one if needed.
-func (t *transport) stream(p peer) (*streamConn, error) {
+func (t *Transport) stream(p Peer) (*Conn, error) {
 	t.mu.Lock()
-	sc := t.streams[streamKey{p.proto, p.addr}]
+	sc := t.streams[streamKey{p.Proto, p.Addr}]
 	t.mu.Unlock()
 	if sc != nil {
 		return sc, nil
 	}
 	d := net.Dialer{Timeout: dialTimeout}
-	c, err := d.Dial("tcp", p.addr.String())
+	c, err := d.Dial("tcp", p.Addr.String())
 	if err != nil {
-		return nil, &sendError{"dial", fmt.Errorf("sip: dial %s %s: %w", p.proto, p.addr, err)}
+		return nil, &sendError{"dial", fmt.Errorf("sip: dial %s %s: %w", p.Proto, p.Addr, err)}
 	}
-	if p.proto == protoTLS {
+	if p.Proto == TLS {
 		conf := t.tlsClient.Clone()
-		conf.ServerName = p.addr.Addr().String()
-		if p.host != "" {
-			conf.ServerName = p.host
+		conf.ServerName = p.Addr.Addr().String()
+		if p.Host != "" {
+			conf.ServerName = p.Host
 		}
 		tc := tls.Client(c, conf)
 		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
@@ -265,11 +265,11 @@ func (t *transport) stream(p peer) (*streamConn, error) {
 		cancel()
 		if err != nil {
 			c.Close()
-			return nil, &sendError{"handshake", fmt.Errorf("sip: TLS handshake with %s (server name %q): %w", p.addr, conf.ServerName, err)}
+			return nil, &sendError{"handshake", fmt.Errorf("sip: TLS handshake with %s (server name %q): %w", p.Addr, conf.ServerName, err)}
 		}
 		c = tc
 	}
-	sc = &streamConn{c: c, proto: p.proto, remote: p.addr}
+	sc = &Conn{c: c, proto: p.Proto, remote: p.Addr}
 	if !t.addStream(sc) {
 		c.Close()
 		return nil, net.ErrClosed
@@ -282,29 +282,29 @@ func (t *transport) stream(p peer) (*streamConn, error) {
 	return sc, nil
 }
 
-// sendMsg serialises m and sends it to p.
-func (t *transport) sendMsg(p peer, m sip.Message) error {
-	if err := t.sendMsgThen(p, m, nil); err != errPending {
+// SendMsg serialises m and sends it to p.
+func (t *Transport) SendMsg(p Peer, m sip.Message) error {
+	if err := t.SendMsgThen(p, m, nil); err != ErrPending {
 		return err
 	}
 	return nil
 }
 
-// sendMsgThen serialises m and sends it to p (sendThen).
-func (t *transport) sendMsgThen(p peer, m sip.Message, then func(error)) error {
+// SendMsgThen serialises m and sends it to p (SendThen).
+func (t *Transport) SendMsgThen(p Peer, m sip.Message, then func(error)) error {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	writeMsg(buf, m)
-	err := t.sendThen(p, buf.Bytes(), then)
+	WriteMsg(buf, m)
+	err := t.SendThen(p, buf.Bytes(), then)
 	if buf.Cap() <= 1<<16 {
 		bufPool.Put(buf)
 	}
 	return err
 }
 
-// writeMsg serialises m like m.StringWrite, without copying the body
+// WriteMsg serialises m like m.StringWrite, without copying the body
 // into a string first.
-func writeMsg(buf *bytes.Buffer, m sip.Message) {
+func WriteMsg(buf *bytes.Buffer, m sip.Message) {
 	var hs []sip.Header
 	switch x := m.(type) {
 	case *sip.Request:
@@ -323,15 +323,15 @@ func writeMsg(buf *bytes.Buffer, m sip.Message) {
 	}
 	buf.WriteString("\r\n")
 	for _, h := range hs {
-		writeHeaderLine(buf, h)
+		WriteHeaderLine(buf, h)
 	}
 	buf.WriteString("\r\n")
 	buf.Write(m.Body())
 }
 
-// writeHeaderLine writes one header line; a Via is written here because
+// WriteHeaderLine writes one header line; a Via is written here because
 // sipgo's ViaHeader.StringWrite builds its value in a string first.
-func writeHeaderLine(buf *bytes.Buffer, h sip.Header) {
+func WriteHeaderLine(buf *bytes.Buffer, h sip.Header) {
 	if v, ok := h.(*sip.ViaHeader); ok {
 		buf.WriteString("Via: ")
 		buf.WriteString(v.ProtocolName)
