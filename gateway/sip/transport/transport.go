@@ -141,8 +141,12 @@ type Config struct {
 }
 
 // New binds the listeners (Serve starts reading them). h gets every
-// message; m and log are where the transport counts and logs.
+// message; m and log are where the transport counts and logs (log nil:
+// discarded).
 func New(cfg Config, h Handler, m Metrics, log *slog.Logger) (*Transport, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	t := &Transport{h: h, m: m, log: log, parser: sip.NewParser(), sem: make(chan struct{}, MaxAsync)}
 	dnsr, err := newResolver(cfg.DNS)
 	if err != nil {
