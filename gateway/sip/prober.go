@@ -156,7 +156,9 @@ func (p *Prober) refresh() map[string]*epState {
 			if _, dup := next[ep.URI]; dup {
 				continue
 			}
-			if st, ok := old[ep.URI]; ok {
+			// a URI keeps its probe state while it stays in its region;
+			// moved to another, it starts afresh under the new label
+			if st, ok := old[ep.URI]; ok && st.region == ep.Region {
 				next[ep.URI] = st
 				continue
 			}
