@@ -91,20 +91,20 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		target = &req.Recipient
 	}
 	callID := string(*req.CallID())
+	rec, haveRec := s.dialogs.get(callID)
 	if s.isUs(target) || !popped {
 		// No Route to us (a UA that lost the route set, or a BYE sent to
 		// the Request-URI of the INVITE): route it by the dialog record
 		// to the other party; a BYE ends the dialog here either way.
-		c, ok := s.dialogs.get(callID)
 		var pt *sip.Uri
-		if ok {
+		if haveRec {
 			fromTag, _ := req.From().Params.Get("tag")
-			c.mu.Lock()
-			pt = c.peerTarget(fromTag == c.fromTag)
+			rec.mu.Lock()
+			pt = rec.peerTarget(fromTag == rec.fromTag)
 			if pt == nil && req.Method == sip.BYE {
-				c.finish(200, byeReason(fromTag == c.fromTag))
+				rec.finish(200, byeReason(fromTag == rec.fromTag))
 			}
-			c.mu.Unlock()
+			rec.mu.Unlock()
 		}
 		if pt == nil || s.isUs(pt) {
 			if !isAck {
@@ -119,7 +119,6 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	// Not an open relay: an in-dialog request is forwarded only inside a
 	// dialog we routed (its record here, or our verified Record-Route),
 	// toward that dialog's peers (dialogauth.go).
-	rec, _ := s.dialogs.get(callID)
 	if why := s.inDialogAllowed(rec, callID, ours, target, from); why != "" {
 		if !isAck {
 			s.metrics.Rejected.WithLabelValues(why).Inc()

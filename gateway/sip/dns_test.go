@@ -347,29 +347,8 @@ func TestByeToNamedContactOverCarrierConnection(t *testing.T) {
 	agent := newUA(t, "127.0.0.1")
 	e := runEdge(t, buildTable(agent.endpoint("eu")), withDNS(d, nil), nil)
 	car := dialCarrier(t, e, false)
-	local := car.c.LocalAddr().String()
 	const callID = "named-contact"
-	car.write(fmt.Sprintf("INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"+
-		"Via: SIP/2.0/TCP %s;branch=z9hG4bK-named\r\nMax-Forwards: 70\r\n"+
-		"From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: <sip:%s@127.0.0.1>\r\nCall-ID: %s\r\n"+
-		"CSeq: 1 INVITE\r\nContact: <sip:carrier@carrier.test:%d;transport=tcp>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
-		numPurchased, e.TCPAddr().Port(), local, numPurchased, callID, deadPort(t), len(testSDP), testSDP))
-	ok := car.next("200 to the INVITE", func(m sip.Message) bool {
-		r, ok := m.(*sip.Response)
-		return ok && r.StatusCode == 200
-	}).(*sip.Response)
-	var rr []string
-	for _, h := range ok.GetHeaders("Record-Route") {
-		rr = append([]string{h.Value()}, rr...)
-	}
-	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK-named-ack\r\nMax-Forwards: 70\r\n",
-		ok.Contact().Address.String(), local)
-	for _, r := range rr {
-		ack += "Route: " + r + "\r\n"
-	}
-	ack += fmt.Sprintf("From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-		ok.To().Value(), callID)
-	car.write(ack)
+	car.answeredCall(e, false, callID, fmt.Sprintf("sip:carrier@carrier.test:%d;transport=tcp", deadPort(t)))
 	recv(t, agent.acks, "ACK at the agent")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

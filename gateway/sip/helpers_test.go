@@ -117,14 +117,20 @@ func runEdge(t testing.TB, table *routing.Table, tweak func(*Config), media Medi
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	rec := &recorder{}
-	reg := prometheus.NewRegistry()
 	var mediaDep MediaAnchor
 	if media != nil {
 		mediaDep = media
 	}
-	s, err := New(cfg, Deps{Table: table, Events: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registerer: reg, Media: mediaDep})
+	return serveEdge(t, cfg, table, slog.New(slog.NewTextHandler(io.Discard, nil)), mediaDep)
+}
+
+// serveEdge starts an edge with cfg, serves it until the test ends and
+// waits until it is ready.
+func serveEdge(t testing.TB, cfg Config, table *routing.Table, log *slog.Logger, media MediaAnchor) *testEdge {
+	t.Helper()
+	rec := &recorder{}
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, Deps{Table: table, Events: rec, Log: log, Registerer: reg, Media: media})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +144,7 @@ func runEdge(t testing.TB, table *routing.Table, tweak func(*Config), media Medi
 		cancel()
 		<-done
 	})
-	checkFor(t, 2*time.Second, func() error {
+	checkFor(t, 5*time.Second, func() error {
 		if !s.Ready() {
 			return errors.New("not ready")
 		}

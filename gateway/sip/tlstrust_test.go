@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
@@ -116,29 +114,7 @@ func runEdgeLogged(t *testing.T, table *routing.Table, tweak func(*Config)) (*te
 		tweak(&cfg)
 	}
 	logs := &testlog.Buffer{}
-	rec := &recorder{}
-	reg := prometheus.NewRegistry()
-	s, err := New(cfg, Deps{Table: table, Events: rec, Log: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	checkFor(t, 5*time.Second, func() error {
-		if !s.Ready() {
-			return errors.New("not ready")
-		}
-		return nil
-	})
-	return &testEdge{Server: s, events: rec, reg: reg, table: table}, logs
+	return serveEdge(t, cfg, table, slog.New(slog.NewTextHandler(logs, nil)), nil), logs
 }
 
 // tlsAgent is an agent endpoint on TLS (raw tls.Listener) that answers
@@ -370,6 +346,40 @@ func (sc *streamCarrier) next(what string, ok func(sip.Message) bool) sip.Messag
 	}
 }
 
+// answeredCall places a call to numPurchased over the carrier's
+// connection with the given Contact URI, waits for the 200 and ACKs it by
+// the route set (Record-Route reversed) to the agent's Contact.
+func (sc *streamCarrier) answeredCall(e *testEdge, overTLS bool, callID, contact string) *sip.Response {
+	sc.t.Helper()
+	local := sc.c.LocalAddr().String()
+	scheme, tp, edgePort := "sip", "TCP", int(e.TCPAddr().Port())
+	if overTLS {
+		scheme, tp, edgePort = "sips", "TLS", int(e.TLSAddr().Port())
+	}
+	sc.write(fmt.Sprintf("INVITE %s:%s@127.0.0.1:%d SIP/2.0\r\n"+
+		"Via: SIP/2.0/%s %s;branch=z9hG4bK-%s\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: <sip:%s@127.0.0.1>\r\nCall-ID: %s\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		scheme, numPurchased, edgePort, tp, local, callID, numPurchased, callID, contact, len(testSDP), testSDP))
+	ok := sc.next("200 to the INVITE", func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.StatusCode == 200
+	}).(*sip.Response)
+	var rr []string
+	for _, h := range ok.GetHeaders("Record-Route") {
+		rr = append([]string{h.Value()}, rr...)
+	}
+	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=z9hG4bK-%s-ack\r\nMax-Forwards: 70\r\n",
+		ok.Contact().Address.String(), tp, local, callID)
+	for _, r := range rr {
+		ack += "Route: " + r + "\r\n"
+	}
+	ack += fmt.Sprintf("From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+		ok.To().Value(), callID)
+	sc.write(ack)
+	return ok
+}
+
 // TestByeReachesCarrierOverItsConnection: a carrier connects over TCP or
 // TLS from an ephemeral port and its Contact names an address where
 // nothing listens (behind NAT). The agent's BYE still reaches it, over the
@@ -384,35 +394,12 @@ func TestByeReachesCarrierOverItsConnection(t *testing.T) {
 				c.TLSAddr, c.TLSCert, c.TLSKey = "127.0.0.1:0", certFile, keyFile
 			}, nil)
 			car := dialCarrier(t, e, overTLS)
-			local := car.c.LocalAddr().String()
 			callID := "reuse-" + name
-			scheme, tp, edgePort := "sip", "TCP", int(e.TCPAddr().Port())
+			scheme, tp := "sip", "tcp"
 			if overTLS {
-				scheme, tp, edgePort = "sips", "TLS", int(e.TLSAddr().Port())
+				scheme, tp = "sips", "tls"
 			}
-			contact := fmt.Sprintf("<%s:carrier@127.0.0.1:%d;transport=%s>", scheme, deadPort(t), strings.ToLower(tp))
-			car.write(fmt.Sprintf("INVITE %s:%s@127.0.0.1:%d SIP/2.0\r\n"+
-				"Via: SIP/2.0/%s %s;branch=z9hG4bK-%s\r\nMax-Forwards: 70\r\n"+
-				"From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: <sip:%s@127.0.0.1>\r\nCall-ID: %s\r\n"+
-				"CSeq: 1 INVITE\r\nContact: %s\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
-				scheme, numPurchased, edgePort, tp, local, callID, numPurchased, callID, contact, len(testSDP), testSDP))
-			ok := car.next("200 to the INVITE", func(m sip.Message) bool {
-				r, ok := m.(*sip.Response)
-				return ok && r.StatusCode == 200
-			}).(*sip.Response)
-			// ACK by the route set (Record-Route reversed) to the agent's Contact
-			var rr []string
-			for _, h := range ok.GetHeaders("Record-Route") {
-				rr = append([]string{h.Value()}, rr...)
-			}
-			ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/%s %s;branch=z9hG4bK-%s-ack\r\nMax-Forwards: 70\r\n",
-				ok.Contact().Address.String(), tp, local, callID)
-			for _, r := range rr {
-				ack += "Route: " + r + "\r\n"
-			}
-			ack += fmt.Sprintf("From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-				ok.To().Value(), callID)
-			car.write(ack)
+			car.answeredCall(e, overTLS, callID, fmt.Sprintf("%s:carrier@127.0.0.1:%d;transport=%s", scheme, deadPort(t), tp))
 			recv(t, agent.acks, "ACK at the agent")
 
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -442,29 +429,8 @@ func TestUndeliveredByeNotNormal(t *testing.T) {
 	agent := newUA(t, "127.0.0.1")
 	e, logs := runEdgeLogged(t, buildTable(agent.endpoint("eu")), nil)
 	car := dialCarrier(t, e, false)
-	local := car.c.LocalAddr().String()
 	const callID = "bye-lost"
-	car.write(fmt.Sprintf("INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"+
-		"Via: SIP/2.0/TCP %s;branch=z9hG4bK-lost\r\nMax-Forwards: 70\r\n"+
-		"From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: <sip:%s@127.0.0.1>\r\nCall-ID: %s\r\n"+
-		"CSeq: 1 INVITE\r\nContact: <sip:carrier@127.0.0.1:%d;transport=tcp>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
-		numPurchased, e.TCPAddr().Port(), local, numPurchased, callID, deadPort(t), len(testSDP), testSDP))
-	ok := car.next("200 to the INVITE", func(m sip.Message) bool {
-		r, ok := m.(*sip.Response)
-		return ok && r.StatusCode == 200
-	}).(*sip.Response)
-	var rr []string
-	for _, h := range ok.GetHeaders("Record-Route") {
-		rr = append([]string{h.Value()}, rr...)
-	}
-	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK-lost-ack\r\nMax-Forwards: 70\r\n",
-		ok.Contact().Address.String(), local)
-	for _, r := range rr {
-		ack += "Route: " + r + "\r\n"
-	}
-	ack += fmt.Sprintf("From: <sip:+15005550006@127.0.0.1>;tag=car\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-		ok.To().Value(), callID)
-	car.write(ack)
+	car.answeredCall(e, false, callID, fmt.Sprintf("sip:carrier@127.0.0.1:%d;transport=tcp", deadPort(t)))
 	recv(t, agent.acks, "ACK at the agent")
 	car.c.Close() // the carrier's connection is gone too
 	checkFor(t, 10*time.Second, func() error {

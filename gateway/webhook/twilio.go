@@ -142,20 +142,10 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	if ff := params.Get("ForwardedFrom"); ff != "" {
 		call.Diversion = []string{ff}
 	}
-	var dec routing.Decision
-	decided := false
-	decide := func() *routing.Decision {
-		if !decided {
-			dec, decided = h.decide(snap, &call), true
-		}
-		return &dec
-	}
-	if err := h.verify(telnyx, snap, r, params, body, func() *routing.Number {
-		return decisionNumber(decide())
-	}); err != nil {
+	dec := h.decide(snap, &call)
+	if err := h.verify(telnyx, snap, r, params, body, func() *routing.Number { return decisionNumber(&dec) }); err != nil {
 		return forbidden(w, err)
 	}
-	decide()
 	if dec.Outcome == routing.OutcomeNotOurs {
 		writeXML(w, twimlReject)
 		return ResultUnknownNumber
