@@ -38,6 +38,9 @@ type Agent struct {
 	Endpoints    []Endpoint
 	Media        string // "direct" (default) or "relay"
 	MessagingURL string
+	// SourceCIDRs, when set, are the only source ranges this agent's SIP
+	// credentials are accepted from on the agent listener (outbound calls).
+	SourceCIDRs []string
 }
 
 // Number is an owned number as the data plane sees it.
@@ -50,6 +53,10 @@ type Number struct {
 	AgentID       string
 	VoiceRegion   string
 	IntegrationID string // carrier integration that owns the number (imports and carrier purchases)
+	// Control is the number's per-call control (weighted agents, SMS
+	// agent, fallback chain, routing hook override); nil for most numbers,
+	// so that a million plain numbers do not pay for it.
+	Control *NumberControl
 }
 
 // Forward registers a business line that forwards calls to a gateway number.
@@ -69,6 +76,20 @@ type Integration struct {
 	AccountID string // Twilio account SID
 	AuthToken string // Twilio auth token (webhook signatures)
 	PublicKey string // Telnyx webhook public key, base64
+	// Termination is where outbound calls of the integration's numbers
+	// leave for the carrier (Twilio Elastic SIP Trunking termination,
+	// Telnyx SIP connection); zero when none is set. Decrypted.
+	Termination Termination
+}
+
+// Termination is a carrier's SIP termination for outbound calls.
+type Termination struct {
+	// URIs in the order to try them (failover on 5xx and timeouts);
+	// e.g. sip:mytrunk.pstn.twilio.com (Twilio: the edge of the number's
+	// voice_region is inserted, {domain}.pstn.{edge}.twilio.com).
+	URIs     []string
+	Username string // digest credentials; empty: IP authentication
+	Password string
 }
 
 // Route is the result of a lookup: the number and, when assigned, its agent.
@@ -96,6 +117,8 @@ type Snapshot struct {
 	forwards     map[uint64]Forward // by business number
 	agents       map[string]*Agent  // by workspace + "/" + id
 	integrations map[string]Integration
+	workspaces   map[string]*Workspace     // settings by workspace id (workspace.go)
+	credentials  map[string]*SIPCredential // agents' SIP credentials by username
 	built        time.Time
 }
 
@@ -300,6 +323,8 @@ type Builder struct {
 	forwards     []Forward
 	agents       []Agent
 	integrations []Integration
+	workspaces   []Workspace
+	credentials  []SIPCredential
 }
 
 // NewBuilder returns an empty builder.
@@ -336,6 +361,8 @@ func (b *Builder) Build() *Snapshot {
 		forwards:     forwardMap(b.forwards),
 		agents:       make(map[string]*Agent, len(b.agents)),
 		integrations: integrationMap(b.integrations),
+		workspaces:   workspaceMap(b.workspaces),
+		credentials:  credentialMap(b.credentials),
 		built:        time.Now(),
 	}
 	for i := range b.agents {

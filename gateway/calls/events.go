@@ -34,6 +34,60 @@ type Event struct {
 	Reason      string        `json:"reason,omitempty"`      // e.g. "bye_caller", "cancel", "no_endpoint"
 	Duration    time.Duration `json:"duration_ns,omitempty"` // answered to ended
 	Media       any           `json:"media,omitempty"`       // per-leg media figures when relayed
+
+	Direction     string `json:"direction,omitempty"`      // inbound (default) or outbound
+	From          string `json:"from,omitempty"`           // calling number (E.164 when it is one)
+	To            string `json:"to,omitempty"`             // called number as dialled
+	ForwardedFrom string `json:"forwarded_from,omitempty"` // business line the call was forwarded from
+	Endpoint      string `json:"endpoint,omitempty"`       // the agent endpoint (or termination) that answered or was tried last
+	HookOutcome   string `json:"hook_outcome,omitempty"`   // routing hook: route, reject, timeout, error, invalid, none
+	FallbackStep  int    `json:"fallback_step,omitempty"`  // 0: the assigned agent; n: the n-th fallback step answered
+}
+
+// Directions of a call.
+const (
+	Inbound  = "inbound"
+	Outbound = "outbound"
+)
+
+// Limiter counts calls against a workspace's limits across every node of
+// a cluster. Edges ask it before routing a new call and tell it when the
+// call ends.
+type Limiter interface {
+	// Admit counts a new call of workspace ws in direction dir against
+	// the caps given. When a cap is reached the call is not counted and
+	// rule names it (e.g. "max_concurrent_calls", "max_calls_per_second",
+	// "outbound.max_concurrent_calls"), with how long to wait before
+	// retrying (SIP Retry-After).
+	Admit(ws, dir string, caps LimitCaps) (rule string, retryAfter time.Duration, ok bool)
+	// Release ends a call Admit counted.
+	Release(ws, dir string)
+}
+
+// LimitCaps are the caps that apply to one new call; zero: no cap.
+type LimitCaps struct {
+	MaxConcurrent    int // workspace, inbound + outbound
+	MaxPerSecond     int
+	MaxOutConcurrent int // outbound only (outbound policy)
+	MaxOutPerSecond  int
+}
+
+// UsageMeter charges outbound minutes to a workspace's credits.
+type UsageMeter interface {
+	// Authorize is nil when the workspace's balance covers the first
+	// minute of a call to dest (E.164).
+	Authorize(ws, dest string) error
+	// Answered starts metering an answered outbound call.
+	Answered(callID, ws, dest string, at time.Time)
+	// Ended stops metering and charges the call once (idempotent by
+	// call id); a call never answered costs nothing.
+	Ended(callID string, at time.Time)
+}
+
+// Ender ends a call in progress (BYE both ways) with an end reason such
+// as "credits_exhausted"; false when the call is not here.
+type Ender interface {
+	EndCall(callID, reason string) bool
 }
 
 // Publisher sends events. Implementations must not block the caller on

@@ -51,6 +51,11 @@ type Deps struct {
 	// so any of them can verify a dialog another routed. nil: a random
 	// key (record-routes verify only in this process).
 	DialogKey []byte
+	// Limits counts calls against workspace limits across the cluster;
+	// nil: no limits.
+	Limits calls.Limiter
+	// Usage charges outbound minutes; nil: outbound calls are free.
+	Usage calls.UsageMeter
 }
 
 // trunkPrefix is one allowed source range.
