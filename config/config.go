@@ -68,6 +68,9 @@ type Carriers struct {
 	Telnyx struct {
 		APIBase string `yaml:"api_base" env:"CALLGATE_TELNYX_API_BASE" help:"Telnyx REST API base (egress proxy or simulator)"`
 	} `yaml:"telnyx"`
+	Sandbox struct {
+		TerminationURI string `yaml:"termination_uri" env:"CALLGATE_SANDBOX_TERMINATION_URI" help:"SIP URI outbound calls of sandbox numbers are sent to (a local SIP 'PSTN' such as SIPp); empty = sandbox numbers cannot call out"`
+	} `yaml:"sandbox"`
 }
 
 // Default returns the embedded defaults.

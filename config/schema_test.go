@@ -126,8 +126,8 @@ func TestEnvNamesKept(t *testing.T) {
 		}
 		want = append(want, entry{w[0], w[1], w[2]})
 	}
-	if len(want) != 31 {
-		t.Fatalf("fixture has %d variables, main had 31", len(want))
+	if len(want) < 31 { // the 31 of issue #11, then every one added since
+		t.Fatalf("fixture has %d variables, main had 31 before they were generated", len(want))
 	}
 
 	got := map[string]string{} // env → key
