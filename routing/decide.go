@@ -29,6 +29,10 @@ type Call struct {
 	Trunk     string // trunk or integration it came through, when known
 	Source    string // edge: "sip", "twilio_webhook", "telnyx_webhook"
 	Direction string // "inbound" (the only direction decided today) or empty
+	// CallID picks the agent of a number that splits calls by weight
+	// (NumberControl.Agents): the same Call-ID always lands on the same
+	// agent, so a retransmitted INVITE goes where the first one went.
+	CallID string
 }
 
 // Policy is the node's part of a decision: what it knows that the
@@ -92,6 +96,11 @@ type Decision struct {
 	Origin         string // OriginPurchased, OriginImported or OriginForwarded
 	ForwardedFrom  string // registered business line the call came through
 	OriginalCalled string // first number the caller dialled (Diversion/History-Info)
+
+	// Hook is the routing hook that applies to the call (the number's
+	// override, else the workspace's); nil: none. Edges ask it before
+	// routing (gateway/hook) and apply its answer with Retarget.
+	Hook *Hook
 }
 
 // Decide is the one place a call is decided: every edge (SIP, Twilio and
@@ -182,7 +191,15 @@ func Decide(s *Snapshot, c *Call, p Policy) Decision {
 		return d
 	}
 
+	if ctl := r.Number.Control; ctl != nil && len(ctl.Agents) > 0 {
+		// weighted agents: the split decides the agent (an unknown one
+		// leaves the static assignment)
+		if a, ok := s.Agent(r.Number.Workspace, PickWeighted(ctl.Agents, c.CallID)); ok && a != r.Agent {
+			r = &Route{Number: r.Number, Agent: a}
+		}
+	}
 	d.Route = r
+	d.Hook = hookOf(s, r)
 	d.Number = r.Number.E164
 	d.Workspace = r.Number.Workspace
 	d.Agent = r.Agent
