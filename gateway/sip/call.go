@@ -78,6 +78,8 @@ type call struct {
 	answerOut   []byte
 	agentTag    string
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
+
+	ctl *callControl // routing hook and fallback chain (hookcall.go); nil for plain calls
 }
 
 // routed is what a call keeps of its routing.Decision (number known):
@@ -86,6 +88,7 @@ type routed struct {
 	route                         *routing.Route
 	origin, carrier               string
 	forwardedFrom, originalCalled string
+	from, to                      string // calling and called numbers (E.164 when numbers)
 }
 
 func routedOf(d *routing.Decision) routed {
@@ -233,6 +236,13 @@ func (c *call) publish(kind string, status int, reason string) {
 		Kind: kind, CallID: c.id, Time: time.Now(), Number: c.rt.route.Number.E164, Workspace: c.rt.route.Number.Workspace,
 		Agent: agentID(c.rt.route.Agent), Region: c.regionName(), Carrier: c.rt.carrier, Origin: c.rt.origin,
 		Source: "sip", Status: status, Reason: reason, SetupMillis: c.setupMillis(),
+		Direction: calls.Inbound, From: c.rt.from, To: c.rt.to, ForwardedFrom: c.rt.forwardedFrom,
+	}
+	if c.cur != nil {
+		e.Endpoint = c.cur.ep.URI
+	}
+	if c.ctl != nil {
+		e.HookOutcome, e.FallbackStep = c.ctl.hookOutcome, c.ctl.step
 	}
 	if kind == calls.Ended {
 		if !c.answeredAt.IsZero() {

@@ -133,6 +133,7 @@ var sendStages = []string{"resolve", "dial", "handshake", "write", "busy"}
 var (
 	rejectReasons = []string{"auth", "draining", "too_many_hops", "unknown_source", "no_snapshot", "unknown_number",
 		"unassigned", "no_endpoint", "no_media_ports", "bad_sdp", "no_dialog", "relay_denied", "loop_detected", "malformed",
+		"hook_saturated",
 		"bad_uri_scheme", "bad_extension"}
 	dropReasons = []string{"busy", "too_large", "malformed", "not_ours", "stray_ack", "stray_response",
 		"relay_denied", "loop", "message_timeout", "tls_handshake"}

@@ -53,6 +53,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		return
 	}
 	in := callOf(req, trunk)
+	in.CallID = string(*req.CallID())
 	pol := routing.Policy{Health: s.prober, Media: routing.MediaDirect}
 	if s.relayByDefault {
 		pol.Media = routing.MediaRelay
@@ -62,11 +63,16 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		s.refuse(req, from, dec.Called, refuseUnknownNumber)
 		return
 	}
+	if s.controlled(&dec) { // a routing hook or a fallback chain: hookcall.go
+		s.inviteControlled(req, from, txKey, trunk, snap, &in, &dec, pol)
+		return
+	}
 	c := &call{
 		s: s, id: string(*req.CallID()), inv: req, up: replyPeer(req, from), upBranch: txKey,
 		rt: routedOf(&dec), trunk: trunk, start: time.Now(),
 	}
 	c.fromTag, _ = req.From().Params.Get("tag")
+	c.rt.from, c.rt.to = callingNumber(&in), dec.Called
 	if dec.Outcome == routing.OutcomeReject {
 		c.refuse(from, refusalFor(dec.Reason))
 		return
@@ -170,13 +176,20 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 		buf.WriteString("Max-Forwards: 69\r\n")
 	}
 	writeHeader(buf, "X-Callgate-Number", c.rt.route.Number.E164)
-	writeHeader(buf, "X-Callgate-Agent", c.rt.route.Agent.ID)
+	if c.rt.route.Agent != nil { // nil: a routing hook sent an unassigned number's call to an endpoint
+		writeHeader(buf, "X-Callgate-Agent", c.rt.route.Agent.ID)
+	}
 	writeHeader(buf, "X-Callgate-Region", ep.Region)
 	if c.rt.forwardedFrom != "" {
 		writeHeader(buf, "X-Callgate-Forwarded-From", c.rt.forwardedFrom)
 	}
 	if c.rt.originalCalled != "" {
 		writeHeader(buf, "X-Callgate-Original-Called", c.rt.originalCalled)
+	}
+	if c.ctl != nil {
+		for _, h := range c.ctl.hdrs { // the routing hook's X- headers (validated)
+			writeHeader(buf, h.Name, h.Value)
+		}
 	}
 	buf.WriteString("Content-Length: ")
 	buf.WriteString(strconv.Itoa(len(c.fwdBody)))

@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/hook"
 	"github.com/callgate/callgate/gateway/sip/transport"
 	"github.com/callgate/callgate/routing"
 )
@@ -56,6 +57,9 @@ type Deps struct {
 	Limits calls.Limiter
 	// Usage charges outbound minutes; nil: outbound calls are free.
 	Usage calls.UsageMeter
+	// Hook asks routing hooks about new inbound calls (hookcall.go);
+	// nil: routing hooks are off.
+	Hook *hook.Client
 }
 
 // trunkPrefix is one allowed source range.
@@ -94,6 +98,11 @@ type Server struct {
 	idleOnce sync.Mutex
 
 	agentAddrs atomic.Pointer[agentSet]
+
+	hook *hook.Client // routing hooks; nil: off
+	// egressSeam replaces egressTargets for fallback "number" steps in
+	// tests (fallback.go); nil in production.
+	egressSeam func(r *routing.Route, dest string) []routing.Endpoint
 
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
@@ -135,6 +144,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		stop:           make(chan struct{}),
 		noAckTimeout:   cfg.noAckTimeout,
 		macs:           newMacPool(deriveRRKey(d.DialogKey)),
+		hook:           d.Hook,
 	}
 	s.metrics.homeRegion(cfg.Region)
 	if s.noAckTimeout <= 0 {

@@ -100,6 +100,10 @@ func (c *call) startBranch() {
 		b.timerF = time.AfterFunc(s.cfg.InviteTimeout, func() { c.branchTimeout(b) })
 		return
 	}
+	if c.nextFallback() { // every endpoint down, timed out or 5xx: the next fallback step (fallback.go)
+		c.startBranch()
+		return
+	}
 	c.replyUp(503, "Service Unavailable", s.retryAfter())
 	c.finish(503, "no_endpoint")
 }
