@@ -45,7 +45,10 @@ type Result struct {
 	Status  int      // 404, 480, 486, 603; 480 when the hook failed and on_failure is reject
 	Reason  string   // reason phrase
 	Headers []Header // route: add these to the forwarded INVITE
-	Err     error    // why the hook failed (for the log); nil on route and reject
+	// Retargeted: the hook chose the agent or endpoint (the decision's
+	// candidates are the hook's, not the static assignment's).
+	Retargeted bool
+	Err        error // why the hook failed (for the log); nil on route and reject
 }
 
 // FailedReason is the reason phrase of a call refused because its hook
@@ -94,7 +97,7 @@ func (c *Client) Apply(s *routing.Snapshot, d *routing.Decision, a Answer, p rou
 		if a.Endpoint != "" {
 			routing.RouteTo(d, a.Endpoint)
 		}
-		return Result{Outcome: OutcomeRoute, Headers: a.Headers}
+		return Result{Outcome: OutcomeRoute, Headers: a.Headers, Retargeted: a.AgentID != "" || a.Endpoint != ""}
 	case OutcomeReject:
 		reason := a.Reason
 		if reason == "" {

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/hook"
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
 )
@@ -75,6 +76,9 @@ type Deps struct {
 	// "direct" (default) or "relay" (calls go through SIPEdge), as on
 	// the SIP edge. An agent's own setting wins.
 	MediaMode string
+	// Hook asks routing hooks about new inbound calls (voice webhooks,
+	// Call Control); nil: routing hooks are off.
+	Hook *hook.Client
 }
 
 // Handler serves the webhook endpoints.
@@ -91,6 +95,7 @@ type Handler struct {
 	now     func() time.Time
 	// mediaMode is the node default for routing.Policy.Media.
 	mediaMode string
+	hook      *hook.Client // routing hooks (hook.go); nil: off
 
 	replays *replayCache // Telnyx signatures already accepted
 	dummy   dummyKeys
@@ -134,6 +139,7 @@ func New(cfg Config, d Deps) (*Handler, error) {
 		dummy:   newDummyKeys(),
 
 		mediaMode: d.MediaMode,
+		hook:      d.Hook,
 	}
 	if h.events == nil {
 		h.events = calls.Discard{}

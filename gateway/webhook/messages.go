@@ -50,8 +50,9 @@ func (h *Handler) acceptMessage(route *routing.Route, msg Message) string {
 	}
 	msg.Workspace = route.Number.Workspace
 	msg.ReceivedAt = h.now().UTC()
-	if route.Agent != nil {
-		msg.Agent = route.Agent.ID
+	agent := h.smsAgent(route)
+	if agent != nil {
+		msg.Agent = agent.ID
 	}
 	if n, ok := normalizeNumber(msg.From); ok {
 		msg.From = n
@@ -69,10 +70,10 @@ func (h *Handler) acceptMessage(route *routing.Route, msg Message) string {
 			h.metrics.Published.WithLabelValues(OutcomeOK).Inc()
 		}
 	}
-	if route.Agent == nil {
+	if agent == nil {
 		return ResultUnassigned
 	}
-	if target := route.Agent.MessagingURL; target != "" {
+	if target := agent.MessagingURL; target != "" {
 		id, carrier, to := msg.ID, msg.Carrier, msg.To
 		if !h.deliveries.enqueue(func(ctx context.Context) { h.deliver(ctx, target, b, carrier, id, to) }) {
 			h.metrics.Deliveries.WithLabelValues(OutcomeDropped).Inc()
@@ -80,6 +81,18 @@ func (h *Handler) acceptMessage(route *routing.Route, msg Message) string {
 		}
 	}
 	return ResultOK
+}
+
+// smsAgent is the agent that takes the number's messages: its
+// sms_agent_id (an agent of the same workspace) when set, else the
+// assigned agent.
+func (h *Handler) smsAgent(route *routing.Route) *routing.Agent {
+	if ctl := route.Number.Control; ctl != nil && ctl.SMSAgentID != "" {
+		if a, ok := h.table.Load().Agent(route.Number.Workspace, ctl.SMSAgentID); ok {
+			return a
+		}
+	}
+	return route.Agent
 }
 
 // deliver POSTs a message to an agent's messaging URL, retrying network

@@ -21,9 +21,14 @@ const (
 	ResultReplay         = "replay"    // Telnyx signature already accepted once
 )
 
+// ResultHookReject: the routing hook refused the call (or failed, with
+// on_failure "reject").
+const ResultHookReject = "hook_reject"
+
 var results = []string{
 	ResultOK, ResultBadSignature, ResultStaleTimestamp, ResultUnknownNumber, ResultUnassigned,
 	ResultSuspended, ResultNoEndpoint, ResultBadRequest, ResultNotReady, ResultIgnored, ResultReplay,
+	ResultHookReject,
 }
 
 // Delivery and transfer results.

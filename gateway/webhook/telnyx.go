@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/hook"
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/routing"
 )
@@ -135,6 +136,9 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 			return badRequest(w, "call.initiated without data.payload.call_control_id")
 		}
 		w.WriteHeader(http.StatusOK)
+		if h.hook != nil && hook.Applies(&dec) { // asked in the transfer worker (hook.go)
+			return h.routeTelnyxCallWithHook(snap, dec, p.CallControlID, p.From, base)
+		}
 		return h.routeTelnyxCall(&dec, p.CallControlID, base)
 	case "call.answered":
 		base.Kind = calls.Answered
@@ -155,7 +159,7 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 
 // routeTelnyxCall queues the transfer (or reject) of a parked call; the
 // webhook has already been answered.
-func (h *Handler) routeTelnyxCall(dec *routing.Decision, callControlID string, ev calls.Event) string {
+func (h *Handler) routeTelnyxCall(dec *routing.Decision, callControlID string, ev calls.Event, extra ...hook.Header) string {
 	integration := dec.Route.Number.IntegrationID
 	switch dec.Reason {
 	case routing.ReasonNone:
@@ -175,7 +179,7 @@ func (h *Handler) routeTelnyxCall(dec *routing.Decision, callControlID string, e
 	for i, ep := range cands {
 		var hs []header
 		if !viaEdge { // the SIP edge adds the X-Callgate headers itself
-			hs = agentHeaders(dec, ep)
+			hs = hookHeaders(agentHeaders(dec, ep), extra)
 		}
 		t := Transfer{
 			IntegrationID: integration,

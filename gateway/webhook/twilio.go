@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/hook"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -150,6 +151,14 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		writeXML(w, twimlReject)
 		return ResultUnknownNumber
 	}
+	var hookRes hook.Result
+	if attempt == 0 { // the first webhook of a call asks the routing hook (hook.go)
+		var asked bool
+		if hookRes, asked = h.askHook(r.Context(), snap, &dec, params.Get("CallSid"), call.Calling); asked && hookRes.Reject {
+			writeXML(w, twimlHookReject(hookRes.Status))
+			return ResultHookReject
+		}
+	}
 	if dec.Outcome == routing.OutcomeReject && dec.Reason != routing.ReasonNoEndpoint {
 		writeXML(w, twimlReject)
 		return refusalResult(dec.Reason)
@@ -163,6 +172,10 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		}
 	}
 	cands := dec.Candidates
+	if hookRes.Retargeted && len(cands) > 1 {
+		// later attempts decide again without the hook: only the hook's first target
+		cands = cands[:1]
+	}
 	if attempt >= len(cands) {
 		if attempt == 0 {
 			writeXML(w, twimlRejectBusy)
@@ -172,7 +185,7 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		return ResultNoEndpoint
 	}
 	ep := cands[attempt]
-	hs := agentHeaders(&dec, ep)
+	hs := hookHeaders(agentHeaders(&dec, ep), hookRes.Headers)
 	if edgeEP, ok := h.viaSIPEdge(&dec); ok {
 		// The SIP edge adds the X-Callgate headers and fails over itself.
 		ep, hs, cands = edgeEP, nil, cands[:attempt+1]
@@ -197,7 +210,7 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	}
 	if !telnyx {
 		doc.statusPath = strings.TrimSuffix(path, "voice") + "status"
-		doc.number, doc.agent, doc.region = dec.Number, dec.Agent.ID, ep.Region
+		doc.number, doc.agent, doc.region = dec.Number, agentOf(&dec), ep.Region
 		doc.t0 = h.now().UnixMilli()
 	}
 	out.Write(doc.append(out.AvailableBuffer()))
@@ -210,11 +223,14 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 			Time:      h.now(),
 			Number:    dec.Number,
 			Workspace: dec.Workspace,
-			Agent:     dec.Agent.ID,
+			Agent:     agentOf(&dec),
 			Region:    ep.Region,
 			Carrier:   carrier,
 			Origin:    dec.Origin,
 			Source:    src,
+
+			Direction: calls.Inbound, From: call.Calling, To: dec.Called, ForwardedFrom: dec.ForwardedFrom,
+			Endpoint: ep.URI, HookOutcome: hookRes.Outcome,
 		})
 	}
 	return ResultOK

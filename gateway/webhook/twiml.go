@@ -24,7 +24,7 @@ func agentHeaders(d *routing.Decision, ep routing.Endpoint) []header {
 	hs := make([]header, 0, 5)
 	hs = append(hs,
 		header{HeaderNumber, d.Number},
-		header{HeaderAgent, d.Agent.ID},
+		header{HeaderAgent, agentOf(d)},
 		header{HeaderRegion, ep.Region},
 	)
 	if d.ForwardedFrom != "" {
