@@ -32,6 +32,8 @@ func TestSeriesPresentBeforeTraffic(t *testing.T) {
 		`callgate_api_request_duration_seconds_count{method="DELETE",route="/v1/numbers/{number}"}`,
 		`callgate_audit_records_total{outcome="written"}`,
 		`callgate_audit_records_total{outcome="suppressed"}`,
+		`callgate_hook_outcomes_total{outcome="timeout"}`,
+		`callgate_hook_request_duration_seconds_count`,
 	} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` 0$`).MatchString(text) {
 			t.Errorf("/metrics before any traffic lacks %s 0", series)

@@ -32,12 +32,16 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	}
 	n.edges.media = mm
 
+	hk, err := n.hookClient()
+	if err != nil {
+		return err
+	}
 	sc := cfg.SIP
 	if sc.Region == "" {
 		sc.Region = cfg.Region
 	}
 	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
-		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey})
+		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey, Hook: hk})
 	if err != nil {
 		return err
 	}
@@ -57,6 +61,7 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 			Log:        n.log,
 			Registerer: n.reg,
 			MediaMode:  cfg.Media.Mode,
+			Hook:       hk,
 			CallControl: &webhook.TelnyxCallControl{
 				APIBase: cfg.Carriers.Telnyx.APIBase,
 				APIKey:  n.svc.IntegrationAPIKey,
