@@ -1,7 +1,12 @@
 package sip
 
 import (
+	"bufio"
+	"io"
 	"net"
+	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +70,56 @@ func benchAgent(c *net.UDPConn) {
 // BenchmarkFullCall is one full call through the proxy (INVITE, 100, 180,
 // 200, ACK, BYE, 200) between in-process UDP peers, 64 calls in flight.
 // cpu-us/call is the whole process's CPU time (proxy and both peers) per call.
-func BenchmarkFullCall(b *testing.B) {
+func BenchmarkFullCall(b *testing.B) { benchFullCall(b, "") }
+
+// BenchmarkFullCallWithHook is BenchmarkFullCall with a routing hook on
+// the number that answers {"action":"route"} after 1 ms (issue 13: it
+// must not cut the rate by more than 25%). The hook runs in another
+// process (this test binary as TestHookHelperProcess), as a customer's
+// hook would: cpu-us/call is the gateway's and the peers' alone.
+func BenchmarkFullCallWithHook(b *testing.B) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHookHelperProcess$")
+	cmd.Env = append(os.Environ(), "CALLGATE_HOOK_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill() // by PID
+		_ = cmd.Wait()
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatalf("hook helper: %v", err)
+	}
+	benchFullCall(b, "http://"+strings.TrimSpace(line)+"/hook")
+}
+
+// TestHookHelperProcess is the routing hook of BenchmarkFullCallWithHook
+// when run with CALLGATE_HOOK_HELPER=1: it prints its address and answers
+// {"action":"route"} 1 ms after each request until killed.
+func TestHookHelperProcess(t *testing.T) {
+	if os.Getenv("CALLGATE_HOOK_HELPER") != "1" {
+		t.Skip("helper process of BenchmarkFullCallWithHook")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout.WriteString(ln.Addr().String() + "\n")
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(time.Millisecond)
+		_, _ = io.WriteString(w, `{"action":"route"}`)
+	}))
+}
+
+// benchFullCall runs the full-call benchmark; with hookURL the number's
+// workspace has that routing hook.
+func benchFullCall(b *testing.B, hookURL string) {
 	ag, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)
@@ -73,7 +127,13 @@ func BenchmarkFullCall(b *testing.B) {
 	defer ag.Close()
 	go benchAgent(ag)
 	agentPort := ag.LocalAddr().(*net.UDPAddr).Port
-	e := runEdge(b, buildTable(routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(agentPort)}), nil, nil)
+	ep := routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(agentPort)}
+	var e *testEdge
+	if hookURL == "" {
+		e = runEdge(b, buildTable(ep), nil, nil)
+	} else {
+		e = serveControlEdge(b, controlTable([]routing.Endpoint{ep}, nil, nil, nil, &routing.Hook{URL: hookURL}), 0, nil)
+	}
 	car, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)
