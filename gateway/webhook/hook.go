@@ -91,3 +91,13 @@ func (h *Handler) routeTelnyxCallWithHook(snap *routing.Snapshot, dec routing.De
 	}
 	return ResultOK
 }
+
+// telnyxCallID is the id that picks a weighted agent for a Telnyx call:
+// the call session (the same on every event of the call), else the call
+// control id.
+func telnyxCallID(session, control string) string {
+	if session != "" {
+		return session
+	}
+	return control
+}

@@ -3,6 +3,8 @@ package webhook
 import (
 	"encoding/json"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +49,47 @@ func TestSMSAgent(t *testing.T) {
 			t.Errorf("sms_agent_id %s: delivered to %s, want %s", tc.smsAgent, d.Path, tc.wantPath)
 		}
 		rg.agent.none(t, 100*time.Millisecond)
+	}
+}
+
+// Weighted agents on the voice webhook: the CallSid picks the agent, so
+// the same call always lands on the same agent (failover attempts too).
+func TestTwilioVoiceWeightedAgents(t *testing.T) {
+	rg := newRig(t)
+	base := buildTestSnapshot(rg.agent.srv.URL + "/inbound")
+	b := routing.NewBuilder()
+	base.Agents(func(a *routing.Agent) { b.AddAgent(*a) })
+	b.AddAgent(routing.Agent{ID: "hb", Workspace: "w1", Endpoints: []routing.Endpoint{{Region: "us-east", URI: "sip:hb@127.0.0.1:5094"}}})
+	b.AddIntegration(routing.Integration{ID: "int-tw", Workspace: "w1", Carrier: "twilio", AccountID: "AC123", AuthToken: testToken})
+	r, _ := base.Lookup(numMain)
+	n := r.Number
+	n.Control = &routing.NumberControl{Agents: []routing.AgentWeight{{AgentID: "a1", Weight: 1}, {AgentID: "hb", Weight: 1}}}
+	b.AddNumber(n)
+	rg.table.Store(b.Build())
+
+	agentOfTwiML := func(sid string) string {
+		p := voiceParams(numMain)
+		p.Set("CallSid", sid)
+		body := rg.do(twilioRequest(PathTwilioVoice, p, testToken)).Body.String()
+		switch {
+		case strings.Contains(body, "X-Callgate-Agent=hb"):
+			return "hb"
+		case strings.Contains(body, "X-Callgate-Agent=a1"):
+			return "a1"
+		}
+		t.Fatalf("TwiML without an agent: %s", body)
+		return ""
+	}
+	count := map[string]int{}
+	for i := 0; i < 200; i++ {
+		sid := "CA" + strconv.Itoa(1000+i)
+		a := agentOfTwiML(sid)
+		count[a]++
+		if again := agentOfTwiML(sid); again != a {
+			t.Fatalf("CallSid %s went to %s, then %s", sid, a, again)
+		}
+	}
+	if count["hb"] < 70 || count["a1"] < 70 {
+		t.Errorf("1:1 split over 200 calls: %v", count)
 	}
 }

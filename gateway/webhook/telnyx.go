@@ -106,7 +106,7 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 		return ResultIgnored
 	}
 	dec := h.decide(snap, &routing.Call{Called: p.To, Calling: p.From, Diversion: diversionURIs(p.SIPHeaders),
-		Carrier: "telnyx", Trunk: p.ConnectionID, Source: SourceTelnyx})
+		Carrier: "telnyx", Trunk: p.ConnectionID, Source: SourceTelnyx, CallID: telnyxCallID(p.CallSessionID, p.CallControlID)})
 	if err := h.verify(true, snap, r, nil, body, func() *routing.Number { return decisionNumber(&dec) }); err != nil {
 		return forbidden(w, err)
 	}

@@ -139,7 +139,7 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 	if telnyx {
 		src, carrier = SourceTelnyx, "telnyx"
 	}
-	call := routing.Call{Called: to, Calling: params.Get("From"), Carrier: carrier, Source: src}
+	call := routing.Call{Called: to, Calling: params.Get("From"), Carrier: carrier, Source: src, CallID: params.Get("CallSid")}
 	if ff := params.Get("ForwardedFrom"); ff != "" {
 		call.Diversion = []string{ff}
 	}
