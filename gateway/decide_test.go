@@ -15,10 +15,12 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -31,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/hook"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
 	"github.com/callgate/callgate/internal/testwait"
@@ -53,6 +56,8 @@ const (
 	numBusiness   = "+14155550100" // w's business line forwarding to numPurchased
 	numForeign    = "+14155550101" // w2's forwarding entry naming numPurchased (w's number)
 	numCaller     = "+15005550006"
+	numHookRoute  = "+12282001240" // w, agent a1, a routing hook that routes to agent a2
+	numHookReject = "+12282001241" // w, agent a1, a routing hook that rejects (480)
 
 	twilioToken = "12345"
 )
@@ -84,6 +89,7 @@ type testCase struct {
 func TestSameDecisionOnEveryEdge(t *testing.T) {
 	agent := newAgent(t)
 	table := buildTable(agent)
+	addHookNumbers(t, table)
 	nodes := map[bool]*node{false: startNode(t, table, ""), true: startNode(t, table, routing.MediaRelay)}
 	carrier := newCarrier(t)
 
@@ -118,6 +124,10 @@ func TestSameDecisionOnEveryEdge(t *testing.T) {
 			want: view{Outcome: "route", Number: numPurchased, Origin: routing.OriginPurchased, Workspace: "w", Media: routing.MediaRelay}},
 		{name: "media mode default direct", called: numPurchased,
 			want: routed(numPurchased, routing.OriginPurchased, "", "")},
+		{name: "routing hook routes to another agent", called: numHookRoute,
+			want: view{Outcome: "route", Number: numHookRoute, Agent: "a2", Region: "us", Origin: routing.OriginPurchased,
+				Workspace: "w", Media: routing.MediaDirect}},
+		{name: "routing hook rejects", called: numHookReject, want: view{Outcome: "unavailable"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := nodes[tc.relay]
@@ -146,6 +156,8 @@ func buildTable(agent *agentUA) *routing.Table {
 	b.AddAgent(routing.Agent{ID: "a1", Workspace: "w", Endpoints: []routing.Endpoint{
 		{Region: "eu", URI: fmt.Sprintf("sip:bot@%s;transport=udp", agent.addr)}}})
 	b.AddAgent(routing.Agent{ID: "a0", Workspace: "w"})
+	b.AddAgent(routing.Agent{ID: "a2", Workspace: "w", Endpoints: []routing.Endpoint{
+		{Region: "us", URI: fmt.Sprintf("sip:bot2@%s;transport=udp", agent.addr)}}})
 	b.AddAgent(routing.Agent{ID: "b1", Workspace: "w2", Endpoints: []routing.Endpoint{
 		{Region: "us", URI: fmt.Sprintf("sip:other@%s;transport=udp", agent.addr)}}})
 	num := func(e164, origin, status, agentID string) {
@@ -184,8 +196,12 @@ func startNode(t *testing.T, table *routing.Table, mediaMode string) *node {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Region = "test"
 	cfg.Probe.Disabled = true
+	hc, err := hook.New(hook.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := sip.New(cfg, sip.Deps{Table: table, Events: n.events, Log: slog.New(slog.DiscardHandler),
-		Registerer: prometheus.NewRegistry(), Media: n.anchor, MediaMode: mediaMode})
+		Registerer: prometheus.NewRegistry(), Media: n.anchor, MediaMode: mediaMode, Hook: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +233,7 @@ func startNode(t *testing.T, table *routing.Table, mediaMode string) *node {
 	wcfg.Twilio.AuthToken = twilioToken
 	wcfg.Telnyx.PublicKey = base64.StdEncoding.EncodeToString(pub)
 	wh, err := webhook.New(wcfg, webhook.Deps{Table: table, Events: n.events, CallControl: n.cc,
-		Registerer: n.whReg, MediaMode: mediaMode})
+		Registerer: n.whReg, MediaMode: mediaMode, Hook: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +249,7 @@ func outcomeOf(result string) string {
 		return "route"
 	case webhook.ResultUnknownNumber:
 		return "not_ours"
-	case webhook.ResultUnassigned, webhook.ResultSuspended:
+	case webhook.ResultUnassigned, webhook.ResultSuspended, webhook.ResultHookReject:
 		return "unavailable"
 	case webhook.ResultNoEndpoint:
 		return "no_endpoint"
@@ -414,6 +430,14 @@ func telnyxCall(t *testing.T, n *node, tc testCase) view {
 	case "not_ours":
 		return view{Outcome: out}
 	case "route":
+		// Call Control asks a routing hook after answering the webhook:
+		// its reject comes as a Call Control reject
+		if rj, ok := n.cc.waitTransferOrReject(t, ccID); ok {
+			if rj.Cause != "CALL_REJECTED" {
+				t.Fatalf("telnyx: hook reject cause %s", rj.Cause)
+			}
+			return view{Outcome: "unavailable"}
+		}
 		tr := n.cc.waitTransfer(t, ccID)
 		hs := map[string]string{}
 		for _, h := range tr.Headers {
@@ -466,6 +490,31 @@ func (f *fakeCC) waitTransfer(t *testing.T, id string) webhook.Transfer {
 		return fmt.Errorf("no transfer of %s", id)
 	})
 	return out
+}
+
+// waitTransferOrReject waits for a transfer or a reject of id: the
+// reject and true when it was rejected.
+func (f *fakeCC) waitTransferOrReject(t *testing.T, id string) (webhook.Reject, bool) {
+	t.Helper()
+	var rj webhook.Reject
+	var rejected bool
+	checkFor(t, 5*time.Second, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, r := range f.rejects {
+			if r.CallControlID == id {
+				rj, rejected = r, true
+				return nil
+			}
+		}
+		for _, tr := range f.transfers {
+			if tr.CallControlID == id {
+				return nil
+			}
+		}
+		return fmt.Errorf("no transfer or reject of %s", id)
+	})
+	return rj, rejected
 }
 
 func (f *fakeCC) waitReject(t *testing.T, id string) webhook.Reject {
@@ -685,4 +734,26 @@ func (c *carrierUA) call(t *testing.T, n *node, agent *agentUA, tc testCase) vie
 func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
 	testwait.CheckFor(t, timeout, 5*time.Millisecond, f)
+}
+
+// addHookNumbers adds numHookRoute and numHookReject to table, each with
+// its own routing hook (an in-test HTTP server on 127.0.0.1).
+func addHookNumbers(t *testing.T, table *routing.Table) {
+	t.Helper()
+	hookServer := func(answer string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			_, _ = io.WriteString(w, answer)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	num := func(e164, url string) routing.Number {
+		return routing.Number{E164: e164, Workspace: "w", Carrier: "twilio", Origin: routing.OriginPurchased,
+			Status: routing.StatusActive, AgentID: "a1", Control: &routing.NumberControl{Hook: &routing.Hook{URL: url}}}
+	}
+	table.Store(table.Load().WithNumbers([]routing.Number{
+		num(numHookRoute, hookServer(`{"action":"route","agent_id":"a2"}`)),
+		num(numHookReject, hookServer(`{"action":"reject","status":480,"reason":"Closed"}`)),
+	}, nil))
 }

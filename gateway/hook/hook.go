@@ -110,17 +110,17 @@ type Client struct {
 
 // New builds a client.
 func New(o Options) (*Client, error) {
+	w := o.Workers
+	if w <= 0 {
+		w = DefaultWorkers
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
+	tr.MaxIdleConnsPerHost = w // a busy hook keeps its connections
 	tr.ResponseHeaderTimeout = routing.MaxHookTimeout
 	hc, err := netguard.Client(&http.Client{Transport: tr}, netguard.Guard{
 		Allow: o.Allow, What: "routing hook URL", Key: "webhook.messaging.allow_networks"})
 	if err != nil {
 		return nil, fmt.Errorf("hook: %w", err)
-	}
-	w := o.Workers
-	if w <= 0 {
-		w = DefaultWorkers
 	}
 	c := &Client{http: hc, endpoint: o.Endpoint, sem: make(chan struct{}, w), metrics: NewMetrics(o.Registerer),
 		log: o.Log, now: o.Now}
