@@ -166,8 +166,10 @@ func benchFullCall(b *testing.B, hookURL string) {
 	sem := make(chan struct{}, window)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // carrier: responses drive the calls
+	stopped := make(chan struct{}) // the carrier gave up: stop sending
+	go func() {                    // carrier: responses drive the calls
 		defer wg.Done()
+		defer close(stopped)
 		buf := make([]byte, 65535)
 		for done.Load() < int64(b.N) {
 			_ = car.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -198,8 +200,13 @@ func benchFullCall(b *testing.B, hookURL string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
+send:
 	for i := 0; i < b.N; i++ {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-stopped:
+			break send
+		}
 		_, _ = car.WriteToUDP(invite(int(next.Add(1))), proxy)
 	}
 	wg.Wait()
