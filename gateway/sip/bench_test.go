@@ -166,8 +166,9 @@ func benchFullCall(b *testing.B, hookURL string) {
 	sem := make(chan struct{}, window)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	stopped := make(chan struct{}) // the carrier gave up: stop sending
-	go func() {                    // carrier: responses drive the calls
+	// the carrier drives the calls by their responses; stopped: it gave up
+	stopped := make(chan struct{})
+	go func() {
 		defer wg.Done()
 		defer close(stopped)
 		buf := make([]byte, 65535)
