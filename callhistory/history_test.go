@@ -21,6 +21,11 @@ import (
 	"github.com/callgate/callgate/store/storetest"
 )
 
+// noStreams creates no stream (a NATS without JetStream, or none answering).
+type noStreams struct{}
+
+func (noStreams) EnsureHistory(context.Context, string) error { return nil }
+
 var t0 = time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC)
 
 // recorder opens an embedded store and a Recorder on it.
@@ -29,7 +34,7 @@ func recorder(t *testing.T) (*store.Store, *callhistory.Recorder, *callhistory.M
 	t.Helper()
 	st := storetest.OpenEmbedded(t)
 	m := callhistory.NewMetrics(nil)
-	rec, err := callhistory.NewRecorder(st.NC, callhistory.RecorderOptions{Metrics: m, Queue: 20000})
+	rec, err := callhistory.NewRecorder(st.NC, st, callhistory.RecorderOptions{Metrics: m, Queue: 20000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +260,7 @@ func TestRecorderCountsWhatItCannotStore(t *testing.T) {
 	}
 	defer nc.Close()
 	m := callhistory.NewMetrics(nil)
-	rec, err := callhistory.NewRecorder(nc, callhistory.RecorderOptions{Metrics: m})
+	rec, err := callhistory.NewRecorder(nc, noStreams{}, callhistory.RecorderOptions{Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +299,7 @@ func TestRecorderPublishDoesNotWaitForAStalledStore(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	m := callhistory.NewMetrics(nil)
-	rec, err := callhistory.NewRecorder(nc, callhistory.RecorderOptions{Metrics: m, Queue: 16, MaxPending: 4})
+	rec, err := callhistory.NewRecorder(nc, noStreams{}, callhistory.RecorderOptions{Metrics: m, Queue: 16, MaxPending: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,18 +55,18 @@ type Page struct {
 	EventsRead int
 }
 
-// Reader reads call records from the history stream.
+// Reader reads call records from the workspaces' history streams.
 type Reader struct {
-	st  jetstream.Stream
+	st  *store.Store
 	log *slog.Logger
 }
 
-// NewReader returns a Reader of st's history stream.
+// NewReader returns a Reader of st's history streams.
 func NewReader(st *store.Store, log *slog.Logger) *Reader {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Reader{st: st.History, log: log}
+	return &Reader{st: st, log: log}
 }
 
 // List returns q.Workspace's calls matching q, newest first.
@@ -89,7 +89,7 @@ func (r *Reader) List(ctx context.Context, q Query) (Page, error) {
 		after = &c
 	}
 	byID := map[string]*Call{}
-	n, err := r.read(ctx, store.HistorySubjectPrefix+q.Workspace+".*", q.From, byID)
+	n, err := r.read(ctx, q.Workspace, "", q.From, byID)
 	if err != nil {
 		return Page{}, err
 	}
@@ -117,7 +117,7 @@ func (r *Reader) Get(ctx context.Context, ws, id string) (Call, error) {
 		return Call{}, fmt.Errorf("callhistory: invalid workspace %q", ws)
 	}
 	byID := map[string]*Call{}
-	if _, err := r.read(ctx, Subject(ws, id), time.Time{}, byID); err != nil {
+	if _, err := r.read(ctx, ws, Subject(ws, id), time.Time{}, byID); err != nil {
 		return Call{}, err
 	}
 	c := byID[id] // another id under the same key (a hash collision) is not this call
@@ -154,12 +154,16 @@ func newer(a, b *Call) bool {
 	return a.ID > b.ID
 }
 
-// read merges the events on subject filter (stored at or after since)
-// into byID and returns how many it read. The consumer is filtered on
-// the subject: the server skips every other workspace's events.
-func (r *Reader) read(ctx context.Context, filter string, since time.Time, byID map[string]*Call) (int, error) {
+// read merges workspace ws's events on subject filter ("": all of them)
+// stored at or after since into byID and returns how many it read. They
+// are in ws's own stream: nobody else's events are read.
+func (r *Reader) read(ctx context.Context, ws, filter string, since time.Time, byID map[string]*Call) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*store.OpTimeout)
 	defer cancel()
+	st, err := r.st.History(ctx, ws)
+	if err != nil || st == nil {
+		return 0, err // no stream: no call recorded yet
+	}
 	cfg := jetstream.ConsumerConfig{
 		FilterSubject:     filter,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
@@ -172,13 +176,13 @@ func (r *Reader) read(ctx context.Context, filter string, since time.Time, byID 
 		t := since
 		cfg.OptStartTime = &t
 	}
-	c, err := r.st.CreateConsumer(ctx, cfg)
+	c, err := st.CreateConsumer(ctx, cfg)
 	if err != nil {
 		return 0, fmt.Errorf("callhistory: read: %w", err)
 	}
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), store.OpTimeout)
-		_ = r.st.DeleteConsumer(dctx, c.CachedInfo().Name)
+		_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
 		dcancel()
 	}()
 	read := 0

@@ -1,13 +1,13 @@
 // Package callhistory keeps every call's lifecycle events (calls.Event)
-// in the CALLGATE_HISTORY JetStream stream, one subject per workspace and
-// call (store.HistorySubjectPrefix + "<workspace>.<call key>"), and reads
-// them back as call records: GET /v1/calls and GET /v1/calls/{id}.
+// in JetStream, in one stream per workspace (store.HistoryStreamName),
+// one subject per call (store.HistorySubjectPrefix + "<workspace>.<call
+// key>"), and reads them back as call records: GET /v1/calls and
+// GET /v1/calls/{id}.
 //
 // A Recorder takes events from the edges without blocking them (a bounded
 // queue, asynchronous JetStream publishes) and counts every event it could
-// not store. A Reader lists one workspace's calls through a consumer
-// filtered to that workspace's subjects, so a listing reads that
-// workspace's events and nobody else's.
+// not store. A Reader lists one workspace's calls from that workspace's
+// stream, so a listing reads that workspace's events and nobody else's.
 package callhistory
 
 import (

@@ -18,6 +18,7 @@ const (
 	DefaultQueue      = 8192
 	DefaultMaxPending = 1024
 	ackTimeout        = 10 * time.Second
+	ensureTimeout     = 5 * time.Second
 )
 
 // RecorderOptions configure a Recorder.
@@ -37,7 +38,9 @@ type RecorderOptions struct {
 // queued or is not acknowledged is counted (callgate_history_events_total
 // dropped / error) and logged at a bounded rate.
 type Recorder struct {
-	js   jetstream.JetStream
+	js      jetstream.JetStream
+	streams Streams
+	known   map[string]bool // workspaces whose stream exists (run's goroutine only)
 	log  *slog.Logger
 	m    *Metrics
 	q    chan calls.Event
@@ -49,10 +52,17 @@ type Recorder struct {
 	logMu   sync.Mutex
 }
 
+// Streams creates a workspace's history stream (store.Store).
+type Streams interface {
+	EnsureHistory(ctx context.Context, ws string) error
+}
+
 // NewRecorder starts a Recorder publishing on nc (the node's NATS
-// connection). Close stops it after the queued events are published.
-func NewRecorder(nc *nats.Conn, o RecorderOptions) (*Recorder, error) {
-	r := &Recorder{log: o.Log, m: o.Metrics, done: make(chan struct{})}
+// connection) into the workspaces' streams, created through streams on
+// a workspace's first event. Close stops it after the queued events are
+// published.
+func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, error) {
+	r := &Recorder{log: o.Log, m: o.Metrics, done: make(chan struct{}), streams: streams, known: map[string]bool{}}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -124,6 +134,16 @@ func (r *Recorder) run() {
 	defer close(r.done)
 	for e := range r.q {
 		r.m.Queue.Dec()
+		if !r.known[e.Workspace] {
+			ctx, cancel := context.WithTimeout(context.Background(), ensureTimeout)
+			err := r.streams.EnsureHistory(ctx, e.Workspace)
+			cancel()
+			if err != nil {
+				r.failed(EventError, e.Workspace, err)
+				continue
+			}
+			r.known[e.Workspace] = true
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			r.failed(EventError, e.Workspace, err)

@@ -24,7 +24,10 @@ type edges struct {
 // startEdges starts the SIP and webhook edges and the media relay.
 func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) error {
 	cfg := n.cfg
-	events := &calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log}
+	events, err := n.historyEvents(&calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log})
+	if err != nil {
+		return err
+	}
 
 	mm, err := media.NewManager(cfg.Media.Config, n.log, n.reg)
 	if err != nil {

@@ -105,7 +105,9 @@ type Store struct {
 	Idempotency  jetstream.KeyValue
 	Ledger       jetstream.Stream
 	Audit        jetstream.Stream
-	History      jetstream.Stream // call events (history.go)
+
+	history  HistoryConfig // per-workspace call history streams (history.go)
+	replicas int
 }
 
 // Open starts (when embedded) and connects to NATS, then creates or opens
@@ -177,10 +179,7 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		s.Close()
 		return nil, err
 	}
-	if err := s.ensureHistory(ctx, max(cfg.Replicas, 1), cfg.History); err != nil {
-		s.Close()
-		return nil, err
-	}
+	s.history, s.replicas = cfg.History, cfg.Replicas
 	s.startHealth(ctx)
 	return s, nil
 }
