@@ -41,10 +41,10 @@ type Recorder struct {
 	js      jetstream.JetStream
 	streams Streams
 	known   map[string]bool // workspaces whose stream exists (run's goroutine only)
-	log  *slog.Logger
-	m    *Metrics
-	q    chan calls.Event
-	done chan struct{}
+	log     *slog.Logger
+	m       *Metrics
+	q       chan calls.Event
+	done    chan struct{}
 
 	mu      sync.RWMutex // guards closed and the sends on q against Close
 	closed  bool
