@@ -15,9 +15,9 @@ import (
 )
 
 // BenchmarkListAmongOthers lists 50 calls of one workspace stored among
-// 1,000,000 calls of 20 other workspaces (one ended event each) on the embedded server: the
-// listing reads the workspace's own stream only on the
-// Storing them takes about a minute: run it once, e.g.
+// 1,000,000 calls of 20 other workspaces (one ended event each) on the
+// embedded server: the listing reads the workspace's own stream only.
+// Storing the million takes minutes on a loaded machine: run it once, e.g.
 //
 //	go test ./callhistory -run '^$' -bench ListAmongOthers -benchtime=3x
 func BenchmarkListAmongOthers(b *testing.B) {
