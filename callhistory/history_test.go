@@ -136,6 +136,39 @@ func TestListingReadsOnlyTheWorkspacesEvents(t *testing.T) {
 	}
 }
 
+func TestListingANewPageReadsAboutThePage(t *testing.T) {
+	st, rec, m := recorder(t)
+	n := 0
+	for i := 0; i < 3000; i++ {
+		n += answeredCall(rec, "big", fmt.Sprintf("big-%04d", i), t0.Add(time.Duration(i)*time.Second))
+	}
+	waitStored(t, m, n)
+	r := callhistory.NewReader(st, nil)
+	p, err := r.List(context.Background(), callhistory.Query{Workspace: "big", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := 2999; i >= 2990; i-- {
+		want = append(want, fmt.Sprintf("big-%04d", i))
+	}
+	var got []string
+	for _, c := range p.Calls {
+		got = append(got, c.ID)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") || p.Next == "" {
+		t.Fatalf("newest 10: %v (next %q)", got, p.Next)
+	}
+	if p.EventsRead > 300 {
+		t.Errorf("the newest 10 of 3000 calls read %d of %d events", p.EventsRead, n)
+	}
+	// The oldest page reads on to the stream's start, and ends there.
+	p, err = r.List(context.Background(), callhistory.Query{Workspace: "big", Limit: 5, To: t0.Add(5 * time.Second)})
+	if err != nil || len(p.Calls) != 5 || p.Calls[4].ID != "big-0000" || p.Next != "" {
+		t.Fatalf("oldest page: %+v %v", p, err)
+	}
+}
+
 func TestListPagesAndFilters(t *testing.T) {
 	st, rec, m := recorder(t)
 	n := 0

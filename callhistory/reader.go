@@ -88,27 +88,154 @@ func (r *Reader) List(ctx context.Context, q Query) (Page, error) {
 		}
 		after = &c
 	}
-	byID := map[string]*Call{}
-	n, err := r.read(ctx, q.Workspace, "", q.From, byID)
+	st, err := r.st.History(ctx, q.Workspace)
+	if err != nil || st == nil {
+		return Page{Calls: []Call{}}, err // no stream: no call recorded yet
+	}
+	info, err := st.Info(ctx)
 	if err != nil {
-		return Page{}, err
+		return Page{}, fmt.Errorf("callhistory: stream info: %w", err)
 	}
-	out := make([]Call, 0, min(len(byID), q.Limit+1))
-	for _, c := range byID {
-		c.finish()
-		if !q.match(c) || (after != nil && !after.before(c)) {
-			continue
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	// Read the workspace's stream backward in growing windows until the
+	// page is known: the newest limit+1 matching calls whose events are
+	// all read (their started event is in a window read), and every call
+	// not read yet started before them (the stream is in time order,
+	// within clock skew between nodes).
+	events := map[string][]seqEvent{}
+	var out []Call
+	read := 0
+	window := uint64(max(4*(q.Limit+1), 256))
+	for hi := last; info.State.Msgs > 0 && hi >= first; {
+		lo := first
+		if hi-first+1 > window {
+			lo = hi - window + 1
 		}
-		out = append(out, *c)
+		oldest, n, err := r.scan(ctx, st, lo, hi, func(seq uint64, e storedEvent) {
+			events[e.CallID] = append(events[e.CallID], seqEvent{seq, e})
+		})
+		read += n
+		if err != nil {
+			return Page{}, err
+		}
+		out = q.select_(events, after, lo == first)
+		switch {
+		case lo == first,
+			len(out) > q.Limit && out[q.Limit].StartedAt.After(oldest.Add(clockSkew)),
+			!q.From.IsZero() && oldest.Before(q.From.Add(-clockSkew)),
+			read >= MaxEvents:
+			hi = 0 // done
+		default:
+			hi = lo - 1
+			window = min(window*4, 1<<16)
+		}
+		if hi == 0 {
+			break
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return newer(&out[i], &out[j]) })
-	p := Page{Calls: out, EventsRead: n}
+	if out == nil {
+		out = []Call{}
+	}
+	p := Page{Calls: out, EventsRead: read}
 	if len(out) > q.Limit {
 		p.Calls = out[:q.Limit]
 		last := p.Calls[q.Limit-1]
 		p.Next = cursor{t: last.StartedAt, id: last.ID}.String()
 	}
 	return p, nil
+}
+
+// clockSkew is how far apart the clocks of the nodes writing one
+// workspace's history may be.
+const clockSkew = 5 * time.Second
+
+type seqEvent struct {
+	seq uint64
+	e   storedEvent
+}
+
+// select_ merges each call's events in stream order and returns the
+// calls matching q after the cursor, newest first. Unless all is set
+// (the whole stream was read), a call whose started event was not read
+// is left out: older events of it may be unread.
+func (q Query) select_(events map[string][]seqEvent, after *cursor, all bool) []Call {
+	out := make([]Call, 0, q.Limit+1)
+	for _, evs := range events {
+		sort.Slice(evs, func(i, j int) bool { return evs[i].seq < evs[j].seq })
+		var c Call
+		for _, x := range evs {
+			c.apply(x.e)
+		}
+		if !c.startSeen && !all {
+			continue
+		}
+		c.finish()
+		if !q.match(&c) || (after != nil && !after.before(&c)) {
+			continue
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return newer(&out[i], &out[j]) })
+	return out
+}
+
+// scan reads st's events with lo <= seq <= hi, calls fn with each and
+// returns the oldest event time read and how many events it read.
+func (r *Reader) scan(ctx context.Context, st jetstream.Stream, lo, hi uint64, fn func(uint64, storedEvent)) (time.Time, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*store.OpTimeout)
+	defer cancel()
+	c, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       lo,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("callhistory: read: %w", err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), store.OpTimeout)
+		_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
+		dcancel()
+	}()
+	var oldest time.Time
+	read := 0
+	for seq := lo; seq <= hi; {
+		b, err := c.Fetch(int(min(hi-seq+1, 1000)), jetstream.FetchMaxWait(store.OpTimeout))
+		if err != nil {
+			return oldest, read, fmt.Errorf("callhistory: read: %w", err)
+		}
+		got := 0
+		for m := range b.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return oldest, read, fmt.Errorf("callhistory: read: %w", err)
+			}
+			seq = md.Sequence.Stream + 1
+			if md.Sequence.Stream > hi {
+				continue
+			}
+			read++
+			var e storedEvent
+			if err := json.Unmarshal(m.Data(), &e); err != nil || e.CallID == "" {
+				r.log.Warn("callhistory: unreadable event skipped", "seq", md.Sequence.Stream, "err", err)
+				continue
+			}
+			if oldest.IsZero() || e.Time.Before(oldest) {
+				oldest = e.Time
+			}
+			fn(md.Sequence.Stream, e)
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return oldest, read, fmt.Errorf("callhistory: read: %w", err)
+		}
+		if got == 0 {
+			break // the range's end is gone (retention) or never came
+		}
+	}
+	return oldest, read, nil
 }
 
 // Get returns workspace ws's call id.
