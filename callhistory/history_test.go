@@ -422,3 +422,27 @@ func TestOutcome(t *testing.T) {
 		}
 	}
 }
+
+func TestRecorderRecreatesADeletedStream(t *testing.T) {
+	st, rec, m := recorder(t)
+	n := answeredCall(rec, "acme", "before", t0)
+	waitStored(t, m, n)
+	if err := st.JS.DeleteStream(context.Background(), store.HistoryStreamName("acme")); err != nil {
+		t.Fatal(err)
+	}
+	// The first event after the deletion fails and is counted; a later
+	// one creates the stream again.
+	rec.Publish(calls.Event{Kind: calls.Started, CallID: "lost", Time: t0.Add(time.Minute), Workspace: "acme"})
+	testwait.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if got := testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventError)); got != 1 {
+			return fmt.Errorf("%v errors counted", got)
+		}
+		return nil
+	})
+	n += answeredCall(rec, "acme", "after", t0.Add(2*time.Minute))
+	waitStored(t, m, n)
+	p, err := callhistory.NewReader(st, nil).List(context.Background(), callhistory.Query{Workspace: "acme"})
+	if err != nil || len(p.Calls) != 1 || p.Calls[0].ID != "after" {
+		t.Fatalf("after the stream was recreated: %+v %v", p.Calls, err)
+	}
+}

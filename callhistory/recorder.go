@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/store"
 )
 
 // Recorder defaults.
@@ -40,7 +42,7 @@ type RecorderOptions struct {
 type Recorder struct {
 	js      jetstream.JetStream
 	streams Streams
-	known   map[string]bool // workspaces whose stream exists (run's goroutine only)
+	known   sync.Map // workspace → true: its stream exists (forgotten on a publish error)
 	log     *slog.Logger
 	m       *Metrics
 	q       chan calls.Event
@@ -62,7 +64,7 @@ type Streams interface {
 // a workspace's first event. Close stops it after the queued events are
 // published.
 func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, error) {
-	r := &Recorder{log: o.Log, m: o.Metrics, done: make(chan struct{}), streams: streams, known: map[string]bool{}}
+	r := &Recorder{log: o.Log, m: o.Metrics, done: make(chan struct{}), streams: streams}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -83,6 +85,11 @@ func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, 
 		}),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
 			r.failed(EventError, m.Subject, err)
+			// The stream may be gone (deleted by an operator): create it
+			// again before the workspace's next event.
+			if ws, _, ok := strings.Cut(strings.TrimPrefix(m.Subject, store.HistorySubjectPrefix), "."); ok {
+				r.known.Delete(ws)
+			}
 		}),
 	)
 	if err != nil {
@@ -134,7 +141,7 @@ func (r *Recorder) run() {
 	defer close(r.done)
 	for e := range r.q {
 		r.m.Queue.Dec()
-		if !r.known[e.Workspace] {
+		if _, ok := r.known.Load(e.Workspace); !ok {
 			ctx, cancel := context.WithTimeout(context.Background(), ensureTimeout)
 			err := r.streams.EnsureHistory(ctx, e.Workspace)
 			cancel()
@@ -142,7 +149,7 @@ func (r *Recorder) run() {
 				r.failed(EventError, e.Workspace, err)
 				continue
 			}
-			r.known[e.Workspace] = true
+			r.known.Store(e.Workspace, true)
 		}
 		b, err := json.Marshal(e)
 		if err != nil {
@@ -153,6 +160,7 @@ func (r *Recorder) run() {
 		// publishes are unacknowledged, up to its stall wait.
 		if _, err := r.js.PublishAsync(Subject(e.Workspace, e.CallID), b, jetstream.WithStallWait(ackTimeout)); err != nil {
 			r.failed(EventError, e.Workspace, err)
+			r.known.Delete(e.Workspace)
 		}
 	}
 }
