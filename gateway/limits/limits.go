@@ -59,7 +59,8 @@ type Options struct {
 	Interval time.Duration // report period; default 250 ms
 	Expiry   time.Duration // a peer silent this long is forgotten; default 2 s
 	Log      *slog.Logger
-	Metrics  *Metrics // nil: not counted
+	Metrics  *Metrics         // nil: not counted
+	Now      func() time.Time // clock of the one-second windows; nil: time.Now
 }
 
 // counts is one workspace's calls on one node.
@@ -155,7 +156,10 @@ func New(nc *nats.Conn, o Options) (*Counter, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	c := &Counter{nc: nc, opts: o, now: time.Now, locals: map[string]*local{}, peers: map[string]*peer{},
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := &Counter{nc: nc, opts: o, now: o.Now, locals: map[string]*local{}, peers: map[string]*peer{},
 		peerSum: map[string]counts{}, nudge: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	sub, err := nc.Subscribe(Subject, c.onReport)
 	if err != nil {
