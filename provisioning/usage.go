@@ -24,7 +24,9 @@ type UsageCharge struct {
 
 // usageEntryID is the ledger entry id of a call's usage charge (same
 // shape as random ids: "le_" and 24 hex digits).
-func usageEntryID(ws, callID string) string { return "le_" + requestHash("usage:"+ws+"\x00"+callID)[:24] }
+func usageEntryID(ws, callID string) string {
+	return "le_" + requestHash("usage:" + ws + "\x00" + callID)[:24]
+}
 
 // ChargeUsage writes the ledger entry of kind usage for one call, once:
 // the entry's id and JetStream message id derive from the call id, so a
