@@ -330,10 +330,30 @@ func (c *Counter) publish() {
 	}
 }
 
+// maxCount bounds a count in a report (anything larger is not ours).
+const maxCount = 1 << 30
+
+// decodeReport parses a report; false when it is not one of ours
+// (malformed, no node id, a count negative or absurd).
+func decodeReport(b []byte) (report, bool) {
+	var r report
+	if len(b) > 1<<20 || json.Unmarshal(b, &r) != nil || r.Node == "" || len(r.Node) > 256 {
+		return report{}, false
+	}
+	for _, k := range r.WS {
+		for _, v := range []int64{k.Conc, k.OutConc, k.Recent, k.OutRec} {
+			if v < 0 || v > maxCount {
+				return report{}, false
+			}
+		}
+	}
+	return r, true
+}
+
 // onReport takes a peer's report (its own come back too: ignored).
 func (c *Counter) onReport(m *nats.Msg) {
-	var r report
-	if err := json.Unmarshal(m.Data, &r); err != nil || r.Node == "" || r.Node == c.opts.NodeID {
+	r, ok := decodeReport(m.Data)
+	if !ok || r.Node == c.opts.NodeID {
 		return
 	}
 	c.mu.Lock()

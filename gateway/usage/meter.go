@@ -400,18 +400,35 @@ func (m *Meter) publish() {
 	}
 }
 
-func (m *Meter) onReport(msg *nats.Msg) {
+// Bounds of a reported call: its minutes (a year) and answer time (Unix
+// ms, years 2000 to 2200), so that no cost overflows.
+const (
+	maxMinutes = 366 * 24 * 60
+	minAnswer  = 946684800000
+	maxAnswer  = 7258118400000
+)
+
+// decodeReport parses a report; false when it is not one of ours
+// (malformed, no node id, a price or minutes out of range).
+func decodeReport(b []byte) (report, bool) {
 	var r report
-	if err := json.Unmarshal(msg.Data, &r); err != nil || r.Node == "" || r.Node == m.opts.NodeID {
-		return
+	if len(b) > 4<<20 || json.Unmarshal(b, &r) != nil || r.Node == "" || len(r.Node) > 256 {
+		return report{}, false
 	}
-	for ws, runs := range r.WS {
+	for _, runs := range r.WS {
 		for _, x := range runs {
-			if x.P < 0 || x.P > maxPrice || x.M < 0 {
-				delete(r.WS, ws) // not a report of ours
-				break
+			if x.P < 0 || x.P > maxPrice || x.M < 0 || x.M > maxMinutes || x.A < minAnswer || x.A > maxAnswer {
+				return report{}, false
 			}
 		}
+	}
+	return r, true
+}
+
+func (m *Meter) onReport(msg *nats.Msg) {
+	r, ok := decodeReport(msg.Data)
+	if !ok || r.Node == m.opts.NodeID {
+		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
