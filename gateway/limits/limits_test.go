@@ -40,13 +40,13 @@ func cluster(t *testing.T, n int, clk *clock, m *Metrics) ([]*Counter, []*nats.C
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
-		c, err := New(nc, Options{NodeID: fmt.Sprintf("node%d", i), Interval: 50 * time.Millisecond,
-			Expiry: time.Second, Metrics: m})
+		o := Options{NodeID: fmt.Sprintf("node%d", i), Interval: 50 * time.Millisecond, Expiry: time.Second, Metrics: m}
+		if clk != nil {
+			o.Now = clk.now
+		}
+		c, err := New(nc, o)
 		if err != nil {
 			t.Fatal(err)
-		}
-		if clk != nil {
-			c.now = clk.now
 		}
 		t.Cleanup(c.Close)
 		cs = append(cs, c)
