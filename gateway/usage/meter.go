@@ -239,6 +239,20 @@ func (m *Meter) readBalance(ws string) (int64, error) {
 	return b, nil
 }
 
+// recentBalance is ws's balance read within the last interval (the
+// checks of running calls and the charges keep it fresh), else read now.
+func (m *Meter) recentBalance(ws string) (int64, error) {
+	m.mu.Lock()
+	b, ok := m.balances[ws]
+	m.mu.Unlock()
+	if ok {
+		if age := m.opts.Now().Sub(b.at); age >= 0 && age < m.opts.Interval {
+			return b.v, nil
+		}
+	}
+	return m.readBalance(ws)
+}
+
 // Authorize implements calls.UsageMeter: nil when ws's balance, less what
 // its running calls on every node have committed, pays the first minute
 // of a call to dest.
@@ -247,7 +261,7 @@ func (m *Meter) Authorize(ws, dest string) error {
 	if price == 0 {
 		return nil
 	}
-	bal, err := m.readBalance(ws)
+	bal, err := m.recentBalance(ws)
 	if err != nil {
 		m.opts.Metrics.refused()
 		return fmt.Errorf("usage: read the balance of %s: %w", ws, err)
