@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -204,14 +205,28 @@ func (s *Server) scanner(req *sip.Request) bool {
 	if len(s.guard.scanners) == 0 {
 		return false
 	}
-	h := req.GetHeader("User-Agent")
-	if h == nil {
-		return false
-	}
-	ua := strings.ToLower(h.Value())
-	for _, sc := range s.guard.scanners {
-		if strings.Contains(ua, sc) {
+	for _, h := range req.Headers() {
+		if n := h.Name(); len(n) == 10 && strings.EqualFold(n, "User-Agent") && s.isScannerUA(h.Value()) {
 			s.metrics.Dropped.WithLabelValues("scanner").Inc()
+			return true
+		}
+	}
+	return false
+}
+
+// isScannerUA matches a User-Agent against the list, ignoring ASCII case
+// (the first 256 bytes, lowered on the stack).
+func (s *Server) isScannerUA(ua string) bool {
+	var buf [256]byte
+	n := copy(buf[:], ua)
+	for i := 0; i < n; i++ {
+		if c := buf[i]; 'A' <= c && c <= 'Z' {
+			buf[i] = c + 'a' - 'A'
+		}
+	}
+	low := buf[:n]
+	for _, sc := range s.guard.scanners {
+		if bytes.Contains(low, []byte(sc)) {
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -152,4 +153,35 @@ func TestPikeConfigValidation(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
+}
+
+func TestScannerUserAgentMatch(t *testing.T) {
+	s := &Server{guard: guard{scanners: lowerAll(DefaultScannerUserAgents)}}
+	for ua, want := range map[string]bool{
+		"SIPVicious/0.3": true, "x friendly-scanner": true, "Friendly-Scanne": false, "": false, "SMAP 0.6": true,
+		"Linphone/5 (belle-sip)": false, "VaxSIPUserAgent/3.1": true, strings.Repeat("a", 300) + "sipvicious": false,
+	} {
+		if got := s.isScannerUA(ua); got != want {
+			t.Errorf("isScannerUA(%q) = %v, want %v", ua, got, want)
+		}
+	}
+}
+
+// BenchmarkScannerCheck is the cost the scanner list adds to every request
+// from an allowed source (a User-Agent that is not a scanner's).
+func BenchmarkScannerCheck(b *testing.B) {
+	s := &Server{metrics: NewMetrics(nil), guard: guard{scanners: lowerAll(DefaultScannerUserAgents)}}
+	raw := newRawForBench()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if s.scanner(raw) {
+			b.Fatal("not a scanner")
+		}
+	}
+}
+
+func newRawForBench() *sip.Request {
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "+12282001234", Host: "127.0.0.1"})
+	req.AppendHeader(sip.NewHeader("User-Agent", "Twilio Gateway/2.1 (carrier edge; ashburn)"))
+	return req
 }
