@@ -100,6 +100,23 @@ func TestWorkspaceLimitsAcrossThreeNodes(t *testing.T) {
 		_ = ds.Bye(ctx)
 	}
 	seenEverywhere(0)
+
+	// An outbound call metered on node 0 (as the agent edge reports it) is
+	// charged once at the default price (1 credit per started minute) and
+	// listed by node 2's API with its call id.
+	nodes[0].Meter().Answered("out-1", ws, "+442079460000", time.Now().Add(-90*time.Second))
+	nodes[0].Meter().Ended("out-1", time.Now())
+	c2 := apiClient{t: t, base: nodes[2].HTTPAddr(), key: nodes[0].APIKey()}
+	testwait.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		m := c2.must(200, "GET", "/v1/credits", "")
+		for _, e := range m["entries"].([]any) {
+			e := e.(map[string]any)
+			if e["kind"] == "usage" && e["call_id"] == "out-1" && e["amount"].(float64) == -2 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no usage entry of -2 for out-1 in %v", m["entries"])
+	})
 }
 
 func grepLines(s, substr string) string {
