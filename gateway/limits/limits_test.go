@@ -227,3 +227,34 @@ func TestGarbageReportsAreIgnored(t *testing.T) {
 		t.Fatal("garbage on the subject counted as calls")
 	}
 }
+
+// BenchmarkAdmitRelease is the cost a new call pays for the cluster-wide
+// limits (3 peers reporting).
+func BenchmarkAdmitRelease(b *testing.B) {
+	srv := storetest.RunServer(b)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := New(nc, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.mu.Lock()
+	for i := 0; i < 3; i++ {
+		c.peers[fmt.Sprint("p", i)] = &peer{seen: time.Now(), ws: map[string]counts{"ws": {Conc: 5, Recent: 3}}}
+	}
+	c.resum()
+	c.mu.Unlock()
+	caps := calls.LimitCaps{MaxConcurrent: 1000, MaxPerSecond: 1 << 30}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, ok := c.Admit("ws", calls.Inbound, caps); !ok {
+			b.Fatal("refused")
+		}
+		c.Release("ws", calls.Inbound)
+	}
+}
