@@ -185,3 +185,25 @@ func newRawForBench() *sip.Request {
 	req.AppendHeader(sip.NewHeader("User-Agent", "Twilio Gateway/2.1 (carrier edge; ashburn)"))
 	return req
 }
+
+// TestScannerFromAnUnknownSourceGetsNo403: an unlisted source is answered
+// 403, but not when it is a scanner.
+func TestScannerFromAnUnknownSourceGetsNo403(t *testing.T) {
+	e := runEdge(t, buildTable(), func(c *Config) {
+		c.Trunks = []Trunk{{Name: "carrier", Carrier: "twilio", CIDRs: []string{"127.0.0.5/32"}}}
+	}, nil)
+	raw := newRaw(t, "127.0.0.2", net_(e))
+	raw.send(scannerOptions(raw, "scan-unknown", "friendly-scanner"))
+	checkFor(t, 10*time.Second, func() error {
+		if n := testutil.ToFloat64(e.metrics.Dropped.WithLabelValues("scanner")); n != 1 {
+			return errorf("callgate_sip_dropped_total{reason=scanner} = %v, want 1", n)
+		}
+		return nil
+	})
+	id := aliveCallID()
+	raw.send(aliveOptions(raw, id))
+	m := raw.read(10 * time.Second)
+	if msgCallID(m) != id || !strings.HasPrefix(m, "SIP/2.0 403") {
+		t.Fatalf("first answer: %q for %q; want only the 403 to %s", statusLine(m), msgCallID(m), id)
+	}
+}
