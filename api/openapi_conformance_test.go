@@ -24,6 +24,7 @@ import (
 	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/node/nodetest"
+	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
 )
 
@@ -113,7 +114,11 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "PATCH", "/v1/numbers/"+digits, `agent_id=`, want(415), contentType("application/x-www-form-urlencoded"), badRequest())
 	x.call(ws, "DELETE", "/v1/agents/bot", "", want(409))
 
-	// Credits.
+	// Credits (with an outbound call's usage entry).
+	if _, err := n.Service().ChargeUsage(context.Background(), provisioning.UsageCharge{Workspace: n.Config().Bootstrap.Workspace,
+		CallID: "conformance-call", Destination: "+442079460000", Minutes: 2, Amount: 10}); err != nil {
+		t.Fatalf("charge usage: %v", err)
+	}
 	x.call(ws, "GET", "/v1/credits", "", want(200))
 	x.call(admin, "GET", "/v1/credits", "", want(403))
 
