@@ -414,6 +414,9 @@ func TestOutcome(t *testing.T) {
 		{false, true, 404, "unknown_number", callhistory.OutcomeRejected},
 		{false, true, 603, "", callhistory.OutcomeRejected},
 		{false, true, 503, "max_concurrent_calls", callhistory.OutcomeRejected},
+		{false, true, 503, "limit_concurrent", callhistory.OutcomeRejected},
+		{false, true, 503, "limit_rate", callhistory.OutcomeRejected},
+		{true, true, 200, "credits_exhausted", callhistory.OutcomeAnswered},
 		{false, true, 503, "no_endpoint", callhistory.OutcomeFailed},
 		{false, true, 500, "failed", callhistory.OutcomeFailed},
 	} {
