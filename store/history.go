@@ -22,7 +22,7 @@ const (
 )
 
 // Call history stream limits by default: 30 days, 64 MiB per workspace
-// (about 150,000 calls). JetStream reserves each stream's max_bytes out of
+// (about 50,000 answered calls). JetStream reserves each stream's max_bytes out of
 // its storage (max_store): workspaces × max_bytes must fit in it.
 const (
 	DefaultHistoryMaxAge   = 30 * 24 * time.Hour
