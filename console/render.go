@@ -89,7 +89,7 @@ var funcs = template.FuncMap{
 		}
 		return strings.Join(f, ", ")
 	},
-	"ms": func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
+	"ms":   func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
 	"list": func(s ...string) []string { return s },
 	"ferr": func(e *formError, field string) string { return e.Field(field) },
 	"oob":  func(v view) view { v.OOB = true; return v },
@@ -176,16 +176,16 @@ func (c *Console) renderStatus(w http.ResponseWriter, r *http.Request, status in
 // with the subject in n): fixed texts, so that a link cannot make the
 // console say something it did not.
 var flashes = map[string]string{
-	"purchased":  "Bought %s. It was charged for a full month.",
-	"released":   "Released %s. No refund is made for the rest of the month.",
-	"assigned":   "Updated the agent of %s.",
-	"region":     "Set the voice region of %s.",
-	"agent":      "Saved agent %s.",
-	"deleted":    "Deleted agent %s.",
-	"forwarding": "Registered business line %s.",
-	"unforward":  "Removed business line %s.",
+	"purchased":   "Bought %s. It was charged for a full month.",
+	"released":    "Released %s. No refund is made for the rest of the month.",
+	"assigned":    "Updated the agent of %s.",
+	"region":      "Set the voice region of %s.",
+	"agent":       "Saved agent %s.",
+	"deleted":     "Deleted agent %s.",
+	"forwarding":  "Registered business line %s.",
+	"unforward":   "Removed business line %s.",
 	"integration": "Saved integration %s; its credentials were checked with the carrier.",
-	"topup":      "Added credits to workspace %s.",
+	"topup":       "Added credits to workspace %s.",
 }
 
 var flashArg = regexp.MustCompile(`^[+0-9A-Za-z_-]{1,64}$`)
