@@ -141,6 +141,13 @@ func (c *Console) buyView(r *http.Request, s *session) (buyView, *formError) {
 	if n := get("confirm"); n != "" {
 		cost, _ := strconv.ParseInt(get("cost"), 10, 64)
 		an := carrier.AvailableNumber{PhoneNumber: n, MonthlyCost: cost, Locality: get("locality"), Region: get("region"), Type: get("ntype")}
+		// The carrier's own offer, when the number is on this page, is
+		// what the dialog shows (the link's copy is only a fallback).
+		for _, x := range v.Numbers {
+			if x.PhoneNumber == n {
+				an, cost = x, x.MonthlyCost
+			}
+		}
 		v.Confirm = &confirmView{Number: an, Balance: v.Balance, After: v.Balance - cost, Short: cost > v.Balance, Idempotency: randomHex(16)}
 	}
 	return v, nil
