@@ -185,6 +185,19 @@ func TestConsoleGuide(t *testing.T) {
 	}
 	b.noErrors("region")
 
+	// Filter by carrier: htmx swaps the table in place, the URL follows.
+	var marked bool
+	b.eval(`window.__cg_stay = true`, &marked)
+	b.run("filter twilio", chromedp.SetValue("#f-carrier", "twilio", chromedp.ByQuery), chromedp.Click("#filter", chromedp.ByQuery))
+	b.waitFor("filtered table", `document.querySelectorAll("#numbers-table tbody tr").length === 2 && location.search.indexOf("carrier=twilio") >= 0`)
+	var stayed bool
+	b.eval(`window.__cg_stay === true`, &stayed)
+	if !stayed || strings.Contains(b.text("#numbers-table"), number) {
+		t.Fatalf("filter: page reloaded (%v) or sandbox number still listed", !stayed)
+	}
+	b.noErrors("filter")
+	b.open("/console/numbers")
+
 	// Release the purchased number: the dialog says no refund.
 	b.clickAndLoad("#row-" + slug(number) + ` a[href*="release="]`)
 	if d := b.text("#release-dialog"); !strings.Contains(d, "No refund") {
@@ -288,13 +301,21 @@ func TestConsoleKeyboard(t *testing.T) {
 		"/console/forwarding",
 		"/console/credits",
 	}
-	for _, pg := range pages {
+	check := func(pg string) {
 		b.open(pg)
 		if missing := b.unreachable(); len(missing) > 0 {
 			t.Errorf("%s: not reachable with Tab: %v", pg, missing)
 		}
 		b.noErrors(pg)
 	}
+	for _, pg := range pages {
+		check(pg)
+	}
+	b.clickAndLoad("#logout")
+	check("/console/login")
+	login(b, n.AdminKey())
+	check("/console/admin")
+	check("/console/admin/audit")
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -20,6 +20,7 @@ import (
 	"github.com/callgate/callgate/node"
 	"github.com/callgate/callgate/node/nodetest"
 	"github.com/callgate/callgate/provisioning"
+	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
 )
 
 // client is a browser without JavaScript: a cookie jar, no redirects
@@ -354,4 +355,74 @@ func csrfIdem(body string) string {
 		return ""
 	}
 	return m[1]
+}
+
+// TestPurchaseErrorsInDialog: a 402 (credits short) and a 409 (number
+// taken meanwhile) are shown in the purchase dialog, and nothing is charged.
+func TestPurchaseErrorsInDialog(t *testing.T) {
+	n, base := startNode(t, nil)
+	ctx := context.Background()
+	_, keyPoor, err := n.Service().CreateWorkspace(ctx, "poor", "Poor", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rich := provisioning.Principal{Workspace: n.Config().Bootstrap.Workspace}
+	taken := buyOne(t, n, rich)
+	page, err := n.Service().Search(ctx, rich, provisioning.SearchRequest{Carrier: "sandbox", SearchQuery: searchQuery("US", "228")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, base)
+	c.mustLogin(keyPoor)
+	tok := c.csrf("/console/buy")
+	form := func(number string) url.Values {
+		return url.Values{"csrf": {tok}, "phone_number": {number}, "source": {"sandbox"}, "country": {"US"}, "area_code": {"228"},
+			"cost": {"100"}, "idempotency_key": {"k-" + number}}
+	}
+	r, body := c.do("POST", "/console/buy", form(page.Numbers[0].PhoneNumber))
+	body = html.UnescapeString(body)
+	if r.StatusCode != http.StatusPaymentRequired || !strings.Contains(body, `id="confirm-dialog"`) || !strings.Contains(body, `id="purchase-error"`) ||
+		!strings.Contains(body, "Insufficient credits") || !strings.Contains(body, "nothing was charged") {
+		t.Fatalf("402: %d\n%s", r.StatusCode, body)
+	}
+	if ns, _ := n.Service().ListNumbers(ctx, provisioning.Principal{Workspace: "poor"}); len(ns) != 0 {
+		t.Fatalf("a refused purchase left numbers: %+v", ns)
+	}
+	if _, err := n.Service().TopUp(ctx, "poor", 500, "test"); err != nil {
+		t.Fatal(err)
+	}
+	r, body = c.do("POST", "/console/buy", form(taken.PhoneNumber))
+	body = html.UnescapeString(body)
+	if r.StatusCode != http.StatusConflict || !strings.Contains(body, `id="purchase-error"`) || !strings.Contains(body, "Conflict") {
+		t.Fatalf("409: %d\n%s", r.StatusCode, body)
+	}
+	if bal, _ := n.Service().Balance(ctx, "poor"); bal != 500 {
+		t.Fatalf("balance after a refused purchase: %d, want 500", bal)
+	}
+}
+
+// TestImportBadCredentials: rejected credentials are shown next to the
+// form and save nothing; the secret is not echoed back.
+func TestImportBadCredentials(t *testing.T) {
+	fake := twiliofake.MustNew(t, twiliofake.Options{Owned: append([]twiliofake.Number(nil), twilioOwned...)})
+	n, base := startNode(t, func(c *config.Config) { c.Carriers.Twilio.APIBase = fake.URL() })
+	c := newClient(t, base)
+	c.mustLogin(n.APIKey())
+	tok := c.csrf("/console/import")
+	r, body := c.do("POST", "/console/integrations", url.Values{"csrf": {tok}, "carrier": {"twilio"}, "name": {"acme"},
+		"account_sid": {fake.AccountSID()}, "auth_token": {"wrongtoken123456"}})
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="credentials-error"`) || !strings.Contains(body, "credentials rejected by Twilio") {
+		t.Fatalf("bad credentials: %d\n%s", r.StatusCode, body)
+	}
+	if strings.Contains(body, "wrongtoken123456") {
+		t.Fatal("the auth token was echoed in the page")
+	}
+	if its, _ := n.Service().ListIntegrations(context.Background(), provisioning.Principal{Workspace: n.Config().Bootstrap.Workspace}); len(its) != 0 {
+		t.Fatalf("rejected credentials were saved: %+v", its)
+	}
+	// A missing field is named.
+	r, body = c.do("POST", "/console/integrations", url.Values{"csrf": {tok}, "carrier": {"twilio"}, "name": {"acme"}})
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(body, "required for twilio") {
+		t.Fatalf("missing credentials: %d", r.StatusCode)
+	}
 }
