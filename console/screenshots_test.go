@@ -36,7 +36,7 @@ func TestScreenshots(t *testing.T) {
 	// a business line, ledger entries.
 	if _, err := svc.CreateAgent(ctx, p, provisioning.AgentInput{ID: "support", Name: "Support line", Media: "relay",
 		MessagingURL: "https://agent.example.com/sms",
-		Endpoints: []provisioning.Endpoint{{Region: "us-east", URI: "sip:support@127.0.0.1:5999"}, {Region: "eu-west", URI: "sip:support@127.0.0.2:5999"}}}); err != nil {
+		Endpoints:    []provisioning.Endpoint{{Region: "us-east", URI: "sip:support@127.0.0.1:5999"}, {Region: "eu-west", URI: "sip:support@127.0.0.2:5999"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.CreateAgent(ctx, p, provisioning.AgentInput{ID: "sales", Name: "Sales",
