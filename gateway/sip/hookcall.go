@@ -80,9 +80,13 @@ func (s *Server) inviteControlled(req *sip.Request, from peer, txKey string, tru
 		c.refuse(from, refusalFor(dec.Reason))
 		return
 	}
+	if !c.admitLimits(snap, from) { // workspace limits (wslimits.go)
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !s.serverTx.putNew(txKey, c) {
+		c.releaseLimits()
 		return // the same INVITE, handled concurrently by the other read loop
 	}
 	s.active.Add(1)

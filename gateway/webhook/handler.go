@@ -79,6 +79,9 @@ type Deps struct {
 	// Hook asks routing hooks about new inbound calls (voice webhooks,
 	// Call Control); nil: routing hooks are off.
 	Hook *hook.Client
+	// Limits counts new calls against workspace limits across the
+	// cluster (limits.go); nil: no limits.
+	Limits calls.Limiter
 }
 
 // Handler serves the webhook endpoints.
@@ -95,7 +98,8 @@ type Handler struct {
 	now     func() time.Time
 	// mediaMode is the node default for routing.Policy.Media.
 	mediaMode string
-	hook      *hook.Client // routing hooks (hook.go); nil: off
+	hook      *hook.Client  // routing hooks (hook.go); nil: off
+	limits    calls.Limiter // nil: no workspace limits (limits.go)
 
 	replays *replayCache // Telnyx signatures already accepted
 	dummy   dummyKeys
@@ -140,6 +144,7 @@ func New(cfg Config, d Deps) (*Handler, error) {
 
 		mediaMode: d.MediaMode,
 		hook:      d.Hook,
+		limits:    d.Limits,
 	}
 	if h.events == nil {
 		h.events = calls.Discard{}

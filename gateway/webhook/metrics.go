@@ -29,6 +29,7 @@ var results = []string{
 	ResultOK, ResultBadSignature, ResultStaleTimestamp, ResultUnknownNumber, ResultUnassigned,
 	ResultSuspended, ResultNoEndpoint, ResultBadRequest, ResultNotReady, ResultIgnored, ResultReplay,
 	ResultHookReject,
+	ResultLimited,
 }
 
 // Delivery and transfer results.

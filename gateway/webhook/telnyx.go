@@ -136,6 +136,10 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 			return badRequest(w, "call.initiated without data.payload.call_control_id")
 		}
 		w.WriteHeader(http.StatusOK)
+		if dec.Outcome == routing.OutcomeRoute && h.overLimit(snap, &dec, base.CallID, "telnyx", SourceTelnyx) {
+			h.queueReject(dec.Route.Number.IntegrationID, p.CallControlID, "USER_BUSY")
+			return ResultLimited
+		}
 		if h.hook != nil && hook.Applies(&dec) { // asked in the transfer worker (hook.go)
 			return h.routeTelnyxCallWithHook(snap, dec, p.CallControlID, p.From, base)
 		}
