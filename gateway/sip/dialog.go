@@ -154,7 +154,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	if req.Method == sip.CANCEL || isAck {
 		m = string(sip.INVITE)
 	}
-	req.PrependHeader(s.via(to.Proto, statelessBranch(inBr+m, from.Addr.String())))
+	out := s.crossSide(from.Side) // a dialog crossing listeners goes on through the other one
+	to.Side = out
+	req.PrependHeader(s.via(out, to.Proto, statelessBranch(inBr+m, from.Addr.String())))
 
 	c, inDialog := s.dialogs.get(callID)
 	fromCaller, bye := false, false
@@ -214,10 +216,10 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	}
 	if err == errNeedLookup {
 		tu := *target
-		err = s.tp.SendURIThen(&tu, req, alt, done)
+		err = s.tpSide(out).SendURIThen(&tu, req, alt, done)
 	} else {
 		to.Alt = alt
-		err = s.tp.SendMsgThen(to, req, done)
+		err = s.tpFor(to).SendMsgThen(to, req, done)
 	}
 	if err != errPending && done != nil {
 		done(err)
@@ -281,7 +283,7 @@ func (c *call) sendByes() {
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {
 			bye := sip.NewRequest(sip.BYE, *c.agentTarget)
-			bye.AppendHeader(s.via(pr, newBranch(branchStateless)))
+			bye.AppendHeader(s.via(c.downSide(), pr, newBranch(branchStateless)))
 			mf := sip.MaxForwardsHeader(70)
 			bye.AppendHeader(&mf)
 			bye.AppendHeader(sip.HeaderClone(inv.From()))
@@ -293,14 +295,14 @@ func (c *call) sendByes() {
 			bye.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.BYE})
 			cl := sip.ContentLengthHeader(0)
 			bye.AppendHeader(&cl)
-			_ = s.tp.SendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
+			_ = s.tpSide(c.downSide()).SendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
 		}
 	}
 	// to the caller
 	if ct := inv.Contact(); ct != nil {
 		target := ct.Address
 		bye := sip.NewRequest(sip.BYE, target)
-		bye.AppendHeader(s.via(c.up.Proto, newBranch(branchStateless)))
+		bye.AppendHeader(s.via(c.up.Side, c.up.Proto, newBranch(branchStateless)))
 		for _, h := range inv.GetHeaders("Record-Route") {
 			if rr, ok := h.(*sip.RecordRouteHeader); ok {
 				bye.AppendHeader(&sip.RouteHeader{Address: rr.Address})
@@ -317,6 +319,6 @@ func (c *call) sendByes() {
 		bye.AppendHeader(&sip.CSeqHeader{SeqNo: 1 << 20, MethodName: sip.BYE})
 		cl := sip.ContentLengthHeader(0)
 		bye.AppendHeader(&cl)
-		_ = s.tp.Send(c.up, []byte(bye.String()))
+		_ = s.tpFor(c.up).Send(c.up, []byte(bye.String()))
 	}
 }

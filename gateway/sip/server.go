@@ -56,6 +56,9 @@ type Deps struct {
 	Limits calls.Limiter
 	// Usage charges outbound minutes; nil: outbound calls are free.
 	Usage calls.UsageMeter
+	// SandboxTermination is where outbound calls of sandbox numbers go
+	// (carriers.sandbox.termination_uri); empty: they cannot call out.
+	SandboxTermination string
 }
 
 // trunkPrefix is one allowed source range.
@@ -94,6 +97,11 @@ type Server struct {
 	idleOnce sync.Mutex
 
 	agentAddrs atomic.Pointer[agentSet]
+
+	ag          *agentSide // the agent-facing listener and outbound calls (agent.go); nil: off
+	limits      calls.Limiter
+	usage       calls.UsageMeter
+	sandboxTerm string // carriers.sandbox.termination_uri
 
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
@@ -184,6 +192,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.rrTLS = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.TLSAddr().Port())) + ";transport=tls;lr>"
 	}
 	s.prober = newProber(s)
+	if err := s.newAgentSide(cfg, d); err != nil {
+		s.tp.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -228,6 +240,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		w = runtime.GOMAXPROCS(0)
 	}
 	s.tp.Serve(w)
+	if s.ag != nil {
+		s.ag.tp.Serve(w)
+	}
 	go s.prober.run(s.stop)
 	go s.janitor(s.stop)
 	go s.returnMemory(s.stop, time.Second, time.Minute)
@@ -253,6 +268,9 @@ func (s *Server) Close() error {
 	s.closed.Do(func() {
 		close(s.stop)
 		s.tp.Close()
+		if s.ag != nil {
+			s.ag.tp.Close()
+		}
 	})
 	return nil
 }
@@ -293,6 +311,9 @@ func (s *Server) allowedSource(a netip.Addr) bool {
 	}
 	if s.isOwnAddr(a) {
 		return true // our own requests that loop back (482) and the answers to them
+	}
+	if s.isEgressAddr(a) {
+		return true // a carrier termination an outbound call went to (agent.go)
 	}
 	return s.anyAuth != nil
 }
@@ -484,7 +505,7 @@ func (s *Server) replyUnparsed(data []byte, from peer) bool {
 		to.Addr = netip.AddrPortFrom(from.Addr.Addr(), uint16(port))
 	}
 	s.metrics.Responses.WithLabelValues("other", codeLabel(code)).Inc()
-	_ = s.tp.Send(to, []byte(b.String()))
+	_ = s.tpFor(to).Send(to, []byte(b.String()))
 	return true
 }
 
@@ -614,6 +635,10 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	}
 	switch req.Method {
 	case sip.INVITE:
+		if from.Side == sideAgent {
+			s.handleOutboundInvite(req, from) // agent.go: only calls out arrive here
+			return
+		}
 		s.handleInvite(req, from)
 	case sip.OPTIONS:
 		if mf := req.MaxForwards(); mf != nil && *mf == 0 && !s.isUs(&req.Recipient) {
@@ -668,6 +693,9 @@ func setReceived(req *sip.Request, from peer) {
 
 // isUs reports whether u names this proxy (host and one of our ports).
 func (s *Server) isUs(u *sip.Uri) bool {
+	if u != nil && s.ag != nil && s.ag.isUs(u) {
+		return true
+	}
 	if u == nil || trimBrackets(u.Host) != trimBrackets(s.advHost) {
 		if u == nil {
 			return false
@@ -817,7 +845,7 @@ func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason stri
 	writeResponse(buf, req, code, reason, hdrs...)
 	to = replyPeer(req, to)
 	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
-	if err := s.tp.Send(to, buf.Bytes()); err != nil {
+	if err := s.tpFor(to).Send(to, buf.Bytes()); err != nil {
 		s.log.Debug("sip: send response", "to", to.Addr.String(), "err", err)
 	}
 	if buf.Cap() <= 1<<16 {
@@ -902,7 +930,7 @@ func replyPeer(req *sip.Request, from peer) peer {
 	if port <= 0 || port > 65535 {
 		port = 5060
 	}
-	return peer{Proto: protoUDP, Addr: netip.AddrPortFrom(from.Addr.Addr(), uint16(port))}
+	return peer{Proto: protoUDP, Addr: netip.AddrPortFrom(from.Addr.Addr(), uint16(port)), Side: from.Side}
 }
 
 // retryAfter is the Retry-After header for 503 replies.

@@ -64,6 +64,7 @@ func (c *call) startBranch() {
 			continue
 		}
 		to, err := s.tp.URIPeerCached(&u)
+		to.Side = c.downSide()
 		if err == errNeedLookup {
 			if c.lookupThenBranch(u.Host, ep) {
 				return // startBranch goes on once the name is resolved
@@ -82,7 +83,10 @@ func (c *call) startBranch() {
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
-		if err := s.tp.SendThen(to, b.raw, func(err error) {
+		if c.out != nil {
+			s.egressSeen(to.Addr.Addr())
+		}
+		if err := s.tpFor(to).SendThen(to, b.raw, func(err error) {
 			if err != nil {
 				c.branchUnreachable(b)
 			}
@@ -161,7 +165,7 @@ func (c *call) retransmit(b *branch) {
 	if c.cur != b || b.gotResp || b.final || c.ended {
 		return
 	}
-	_ = c.s.tp.Send(b.to, b.raw)
+	_ = c.s.tpFor(b.to).Send(b.to, b.raw)
 	b.aInt *= 2
 	if b.aInt > t2 {
 		b.aInt = t2
@@ -232,14 +236,14 @@ func (c *call) sendCancel(b *branch) {
 		return
 	}
 	cr := c.hopRequest(b, sip.CANCEL, nil)
-	_ = c.s.tp.SendMsg(b.to, cr)
+	_ = c.s.tpFor(b.to).SendMsg(b.to, cr)
 }
 
 // hopRequest builds a CANCEL or non-2xx ACK for branch b (hop by hop).
 func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *sip.Request {
 	inv := b.inv
 	r := sip.NewRequest(m, b.target)
-	r.AppendHeader(c.s.via(b.to.Proto, b.id))
+	r.AppendHeader(c.s.via(b.to.Side, b.to.Proto, b.id))
 	leading := true
 	for _, h := range inv.GetHeaders("Route") {
 		if rh, ok := h.(*sip.RouteHeader); ok && leading && c.s.isUs(&rh.Address) {
@@ -341,6 +345,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			s.dialogs.put(c.id, c)
 			c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
 			c.publish(calls.Answered, code, "")
+			c.outboundAnswered()
 			// other branches (abandoned) are cancelled
 			for _, x := range c.branches {
 				if x != b && x.gotProv && !x.final && !x.cancel {
@@ -353,7 +358,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 	default:
 		// final non-2xx: ACK it hop by hop, then fail over or forward
 		if b.inv != nil {
-			_ = s.tp.SendMsg(b.to, c.hopRequest(b, sip.ACK, res))
+			_ = s.tpFor(b.to).SendMsg(b.to, c.hopRequest(b, sip.ACK, res))
 		}
 		if b.final {
 			return // retransmission
@@ -385,7 +390,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 func (c *call) forwardUp(res *sip.Response) {
 	res.RemoveHeader("Via")
 	c.s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
-	_ = c.s.tp.SendMsg(c.up, res)
+	_ = c.s.tpFor(c.up).SendMsg(c.up, res)
 }
 
 // replyUp sends a final response generated here to the caller and keeps
@@ -408,7 +413,7 @@ func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
 
 func (c *call) sendUpRaw(method string, code int) {
 	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
-	_ = c.s.tp.Send(c.up, c.lastUp)
+	_ = c.s.tpFor(c.up).Send(c.up, c.lastUp)
 	if c.up.Proto == protoUDP {
 		c.gInt = t1
 		c.timerG = time.AfterFunc(t1, c.retransmitFinal)
@@ -421,7 +426,7 @@ func (c *call) retransmitFinal() {
 	if c.lastUp == nil || c.timerG == nil || time.Since(c.start) > c.s.cfg.RingTimeout+timerH {
 		return
 	}
-	_ = c.s.tp.Send(c.up, c.lastUp)
+	_ = c.s.tpFor(c.up).Send(c.up, c.lastUp)
 	c.gInt *= 2
 	if c.gInt > t2 {
 		c.gInt = t2
@@ -461,7 +466,7 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		return
 	}
 	br, _ := v.Params.Get("branch")
-	if !strings.HasPrefix(br, branchOurs) || trimBrackets(v.Host) != trimBrackets(s.viaHost) {
+	if !strings.HasPrefix(br, branchOurs) || (trimBrackets(v.Host) != trimBrackets(s.viaHost) && (s.ag == nil || !s.ag.ownVia(v))) {
 		s.metrics.Dropped.WithLabelValues("not_ours").Inc()
 		return
 	}
@@ -516,5 +521,5 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		c.mu.Unlock()
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
-	_ = s.tp.SendVia(nv, res)
+	_ = s.tpSide(s.crossSide(from.Side)).SendVia(nv, res)
 }
