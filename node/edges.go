@@ -37,7 +37,8 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 		sc.Region = cfg.Region
 	}
 	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
-		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey})
+		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey,
+		SandboxTermination: cfg.Carriers.Sandbox.TerminationURI})
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,8 @@ type agentSide struct {
 	viaHost             string // as in Via and Record-Route (brackets for IPv6)
 	rrUDP, rrTCP, rrTLS string
 	realm               string
-	nonceKey            []byte // HMAC key of digest nonces (from the node's dialog key)
+	algs                []string // digest algorithms offered, in order
+	nonceKey            []byte   // HMAC key of digest nonces (from the node's dialog key)
 	fails               failLimiter
 
 	// egress remembers the addresses outbound calls were sent to (carrier
@@ -84,7 +85,11 @@ func (s *Server) newAgentSide(cfg Config, d Deps) error {
 	if cfg.Agents.Addr == "" {
 		return nil
 	}
-	ag := &agentSide{realm: cfg.Agents.Realm, egress: map[netip.Addr]time.Time{},
+	algs, err := digestAlgorithms(cfg.Agents.DigestAlgorithms)
+	if err != nil {
+		return err
+	}
+	ag := &agentSide{realm: cfg.Agents.Realm, algs: algs, egress: map[netip.Addr]time.Time{},
 		nonceKey: deriveKey(d.DialogKey, "callgate sip agent nonce v1")}
 	ag.fails = failLimiter{max: cfg.Agents.MaxAuthFailures, window: cfg.Agents.AuthWindow,
 		block: cfg.Agents.AuthBlock, m: map[netip.Addr]*failEntry{}}

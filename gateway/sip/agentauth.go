@@ -104,10 +104,10 @@ func (ag *agentSide) verifyAgent(req *sip.Request, snap *routing.Snapshot, now t
 			return nil, authBad
 		}
 		var ha1 string
-		switch strings.ToUpper(cr.Algorithm) {
-		case "", "MD5":
+		switch alg := strings.ToUpper(cr.Algorithm); {
+		case (alg == "" || alg == "MD5") && ag.offers("MD5"):
 			ha1 = cred.HA1MD5
-		case "SHA-256":
+		case alg == "SHA-256" && ag.offers("SHA-256"):
 			ha1 = cred.HA1SHA256
 		}
 		if ha1 == "" || cr.QOP != "auth" || cr.Nc <= 0 || cr.Cnonce == "" || (cred.Realm != "" && cred.Realm != ag.realm) {
@@ -131,14 +131,25 @@ func (ag *agentSide) verifyAgent(req *sip.Request, snap *routing.Snapshot, now t
 	return nil, res
 }
 
-// challenge answers 407 with a SHA-256 and an MD5 challenge.
+func (ag *agentSide) offers(alg string) bool {
+	for _, a := range ag.algs {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// challengeAgent answers 407 with one challenge per algorithm offered
+// (sip.agents.digest_algorithms: SHA-256 then MD5 by default).
 func (s *Server) challengeAgent(req *sip.Request, from peer, stale bool) {
-	now := time.Now()
-	n := s.ag.nonce(now)
-	sha := digest.Challenge{Realm: s.ag.realm, Nonce: n, Algorithm: "SHA-256", QOP: []string{"auth"}, Stale: stale}
-	md := digest.Challenge{Realm: s.ag.realm, Nonce: n, Algorithm: "MD5", QOP: []string{"auth"}, Stale: stale}
-	s.replyStateless(req, from, 407, "Proxy Authentication Required",
-		sip.NewHeader("Proxy-Authenticate", sha.String()), sip.NewHeader("Proxy-Authenticate", md.String()))
+	n := s.ag.nonce(time.Now())
+	hdrs := make([]sip.Header, 0, len(s.ag.algs))
+	for _, a := range s.ag.algs {
+		ch := digest.Challenge{Realm: s.ag.realm, Nonce: n, Algorithm: a, QOP: []string{"auth"}, Stale: stale}
+		hdrs = append(hdrs, sip.NewHeader("Proxy-Authenticate", ch.String()))
+	}
+	s.replyStateless(req, from, 407, "Proxy Authentication Required", hdrs...)
 }
 
 // failLimiter counts failed authentications per source address: max

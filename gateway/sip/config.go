@@ -103,6 +103,11 @@ type AgentsConfig struct {
 	TLSAddr string `yaml:"tls_addr" help:"SIP over TLS listen address facing the agents (uses sip.tls_cert and sip.tls_key)"`
 	// Realm is the digest realm agents' credentials are hashed with.
 	Realm string `yaml:"realm" help:"digest realm of agents' SIP credentials"`
+	// DigestAlgorithms are the digest algorithms challenged with, in order
+	// of preference (RFC 8760: a client uses the first it supports).
+	// Clients that take the first challenge whatever it is (SIPp 3.6 only
+	// does MD5) need MD5 first.
+	DigestAlgorithms string `yaml:"digest_algorithms" env:"CALLGATE_SIP_AGENTS_DIGEST_ALGORITHMS" help:"digest algorithms offered to agents, comma-separated in order of preference: SHA-256, MD5 (put MD5 first for clients such as SIPp that take the first challenge)"`
 	// MaxAuthFailures failed authentications from one source within
 	// AuthWindow block that source for AuthBlock (403, no challenge).
 	MaxAuthFailures int           `yaml:"max_auth_failures" help:"failed digest authentications from one source address within auth_window before it is blocked"`
@@ -157,7 +162,7 @@ func DefaultConfig() Config {
 			Interval: 5 * time.Second, Timeout: 2 * time.Second, DownAfter: 3, UpAfter: 2, Alpha: 0.3,
 		},
 		DNS:    DNSConfig{Timeout: transport.DefaultDNSTimeout},
-		Agents: AgentsConfig{Realm: "callgate", MaxAuthFailures: 5, AuthWindow: 10 * time.Second, AuthBlock: time.Minute},
+		Agents: AgentsConfig{Realm: "callgate", DigestAlgorithms: "SHA-256,MD5", MaxAuthFailures: 5, AuthWindow: 10 * time.Second, AuthBlock: time.Minute},
 	}
 }
 
@@ -212,6 +217,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Agents.Realm == "" {
 		c.Agents.Realm = d.Agents.Realm
+	}
+	if c.Agents.DigestAlgorithms == "" {
+		c.Agents.DigestAlgorithms = d.Agents.DigestAlgorithms
 	}
 	if c.Agents.MaxAuthFailures == 0 {
 		c.Agents.MaxAuthFailures = d.Agents.MaxAuthFailures
@@ -365,10 +373,31 @@ func (c Config) Validate() error {
 	if c.Agents.Realm != "" && strings.ContainsAny(c.Agents.Realm, "\"\\\r\n") {
 		bad("agents.realm", "must not contain quotes, backslashes or line breaks")
 	}
+	if _, err := digestAlgorithms(c.Agents.DigestAlgorithms); err != nil {
+		bad("agents.digest_algorithms", "%v", err)
+	}
 	if c.Agents.MaxAuthFailures < 0 || c.Agents.AuthWindow < 0 || c.Agents.AuthBlock < 0 {
 		bad("agents.max_auth_failures", "max_auth_failures, auth_window and auth_block must be positive")
 	}
 	return errors.Join(errs...)
+}
+
+// digestAlgorithms parses sip.agents.digest_algorithms.
+func digestAlgorithms(s string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range strings.Split(s, ",") {
+		a = strings.ToUpper(strings.TrimSpace(a))
+		if a != "SHA-256" && a != "MD5" {
+			return nil, fmt.Errorf("%q: want SHA-256 or MD5", a)
+		}
+		if seen[a] {
+			return nil, fmt.Errorf("%s listed twice", a)
+		}
+		seen[a] = true
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
