@@ -54,6 +54,8 @@ func hexHash(h func() hash.Hash, parts ...string) string {
 type outTable struct {
 	agentEP    routing.Endpoint
 	twilioTerm []string
+	termUser   string // the Twilio termination's digest credentials
+	termPass   string
 	outbound   routing.Outbound
 	cidrs      []string
 	media      string
@@ -75,7 +77,7 @@ func (o outTable) build() *routing.Table {
 		Status: routing.StatusActive})
 	b.AddForward(routing.Forward{Workspace: "w", BusinessNumber: numBusiness, GatewayNumber: numSandboxOut})
 	b.AddIntegration(routing.Integration{ID: "i1", Workspace: "w", Carrier: "twilio",
-		Termination: routing.Termination{URIs: o.twilioTerm}})
+		Termination: routing.Termination{URIs: o.twilioTerm, Username: o.termUser, Password: o.termPass}})
 	b.AddWorkspace(routing.Workspace{ID: "w", Outbound: o.outbound})
 	b.AddCredential(routing.SIPCredential{Username: agentUser, Workspace: "w", AgentID: "a1", Realm: "callgate",
 		HA1MD5: hexHash(md5.New, agentUser, "callgate", agentPass), HA1SHA256: hexHash(sha256.New, agentUser, "callgate", agentPass)})
@@ -682,4 +684,93 @@ func header2(res *sip.Response, name string) string {
 		return h.Value()
 	}
 	return ""
+}
+
+// TestOutboundCarrierDigest: a termination that challenges (407) gets
+// the INVITE once more with the integration's credentials, same Call-ID
+// and the next CSeq; the agent never sees the challenge, and its ACK and
+// BYE reach the carrier renumbered to match, the BYE's answer numbered
+// back for the agent.
+func TestOutboundCarrierDigest(t *testing.T) {
+	const user, pass = "trunkuser", "trunkPass123"
+	var mu sync.Mutex
+	var invites []*sip.Request
+	pstn := newUA(t, "127.0.0.1", func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
+		mu.Lock()
+		invites = append(invites, req.Clone())
+		mu.Unlock()
+		h := req.GetHeader("Proxy-Authorization")
+		chal := &digest.Challenge{Realm: "sip.twilio.com", Nonce: "n0nce-1", Algorithm: "MD5", QOP: []string{"auth"}}
+		if h == nil {
+			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+			res.AppendHeader(sip.NewHeader("Proxy-Authenticate", chal.String()))
+			_ = tx.Respond(res)
+			return
+		}
+		cr, err := digest.ParseCredentials(h.Value())
+		if err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Auth", nil))
+			return
+		}
+		want, _ := digest.Digest(chal, digest.Options{Method: "INVITE", URI: cr.URI, Username: user, Password: pass,
+			Count: cr.Nc, Cnonce: cr.Cnonce})
+		if cr.Username != user || cr.Response != want.Response {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 403, "Bad Credentials", nil))
+			return
+		}
+		answer(u, req, tx)
+	})
+	agent := newUA(t, "127.0.0.1")
+	e := runAgentEdge(t, outTable{agentEP: agent.endpoint("local"), twilioTerm: []string{sandboxURI(pstn)},
+		termUser: user, termPass: pass}.build(), "", nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var seen []int
+	fh := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: numTwilioOut, Host: "127.0.0.1"},
+		Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(10)}}}
+	ds, err := agent.dcc.Invite(ctx, e.agentURI(destUS), []byte(testSDP), fh, sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ds.WaitAnswer(ctx, sipgo.AnswerOptions{Username: agentUser, Password: agentPass,
+		OnResponse: func(r *sip.Response) error { seen = append(seen, r.StatusCode); return nil }})
+	if err != nil {
+		t.Fatalf("call: %v (responses %v)", err, seen)
+	}
+	for _, c := range seen[1:] { // the first 407 is ours, to the agent
+		if c == 407 {
+			t.Errorf("the carrier's challenge reached the agent: %v", seen)
+		}
+	}
+	agentSeq := ds.InviteRequest.CSeq().SeqNo
+	mu.Lock()
+	if len(invites) != 2 || invites[1].CSeq().SeqNo != invites[0].CSeq().SeqNo+1 ||
+		invites[1].CallID().Value() != invites[0].CallID().Value() || invites[0].CSeq().SeqNo != agentSeq {
+		t.Fatalf("INVITEs at the carrier: %d (CSeq %v)", len(invites), invites)
+	}
+	carrierSeq := invites[1].CSeq().SeqNo
+	mu.Unlock()
+	if err := ds.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ack := recv(t, pstn.acks, "ACK at the carrier"); ack.CSeq().SeqNo != carrierSeq {
+		t.Errorf("ACK CSeq %d at the carrier, want %d (the INVITE it answered)", ack.CSeq().SeqNo, carrierSeq)
+	}
+	info := sip.NewRequest(sip.INFO, ds.InviteResponse.Contact().Address)
+	res, err := ds.Do(ctx, info)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("INFO: %v %v", res, err)
+	}
+	if got := recv(t, pstn.others, "INFO at the carrier"); got.CSeq().SeqNo != info.CSeq().SeqNo+1 {
+		t.Errorf("INFO CSeq %d at the carrier, want %d", got.CSeq().SeqNo, info.CSeq().SeqNo+1)
+	}
+	if res.CSeq().SeqNo != info.CSeq().SeqNo {
+		t.Errorf("answer to INFO %d reached the agent with CSeq %d, want its own %d", info.CSeq().SeqNo, res.CSeq().SeqNo, info.CSeq().SeqNo)
+	}
+	if err := ds.Bye(ctx); err != nil {
+		t.Fatalf("agent's BYE: %v", err)
+	}
+	if bye := recv(t, pstn.byes, "BYE at the carrier"); bye.CSeq().SeqNo <= carrierSeq {
+		t.Errorf("BYE CSeq %d at the carrier, not above the INVITE's %d", bye.CSeq().SeqNo, carrierSeq)
+	}
 }

@@ -47,6 +47,10 @@ type call struct {
 	fromTag  string
 	rt       routed    // what the call keeps of its routing.Decision
 	out      *outbound // outbound call from an agent (outbound.go); nil: inbound
+	// cseqDelta is added to the CSeq of the caller's requests toward the
+	// callee once an INVITE was re-sent with a carrier's credentials
+	// (egressauth.go); set before the dialog is recorded, then fixed.
+	cseqDelta uint32
 	trunk    *Trunk
 	start    time.Time
 

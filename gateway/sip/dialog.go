@@ -169,6 +169,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 			// the way back when its Contact cannot be reached (NAT)
 			alt = c.up.Conn
 		}
+		if fromCaller && c.cseqDelta != 0 {
+			req.CSeq().SeqNo += c.cseqDelta // the callee saw the INVITE renumbered (egressauth.go)
+		}
 		c.mu.Lock()
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {
 			c.acked = true
@@ -278,7 +281,7 @@ func (c *call) sendByes() {
 		return
 	}
 	inv := c.inv
-	seq := inv.CSeq().SeqNo + 1
+	seq := inv.CSeq().SeqNo + c.cseqDelta + 1
 	// to the agent
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {

@@ -29,6 +29,9 @@ type outbound struct {
 	callerID string // E.164 of the caller ID (From or P-Asserted-Identity)
 	admitted bool   // counted by the Limiter: Release at the end
 	metered  bool   // Usage.Answered was called: Ended at the end
+	authz    string // the carrier's challenge answered: a header line with CRLF (egressauth.go)
+	authzCI  int    // the candidate authz was computed for
+	authed   bool   // the INVITE was re-sent with credentials once
 }
 
 // The refusals of handleOutboundInvite; reasons are metric labels

@@ -159,6 +159,13 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 			continue
 		case *sip.ContentLengthHeader:
 			continue // ours below
+		case *sip.CSeqHeader:
+			if c.cseqDelta != 0 { // re-sent with the carrier's credentials (egressauth.go)
+				buf.WriteString("CSeq: ")
+				buf.WriteString(strconv.FormatUint(uint64(hv.SeqNo+c.cseqDelta), 10))
+				buf.WriteString(" INVITE\r\n")
+				continue
+			}
 		default:
 			if n := h.Name(); len(n) > 11 && strings.EqualFold(n[:11], "x-callgate-") {
 				continue // callgate's own headers are never taken from the outside
@@ -174,6 +181,9 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	}
 	if !haveMF {
 		buf.WriteString("Max-Forwards: 69\r\n")
+	}
+	if c.out != nil && c.out.authz != "" && c.out.authzCI == c.ci {
+		buf.WriteString(c.out.authz) // the carrier's challenge answered (egressauth.go)
 	}
 	if c.out == nil { // an outbound call tells the carrier nothing of ours
 		writeHeader(buf, "X-Callgate-Number", c.rt.route.Number.E164)

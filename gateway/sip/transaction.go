@@ -30,7 +30,8 @@ type branch struct {
 	gotResp bool
 	gotProv bool
 	final   bool
-	cancel  bool // CANCEL sent
+	cancel  bool   // CANCEL sent
+	cseqAdd uint32 // added to the caller's CSeq in this branch (egressauth.go)
 	timerA  *time.Timer
 	aInt    time.Duration
 	timerF  *time.Timer
@@ -78,7 +79,7 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
-		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv}
+		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv, cseqAdd: c.cseqDelta}
 		b.raw = c.buildForward(&u, b.id, to.Proto, ep)
 		c.cur = b
 		c.branches = append(c.branches, b)
@@ -261,7 +262,7 @@ func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *si
 		r.AppendHeader(sip.HeaderClone(inv.To()))
 	}
 	r.AppendHeader(sip.HeaderClone(inv.CallID()))
-	r.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: m})
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo + b.cseqAdd, MethodName: m})
 	cl := sip.ContentLengthHeader(0)
 	r.AppendHeader(&cl)
 	return r
@@ -281,6 +282,11 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 	}
 	if b == nil {
 		return
+	}
+	if b.cseqAdd != 0 { // back to the caller's numbering
+		if cs := res.CSeq(); cs != nil {
+			cs.SeqNo -= b.cseqAdd
+		}
 	}
 	code := res.StatusCode
 	if code != 503 {
@@ -366,6 +372,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		b.final = true
 		if b != c.cur || c.ended || c.state >= stAccepted || c.cancelled {
 			return
+		}
+		if (code == 401 || code == 407) && c.out != nil && c.retryWithAuth(b, res) {
+			return // re-sent with the carrier's credentials
 		}
 		if (code >= 500 && code < 600) || code == 408 {
 			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(b.ep.Region)).Inc()
@@ -503,8 +512,11 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		s.metrics.Dropped.WithLabelValues("malformed").Inc()
 		return
 	}
-	if c, ok := s.dialogs.get(string(*res.CallID())); ok && len(res.Body()) > 0 {
+	if c, ok := s.dialogs.get(string(*res.CallID())); ok && (len(res.Body()) > 0 || c.cseqDelta != 0) {
 		fromTag, _ := res.From().Params.Get("tag")
+		if c.cseqDelta != 0 && fromTag == c.fromTag {
+			res.CSeq().SeqNo -= c.cseqDelta // a request of the caller's, renumbered toward the carrier
+		}
 		c.mu.Lock()
 		if c.media != nil {
 			var nb []byte
