@@ -51,8 +51,8 @@ type call struct {
 	// callee once an INVITE was re-sent with a carrier's credentials
 	// (egressauth.go); set before the dialog is recorded, then fixed.
 	cseqDelta uint32
-	trunk    *Trunk
-	start    time.Time
+	trunk     *Trunk
+	start     time.Time
 
 	cands    []routing.Endpoint
 	ci       int
