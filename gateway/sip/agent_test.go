@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/gateway/sip/transport/dnstest"
 	"github.com/callgate/callgate/routing"
 )
@@ -772,5 +773,38 @@ func TestOutboundCarrierDigest(t *testing.T) {
 	}
 	if bye := recv(t, pstn.byes, "BYE at the carrier"); bye.CSeq().SeqNo <= carrierSeq {
 		t.Errorf("BYE CSeq %d at the carrier, not above the INVITE's %d", bye.CSeq().SeqNo, carrierSeq)
+	}
+}
+
+// TestOutboundMedia: the agent's media setting decides as for inbound
+// calls: relay rewrites both SDPs to relay ports of the real
+// gateway/media relay; direct leaves the agent's SDP alone.
+func TestOutboundMedia(t *testing.T) {
+	for _, mode := range []string{"relay", "direct"} {
+		t.Run(mode, func(t *testing.T) {
+			pstn := newUA(t, "127.0.0.1")
+			agent := newUA(t, "127.0.0.1")
+			mgr := newMediaManager(t, 31010, 31013)
+			e := runAgentEdge(t, outTable{agentEP: agent.endpoint("local"), media: mode}.build(), sandboxURI(pstn), nil,
+				func(d *Deps) { d.Media = media.Anchor[MediaSession]{M: mgr} })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			ds, err := agent.dial(ctx, e, numSandboxOut, destUS, agentPass)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = ds.Ack(ctx)
+			inv := recv(t, pstn.invites, "INVITE at the PSTN")
+			offer, answer := sdpPort(string(inv.Body())), sdpPort(string(ds.InviteResponse.Body()))
+			relayed := func(p int) bool { return p >= 31010 && p <= 31013 }
+			if mode == "relay" && (!relayed(offer) || !relayed(answer)) {
+				t.Errorf("relay: offer port %d, answer port %d, want relay ports", offer, answer)
+			}
+			if mode == "direct" && (offer != 40000 || answer != 40000) {
+				t.Errorf("direct: offer port %d, answer port %d, want the parties' own 40000", offer, answer)
+			}
+			_ = ds.Bye(ctx)
+			recv(t, pstn.byes, "BYE at the PSTN")
+		})
 	}
 }
