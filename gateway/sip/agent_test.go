@@ -228,6 +228,9 @@ func TestOutboundCallFromAgent(t *testing.T) {
 	if got := testutil.ToFloat64(e.metrics.OutboundActive); got != 1 {
 		t.Errorf("outbound_active_calls %v, want 1", got)
 	}
+	if n, in := histSamples(t, e.metrics.OutboundSetupAnswer), histSamples(t, e.metrics.SetupAnswer); n != 1 || in != 0 {
+		t.Errorf("setup observations: outbound %d, inbound %d; want 1 and 0 (PSTN answer times stay out of the inbound alerts)", n, in)
+	}
 	if err := ds.Bye(ctx); err != nil {
 		t.Fatalf("agent's BYE: %v", err)
 	}

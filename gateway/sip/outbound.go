@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/phone"
@@ -324,6 +325,16 @@ func (s *Server) EndCall(callID, reason string) bool {
 	c.replyUp(487, "Request Terminated")
 	c.finish(487, reason)
 	return true
+}
+
+// observeSetup records a setup time: inbound calls by region, carrier and
+// origin; outbound calls in their own histograms by carrier. c.mu held.
+func (c *call) observeSetup(in, out *prometheus.HistogramVec, d time.Duration) {
+	if c.out != nil {
+		out.WithLabelValues(carrierLabel(c.rt.carrier)).Observe(d.Seconds())
+		return
+	}
+	in.WithLabelValues(c.labels()...).Observe(d.Seconds())
 }
 
 var _ calls.Ender = (*Server)(nil)

@@ -314,7 +314,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		if !c.provSeen {
 			c.provSeen = true
-			s.metrics.SetupProvisional.WithLabelValues(c.labels()...).Observe(time.Since(c.start).Seconds())
+			c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
 		}
 		c.state = stProceeding
 		if c.media != nil && len(res.Body()) > 0 {
@@ -340,7 +340,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			c.cur = b // a late answer from an abandoned branch wins too
 			c.answeredAt = time.Now()
 			stop(c.ring)
-			s.metrics.SetupAnswer.WithLabelValues(c.labels()...).Observe(c.answeredAt.Sub(c.start).Seconds())
+			c.observeSetup(s.metrics.SetupAnswer, s.metrics.OutboundSetupAnswer, c.answeredAt.Sub(c.start))
 			if to := res.To(); to != nil {
 				c.agentTag, _ = to.Params.Get("tag")
 			}
