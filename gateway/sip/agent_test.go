@@ -811,3 +811,70 @@ func TestOutboundMedia(t *testing.T) {
 		})
 	}
 }
+
+// testMeter is a calls.UsageMeter that refuses workspaces in broke and
+// records what it was told (the edge's side of the contract; the real
+// meter charges the ledger).
+type testMeter struct {
+	mu       sync.Mutex
+	broke    map[string]bool
+	answered map[string]string // call id → dest
+	ended    map[string]int
+}
+
+func (m *testMeter) Authorize(ws, dest string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.broke[ws] {
+		return errors.New("balance below one minute")
+	}
+	return nil
+}
+
+func (m *testMeter) Answered(callID, ws, dest string, at time.Time) {
+	m.mu.Lock()
+	m.answered[callID] = dest
+	m.mu.Unlock()
+}
+
+func (m *testMeter) Ended(callID string, at time.Time) {
+	m.mu.Lock()
+	m.ended[callID]++
+	m.mu.Unlock()
+}
+
+// TestOutboundUsage: a workspace that cannot pay the first minute gets
+// 402 "Insufficient credits" and nothing reaches the PSTN; an answered
+// call is metered from its answer and ended once.
+func TestOutboundUsage(t *testing.T) {
+	pstn := newUA(t, "127.0.0.1")
+	agent := newUA(t, "127.0.0.1")
+	m := &testMeter{broke: map[string]bool{"w": true}, answered: map[string]string{}, ended: map[string]int{}}
+	e := runAgentEdge(t, outTable{agentEP: agent.endpoint("local")}.build(), sandboxURI(pstn), nil,
+		func(d *Deps) { d.Usage = m })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := agent.dial(ctx, e, numSandboxOut, destUS, agentPass); statusOf(err) != 402 || reasonOf(err) != "Insufficient credits" {
+		t.Fatalf("broke workspace: %v, want 402 Insufficient credits", err)
+	}
+	noInvite(t, pstn, 100*time.Millisecond)
+	m.mu.Lock()
+	m.broke["w"] = false
+	m.mu.Unlock()
+	ds, err := agent.dial(ctx, e, numSandboxOut, destUS, agentPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ds.Ack(ctx)
+	callID := ds.InviteRequest.CallID().Value()
+	_ = ds.Bye(ctx)
+	recv(t, pstn.byes, "BYE at the PSTN")
+	checkFor(t, 5*time.Second, func() error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.answered[callID] != destUS || m.ended[callID] != 1 {
+			return fmt.Errorf("answered %q, ended %d times", m.answered[callID], m.ended[callID])
+		}
+		return nil
+	})
+}
