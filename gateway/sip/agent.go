@@ -244,7 +244,7 @@ func (s *Server) egressSeen(a netip.Addr) {
 	}
 	now := time.Now()
 	s.ag.egressMu.Lock()
-	if len(s.ag.egress) > 10000 { // bounded: forget the oldest half
+	if len(s.ag.egress) > 10000 { // bounded: forget expired entries, then any until half are left
 		for k, t := range s.ag.egress {
 			if now.Sub(t) > s.cfg.MaxCallDuration || len(s.ag.egress) > 5000 {
 				delete(s.ag.egress, k)
