@@ -335,6 +335,16 @@ func TestOutboundAllowedCountry(t *testing.T) {
 		t.Errorf("Request-URI %s", inv.Recipient.String())
 	}
 	_ = ds.Bye(ctx)
+	// a national number is taken in the caller ID's country and sent on in E.164
+	ds, err = agent.dial(ctx, e, numSandboxOut, "4155550123", agentPass)
+	if err != nil {
+		t.Fatalf("national-format call: %v", err)
+	}
+	_ = ds.Ack(ctx)
+	if inv := recv(t, pstn.invites, "INVITE to a national number"); inv.Recipient.User != destUS {
+		t.Errorf("Request-URI %s, want %s", inv.Recipient.String(), destUS)
+	}
+	_ = ds.Bye(ctx)
 }
 
 // TestAgentWrongPasswordRateLimited: each wrong password is challenged

@@ -126,10 +126,12 @@ func (s *Server) handleOutboundInvite(req *sip.Request, from peer) {
 		s.refuse(req, from, "", refuseCallerID)
 		return
 	}
-	country, _, _ := phone.Classify(callerID)
-	dest, _ := phone.Parse(req.Recipient.User, country)
-	if dest == "" {
-		dest = req.Recipient.User
+	dest := req.Recipient.User
+	if !phone.IsE164(dest) { // national format: in the caller ID's country (libphonenumber only then)
+		country, _, _ := phone.Classify(callerID)
+		if d, ok := phone.Parse(dest, country); ok {
+			dest = d
+		}
 	}
 	ws := snap.Workspace(cred.Workspace)
 	if rule, ok := routing.CheckDestination(ws, callerID, dest); !ok {
