@@ -888,3 +888,43 @@ func TestOutboundUsage(t *testing.T) {
 		return nil
 	})
 }
+
+// TestOutboundCancel: an agent that gives up while the PSTN rings gets
+// 487, and the CANCEL reaches the PSTN through the carrier listener.
+func TestOutboundCancel(t *testing.T) {
+	pstn := newUA(t, "127.0.0.1", ringForever)
+	agent := newUA(t, "127.0.0.1")
+	e := runAgentEdge(t, outTable{agentEP: agent.endpoint("local")}.build(), sandboxURI(pstn), nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ringing := e.metrics.Responses.WithLabelValues("INVITE", codeLabel(180))
+	go func() {
+		// the agent cancels once the 180 was forwarded to it (CANCEL needs a provisional)
+		defer cancel()
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(ringing) < 1 && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	_, err := agent.dial(ctx, e, numSandboxOut, destUS, agentPass)
+	if err == nil {
+		t.Fatal("call answered")
+	}
+	recv(t, pstn.invites, "INVITE at the PSTN")
+	recv(t, pstn.cancels, "CANCEL at the PSTN")
+	var ev calls.Event
+	checkFor(t, 5*time.Second, func() error {
+		var ok bool
+		if ev, ok = e.events.find(calls.Ended, ""); !ok {
+			return errors.New("no ended event")
+		}
+		return nil
+	})
+	if ev.Status != 487 || ev.Reason != "cancel" || ev.Direction != calls.Outbound {
+		t.Errorf("ended %+v", ev)
+	}
+}

@@ -159,7 +159,7 @@ type failLimiter struct {
 	window time.Duration
 	block  time.Duration
 
-	mu sync.Mutex
+	mu sync.RWMutex // blocked (every datagram on the agent listener) only reads
 	m  map[netip.Addr]*failEntry
 }
 
@@ -199,8 +199,8 @@ func (f *failLimiter) fail(a netip.Addr, now time.Time) bool {
 
 // blocked reports whether a is refused now (the pre-parse source filter).
 func (f *failLimiter) blocked(a netip.Addr, now time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	e := f.m[a]
 	return e != nil && now.Before(e.blocked)
 }
