@@ -928,3 +928,44 @@ func TestOutboundCancel(t *testing.T) {
 		t.Errorf("ended %+v", ev)
 	}
 }
+
+// TestAgentChallengesPikeLimited: INVITEs without valid credentials count
+// against the per-source rate (sip.pike): past the burst a source gets
+// 503 instead of more 407s (no challenge reflector), while an
+// authenticated INVITE from it is not counted.
+func TestAgentChallengesPikeLimited(t *testing.T) {
+	pstn := newUA(t, "127.0.0.1")
+	e := runAgentEdge(t, outTable{agentEP: routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:9"}}.build(),
+		sandboxURI(pstn), func(c *Config) {
+			c.Trunks = []Trunk{{Name: "local", Carrier: "local", CIDRs: []string{"127.0.0.1/32"}}}
+			c.Pike = PikeConfig{Rate: 0.01, Burst: 2, Action: pikeReject}
+		}, nil)
+	r := newRaw(t, "127.0.0.2", net.UDPAddrFromAddrPort(e.AgentUDPAddr()))
+	ruri := fmt.Sprintf("sip:%s@127.0.0.1:%d", destUS, e.AgentUDPAddr().Port())
+	inv := func(callID, authz string) string {
+		return fmt.Sprintf("INVITE %s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:%d;branch=z9hG4bK-%s;rport\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:%s@127.0.0.2>;tag=p\r\nTo: <sip:%s@127.0.0.1>\r\nCall-ID: %s\r\n"+
+			"CSeq: 1 INVITE\r\nContact: <sip:agent@127.0.0.2:%d>\r\n%sContent-Length: 0\r\n\r\n",
+			ruri, r.port(), callID, numSandboxOut, destUS, callID, r.port(), authz)
+	}
+	var last string
+	for i := 1; i <= 2; i++ {
+		r.send(inv(fmt.Sprintf("pike-%d", i), ""))
+		if last = r.readFinal(5 * time.Second); !strings.HasPrefix(last, "SIP/2.0 407 ") {
+			t.Fatalf("challenge %d: %s", i, statusLine(last))
+		}
+	}
+	r.send(inv("pike-3", ""))
+	if res := r.readFinal(5 * time.Second); !strings.HasPrefix(res, "SIP/2.0 503 ") {
+		t.Fatalf("third unauthenticated INVITE: %s, want 503 (pike)", statusLine(res))
+	}
+	var ch *digest.Challenge
+	for _, l := range strings.Split(last, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "Proxy-Authenticate: "); ok && ch == nil {
+			ch, _ = digest.ParseChallenge(v)
+		}
+	}
+	cr, _ := digest.Digest(ch, digest.Options{Method: "INVITE", URI: ruri, Username: agentUser, Password: agentPass, Count: 1})
+	r.send(inv("pike-4", "Proxy-Authorization: "+cr.String()+"\r\n"))
+	recv(t, pstn.invites, "authenticated INVITE at the PSTN")
+}

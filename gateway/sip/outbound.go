@@ -2,7 +2,6 @@ package sip
 
 import (
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -46,7 +45,7 @@ var (
 	refuseNoCredits       = refusal{status: 402, phrase: "Insufficient credits", reason: "no_credits"}
 	refuseInvalidDest     = refusal{status: 484, phrase: routing.RulePhrase(routing.RuleInvalidDestination), reason: "destination"}
 	outboundRejectReasons = []string{"auth_blocked", "unknown_agent", "agent_source", "caller_id", "no_termination",
-		"no_credits", "destination", "limit"}
+		"no_credits", "destination"}
 )
 
 // destinationRefusal is the 403 naming the policy rule that refused.
@@ -57,19 +56,16 @@ func destinationRefusal(rule string) refusal {
 	return refusal{status: 403, phrase: routing.RulePhrase(rule), reason: "destination"}
 }
 
-// limitPhrase is the reason phrase of a 503 for a Limiter rule.
-func limitPhrase(rule string) string {
+// limitPhrase is the reason phrase of a 503 for a Limiter rule: the
+// outbound caps named as such, the workspace's as for inbound calls.
+func limitPhrase(rule, workspace string) string {
 	switch rule {
 	case "outbound.max_concurrent_calls":
 		return "Outbound concurrent call limit"
 	case "outbound.max_calls_per_second":
 		return "Outbound call rate limit"
-	case "max_concurrent_calls":
-		return "Concurrent call limit"
-	case "max_calls_per_second":
-		return "Call rate limit"
 	}
-	return "Call limit reached"
+	return workspace
 }
 
 func (s *Server) handleOutboundInvite(req *sip.Request, from peer) {
@@ -97,6 +93,9 @@ func (s *Server) handleOutboundInvite(req *sip.Request, from peer) {
 	}
 	now := time.Now()
 	cred, res := s.ag.verifyAgent(req, snap, now)
+	if res != authOK && s.pikeRefused(req, from) {
+		return // challenges count against the per-source rate (sip.pike): no 407 reflector
+	}
 	switch res {
 	case authOK:
 	case authBad:
@@ -152,12 +151,9 @@ func (s *Server) handleOutboundInvite(req *sip.Request, from peer) {
 		}
 		rule, wait, ok := s.limits.Admit(cred.Workspace, calls.Outbound, caps)
 		if !ok {
-			secs := int((wait + time.Second - 1) / time.Second)
-			if secs < 1 {
-				secs = 1
-			}
-			s.refuse(req, from, dest, refusal{status: 503, phrase: limitPhrase(rule), reason: "limit",
-				headers: []sip.Header{sip.NewHeader("Retry-After", strconv.Itoa(secs))}})
+			rf := limitRefusal(rule, wait) // workspace limits as for inbound calls (wslimits.go)
+			rf.phrase = limitPhrase(rule, rf.phrase)
+			s.refuse(req, from, dest, rf)
 			return
 		}
 		out.admitted = true
