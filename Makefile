@@ -9,8 +9,9 @@ APT_PKGS = sip-tester prometheus wrk iproute2 systemd chromium
 build:
 	$(GO) build -o $(BIN) ./cmd/callgate
 
+# make run faces agents on 127.0.0.1:5070 (outbound calls) unless CALLGATE_SIP_AGENTS_ADDR says otherwise.
 run: build
-	./$(BIN) serve
+	CALLGATE_SIP_AGENTS_ADDR=$${CALLGATE_SIP_AGENTS_ADDR-127.0.0.1:5070} ./$(BIN) serve
 
 # Debian packages the tests and benchmarks use (SIPp, promtool, wrk, ip netns,
 # systemd-analyze, chromium for the console's browser tests), each installed

@@ -49,7 +49,7 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	}
 	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
 		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey,
-		Limits: n.limiter(), Usage: n.meter(), Hook: hk})
+		SandboxTermination: cfg.Carriers.Sandbox.TerminationURI, Limits: n.limiter(), Usage: n.meter(), Hook: hk})
 	if err != nil {
 		return err
 	}

@@ -11,10 +11,18 @@
 # processes of the proxy), peak memory, and memory after an idle wait; then
 # callgate's figures as ratios to Kamailio's.
 #
+# Then the outbound ladder (issue 12): SIPp agent with digest auth
+# (uac_agent_auth.xml) -> proxy -> SIPp "PSTN" (the same uas_rr.xml): callgate
+# with its agent listener (sip.agents.addr), the agent's credential from
+# POST /v1/agents/bot/sip-credentials and the PSTN as the sandbox termination;
+# Kamailio with kamailio.cfg -A OUTBOUND (pv_proxy_authenticate against one
+# static password). Highest rate with zero failed calls and CPU per call.
+#
 # Usage: bench/sip/run.sh [--quick] [--rates "1000 2000 ..."] [--duration S]
 #                         [--idle S] [--retries N] [--no-kamailio]
 #                         [--only-kamailio] [--log-level L] [--profile DIR]
-#                         [--callgate BIN]
+#                         [--callgate BIN] [--no-outbound] [--only-outbound]
+#                         [--outbound-rates "500 1000 ..."]
 #   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
 #   --duration S   seconds of load per rate step (default 10)
 #   --idle S       wait after the load before memory is read again (default 60)
@@ -26,6 +34,8 @@
 #                  DIR/heap-load.pprof (end of load), DIR/heap-idle.pprof
 #                  (after the idle wait) and DIR/top.txt (go tool pprof -top)
 #   --callgate BIN use this binary instead of building ./cmd/callgate
+#   --no-outbound  skip the outbound ladder; --only-outbound: only it
+#   --outbound-rates the outbound ladder's rates (default 500 1000 1500 2000 2500 3000 4000)
 #   --nice N       run SIPp and both proxies at niceness N (default -10, as
 #                  root) so that other work on a shared machine starves them less;
 #                  the same for callgate and Kamailio. 0 leaves it alone.
@@ -49,6 +59,13 @@ PROFILE=""
 CG_BIN=""
 NUMBER=""
 NICE=-10
+RUN_OUT=1
+RUN_IN=1
+OUT_RATES="500 1000 1500 2000 2500 3000 4000"
+OUT_DEST=+14155550123
+# the UAC scenario of run_step and its extra arguments (the outbound ladder changes them)
+UAC_SF=""
+UAC_EXTRA=()
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -63,6 +80,9 @@ while [ $# -gt 0 ]; do
 	--profile) PROFILE=$2; shift ;;
 	--callgate) CG_BIN=$2; shift ;;
 	--nice) NICE=$2; shift ;;
+	--no-outbound) RUN_OUT=0 ;;
+	--only-outbound) RUN_IN=0 ;;
+	--outbound-rates) OUT_RATES=$2; shift ;;
 	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -180,7 +200,7 @@ run_step() {
 	local target=$1 rate=$2 calls=$3 name=$4 rc=0 stat
 	stat="$WORK/$name.csv"
 	rm -f "$stat"
-	timeout $((calls / rate + 60)) "$SIPP" -sf "$HERE/uac_rr.xml" -s "$NUMBER" "$target" \
+	timeout $((calls / rate + 60)) "$SIPP" -sf "${UAC_SF:-$HERE/uac_rr.xml}" -s "$NUMBER" "${UAC_EXTRA[@]}" "$target" \
 		-i 127.0.0.1 -p "$UAC_PORT" -r "$rate" -rp 1000 -m "$calls" -l 30000 \
 		-recv_timeout 8000 -buff_size 8388608 -nostdin \
 		-trace_stat -stf "$stat" -fd 3600 -trace_err -error_file "$WORK/$name-errors.log" \
@@ -270,6 +290,7 @@ if [ $RUN_CG = 1 ]; then
 	fi
 	CG_SIP=$(free_port)
 	CG_HTTP=$(free_port)
+	CG_AGENTS=$(free_port)
 	mkdir -p "$WORK/cg"
 	cat >"$WORK/cg/config.yaml" <<EOF
 data_dir: $WORK/cg/data
@@ -278,6 +299,12 @@ log:
   level: $LOG_LEVEL
 sip:
   addr: 127.0.0.1:$CG_SIP
+  agents:
+    addr: 127.0.0.1:$CG_AGENTS
+    digest_algorithms: MD5,SHA-256
+carriers:
+  sandbox:
+    termination_uri: sip:pstn@127.0.0.1:$UAS_PORT
 EOF
 	start_uas "$UAS_PORT" "$WORK"
 	CG_ARGS=(serve --config "$WORK/cg/config.yaml")
@@ -308,9 +335,29 @@ EOF
 	CG_IDLE_PSS=$(pss_kb "$CG_PID")
 	start_sampler "$CG_PID" "$WORK/callgate-peak"
 	[ -z "$PROFILE" ] || kill -USR1 "$CG_PID"
-	sweep callgate "127.0.0.1:$CG_SIP" "$CG_PID"
+	CG_BEST=0 CG_CPU=0 CG_ACH=0
+	if [ $RUN_IN = 1 ]; then
+		sweep callgate "127.0.0.1:$CG_SIP" "$CG_PID"
+		CG_BEST=$BEST_RATE CG_CPU=$BEST_CPU_US CG_ACH=$BEST_ACH
+	fi
 	[ -z "$PROFILE" ] || kill -USR2 "$CG_PID"
-	CG_BEST=$BEST_RATE CG_CPU=$BEST_CPU_US CG_ACH=$BEST_ACH
+	CG_OUT_BEST="" CG_OUT_CPU=""
+	if [ $RUN_OUT = 1 ]; then
+		# the agent's credential (shown once); its caller ID is the number bought above
+		CRED=$(api POST /v1/agents/bot/sip-credentials '{}' 2>/dev/null || true)
+		if [ -z "$CRED" ]; then
+			log "callgate: POST /v1/agents/bot/sip-credentials failed: skipping the outbound ladder"
+		else
+			read -r AGENT_USER AGENT_PASS < <(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["username"], d["password"])' <<<"$CRED")
+			log "callgate outbound: agent $AGENT_USER -> 127.0.0.1:$CG_AGENTS, caller ID +$NUMBER -> $OUT_DEST at the SIPp PSTN"
+			SAVE_RATES=$RATES SAVE_NUMBER=$NUMBER
+			RATES=$OUT_RATES UAC_SF=$HERE/uac_agent_auth.xml NUMBER=$OUT_DEST
+			UAC_EXTRA=(-key callerid "+$SAVE_NUMBER" -au "$AGENT_USER" -ap "$AGENT_PASS")
+			sweep callgate-out "127.0.0.1:$CG_AGENTS" "$CG_PID"
+			CG_OUT_BEST=$BEST_RATE CG_OUT_CPU=$BEST_CPU_US
+			RATES=$SAVE_RATES NUMBER=$SAVE_NUMBER UAC_SF="" UAC_EXTRA=()
+		fi
+	fi
 	CG_HWM_KB=$(status_kb "$CG_PID" VmHWM)
 	CG_LOAD_KB=$(status_kb "$CG_PID" VmRSS)
 	[ -z "$PROFILE" ] || { sleep 1; cp "$PROFILE/heap.pprof" "$PROFILE/heap-load.pprof" 2>/dev/null || true; }
@@ -363,10 +410,34 @@ if [ $RUN_KAM = 1 ]; then
 	log "kamailio pid $KAM_PID: SIP 127.0.0.1:$KAM_PORT -> sip:127.0.0.1:$UAS_PORT"
 	KAM_IDLE_PSS=$(pss_kb "$KAM_PID")
 	start_sampler "$KAM_PID" "$WORK/kamailio-peak"
-	sweep kamailio "127.0.0.1:$KAM_PORT" "$KAM_PID"
-	KAM_BEST=$BEST_RATE KAM_CPU=$BEST_CPU_US KAM_ACH=$BEST_ACH
+	KAM_BEST=0 KAM_CPU=0 KAM_ACH=0
+	if [ $RUN_IN = 1 ]; then
+		sweep kamailio "127.0.0.1:$KAM_PORT" "$KAM_PID"
+		KAM_BEST=$BEST_RATE KAM_CPU=$BEST_CPU_US KAM_ACH=$BEST_ACH
+	fi
 	report_memory kamailio "$KAM_PID"
 	KAM_PEAK_PSS=$PEAK_PSS_KB KAM_AFTER_PSS=$AFTER_PSS_KB
+	KAM_OUT_BEST="" KAM_OUT_CPU=""
+	if [ $RUN_OUT = 1 ]; then
+		# the same job for outbound calls: digest auth (one static password) then on to the PSTN
+		kill "$KAM_PID" 2>/dev/null || true
+		wait "$KAM_PID" 2>/dev/null || true
+		KAM_OUT_PORT=$(free_port)
+		"$KAMAILIO" -f "$HERE/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 -Y "$WORK/kam" \
+			-l "udp:127.0.0.1:$KAM_OUT_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 \
+			-A OUTBOUND -A 'AUTHPASS="bench-secret"' \
+			>"$WORK/kam/kamailio-out.log" 2>&1 </dev/null &
+		KAM_PID=$!
+		PIDS+=($KAM_PID)
+		wait_for "Kamailio (outbound) on port $KAM_OUT_PORT" 20 udp_bound "$KAM_OUT_PORT"
+		sleep 1
+		SAVE_RATES=$RATES SAVE_NUMBER=$NUMBER
+		RATES=$OUT_RATES UAC_SF=$HERE/uac_agent_auth.xml NUMBER=$OUT_DEST
+		UAC_EXTRA=(-key callerid +12285550100 -au agent -ap bench-secret)
+		sweep kam-out "127.0.0.1:$KAM_OUT_PORT" "$KAM_PID"
+		KAM_OUT_BEST=$BEST_RATE KAM_OUT_CPU=$BEST_CPU_US
+		RATES=$SAVE_RATES NUMBER=$SAVE_NUMBER UAC_SF="" UAC_EXTRA=()
+	fi
 fi
 
 # ---------------------------------------------------------------- report
@@ -389,6 +460,13 @@ fi
 if [ $RUN_CG = 1 ] && [ $RUN_KAM = 1 ]; then
 	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 	echo "callgate / kamailio: rate $(ratio "$CG_BEST" "$KAM_BEST")x, CPU per call $(ratio "$CG_CPU" "$KAM_CPU")x, peak PSS $(ratio "$CG_PEAK_PSS" "$KAM_PEAK_PSS")x, PSS ${IDLE}s after $(ratio "$CG_AFTER_PSS" "$KAM_AFTER_PSS")x"
+fi
+if [ $RUN_OUT = 1 ]; then
+	[ -z "${CG_OUT_BEST:-}" ] || echo "callgate outbound (agent digest -> callgate -> PSTN): ${CG_OUT_BEST} calls/s at zero failures, ${CG_OUT_CPU} us CPU per call"
+	[ -z "${KAM_OUT_BEST:-}" ] || echo "kamailio outbound (static credential check): ${KAM_OUT_BEST} calls/s, ${KAM_OUT_CPU} us CPU per call"
+	if [ -n "${CG_OUT_BEST:-}" ] && [ -n "${KAM_OUT_BEST:-}" ]; then
+		echo "callgate / kamailio outbound: rate $(awk -v a="$CG_OUT_BEST" -v b="$KAM_OUT_BEST" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x, CPU per call $(awk -v a="$CG_OUT_CPU" -v b="$KAM_OUT_CPU" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x"
+	fi
 fi
 echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved loadavg1):"
 sed 's/^/  /' "$WORK/steps.txt"

@@ -45,9 +45,14 @@ type call struct {
 	up       peer // where the INVITE came from; responses go there
 	upBranch string
 	fromTag  string
-	rt       routed // what the call keeps of its routing.Decision
-	trunk    *Trunk
-	start    time.Time
+	rt       routed    // what the call keeps of its routing.Decision
+	out      *outbound // outbound call from an agent (outbound.go); nil: inbound
+	// cseqDelta is added to the CSeq of the caller's requests toward the
+	// callee once an INVITE was re-sent with a carrier's credentials
+	// (egressauth.go); set before the dialog is recorded, then fixed.
+	cseqDelta uint32
+	trunk     *Trunk
+	start     time.Time
 
 	cands    []routing.Endpoint
 	ci       int
@@ -133,6 +138,11 @@ func (c *call) finish(code int, reason string) {
 		s.metrics.Calls.WithLabelValues(classLabel(code)).Inc()
 	} else {
 		s.metrics.Calls.WithLabelValues("other").Inc()
+	}
+	if c.out != nil {
+		s.metrics.OutboundActive.Dec()
+		s.metrics.OutboundCalls.WithLabelValues(classLabel(code)).Inc()
+		c.releaseOutbound()
 	}
 	c.publish(calls.Ended, code, reason)
 	s.dialogs.delIf(c.id, c)
@@ -246,6 +256,9 @@ func (c *call) publish(kind string, status int, reason string) {
 	}
 	if c.ctl != nil {
 		e.HookOutcome, e.FallbackStep = c.ctl.hookOutcome, c.ctl.step
+	}
+	if c.out != nil {
+		e.Direction, e.From, e.To, e.Workspace = calls.Outbound, c.out.callerID, c.out.dest, c.out.ws
 	}
 	if kind == calls.Ended {
 		if !c.answeredAt.IsZero() {

@@ -71,6 +71,9 @@ type Config struct {
 	// and Vias: server (default: /etc/resolv.conf's) and lookup timeout.
 	// Answers are cached for their TTL (transport/dns.go).
 	DNS DNSConfig `yaml:"dns"`
+	// Agents is the agent-facing listener (outbound calls from agents,
+	// agents' in-dialog requests); off when Agents.Addr is empty.
+	Agents AgentsConfig `yaml:"agents"`
 
 	// noAckTimeout: a 2xx not ACKed this long ends the dialog record
 	// (0: 64*T1 = 32 s). Tests shorten it.
@@ -91,6 +94,29 @@ type Trunk struct {
 	// CIDRs accepts any source that authenticates).
 	Username string `yaml:"username" help:"digest authentication of INVITEs from this trunk, with password"`
 	Password string `yaml:"password" help:"digest password"`
+}
+
+// AgentsConfig is the agent-facing SIP listener (agent.go).
+type AgentsConfig struct {
+	// Addr is the UDP and TCP listen address facing the agents; empty:
+	// no agent listener (agents cannot place calls; in-dialog requests
+	// go to the carrier-facing listener as before).
+	Addr string `yaml:"addr" env:"CALLGATE_SIP_AGENTS_ADDR" help:"SIP listen address facing the agents (outbound calls with digest auth, their in-dialog requests), UDP and TCP; empty = no agent listener"`
+	// TLSAddr is a TLS listener facing the agents, with the certificate
+	// of sip.tls_cert/tls_key.
+	TLSAddr string `yaml:"tls_addr" help:"SIP over TLS listen address facing the agents (uses sip.tls_cert and sip.tls_key)"`
+	// Realm is the digest realm agents' credentials are hashed with.
+	Realm string `yaml:"realm" help:"digest realm of agents' SIP credentials"`
+	// DigestAlgorithms are the digest algorithms challenged with, in order
+	// of preference (RFC 8760: a client uses the first it supports).
+	// Clients that take the first challenge whatever it is (SIPp 3.6 only
+	// does MD5) need MD5 first.
+	DigestAlgorithms string `yaml:"digest_algorithms" env:"CALLGATE_SIP_AGENTS_DIGEST_ALGORITHMS" help:"digest algorithms offered to agents, comma-separated in order of preference: SHA-256, MD5 (put MD5 first for clients such as SIPp that take the first challenge)"`
+	// MaxAuthFailures failed authentications from one source within
+	// AuthWindow block that source for AuthBlock (403, no challenge).
+	MaxAuthFailures int           `yaml:"max_auth_failures" help:"failed digest authentications from one source address within auth_window before it is blocked"`
+	AuthWindow      time.Duration `yaml:"auth_window" help:"window in which max_auth_failures are counted"`
+	AuthBlock       time.Duration `yaml:"auth_block" help:"how long a source that failed too often is refused (403 without challenge)"`
 }
 
 // ProbeConfig configures endpoint health probing.
@@ -142,6 +168,8 @@ func DefaultConfig() Config {
 		DNS:               DNSConfig{Timeout: transport.DefaultDNSTimeout},
 		Pike:              defaultPike(),
 		ScannerUserAgents: append([]string(nil), DefaultScannerUserAgents...),
+		Agents: AgentsConfig{Realm: "callgate", DigestAlgorithms: "SHA-256,MD5", MaxAuthFailures: 5,
+			AuthWindow: 10 * time.Second, AuthBlock: time.Minute},
 	}
 }
 
@@ -193,6 +221,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DNS.Timeout == 0 {
 		c.DNS.Timeout = d.DNS.Timeout
+	}
+	if c.Agents.Realm == "" {
+		c.Agents.Realm = d.Agents.Realm
+	}
+	if c.Agents.DigestAlgorithms == "" {
+		c.Agents.DigestAlgorithms = d.Agents.DigestAlgorithms
+	}
+	if c.Agents.MaxAuthFailures == 0 {
+		c.Agents.MaxAuthFailures = d.Agents.MaxAuthFailures
+	}
+	if c.Agents.AuthWindow == 0 {
+		c.Agents.AuthWindow = d.Agents.AuthWindow
+	}
+	if c.Agents.AuthBlock == 0 {
+		c.Agents.AuthBlock = d.Agents.AuthBlock
 	}
 	return c
 }
@@ -319,7 +362,50 @@ func (c Config) Validate() error {
 	if c.DNS.Timeout < 0 {
 		bad("dns.timeout", "must be positive")
 	}
+	if a := c.Agents; a.Addr != "" {
+		if ap, err := netip.ParseAddrPort(a.Addr); err != nil {
+			bad("agents.addr", "%q is not ip:port", a.Addr)
+		} else if ap.Addr().IsUnspecified() && c.AdvertiseHost == "" {
+			bad("advertise_host", "required when agents.addr listens on all addresses (%s)", a.Addr)
+		} else if a.Addr == c.Addr && ap.Port() != 0 {
+			bad("agents.addr", "must differ from sip.addr (%s)", c.Addr)
+		}
+	}
+	if c.Agents.TLSAddr != "" {
+		if c.Agents.Addr == "" || c.TLSCert == "" {
+			bad("agents.tls_addr", "needs agents.addr and sip.tls_cert/tls_key")
+		} else if _, err := netip.ParseAddrPort(c.Agents.TLSAddr); err != nil {
+			bad("agents.tls_addr", "%q is not ip:port", c.Agents.TLSAddr)
+		}
+	}
+	if c.Agents.Realm != "" && strings.ContainsAny(c.Agents.Realm, "\"\\\r\n") {
+		bad("agents.realm", "must not contain quotes, backslashes or line breaks")
+	}
+	if _, err := digestAlgorithms(c.Agents.DigestAlgorithms); err != nil {
+		bad("agents.digest_algorithms", "%v", err)
+	}
+	if c.Agents.MaxAuthFailures < 0 || c.Agents.AuthWindow < 0 || c.Agents.AuthBlock < 0 {
+		bad("agents.max_auth_failures", "max_auth_failures, auth_window and auth_block must be positive")
+	}
 	return errors.Join(errs...)
+}
+
+// digestAlgorithms parses sip.agents.digest_algorithms.
+func digestAlgorithms(s string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range strings.Split(s, ",") {
+		a = strings.ToUpper(strings.TrimSpace(a))
+		if a != "SHA-256" && a != "MD5" {
+			return nil, fmt.Errorf("%q: want SHA-256 or MD5", a)
+		}
+		if seen[a] {
+			return nil, fmt.Errorf("%s listed twice", a)
+		}
+		seen[a] = true
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

@@ -154,7 +154,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	if req.Method == sip.CANCEL || isAck {
 		m = string(sip.INVITE)
 	}
-	req.PrependHeader(s.via(to.Proto, statelessBranch(inBr+m, from.Addr.String())))
+	out := s.crossSide(from.Side) // a dialog crossing listeners goes on through the other one
+	to.Side = out
+	req.PrependHeader(s.via(out, to.Proto, statelessBranch(inBr+m, from.Addr.String())))
 
 	c, inDialog := s.dialogs.get(callID)
 	fromCaller, bye := false, false
@@ -166,6 +168,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 			// toward a caller that came over TCP/TLS: its connection is
 			// the way back when its Contact cannot be reached (NAT)
 			alt = c.up.Conn
+		}
+		if fromCaller && c.cseqDelta != 0 {
+			req.CSeq().SeqNo += c.cseqDelta // the callee saw the INVITE renumbered (egressauth.go)
 		}
 		c.mu.Lock()
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {
@@ -214,10 +219,10 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	}
 	if err == errNeedLookup {
 		tu := *target
-		err = s.tp.SendURIThen(&tu, req, alt, done)
+		err = s.tpSide(out).SendURIThen(&tu, req, alt, done)
 	} else {
 		to.Alt = alt
-		err = s.tp.SendMsgThen(to, req, done)
+		err = s.tpFor(to).SendMsgThen(to, req, done)
 	}
 	if err != errPending && done != nil {
 		done(err)
@@ -276,12 +281,12 @@ func (c *call) sendByes() {
 		return
 	}
 	inv := c.inv
-	seq := inv.CSeq().SeqNo + 1
+	seq := inv.CSeq().SeqNo + c.cseqDelta + 1
 	// to the agent
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {
 			bye := sip.NewRequest(sip.BYE, *c.agentTarget)
-			bye.AppendHeader(s.via(pr, newBranch(branchStateless)))
+			bye.AppendHeader(s.via(c.downSide(), pr, newBranch(branchStateless)))
 			mf := sip.MaxForwardsHeader(70)
 			bye.AppendHeader(&mf)
 			bye.AppendHeader(sip.HeaderClone(inv.From()))
@@ -293,14 +298,14 @@ func (c *call) sendByes() {
 			bye.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.BYE})
 			cl := sip.ContentLengthHeader(0)
 			bye.AppendHeader(&cl)
-			_ = s.tp.SendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
+			_ = s.tpSide(c.downSide()).SendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
 		}
 	}
 	// to the caller
 	if ct := inv.Contact(); ct != nil {
 		target := ct.Address
 		bye := sip.NewRequest(sip.BYE, target)
-		bye.AppendHeader(s.via(c.up.Proto, newBranch(branchStateless)))
+		bye.AppendHeader(s.via(c.up.Side, c.up.Proto, newBranch(branchStateless)))
 		for _, h := range inv.GetHeaders("Record-Route") {
 			if rr, ok := h.(*sip.RecordRouteHeader); ok {
 				bye.AppendHeader(&sip.RouteHeader{Address: rr.Address})
@@ -317,6 +322,6 @@ func (c *call) sendByes() {
 		bye.AppendHeader(&sip.CSeqHeader{SeqNo: 1 << 20, MethodName: sip.BYE})
 		cl := sip.ContentLengthHeader(0)
 		bye.AppendHeader(&cl)
-		_ = s.tp.Send(c.up, []byte(bye.String()))
+		_ = s.tpFor(c.up).Send(c.up, []byte(bye.String()))
 	}
 }

@@ -101,8 +101,8 @@ func (s *Server) rrToken(dst []byte, callID, callerHop, agentHost string) []byte
 }
 
 // writeRR writes our Record-Route value for transport p with the token.
-func (s *Server) writeRR(buf *bytes.Buffer, p proto, token []byte) {
-	rr := s.rr(p)
+func (s *Server) writeRR(buf *bytes.Buffer, side uint8, p proto, token []byte) {
+	rr := s.rr(side, p)
 	buf.WriteString(rr[:len(rr)-1])
 	buf.WriteString(";" + rrParam + "=")
 	buf.Write(token)
@@ -285,7 +285,13 @@ func (s *Server) looped(req *sip.Request) bool {
 			continue
 		}
 		br, _ := v.Params.Get("branch")
-		if !strings.HasPrefix(br, branchOurs) || !strings.EqualFold(trimBrackets(v.Host), trimBrackets(s.viaHost)) {
+		if !strings.HasPrefix(br, branchOurs) {
+			continue
+		}
+		if s.ag != nil && s.ag.ownVia(v) {
+			return true
+		}
+		if !strings.EqualFold(trimBrackets(v.Host), trimBrackets(s.viaHost)) {
 			continue
 		}
 		port := v.Port

@@ -30,6 +30,13 @@ type Metrics struct {
 	Conns            *prometheus.GaugeVec   // transport (tcp, tls): inbound connections open
 	SendErrors       *prometheus.CounterVec // transport, stage: messages that could not be sent
 	DialogSendFails  *prometheus.CounterVec // method: in-dialog requests of a recorded dialog not delivered
+	// Outbound calls from agents (agent listener): in progress, ended by
+	// final status class, and failed digest authentications.
+	OutboundActive           prometheus.Gauge
+	OutboundCalls            *prometheus.CounterVec   // class
+	OutboundSetupProvisional *prometheus.HistogramVec // carrier
+	OutboundSetupAnswer      *prometheus.HistogramVec // carrier
+	AgentAuthFailures        prometheus.Counter
 
 	regions regionLabels
 	// pre: lock order Prober.gmu → pre.mu → regions.mu.
@@ -88,6 +95,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DialogSendFails: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "dialog_send_failures_total", Help: "In-dialog requests of a recorded dialog (BYE, ACK, re-INVITE, ...) that could not be delivered to the other party, by method."}, []string{"method"}),
 	}
+	m.OutboundActive = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+		Name: "outbound_active_calls", Help: "Outbound calls from agents in progress (also counted in active_calls)."})
+	m.OutboundCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "outbound_calls_total", Help: "Outbound calls from agents that left for a carrier, by final status class (also counted in calls_total)."}, []string{"class"})
+	// outbound setup times are the PSTN's (a person answering): kept apart
+	// from the inbound histograms that alerts watch
+	m.OutboundSetupProvisional = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+		Name: "outbound_setup_provisional_seconds", Help: "Outbound calls from agents: time from the agent's authenticated INVITE to the first provisional response forwarded to it.",
+		Buckets: setupBuckets}, []string{"carrier"})
+	m.OutboundSetupAnswer = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+		Name: "outbound_setup_answer_seconds", Help: "Outbound calls from agents: time from the agent's authenticated INVITE to the callee's 2xx forwarded to it.",
+		Buckets: setupBuckets}, []string{"carrier"})
+	for _, c := range setupCarrier {
+		m.OutboundSetupProvisional.WithLabelValues(c)
+		m.OutboundSetupAnswer.WithLabelValues(c)
+	}
+	m.AgentAuthFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "agent_auth_failures_total", Help: "Failed digest authentications on the agent listener (wrong username, password, nonce)."})
+	for _, c := range callClasses {
+		m.OutboundCalls.WithLabelValues(c)
+	}
+	for _, r := range outboundRejectReasons {
+		m.Rejected.WithLabelValues(r)
+	}
 	m.regions.max = maxRegions
 	// refusals that alerts watch exist from the start (at 0)
 	for _, r := range []string{"relay_denied", "loop_detected"} {
@@ -115,7 +146,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.SetupProvisional, m.SetupAnswer, m.ProbeRTT, m.RegionRTT,
 			m.RegionEndpoints, m.EndpointRTT, m.EndpointUp, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped,
-			m.ConnsRefused, m.Conns, m.SendErrors, m.DialogSendFails} {
+			m.ConnsRefused, m.Conns, m.SendErrors, m.DialogSendFails, m.OutboundActive, m.OutboundCalls, m.AgentAuthFailures,
+			m.OutboundSetupProvisional, m.OutboundSetupAnswer} {
 			reg.MustRegister(c)
 		}
 	}

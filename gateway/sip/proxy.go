@@ -139,18 +139,21 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	buf.WriteString("INVITE ")
 	target.StringWrite(buf)
 	buf.WriteString(" SIP/2.0\r\n")
-	s.writeVia(buf, p, branchID)
+	down := c.downSide()
+	s.writeVia(buf, down, p, branchID)
 	// Record-Route: one entry, or two when the legs use different
 	// transports (RFC 5658): the callee-facing one on top. Each carries
 	// the MACs that let any node of ours verify the dialog and its peers.
 	var tb [3 * macChars]byte
 	tok := s.rrToken(tb[:0], c.id, s.callerHop(c.inv, c.up), target.Host)
+	// A call crossing from one listener to the other (agent side,
+	// carrier side) is record-routed on both, callee side on top.
 	buf.WriteString("Record-Route: ")
-	s.writeRR(buf, p, tok)
+	s.writeRR(buf, down, p, tok)
 	buf.WriteString("\r\n")
-	if p != c.up.Proto {
+	if p != c.up.Proto || down != c.up.Side {
 		buf.WriteString("Record-Route: ")
-		s.writeRR(buf, c.up.Proto, tok)
+		s.writeRR(buf, c.up.Side, c.up.Proto, tok)
 		buf.WriteString("\r\n")
 	}
 	leadingRoute, haveMF := true, false
@@ -169,6 +172,13 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 			continue
 		case *sip.ContentLengthHeader:
 			continue // ours below
+		case *sip.CSeqHeader:
+			if c.cseqDelta != 0 { // re-sent with the carrier's credentials (egressauth.go)
+				buf.WriteString("CSeq: ")
+				buf.WriteString(strconv.FormatUint(uint64(hv.SeqNo+c.cseqDelta), 10))
+				buf.WriteString(" INVITE\r\n")
+				continue
+			}
 		default:
 			if n := h.Name(); len(n) > 11 && strings.EqualFold(n[:11], "x-callgate-") {
 				continue // callgate's own headers are never taken from the outside
@@ -176,22 +186,30 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 			if n := h.Name(); len(n) == 5 && strings.EqualFold(n, "route") {
 				leadingRoute = false
 			}
+			if c.out != nil && isAgentOnlyHeader(h.Name()) {
+				continue // the agent's credentials stop here
+			}
 		}
 		writeHeaderLine(buf, h)
 	}
 	if !haveMF {
 		buf.WriteString("Max-Forwards: 69\r\n")
 	}
-	writeHeader(buf, "X-Callgate-Number", c.rt.route.Number.E164)
-	if c.rt.route.Agent != nil { // nil: a routing hook sent an unassigned number's call to an endpoint
-		writeHeader(buf, "X-Callgate-Agent", c.rt.route.Agent.ID)
+	if c.out != nil && c.out.authz != "" && c.out.authzCI == c.ci {
+		buf.WriteString(c.out.authz) // the carrier's challenge answered (egressauth.go)
 	}
-	writeHeader(buf, "X-Callgate-Region", ep.Region)
-	if c.rt.forwardedFrom != "" {
-		writeHeader(buf, "X-Callgate-Forwarded-From", c.rt.forwardedFrom)
-	}
-	if c.rt.originalCalled != "" {
-		writeHeader(buf, "X-Callgate-Original-Called", c.rt.originalCalled)
+	if c.out == nil { // an outbound call tells the carrier nothing of ours
+		writeHeader(buf, "X-Callgate-Number", c.rt.route.Number.E164)
+		if c.rt.route.Agent != nil { // nil: a routing hook sent an unassigned number's call to an endpoint
+			writeHeader(buf, "X-Callgate-Agent", c.rt.route.Agent.ID)
+		}
+		writeHeader(buf, "X-Callgate-Region", ep.Region)
+		if c.rt.forwardedFrom != "" {
+			writeHeader(buf, "X-Callgate-Forwarded-From", c.rt.forwardedFrom)
+		}
+		if c.rt.originalCalled != "" {
+			writeHeader(buf, "X-Callgate-Original-Called", c.rt.originalCalled)
+		}
 	}
 	if c.ctl != nil {
 		for _, h := range c.ctl.hdrs { // the routing hook's X- headers (validated)
@@ -213,19 +231,22 @@ func writeHeader(buf *bytes.Buffer, name, value string) {
 }
 
 // writeVia writes our Via line (what via returns, without allocating it).
-func (s *Server) writeVia(buf *bytes.Buffer, p proto, branchID string) {
+func (s *Server) writeVia(buf *bytes.Buffer, side uint8, p proto, branchID string) {
 	buf.WriteString("Via: SIP/2.0/")
 	buf.WriteString(p.String())
 	buf.WriteByte(' ')
-	buf.WriteString(s.viaHost)
+	buf.WriteString(s.viaHostOn(side))
 	buf.WriteByte(':')
-	buf.WriteString(strconv.Itoa(s.viaPort(p)))
+	buf.WriteString(strconv.Itoa(s.viaPortOn(side, p)))
 	buf.WriteString(";branch=")
 	buf.WriteString(branchID)
 	buf.WriteString("\r\n")
 }
 
-func (s *Server) rr(p proto) string {
+func (s *Server) rr(side uint8, p proto) string {
+	if side == sideAgent && s.ag != nil {
+		return s.ag.rr(p)
+	}
 	switch p {
 	case protoTCP:
 		return s.rrTCP
@@ -238,9 +259,9 @@ func (s *Server) rr(p proto) string {
 	return s.rrUDP
 }
 
-func (s *Server) via(p proto, branchID string) *sip.ViaHeader {
+func (s *Server) via(side uint8, p proto, branchID string) *sip.ViaHeader {
 	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: p.String(),
-		Host: trimBrackets(s.viaHost), Port: s.viaPort(p), Params: sip.HeaderParams{{K: "branch", V: branchID}}}
+		Host: trimBrackets(s.viaHostOn(side)), Port: s.viaPortOn(side, p), Params: sip.HeaderParams{{K: "branch", V: branchID}}}
 }
 
 func (s *Server) viaPort(p proto) int {

@@ -60,6 +60,9 @@ type Deps struct {
 	// Hook asks routing hooks about new inbound calls (hookcall.go);
 	// nil: routing hooks are off.
 	Hook *hook.Client
+	// SandboxTermination is where outbound calls of sandbox numbers go
+	// (carriers.sandbox.termination_uri); empty: they cannot call out.
+	SandboxTermination string
 }
 
 // trunkPrefix is one allowed source range.
@@ -104,7 +107,11 @@ type Server struct {
 	// tests (fallback.go); nil in production.
 	egressSeam func(r *routing.Route, dest string) []routing.Endpoint
 
-	guard guard // per-source protection and workspace limits (pike.go, wslimits.go)
+	ag          *agentSide // the agent-facing listener and outbound calls (agent.go); nil: off
+	limits      calls.Limiter
+	usage       calls.UsageMeter
+	sandboxTerm string // carriers.sandbox.termination_uri
+	guard       guard  // per-source protection and workspace limits (pike.go, wslimits.go)
 
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
@@ -197,6 +204,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s.prober = newProber(s)
 	s.guard = newGuard(cfg, d)
+	if err := s.newAgentSide(cfg, d); err != nil {
+		s.tp.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -241,6 +252,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		w = runtime.GOMAXPROCS(0)
 	}
 	s.tp.Serve(w)
+	if s.ag != nil {
+		s.ag.tp.Serve(w)
+	}
 	go s.prober.run(s.stop)
 	go s.janitor(s.stop)
 	go s.returnMemory(s.stop, time.Second, time.Minute)
@@ -267,6 +281,9 @@ func (s *Server) Close() error {
 	s.closed.Do(func() {
 		close(s.stop)
 		s.tp.Close()
+		if s.ag != nil {
+			s.ag.tp.Close()
+		}
 	})
 	return nil
 }
@@ -307,6 +324,9 @@ func (s *Server) allowedSource(a netip.Addr) bool {
 	}
 	if s.isOwnAddr(a) {
 		return true // our own requests that loop back (482) and the answers to them
+	}
+	if s.isEgressAddr(a) {
+		return true // a carrier termination an outbound call went to (agent.go)
 	}
 	return s.anyAuth != nil
 }
@@ -498,7 +518,7 @@ func (s *Server) replyUnparsed(data []byte, from peer) bool {
 		to.Addr = netip.AddrPortFrom(from.Addr.Addr(), uint16(port))
 	}
 	s.metrics.Responses.WithLabelValues("other", codeLabel(code)).Inc()
-	_ = s.tp.Send(to, []byte(b.String()))
+	_ = s.tpFor(to).Send(to, []byte(b.String()))
 	return true
 }
 
@@ -631,6 +651,10 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	}
 	switch req.Method {
 	case sip.INVITE:
+		if from.Side == sideAgent {
+			s.handleOutboundInvite(req, from) // agent.go: only calls out arrive here
+			return
+		}
 		s.handleInvite(req, from)
 	case sip.OPTIONS:
 		if mf := req.MaxForwards(); mf != nil && *mf == 0 && !s.isUs(&req.Recipient) {
@@ -685,6 +709,9 @@ func setReceived(req *sip.Request, from peer) {
 
 // isUs reports whether u names this proxy (host and one of our ports).
 func (s *Server) isUs(u *sip.Uri) bool {
+	if u != nil && s.ag != nil && s.ag.isUs(u) {
+		return true
+	}
 	if u == nil || trimBrackets(u.Host) != trimBrackets(s.advHost) {
 		if u == nil {
 			return false
@@ -834,7 +861,7 @@ func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason stri
 	writeResponse(buf, req, code, reason, hdrs...)
 	to = replyPeer(req, to)
 	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
-	if err := s.tp.Send(to, buf.Bytes()); err != nil {
+	if err := s.tpFor(to).Send(to, buf.Bytes()); err != nil {
 		s.log.Debug("sip: send response", "to", to.Addr.String(), "err", err)
 	}
 	if buf.Cap() <= 1<<16 {
@@ -919,7 +946,7 @@ func replyPeer(req *sip.Request, from peer) peer {
 	if port <= 0 || port > 65535 {
 		port = 5060
 	}
-	return peer{Proto: protoUDP, Addr: netip.AddrPortFrom(from.Addr.Addr(), uint16(port))}
+	return peer{Proto: protoUDP, Addr: netip.AddrPortFrom(from.Addr.Addr(), uint16(port)), Side: from.Side}
 }
 
 // retryAfter is the Retry-After header for 503 replies.

@@ -30,7 +30,8 @@ type branch struct {
 	gotResp bool
 	gotProv bool
 	final   bool
-	cancel  bool // CANCEL sent
+	cancel  bool   // CANCEL sent
+	cseqAdd uint32 // added to the caller's CSeq in this branch (egressauth.go)
 	timerA  *time.Timer
 	aInt    time.Duration
 	timerF  *time.Timer
@@ -64,6 +65,7 @@ func (c *call) startBranch() {
 			continue
 		}
 		to, err := s.tp.URIPeerCached(&u)
+		to.Side = c.downSide()
 		if err == errNeedLookup {
 			if c.lookupThenBranch(u.Host, ep) {
 				return // startBranch goes on once the name is resolved
@@ -77,12 +79,15 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
-		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv}
+		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv, cseqAdd: c.cseqDelta}
 		b.raw = c.buildForward(&u, b.id, to.Proto, ep)
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
-		if err := s.tp.SendThen(to, b.raw, func(err error) {
+		if c.out != nil {
+			s.egressSeen(to.Addr.Addr())
+		}
+		if err := s.tpFor(to).SendThen(to, b.raw, func(err error) {
 			if err != nil {
 				c.branchUnreachable(b)
 			}
@@ -165,7 +170,7 @@ func (c *call) retransmit(b *branch) {
 	if c.cur != b || b.gotResp || b.final || c.ended {
 		return
 	}
-	_ = c.s.tp.Send(b.to, b.raw)
+	_ = c.s.tpFor(b.to).Send(b.to, b.raw)
 	b.aInt *= 2
 	if b.aInt > t2 {
 		b.aInt = t2
@@ -236,14 +241,14 @@ func (c *call) sendCancel(b *branch) {
 		return
 	}
 	cr := c.hopRequest(b, sip.CANCEL, nil)
-	_ = c.s.tp.SendMsg(b.to, cr)
+	_ = c.s.tpFor(b.to).SendMsg(b.to, cr)
 }
 
 // hopRequest builds a CANCEL or non-2xx ACK for branch b (hop by hop).
 func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *sip.Request {
 	inv := b.inv
 	r := sip.NewRequest(m, b.target)
-	r.AppendHeader(c.s.via(b.to.Proto, b.id))
+	r.AppendHeader(c.s.via(b.to.Side, b.to.Proto, b.id))
 	leading := true
 	for _, h := range inv.GetHeaders("Route") {
 		if rh, ok := h.(*sip.RouteHeader); ok && leading && c.s.isUs(&rh.Address) {
@@ -261,7 +266,7 @@ func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *si
 		r.AppendHeader(sip.HeaderClone(inv.To()))
 	}
 	r.AppendHeader(sip.HeaderClone(inv.CallID()))
-	r.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: m})
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo + b.cseqAdd, MethodName: m})
 	cl := sip.ContentLengthHeader(0)
 	r.AppendHeader(&cl)
 	return r
@@ -281,6 +286,11 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 	}
 	if b == nil {
 		return
+	}
+	if b.cseqAdd != 0 { // back to the caller's numbering
+		if cs := res.CSeq(); cs != nil {
+			cs.SeqNo -= b.cseqAdd
+		}
 	}
 	code := res.StatusCode
 	if code != 503 {
@@ -308,7 +318,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		if !c.provSeen {
 			c.provSeen = true
-			s.metrics.SetupProvisional.WithLabelValues(c.labels()...).Observe(time.Since(c.start).Seconds())
+			c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
 		}
 		c.state = stProceeding
 		if c.media != nil && len(res.Body()) > 0 {
@@ -334,7 +344,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			c.cur = b // a late answer from an abandoned branch wins too
 			c.answeredAt = time.Now()
 			stop(c.ring)
-			s.metrics.SetupAnswer.WithLabelValues(c.labels()...).Observe(c.answeredAt.Sub(c.start).Seconds())
+			c.observeSetup(s.metrics.SetupAnswer, s.metrics.OutboundSetupAnswer, c.answeredAt.Sub(c.start))
 			if to := res.To(); to != nil {
 				c.agentTag, _ = to.Params.Get("tag")
 			}
@@ -345,6 +355,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			s.dialogs.put(c.id, c)
 			c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
 			c.publish(calls.Answered, code, "")
+			c.outboundAnswered()
 			// other branches (abandoned) are cancelled
 			for _, x := range c.branches {
 				if x != b && x.gotProv && !x.final && !x.cancel {
@@ -357,7 +368,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 	default:
 		// final non-2xx: ACK it hop by hop, then fail over or forward
 		if b.inv != nil {
-			_ = s.tp.SendMsg(b.to, c.hopRequest(b, sip.ACK, res))
+			_ = s.tpFor(b.to).SendMsg(b.to, c.hopRequest(b, sip.ACK, res))
 		}
 		if b.final {
 			return // retransmission
@@ -365,6 +376,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		b.final = true
 		if b != c.cur || c.ended || c.state >= stAccepted || c.cancelled {
 			return
+		}
+		if (code == 401 || code == 407) && c.out != nil && c.retryWithAuth(b, res) {
+			return // re-sent with the carrier's credentials
 		}
 		if (code >= 500 && code < 600) || code == 408 {
 			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(b.ep.Region)).Inc()
@@ -389,7 +403,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 func (c *call) forwardUp(res *sip.Response) {
 	res.RemoveHeader("Via")
 	c.s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
-	_ = c.s.tp.SendMsg(c.up, res)
+	_ = c.s.tpFor(c.up).SendMsg(c.up, res)
 }
 
 // replyUp sends a final response generated here to the caller and keeps
@@ -412,7 +426,7 @@ func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
 
 func (c *call) sendUpRaw(method string, code int) {
 	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
-	_ = c.s.tp.Send(c.up, c.lastUp)
+	_ = c.s.tpFor(c.up).Send(c.up, c.lastUp)
 	if c.up.Proto == protoUDP {
 		c.gInt = t1
 		c.timerG = time.AfterFunc(t1, c.retransmitFinal)
@@ -425,7 +439,7 @@ func (c *call) retransmitFinal() {
 	if c.lastUp == nil || c.timerG == nil || time.Since(c.start) > c.s.cfg.RingTimeout+timerH {
 		return
 	}
-	_ = c.s.tp.Send(c.up, c.lastUp)
+	_ = c.s.tpFor(c.up).Send(c.up, c.lastUp)
 	c.gInt *= 2
 	if c.gInt > t2 {
 		c.gInt = t2
@@ -465,7 +479,7 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		return
 	}
 	br, _ := v.Params.Get("branch")
-	if !strings.HasPrefix(br, branchOurs) || trimBrackets(v.Host) != trimBrackets(s.viaHost) {
+	if !strings.HasPrefix(br, branchOurs) || (trimBrackets(v.Host) != trimBrackets(s.viaHost) && (s.ag == nil || !s.ag.ownVia(v))) {
 		s.metrics.Dropped.WithLabelValues("not_ours").Inc()
 		return
 	}
@@ -502,8 +516,11 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		s.metrics.Dropped.WithLabelValues("malformed").Inc()
 		return
 	}
-	if c, ok := s.dialogs.get(string(*res.CallID())); ok && len(res.Body()) > 0 {
+	if c, ok := s.dialogs.get(string(*res.CallID())); ok && (len(res.Body()) > 0 || c.cseqDelta != 0) {
 		fromTag, _ := res.From().Params.Get("tag")
+		if c.cseqDelta != 0 && fromTag == c.fromTag {
+			res.CSeq().SeqNo -= c.cseqDelta // a request of the caller's, renumbered toward the carrier
+		}
 		c.mu.Lock()
 		if c.media != nil {
 			var nb []byte
@@ -520,5 +537,5 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		c.mu.Unlock()
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
-	_ = s.tp.SendVia(nv, res)
+	_ = s.tpSide(s.crossSide(from.Side)).SendVia(nv, res)
 }

@@ -192,10 +192,10 @@ func (t *Transport) readUDP() {
 		// Source filter before parsing: nothing is parsed or kept for an
 		// unlisted source.
 		if !t.h.AllowedSource(ap.Addr()) {
-			t.h.RefuseSource(buf[:n], Peer{Proto: UDP, Addr: ap})
+			t.h.RefuseSource(buf[:n], Peer{Proto: UDP, Addr: ap, Side: t.side})
 			continue
 		}
-		t.h.HandleDatagram(buf[:n], Peer{Proto: UDP, Addr: ap})
+		t.h.HandleDatagram(buf[:n], Peer{Proto: UDP, Addr: ap, Side: t.side})
 	}
 }
 
@@ -327,7 +327,7 @@ func (t *Transport) readStream(sc *Conn) {
 	par := t.parser.NewSIPStream()
 	defer par.Close()
 	buf := make([]byte, 16384)
-	from := Peer{Proto: sc.proto, Addr: sc.remote, Conn: sc}
+	from := Peer{Proto: sc.proto, Addr: sc.remote, Conn: sc, Side: t.side}
 	var msgStart time.Time // first byte of the message in progress; zero between messages
 	for {
 		deadline := time.Now().Add(streamIdle)

@@ -66,6 +66,10 @@ type Peer struct {
 	// cannot be reached (RFC 5923 style reuse: a carrier behind NAT whose
 	// Contact names an address nothing can connect to).
 	Alt *Conn
+	// Side is the Config.Side of the transport a message came in on (or
+	// that a message to this peer goes out through): an edge with several
+	// transports (carrier-facing, agent-facing) tells them apart by it.
+	Side uint8
 }
 
 // maxMessage bounds a SIP message (UDP datagram or stream message).
@@ -138,6 +142,8 @@ type Config struct {
 	MaxConnections          int
 	MaxConnectionsPerSource int
 	DNS                     DNSConfig
+	// Side tags every Peer this transport reads from (Peer.Side).
+	Side uint8
 }
 
 // New binds the listeners (Serve starts reading them). h gets every
@@ -153,6 +159,7 @@ func New(cfg Config, h Handler, m Metrics, log *slog.Logger) (*Transport, error)
 		return nil, fmt.Errorf("sip: dns: %w", err)
 	}
 	t.dns = dnsr
+	t.side = cfg.Side
 	if err := t.listen(cfg); err != nil {
 		return nil, err
 	}
@@ -206,6 +213,7 @@ func trimBrackets(h string) string {
 // Transport is the SIP edge's listeners, connections, sends and
 // resolver (New builds it). Its methods are safe for concurrent use.
 type Transport struct {
+	side    uint8   // Config.Side, put in every Peer read here
 	h       Handler // the proxy
 	m       Metrics // counted here
 	log     *slog.Logger
