@@ -36,6 +36,10 @@ const (
 	AuditSubjectPrefix = "callgate.audit."
 )
 
+// BucketSIPCredentials holds agents' SIP digest credentials (HA1s only),
+// keyed by username, which is unique across the deployment.
+const BucketSIPCredentials = "callgate_sip_credentials"
+
 // Audit stream limits by default: 90 days, 256 MiB.
 const (
 	DefaultAuditMaxAge   = 90 * 24 * time.Hour
@@ -102,6 +106,9 @@ type Store struct {
 	Idempotency  jetstream.KeyValue
 	Ledger       jetstream.Stream
 	Audit        jetstream.Stream
+
+	// SIPCredentials holds agents' SIP credentials (provisioning).
+	SIPCredentials jetstream.KeyValue
 }
 
 // Open starts (when embedded) and connects to NATS, then creates or opens
@@ -194,6 +201,7 @@ func (s *Store) ensure(ctx context.Context, replicas int, audit AuditConfig) err
 		{&s.Forwarding, BucketForwarding, 1, 0},
 		{&s.Integrations, BucketIntegrations, 1, 0},
 		{&s.Idempotency, BucketIdempotency, 1, 24 * time.Hour},
+		{&s.SIPCredentials, BucketSIPCredentials, 1, 0},
 		{&s.health.kv, BucketHealth, 1, healthKeyTTL},
 	}
 	for _, k := range kvs {
