@@ -110,13 +110,13 @@ func checkSourceCIDRs(v *ValidationError, cidrs []string) []string {
 		var p netip.Prefix
 		var err error
 		if a, aerr := netip.ParseAddr(c); aerr == nil {
+			if a.Zone() != "" {
+				v.Add(f, "must not hold a zone")
+				continue
+			}
 			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 		} else if p, err = netip.ParsePrefix(c); err != nil {
 			v.Add(f, "%q is not a CIDR range such as 203.0.113.0/24 or 2001:db8::/32", clipString(c, 60))
-			continue
-		}
-		if p.Addr().Zone() != "" {
-			v.Add(f, "must not hold a zone")
 			continue
 		}
 		s := p.Masked().String()
