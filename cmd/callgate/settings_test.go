@@ -22,7 +22,9 @@ func TestCLIWorkspaceSettings(t *testing.T) {
 			URL       string `json:"url"`
 			OnFailure string `json:"on_failure"`
 		} `json:"routing_hook"`
-		Limits   struct{ MaxConcurrentCalls int `json:"max_concurrent_calls"` } `json:"limits"`
+		Limits struct {
+			MaxConcurrentCalls int `json:"max_concurrent_calls"`
+		} `json:"limits"`
 		Outbound struct {
 			AllowedCountries []string `json:"allowed_countries"`
 			AllowPremium     bool     `json:"allow_premium"`
