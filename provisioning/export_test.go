@@ -21,6 +21,9 @@ func ClaimAndChargeForTest(t *testing.T, s *Service, p Principal, e164 string, c
 	}
 }
 
+// DrawUsernamesForTest makes s draw SIP credential usernames from f.
+func DrawUsernamesForTest(s *Service, f func() string) { s.drawUsername = f }
+
 // CrashAtForTest makes the service's sagas stop at step (as a node dying
 // there would: nothing after it runs, nothing is undone); "" turns it off.
 func CrashAtForTest(s *Service, step string) {

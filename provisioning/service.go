@@ -61,6 +61,8 @@ type Service struct {
 	m        *Metrics
 	crash    func(step string) bool // tests: stop a saga at step, as a crash would
 	self     selfPtr                // this gateway's SIP addresses (SetSIPSelf)
+	// drawUsername replaces random SIP usernames (tests: collisions).
+	drawUsername func() string
 }
 
 // New returns a Service.

@@ -150,6 +150,9 @@ func (s *Service) CreateSIPCredential(ctx context.Context, p Principal, agentID 
 	now := s.now().UTC()
 	for attempt := 0; attempt < 5; attempt++ {
 		username := "ag_" + randomToken("")[:20]
+		if s.drawUsername != nil {
+			username = s.drawUsername()
+		}
 		md5h, shah := HA1(username, realm, password)
 		rec := sipCredentialRecord{Username: username, Workspace: p.Workspace, AgentID: agentID, Realm: realm, HA1MD5: md5h, HA1SHA256: shah, CreatedAt: now}
 		b, _ := json.Marshal(rec)

@@ -184,3 +184,61 @@ func TestAgentSourceCIDRs(t *testing.T) {
 		t.Fatalf("PUT without source_cidrs: %+v %v; want them cleared", a.SourceCIDRs, err)
 	}
 }
+
+// Two nodes drawing the same username at once: the KV create lets one
+// have it; the other draws again. Nobody is handed a credential that
+// belongs to someone else.
+func TestSIPCredentialUsernameClaimedOnce(t *testing.T) {
+	n, p := credFixture(t)
+	ctx := context.Background()
+	for i, s := range []*provisioning.Service{n.a, n.b} {
+		var mu sync.Mutex
+		draws := 0
+		provisioning.DrawUsernamesForTest(s, func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			draws++
+			if draws == 1 {
+				return "ag_taken"
+			}
+			return "ag_node" + string(rune('a'+i))
+		})
+	}
+	type res struct {
+		agent string
+		c     provisioning.NewSIPCredential
+		err   error
+	}
+	out := make(chan res, 2)
+	start := make(chan struct{})
+	for _, x := range []struct {
+		s     *provisioning.Service
+		agent string
+	}{{n.a, "bot"}, {n.b, "bot2"}} {
+		go func() {
+			<-start
+			c, err := x.s.CreateSIPCredential(ctx, p, x.agent)
+			out <- res{x.agent, c, err}
+		}()
+	}
+	close(start)
+	got := map[string]string{} // username -> agent
+	for i := 0; i < 2; i++ {
+		r := <-out
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if prev, dup := got[r.c.Username]; dup {
+			t.Fatalf("username %s issued to %s and %s", r.c.Username, prev, r.agent)
+		}
+		got[r.c.Username] = r.agent
+	}
+	owner, ok := got["ag_taken"]
+	if !ok {
+		t.Fatalf("nobody got the first draw: %v", got)
+	}
+	cs, err := n.a.ListSIPCredentials(ctx, p, owner)
+	if err != nil || len(cs) != 1 || cs[0].Username != "ag_taken" {
+		t.Fatalf("ag_taken is stored for %+v, want %s (%v)", cs, owner, err)
+	}
+}
