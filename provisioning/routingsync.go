@@ -261,7 +261,7 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 func (y *Syncer) applyWorkspace(key string, del bool, value []byte) {
 	y.dirtyWS = true
 	delete(y.workspaces, key)
-	if del {
+	if del || !ValidID(key) { // not a workspace (e.g. _meta.secret_check)
 		return
 	}
 	dec := y.Workspaces

@@ -265,10 +265,14 @@ func (s *Service) EnsureWebhookSecrets(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	var ids []string
-	err := scanJSON(ctx, s, s.st.Workspaces, func(key string, r workspaceRecord, _ uint64) {
-		if r.SealedWebhookSecret == "" {
-			ids = append(ids, key)
+	err := s.scanKV(ctx, s.st.Workspaces, func(e jetstream.KeyValueEntry) error {
+		var r workspaceRecord
+		// The bucket holds other keys too (_meta.secret_check): only
+		// workspace ids count.
+		if ValidID(e.Key()) && json.Unmarshal(e.Value(), &r) == nil && r.SealedWebhookSecret == "" {
+			ids = append(ids, e.Key())
 		}
+		return nil
 	})
 	if err != nil {
 		return 0, storeErr("list workspaces", err)

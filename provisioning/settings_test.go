@@ -241,6 +241,10 @@ func TestEnsureWebhookSecretsMigrates(t *testing.T) {
 	ctx := context.Background()
 	old := provisioning.New(st, provisioning.Options{Sandbox: true}) // no box: as before secrets
 	newWorkspace(t, old, "legacy", 0)
+	// The bucket holds other keys (node's _meta.secret_check), not JSON.
+	if _, err := st.Workspaces.Put(ctx, "_meta.secret_check", []byte("AAAA")); err != nil {
+		t.Fatal(err)
+	}
 	box, _ := secrets.NewBox(secrets.NewKey())
 	s := provisioning.New(st, provisioning.Options{Sandbox: true, Box: box})
 	if w, _ := s.GetWorkspaceSettings(ctx, "legacy"); w.WebhookSecretSet {
