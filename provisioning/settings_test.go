@@ -27,7 +27,7 @@ type settingsNodes struct {
 	fake *twiliofake.Server
 }
 
-func newSettingsNodes(t *testing.T) settingsNodes {
+func newSettingsNodes(t testing.TB) settingsNodes {
 	t.Helper()
 	srv := storetest.RunJetStreamServer(t)
 	fk := twiliofake.MustNew(t, twiliofake.Options{Owned: []twiliofake.Number{{PhoneNumber: "+14155550101", Voice: true, SMS: true}}})
@@ -400,4 +400,42 @@ func TestSettingsReachAnotherNodesSnapshot(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// BenchmarkSettingsToSnapshot measures a workspace settings PATCH on one
+// node until another node's routing table shows it.
+func BenchmarkSettingsToSnapshot(b *testing.B) {
+	srvNodes := newSettingsNodes(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	table := &routing.Table{}
+	stB := srvNodes.b.Store()
+	y := &provisioning.Syncer{Table: table, WorkspaceBucket: stB.Workspaces, Workspaces: srvNodes.b.DecodeWorkspace, CredentialBucket: stB.SIPCredentials}
+	go y.Run(ctx, stB.Numbers, stB.Agents, stB.Forwarding, stB.Integrations)
+	<-y.Ready()
+	if _, _, err := srvNodes.a.CreateWorkspace(ctx, "acme", "acme", 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		want := i%10000 + 1
+		p := provisioning.WorkspacePatch{}
+		p.Limits = &struct {
+			MaxConcurrentCalls *int `json:"max_concurrent_calls"`
+			MaxCallsPerSecond  *int `json:"max_calls_per_second"`
+		}{MaxCallsPerSecond: &want}
+		if _, err := srvNodes.a.UpdateWorkspaceSettings(ctx, "acme", p); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if w := table.Load().Workspace("acme"); w != nil && w.Limits.MaxCallsPerSecond == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("patch %d not in the other node's table after 10s", i)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
 }
