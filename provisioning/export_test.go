@@ -33,3 +33,16 @@ func CrashAtForTest(s *Service, step string) {
 	}
 	s.crash = func(at string) bool { return at == step }
 }
+
+// ApplyWorkspacePatchForTest applies a PATCH /v1/workspace body to a
+// workspace with the given current settings, as UpdateWorkspaceSettings
+// does before writing.
+func ApplyWorkspacePatchForTest(cur WorkspaceSettings, p WorkspacePatch) (WorkspaceSettings, error) {
+	rec := workspaceRecord{Workspace: Workspace{ID: cur.ID, Name: cur.Name}, RoutingHook: cur.RoutingHook, Limits: cur.Limits, Outbound: cur.Outbound}
+	v := &ValidationError{}
+	p.apply(v, &rec)
+	if err := v.Err(); err != nil {
+		return WorkspaceSettings{}, err
+	}
+	return rec.settings(), nil
+}
