@@ -19,12 +19,16 @@ type edges struct {
 	webhook *webhook.Handler
 	media   *media.Manager
 	done    chan struct{}
+	limits  callLimits // workspace limits and usage meter (calllimits.go)
 }
 
 // startEdges starts the SIP and webhook edges and the media relay.
 func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) error {
 	cfg := n.cfg
-	events := &calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log}
+	events, err := n.historyEvents(&calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log})
+	if err != nil {
+		return err
+	}
 
 	mm, err := media.NewManager(cfg.Media.Config, n.log, n.reg)
 	if err != nil {
@@ -36,12 +40,17 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	if sc.Region == "" {
 		sc.Region = cfg.Region
 	}
+	if err := n.startCallLimits(); err != nil {
+		return err
+	}
 	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
-		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey})
+		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey,
+		Limits: n.limiter(), Usage: n.meter()})
 	if err != nil {
 		return err
 	}
 	n.edges.sip = srv
+	n.endCallsWith(srv)
 	n.edges.done = make(chan struct{})
 	go func() {
 		defer close(n.edges.done)
@@ -57,6 +66,7 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 			Log:        n.log,
 			Registerer: n.reg,
 			MediaMode:  cfg.Media.Mode,
+			Limits:     n.limiter(),
 			CallControl: &webhook.TelnyxCallControl{
 				APIBase: cfg.Carriers.Telnyx.APIBase,
 				APIKey:  n.svc.IntegrationAPIKey,
@@ -98,6 +108,7 @@ func (n *Node) stopEdges() {
 	if n.edges.media != nil {
 		n.edges.media.Close()
 	}
+	n.stopCallLimits()
 }
 
 // regions serves GET /v1/regions: the endpoints this node probes, grouped
