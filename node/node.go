@@ -178,6 +178,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Sandbox:   cfg.Sandbox,
 		PublicURL: cfg.PublicURL,
 		Now:       o.Now,
+		SIPRealm:  cfg.SIP.Agents.Realm,
 		Log:       n.log,
 		Metrics:   provisioning.NewMetrics(n.reg),
 		Box:       box,
