@@ -266,6 +266,16 @@ var Routes = []Route{
 	{"POST", "/v1/integrations/{id}/import", false, func(a *API) handler { return a.importNumbers }},
 	{"POST", "/v1/workspaces", true, func(a *API) handler { return a.createWorkspace }},
 	{"POST", "/v1/workspaces/{id}/credits", true, func(a *API) handler { return a.topUp }},
+	// settings.go: workspace settings, SIP credentials, integration changes
+	{"GET", "/v1/workspace", false, func(a *API) handler { return a.getOwnWorkspace }},
+	{"PATCH", "/v1/workspace", false, func(a *API) handler { return a.patchOwnWorkspace }},
+	{"POST", "/v1/workspace/webhook-secret", false, func(a *API) handler { return a.rotateWebhookSecret }},
+	{"GET", "/v1/workspaces/{id}", true, func(a *API) handler { return a.getWorkspace }},
+	{"PATCH", "/v1/workspaces/{id}", true, func(a *API) handler { return a.patchWorkspace }},
+	{"POST", "/v1/agents/{id}/sip-credentials", false, func(a *API) handler { return a.createSIPCredential }},
+	{"GET", "/v1/agents/{id}/sip-credentials", false, func(a *API) handler { return a.listSIPCredentials }},
+	{"DELETE", "/v1/agents/{id}/sip-credentials/{username}", false, func(a *API) handler { return a.revokeSIPCredential }},
+	{"PATCH", "/v1/integrations/{id}", false, func(a *API) handler { return a.patchIntegration }},
 }
 
 // pathNumber reads a number from the path: "+1228..." arrives as

@@ -97,6 +97,13 @@ var auditActions = map[string]string{
 	"POST /v1/integrations/{id}/import": audit.ActionNumberImport,
 	"POST /v1/integrations":             audit.ActionIntegrationCreate,
 	"DELETE /v1/integrations/{id}":      audit.ActionIntegrationDelete,
+	// settings.go
+	"PATCH /v1/workspace":                               audit.ActionWorkspaceUpdate,
+	"PATCH /v1/workspaces/{id}":                         audit.ActionWorkspaceUpdate,
+	"POST /v1/workspace/webhook-secret":                 audit.ActionWebhookSecretRotate,
+	"POST /v1/agents/{id}/sip-credentials":              audit.ActionSIPCredentialCreate,
+	"DELETE /v1/agents/{id}/sip-credentials/{username}": audit.ActionSIPCredentialRevoke,
+	"PATCH /v1/integrations/{id}":                       audit.ActionIntegrationUpdate,
 }
 
 // note is what one request's handlers tell the audit layer.

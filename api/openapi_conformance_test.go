@@ -92,6 +92,27 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "PUT", "/v1/agents/nobody", `{"name":"X","endpoints":[{"region":"us-east","uri":"sip:x@127.0.0.1:5090"}]}`, want(404))
 	x.call(ws, "PUT", "/v1/agents/bot", `{"name":"X","endpoints":[{"region":"us-east","uri":"sip:x@127.0.0.1:5090"}]}`, want(415), contentType("application/json; charset=latin1"), badRequest())
 
+	// Workspace settings and agents' SIP credentials (settings.go).
+	x.call(ws, "GET", "/v1/workspace", "", want(200))
+	x.call(ws, "PATCH", "/v1/workspace", `{"routing_hook":{"url":"https://hooks.example.com/route"},"limits":{"max_concurrent_calls":20},"outbound":{"allowed_countries":["us","CA"]}}`, want(200))
+	x.call(ws, "PATCH", "/v1/workspace", `{"routing_hook":{"url":"http://hooks.example.com/route"}}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "PATCH", "/v1/workspace", `{"outbound":{"allowed_countries":["XX"]}}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "PATCH", "/v1/workspace", `{"colour":"red"}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "PATCH", "/v1/workspace", `{"routing_hook":null}`, want(200))
+	x.call(ws, "POST", "/v1/workspace/webhook-secret", "", want(201))
+	x.call(admin, "GET", "/v1/workspaces/beta", "", want(200))
+	x.call(admin, "GET", "/v1/workspaces/nobody", "", want(404))
+	x.call(admin, "PATCH", "/v1/workspaces/beta", `{"limits":{"max_calls_per_second":5}}`, want(200))
+	x.call(admin, "PATCH", "/v1/workspaces/beta", `{"limits":{"max_calls_per_second":-1}}`, want(400), badRequest(), wantFieldErrors())
+	x.call(admin, "PATCH", "/v1/workspaces/nobody", `{"name":"x"}`, want(404))
+	_, cred := x.call(ws, "POST", "/v1/agents/bot/sip-credentials", "", want(201))
+	x.call(ws, "POST", "/v1/agents/nobody/sip-credentials", "", want(404))
+	x.call(ws, "GET", "/v1/agents/bot/sip-credentials", "", want(200))
+	x.call(ws, "GET", "/v1/agents/nobody/sip-credentials", "", want(404))
+	x.call(ws, "DELETE", "/v1/agents/bot/sip-credentials/"+cred["username"].(string), "", want(204))
+	x.call(ws, "DELETE", "/v1/agents/bot/sip-credentials/"+cred["username"].(string), "", want(404))
+	x.call(ws, "POST", "/v1/agents/bot/sip-credentials", "", want(201))
+
 	// Numbers.
 	x.call(ws, "GET", "/v1/numbers", "", want(200))
 	x.call(ws, "POST", "/v1/numbers", `{"phone_number":"`+num+`","carrier":"sandbox","agent_id":"bot"}`, want(201), header("Idempotency-Key", "buy-1"))
@@ -109,6 +130,10 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"agent_id":""}`, want(200))
 	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"agent_id":"bot","voice_region":null}`, want(200))
 	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"agent_id":"nobody"}`, want(400, 404))
+	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"agents":[{"agent_id":"bot","weight":3}],"sms_agent_id":"bot","fallback":[{"uri":"sip:backup@127.0.0.1:5091"},{"number":"+14155550100"}],"routing_hook":{"url":"https://hooks.example.com/n","on_failure":"reject"}}`, want(200))
+	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"agents":[{"agent_id":"bot","weight":0}]}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"fallback":[{"agent_id":"bot","number":"+14155550100"}]}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"agent_id":"bot","routing_hook":null,"fallback":[]}`, want(200))
 	x.call(ws, "PATCH", "/v1/numbers/"+digits, `{"agent_id":5}`, want(400), badRequest(), wantFieldErrors())
 	x.call(ws, "PATCH", "/v1/numbers/12025550123", `{"agent_id":""}`, want(404))
 	x.call(ws, "PATCH", "/v1/numbers/"+digits, `agent_id=`, want(415), contentType("application/x-www-form-urlencoded"), badRequest())
@@ -152,6 +177,12 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "GET", "/v1/integrations", "", want(200))
 	x.call(ws, "GET", "/v1/integrations/"+id, "", want(200))
 	x.call(ws, "GET", "/v1/integrations/nothing", "", want(404))
+	x.call(ws, "PATCH", "/v1/integrations/"+id, `{"termination":{"uri":"sip:acme.pstn.twilio.com","username":"trunkuser","password":"trunk-pass-1"}}`, want(200))
+	x.call(ws, "PATCH", "/v1/integrations/"+id, `{"termination":{"uri":"http://acme.pstn.twilio.com"}}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "PATCH", "/v1/integrations/"+id, `{`+creds+`}`, want(200))
+	x.call(ws, "PATCH", "/v1/integrations/"+id, `{"credentials":{"account_sid":"`+fake.AccountSID()+`","auth_token":"wrongtoken123"}}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "PATCH", "/v1/integrations/nothing", `{"name":"x"}`, want(404))
+	x.call(ws, "GET", "/v1/integrations/"+id, "", want(200))
 	x.call(ws, "GET", "/v1/integrations/"+id+"/numbers", "", want(200))
 	x.call(ws, "GET", "/v1/integrations/nothing/numbers", "", want(404))
 	fake.FailNext(twiliofake.Failure{Method: "GET", PathContains: "IncomingPhoneNumbers", Status: 500})
@@ -201,7 +232,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	// before the path or body is looked at.
 	for path, item := range x.doc.Paths.Map() {
 		for method, op := range item.Operations() {
-			p := strings.NewReplacer("{number}", "12025550123", "{id}", "beta").Replace(path)
+			p := strings.NewReplacer("{number}", "12025550123", "{id}", "beta", "{username}", "ag_x").Replace(path)
 			body := ""
 			if op.RequestBody != nil {
 				body = "{}"

@@ -34,6 +34,12 @@ const (
 	ActionNumberImport      = "number.import"
 	ActionIntegrationCreate = "integration.create"
 	ActionIntegrationDelete = "integration.delete"
+	// Settings, SIP credentials and integration changes (#12, #13).
+	ActionWorkspaceUpdate     = "workspace.update"
+	ActionWebhookSecretRotate = "webhook_secret.rotate"
+	ActionSIPCredentialCreate = "sip_credential.create"
+	ActionSIPCredentialRevoke = "sip_credential.revoke"
+	ActionIntegrationUpdate   = "integration.update"
 	// ActionAuthFailed is a request with a missing or unknown API key (401).
 	ActionAuthFailed = "auth.failed"
 	// ActionAuthForbidden is a valid key used where it is not allowed (403):
@@ -45,6 +51,7 @@ const (
 var Actions = []string{
 	ActionWorkspaceCreate, ActionCreditsTopUp, ActionNumberPurchase, ActionNumberRelease, ActionNumberImport,
 	ActionIntegrationCreate, ActionIntegrationDelete, ActionAuthFailed, ActionAuthForbidden,
+	ActionWorkspaceUpdate, ActionWebhookSecretRotate, ActionSIPCredentialCreate, ActionSIPCredentialRevoke, ActionIntegrationUpdate,
 }
 
 // KnownAction reports whether a is one of Actions.

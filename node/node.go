@@ -178,6 +178,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Sandbox:   cfg.Sandbox,
 		PublicURL: cfg.PublicURL,
 		Now:       o.Now,
+		SIPRealm:  cfg.SIP.Agents.Realm,
 		Log:       n.log,
 		Metrics:   provisioning.NewMetrics(n.reg),
 		Box:       box,
@@ -198,7 +199,11 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	}
 
 	n.setSIPSelf()
-	n.syncer = &provisioning.Syncer{Table: n.table, Integrations: n.svc.DecodeIntegration, Endpoints: n.svc.CheckEndpoint, Log: n.log}
+	if _, err := n.svc.EnsureWebhookSecrets(octx); err != nil {
+		n.log.Warn("node: could not give every workspace a webhook secret; retried at the next start", "err", err)
+	}
+	n.syncer = &provisioning.Syncer{Table: n.table, Integrations: n.svc.DecodeIntegration, Endpoints: n.svc.CheckEndpoint, Log: n.log,
+		WorkspaceBucket: st.Workspaces, Workspaces: n.svc.DecodeWorkspace, CredentialBucket: st.SIPCredentials}
 	registerSyncMetrics(n.reg, n.syncer, n.table)
 	n.wg.Add(1)
 	go func() {

@@ -117,6 +117,12 @@ func (s *Service) deleteAgent(ctx context.Context, p Principal, id string) error
 			s.unmarkAgent(ctx, key)
 			return errorf(ErrConflict, "agent %q has %d number(s) assigned (%s); reassign or release them first", id, len(assigned), strings.Join(assigned, ", "))
 		}
+		// Its SIP credentials go first: a credential created while the
+		// agent was being marked removes itself (CreateSIPCredential).
+		if err := s.revokeAgentCredentials(ctx, p.Workspace, id); err != nil {
+			s.unmarkAgent(ctx, key)
+			return err
+		}
 		if err := s.st.Agents.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
 			if isRevisionConflict(err) {
 				continue // changed meanwhile (an update): look again
@@ -158,7 +164,7 @@ func (s *Service) numbersOfAgent(ctx context.Context, ws, id string) ([]string, 
 	}
 	var out []string
 	for _, r := range recs {
-		if r.WorkspaceID == ws && r.AgentID == id {
+		if r.WorkspaceID == ws && r.usesAgent(id) {
 			out = append(out, r.PhoneNumber)
 		}
 	}

@@ -21,6 +21,9 @@ func ClaimAndChargeForTest(t *testing.T, s *Service, p Principal, e164 string, c
 	}
 }
 
+// DrawUsernamesForTest makes s draw SIP credential usernames from f.
+func DrawUsernamesForTest(s *Service, f func() string) { s.drawUsername = f }
+
 // CrashAtForTest makes the service's sagas stop at step (as a node dying
 // there would: nothing after it runs, nothing is undone); "" turns it off.
 func CrashAtForTest(s *Service, step string) {
@@ -29,4 +32,17 @@ func CrashAtForTest(s *Service, step string) {
 		return
 	}
 	s.crash = func(at string) bool { return at == step }
+}
+
+// ApplyWorkspacePatchForTest applies a PATCH /v1/workspace body to a
+// workspace with the given current settings, as UpdateWorkspaceSettings
+// does before writing.
+func ApplyWorkspacePatchForTest(cur WorkspaceSettings, p WorkspacePatch) (WorkspaceSettings, error) {
+	rec := workspaceRecord{Workspace: Workspace{ID: cur.ID, Name: cur.Name}, RoutingHook: cur.RoutingHook, Limits: cur.Limits, Outbound: cur.Outbound}
+	v := &ValidationError{}
+	p.apply(v, &rec)
+	if err := v.Err(); err != nil {
+		return WorkspaceSettings{}, err
+	}
+	return rec.settings(), nil
 }

@@ -45,12 +45,18 @@ type Integration struct {
 	Carrier   string            `json:"carrier"`
 	Hints     map[string]string `json:"credentials"`
 	CreatedAt time.Time         `json:"created_at"`
+	// Termination is where outbound calls leave (integrationpatch.go);
+	// its username is filled in when shown, stored sealed.
+	Termination *Termination `json:"termination,omitempty"`
 }
 
 type integrationRecord struct {
 	Integration
 	Workspace string `json:"workspace"`
 	Sealed    string `json:"sealed_credentials"` // AES-256-GCM, AD = integration id
+	// SealedTermination is the termination's digest username and
+	// password, AES-256-GCM, AD = terminationAD(id).
+	SealedTermination string `json:"sealed_termination,omitempty"`
 }
 
 var credentialFields = map[string]struct {
@@ -81,33 +87,12 @@ func (s *Service) CreateIntegration(ctx context.Context, p Principal, in Integra
 	if !ok {
 		v.Add("carrier", "must be twilio or telnyx")
 	} else {
-		allowed := map[string]bool{}
-		for _, f := range spec.required {
-			allowed[f] = true
-			if strings.TrimSpace(in.Credentials[f]) == "" {
-				v.Add("credentials."+f, "required for %s", in.Carrier)
-			}
-		}
-		for _, f := range spec.optional {
-			allowed[f] = true
-		}
-		for k := range in.Credentials {
-			if !allowed[k] {
-				v.Add("credentials."+k, "unknown credential for %s", in.Carrier)
-			}
-		}
+		checkCredentialFields(v, in.Carrier, in.Credentials)
 	}
 	if err := v.Err(); err != nil {
 		return Integration{}, err
 	}
-	c, err := s.buildCarrier(in.Carrier, in.Credentials)
-	if err != nil {
-		return Integration{}, err
-	}
-	if err := c.ValidateCredentials(ctx); err != nil {
-		if errors.Is(err, carrier.ErrCredentialsRejected) {
-			return Integration{}, invalid("credentials", "credentials rejected by %s: check them in the %s console (nothing was saved)", carrierTitle(in.Carrier), carrierTitle(in.Carrier))
-		}
+	if err := s.validateAtCarrier(ctx, in.Carrier, in.Credentials); err != nil {
 		return Integration{}, err
 	}
 	box, err := s.box()
@@ -134,6 +119,41 @@ func (s *Service) CreateIntegration(ctx context.Context, p Principal, in Integra
 		return Integration{}, storeErr("save integration", err)
 	}
 	return rec.Integration, nil
+}
+
+// checkCredentialFields checks the credential names of a carrier.
+func checkCredentialFields(v *ValidationError, carrierName string, creds map[string]string) {
+	spec := credentialFields[carrierName]
+	allowed := map[string]bool{}
+	for _, f := range spec.required {
+		allowed[f] = true
+		if strings.TrimSpace(creds[f]) == "" {
+			v.Add("credentials."+f, "required for %s", carrierName)
+		}
+	}
+	for _, f := range spec.optional {
+		allowed[f] = true
+	}
+	for k := range creds {
+		if !allowed[k] {
+			v.Add("credentials."+k, "unknown credential for %s", carrierName)
+		}
+	}
+}
+
+// validateAtCarrier asks the carrier whether creds are good.
+func (s *Service) validateAtCarrier(ctx context.Context, carrierName string, creds map[string]string) error {
+	c, err := s.buildCarrier(carrierName, creds)
+	if err != nil {
+		return err
+	}
+	if err := c.ValidateCredentials(ctx); err != nil {
+		if errors.Is(err, carrier.ErrCredentialsRejected) {
+			return invalid("credentials", "credentials rejected by %s: check them in the %s console (nothing was saved)", carrierTitle(carrierName), carrierTitle(carrierName))
+		}
+		return err
+	}
+	return nil
 }
 
 func carrierTitle(c string) string {
@@ -253,7 +273,8 @@ func (s *Service) DecodeIntegration(key string, value []byte) (routing.Integrati
 		return routing.Integration{}, false
 	}
 	return routing.Integration{ID: rec.ID, Workspace: rec.Workspace, Carrier: rec.Carrier,
-		AccountID: creds["account_sid"], AuthToken: creds["auth_token"], PublicKey: creds["public_key"]}, true
+		AccountID: creds["account_sid"], AuthToken: creds["auth_token"], PublicKey: creds["public_key"],
+		Termination: s.routingTermination(rec)}, true
 }
 
 // ListIntegrations lists the workspace's integrations (masked).
@@ -262,7 +283,7 @@ func (s *Service) ListIntegrations(ctx context.Context, p Principal) ([]Integrat
 	err := s.scanKV(ctx, s.st.Integrations, func(e jetstream.KeyValueEntry) error {
 		var rec integrationRecord
 		if json.Unmarshal(e.Value(), &rec) == nil && rec.Workspace == p.Workspace {
-			out = append(out, rec.Integration)
+			out = append(out, s.shown(rec))
 		}
 		return nil
 	})
@@ -276,7 +297,7 @@ func (s *Service) ListIntegrations(ctx context.Context, p Principal) ([]Integrat
 // GetIntegration returns one integration (masked).
 func (s *Service) GetIntegration(ctx context.Context, p Principal, id string) (Integration, error) {
 	rec, _, err := s.integration(ctx, p.Workspace, id)
-	return rec.Integration, err
+	return s.shown(rec), err
 }
 
 // DeleteIntegration removes an integration no number depends on.

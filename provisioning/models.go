@@ -62,6 +62,12 @@ type Number struct {
 	RenewsAt       *time.Time            `json:"renews_at,omitempty"`
 	Renewals       int                   `json:"renewals,omitempty"`
 	SuspendedAt    *time.Time            `json:"suspended_at,omitempty"`
+
+	// Call control (numbercontrol.go); all empty for a plain number.
+	Agents      []AgentWeight  `json:"agents,omitempty"`
+	SMSAgentID  string         `json:"sms_agent_id,omitempty"`
+	Fallback    []FallbackStep `json:"fallback,omitempty"`
+	RoutingHook *Hook          `json:"routing_hook,omitempty"`
 }
 
 // numberRecord is how a Number is stored (Workspace and PreviousConfig included).
@@ -98,6 +104,10 @@ type Agent struct {
 	// DeletingAt is set while the agent is being deleted: assignments to
 	// it are refused (see DeleteAgent).
 	DeletingAt *time.Time `json:"deleting_at,omitempty"`
+
+	// SourceCIDRs, when set, are the only source ranges the agent's SIP
+	// credentials are accepted from (agent listener).
+	SourceCIDRs []string `json:"source_cidrs,omitempty"`
 }
 
 // Forward registers a business line forwarding to a gateway number.

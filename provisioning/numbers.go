@@ -424,14 +424,21 @@ func (s *Service) ListNumbers(ctx context.Context, p Principal) ([]Number, error
 type NumberPatch struct {
 	AgentID     *string `json:"agent_id"`
 	VoiceRegion *string `json:"voice_region"`
+	// Call control (numbercontrol.go). agents replaces agent_id (which
+	// becomes the first of them); agent_id clears agents. An empty list
+	// or string clears; "routing_hook": null removes the override.
+	Agents      *[]AgentWeight  `json:"agents"`
+	SMSAgentID  *string         `json:"sms_agent_id"`
+	Fallback    *[]FallbackStep `json:"fallback"`
+	RoutingHook json.RawMessage `json:"routing_hook"`
 }
 
 var twilioRegions = map[string]bool{"us1": true, "ie1": true, "au1": true}
 
 // UpdateNumber assigns a number to an agent and/or sets its voice region.
 func (s *Service) UpdateNumber(ctx context.Context, p Principal, e164 string, patch NumberPatch) (Number, error) {
-	if patch.AgentID == nil && patch.VoiceRegion == nil {
-		return Number{}, invalid("body", "nothing to change: give agent_id and/or voice_region")
+	if patch.AgentID == nil && patch.VoiceRegion == nil && !patch.hasControlPatch() {
+		return Number{}, invalid("body", "nothing to change: give agent_id, agents, sms_agent_id, fallback, routing_hook and/or voice_region")
 	}
 	for attempt := 0; attempt < 20; attempt++ {
 		rec, rev, err := s.getNumber(ctx, p, e164)
@@ -441,6 +448,7 @@ func (s *Service) UpdateNumber(ctx context.Context, p Principal, e164 string, pa
 		if rec.Status == StatusReleasing {
 			return Number{}, errorf(ErrConflict, "number %s is being released; it can no longer be changed", rec.PhoneNumber)
 		}
+		before := rec
 		if patch.AgentID != nil {
 			id := *patch.AgentID
 			if id != "" {
@@ -452,6 +460,11 @@ func (s *Service) UpdateNumber(ctx context.Context, p Principal, e164 string, pa
 				}
 			}
 			rec.AgentID = id
+		}
+		if patch.AgentID != nil || patch.hasControlPatch() {
+			if err := s.applyControl(ctx, p.Workspace, &rec, patch); err != nil {
+				return Number{}, err
+			}
 		}
 		if patch.VoiceRegion != nil {
 			region := *patch.VoiceRegion
@@ -502,6 +515,11 @@ func (s *Service) UpdateNumber(ctx context.Context, p Principal, e164 string, pa
 			// one of the two sees the other), and undo the assignment if
 			// the agent is going.
 			if err := s.confirmAssignment(ctx, rec, newRev); err != nil {
+				return Number{}, err
+			}
+		}
+		if patch.hasControlPatch() {
+			if err := s.confirmControl(ctx, before, rec, newRev); err != nil {
 				return Number{}, err
 			}
 		}

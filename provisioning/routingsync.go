@@ -63,12 +63,27 @@ type Syncer struct {
 	Endpoints func(uri string) (string, error)
 	// Log receives those warnings (default slog.Default()).
 	Log *slog.Logger
+	// WorkspaceBucket, when set, is watched for workspace settings
+	// (routing hook, limits, outbound policy, webhook secret) decoded
+	// by Workspaces (Service.DecodeWorkspace; nil: settings without the
+	// secret). CredentialBucket, when set, is watched for agents' SIP
+	// credentials. Both are small: a change replaces their whole map in
+	// the next snapshot (WithWorkspaces, WithCredentials).
+	WorkspaceBucket  jetstream.KeyValue
+	Workspaces       WorkspaceDecoder
+	CredentialBucket jetstream.KeyValue
 
 	mu           sync.Mutex
 	numbers      map[string]routing.Number
 	agents       map[string]routing.Agent
 	forwards     map[string]routing.Forward
 	integrations map[string]routing.Integration
+	workspaces   map[string]routing.Workspace
+	credentials  map[string]routing.SIPCredential
+	wsName       string // WorkspaceBucket's name ("" when not watched)
+	credName     string // CredentialBucket's name
+	dirtyWS      bool
+	dirtyCreds   bool
 	ready        chan struct{}
 	readyOnce    sync.Once
 
@@ -95,6 +110,8 @@ func (y *Syncer) init() {
 		y.agents = map[string]routing.Agent{}
 		y.forwards = map[string]routing.Forward{}
 		y.integrations = map[string]routing.Integration{}
+		y.workspaces = map[string]routing.Workspace{}
+		y.credentials = map[string]routing.SIPCredential{}
 		y.dirtyNums = map[string]string{}
 	}
 }
@@ -116,6 +133,14 @@ func (y *Syncer) Run(ctx context.Context, numbers, agents, forwarding, integrati
 	}
 	updates := make(chan kvUpdate, 1024)
 	buckets := []jetstream.KeyValue{numbers, agents, forwarding, integrations}
+	if y.WorkspaceBucket != nil {
+		y.wsName = y.WorkspaceBucket.Bucket()
+		buckets = append(buckets, y.WorkspaceBucket)
+	}
+	if y.CredentialBucket != nil {
+		y.credName = y.CredentialBucket.Bucket()
+		buckets = append(buckets, y.CredentialBucket)
+	}
 	for _, kv := range buckets {
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
@@ -158,6 +183,20 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 	defer y.mu.Unlock()
 	del := e.Operation() != jetstream.KeyValuePut
 	key := e.Key()
+	switch {
+	case bucket == y.wsName && y.wsName != "":
+		y.applyWorkspace(key, del, e.Value())
+		return
+	case bucket == y.credName && y.credName != "":
+		y.dirtyCreds = true
+		delete(y.credentials, key)
+		if !del {
+			if c, ok := decodeSIPCredential(e.Value()); ok && c.Username == key {
+				y.credentials[key] = c
+			}
+		}
+		return
+	}
 	switch bucket {
 	case nb:
 		if _, fwd := y.forwards[key]; fwd {
@@ -179,6 +218,7 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 		y.numbers[key] = routing.Number{
 			E164: r.PhoneNumber, Workspace: r.WorkspaceID, Carrier: r.Carrier, Origin: r.Origin,
 			Status: r.Status, AgentID: r.AgentID, VoiceRegion: r.VoiceRegion, IntegrationID: r.IntegrationID,
+			Control: r.Number.routingControl(),
 		}
 	case ab:
 		y.dirtyAgents = true
@@ -193,7 +233,7 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 		if a.Workspace == "" {
 			a.Workspace, _, _ = strings.Cut(key, ".")
 		}
-		y.agents[key] = routing.Agent{ID: a.ID, Workspace: a.Workspace, Name: a.Name, Endpoints: y.checkEndpoints(key, a.Endpoints), Media: a.Media, MessagingURL: a.MessagingURL}
+		y.agents[key] = routing.Agent{ID: a.ID, Workspace: a.Workspace, Name: a.Name, Endpoints: y.checkEndpoints(key, a.Endpoints), Media: a.Media, MessagingURL: a.MessagingURL, SourceCIDRs: a.SourceCIDRs}
 	case fb:
 		y.dirtyFwd = true
 		if del {
@@ -214,6 +254,22 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 		if in, ok := y.Integrations(key, e.Value()); ok {
 			y.integrations[key] = in
 		}
+	}
+}
+
+// applyWorkspace records a workspace's settings. y.mu held.
+func (y *Syncer) applyWorkspace(key string, del bool, value []byte) {
+	y.dirtyWS = true
+	delete(y.workspaces, key)
+	if del || !ValidID(key) { // not a workspace (e.g. _meta.secret_check)
+		return
+	}
+	dec := y.Workspaces
+	if dec == nil {
+		dec = func(key string, value []byte) (routing.Workspace, bool) { return decodeWorkspace(nil, nil, key, value) }
+	}
+	if w, ok := dec(key, value); ok {
+		y.workspaces[key] = w
 	}
 }
 
@@ -277,8 +333,12 @@ func (y *Syncer) publish() {
 		removed  []string
 		fwds     []routing.Forward
 		integrs  []routing.Integration
+		wss      []routing.Workspace
+		creds    []routing.SIPCredential
 		fwdDirty = y.dirtyFwd
 		intDirty = y.dirtyIntegr
+		wsDirty  = y.dirtyWS
+		crDirty  = y.dirtyCreds
 	)
 	if full {
 		b = routing.NewBuilder()
@@ -311,8 +371,19 @@ func (y *Syncer) publish() {
 			integrs = append(integrs, i)
 		}
 	}
+	if full || wsDirty {
+		for _, w := range y.workspaces {
+			wss = append(wss, w)
+		}
+	}
+	if full || crDirty {
+		for _, c := range y.credentials {
+			creds = append(creds, c)
+		}
+	}
 	clear(y.dirtyNums)
 	y.dirtyAgents, y.dirtyFwd, y.dirtyIntegr = false, false, false
+	y.dirtyWS, y.dirtyCreds = false, false
 	y.mu.Unlock()
 
 	var snap *routing.Snapshot
@@ -323,6 +394,12 @@ func (y *Syncer) publish() {
 		for _, i := range integrs {
 			b.AddIntegration(i)
 		}
+		for _, w := range wss {
+			b.AddWorkspace(w)
+		}
+		for _, c := range creds {
+			b.AddCredential(c)
+		}
 		snap = b.Build()
 		y.FullBuilds.Add(1)
 	} else {
@@ -332,6 +409,12 @@ func (y *Syncer) publish() {
 		}
 		if intDirty {
 			snap = snap.WithIntegrations(integrs)
+		}
+		if wsDirty {
+			snap = snap.WithWorkspaces(wss)
+		}
+		if crDirty {
+			snap = snap.WithCredentials(creds)
 		}
 	}
 	y.last = snap

@@ -43,6 +43,9 @@ type Options struct {
 	Box *secrets.Box
 	// Carriers are gateway-wide carrier API settings.
 	Carriers CarrierSettings
+	// SIPRealm is the digest realm of agents' SIP credentials (default
+	// DefaultSIPRealm, "callgate").
+	SIPRealm string
 }
 
 // Service implements provisioning on a Store.
@@ -58,6 +61,8 @@ type Service struct {
 	m        *Metrics
 	crash    func(step string) bool // tests: stop a saga at step, as a crash would
 	self     selfPtr                // this gateway's SIP addresses (SetSIPSelf)
+	// drawUsername replaces random SIP usernames (tests: collisions).
+	drawUsername func() string
 }
 
 // New returns a Service.
@@ -224,7 +229,8 @@ func (s *Service) CreateWorkspace(ctx context.Context, id, name string, credits 
 		name = id
 	}
 	ws := Workspace{ID: id, Name: name, CreatedAt: s.now().UTC()}
-	b, _ := json.Marshal(ws)
+	// Born with a webhook secret, so that what callgate sends it is signed.
+	b, _ := json.Marshal(workspaceRecord{Workspace: ws, SealedWebhookSecret: s.sealNewWebhookSecret(id)})
 	if _, err := s.st.Workspaces.Create(ctx, id, b); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return Workspace{}, "", errorf(ErrConflict, "workspace %q already exists", id)

@@ -36,6 +36,10 @@ const (
 	AuditSubjectPrefix = "callgate.audit."
 )
 
+// BucketSIPCredentials holds agents' SIP digest credentials (HA1s only),
+// keyed by username, which is unique across the deployment.
+const BucketSIPCredentials = "callgate_sip_credentials"
+
 // Audit stream limits by default: 90 days, 256 MiB.
 const (
 	DefaultAuditMaxAge   = 90 * 24 * time.Hour
@@ -108,6 +112,9 @@ type Store struct {
 
 	history  HistoryConfig // per-workspace call history streams (history.go)
 	replicas int
+
+	// SIPCredentials holds agents' SIP credentials (provisioning).
+	SIPCredentials jetstream.KeyValue
 }
 
 // Open starts (when embedded) and connects to NATS, then creates or opens
@@ -201,6 +208,7 @@ func (s *Store) ensure(ctx context.Context, replicas int, audit AuditConfig) err
 		{&s.Forwarding, BucketForwarding, 1, 0},
 		{&s.Integrations, BucketIntegrations, 1, 0},
 		{&s.Idempotency, BucketIdempotency, 1, 24 * time.Hour},
+		{&s.SIPCredentials, BucketSIPCredentials, 1, 0},
 		{&s.health.kv, BucketHealth, 1, healthKeyTTL},
 	}
 	for _, k := range kvs {

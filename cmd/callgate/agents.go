@@ -10,7 +10,8 @@ import (
 
 func (a *app) agentsCommand() *cobra.Command {
 	return a.group("agents", "Create, list, show, update and delete agents",
-		a.agentsCreate(), a.agentsList(), a.agentsShow(), a.agentsUpdate(), a.agentsDelete())
+		a.agentsCreate(), a.agentsList(), a.agentsShow(), a.agentsUpdate(), a.agentsDelete(),
+		a.agentsCredentials())
 }
 
 type endpoint struct {
@@ -41,6 +42,7 @@ func parseEndpoints(vals []string) ([]endpoint, error) {
 type agentFlags struct {
 	name, media, messagingURL string
 	endpoints                 []string
+	sourceCIDRs               []string
 }
 
 func (f *agentFlags) add(c *cobra.Command) {
@@ -49,6 +51,7 @@ func (f *agentFlags) add(c *cobra.Command) {
 	fl.StringArrayVar(&f.endpoints, "endpoint", nil, "REGION=URI (repeat the flag or join with commas)")
 	fl.StringVar(&f.media, "media", "", "direct or relay")
 	fl.StringVar(&f.messagingURL, "messaging-url", "", "URL that receives the agent's SMS")
+	fl.StringSliceVar(&f.sourceCIDRs, "source-cidr", nil, "ranges the agent's SIP credentials are accepted from (repeat or join with commas)")
 	completeWords(c, "media", "direct", "relay")
 }
 
@@ -75,6 +78,9 @@ func (a *app) agentsCreate() *cobra.Command {
 		}
 		if f.messagingURL != "" {
 			body["messaging_url"] = f.messagingURL
+		}
+		if len(f.sourceCIDRs) > 0 {
+			body["source_cidrs"] = f.sourceCIDRs
 		}
 		return a.show("POST", "/v1/agents", body, nil)
 	})
@@ -133,7 +139,7 @@ func (a *app) agentsUpdate() *cobra.Command {
 	}
 	f.add(c)
 	c.RunE = a.runE(false, func(args []string) error {
-		if !changed(c, "name") && !changed(c, "endpoint") && !changed(c, "media") && !changed(c, "messaging-url") {
+		if !changed(c, "name") && !changed(c, "endpoint") && !changed(c, "media") && !changed(c, "messaging-url") && !changed(c, "source-cidr") {
 			return usageErrorf("agents update: nothing to change: give --name, --endpoint, --media or --messaging-url")
 		}
 		path := "/v1/agents/" + url.PathEscape(args[0])
@@ -142,6 +148,7 @@ func (a *app) agentsUpdate() *cobra.Command {
 			Endpoints    []endpoint `json:"endpoints"`
 			Media        string     `json:"media"`
 			MessagingURL string     `json:"messaging_url"`
+			SourceCIDRs  []string   `json:"source_cidrs"`
 		}
 		if err := a.do("GET", path, nil, nil, &cur); err != nil {
 			return err
@@ -172,6 +179,11 @@ func (a *app) agentsUpdate() *cobra.Command {
 		}
 		if msgURL != "" {
 			body["messaging_url"] = msgURL
+		}
+		// PUT replaces: keep the source ranges unless --source-cidr is given.
+		body["source_cidrs"] = cur.SourceCIDRs
+		if changed(c, "source-cidr") {
+			body["source_cidrs"] = f.sourceCIDRs
 		}
 		return a.show("PUT", path, body, nil)
 	})

@@ -192,6 +192,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.numbersCommand(), a.agentsCommand(), a.forwardingCommand(), a.integrationsCommand(),
 		a.creditsCommand(), a.workspacesCommand(), a.regionsCommand(), a.auditCommand(),
 		a.callsCommand(),
+		a.workspaceCommand(),
 	} {
 		c.GroupID = "ops"
 		root.AddCommand(c)

@@ -11,7 +11,8 @@ import (
 
 func (a *app) numbersCommand() *cobra.Command {
 	return a.group("numbers", "Search, buy, list, show, assign and release numbers",
-		a.numbersSearch(), a.numbersBuy(), a.numbersList(), a.numbersShow(), a.numbersAssign(), a.numbersRelease())
+		a.numbersSearch(), a.numbersBuy(), a.numbersList(), a.numbersShow(), a.numbersAssign(), a.numbersRelease(),
+		a.numbersSet())
 }
 
 func (a *app) numbersSearch() *cobra.Command {
