@@ -165,9 +165,10 @@ func (s *Server) crossSide(side uint8) uint8 {
 }
 
 // downSide is the side the call's INVITE goes out through: outbound
-// calls to the carrier side, inbound ones to the agent side when it is on.
+// calls and a fallback step to a phone number to the carrier side, inbound
+// ones to the agent side when it is on.
 func (c *call) downSide() uint8 {
-	if c.out != nil || c.s.ag == nil {
+	if c.out != nil || c.s.ag == nil || (c.ctl != nil && c.ctl.toCarrier) {
 		return sideCarrier
 	}
 	return sideAgent

@@ -36,6 +36,7 @@ func (c *call) nextFallback() bool {
 			continue
 		}
 		c.cands, c.ci = eps, 0
+		ctl.toCarrier = st.Number != ""
 		return true
 	}
 	return false

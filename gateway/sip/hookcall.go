@@ -33,6 +33,9 @@ type callControl struct {
 
 	fallback []routing.FallbackStep
 	step     int // fallback steps taken: 0 while the assigned agent is tried
+	// toCarrier: the current step is a phone number, so the call leaves
+	// through the carrier listener (egress), not the agent listener.
+	toCarrier bool
 }
 
 // Refusals of controlled calls.
