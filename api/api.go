@@ -42,6 +42,8 @@ type Options struct {
 	// Audit records audited operations and failed key uses, and serves
 	// GET /v1/audit (nil: no audit log).
 	Audit *audit.Log
+	// Calls places calls for POST /v1/calls (nil: 503).
+	Calls CallPlacer
 }
 
 // API is the HTTP handler.
@@ -259,6 +261,7 @@ var Routes = []Route{
 	{"DELETE", "/v1/integrations/{id}", false, func(a *API) handler { return a.deleteIntegration }},
 	{"GET", "/v1/integrations/{id}/numbers", false, func(a *API) handler { return a.integrationNumbers }},
 	{"POST", "/v1/integrations/{id}/import", false, func(a *API) handler { return a.importNumbers }},
+	{"POST", "/v1/calls", false, func(a *API) handler { return a.placeCall }},
 	{"POST", "/v1/workspaces", true, func(a *API) handler { return a.createWorkspace }},
 	{"POST", "/v1/workspaces/{id}/credits", true, func(a *API) handler { return a.topUp }},
 }

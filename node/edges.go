@@ -7,6 +7,7 @@ import (
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/gateway/media"
+	"github.com/callgate/callgate/gateway/placer"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
 	"github.com/callgate/callgate/provisioning"
@@ -19,6 +20,11 @@ type edges struct {
 	webhook *webhook.Handler
 	media   *media.Manager
 	done    chan struct{}
+	// placer places REST calls (place.go); limits and usage are the
+	// workspace limiter and usage meter when configured (nil: off).
+	placer *placer.Placer
+	limits calls.Limiter
+	usage  calls.UsageMeter
 }
 
 // startEdges starts the SIP and webhook edges and the media relay.
@@ -42,6 +48,9 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 		return err
 	}
 	n.edges.sip = srv
+	if err := n.startPlacer(events, extra); err != nil {
+		return err
+	}
 	n.edges.done = make(chan struct{})
 	go func() {
 		defer close(n.edges.done)
@@ -94,6 +103,9 @@ func (n *Node) stopEdges() {
 	}
 	if n.edges.webhook != nil {
 		n.edges.webhook.Close()
+	}
+	if n.edges.placer != nil {
+		n.edges.placer.Close()
 	}
 	if n.edges.media != nil {
 		n.edges.media.Close()

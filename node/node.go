@@ -229,6 +229,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Extra:   extra,
 		Metrics: api.NewMetrics(n.reg),
 		Audit:   n.startAudit(runCtx),
+		Calls:   n.edges.placer,
 	})
 	n.handler.Store(h)
 	go func() {

@@ -1,0 +1,34 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/placer"
+)
+
+// startPlacer builds the REST call placer (POST /v1/calls): the sandbox
+// third-party call controller on its own SIP port, and the carriers' call
+// APIs with their callbacks mounted under /webhooks/calls/.
+func (n *Node) startPlacer(events calls.Publisher, extra map[string]http.Handler) error {
+	cfg := n.cfg
+	var uac *placer.UAC
+	if cfg.Sandbox {
+		u, err := placer.NewUAC(placer.UACConfig{Addr: cfg.Carriers.Sandbox.UACAddr,
+			TerminationURI: cfg.Carriers.Sandbox.TerminationURI, Log: n.log})
+		if err != nil {
+			return err
+		}
+		uac = u
+	}
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = cfg.Webhook.PublicURL
+	}
+	n.edges.placer = placer.New(placer.Config{PublicURL: publicURL}, placer.Deps{
+		Table: n.table, Events: events, Carriers: n.svc, Idempotency: n.svc, Sandbox: uac, Log: n.log,
+		Limits: n.edges.limits, Usage: n.edges.usage,
+	})
+	extra[placer.CallbackPath] = n.edges.placer.Handler()
+	return nil
+}
