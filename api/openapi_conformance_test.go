@@ -124,6 +124,20 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "DELETE", "/v1/forwarding/12025550123", "", want(204))
 	x.call(ws, "DELETE", "/v1/forwarding/12025550123", "", want(404))
 
+	// Calls (sandbox number → the sandbox termination).
+	call := `{"from":"` + num + `","to":"+12025550143","agent_id":"bot"}`
+	_, c1 := x.call(ws, "POST", "/v1/calls", call, want(201), header("Idempotency-Key", "call-1"))
+	if _, c2 := x.call(ws, "POST", "/v1/calls", call, want(201), header("Idempotency-Key", "call-1")); c1["id"] != c2["id"] {
+		t.Fatalf("a retry placed another call: %v, %v", c1, c2)
+	}
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"+12025550144","agent_id":"bot"}`, want(409), header("Idempotency-Key", "call-1"))
+	x.call(ws, "POST", "/v1/calls", `{"from":"+12025550177","to":"+12025550143","agent_id":"bot"}`, want(403), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"+33142685300","agent_id":"bot"}`, want(403), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"+12025550143","agent_id":"nobody"}`, want(404), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"call me","agent_id":"bot"}`, want(400), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`"}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", call, want(415), contentType("text/plain"), badRequest())
+
 	// Regions: the agent's endpoint appears once the node probes it.
 	x.call(ws, "GET", "/v1/regions", "", want(200))
 	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -210,6 +224,7 @@ func startConformanceNode(t *testing.T, mutate func(*config.Config)) *node.Node 
 		c.SIP.Probe.Interval = 200 * time.Millisecond
 		c.SIP.Probe.Timeout = 150 * time.Millisecond
 		c.PublicURL = "https://gw.example.com"
+		c.Carriers.Sandbox.TerminationURI = "sip:127.0.0.1:9" // discard: POST /v1/calls places, nobody answers
 	}), nodetest.Config(mutate))
 }
 

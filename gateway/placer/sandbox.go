@@ -140,12 +140,20 @@ func (u *UAC) Addr() net.Addr { return u.pc.LocalAddr() }
 func (u *UAC) Close() {
 	u.closeMu.Do(func() {
 		if u.cancel != nil {
-			u.cancel()
+			u.cancel() // ringing legs are CANCELled, answered ones get BYE
 		}
-		u.wg.Wait()
+		done := make(chan struct{})
+		go func() { u.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			// A leg that never answered anything waits for Timer B:
+			// closing the transport ends its transaction.
+		}
 		if u.ua != nil {
 			_ = u.ua.Close()
 		}
+		<-done
 		_ = u.pc.Close()
 	})
 }
