@@ -191,6 +191,7 @@ func (a *app) rootCommand() *cobra.Command {
 	for _, c := range []*cobra.Command{
 		a.numbersCommand(), a.agentsCommand(), a.forwardingCommand(), a.integrationsCommand(),
 		a.creditsCommand(), a.workspacesCommand(), a.regionsCommand(), a.auditCommand(),
+		a.callsCommand(),
 	} {
 		c.GroupID = "ops"
 		root.AddCommand(c)
