@@ -126,6 +126,9 @@ const opPlaceCall = "place_call"
 // Idempotency-Key, a retry of the same request returns the same call (and
 // places nothing); a different request under the key is a conflict.
 func (p *Placer) Place(ctx context.Context, ws string, req Request, idemKey string) (*Call, error) {
+	if p == nil {
+		return nil, &Error{Status: 503, Title: "Calls are off", Detail: "this gateway places no calls", RetryAfter: time.Minute}
+	}
 	req, err := normalize(req)
 	if err != nil {
 		return nil, err
