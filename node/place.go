@@ -27,7 +27,7 @@ func (n *Node) startPlacer(events calls.Publisher, extra map[string]http.Handler
 	}
 	n.edges.placer = placer.New(placer.Config{PublicURL: publicURL}, placer.Deps{
 		Table: n.table, Events: events, Carriers: n.svc, Idempotency: n.svc, Sandbox: uac, Log: n.log,
-		Limits: n.edges.limits, Usage: n.edges.usage,
+		Limits: n.edges.limits, Usage: n.edges.usage, Health: n.edges.sip.Prober(),
 	})
 	extra[placer.CallbackPath] = n.edges.placer.Handler()
 	return nil

@@ -85,3 +85,27 @@ func TestSandboxWithoutTerminationIsAFieldError(t *testing.T) {
 		t.Fatalf("err %v active %d", err, l.n())
 	}
 }
+
+// health marks endpoints down by URI.
+type health map[string]bool
+
+func (h health) Endpoint(uri string) (time.Duration, bool, bool) {
+	return time.Millisecond, !h[uri], true
+}
+
+// TestEndpointsDownIs503: an agent whose every endpoint is down gets a
+// 503 with Retry-After, as a SIP call would; with one up, it is chosen.
+func TestEndpointsDownIs503(t *testing.T) {
+	tab := table("sandbox", "", "sip:bot@127.0.0.1:5999")
+	p := New(Config{}, Deps{Table: tab, Health: health{"sip:bot@127.0.0.1:5999": true}})
+	_, err := p.Place(context.Background(), ws, Request{From: "+12125550100", To: "+12125550155", AgentID: "bot"}, "")
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Status != 503 || pe.RetryAfter <= 0 {
+		t.Fatalf("err %v", err)
+	}
+	p = New(Config{}, Deps{Table: tab, Health: health{}})
+	pl, err := p.check(ws, Request{From: "+12125550100", To: "+12125550155", AgentID: "bot"})
+	if err != nil || pl.endpoint.URI != "sip:bot@127.0.0.1:5999" {
+		t.Fatalf("plan %+v %v", pl, err)
+	}
+}

@@ -70,11 +70,13 @@ type Config struct {
 // Deps are the placer's collaborators; nil Limits and Usage turn limits
 // and metering off.
 type Deps struct {
-	Table       *routing.Table
-	Events      calls.Publisher
-	Limits      calls.Limiter
-	Usage       calls.UsageMeter
-	Carriers    Carriers
+	Table    *routing.Table
+	Events   calls.Publisher
+	Limits   calls.Limiter
+	Usage    calls.UsageMeter
+	Carriers Carriers
+	// Health is what endpoint probes learnt (nil: every endpoint up).
+	Health      routing.Health
 	Idempotency Idempotency
 	// Sandbox places calls of sandbox numbers (nil: they cannot call out).
 	Sandbox *UAC
@@ -226,7 +228,14 @@ func (p *Placer) check(ws string, req Request) (*plan, error) {
 	if len(ag.Endpoints) == 0 {
 		return nil, fieldErr(400, "agent_id", "Invalid request", "agent %q has no endpoint to connect the call to", ag.ID)
 	}
-	pl.agent, pl.endpoint = ag, ag.Endpoints[0]
+	// The agent's endpoint as for an inbound call to the number: its voice
+	// region first when healthy, then by measured RTT; down ones left out.
+	cands := routing.Candidates(&routing.Route{Number: pl.number, Agent: ag}, p.d.Health)
+	if len(cands) == 0 {
+		return nil, &Error{Status: 503, Field: "agent_id", Title: "No healthy endpoint", RetryAfter: 5 * time.Second,
+			Detail: "every endpoint of agent " + ag.ID + " is down (SIP OPTIONS probes); retry later"}
+	}
+	pl.agent, pl.endpoint = ag, cands[0]
 	if rule, ok := routing.CheckDestination(snap.Workspace(ws), req.From, req.To); !ok {
 		if rule == routing.RuleInvalidDestination {
 			return nil, &Error{Status: 400, Field: "to", Rule: rule, Title: "Invalid request", Detail: routing.RulePhrase(rule)}
