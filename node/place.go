@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/gateway/placer"
 )
 
@@ -28,6 +29,7 @@ func (n *Node) startPlacer(events calls.Publisher, extra map[string]http.Handler
 	n.edges.placer = placer.New(placer.Config{PublicURL: publicURL}, placer.Deps{
 		Table: n.table, Events: events, Carriers: n.svc, Idempotency: n.svc, Sandbox: uac, Log: n.log,
 		Limits: n.edges.limits, Usage: n.edges.usage, Health: n.edges.sip.Prober(),
+		Media: media.Anchor[placer.MediaSession]{M: n.edges.media}, MediaMode: cfg.Media.Mode,
 	})
 	extra[placer.CallbackPath] = n.edges.placer.Handler()
 	return nil

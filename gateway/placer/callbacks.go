@@ -85,7 +85,10 @@ func (p *Placer) answered(c Call, st callState) {
 	p.d.Events.Publish(p.event(calls.Answered, c, st.WS, st.Number, st.Endpoint, st.FwdFrom))
 }
 
-func (p *Placer) ended(c Call, st callState, reason string) {
+func (p *Placer) ended(c Call, st callState, reason string) { p.endedWith(c, st, reason, nil) }
+
+// endedWith is ended with the relay's media figures (nil: not relayed).
+func (p *Placer) endedWith(c Call, st callState, reason string, media any) {
 	if _, dup := p.seen.LoadOrStore(c.ID+"/ended", time.Now()); dup {
 		return
 	}
@@ -94,7 +97,7 @@ func (p *Placer) ended(c Call, st callState, reason string) {
 	}
 	p.release(st.WS)
 	e := p.event(calls.Ended, c, st.WS, st.Number, st.Endpoint, st.FwdFrom)
-	e.Reason = reason
+	e.Reason, e.Media = reason, media
 	p.d.Events.Publish(e)
 	p.forget(c.ID)
 }

@@ -76,11 +76,29 @@ type Deps struct {
 	Usage    calls.UsageMeter
 	Carriers Carriers
 	// Health is what endpoint probes learnt (nil: every endpoint up).
-	Health      routing.Health
+	Health routing.Health
+	// Media relays the RTP of sandbox calls whose agent's media is
+	// "relay" (MediaMode when the agent has none); nil: media is direct.
+	Media       MediaAnchor
+	MediaMode   string
 	Idempotency Idempotency
 	// Sandbox places calls of sandbox numbers (nil: they cannot call out).
 	Sandbox *UAC
 	Log     *slog.Logger
+}
+
+// MediaAnchor makes relay sessions (media.Anchor[placer.MediaSession]).
+type MediaAnchor interface {
+	NewSession(callID string, onTimeout func()) (MediaSession, error)
+}
+
+// MediaSession is one relayed call: the callee's offer and the agent's
+// answer are rewritten to point at the relay; Close gives the per-leg
+// figures for the ended event.
+type MediaSession interface {
+	RewriteOffer(sdp []byte) ([]byte, error)
+	RewriteAnswer(sdp []byte) ([]byte, error)
+	Close() any
 }
 
 // Placer places calls. It is safe for concurrent use.

@@ -63,6 +63,7 @@ type b2b struct {
 	once     sync.Once
 	reason   string
 	answered bool
+	media    MediaSession // nil: media flows directly between the legs
 }
 
 // NewUAC binds the UAC's SIP user agent and starts serving in-dialog
@@ -177,6 +178,17 @@ func (p *Placer) placeSandbox(pl *plan) error {
 		return fieldErr(400, "agent_id", "Invalid request", "the agent's endpoint %q is not a SIP URI", pl.endpoint.URI)
 	}
 	b := &b2b{pl: pl, done: make(chan struct{})}
+	mode := pl.agent.Media
+	if mode == "" {
+		mode = p.d.MediaMode
+	}
+	if mode == "relay" && p.d.Media != nil {
+		ms, err := p.d.Media.NewSession(pl.call.ID, func() { u.hangup(b, nil, "media_timeout") })
+		if err != nil {
+			return &Error{Status: 503, Title: "Media relay full", Detail: "no relay ports free for this call; retry later", RetryAfter: 5 * time.Second}
+		}
+		b.media = ms
+	}
 	u.mu.Lock()
 	u.calls[pl.call.ID] = b
 	u.mu.Unlock()
@@ -254,6 +266,13 @@ func (u *UAC) run(b *b2b, agent sip.Uri) {
 		return
 	}
 	offer := legA.InviteResponse.Body()
+	if b.media != nil {
+		if offer, err = b.media.RewriteOffer(offer); err != nil {
+			_ = u.ack(legA, nil)
+			u.hangup(b, nil, "pstn_bad_sdp")
+			return
+		}
+	}
 	// Leg B: the agent, with the callee's offer.
 	ctxB, cancelB := context.WithTimeout(u.ctx, u.cfg.RingTimeout)
 	defer cancelB()
@@ -272,6 +291,14 @@ func (u *UAC) run(b *b2b, agent sip.Uri) {
 		return
 	}
 	answer := legB.InviteResponse.Body()
+	if b.media != nil {
+		if answer, err = b.media.RewriteAnswer(answer); err != nil {
+			_ = legB.Ack(u.ctx)
+			_ = u.ack(legA, nil)
+			u.hangup(b, nil, "agent_bad_sdp")
+			return
+		}
+	}
 	if err := legB.Ack(u.ctx); err != nil {
 		u.log.Warn("placer: sandbox: ACK to the agent failed", "call_id", c.ID, "err", err)
 	}
@@ -377,6 +404,10 @@ func (u *UAC) finish(b *b2b, reason string) {
 			}
 		}
 		close(b.done)
-		u.p.ended(b.pl.call, b.pl.state(), reason)
+		var stats any
+		if b.media != nil {
+			stats = b.media.Close()
+		}
+		u.p.endedWith(b.pl.call, b.pl.state(), reason, stats)
 	})
 }
