@@ -26,10 +26,15 @@ func (n *Node) startPlacer(events calls.Publisher, extra map[string]http.Handler
 	if publicURL == "" {
 		publicURL = cfg.Webhook.PublicURL
 	}
+	active := func() float64 { return 0 }
+	if uac != nil {
+		active = func() float64 { return float64(uac.Active()) }
+	}
 	n.edges.placer = placer.New(placer.Config{PublicURL: publicURL}, placer.Deps{
 		Table: n.table, Events: events, Carriers: n.svc, Idempotency: n.svc, Sandbox: uac, Log: n.log,
 		Limits: n.edges.limits, Usage: n.edges.usage, Health: n.edges.sip.Prober(),
 		Media: media.Anchor[placer.MediaSession]{M: n.edges.media}, MediaMode: cfg.Media.Mode,
+		Metrics: placer.NewMetrics(n.reg, active),
 	})
 	extra[placer.CallbackPath] = n.edges.placer.Handler()
 	return nil

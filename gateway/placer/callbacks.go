@@ -25,6 +25,17 @@ const maxCallbackBody = 64 << 10
 // (Ed25519 with the integration's public key). Unsigned or badly signed
 // requests get 403 and change nothing.
 func (p *Placer) Handler() http.Handler {
+	return p.handler()
+}
+
+// callback counts a carrier report's outcome.
+func (p *Placer) callback(carrier, outcome string) {
+	if p.d.Metrics != nil {
+		p.d.Metrics.Callbacks.WithLabelValues(carrier, outcome).Inc()
+	}
+}
+
+func (p *Placer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+twilioStatusPath, p.twilioStatus)
 	mux.HandleFunc("POST "+telnyxEventsPath, p.telnyxEvent)
@@ -44,6 +55,7 @@ func integrationOf(snap *routing.Snapshot, ws, number string) (routing.Integrati
 func (p *Placer) twilioStatus(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxCallbackBody)
 	if err := r.ParseForm(); err != nil {
+		p.callback("twilio", "invalid")
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return
 	}
@@ -51,14 +63,17 @@ func (p *Placer) twilioStatus(w http.ResponseWriter, r *http.Request) {
 	snap := p.d.Table.Load()
 	it, ok := integrationOf(snap, st.WS, st.Number)
 	if !ok || it.AuthToken == "" {
+		p.callback("twilio", "refused")
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
 	full := p.cfg.PublicURL + r.URL.RequestURI()
 	if err := webhook.VerifyTwilio(it.AuthToken, full, r.Header.Get("X-Twilio-Signature"), r.PostForm, nil); err != nil {
+		p.callback("twilio", "refused")
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
+	p.callback("twilio", "accepted")
 	c := Call{ID: st.ID, From: st.From, To: st.To, AgentID: st.Agent, Carrier: "twilio"}
 	switch status := r.PostForm.Get("CallStatus"); status {
 	case "in-progress":
@@ -127,30 +142,36 @@ var transferTimeout = 10 * time.Second
 func (p *Placer) telnyxEvent(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallbackBody))
 	if err != nil {
+		p.callback("telnyx", "invalid")
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
 	var ev telnyxWebhook
 	if err := json.Unmarshal(body, &ev); err != nil {
+		p.callback("telnyx", "invalid")
 		http.Error(w, "bad JSON", http.StatusBadRequest)
 		return
 	}
 	var st callState
 	raw, err := base64.StdEncoding.DecodeString(ev.Data.Payload.ClientState)
 	if err != nil || json.Unmarshal(raw, &st) != nil || st.ID == "" {
+		p.callback("telnyx", "refused")
 		http.Error(w, "forbidden", http.StatusForbidden) // not a call callgate placed
 		return
 	}
 	it, ok := integrationOf(p.d.Table.Load(), st.WS, st.Number)
 	if !ok {
+		p.callback("telnyx", "refused")
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
 	if err := webhook.VerifyTelnyx(it.PublicKey, r.Header.Get("telnyx-signature-ed25519"), r.Header.Get("telnyx-timestamp"),
 		body, time.Now(), webhook.DefaultTimestampTolerance); err != nil {
+		p.callback("telnyx", "refused")
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
+	p.callback("telnyx", "accepted")
 	c := Call{ID: st.ID, From: st.From, To: st.To, AgentID: st.Agent, Carrier: "telnyx"}
 	switch ev.Data.EventType {
 	case "call.answered":

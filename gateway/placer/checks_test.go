@@ -109,3 +109,18 @@ func TestEndpointsDownIs503(t *testing.T) {
 		t.Fatalf("plan %+v %v", pl, err)
 	}
 }
+
+// TestBusinessLineAsCallerID: a business line the workspace registered
+// for forwarding may be the caller ID; the call leaves through the gateway
+// number it forwards to, and says so (ForwardedFrom).
+func TestBusinessLineAsCallerID(t *testing.T) {
+	p := New(Config{}, Deps{Table: table("sandbox", "", "sip:bot@127.0.0.1:5999")})
+	pl, err := p.check(ws, Request{From: "+13125550123", To: "+12125550155", AgentID: "bot"})
+	if err != nil || pl.number.E164 != "+12125550100" || pl.forwardedFrom != "+13125550123" || pl.call.From != "+13125550123" {
+		t.Fatalf("plan %+v %v", pl, err)
+	}
+	// Another workspace cannot use it.
+	if _, err := p.check("globex", Request{From: "+13125550123", To: "+12125550155", AgentID: "bot"}); err == nil || err.(*Error).Status != 403 {
+		t.Fatalf("globex: %v", err)
+	}
+}

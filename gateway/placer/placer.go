@@ -79,8 +79,10 @@ type Deps struct {
 	Health routing.Health
 	// Media relays the RTP of sandbox calls whose agent's media is
 	// "relay" (MediaMode when the agent has none); nil: media is direct.
-	Media       MediaAnchor
-	MediaMode   string
+	Media     MediaAnchor
+	MediaMode string
+	// Metrics may be nil (not measured).
+	Metrics     *Metrics
 	Idempotency Idempotency
 	// Sandbox places calls of sandbox numbers (nil: they cannot call out).
 	Sandbox *UAC
@@ -149,6 +151,22 @@ func (p *Placer) Place(ctx context.Context, ws string, req Request, idemKey stri
 	if p == nil {
 		return nil, &Error{Status: 503, Title: "Calls are off", Detail: "this gateway places no calls", RetryAfter: time.Minute}
 	}
+	c, err := p.placeIdempotent(ctx, ws, req, idemKey)
+	if m := p.d.Metrics; m != nil {
+		carrier := "other"
+		if c != nil {
+			carrier = c.Carrier
+		} else if snap := p.d.Table.Load(); snap != nil {
+			if rt, ok := snap.Lookup(req.From); ok && rt.Number.Workspace == ws {
+				carrier = rt.Number.Carrier
+			}
+		}
+		m.Placed.WithLabelValues(carrierLabel(carrier), resultOf(err)).Inc()
+	}
+	return c, err
+}
+
+func (p *Placer) placeIdempotent(ctx context.Context, ws string, req Request, idemKey string) (*Call, error) {
 	req, err := normalize(req)
 	if err != nil {
 		return nil, err
