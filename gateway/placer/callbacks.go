@@ -212,7 +212,13 @@ func (p *Placer) transferTelnyx(integrationID, callControlID string, st callStat
 		hs = append(hs, telnyx.SIPHeader{Name: "X-Callgate-Forwarded-From", Value: st.FwdFrom})
 	}
 	if err := tc.Transfer(ctx, telnyx.TransferParams{CallControlID: callControlID, To: st.Endpoint, Headers: hs, CommandID: st.ID + "-transfer"}); err != nil {
-		p.log.Warn("placer: telnyx transfer to the agent failed", "call_id", st.ID, "err", err)
+		// The callee must not wait in silence: hang up, and the call ends
+		// here (the call.hangup that follows is a duplicate).
+		p.log.Warn("placer: telnyx transfer to the agent failed; hanging up", "call_id", st.ID, "err", err)
+		p.ended(Call{ID: st.ID, From: st.From, To: st.To, AgentID: st.Agent, Carrier: "telnyx"}, st, "agent_transfer_failed")
+		if err := tc.Hangup(ctx, callControlID, st.ID+"-hangup"); err != nil {
+			p.log.Warn("placer: telnyx hangup failed", "call_id", st.ID, "err", err)
+		}
 	}
 }
 

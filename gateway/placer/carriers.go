@@ -28,6 +28,7 @@ type twilioCaller interface {
 type telnyxCaller interface {
 	Dial(ctx context.Context, p telnyx.DialParams) (telnyx.DialResult, error)
 	Transfer(ctx context.Context, p telnyx.TransferParams) error
+	Hangup(ctx context.Context, callControlID, commandID string) error
 }
 
 // adapter returns the integration's carrier adapter without its metrics

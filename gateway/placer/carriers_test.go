@@ -198,3 +198,43 @@ func TestTelnyxWithoutConnectionIsAFieldError(t *testing.T) {
 		t.Fatalf("err %v dialled %d", err, len(fake.Dialled()))
 	}
 }
+
+// TestTelnyxTransferFailureHangsUp: when Telnyx refuses the transfer to
+// the agent, the callee is hung up (not left in silence) and the call
+// ends once with agent_transfer_failed.
+func TestTelnyxTransferFailureHangsUp(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	fake := telnyxfake.MustNew(t, telnyxfake.Options{})
+	fake.SetWebhookKey(priv)
+	tc, _ := telnyx.New(telnyx.Config{APIKey: fake.APIKey(), APIBase: fake.URL(), ConnectionID: "1684641123236054244"})
+	srv, _, set := callbackServer(t)
+	ev, m, l := &events{}, &meter{}, &limiter{}
+	tab := table("telnyx", "int_tx", agentURI, routing.Integration{ID: "int_tx", Workspace: ws, Carrier: "telnyx", PublicKey: base64.StdEncoding.EncodeToString(pub)})
+	p := New(Config{PublicURL: srv.URL}, Deps{Table: tab, Events: ev, Usage: m, Limits: l, Carriers: adapters{ws + "/int_tx": tc}})
+	set(p)
+	t.Cleanup(p.Close)
+	c, err := p.Place(context.Background(), ws, Request{From: "+12125550100", To: "+442079460123", AgentID: "bot"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fake.Dialled()[0].CallControlID
+	fake.FailNext(telnyxfake.Failure{Method: "POST", PathContains: "/actions/transfer", Status: 500})
+	if code, err := fake.Answer(context.Background(), id); err != nil || code != 200 {
+		t.Fatalf("answered: %d %v", code, err)
+	}
+	testwait.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !fake.Dialled()[0].HungUp {
+			return errors.New("not hung up")
+		}
+		if k := ev.kinds(c.ID); !slices.Equal(k, []string{calls.Started, calls.Answered, calls.Ended}) {
+			return fmt.Errorf("events %v", k)
+		}
+		return nil
+	})
+	if e := ev.last(c.ID); e.Reason != "agent_transfer_failed" {
+		t.Fatalf("ended %+v", e)
+	}
+	if _, ended := m.state(c.ID); ended != 1 || l.n() != 0 {
+		t.Fatalf("ended %d active %d", ended, l.n())
+	}
+}

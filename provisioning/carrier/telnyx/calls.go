@@ -105,3 +105,15 @@ func (c *Carrier) Transfer(ctx context.Context, p TransferParams) error {
 	}
 	return c.do(ctx, "transfer", "POST", "/v2/calls/"+url.PathEscape(p.CallControlID)+"/actions/transfer", nil, body, nil, kinds{})
 }
+
+// Hangup ends a call (POST /v2/calls/{call_control_id}/actions/hangup).
+func (c *Carrier) Hangup(ctx context.Context, callControlID, commandID string) error {
+	if callControlID == "" {
+		return &carrier.Error{Carrier: Name, Op: "hangup", Kind: carrier.ErrInvalidQuery, Detail: "call_control_id is required"}
+	}
+	body := map[string]any{}
+	if commandID != "" {
+		body["command_id"] = commandID
+	}
+	return c.do(ctx, "hangup", "POST", "/v2/calls/"+url.PathEscape(callControlID)+"/actions/hangup", nil, body, nil, kinds{})
+}

@@ -26,6 +26,8 @@ type DialledCall struct {
 	ClientState   string
 	CommandID     string
 	State         string // parked (dialling), answered, bridging, hangup
+	// HungUp is set by a hangup action (call.hangup is then sent).
+	HungUp bool
 	// Transfers are the destinations of transfer actions, in order.
 	Transfers []TransferAction
 }
@@ -227,4 +229,34 @@ func (s *Server) event(ctx context.Context, id, eventType, state, cause string) 
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// hangup answers POST /v2/calls/{call_control_id}/actions/hangup: 404 for
+// an unknown call, 422 (90018) for one already ended; then 200, and the
+// call.hangup webhook follows (hangup_source caller: callgate hung up).
+func (s *Server) hangup(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	c := s.calls[id]
+	if c == nil {
+		s.mu.Unlock()
+		notFound(w, r)
+		return
+	}
+	if c.State == "hangup" {
+		s.mu.Unlock()
+		writeError(w, http.StatusUnprocessableEntity, apiError{Code: "90018", Title: "Call has already ended",
+			Detail: "This call is no longer active and can't receive commands."})
+		return
+	}
+	c.HungUp = true
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]string{"result": "ok"}})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = s.event(ctx, id, "call.hangup", "hangup", "normal_clearing")
+	}()
 }

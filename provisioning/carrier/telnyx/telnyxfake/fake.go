@@ -121,6 +121,7 @@ type Server struct {
 	calls      map[string]*DialledCall
 	callOrder  []string
 	webhookKey ed25519.PrivateKey
+	wg         sync.WaitGroup // webhooks sent after an answer
 }
 
 // New starts a fake on 127.0.0.1. c may be nil; when it is a testing.TB the
@@ -192,6 +193,7 @@ func (s *Server) Close() {
 		close(s.done)
 		s.srv.CloseClientConnections()
 		s.srv.Close()
+		s.wg.Wait()
 	})
 }
 
@@ -381,6 +383,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("PATCH /v2/phone_numbers/{id}/messaging", s.updateMessaging)
 	mux.HandleFunc("POST /v2/calls", s.dial)
 	mux.HandleFunc("POST /v2/calls/{id}/actions/transfer", s.transfer)
+	mux.HandleFunc("POST /v2/calls/{id}/actions/hangup", s.hangup)
 	mux.HandleFunc("/", notFound)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
