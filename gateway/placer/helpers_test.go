@@ -224,7 +224,9 @@ type agent struct {
 	byes  int
 	dlg   *sipgo.DialogServerSession
 	cache *sipgo.DialogServerCache
-	code  int // answer with this status instead of 200
+	code  int // answer with this status instead of 200 (180: ring until CANCELled)
+	// cancelled is set when a ringing INVITE's transaction ended.
+	cancelled bool
 }
 
 func startAgent(t *testing.T, code int) *agent {
@@ -253,6 +255,16 @@ func startAgent(t *testing.T, code int) *agent {
 		}
 		a.dlg = d
 		a.mu.Unlock()
+		if a.code == 180 { // ring until CANCELled
+			tx.OnCancel(func(*sip.Request) {
+				a.mu.Lock()
+				a.cancelled = true
+				a.mu.Unlock()
+			})
+			_ = d.Respond(180, "Ringing", nil)
+			<-tx.Done()
+			return
+		}
 		if a.code != 0 {
 			_ = d.Respond(a.code, "Nope", nil)
 			return

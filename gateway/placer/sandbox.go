@@ -64,6 +64,9 @@ type b2b struct {
 	reason   string
 	answered bool
 	media    MediaSession // nil: media flows directly between the legs
+	// ctx ends when the call ends: a leg still ringing is CANCELled.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // NewUAC binds the UAC's SIP user agent and starts serving in-dialog
@@ -178,6 +181,7 @@ func (p *Placer) placeSandbox(pl *plan) error {
 		return fieldErr(400, "agent_id", "Invalid request", "the agent's endpoint %q is not a SIP URI", pl.endpoint.URI)
 	}
 	b := &b2b{pl: pl, done: make(chan struct{})}
+	b.ctx, b.cancel = context.WithCancel(u.ctx)
 	mode := pl.agent.Media
 	if mode == "" {
 		mode = p.d.MediaMode
@@ -251,7 +255,7 @@ func (u *UAC) run(b *b2b, agent sip.Uri) {
 	target := u.term
 	target.User = c.To
 	target.Headers = nil
-	ctxA, cancelA := context.WithTimeout(u.ctx, u.cfg.RingTimeout)
+	ctxA, cancelA := context.WithTimeout(b.ctx, u.cfg.RingTimeout)
 	defer cancelA()
 	reqA := u.newInvite(target, c.From, c.To, nil, nil)
 	legA, err := u.dua.WriteInvite(ctxA, reqA)
@@ -266,6 +270,11 @@ func (u *UAC) run(b *b2b, agent sip.Uri) {
 		return
 	}
 	offer := legA.InviteResponse.Body()
+	if u.ended(b) { // ended meanwhile (shutdown, EndCall): the 200 still needs ACK, then BYE
+		_ = u.ack(legA, nil)
+		u.hangup(b, nil, b.reason)
+		return
+	}
 	if b.media != nil {
 		if offer, err = b.media.RewriteOffer(offer); err != nil {
 			_ = u.ack(legA, nil)
@@ -274,7 +283,7 @@ func (u *UAC) run(b *b2b, agent sip.Uri) {
 		}
 	}
 	// Leg B: the agent, with the callee's offer.
-	ctxB, cancelB := context.WithTimeout(u.ctx, u.cfg.RingTimeout)
+	ctxB, cancelB := context.WithTimeout(b.ctx, u.cfg.RingTimeout)
 	defer cancelB()
 	reqB := u.newInvite(agent, c.From, agent.User, offer, agentHeaders(pl))
 	legB, err := u.dua.WriteInvite(ctxB, reqB)
@@ -283,11 +292,21 @@ func (u *UAC) run(b *b2b, agent sip.Uri) {
 		u.track(b, b.bID)
 		err = legB.WaitAnswer(ctxB, sipgo.AnswerOptions{})
 	}
+	if err != nil && u.ended(b) {
+		return // the callee hung up while the agent rang: the agent was CANCELled
+	}
 	if err != nil {
 		// The callee's 200 must still be ACKed before it is hung up.
 		_ = u.ack(legA, nil)
 		b.b = nil
 		u.hangup(b, nil, failReason("agent", err, ctxB))
+		return
+	}
+	if u.ended(b) { // the callee hung up as the agent answered
+		_ = legB.Ack(u.ctx)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = legB.Bye(ctx)
+		cancel()
 		return
 	}
 	answer := legB.InviteResponse.Body()
@@ -389,9 +408,23 @@ func (u *UAC) hangup(b *b2b, skip *sipgo.DialogClientSession, reason string) {
 	u.finish(b, reason)
 }
 
-// finish ends b once: events, metering, limits.
+// ended reports whether b has finished.
+func (u *UAC) ended(b *b2b) bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// finish ends b once: events, metering, limits; a leg still ringing is
+// CANCELled.
 func (u *UAC) finish(b *b2b, reason string) {
 	b.once.Do(func() {
+		if b.cancel != nil {
+			defer b.cancel()
+		}
 		b.reason = reason
 		u.mu.Lock()
 		delete(u.calls, b.pl.call.ID)

@@ -179,3 +179,98 @@ func TestSandboxAgentRefusesHangsUpCallee(t *testing.T) {
 		t.Fatalf("answered %v active %d", answered, r.l.n())
 	}
 }
+
+// TestSandboxRingTimeoutCancelsTheCallee: a callee that only rings is
+// CANCELled at the ring timeout (SIPp checks CANCEL, 487, ACK); the call
+// ends pstn_no_answer and the agent is never invited.
+func TestSandboxRingTimeoutCancelsTheCallee(t *testing.T) {
+	needSIPp(t)
+	port := freeUDPPort(t)
+	done := sipp(t, "pstn_ring_cancel.xml", port)
+	ag := startAgent(t, 0)
+	uac, err := NewUAC(UACConfig{TerminationURI: "sip:127.0.0.1:" + strconv.Itoa(port), RingTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &sandboxRig{ev: &events{}, m: &meter{}, l: &limiter{}, ag: ag, uac: uac}
+	r.p = New(Config{}, Deps{Table: table("sandbox", "", ag.uri), Events: r.ev, Usage: r.m, Limits: r.l, Sandbox: uac})
+	t.Cleanup(r.p.Close)
+	c, err := r.p.Place(context.Background(), ws, Request{From: "+12125550100", To: "+12125550155", AgentID: "bot"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := r.waitEnded(t, c.ID); e.Reason != "pstn_no_answer" {
+		t.Fatalf("ended %+v", e)
+	}
+	if msg := <-done; msg != "" {
+		t.Fatal(msg)
+	}
+	if offer, _, _ := ag.snapshot(); offer != "" || r.l.n() != 0 {
+		t.Fatalf("agent invited %v, active %d", offer != "", r.l.n())
+	}
+}
+
+// TestEndCallHangsUpBothLegs: calls.Ender ends an answered sandbox call
+// (e.g. credits exhausted): BYE to the agent and to the callee.
+func TestEndCallHangsUpBothLegs(t *testing.T) {
+	needSIPp(t)
+	port := freeUDPPort(t)
+	done := sipp(t, "pstn_answer_wait_bye.xml", port)
+	r := startSandbox(t, port, 0)
+	var _ calls.Ender = r.p
+	c, err := r.p.Place(context.Background(), ws, Request{From: "+12125550100", To: "+12125550155", AgentID: "bot"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if !slices.Contains(r.ev.kinds(c.ID), calls.Answered) {
+			return fmt.Errorf("not answered yet")
+		}
+		return nil
+	})
+	if !r.p.EndCall(c.ID, "credits_exhausted") || r.p.EndCall("call_nope", "x") {
+		t.Fatal("EndCall")
+	}
+	if msg := <-done; msg != "" {
+		t.Fatal(msg)
+	}
+	if _, _, byes := r.ag.snapshot(); byes != 1 {
+		t.Fatalf("agent BYEs %d", byes)
+	}
+	if e := r.waitEnded(t, c.ID); e.Reason != "credits_exhausted" {
+		t.Fatalf("ended %+v", e)
+	}
+}
+
+// TestSandboxAgentRingTimeoutCancelsTheAgent: an agent that only rings is
+// CANCELled at the ring timeout and the answered callee is hung up.
+func TestSandboxAgentRingTimeoutCancelsTheAgent(t *testing.T) {
+	needSIPp(t)
+	port := freeUDPPort(t)
+	done := sipp(t, "pstn_answer_wait_bye.xml", port)
+	ag := startAgent(t, 180)
+	uac, err := NewUAC(UACConfig{TerminationURI: "sip:127.0.0.1:" + strconv.Itoa(port), RingTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, l := &events{}, &limiter{}
+	p := New(Config{}, Deps{Table: table("sandbox", "", ag.uri), Events: ev, Limits: l, Sandbox: uac})
+	t.Cleanup(p.Close)
+	c, err := p.Place(context.Background(), ws, Request{From: "+12125550100", To: "+12125550155", AgentID: "bot"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if e := ev.last(c.ID); e.Kind != calls.Ended {
+			return fmt.Errorf("last event %q", e.Kind)
+		}
+		return nil
+	})
+	<-done // SIPp's ACK check fails (the ACK has no agent answer); it got the BYE
+	ag.mu.Lock()
+	cancelled := ag.cancelled
+	ag.mu.Unlock()
+	if e := ev.last(c.ID); e.Reason != "agent_no_answer" || !cancelled || l.n() != 0 {
+		t.Fatalf("ended %+v, agent cancelled %v, active %d", e, cancelled, l.n())
+	}
+}
