@@ -9,6 +9,6 @@ func DialSIPTwiML(uri string, headers []SIPHeader, ringSeconds int) []byte {
 	for i, h := range headers {
 		hs[i] = header{h.Name, h.Value}
 	}
-	d := dialDoc{answerOnBridge: true, ringSeconds: ringSeconds, target: sipTarget(nil, uri, "", hs)}
+	d := dialDoc{ringSeconds: ringSeconds, target: sipTarget(nil, uri, "", hs)}
 	return d.append(nil)
 }
