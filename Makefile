@@ -2,9 +2,9 @@
 GO      ?= go
 BIN     ?= bin/callgate
 PKGS    ?= ./...
-APT_PKGS = sip-tester prometheus wrk iproute2 systemd
+APT_PKGS = sip-tester prometheus wrk iproute2 systemd chromium
 
-.PHONY: run build test deps vet fmt bench bench-deps bench-quick conformance fuzz clean
+.PHONY: run build test deps vet fmt bench bench-deps bench-quick conformance fuzz clean vendor-web screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/callgate
@@ -13,10 +13,11 @@ run: build
 	./$(BIN) serve
 
 # Debian packages the tests and benchmarks use (SIPp, promtool, wrk, ip netns,
-# systemd-analyze), each installed only when its binary is missing.
+# systemd-analyze, chromium for the console's browser tests), each installed
+# only when its binary is missing.
 deps:
 	@missing=""; \
-	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd; do \
+	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd chromium:chromium; do \
 	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -69,6 +70,16 @@ bench-quick: build bench-deps
 # RFC 4475 torture messages against a gateway in a loopback-only network namespace.
 conformance: build
 	conformance/run.sh
+
+# Refresh the console's vendored htmx and Pico CSS (with their licences)
+# from their npm packages; HTMX_VERSION / PICO_VERSION pick the release.
+vendor-web:
+	console/vendor.sh
+
+# A PNG of every console page at 1280 px and at a 390 px phone width, in
+# docs/console/ (headless chromium; `make deps` installs it).
+screenshots:
+	CALLGATE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -timeout 10m -run '^TestScreenshots$$' ./console/
 
 clean:
 	rm -rf bin

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/callgate/callgate/audit"
+	"github.com/callgate/callgate/callhistory"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 )
@@ -42,8 +43,10 @@ type Options struct {
 	// Audit records audited operations and failed key uses, and serves
 	// GET /v1/audit (nil: no audit log).
 	Audit *audit.Log
-	// Calls places calls for POST /v1/calls (nil: 503).
-	Calls CallPlacer
+	// Calls serves GET /v1/calls and /v1/calls/{id} (nil: no call history).
+	Calls *callhistory.Reader
+	// Placer places calls for POST /v1/calls (nil: 503).
+	Placer CallPlacer
 }
 
 // API is the HTTP handler.
@@ -227,7 +230,7 @@ func (a *API) auth(admin bool, h handler, eitherKey bool) http.Handler {
 }
 
 // anyKey lists the operations that take a workspace key or the admin key.
-var anyKey = map[string]bool{"GET /v1/regions": true}
+var anyKey = map[string]bool{"GET /v1/regions": true, "GET /v1/calls": true, "GET /v1/calls/{id}": true}
 
 // Route is one API operation; the OpenAPI document is checked against this list.
 type Route struct {
@@ -255,6 +258,8 @@ var Routes = []Route{
 	{"DELETE", "/v1/forwarding/{number}", false, func(a *API) handler { return a.deleteForwarding }},
 	{"GET", "/v1/regions", false, func(a *API) handler { return a.regions }},
 	{"GET", "/v1/audit", true, func(a *API) handler { return a.listAudit }},
+	{"GET", "/v1/calls", false, func(a *API) handler { return a.listCalls }},
+	{"GET", "/v1/calls/{id}", false, func(a *API) handler { return a.getCall }},
 	{"POST", "/v1/integrations", false, func(a *API) handler { return a.createIntegration }},
 	{"GET", "/v1/integrations", false, func(a *API) handler { return a.listIntegrations }},
 	{"GET", "/v1/integrations/{id}", false, func(a *API) handler { return a.getIntegration }},

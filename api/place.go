@@ -23,7 +23,7 @@ var _ CallPlacer = (*placer.Placer)(nil)
 // when the workspace cannot pay for a minute, 503 with Retry-After at a
 // limit.
 func (a *API) placeCall(w http.ResponseWriter, r *http.Request) error {
-	if a.opts.Calls == nil {
+	if a.opts.Placer == nil {
 		writeProblem(w, Problem{Status: 503, Title: "Calls are off", Detail: "this gateway places no calls (no call placer configured)"})
 		return nil
 	}
@@ -31,7 +31,7 @@ func (a *API) placeCall(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	c, err := a.opts.Calls.Place(r.Context(), principal(r).Workspace, in, r.Header.Get("Idempotency-Key"))
+	c, err := a.opts.Placer.Place(r.Context(), principal(r).Workspace, in, r.Header.Get("Idempotency-Key"))
 	var pe *placer.Error
 	if errors.As(err, &pe) {
 		noteOf(r).errDetail = pe.Error()

@@ -52,7 +52,7 @@ func TestPlaceCallProblems(t *testing.T) {
 	tab.Store(b.Build())
 	post := func(p *placer.Placer, body string) (*http.Response, map[string]any) {
 		t.Helper()
-		srv := httptest.NewServer(New(Options{Service: svc, Calls: p}))
+		srv := httptest.NewServer(New(Options{Service: svc, Placer: p}))
 		defer srv.Close()
 		req, _ := http.NewRequest("POST", srv.URL+"/v1/calls", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/gateway/sip"
+	"github.com/callgate/callgate/gateway/usage"
 	"github.com/callgate/callgate/gateway/webhook"
 )
 
@@ -15,6 +16,7 @@ type Extensions struct {
 	SIP     sip.Config     `yaml:"sip"`
 	Webhook webhook.Config `yaml:"webhook"`
 	Media   Media          `yaml:"media"`
+	Usage   usage.Config   `yaml:"usage"`
 }
 
 // Media is the media relay section: mode is this node's default for
@@ -25,7 +27,7 @@ type Media struct {
 }
 
 func defaultExtensions() Extensions {
-	return Extensions{SIP: sip.DefaultConfig(), Media: Media{Mode: "direct"}}
+	return Extensions{SIP: sip.DefaultConfig(), Media: Media{Mode: "direct"}, Usage: usage.DefaultConfig()}
 }
 
 func (e Extensions) validate() []error {
@@ -45,6 +47,9 @@ func (e Extensions) validate() []error {
 	}
 	if err := e.Media.Config.Validate(); err != nil {
 		errs = append(errs, prefixed("media", err)...)
+	}
+	if err := e.Usage.Validate(); err != nil {
+		errs = append(errs, prefixed("usage", err)...)
 	}
 	return errs
 }

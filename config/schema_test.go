@@ -249,6 +249,8 @@ func TestDefaultTags(t *testing.T) {
 	components := map[string]string{
 		"nats.audit.max_age":              d(store.DefaultAuditMaxAge),
 		"nats.audit.max_bytes":            strconv.Itoa(store.DefaultAuditMaxBytes),
+		"nats.history.max_age":            d(store.DefaultHistoryMaxAge),
+		"nats.history.max_bytes":          strconv.Itoa(store.DefaultHistoryMaxBytes),
 		"media.bind_ip":                   media.DefaultBindIP,
 		"media.port_min":                  strconv.Itoa(media.DefaultPortMin),
 		"media.port_max":                  strconv.Itoa(media.DefaultPortMax),

@@ -20,17 +20,17 @@ type edges struct {
 	webhook *webhook.Handler
 	media   *media.Manager
 	done    chan struct{}
-	// placer places REST calls (place.go); limits and usage are the
-	// workspace limiter and usage meter when configured (nil: off).
-	placer *placer.Placer
-	limits calls.Limiter
-	usage  calls.UsageMeter
+	limits  callLimits     // workspace limits and usage meter (calllimits.go)
+	placer  *placer.Placer // REST calls (place.go)
 }
 
 // startEdges starts the SIP and webhook edges and the media relay.
 func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) error {
 	cfg := n.cfg
-	events := &calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log}
+	events, err := n.historyEvents(&calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log})
+	if err != nil {
+		return err
+	}
 
 	mm, err := media.NewManager(cfg.Media.Config, n.log, n.reg)
 	if err != nil {
@@ -42,12 +42,17 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	if sc.Region == "" {
 		sc.Region = cfg.Region
 	}
+	if err := n.startCallLimits(); err != nil {
+		return err
+	}
 	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
-		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey})
+		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey,
+		Limits: n.limiter(), Usage: n.meter()})
 	if err != nil {
 		return err
 	}
 	n.edges.sip = srv
+	n.endCallsWith(srv)
 	if err := n.startPlacer(events, extra); err != nil {
 		return err
 	}
@@ -66,6 +71,7 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 			Log:        n.log,
 			Registerer: n.reg,
 			MediaMode:  cfg.Media.Mode,
+			Limits:     n.limiter(),
 			CallControl: &webhook.TelnyxCallControl{
 				APIBase: cfg.Carriers.Telnyx.APIBase,
 				APIKey:  n.svc.IntegrationAPIKey,
@@ -110,6 +116,7 @@ func (n *Node) stopEdges() {
 	if n.edges.media != nil {
 		n.edges.media.Close()
 	}
+	n.stopCallLimits()
 }
 
 // regions serves GET /v1/regions: the endpoints this node probes, grouped

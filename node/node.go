@@ -221,6 +221,11 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		return nil, err
 	}
 	n.setSIPSelf()
+	auditLog := n.startAudit(runCtx)
+	if err := n.mountConsole(octx, extra, auditLog); err != nil {
+		n.Close()
+		return nil, err
+	}
 	h := api.New(api.Options{
 		Service: n.svc,
 		Log:     n.log,
@@ -228,8 +233,9 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Regions: n.regions,
 		Extra:   extra,
 		Metrics: api.NewMetrics(n.reg),
-		Audit:   n.startAudit(runCtx),
-		Calls:   n.edges.placer,
+		Audit:   auditLog,
+		Calls:   n.callHistory(),
+		Placer:  n.edges.placer,
 	})
 	n.handler.Store(h)
 	go func() {

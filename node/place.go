@@ -32,10 +32,32 @@ func (n *Node) startPlacer(events calls.Publisher, extra map[string]http.Handler
 	}
 	n.edges.placer = placer.New(placer.Config{PublicURL: publicURL}, placer.Deps{
 		Table: n.table, Events: events, Carriers: n.svc, Idempotency: n.svc, Sandbox: uac, Log: n.log,
-		Limits: n.edges.limits, Usage: n.edges.usage, Health: n.edges.sip.Prober(),
+		Limits: n.limiter(), Usage: n.meter(), Health: n.edges.sip.Prober(),
 		Media: media.Anchor[placer.MediaSession]{M: n.edges.media}, MediaMode: cfg.Media.Mode,
 		Metrics: placer.NewMetrics(n.reg, active),
 	})
 	extra[placer.CallbackPath] = n.edges.placer.Handler()
+	// The meter ends calls whose credits ran out: the SIP edge's, and the
+	// sandbox calls the placer controls.
+	if m := n.edges.limits.meter; m != nil {
+		es := enders{n.edges.placer}
+		if e, ok := any(n.edges.sip).(calls.Ender); ok {
+			es = enders{e, n.edges.placer}
+		}
+		m.SetEnder(es)
+	}
 	return nil
+}
+
+// enders ends a call through the first Ender that has it.
+type enders []calls.Ender
+
+// EndCall implements calls.Ender.
+func (es enders) EndCall(callID, reason string) bool {
+	for _, e := range es {
+		if e != nil && e.EndCall(callID, reason) {
+			return true
+		}
+	}
+	return false
 }

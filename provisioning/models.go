@@ -127,4 +127,5 @@ type LedgerEntry struct {
 	Balance int64     `json:"balance"`
 	Number  string    `json:"number,omitempty"`
 	Reason  string    `json:"reason"`
+	CallID  string    `json:"call_id,omitempty"` // usage: the call charged (usage.go)
 }

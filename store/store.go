@@ -64,6 +64,8 @@ type Config struct {
 	CredsFile string `yaml:"creds_file" env:"CALLGATE_NATS_CREDS" help:"NATS credentials file for an external cluster"`
 	// Audit bounds the audit stream (zero values: the defaults).
 	Audit AuditConfig `yaml:"audit"`
+	// History bounds the call history stream (zero values: the defaults).
+	History HistoryConfig `yaml:"history"`
 }
 
 // Validate checks the config.
@@ -81,6 +83,7 @@ func (c Config) Validate() []error {
 	if c.Audit.MaxBytes < 0 || (c.Audit.MaxBytes > 0 && c.Audit.MaxBytes < 1<<20) {
 		errs = append(errs, fmt.Errorf("nats.audit.max_bytes: %d is out of range (at least 1048576; 0 = default %d)", c.Audit.MaxBytes, DefaultAuditMaxBytes))
 	}
+	errs = append(errs, c.History.validate()...)
 	return errs
 }
 
@@ -102,6 +105,9 @@ type Store struct {
 	Idempotency  jetstream.KeyValue
 	Ledger       jetstream.Stream
 	Audit        jetstream.Stream
+
+	history  HistoryConfig // per-workspace call history streams (history.go)
+	replicas int
 }
 
 // Open starts (when embedded) and connects to NATS, then creates or opens
@@ -173,6 +179,7 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (*S
 		s.Close()
 		return nil, err
 	}
+	s.history, s.replicas = cfg.History, cfg.Replicas
 	s.startHealth(ctx)
 	return s, nil
 }

@@ -105,15 +105,16 @@ func (a *app) creditsCommand() *cobra.Command {
 				Time                 time.Time
 				Kind, Number, Reason string
 				Amount, Balance      int64
+				CallID               string `json:"call_id"`
 			}
 		}
 		if done, err := a.get("/v1/credits", &res); done || err != nil {
 			return err
 		}
 		fmt.Fprintf(a.out, "workspace %s: %d credits\n\n", res.Workspace, res.Balance)
-		tw := a.table("TIME", "KIND", "AMOUNT", "BALANCE", "NUMBER", "REASON")
+		tw := a.table("TIME", "KIND", "AMOUNT", "BALANCE", "NUMBER", "CALL", "REASON")
 		for _, e := range res.Entries {
-			fmt.Fprintf(tw, "%s\t%s\t%+d\t%d\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Kind, e.Amount, e.Balance, dash(e.Number), e.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%+d\t%d\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Kind, e.Amount, e.Balance, dash(e.Number), dash(e.CallID), e.Reason)
 		}
 		return tw.Flush()
 	})

@@ -57,6 +57,8 @@ type call struct {
 
 	resolving bool // cands[ci]'s host name is being looked up (lookupThenBranch)
 
+	limitDir string // direction counted by the workspace limiter; "": not counted (wslimits.go)
+
 	state      int
 	cancelled  bool
 	provSeen   bool
@@ -123,6 +125,7 @@ func (c *call) finish(code int, reason string) {
 	}
 	s.active.Add(-1)
 	s.metrics.ActiveCalls.Dec()
+	c.releaseLimits()
 	if code > 0 {
 		s.metrics.Calls.WithLabelValues(classLabel(code)).Inc()
 	} else {

@@ -63,6 +63,10 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout" help:"how long SIGTERM waits for active calls"`
 	// Workers is the number of UDP read loops (0: one per CPU).
 	Workers int `yaml:"workers" help:"UDP read loops; 0 = one per CPU"`
+	// Pike limits new calls per source address; ScannerUserAgents are
+	// dropped without an answer (pike.go).
+	Pike              PikeConfig `yaml:"pike"`
+	ScannerUserAgents []string   `yaml:"scanner_user_agents" help:"requests whose User-Agent contains one of these (any case) are dropped without an answer; empty = off"`
 	// DNS is the resolver of host names in agent endpoint URIs, Contacts
 	// and Vias: server (default: /etc/resolv.conf's) and lookup timeout.
 	// Answers are cached for their TTL (transport/dns.go).
@@ -135,7 +139,9 @@ func DefaultConfig() Config {
 		Probe: ProbeConfig{
 			Interval: 5 * time.Second, Timeout: 2 * time.Second, DownAfter: 3, UpAfter: 2, Alpha: 0.3,
 		},
-		DNS: DNSConfig{Timeout: transport.DefaultDNSTimeout},
+		DNS:               DNSConfig{Timeout: transport.DefaultDNSTimeout},
+		Pike:              defaultPike(),
+		ScannerUserAgents: append([]string(nil), DefaultScannerUserAgents...),
 	}
 }
 
@@ -256,6 +262,7 @@ func (c Config) Validate() error {
 	if c.Workers < 0 || c.Workers > 64 {
 		bad("workers", "must be between 0 and 64")
 	}
+	errs = append(errs, validatePike(c)...)
 	if c.Region != "" && !labelSafe(c.Region) {
 		bad("region", "%q: use letters, digits, '-' and '_'", c.Region)
 	}

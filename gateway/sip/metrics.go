@@ -133,9 +133,9 @@ var sendStages = []string{"resolve", "dial", "handshake", "write", "busy"}
 var (
 	rejectReasons = []string{"auth", "draining", "too_many_hops", "unknown_source", "no_snapshot", "unknown_number",
 		"unassigned", "no_endpoint", "no_media_ports", "bad_sdp", "no_dialog", "relay_denied", "loop_detected", "malformed",
-		"bad_uri_scheme", "bad_extension"}
+		"bad_uri_scheme", "bad_extension", "pike", "limit_concurrent", "limit_rate"}
 	dropReasons = []string{"busy", "too_large", "malformed", "not_ours", "stray_ack", "stray_response",
-		"relay_denied", "loop", "message_timeout", "tls_handshake"}
+		"relay_denied", "loop", "message_timeout", "tls_handshake", "scanner", "pike"}
 	methodNames  = []string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "REGISTER", "PUBLISH", "other"}
 	callClasses  = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "other"}
 	setupCarrier = []string{"twilio", "telnyx", "sandbox", "local"}

@@ -27,6 +27,9 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		c.mu.Unlock()
 		return
 	}
+	if s.pikeRefused(req, from) {
+		return
+	}
 	if s.draining.Load() {
 		s.refuse(req, from, "", refuseDraining)
 		return
@@ -90,12 +93,16 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		}
 		c.media = sess
 	}
+	if !c.admitLimits(snap, from) {
+		return
+	}
 	// Locked before it is visible: a CANCEL handled by the other read
 	// loop waits until the INVITE is forwarded (call.mu before shard locks).
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !s.serverTx.putNew(txKey, c) {
 		// the same INVITE, handled concurrently by the other read loop
+		c.releaseLimits()
 		if c.media != nil {
 			c.media.Close()
 		}

@@ -95,6 +95,8 @@ type Server struct {
 
 	agentAddrs atomic.Pointer[agentSet]
 
+	guard guard // per-source protection and workspace limits (pike.go, wslimits.go)
+
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
 	refuseTokens atomic.Int64 // 403 replies left in this second
@@ -184,6 +186,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.rrTLS = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.TLSAddr().Port())) + ";transport=tls;lr>"
 	}
 	s.prober = newProber(s)
+	s.guard = newGuard(cfg, d)
 	return s, nil
 }
 
@@ -231,6 +234,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.prober.run(s.stop)
 	go s.janitor(s.stop)
 	go s.returnMemory(s.stop, time.Second, time.Minute)
+	s.guard.start(s.stop)
 	s.log.Info("sip: listening", "udp", s.tp.UDPAddr().String(), "tcp", s.tp.TCPAddr().String(),
 		"tls", s.tlsString(), "region", s.cfg.Region)
 	select {
@@ -357,7 +361,7 @@ func (s *Server) refuseSource(data []byte, from peer) {
 		return
 	}
 	req, ok := m.(*sip.Request)
-	if !ok || req.IsAck() || !hasTxHeaders(req) {
+	if !ok || req.IsAck() || !hasTxHeaders(req) || s.scanner(req) {
 		return
 	}
 	s.replyStateless(req, from, 403, "Forbidden")
@@ -565,6 +569,9 @@ func (s *Server) handleMessage(m sip.Message, from peer) {
 }
 
 func (s *Server) handleRequest(req *sip.Request, from peer) {
+	if s.scanner(req) {
+		return // known scanners get no answer at all
+	}
 	s.metrics.Requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
 	setReceived(req, from) // before any reply: 400 and 505 carry received= too
 	if why := validate(req); why != "" {

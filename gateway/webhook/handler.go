@@ -75,6 +75,9 @@ type Deps struct {
 	// "direct" (default) or "relay" (calls go through SIPEdge), as on
 	// the SIP edge. An agent's own setting wins.
 	MediaMode string
+	// Limits counts new calls against workspace limits across the
+	// cluster (limits.go); nil: no limits.
+	Limits calls.Limiter
 }
 
 // Handler serves the webhook endpoints.
@@ -91,6 +94,7 @@ type Handler struct {
 	now     func() time.Time
 	// mediaMode is the node default for routing.Policy.Media.
 	mediaMode string
+	limits    calls.Limiter // nil: no workspace limits (limits.go)
 
 	replays *replayCache // Telnyx signatures already accepted
 	dummy   dummyKeys
@@ -134,6 +138,7 @@ func New(cfg Config, d Deps) (*Handler, error) {
 		dummy:   newDummyKeys(),
 
 		mediaMode: d.MediaMode,
+		limits:    d.Limits,
 	}
 	if h.events == nil {
 		h.events = calls.Discard{}

@@ -74,7 +74,8 @@ func (h *Handler) acceptMessage(route *routing.Route, msg Message) string {
 	}
 	if target := route.Agent.MessagingURL; target != "" {
 		id, carrier, to := msg.ID, msg.Carrier, msg.To
-		if !h.deliveries.enqueue(func(ctx context.Context) { h.deliver(ctx, target, b, carrier, id, to) }) {
+		secret := h.deliverySecret(route.Number.Workspace)
+		if !h.deliveries.enqueue(func(ctx context.Context) { h.deliver(ctx, target, b, secret, carrier, id, to) }) {
 			h.metrics.Deliveries.WithLabelValues(OutcomeDropped).Inc()
 			h.log.Warn("webhook: message delivery dropped (queue full)", "carrier", carrier, "id", id, "to", phone.Mask(to))
 		}
@@ -85,8 +86,9 @@ func (h *Handler) acceptMessage(route *routing.Route, msg Message) string {
 // deliver POSTs a message to an agent's messaging URL, retrying network
 // errors, 429 and 5xx up to Messaging.Attempts times. A URL that resolves
 // or redirects to an internal address outside Messaging.AllowNetworks is
-// refused at connection time and not retried.
-func (h *Handler) deliver(ctx context.Context, target string, body []byte, carrier, id, to string) {
+// refused at connection time and not retried. Each attempt is signed
+// with the workspace's webhook secret (signing.go).
+func (h *Handler) deliver(ctx context.Context, target string, body, secret []byte, carrier, id, to string) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		h.metrics.Deliveries.WithLabelValues(OutcomeFailed).Inc()
@@ -96,7 +98,7 @@ func (h *Handler) deliver(ctx context.Context, target string, body []byte, carri
 	var last error
 	backoff := 250 * time.Millisecond
 	for attempt := 1; attempt <= h.cfg.Messaging.Attempts; attempt++ {
-		retry, err := h.deliverOnce(ctx, target, body)
+		retry, err := h.deliverOnce(ctx, target, body, secret)
 		if err == nil {
 			h.metrics.Deliveries.WithLabelValues(OutcomeOK).Inc()
 			return
@@ -122,7 +124,7 @@ func (h *Handler) deliver(ctx context.Context, target string, body []byte, carri
 	h.log.Warn("webhook: message delivery failed", "carrier", carrier, "id", id, "to", phone.Mask(to), "err", last)
 }
 
-func (h *Handler) deliverOnce(ctx context.Context, target string, body []byte) (retry bool, err error) {
+func (h *Handler) deliverOnce(ctx context.Context, target string, body, secret []byte) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Messaging.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
@@ -131,6 +133,7 @@ func (h *Handler) deliverOnce(ctx context.Context, target string, body []byte) (
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "callgate-webhook")
+	h.signDelivery(req, body, secret)
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if _, ok := isRefused(err); ok {

@@ -24,6 +24,7 @@ const (
 var results = []string{
 	ResultOK, ResultBadSignature, ResultStaleTimestamp, ResultUnknownNumber, ResultUnassigned,
 	ResultSuspended, ResultNoEndpoint, ResultBadRequest, ResultNotReady, ResultIgnored, ResultReplay,
+	ResultLimited,
 }
 
 // Delivery and transfer results.

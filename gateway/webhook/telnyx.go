@@ -135,6 +135,10 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 			return badRequest(w, "call.initiated without data.payload.call_control_id")
 		}
 		w.WriteHeader(http.StatusOK)
+		if dec.Outcome == routing.OutcomeRoute && h.overLimit(snap, &dec, base.CallID, "telnyx", SourceTelnyx) {
+			h.queueReject(dec.Route.Number.IntegrationID, p.CallControlID, "USER_BUSY")
+			return ResultLimited
+		}
 		return h.routeTelnyxCall(&dec, p.CallControlID, base)
 	case "call.answered":
 		base.Kind = calls.Answered

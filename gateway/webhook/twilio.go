@@ -171,6 +171,10 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 		}
 		return ResultNoEndpoint
 	}
+	if attempt == 0 && h.overLimit(snap, &dec, params.Get("CallSid"), carrier, src) {
+		writeXML(w, twimlRejectBusy)
+		return ResultLimited
+	}
 	ep := cands[attempt]
 	hs := agentHeaders(&dec, ep)
 	if edgeEP, ok := h.viaSIPEdge(&dec); ok {

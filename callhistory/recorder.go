@@ -1,0 +1,217 @@
+package callhistory
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/store"
+)
+
+// Recorder defaults.
+const (
+	DefaultQueue      = 8192
+	DefaultMaxPending = 1024
+	ackTimeout        = 10 * time.Second
+	ensureTimeout     = 5 * time.Second
+)
+
+// RecorderOptions configure a Recorder.
+type RecorderOptions struct {
+	Log     *slog.Logger
+	Metrics *Metrics
+	// Queue is how many events may wait for the publisher (0: DefaultQueue);
+	// beyond it events are dropped and counted, never waited for.
+	Queue int
+	// MaxPending bounds unacknowledged publishes (0: DefaultMaxPending).
+	MaxPending int
+}
+
+// Recorder stores call events in the history stream. Publish never
+// blocks: events go through a bounded queue to one goroutine that
+// publishes them asynchronously to JetStream; an event that cannot be
+// queued or is not acknowledged is counted (callgate_history_events_total
+// dropped / error) and logged at a bounded rate.
+type Recorder struct {
+	js      jetstream.JetStream
+	streams Streams
+	known   sync.Map // workspace → true: its stream exists (forgotten on a publish error)
+	log     *slog.Logger
+	m       *Metrics
+	q       chan calls.Event
+	done    chan struct{}
+
+	mu      sync.RWMutex // guards closed and the sends on q against Close
+	closed  bool
+	lastLog time.Time
+	logMu   sync.Mutex
+}
+
+// Streams creates a workspace's history stream (store.Store).
+type Streams interface {
+	EnsureHistory(ctx context.Context, ws string) error
+}
+
+// NewRecorder starts a Recorder publishing on nc (the node's NATS
+// connection) into the workspaces' streams, created through streams on
+// a workspace's first event. Close stops it after the queued events are
+// published.
+func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, error) {
+	r := &Recorder{log: o.Log, m: o.Metrics, done: make(chan struct{}), streams: streams}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.m == nil {
+		r.m = NewMetrics(nil)
+	}
+	if o.Queue <= 0 {
+		o.Queue = DefaultQueue
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(o.MaxPending),
+		jetstream.WithPublishAsyncTimeout(ackTimeout),
+		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
+			r.m.Events.WithLabelValues(EventStored).Inc()
+		}),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			r.failed(EventError, m.Subject, err)
+			// The stream may be gone (deleted by an operator): create it
+			// again before the workspace's next event.
+			if ws, _, ok := strings.Cut(strings.TrimPrefix(m.Subject, store.HistorySubjectPrefix), "."); ok {
+				r.known.Delete(ws)
+			}
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	r.js = js
+	r.q = make(chan calls.Event, o.Queue)
+	go r.run()
+	return r, nil
+}
+
+// Publish implements calls.Publisher: it queues e and returns at once.
+func (r *Recorder) Publish(e calls.Event) {
+	if r == nil {
+		return
+	}
+	if !validWorkspace(e.Workspace) || e.CallID == "" {
+		// Refused before its number was known: no workspace may see it.
+		r.m.Events.WithLabelValues(EventSkipped).Inc()
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		r.failed(EventDropped, "", errStopped)
+		return
+	}
+	select {
+	case r.q <- e:
+		r.m.Queue.Inc()
+	default:
+		r.failed(EventDropped, e.Workspace, errQueueFull)
+	}
+}
+
+type recorderError string
+
+func (e recorderError) Error() string { return string(e) }
+
+const (
+	errQueueFull = recorderError("callhistory: queue full")
+	errStopped   = recorderError("callhistory: recorder stopped")
+)
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	for e := range r.q {
+		r.m.Queue.Dec()
+		if _, ok := r.known.Load(e.Workspace); !ok {
+			ctx, cancel := context.WithTimeout(context.Background(), ensureTimeout)
+			err := r.streams.EnsureHistory(ctx, e.Workspace)
+			cancel()
+			if err != nil {
+				r.failed(EventError, e.Workspace, err)
+				continue
+			}
+			r.known.Store(e.Workspace, true)
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			r.failed(EventError, e.Workspace, err)
+			continue
+		}
+		// PublishAsync waits (here, never in Publish) while MaxPending
+		// publishes are unacknowledged, up to its stall wait.
+		if _, err := r.js.PublishAsync(Subject(e.Workspace, e.CallID), b, jetstream.WithStallWait(ackTimeout)); err != nil {
+			r.failed(EventError, e.Workspace, err)
+			r.known.Delete(e.Workspace)
+		}
+	}
+}
+
+// failed counts an event not stored and logs it, at most once a second.
+func (r *Recorder) failed(outcome, where string, err error) {
+	r.m.Events.WithLabelValues(outcome).Inc()
+	r.logMu.Lock()
+	now := time.Now()
+	logIt := now.Sub(r.lastLog) >= time.Second
+	if logIt {
+		r.lastLog = now
+	}
+	r.logMu.Unlock()
+	if logIt {
+		r.log.Warn("callhistory: call event not stored (counted in callgate_history_events_total)", "outcome", outcome, "subject", where, "err", err)
+	}
+}
+
+// Close stops taking events, publishes the queued ones and waits for
+// their acknowledgements until ctx ends.
+func (r *Recorder) Close(ctx context.Context) {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		close(r.q)
+	}
+	r.mu.Unlock()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-r.js.PublishAsyncComplete():
+	case <-ctx.Done():
+	}
+}
+
+// Tee sends every event to each publisher in turn (the core NATS
+// subjects, then the history).
+type Tee []calls.Publisher
+
+// Publish implements calls.Publisher.
+func (t Tee) Publish(e calls.Event) {
+	for _, p := range t {
+		p.Publish(e)
+	}
+}
+
+var (
+	_ calls.Publisher = (*Recorder)(nil)
+	_ calls.Publisher = Tee(nil)
+)
