@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,6 +182,8 @@ func sipp(t *testing.T, scenario string, port int) <-chan string {
 		"-p", strconv.Itoa(port), "-m", "1", "-nostdin", "-aa", "-trace_err", "-error_file", t.TempDir()+"/err.log")
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +202,7 @@ func sipp(t *testing.T, scenario string, port int) <-chan string {
 		select {
 		case <-exited:
 		default:
-			_ = cmd.Process.Kill()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // timeout(1) and SIPp
 			<-exited
 		}
 	})
