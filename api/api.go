@@ -45,6 +45,8 @@ type Options struct {
 	Audit *audit.Log
 	// Calls serves GET /v1/calls and /v1/calls/{id} (nil: no call history).
 	Calls *callhistory.Reader
+	// Placer places calls for POST /v1/calls (nil: 503).
+	Placer CallPlacer
 }
 
 // API is the HTTP handler.
@@ -264,6 +266,7 @@ var Routes = []Route{
 	{"DELETE", "/v1/integrations/{id}", false, func(a *API) handler { return a.deleteIntegration }},
 	{"GET", "/v1/integrations/{id}/numbers", false, func(a *API) handler { return a.integrationNumbers }},
 	{"POST", "/v1/integrations/{id}/import", false, func(a *API) handler { return a.importNumbers }},
+	{"POST", "/v1/calls", false, func(a *API) handler { return a.placeCall }},
 	{"POST", "/v1/workspaces", true, func(a *API) handler { return a.createWorkspace }},
 	{"POST", "/v1/workspaces/{id}/credits", true, func(a *API) handler { return a.topUp }},
 	// settings.go: workspace settings, SIP credentials, integration changes

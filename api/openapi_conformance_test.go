@@ -156,6 +156,30 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "DELETE", "/v1/forwarding/12025550123", "", want(204))
 	x.call(ws, "DELETE", "/v1/forwarding/12025550123", "", want(404))
 
+	// Calls (sandbox number → the sandbox termination), to an agent whose
+	// endpoint answers the node's OPTIONS probes (a down one is a 503).
+	x.call(ws, "POST", "/v1/agents", `{"id":"caller","name":"Caller","endpoints":[{"region":"us-east","uri":"`+optionsResponder(t)+`"}]}`, want(201))
+	call := `{"from":"` + num + `","to":"+12025550143","agent_id":"caller"}`
+	var c1 map[string]any
+	testwait.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error { // the new number and agent reach the routing table
+		var code int
+		code, c1 = x.call(ws, "POST", "/v1/calls", call, want(201, 403, 404), header("Idempotency-Key", "call-1"))
+		if code != 201 {
+			return fmt.Errorf("POST /v1/calls: %d", code)
+		}
+		return nil
+	})
+	if _, c2 := x.call(ws, "POST", "/v1/calls", call, want(201), header("Idempotency-Key", "call-1")); c1["id"] != c2["id"] {
+		t.Fatalf("a retry placed another call: %v, %v", c1, c2)
+	}
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"+12025550144","agent_id":"caller"}`, want(409), header("Idempotency-Key", "call-1"))
+	x.call(ws, "POST", "/v1/calls", `{"from":"+12025550177","to":"+12025550143","agent_id":"caller"}`, want(403), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"+33142685300","agent_id":"caller"}`, want(403), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"+12025550143","agent_id":"nobody"}`, want(404), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"call me","agent_id":"bot"}`, want(400), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`"}`, want(400), badRequest(), wantFieldErrors())
+	x.call(ws, "POST", "/v1/calls", call, want(415), contentType("text/plain"), badRequest())
+
 	// Regions: the agent's endpoint appears once the node probes it.
 	x.call(ws, "GET", "/v1/regions", "", want(200))
 	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
@@ -205,6 +229,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "DELETE", "/v1/integrations/"+id, "", want(404))
 	x.call(ws, "DELETE", "/v1/agents/bot", "", want(204))
 	x.call(ws, "DELETE", "/v1/agents/bot", "", want(404))
+	x.call(ws, "DELETE", "/v1/agents/caller", "", want(204))
 
 	// Audit (admin key), after the audited operations above.
 	_, recs := x.call(admin, "GET", "/v1/audit?limit=5", "", want(200))
@@ -281,6 +306,7 @@ func startConformanceNode(t *testing.T, mutate func(*config.Config)) *node.Node 
 		c.SIP.Probe.Interval = 200 * time.Millisecond
 		c.SIP.Probe.Timeout = 150 * time.Millisecond
 		c.PublicURL = "https://gw.example.com"
+		c.Carriers.Sandbox.TerminationURI = "sip:127.0.0.1:9" // discard: POST /v1/calls places, nobody answers
 	}), nodetest.Config(mutate))
 }
 

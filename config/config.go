@@ -70,6 +70,7 @@ type Carriers struct {
 	} `yaml:"telnyx"`
 	Sandbox struct {
 		TerminationURI string `yaml:"termination_uri" env:"CALLGATE_SANDBOX_TERMINATION_URI" help:"SIP URI outbound calls of sandbox numbers are sent to (a local SIP 'PSTN' such as SIPp); empty = sandbox numbers cannot call out"`
+		UACAddr        string `yaml:"uac_addr" env:"CALLGATE_SANDBOX_UAC_ADDR" help:"UDP address of the SIP user agent that places REST calls (POST /v1/calls) of sandbox numbers as a third-party call controller (empty = 127.0.0.1:0, any free port)"`
 	} `yaml:"sandbox"`
 }
 

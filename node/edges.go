@@ -7,6 +7,7 @@ import (
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/gateway/media"
+	"github.com/callgate/callgate/gateway/placer"
 	"github.com/callgate/callgate/gateway/sip"
 	"github.com/callgate/callgate/gateway/webhook"
 	"github.com/callgate/callgate/provisioning"
@@ -19,7 +20,8 @@ type edges struct {
 	webhook *webhook.Handler
 	media   *media.Manager
 	done    chan struct{}
-	limits  callLimits // workspace limits and usage meter (calllimits.go)
+	limits  callLimits     // workspace limits and usage meter (calllimits.go)
+	placer  *placer.Placer // REST calls (place.go)
 }
 
 // startEdges starts the SIP and webhook edges and the media relay.
@@ -55,6 +57,9 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	}
 	n.edges.sip = srv
 	n.endCallsWith(srv)
+	if err := n.startPlacer(events, extra); err != nil {
+		return err
+	}
 	n.edges.done = make(chan struct{})
 	go func() {
 		defer close(n.edges.done)
@@ -109,6 +114,9 @@ func (n *Node) stopEdges() {
 	}
 	if n.edges.webhook != nil {
 		n.edges.webhook.Close()
+	}
+	if n.edges.placer != nil {
+		n.edges.placer.Close()
 	}
 	if n.edges.media != nil {
 		n.edges.media.Close()

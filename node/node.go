@@ -240,6 +240,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Metrics: api.NewMetrics(n.reg),
 		Audit:   auditLog,
 		Calls:   n.callHistory(),
+		Placer:  n.edges.placer,
 	})
 	n.handler.Store(h)
 	go func() {

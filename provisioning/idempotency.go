@@ -37,6 +37,7 @@ type idempotencyRecord struct {
 	CreatedAt   *time.Time   `json:"created_at,omitempty"`
 	Number      *Number      `json:"number,omitempty"`
 	Entry       *LedgerEntry `json:"entry,omitempty"`
+	Result      []byte       `json:"result,omitempty"` // RunIdempotent's result (idempotent_run.go)
 	ErrKind     string       `json:"err_kind,omitempty"`
 	ErrDetail   string       `json:"err_detail,omitempty"`
 	ErrFields   []FieldError `json:"err_fields,omitempty"`

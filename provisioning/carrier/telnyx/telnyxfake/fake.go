@@ -20,6 +20,7 @@
 package telnyxfake
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -116,6 +117,11 @@ type Server struct {
 	pendingPolls int // for new orders: 0 complete at once, n>0 after n GETs, <0 never
 	requests     []Request
 	failures     []Failure
+	// calls.go: Call Control
+	calls      map[string]*DialledCall
+	callOrder  []string
+	webhookKey ed25519.PrivateKey
+	wg         sync.WaitGroup // webhooks sent after an answer
 }
 
 // New starts a fake on 127.0.0.1. c may be nil; when it is a testing.TB the
@@ -187,6 +193,7 @@ func (s *Server) Close() {
 		close(s.done)
 		s.srv.CloseClientConnections()
 		s.srv.Close()
+		s.wg.Wait()
 	})
 }
 
@@ -374,6 +381,9 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("DELETE /v2/phone_numbers/{id}", s.deleteNumber)
 	mux.HandleFunc("GET /v2/phone_numbers/{id}/messaging", s.getMessaging)
 	mux.HandleFunc("PATCH /v2/phone_numbers/{id}/messaging", s.updateMessaging)
+	mux.HandleFunc("POST /v2/calls", s.dial)
+	mux.HandleFunc("POST /v2/calls/{id}/actions/transfer", s.transfer)
+	mux.HandleFunc("POST /v2/calls/{id}/actions/hangup", s.hangup)
 	mux.HandleFunc("/", notFound)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}

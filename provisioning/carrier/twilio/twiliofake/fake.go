@@ -123,6 +123,7 @@ type Server struct {
 	inventory []Number
 	requests  []Request
 	failures  []Failure
+	calls     []*Call // calls.go
 }
 
 // New starts a fake on 127.0.0.1. c may be nil; when it is a testing.TB the
@@ -326,6 +327,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /2010-04-01/Accounts/{acct}/IncomingPhoneNumbers/{pn}", s.fetchIncoming)
 	mux.HandleFunc("POST /2010-04-01/Accounts/{acct}/IncomingPhoneNumbers/{pn}", s.updateIncoming)
 	mux.HandleFunc("DELETE /2010-04-01/Accounts/{acct}/IncomingPhoneNumbers/{pn}", s.deleteIncoming)
+	mux.HandleFunc("POST /2010-04-01/Accounts/{acct}/Calls.json", s.createCall)
 	mux.HandleFunc("GET /v2/PhoneNumbers/{num}", s.fetchRoute)
 	mux.HandleFunc("POST /v2/PhoneNumbers/{num}", s.updateRoute)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,55 @@
+package twiliofake_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/callgate/callgate/provisioning/carrier/twilio/twiliofake"
+)
+
+// The Calls API answers bad input as Twilio does (400 with code, message,
+// more_info, status) and a good call with 201 and the Call resource.
+func TestCreateCallAnswers(t *testing.T) {
+	s := twiliofake.MustNew(t, twiliofake.Options{Owned: []twiliofake.Number{{PhoneNumber: "+14155550101", Voice: true}}})
+	post := func(form url.Values) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL()+"/2010-04-01/Accounts/"+s.AccountSID()+"/Calls.json", strings.NewReader(form.Encode()))
+		req.SetBasicAuth(s.AccountSID(), s.AuthToken())
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	tw := "<Response><Hangup/></Response>"
+	for _, tc := range []struct {
+		form url.Values
+		code float64
+	}{
+		{url.Values{"From": {"+14155550101"}, "Twiml": {tw}}, 21201},
+		{url.Values{"To": {"+14155550123"}, "Twiml": {tw}}, 21213},
+		{url.Values{"To": {"+14155550123"}, "From": {"+14155550101"}}, 21205},
+		{url.Values{"To": {"12"}, "From": {"+14155550101"}, "Twiml": {tw}}, 21211},
+		{url.Values{"To": {"+14155550123"}, "From": {"+14155550199"}, "Twiml": {tw}}, 21210},
+	} {
+		status, m := post(tc.form)
+		if status != 400 || m["code"] != tc.code || m["status"] != float64(400) || m["message"] == "" || m["more_info"] == "" {
+			t.Fatalf("%v: %d %v", tc.form, status, m)
+		}
+	}
+	status, m := post(url.Values{"To": {"+14155550123"}, "From": {"+14155550101"}, "Twiml": {tw}, "StatusCallback": {"https://gw.example.com/s"},
+		"StatusCallbackEvent": {"answered", "completed"}})
+	if status != 201 || !strings.HasPrefix(m["sid"].(string), "CA") || m["status"] != "queued" || m["direction"] != "outbound-api" || m["from"] != "+14155550101" {
+		t.Fatalf("create: %d %v", status, m)
+	}
+	if cs := s.Calls(); len(cs) != 1 || cs[0].Twiml != tw || len(cs[0].StatusCallbackEvents) != 2 {
+		t.Fatalf("recorded %+v", cs)
+	}
+}
