@@ -237,7 +237,6 @@ func (c *call) publish(kind string, status int, reason string) {
 		Agent: agentID(c.rt.route.Agent), Region: c.regionName(), Carrier: c.rt.carrier, Origin: c.rt.origin,
 		Source: "sip", Status: status, Reason: reason, SetupMillis: c.setupMillis(),
 	}
-	e.ForwardedFrom = c.rt.forwardedFrom // the registered business line, for the history
 	if kind == calls.Ended {
 		if !c.answeredAt.IsZero() {
 			e.Duration = time.Since(c.answeredAt)
@@ -247,5 +246,6 @@ func (c *call) publish(kind string, status int, reason string) {
 			c.media = nil
 		}
 	}
+	e.ForwardedFrom = c.rt.forwardedFrom // the registered business line, for the history
 	c.s.events.Publish(e)
 }
