@@ -219,10 +219,18 @@ type lineTest struct {
 	Call *callhistory.Call
 }
 
+// A business line's test status looks at the newest lineTestCalls calls
+// to its gateway number within lineTestWindow (bounded reads on every
+// Forwarding page load).
+const (
+	lineTestCalls  = 200
+	lineTestWindow = 30 * 24 * time.Hour
+)
+
 // forwardingTests finds, for each business line, the newest call among
 // the recent calls to its gateway number that came forwarded from it.
-// It reads at most one page (callhistory.MaxLimit calls) per gateway
-// number; nil when the history cannot be read.
+// It reads one bounded page per gateway number; nil when the history
+// cannot be read.
 func (c *Console) forwardingTests(ctx context.Context, ws string, lines []provisioning.Forward) map[string]lineTest {
 	if c.opts.Calls == nil || len(lines) == 0 {
 		return nil
@@ -232,7 +240,8 @@ func (c *Console) forwardingTests(ctx context.Context, ws string, lines []provis
 	for _, l := range lines {
 		cs, ok := read[l.GatewayNumber]
 		if !ok {
-			page, err := c.opts.Calls.List(ctx, callhistory.Query{Workspace: ws, Number: l.GatewayNumber, Direction: calls.Inbound, Limit: callhistory.MaxLimit})
+			page, err := c.opts.Calls.List(ctx, callhistory.Query{Workspace: ws, Number: l.GatewayNumber, Direction: calls.Inbound,
+				From: c.opts.Now().Add(-lineTestWindow), Limit: lineTestCalls})
 			if err != nil {
 				c.log.Warn("console: call history read failed", "err", err)
 				return nil
