@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/callgate/callgate/audit"
+	"github.com/callgate/callgate/callhistory"
 	"github.com/callgate/callgate/provisioning"
 )
 
@@ -51,7 +52,13 @@ type Options struct {
 	Audit *audit.Log
 	// Health lists the prober's endpoint states (nil: health unknown).
 	Health func() []EndpointHealth
-	Log    *slog.Logger
+	// Calls reads the call history for the Calls page and the business
+	// lines' test status (nil: no call history).
+	Calls *callhistory.Reader
+	// ActiveCalls is a workspace's calls in progress on every node, and
+	// whether the count is known (nil: unknown).
+	ActiveCalls func(workspace string) (int64, bool)
+	Log         *slog.Logger
 	// SecureCookies marks the session cookie Secure (public_url is https).
 	SecureCookies bool
 	// SessionTTL is how long a session lasts (default 12h).
@@ -168,6 +175,9 @@ func (c *Console) routes() {
 	m.Handle("POST /console/forwarding/{number}/delete", c.user(false, c.deleteForwarding))
 
 	m.Handle("GET /console/credits", c.user(false, c.creditsPage))
+
+	m.Handle("GET /console/calls", c.user(false, c.callsPage))
+	m.Handle("GET /console/calls/{id}", c.user(false, c.callPage))
 
 	m.Handle("GET /console/admin", c.user(true, c.adminPage))
 	m.Handle("POST /console/admin/workspaces", c.user(true, c.createWorkspace))

@@ -300,6 +300,7 @@ func TestConsoleKeyboard(t *testing.T) {
 		"/console/agents/support",
 		"/console/forwarding",
 		"/console/credits",
+		"/console/calls",
 	}
 	check := func(pg string) {
 		b.open(pg)

@@ -258,6 +258,7 @@ func TestPagesHeadersAndNoJS(t *testing.T) {
 		"/console/agents":                       "New agent",
 		"/console/forwarding":                   "*72",
 		"/console/credits":                      "purchase",
+		"/console/calls":                        "Calls in progress",
 	} {
 		r, body := c.do("GET", path, nil)
 		if r.StatusCode != 200 || !strings.Contains(html.UnescapeString(body), want) {

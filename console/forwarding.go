@@ -12,6 +12,8 @@ type forwardingView struct {
 	Numbers []provisioning.Number
 	Form    struct{ Business, Gateway string }
 	FormErr *formError
+	// Tests is each business line's last forwarded call (calls.go).
+	Tests map[string]lineTest
 }
 
 func (c *Console) forwardingView(r *http.Request, s *session) (forwardingView, *formError) {
@@ -23,6 +25,7 @@ func (c *Console) forwardingView(r *http.Request, s *session) (forwardingView, *
 	if v.Numbers, err = c.svc.ListNumbers(r.Context(), s.principal()); err != nil {
 		return v, c.fail(r, err)
 	}
+	v.Tests = c.forwardingTests(r.Context(), s.Workspace, v.Lines)
 	return v, nil
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
-var pageNames = []string{"login", "status", "numbers", "buy", "import", "agents", "agent", "forwarding", "credits", "admin", "audit"}
+var pageNames = []string{"login", "status", "numbers", "buy", "import", "agents", "agent", "forwarding", "credits", "calls", "call", "admin", "audit"}
 
 type pages struct {
 	t map[string]*template.Template
@@ -143,6 +143,7 @@ func (v view) CSRF() string {
 var titles = map[string]string{
 	"login": "Log in", "status": "", "numbers": "Numbers", "buy": "Buy numbers", "import": "Import numbers",
 	"agents": "Agents", "agent": "Edit agent", "forwarding": "Forwarding", "credits": "Credits",
+	"calls": "Calls", "call": "Call",
 	"admin": "Workspaces", "audit": "Audit log",
 }
 

@@ -3,15 +3,21 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image/png"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/emiago/sipgo/sip"
 
+	"github.com/callgate/callgate/callhistory"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning"
 )
 
@@ -70,6 +76,36 @@ func TestScreenshots(t *testing.T) {
 	if _, err := svc.TopUp(ctx, p.Workspace, 5000, "invoice 1042"); err != nil {
 		t.Fatal(err)
 	}
+	// Calls through the SIP edge for the Calls page: answered, busy and
+	// forwarded from the business line.
+	carrierUA := newSipUA(t, 200)
+	desk := routedNumber(t, n, p, "desk", newSipUA(t, 200).uri())
+	busy := routedNumber(t, n, p, "busy", newSipUA(t, 486).uri())
+	if _, err := svc.CreateForwarding(ctx, p, "+12025550188", desk); err != nil {
+		t.Fatal(err)
+	}
+	var busyCall string
+	var ids []string
+	for i, num := range []string{desk, busy, desk, desk} {
+		var hdrs []sip.Header
+		if i == 3 {
+			hdrs = append(hdrs, sip.NewHeader("Diversion", "<sip:+12025550188@carrier.example>;reason=unconditional"))
+		}
+		id, _ := carrierUA.call(t, n.SIP().UDPAddr(), num, hdrs...)
+		ids = append(ids, id)
+		if num == busy {
+			busyCall = id
+		}
+	}
+	hist := callhistory.NewReader(n.Store(), nil)
+	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		for _, id := range ids {
+			if c, err := hist.Get(ctx, p.Workspace, id); err != nil || c.Outcome == callhistory.OutcomeInProgress {
+				return fmt.Errorf("call %s not ended in the history yet: %v", id, err)
+			}
+		}
+		return nil
+	})
 
 	esc := func(s string) string { return strings.ReplaceAll(s, "+", "%2B") }
 	workspacePages := []struct{ name, path string }{
@@ -83,6 +119,8 @@ func TestScreenshots(t *testing.T) {
 		{"agent-edit", "/console/agents/support"},
 		{"forwarding", "/console/forwarding"},
 		{"credits", "/console/credits"},
+		{"calls", "/console/calls"},
+		{"call", "/console/calls/" + url.PathEscape(busyCall)},
 	}
 	adminPages := []struct{ name, path string }{
 		{"admin", "/console/admin"},

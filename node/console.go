@@ -17,6 +17,8 @@ func (n *Node) mountConsole(ctx context.Context, extra map[string]http.Handler, 
 		Service:       n.svc,
 		Audit:         al,
 		Health:        n.consoleHealth,
+		Calls:         n.callHistory(),
+		ActiveCalls:   n.consoleActiveCalls,
 		Log:           n.log,
 		SecureCookies: strings.HasPrefix(n.cfg.PublicURL, "https://"),
 	})
@@ -38,4 +40,16 @@ func (n *Node) consoleHealth() []console.EndpointHealth {
 		out[i] = console.EndpointHealth{Region: st.Region, URI: st.URI, Up: st.Up, Probed: st.Known, RTT: st.RTT}
 	}
 	return out
+}
+
+// consoleActiveCalls is workspace ws's calls in progress on every node,
+// as the workspace limiter counts them (each routed call is admitted
+// there, capped or not).
+func (n *Node) consoleActiveCalls(ws string) (int64, bool) {
+	lim := n.Limiter()
+	if lim == nil {
+		return 0, false
+	}
+	c, _ := lim.Totals(ws)
+	return c, true
 }

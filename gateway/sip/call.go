@@ -269,5 +269,6 @@ func (c *call) publish(kind string, status int, reason string) {
 			c.media = nil
 		}
 	}
+	e.ForwardedFrom = c.rt.forwardedFrom // the registered business line, for the history
 	c.s.events.Publish(e)
 }

@@ -155,6 +155,9 @@ func TestForwardedDiversionAndHistoryInfo(t *testing.T) {
 			if st.Origin != "forwarded" {
 				t.Errorf("origin = %q", st.Origin)
 			}
+			if st.ForwardedFrom != numBusiness {
+				t.Errorf("event forwarded_from = %q, want %s", st.ForwardedFrom, numBusiness)
+			}
 			_ = ds.Bye(ctx)
 			recv(t, agent.byes, "BYE")
 		})
