@@ -36,13 +36,14 @@ type AgentConfig struct {
 
 // CallReport is what the agent saw of one call (also printed as a line).
 type CallReport struct {
-	CallID   string
-	From, To string
-	Headers  []string // X-Callgate-* as name=value
-	Codec    string
-	Duration time.Duration
-	Holds    int // re-INVITEs that put the call on hold
-	End      string
+	CallID    string
+	From, To  string
+	Headers   []string // X-Callgate-* as name=value
+	Codec     string
+	Duration  time.Duration
+	Holds     int    // re-INVITEs that put the call on hold
+	PeerMedia string // the RTP address in the offer
+	End       string
 	Stats
 }
 
@@ -204,7 +205,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		a.respond(req, tx, 400, "Bad Request")
 		return
 	}
-	rep := CallReport{CallID: callID, From: user(&req.From().Address), To: user(&req.To().Address), Headers: callgateHeaders(req), Codec: rm.codecs[0].Name}
+	rep := CallReport{CallID: callID, From: user(&req.From().Address), To: user(&req.To().Address), Headers: callgateHeaders(req), Codec: rm.codecs[0].Name, PeerMedia: rm.addr.String()}
 	c := &agentCall{ds: ds, rtpAddr: conn.LocalAddr().(*net.UDPAddr), sessID: rand.Uint64() >> 1, codec: rm.codecs[0], eventPT: rm.eventPT}
 	c.st = a.newStream(conn, callID)
 	c.st.configure(rm.addr, c.codec, c.eventPT, rm.hold())

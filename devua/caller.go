@@ -52,6 +52,8 @@ type CallResult struct {
 	GreetingHeard bool
 	GreetingMs    int // greeting audio found, in ms
 	HungUpBy      string
+	LocalMedia    string // our RTP address (in the offer)
+	PeerMedia     string // the RTP address in the answer
 	Stats
 }
 
@@ -201,6 +203,7 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 		return res, fmt.Errorf("devua: answer: %w", err)
 	}
 	res.Codec = rm.codecs[0].Name
+	res.LocalMedia, res.PeerMedia = conn.LocalAddr().String(), rm.addr.String()
 	answered = time.Now()
 	st.configure(rm.addr, rm.codecs[0], rm.eventPT, rm.hold())
 	st.start()
