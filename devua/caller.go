@@ -40,6 +40,10 @@ type CallConfig struct {
 	Record string
 	// Codecs offered, first preferred (default PCMU, PCMA).
 	Codecs []Codec
+	// HoldAfter, when set, puts the call on hold (re-INVITE a=sendonly)
+	// this long after the answer, and HoldFor later resumes it
+	// (re-INVITE a=sendrecv; default 1 s).
+	HoldAfter, HoldFor time.Duration
 }
 
 // CallResult is what the caller measured.
@@ -54,6 +58,10 @@ type CallResult struct {
 	HungUpBy      string
 	LocalMedia    string // our RTP address (in the offer)
 	PeerMedia     string // the RTP address in the answer
+	// HeldPacketsIn is how many RTP packets arrived while the call was
+	// on hold (from 100 ms after the hold was answered to the resume);
+	// -1 when there was no hold.
+	HeldPacketsIn int
 	Stats
 }
 
@@ -171,7 +179,8 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: cfg.From, Host: u.contact("").Address.Host}, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
-	offer := buildSDP(conn.LocalAddr().(*net.UDPAddr), rand.Uint64()>>1, 0, cfg.Codecs, telephoneEvent, "sendrecv")
+	sessID := rand.Uint64() >> 1
+	offer := buildSDP(conn.LocalAddr().(*net.UDPAddr), sessID, 0, cfg.Codecs, telephoneEvent, "sendrecv")
 	target := sip.Uri{Scheme: "sip", User: cfg.To, Host: gw.Addr().String(), Port: int(gw.Port())}
 	actx, cancel := context.WithTimeout(ctx, cfg.AnswerTimeout)
 	defer cancel()
@@ -208,11 +217,32 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 	st.configure(rm.addr, rm.codecs[0], rm.eventPT, rm.hold())
 	st.start()
 	res.HungUpBy = "caller"
-	select {
-	case <-ds.Context().Done():
-		res.HungUpBy = "agent"
-	case <-ctx.Done():
-	case <-time.After(cfg.Duration):
+	res.HeldPacketsIn = -1
+	hangup := time.NewTimer(cfg.Duration)
+	defer hangup.Stop()
+	var holdC <-chan time.Time
+	if cfg.HoldAfter > 0 {
+		holdC = time.After(cfg.HoldAfter)
+	}
+wait:
+	for {
+		select {
+		case <-ds.Context().Done():
+			res.HungUpBy = "agent"
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-hangup.C:
+			break wait
+		case <-holdC:
+			holdC = nil
+			held, err := hold(ctx, ds, st, conn, sessID, cfg)
+			if err != nil {
+				res.HungUpBy = "caller (" + err.Error() + ")"
+				break wait
+			}
+			res.HeldPacketsIn = held
+		}
 	}
 	res.Talk = time.Since(answered)
 	st.close()
@@ -227,4 +257,51 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 	res.GreetingHeard = det.Heard()
 	res.GreetingMs = det.Frames() * 20
 	return res, nil
+}
+
+// hold sends re-INVITE a=sendonly, waits cfg.HoldFor, and resumes with
+// re-INVITE a=sendrecv; it returns the packets received while held.
+func hold(ctx context.Context, ds *sipgo.DialogClientSession, st *stream, conn *net.UDPConn, sessID uint64, cfg CallConfig) (int, error) {
+	holdFor := cfg.HoldFor
+	if holdFor <= 0 {
+		holdFor = time.Second
+	}
+	local := conn.LocalAddr().(*net.UDPAddr)
+	if err := reInvite(ctx, ds, buildSDP(local, sessID, 1, cfg.Codecs[:1], telephoneEvent, "sendonly")); err != nil {
+		return 0, fmt.Errorf("hold: %w", err)
+	}
+	if !waitCtx(ctx, 100*time.Millisecond) { // packets already in flight
+		return 0, ctx.Err()
+	}
+	before := st.stats().PacketsIn
+	if !waitCtx(ctx, holdFor) {
+		return 0, ctx.Err()
+	}
+	held := st.stats().PacketsIn - before
+	if err := reInvite(ctx, ds, buildSDP(local, sessID, 2, cfg.Codecs[:1], telephoneEvent, "sendrecv")); err != nil {
+		return held, fmt.Errorf("resume: %w", err)
+	}
+	return held, nil
+}
+
+// reInvite sends an in-dialog INVITE with sdp and ACKs its 2xx.
+func reInvite(ctx context.Context, ds *sipgo.DialogClientSession, sdp []byte) error {
+	target := ds.InviteRequest.Recipient
+	if c := ds.InviteResponse.Contact(); c != nil {
+		target = c.Address
+	}
+	req := sip.NewRequest(sip.INVITE, *target.Clone())
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(sdp)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := ds.Do(rctx, req)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
+	}
+	ack := sip.NewRequest(sip.ACK, *target.Clone())
+	return ds.WriteRequest(ack)
 }
