@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     ?= bin/callgate
 PKGS    ?= ./...
-APT_PKGS = sip-tester prometheus wrk iproute2 systemd
+APT_PKGS = sip-tester prometheus wrk iproute2 systemd baresip-core
 
 .PHONY: run build test deps vet fmt bench bench-deps bench-quick conformance fuzz clean
 
@@ -13,10 +13,10 @@ run: build
 	./$(BIN) serve
 
 # Debian packages the tests and benchmarks use (SIPp, promtool, wrk, ip netns,
-# systemd-analyze), each installed only when its binary is missing.
+# systemd-analyze, baresip), each installed only when its binary is missing.
 deps:
 	@missing=""; \
-	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd; do \
+	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd baresip:baresip-core; do \
 	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
