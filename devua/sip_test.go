@@ -121,3 +121,11 @@ func waitReport(t *testing.T, a *Agent) CallReport {
 	})
 	return r
 }
+
+func mustUDP(s string) *net.UDPAddr {
+	a, err := net.ResolveUDPAddr("udp", s)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
