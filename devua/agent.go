@@ -30,6 +30,8 @@ type AgentConfig struct {
 	Ring time.Duration
 	// MaxDuration ends (BYE) a call that lasts longer. Default 10 minutes.
 	MaxDuration time.Duration
+	// MaxCalls caps calls ringing or in progress; more get 486. Default 100.
+	MaxCalls int
 	// Out gets one line per call. Default os.Stdout.
 	Out io.Writer
 }
@@ -68,6 +70,7 @@ type Agent struct {
 
 	mu      sync.Mutex
 	calls   map[string]*agentCall // by Call-ID
+	ringing int                   // INVITEs not yet answered
 	reports []CallReport
 	wg      sync.WaitGroup
 	closed  bool
@@ -91,6 +94,9 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 	}
 	if cfg.MaxDuration <= 0 {
 		cfg.MaxDuration = 10 * time.Minute
+	}
+	if cfg.MaxCalls <= 0 {
+		cfg.MaxCalls = 100
 	}
 	a := &Agent{cfg: cfg, calls: map[string]*agentCall{}}
 	if cfg.ToneHz > 0 {
@@ -188,12 +194,20 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	callID := req.CallID().Value()
 	a.mu.Lock()
 	_, dup := a.calls[callID]
-	closed := a.closed
+	busy := dup || a.closed || a.ringing+len(a.calls) >= a.cfg.MaxCalls
+	if !busy {
+		a.ringing++
+	}
 	a.mu.Unlock()
-	if dup || closed {
+	if busy {
 		a.respond(req, tx, 486, "Busy Here")
 		return
 	}
+	defer func() {
+		a.mu.Lock()
+		a.ringing--
+		a.mu.Unlock()
+	}()
 	conn, err := listenRTP(a.sip.addr.IP.String())
 	if err != nil {
 		a.respond(req, tx, 500, "Server Internal Error")
@@ -210,11 +224,18 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.st = a.newStream(conn, callID)
 	c.st.configure(rm.addr, c.codec, c.eventPT, rm.hold())
 
+	cancelled := make(chan struct{})
+	var once sync.Once
+	if !tx.OnCancel(func(*sip.Request) { once.Do(func() { close(cancelled) }) }) {
+		once.Do(func() { close(cancelled) })
+	}
 	_ = ds.Respond(180, "Ringing", nil)
 	start := time.Now()
 	end := ""
 	select {
-	case <-tx.Done(): // CANCEL (answered 487 by the transaction layer) or a transport error
+	case <-cancelled: // CANCEL: the transaction layer answers it (200) and the INVITE (487)
+		end = "cancelled"
+	case <-tx.Done(): // a transport error
 		end = "cancelled"
 	case <-time.After(max(a.cfg.Ring, 20*time.Millisecond)):
 		// At least 20 ms: back to back, a proxy's parallel workers can
@@ -230,6 +251,7 @@ func (a *Agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		conn.Close()
 		ds.Close()
 		rep.End = end
+		rep.Duration = time.Since(start)
 		a.finish(rep)
 		return
 	}

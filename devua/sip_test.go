@@ -129,3 +129,28 @@ func mustUDP(s string) *net.UDPAddr {
 	}
 	return a
 }
+
+// Calls over MaxCalls (ringing or answered) get 486 Busy Here.
+func TestAgentMaxCalls(t *testing.T) {
+	a, _ := startAgent(t, AgentConfig{Ring: 10 * time.Second, MaxCalls: 1})
+	done := make(chan error, 1)
+	go func() {
+		_, err := Call(context.Background(), CallConfig{Gateway: a.Addr().String(), To: "+12285340406", AnswerTimeout: 5 * time.Second})
+		done <- err
+	}()
+	testwait.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.ringing != 1 {
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
+	res := call(t, CallConfig{Gateway: a.Addr().String(), To: "+12285340407"})
+	if res.Status != 486 || res.Err() == nil {
+		t.Fatalf("second call: %s, want 486", res)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the first call was answered while the agent rings for 10 s")
+	}
+}

@@ -23,6 +23,7 @@ func devAgent(args []string) error {
 	record := fs.String("record", "", "directory: record what each caller says to <call-id>.wav")
 	ring := fs.Duration("ring", 200*time.Millisecond, "how long to ring (180) before answering")
 	maxDur := fs.Duration("max-duration", 10*time.Minute, "hang up calls that last longer")
+	maxCalls := fs.Int("max-calls", 100, "calls ringing or in progress at once; more get 486 Busy Here")
 	if err := fs.Parse(args); err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -32,7 +33,7 @@ func devAgent(args []string) error {
 	if *tone < 0 || *tone >= devua.SampleRate/2 {
 		return usageErrorf("--tone: %v Hz: must be between 1 and %d", *tone, devua.SampleRate/2-1)
 	}
-	a, err := devua.StartAgent(devua.AgentConfig{Listen: *listen, ToneHz: *tone, RecordDir: *record, Ring: *ring, MaxDuration: *maxDur, Out: os.Stdout})
+	a, err := devua.StartAgent(devua.AgentConfig{Listen: *listen, ToneHz: *tone, RecordDir: *record, Ring: *ring, MaxDuration: *maxDur, MaxCalls: *maxCalls, Out: os.Stdout})
 	if err != nil {
 		return err
 	}
