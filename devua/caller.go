@@ -26,12 +26,13 @@ type CallConfig struct {
 	AnswerTimeout time.Duration
 	// Listen is the local IP for SIP and RTP (default 127.0.0.1).
 	Listen string
-	// Play is sent once the greeting was heard (or after GreetingWait):
-	// before that the caller sends silence, so that its own audio echoed
-	// back cannot pass for the greeting.
+	// Play is sent once the greeting was heard and has ended (0.8 s of
+	// quiet), or after GreetingWait: before that the caller sends
+	// silence, so that its own audio echoed back cannot pass for the
+	// greeting (and an agent that echoes hears it after its greeting).
 	Play []int16
 	// GreetingWait is how long the caller listens for the greeting
-	// before playing (default 3 s).
+	// before playing anyway (default 10 s).
 	GreetingWait time.Duration
 	// ToneHz is the expected greeting tone; 0 looks for speech-band
 	// sound instead.
@@ -45,6 +46,9 @@ type CallConfig struct {
 	// (re-INVITE a=sendrecv; default 1 s).
 	HoldAfter, HoldFor time.Duration
 }
+
+// greetingEndFrames is the quiet (20 ms frames) that ends a greeting.
+const greetingEndFrames = 40
 
 // CallResult is what the caller measured.
 type CallResult struct {
@@ -102,7 +106,7 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 		cfg.AnswerTimeout = 15 * time.Second
 	}
 	if cfg.GreetingWait <= 0 {
-		cfg.GreetingWait = 3 * time.Second
+		cfg.GreetingWait = 10 * time.Second
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1"
@@ -163,7 +167,7 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 	st.next = func() []int16 {
 		mu.Lock()
 		defer mu.Unlock()
-		if listening && (det.Heard() || time.Since(answered) > cfg.GreetingWait) {
+		if listening && (det.Heard() && det.Quiet() >= greetingEndFrames || time.Since(answered) > cfg.GreetingWait) {
 			listening = false
 		}
 		if listening || len(play) == 0 {

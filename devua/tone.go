@@ -60,6 +60,7 @@ type Detector struct {
 
 	buf    []int16
 	frames int // frames that matched
+	quiet  int // consecutive frames below minPower, up to now
 }
 
 // Write feeds received samples.
@@ -69,6 +70,11 @@ func (d *Detector) Write(pcm []int16) {
 		f := d.buf[:FrameSamples]
 		if d.match(f) {
 			d.frames++
+		}
+		if meanSquare(f) < minPower {
+			d.quiet++
+		} else {
+			d.quiet = 0
 		}
 		d.buf = d.buf[FrameSamples:]
 	}
@@ -91,6 +97,9 @@ func (d *Detector) match(f []int16) bool {
 
 // Frames returns how many 20 ms frames matched so far.
 func (d *Detector) Frames() int { return d.frames }
+
+// Quiet returns how many 20 ms frames in a row, up to the last, were quiet.
+func (d *Detector) Quiet() int { return d.quiet }
 
 // Heard reports whether enough of the greeting was found.
 func (d *Detector) Heard() bool { return d.frames >= heardFrames }

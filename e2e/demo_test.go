@@ -46,7 +46,7 @@ func TestDemoAgentThroughCallgate(t *testing.T) {
 			res, err := devua.Call(ctx, devua.CallConfig{
 				Gateway: n.SIP().UDPAddr().String(), To: num, From: "+15551230000",
 				ToneHz: 440, Duration: 4 * time.Second, Record: rec,
-				Play: append(make([]int16, 2*devua.SampleRate), devua.Tone(1000, 0.8)...),
+				Play: devua.Tone(1000, 0.8), // played after the 1.5 s greeting
 			})
 			if err != nil {
 				t.Fatal(err)
