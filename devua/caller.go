@@ -39,6 +39,9 @@ type CallConfig struct {
 	ToneHz float64
 	// Record, when set, is a WAV file that gets everything received.
 	Record string
+	// DTMF digits (0-9 * # A-D) are sent as RFC 4733 events once the
+	// greeting has ended, before Play.
+	DTMF string
 	// Codecs offered, first preferred (default PCMU, PCMA).
 	Codecs []Codec
 	// HoldAfter, when set, puts the call on hold (re-INVITE a=sendonly)
@@ -152,7 +155,7 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 	listening := true
 	play := cfg.Play
 	silence := make([]int16, FrameSamples)
-	st := &stream{conn: conn}
+	st := &stream{conn: conn, digits: make(chan byte, len(cfg.DTMF))}
 	st.onAudio = func(pcm []int16) {
 		if rec != nil {
 			_ = rec.Write(pcm)
@@ -169,6 +172,9 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 		defer mu.Unlock()
 		if listening && (det.Heard() && det.Quiet() >= greetingEndFrames || time.Since(answered) > cfg.GreetingWait) {
 			listening = false
+			for i := 0; i < len(cfg.DTMF); i++ {
+				st.digits <- cfg.DTMF[i]
+			}
 		}
 		if listening || len(play) == 0 {
 			return silence

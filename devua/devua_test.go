@@ -56,9 +56,9 @@ func call(t *testing.T, cfg CallConfig) CallResult {
 	return res
 }
 
-// The caller hears the agent's tone greeting (and not another frequency),
-// the agent records what the caller played and echoes it, and both print
-// their figures.
+// The caller hears the agent's tone greeting, the agent gets the caller's
+// RFC 4733 digits, records what the caller played and echoes it, and
+// both print their figures.
 func TestAgentAnswersWithToneGreeting(t *testing.T) {
 	dir := t.TempDir()
 	a, out := startAgent(t, AgentConfig{ToneHz: 440, RecordDir: dir})
@@ -66,6 +66,7 @@ func TestAgentAnswersWithToneGreeting(t *testing.T) {
 	res := call(t, CallConfig{Gateway: a.Addr().String(), To: "+12285340406", From: "+15551230000",
 		ToneHz: 440, Duration: 4 * time.Second, Record: rec,
 		Play:   Tone(1000, 0.8), // played after the 1.5 s greeting
+		DTMF:   "12#",
 		Codecs: []Codec{PCMA, PCMU}})
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
@@ -80,7 +81,7 @@ func TestAgentAnswersWithToneGreeting(t *testing.T) {
 		return nil
 	})
 	r := a.Reports()[0]
-	if r.From != "+15551230000" || r.To != "+12285340406" || r.End != "bye" || r.Codec != "PCMA" || r.PacketsIn < 100 || r.PacketsOut < 100 {
+	if r.From != "+15551230000" || r.To != "+12285340406" || r.End != "bye" || r.Codec != "PCMA" || r.PacketsIn < 100 || r.PacketsOut < 100 || r.DTMF != "12#" || r.Lost != 0 {
 		t.Fatalf("agent report %s", r)
 	}
 	if line := out.String(); !strings.Contains(line, "from=+15551230000 to=+12285340406") || !strings.Contains(line, "rtp_in=") {

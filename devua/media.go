@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +47,67 @@ type stream struct {
 	dtmf    []byte
 	lastEvt uint32 // timestamp of the last event counted
 
+	digits chan byte // RFC 4733 digits to send (in place of audio)
+
 	stop chan struct{}
 	wg   sync.WaitGroup
+}
+
+// eventSender sends one RFC 4733 digit at a time: 100 ms of event
+// packets (one timestamp, growing duration, marker on the first), the
+// end packet three times, then 60 ms of audio before the next digit.
+type eventSender struct {
+	active  bool
+	ts      uint32
+	n       int // packets sent for this digit
+	gap     int // audio frames still due before the next digit
+	payload [4]byte
+}
+
+const (
+	eventPackets = 5 // 100 ms
+	eventEnds    = 3
+	eventGap     = 3 // 60 ms
+)
+
+// step reports whether this tick sends an event packet (its payload in
+// e.payload, header set in p).
+func (e *eventSender) step(s *stream, p *rtp.Packet) bool {
+	s.mu.Lock()
+	pt := s.eventPT
+	s.mu.Unlock()
+	if !e.active {
+		if e.gap > 0 {
+			e.gap--
+			return false
+		}
+		var d byte
+		select {
+		case d = <-s.digits:
+		default:
+			return false
+		}
+		code := strings.IndexByte("0123456789*#ABCD", d)
+		if pt < 0 || code < 0 {
+			return false
+		}
+		*e = eventSender{active: true, ts: p.Timestamp, payload: [4]byte{byte(code), 10}}
+		p.Marker = true
+	}
+	e.n++
+	dur := uint16(min(e.n, eventPackets) * FrameSamples)
+	e.payload[1] = 10 // volume -10 dBm0
+	if e.n >= eventPackets {
+		e.payload[1] |= 0x80 // E: end of event
+	}
+	e.payload[2], e.payload[3] = byte(dur>>8), byte(dur)
+	p.PayloadType = uint8(pt)
+	p.Timestamp = e.ts
+	if e.n >= eventPackets+eventEnds-1 {
+		e.active = false
+		e.gap = eventGap
+	}
+	return true
 }
 
 type rxStats struct {
@@ -55,6 +115,7 @@ type rxStats struct {
 	started         bool
 	baseSeq, maxSeq uint32 // extended sequence numbers
 	lastTransit     float64
+	haveTransit     bool
 	jitter          float64 // in timestamp units
 	first           time.Time
 }
@@ -101,6 +162,8 @@ func (s *stream) sendLoop() {
 	payload := make([]byte, 0, FrameSamples)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	var ev eventSender
+	clock := binary.BigEndian.Uint32(ssrcB[:]) ^ 0x5a5a5a5a
 	for {
 		select {
 		case <-s.stop:
@@ -110,13 +173,22 @@ func (s *stream) sendLoop() {
 		s.mu.Lock()
 		remote, codec, held := s.remote, s.codec, s.held
 		s.mu.Unlock()
-		frame := s.next()
-		p.Header.Timestamp += FrameSamples // the clock runs on while silent or held
-		if frame == nil || held || remote == nil {
+		clock += FrameSamples // the clock runs on while silent or held
+		if held || remote == nil {
+			s.next()
 			continue
 		}
-		payload = codec.Encode(payload[:0], frame)
-		p.Header.PayloadType = codec.PayloadType
+		p.Header.Timestamp = clock
+		if ev.step(s, &p) {
+			payload = append(payload[:0], ev.payload[:]...)
+		} else {
+			frame := s.next()
+			if frame == nil {
+				continue
+			}
+			payload = codec.Encode(payload[:0], frame)
+			p.Header.PayloadType = codec.PayloadType
+		}
 		p.Header.SequenceNumber++
 		p.Payload = payload
 		n, err := p.MarshalTo(buf[:cap(buf)])
@@ -151,7 +223,7 @@ func (s *stream) recvLoop() {
 		s.mu.Unlock()
 		now := time.Now()
 		s.rxMu.Lock()
-		s.rx.update(&p, now)
+		s.rx.update(&p, now, int(p.PayloadType) == eventPT)
 		if int(p.PayloadType) == eventPT && eventPT >= 0 {
 			s.event(&p)
 		}
@@ -175,7 +247,9 @@ func (s *stream) event(p *rtp.Packet) {
 	}
 }
 
-func (r *rxStats) update(p *rtp.Packet, now time.Time) {
+// update counts p; event packets (their timestamp is the event's start)
+// are left out of the jitter.
+func (r *rxStats) update(p *rtp.Packet, now time.Time, event bool) {
 	seq := uint32(p.SequenceNumber)
 	if !r.started {
 		r.started = true
@@ -193,16 +267,19 @@ func (r *rxStats) update(p *rtp.Packet, now time.Time) {
 		}
 	}
 	r.packets++
+	if event {
+		return
+	}
 	arrival := now.Sub(r.first).Seconds() * SampleRate
 	transit := arrival - float64(p.Timestamp)
-	if r.packets > 1 {
+	if r.haveTransit {
 		d := transit - r.lastTransit
 		if d < 0 {
 			d = -d
 		}
 		r.jitter += (d - r.jitter) / 16
 	}
-	r.lastTransit = transit
+	r.lastTransit, r.haveTransit = transit, true
 }
 
 func (s *stream) stats() Stats {

@@ -31,8 +31,8 @@ func demoAgentNumber(t *testing.T, c apiClient, id, media, area string, cfg devu
 // TestDemoAgentThroughCallgate: the demo caller (as a carrier) calls a
 // number assigned to the demo agent through a real node, with media
 // direct and relayed; the caller hears the agent's greeting tone in what
-// came back, its own audio is echoed, and the agent saw callgate's
-// X-Callgate-* headers.
+// came back, its own audio is echoed, its RFC 4733 digits arrive, and the
+// agent saw callgate's X-Callgate-* headers.
 func TestDemoAgentThroughCallgate(t *testing.T) {
 	n, _ := startNode(t, testConfig(t))
 	c := apiClient{t: t, base: n.HTTPAddr(), key: n.APIKey()}
@@ -47,6 +47,7 @@ func TestDemoAgentThroughCallgate(t *testing.T) {
 				Gateway: n.SIP().UDPAddr().String(), To: num, From: "+15551230000",
 				ToneHz: 440, Duration: 4 * time.Second, Record: rec,
 				Play: devua.Tone(1000, 0.8), // played after the 1.5 s greeting
+				DTMF: "5#",
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -74,8 +75,8 @@ func TestDemoAgentThroughCallgate(t *testing.T) {
 				return fmt.Errorf("agent has no call report yet")
 			})
 			t.Logf("agent: %s", r)
-			if r.To != num || r.From != "+15551230000" || r.End != "bye" || len(r.Headers) == 0 {
-				t.Errorf("agent report %s: want to=%s, from=+15551230000, end=bye, X-Callgate-* headers", r, num)
+			if r.To != num || r.From != "+15551230000" || r.End != "bye" || len(r.Headers) == 0 || r.DTMF != "5#" {
+				t.Errorf("agent report %s: want to=%s, from=+15551230000, end=bye, X-Callgate-* headers, dtmf 5#", r, num)
 			}
 			// Direct: each side sends to the other's own address; relay:
 			// both send to the node's relay sockets.

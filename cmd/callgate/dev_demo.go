@@ -57,6 +57,7 @@ func devCall(args []string) error {
 	record := fs.String("record", "", "WAV file to record what comes back")
 	tone := fs.Float64("tone", 0, "expect a greeting tone of this frequency (Hz; default: any speech-band sound)")
 	codec := fs.String("codec", "pcmu", "preferred codec: pcmu or pcma")
+	dtmf := fs.String("dtmf", "", "digits to send as RFC 4733 events after the greeting (0-9 * # A-D)")
 	holdAfter := fs.Duration("hold-after", 0, "put the call on hold (re-INVITE sendonly) this long after the answer, for 1 s")
 	// Flags may follow the number.
 	var pos []string
@@ -82,6 +83,10 @@ func devCall(args []string) error {
 		return usageErrorf("--from %q: not a phone number (E.164, e.g. +15550100000)", *from)
 	}
 	cfg := devua.CallConfig{Gateway: *gateway, To: to, From: fromN, Duration: *duration, Record: *record, ToneHz: *tone, HoldAfter: *holdAfter}
+	if strings.Trim(*dtmf, "0123456789*#ABCD") != "" || len(*dtmf) > 32 {
+		return usageErrorf("--dtmf %q: up to 32 of 0-9 * # A-D", *dtmf)
+	}
+	cfg.DTMF = *dtmf
 	switch strings.ToLower(*codec) {
 	case "pcmu":
 		cfg.Codecs = []devua.Codec{devua.PCMU, devua.PCMA}
