@@ -42,6 +42,9 @@ type CallConfig struct {
 	// DTMF digits (0-9 * # A-D) are sent as RFC 4733 events once the
 	// greeting has ended, before Play.
 	DTMF string
+	// Username and Password answer a 401/407 digest challenge (a trunk
+	// with credentials, or callgate's agent side).
+	Username, Password string
 	// Codecs offered, first preferred (default PCMU, PCMA).
 	Codecs []Codec
 	// HoldAfter, when set, puts the call on hold (re-INVITE a=sendonly)
@@ -200,7 +203,7 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 		return res, fmt.Errorf("devua: INVITE to %s: %w", cfg.Gateway, err)
 	}
 	defer ds.Close()
-	err = ds.WaitAnswer(actx, sipgo.AnswerOptions{})
+	err = ds.WaitAnswer(actx, sipgo.AnswerOptions{Username: cfg.Username, Password: cfg.Password})
 	res.Setup = time.Since(start)
 	if err != nil {
 		var de *sipgo.ErrDialogResponse

@@ -87,6 +87,42 @@ func TestDemoAgentThroughCallgate(t *testing.T) {
 	}
 }
 
+// TestDemoCallerDigestTrunk: through a trunk that requires digest
+// authentication, the demo caller without credentials is refused (407)
+// and with them is answered and hears the greeting.
+func TestDemoCallerDigestTrunk(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SIP.Trunks[0].Username, cfg.SIP.Trunks[0].Password = "pbx", "s3cret-demo"
+	n, _ := startNode(t, cfg)
+	c := apiClient{t: t, base: n.HTTPAddr(), key: n.APIKey()}
+	_, num := demoAgentNumber(t, c, "demo-digest", "direct", "228", devua.AgentConfig{ToneHz: 440})
+	waitRouted(t, n, num, "demo-digest")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := devua.CallConfig{Gateway: n.SIP().UDPAddr().String(), To: num, ToneHz: 440, Duration: 2 * time.Second}
+	for _, tc := range []struct {
+		user, pass string
+		status     int
+	}{
+		{"", "", 407},
+		{"pbx", "wrong", 407},
+		{"pbx", "s3cret-demo", 200},
+	} {
+		cc := base
+		cc.Username, cc.Password = tc.user, tc.pass
+		res, err := devua.Call(ctx, cc)
+		if err != nil {
+			t.Fatalf("user %q: %v", tc.user, err)
+		}
+		if res.Status != tc.status {
+			t.Fatalf("user %q password %q: %s, want %d", tc.user, tc.pass, res, tc.status)
+		}
+		if tc.status == 200 && res.Err() != nil {
+			t.Fatalf("authenticated call: %v (%s)", res.Err(), res)
+		}
+	}
+}
+
 func readWAVFile(t *testing.T, path string) []int16 {
 	t.Helper()
 	f, err := os.Open(path)

@@ -58,6 +58,7 @@ func devCall(args []string) error {
 	tone := fs.Float64("tone", 0, "expect a greeting tone of this frequency (Hz; default: any speech-band sound)")
 	codec := fs.String("codec", "pcmu", "preferred codec: pcmu or pcma")
 	dtmf := fs.String("dtmf", "", "digits to send as RFC 4733 events after the greeting (0-9 * # A-D)")
+	username := fs.String("username", "", "digest user name, when the gateway challenges (401/407); password from env CALLGATE_DEV_PASSWORD")
 	holdAfter := fs.Duration("hold-after", 0, "put the call on hold (re-INVITE sendonly) this long after the answer, for 1 s")
 	// Flags may follow the number.
 	var pos []string
@@ -87,6 +88,9 @@ func devCall(args []string) error {
 		return usageErrorf("--dtmf %q: up to 32 of 0-9 * # A-D", *dtmf)
 	}
 	cfg.DTMF = *dtmf
+	if *username != "" {
+		cfg.Username, cfg.Password = *username, os.Getenv("CALLGATE_DEV_PASSWORD")
+	}
 	switch strings.ToLower(*codec) {
 	case "pcmu":
 		cfg.Codecs = []devua.Codec{devua.PCMU, devua.PCMA}
