@@ -31,6 +31,10 @@ type CallConfig struct {
 	// silence, so that its own audio echoed back cannot pass for the
 	// greeting (and an agent that echoes hears it after its greeting).
 	Play []int16
+	// NoGreeting plays at once, waiting for no greeting, and Err does
+	// not ask for one (an agent calling out: the callee speaks first,
+	// or not at all).
+	NoGreeting bool
 	// GreetingWait is how long the caller listens for the greeting
 	// before playing anyway (default 10 s).
 	GreetingWait time.Duration
@@ -72,6 +76,8 @@ type CallResult struct {
 	// on hold (from 100 ms after the hold was answered to the resume);
 	// -1 when there was no hold.
 	HeldPacketsIn int
+
+	noGreeting bool
 	Stats
 }
 
@@ -91,7 +97,7 @@ func (r CallResult) Err() error {
 		return fmt.Errorf("devua: call not answered: %d %s", r.Status, r.Reason)
 	case r.PacketsIn == 0:
 		return errors.New("devua: no audio came back")
-	case !r.GreetingHeard:
+	case !r.GreetingHeard && !r.noGreeting:
 		return errors.New("devua: no greeting heard")
 	}
 	return nil
@@ -101,7 +107,7 @@ func (r CallResult) Err() error {
 // for calls that could not be placed at all; a placed call's outcome is
 // in the result (see CallResult.Err).
 func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
-	var res CallResult
+	res := CallResult{noGreeting: cfg.NoGreeting}
 	if cfg.From == "" {
 		cfg.From = "+15550100000"
 	}
@@ -155,10 +161,15 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 	}
 	det := &Detector{ToneHz: cfg.ToneHz}
 	var mu sync.Mutex
-	listening := true
+	listening := !cfg.NoGreeting
 	play := cfg.Play
 	silence := make([]int16, FrameSamples)
 	st := &stream{conn: conn, digits: make(chan byte, len(cfg.DTMF))}
+	if cfg.NoGreeting {
+		for i := 0; i < len(cfg.DTMF); i++ {
+			st.digits <- cfg.DTMF[i]
+		}
+	}
 	st.onAudio = func(pcm []int16) {
 		if rec != nil {
 			_ = rec.Write(pcm)

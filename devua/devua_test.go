@@ -139,3 +139,28 @@ func TestCallerWrongToneNotHeard(t *testing.T) {
 		t.Fatalf("a 1 kHz greeting passed for 440 Hz: %s", res)
 	}
 }
+
+// With NoGreeting (an agent calling out) the caller plays at once: the
+// callee's recording holds the audio from its first second, and the call
+// counts as good without a greeting.
+func TestCallerNoGreetingPlaysAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := startAgent(t, AgentConfig{ToneHz: 440, RecordDir: dir})
+	res := call(t, CallConfig{Gateway: a.Addr().String(), To: "+442071838750", From: "+12285340406",
+		NoGreeting: true, Play: Tone(1000, 1), Duration: 1500 * time.Millisecond})
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReport(t, a)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.wav"))
+	if len(files) != 1 {
+		t.Fatalf("agent recordings: %v", files)
+	}
+	got := readWAV(t, files[0])
+	if len(got) > SampleRate {
+		got = got[:SampleRate]
+	}
+	if d := feed(&Detector{ToneHz: 1000}, got); !d.Heard() {
+		t.Fatalf("the callee's first second holds no 1 kHz (%d frames)", d.Frames())
+	}
+}

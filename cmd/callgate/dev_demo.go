@@ -24,6 +24,11 @@ func devAgent(args []string) error {
 	ring := fs.Duration("ring", 200*time.Millisecond, "how long to ring (180) before answering")
 	maxDur := fs.Duration("max-duration", 10*time.Minute, "hang up calls that last longer")
 	maxCalls := fs.Int("max-calls", 100, "calls ringing or in progress at once; more get 486 Busy Here")
+	callTo := fs.String("call", "", "place one call out to this number through callgate's agent side instead of answering")
+	callFrom := fs.String("from", "", "with --call: the calling number (one of the workspace's numbers)")
+	via := fs.String("via", "127.0.0.1:5070", "with --call: callgate's agent-side SIP address (sip.agents.addr)")
+	username := fs.String("username", "", "with --call: the agent's SIP user name (POST /v1/agents/{id}/sip-credentials); password from env CALLGATE_DEV_PASSWORD")
+	duration := fs.Duration("duration", 10*time.Second, "with --call: hang up this long after the answer")
 	if err := fs.Parse(args); err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -32,6 +37,9 @@ func devAgent(args []string) error {
 	}
 	if *tone < 0 || *tone >= devua.SampleRate/2 {
 		return usageErrorf("--tone: %v Hz: must be between 1 and %d", *tone, devua.SampleRate/2-1)
+	}
+	if *callTo != "" {
+		return devAgentCall(*callTo, *callFrom, *via, *username, *tone, *duration)
 	}
 	a, err := devua.StartAgent(devua.AgentConfig{Listen: *listen, ToneHz: *tone, RecordDir: *record, Ring: *ring, MaxDuration: *maxDur, MaxCalls: *maxCalls, Out: os.Stdout})
 	if err != nil {
@@ -119,6 +127,43 @@ func devCall(args []string) error {
 	fmt.Printf("call to=%s from=%s %s\n", to, fromN, res)
 	if err := res.Err(); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "devua: "))
+	}
+	return nil
+}
+
+// devAgentCall is `callgate dev agent --call NUMBER --from NUMBER`: the
+// agent places one call out through callgate's agent side (digest
+// credentials issued per agent), plays its greeting to the callee and
+// prints the call's figures.
+func devAgentCall(to, from, via, username string, tone float64, duration time.Duration) error {
+	toN, ok := phone.Parse(to, "US")
+	if !ok {
+		return usageErrorf("--call %q: not a phone number (E.164, e.g. +442071838750)", to)
+	}
+	fromN, ok := phone.Parse(from, "US")
+	if !ok {
+		return usageErrorf("--from %q: with --call, one of the workspace's numbers (E.164)", from)
+	}
+	cfg := devua.CallConfig{Gateway: via, To: toN, From: fromN, Duration: duration, NoGreeting: true,
+		Username: username, Password: os.Getenv("CALLGATE_DEV_PASSWORD")}
+	if tone > 0 {
+		cfg.Play = devua.Tone(tone, 1.5)
+	} else {
+		g, err := devua.Greeting()
+		if err != nil {
+			return err
+		}
+		cfg.Play = g
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := devua.Call(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("call out to=%s from=%s %s\n", toN, fromN, res)
+	if res.Status < 200 || res.Status > 299 {
+		return fmt.Errorf("call not answered: %d %s", res.Status, res.Reason)
 	}
 	return nil
 }
