@@ -64,8 +64,8 @@ func TestAgentAnswersWithToneGreeting(t *testing.T) {
 	a, out := startAgent(t, AgentConfig{ToneHz: 440, RecordDir: dir})
 	rec := filepath.Join(t.TempDir(), "caller.wav")
 	res := call(t, CallConfig{Gateway: a.Addr().String(), To: "+12285340406", From: "+15551230000",
-		ToneHz: 440, Duration: 4 * time.Second, Record: rec,
-		Play:   Tone(1000, 0.8), // played after the 1.5 s greeting
+		ToneHz: 440, Duration: 5 * time.Second, Record: rec,
+		Play:   Tone(1000, 0.8), // after the 1.5 s greeting, 0.8 s of quiet and the digits (0.7 s)
 		DTMF:   "12#",
 		Codecs: []Codec{PCMA, PCMU}})
 	if err := res.Err(); err != nil {

@@ -45,7 +45,7 @@ func TestDemoAgentThroughCallgate(t *testing.T) {
 			defer cancel()
 			res, err := devua.Call(ctx, devua.CallConfig{
 				Gateway: n.SIP().UDPAddr().String(), To: num, From: "+15551230000",
-				ToneHz: 440, Duration: 4 * time.Second, Record: rec,
+				ToneHz: 440, Duration: 5 * time.Second, Record: rec,
 				Play: devua.Tone(1000, 0.8), // played after the 1.5 s greeting
 				DTMF: "5#",
 			})
