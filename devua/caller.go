@@ -73,9 +73,11 @@ type CallResult struct {
 	LocalMedia    string // our RTP address (in the offer)
 	PeerMedia     string // the RTP address in the answer
 	// HeldPacketsIn is how many RTP packets arrived while the call was
-	// on hold (from 100 ms after the hold was answered to the resume);
+	// on hold (from 300 ms after the hold was answered to the resume);
 	// -1 when there was no hold.
 	HeldPacketsIn int
+	// ResumedPacketsIn is how many arrived after the resume was answered.
+	ResumedPacketsIn int
 
 	noGreeting bool
 	Stats
@@ -245,6 +247,7 @@ func Call(ctx context.Context, cfg CallConfig) (CallResult, error) {
 	hangup := time.NewTimer(cfg.Duration)
 	defer hangup.Stop()
 	var holdC <-chan time.Time
+	resumedAt := -1
 	if cfg.HoldAfter > 0 {
 		holdC = time.After(cfg.HoldAfter)
 	}
@@ -266,6 +269,7 @@ wait:
 				break wait
 			}
 			res.HeldPacketsIn = held
+			resumedAt = st.stats().PacketsIn
 		}
 	}
 	res.Talk = time.Since(answered)
@@ -278,6 +282,9 @@ wait:
 		c()
 	}
 	res.Stats = st.stats()
+	if resumedAt >= 0 {
+		res.ResumedPacketsIn = res.PacketsIn - resumedAt
+	}
 	res.GreetingHeard = det.Heard()
 	res.GreetingMs = det.Frames() * 20
 	return res, nil
@@ -294,7 +301,7 @@ func hold(ctx context.Context, ds *sipgo.DialogClientSession, st *stream, conn *
 	if err := reInvite(ctx, ds, buildSDP(local, sessID, 1, cfg.Codecs[:1], telephoneEvent, "sendonly")); err != nil {
 		return 0, fmt.Errorf("hold: %w", err)
 	}
-	if !waitCtx(ctx, 100*time.Millisecond) { // packets already in flight
+	if !waitCtx(ctx, 300*time.Millisecond) { // packets already in flight, on a loaded machine
 		return 0, ctx.Err()
 	}
 	before := st.stats().PacketsIn
