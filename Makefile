@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     ?= bin/callgate
 PKGS    ?= ./...
-APT_PKGS = sip-tester prometheus wrk iproute2 systemd chromium
+APT_PKGS = sip-tester prometheus wrk iproute2 systemd chromium baresip-core
 
 .PHONY: run build test deps vet fmt bench bench-deps bench-quick conformance fuzz clean vendor-web screenshots
 
@@ -14,11 +14,11 @@ run: build
 	CALLGATE_SIP_AGENTS_ADDR=$${CALLGATE_SIP_AGENTS_ADDR-127.0.0.1:5070} ./$(BIN) serve
 
 # Debian packages the tests and benchmarks use (SIPp, promtool, wrk, ip netns,
-# systemd-analyze, chromium for the console's browser tests), each installed
-# only when its binary is missing.
+# systemd-analyze, chromium for the console's browser tests, baresip), each
+# installed only when its binary is missing.
 deps:
 	@missing=""; \
-	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd chromium:chromium; do \
+	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd chromium:chromium baresip:baresip-core; do \
 	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

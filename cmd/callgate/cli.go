@@ -226,8 +226,8 @@ func (a *app) serveCommand() *cobra.Command {
 
 func (a *app) devCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:                "dev fake-carrier [--twilio-addr ADDR] [--telnyx-addr ADDR]",
-		Short:              "Local Twilio/Telnyx API simulators (demo accounts)",
+		Use:                "dev fake-carrier|agent|call ...",
+		Short:              "Developer tools: carrier API simulators, a demo voice agent, a test caller",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return asError(dev(args))

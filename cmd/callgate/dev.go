@@ -16,8 +16,16 @@ import (
 // Twilio and Telnyx API simulators with demo accounts so the import and
 // purchase flows can be walked through the API without carrier accounts.
 func dev(args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "agent":
+			return devAgent(args[1:])
+		case "call":
+			return devCall(args[1:])
+		}
+	}
 	if len(args) == 0 || args[0] != "fake-carrier" {
-		return fmt.Errorf("usage: callgate dev fake-carrier [--twilio-addr 127.0.0.1:8701] [--telnyx-addr 127.0.0.1:8702]")
+		return fmt.Errorf("usage: callgate dev fake-carrier [--twilio-addr 127.0.0.1:8701] [--telnyx-addr 127.0.0.1:8702]\n       callgate dev agent [--listen 127.0.0.1:5090] [--tone HZ] [--record DIR]\n       callgate dev call NUMBER [--gateway 127.0.0.1:5060] [--play FILE] [--record FILE] [--duration 5s]")
 	}
 	fs := flag.NewFlagSet("dev fake-carrier", flag.ContinueOnError)
 	twAddr := fs.String("twilio-addr", "127.0.0.1:8701", "Twilio simulator listen address")
