@@ -161,7 +161,10 @@ func TestPrometheusScrapesCalls(t *testing.T) {
 	})
 	num := routeNumber(t, c, "228", "bot", "local", fmt.Sprintf("sip:bot@127.0.0.1:%d", uasPort))
 	waitRouted(t, n, num, "bot")
-	// Prometheus scraping the node every 200 ms, with deploy/'s rules.
+	// Prometheus scraping the node every second (the scrape timeout is
+	// the interval at most: under CI load a scrape of the whole registry
+	// can take longer than 200 ms, and a timed-out scrape is up = 0), with
+	// deploy/'s rules.
 	promDir := t.TempDir()
 	rules, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/prometheus/alerts.yml"))
 	if err != nil {
@@ -171,7 +174,8 @@ func TestPrometheusScrapesCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	promCfg := fmt.Sprintf(`global:
-  scrape_interval: 200ms
+  scrape_interval: 1s
+  scrape_timeout: 1s
   evaluation_interval: 1s
 rule_files: [alerts.yml]
 scrape_configs:
@@ -202,7 +206,7 @@ scrape_configs:
 		}
 		return nil
 	})
-	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testwait.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		v, err := promQuery(base, `up{job="callgate"}`)
 		if err == nil && v != 1 {
 			err = fmt.Errorf("up = %v", v)
