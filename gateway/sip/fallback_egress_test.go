@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/routing"
@@ -120,5 +121,71 @@ func TestFallbackToPhoneLineThroughEgress(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestFallbackLegCallerIdentity: on a fallback leg to a phone number the
+// original caller stays in From; through Twilio or Telnyx (caller IDs
+// checked) the gateway number is asserted (P-Asserted-Identity) and named
+// as the diverting party (Diversion), replacing the caller's own; through
+// the sandbox nothing is added. No X-Callgate-* header reaches the carrier.
+func TestFallbackLegCallerIdentity(t *testing.T) {
+	const human = "+15551230000"
+	for _, carrierName := range []string{"sandbox", "twilio", "telnyx"} {
+		t.Run(carrierName, func(t *testing.T) {
+			a1 := newUA(t, "127.0.0.1", reject(503))
+			line := newUA(t, "127.0.0.1")
+			b := routing.NewBuilder()
+			b.AddAgent(routing.Agent{ID: "a1", Workspace: "w", Endpoints: []routing.Endpoint{a1.endpoint("eu")}})
+			n := routing.Number{E164: numPurchased, Workspace: "w", Carrier: carrierName, Origin: routing.OriginPurchased,
+				Status: routing.StatusActive, AgentID: "a1",
+				Control: &routing.NumberControl{Fallback: []routing.FallbackStep{{Number: human}}}}
+			if carrierName != "sandbox" {
+				n.Origin, n.IntegrationID = routing.OriginImported, "i1"
+				b.AddIntegration(routing.Integration{ID: "i1", Workspace: "w", Carrier: carrierName,
+					Termination: routing.Termination{URIs: []string{sandboxURI(line)}}})
+			}
+			b.AddNumber(n)
+			b.AddWorkspace(routing.Workspace{ID: "w"})
+			table := &routing.Table{}
+			table.Store(b.Build())
+			e := runAgentEdge(t, table, sandboxURI(line), nil, nil)
+			carrier := newUA(t, "127.0.0.1")
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			ds, _, err := carrier.call(ctx, e, numPurchased,
+				sip.NewHeader("P-Asserted-Identity", "<sip:+15550009999@evil.example>"),
+				sip.NewHeader("Diversion", "<sip:+15550008888@evil.example>;reason=user-busy"))
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			_ = ds.Ack(ctx)
+			inv := recv(t, line.invites, "INVITE at the phone line")
+			if got, want := inv.From().Address.User, ds.InviteRequest.From().Address.User; got != want {
+				t.Errorf("From user at the phone line %q, want the caller's %q", got, want)
+			}
+			for _, h := range inv.Headers() {
+				if strings.HasPrefix(strings.ToLower(h.Name()), "x-callgate-") {
+					t.Errorf("the carrier got %s: %s", h.Name(), h.Value())
+				}
+			}
+			pai, div := inv.GetHeaders("P-Asserted-Identity"), inv.GetHeaders("Diversion")
+			if carrierName == "sandbox" {
+				if len(pai) != 1 || !strings.Contains(pai[0].Value(), "+15550009999") || len(div) != 1 {
+					t.Errorf("sandbox leg: P-Asserted-Identity %v, Diversion %v; want the caller's, untouched", pai, div)
+				}
+			} else {
+				want := "<sip:" + numPurchased + "@127.0.0.1>"
+				if len(pai) != 1 || pai[0].Value() != want {
+					t.Errorf("P-Asserted-Identity %v, want only %s", pai, want)
+				}
+				if len(div) != 1 || div[0].Value() != want+";reason=unconditional;counter=1" {
+					t.Errorf("Diversion %v, want only %s;reason=unconditional;counter=1", div, want)
+				}
+			}
+			if err := ds.Bye(ctx); err != nil {
+				t.Fatalf("BYE: %v", err)
+			}
+		})
 	}
 }
