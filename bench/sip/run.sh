@@ -18,11 +18,18 @@
 # Kamailio with kamailio.cfg -A OUTBOUND (pv_proxy_authenticate against one
 # static password). Highest rate with zero failed calls and CPU per call.
 #
+# With --hook (issue 13), callgate's inbound ladder is run a second time with
+# a routing hook: bench/sip/hookserver answering {"action":"route"} after
+# --hook-delay (default 1ms), set with PATCH /v1/workspace; the report gives
+# both ladders' rate and CPU per call and their ratios (target: the hook
+# costs at most 25% of the rate).
+#
 # Usage: bench/sip/run.sh [--quick] [--rates "1000 2000 ..."] [--duration S]
 #                         [--idle S] [--retries N] [--no-kamailio]
 #                         [--only-kamailio] [--log-level L] [--profile DIR]
 #                         [--callgate BIN] [--no-outbound] [--only-outbound]
-#                         [--outbound-rates "500 1000 ..."]
+#                         [--outbound-rates "500 1000 ..."] [--hook]
+#                         [--hook-delay D]
 #   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
 #   --duration S   seconds of load per rate step (default 10)
 #   --idle S       wait after the load before memory is read again (default 60)
@@ -36,6 +43,8 @@
 #   --callgate BIN use this binary instead of building ./cmd/callgate
 #   --no-outbound  skip the outbound ladder; --only-outbound: only it
 #   --outbound-rates the outbound ladder's rates (default 500 1000 1500 2000 2500 3000 4000)
+#   --hook         also run callgate's inbound ladder with a routing hook
+#   --hook-delay D the hook server's answer delay (Go duration, default 1ms)
 #   --nice N       run SIPp and both proxies at niceness N (default -10, as
 #                  root) so that other work on a shared machine starves them less;
 #                  the same for callgate and Kamailio. 0 leaves it alone.
@@ -63,6 +72,8 @@ RUN_OUT=1
 RUN_IN=1
 OUT_RATES="500 1000 1500 2000 2500 3000 4000"
 OUT_DEST=+14155550123
+HOOK=0
+HOOK_DELAY=1ms
 # the UAC scenario of run_step and its extra arguments (the outbound ladder changes them)
 UAC_SF=""
 UAC_EXTRA=()
@@ -83,7 +94,9 @@ while [ $# -gt 0 ]; do
 	--no-outbound) RUN_OUT=0 ;;
 	--only-outbound) RUN_IN=0 ;;
 	--outbound-rates) OUT_RATES=$2; shift ;;
-	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+	--hook) HOOK=1 ;;
+	--hook-delay) HOOK_DELAY=$2; shift ;;
+	-h | --help) sed -n '2,53p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -306,6 +319,8 @@ carriers:
   sandbox:
     termination_uri: sip:pstn@127.0.0.1:$UAS_PORT
 EOF
+	# --hook: the hook server is on loopback, which hooks may not reach by default
+	[ $HOOK = 0 ] || printf 'webhook:\n  messaging:\n    allow_networks: [127.0.0.0/8]\n' >>"$WORK/cg/config.yaml"
 	start_uas "$UAS_PORT" "$WORK"
 	CG_ARGS=(serve --config "$WORK/cg/config.yaml")
 	[ -z "$PROFILE" ] || CG_ARGS+=(--cpuprofile "$PROFILE/cpu.pprof" --memprofile "$PROFILE/heap.pprof")
@@ -339,6 +354,25 @@ EOF
 	if [ $RUN_IN = 1 ]; then
 		sweep callgate "127.0.0.1:$CG_SIP" "$CG_PID"
 		CG_BEST=$BEST_RATE CG_CPU=$BEST_CPU_US CG_ACH=$BEST_ACH
+	fi
+	CG_HOOK_BEST="" CG_HOOK_CPU="" CG_HOOK_ACH=""
+	if [ $RUN_IN = 1 ] && [ $HOOK = 1 ]; then
+		log "building bench/sip/hookserver (routing hook answering after $HOOK_DELAY)"
+		(cd "$ROOT" && go build -o "$WORK/hookserver" ./bench/sip/hookserver)
+		"$WORK/hookserver" -delay "$HOOK_DELAY" >"$WORK/hook.url" 2>"$WORK/hook.err" </dev/null &
+		PIDS+=($!)
+		wait_for "the hook server" 10 test -s "$WORK/hook.url"
+		HOOK_URL=$(head -1 "$WORK/hook.url")
+		api POST /v1/workspace/webhook-secret >/dev/null || die "POST /v1/workspace/webhook-secret failed"
+		api PATCH /v1/workspace "{\"routing_hook\":{\"url\":\"$HOOK_URL\",\"timeout_ms\":2000,\"on_failure\":\"reject\"}}" >/dev/null ||
+			die "PATCH /v1/workspace (routing_hook) failed"
+		hook_routes() { curl -sf "$API/metrics" | awk '$1 == "callgate_hook_outcomes_total{outcome=\"route\"}" {printf "%d", $2}'; }
+		log "callgate with routing hook $HOOK_URL"
+		sweep callgate-hook "127.0.0.1:$CG_SIP" "$CG_PID"
+		CG_HOOK_BEST=$BEST_RATE CG_HOOK_CPU=$BEST_CPU_US CG_HOOK_ACH=$BEST_ACH
+		CG_HOOK_ROUTES=$(hook_routes)
+		[ "${CG_HOOK_ROUTES:-0}" -gt 0 ] || die "the routing hook was never asked (callgate_hook_outcomes_total{outcome=\"route\"} 0)"
+		api PATCH /v1/workspace '{"routing_hook":null}' >/dev/null || die "removing the routing hook failed"
 	fi
 	[ -z "$PROFILE" ] || kill -USR2 "$CG_PID"
 	CG_OUT_BEST="" CG_OUT_CPU=""
@@ -451,6 +485,12 @@ if [ $RUN_CG = 1 ]; then
 	echo "callgate targets: >=4000 calls/s $([ "$CG_BEST" -ge 4000 ] && echo PASS || echo FAIL)," \
 		"<350 us/call $([ "$CG_BEST" -gt 0 ] && [ "$CG_CPU" -lt 350 ] && echo PASS || echo FAIL)," \
 		"peak RSS <1 GB $([ "$CG_HWM_KB" -lt 1048576 ] && echo PASS || echo FAIL)"
+fi
+if [ -n "${CG_HOOK_BEST:-}" ]; then
+	echo "callgate with a routing hook ($HOOK_DELAY): ${CG_HOOK_BEST} calls/s at zero failures (achieved ${CG_HOOK_ACH}/s), ${CG_HOOK_CPU} us CPU per call; hook answers 'route': ${CG_HOOK_ROUTES}"
+	echo "callgate hook / no hook: rate $(awk -v a="$CG_HOOK_BEST" -v b="$CG_BEST" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x," \
+		"CPU per call $(awk -v a="$CG_HOOK_CPU" -v b="$CG_CPU" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x" \
+		"(target: rate >= 0.75x $([ "$CG_BEST" -gt 0 ] && [ $((CG_HOOK_BEST * 100)) -ge $((CG_BEST * 75)) ] && echo PASS || echo FAIL))"
 fi
 if [ $RUN_KAM = 1 ]; then
 	echo "kamailio: highest rate with zero failed calls: ${KAM_BEST} calls/s (achieved ${KAM_ACH}/s)"

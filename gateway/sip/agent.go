@@ -164,6 +164,35 @@ func (s *Server) crossSide(side uint8) uint8 {
 	return sideAgent
 }
 
+// dialogSide is the side an in-dialog request that came in on side goes
+// out through. The route set tells: the last of our Route entries it
+// carried (popped, in order) is the listener facing the next hop, so a
+// dialog that stays on one listener (a fallback leg to a phone number:
+// carrier to carrier) stays there. Without a Route to us, the dialog
+// record (c, may be nil) tells; without either, crossSide.
+func (s *Server) dialogSide(side uint8, ours []sip.Uri, c *call) uint8 {
+	if s.ag == nil {
+		return sideCarrier
+	}
+	if n := len(ours); n > 0 {
+		if s.ag.isUs(&ours[n-1]) {
+			return sideAgent
+		}
+		return sideCarrier
+	}
+	if c != nil && !c.crosses() {
+		return side
+	}
+	return s.crossSide(side)
+}
+
+// crosses reports whether the call's two legs are on different listeners.
+func (c *call) crosses() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.downSide() != c.up.Side
+}
+
 // downSide is the side the call's INVITE goes out through: outbound
 // calls and a fallback step to a phone number to the carrier side, inbound
 // ones to the agent side when it is on.

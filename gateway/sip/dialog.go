@@ -154,11 +154,11 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	if req.Method == sip.CANCEL || isAck {
 		m = string(sip.INVITE)
 	}
-	out := s.crossSide(from.Side) // a dialog crossing listeners goes on through the other one
+	c, inDialog := s.dialogs.get(callID)
+	out := s.dialogSide(from.Side, ours, c) // a dialog crossing listeners goes on through the other one
 	to.Side = out
 	req.PrependHeader(s.via(out, to.Proto, statelessBranch(inBr+m, from.Addr.String())))
 
-	c, inDialog := s.dialogs.get(callID)
 	fromCaller, bye := false, false
 	var alt *streamConn
 	if inDialog {

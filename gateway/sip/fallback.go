@@ -23,7 +23,7 @@ func (c *call) nextFallback() bool {
 		ctl.step++
 		var eps []routing.Endpoint
 		if st.Number != "" {
-			eps = c.s.fallbackEgress(c.rt.route, st.Number)
+			eps = c.s.egressTargets(c.rt.route, st.Number)
 		} else {
 			var a *routing.Agent
 			eps, a = routing.FallbackEndpoints(ctl.snap, &ctl.dec, st, c.s.prober)
@@ -40,14 +40,4 @@ func (c *call) nextFallback() bool {
 		return true
 	}
 	return false
-}
-
-// fallbackEgress is where a fallback "number" step goes: the egress
-// targets of the number's carrier (nil until outbound egress is
-// configured), or the test seam.
-func (s *Server) fallbackEgress(r *routing.Route, dest string) []routing.Endpoint {
-	if s.egressSeam != nil {
-		return s.egressSeam(r, dest)
-	}
-	return s.egressTargets(r, dest)
 }

@@ -46,8 +46,9 @@ func controlTable(a1eps, b2eps, x9eps []routing.Endpoint, ctl *routing.NumberCon
 }
 
 // serveControlEdge is serveEdge with a routing hook client (workers: its
-// pool size, 0 default) and an egress seam for fallback number steps.
-func serveControlEdge(t testing.TB, table *routing.Table, workers int, seam func(*routing.Route, string) []routing.Endpoint) *testEdge {
+// pool size, 0 default); deps (may be nil) changes the dependencies, e.g.
+// the sandbox termination that fallback number steps leave through.
+func serveControlEdge(t testing.TB, table *routing.Table, workers int, deps func(*Deps)) *testEdge {
 	t.Helper()
 	hk, err := hook.New(hook.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		Endpoint: provisioning.CanonicalEndpointURI, Workers: workers})
@@ -61,11 +62,14 @@ func serveControlEdge(t testing.TB, table *routing.Table, workers int, seam func
 	cfg.Probe.Disabled = true
 	rec := &recorder{}
 	reg := prometheus.NewRegistry()
-	s, err := New(cfg, Deps{Table: table, Events: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Hook: hk})
+	d := Deps{Table: table, Events: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Hook: hk}
+	if deps != nil {
+		deps(&d)
+	}
+	s, err := New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.egressSeam = seam
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -387,8 +391,8 @@ func TestNoFallbackOnBusy(t *testing.T) {
 	}
 }
 
-// A fallback "number" step goes out through the number's carrier
-// (egressTargets; here the test seam) to a SIPp "phone line".
+// A fallback "number" step goes out through the number's carrier (the
+// sandbox termination, egressTargets) to a SIPp "phone line".
 func TestFallbackToPhoneLineSIPp(t *testing.T) {
 	if _, err := os.Stat(sippBin); err != nil {
 		t.Skip("sipp not installed (Debian sip-tester)")
@@ -396,14 +400,10 @@ func TestFallbackToPhoneLineSIPp(t *testing.T) {
 	scen, _ := filepath.Abs("testdata/sipp")
 	linePort := freeUDPPort(t)
 	const human = "+15551230000"
-	var asked atomic.Value
-	seam := func(r *routing.Route, dest string) []routing.Endpoint {
-		asked.Store(r.Number.E164 + ">" + dest)
-		return []routing.Endpoint{{Region: "pstn", URI: "sip:" + dest + "@127.0.0.1:" + strconv.Itoa(linePort)}}
-	}
 	a1 := newUA(t, "127.0.0.1", reject(503))
-	ctl := &routing.NumberControl{Fallback: []routing.FallbackStep{{Number: human}}}
-	e := serveControlEdge(t, controlTable([]routing.Endpoint{a1.endpoint("eu")}, nil, nil, ctl, nil), 0, seam)
+	e := serveControlEdge(t, fallbackNumberTable(a1.endpoint("eu"), human), 0, func(d *Deps) {
+		d.SandboxTermination = "sip:pstn@127.0.0.1:" + strconv.Itoa(linePort)
+	})
 	line, lineOut := startSIPp(t, t.TempDir(), 30, "-sf", filepath.Join(scen, "uas_rr.xml"), "-i", "127.0.0.1",
 		"-p", strconv.Itoa(linePort), "-m", "1", "-nostdin", "-trace_err")
 	waitBound(t, "udp", linePort)
@@ -411,11 +411,8 @@ func TestFallbackToPhoneLineSIPp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	ds := carrier.answered(ctx, t, e)
-	if got, _ := asked.Load().(string); got != numPurchased+">"+human {
-		t.Errorf("egress asked for %q", got)
-	}
 	ans := e.events.waitEvent(t, calls.Answered, "")
-	if ans.FallbackStep != 1 || !strings.HasPrefix(ans.Endpoint, "sip:"+human+"@") {
+	if ans.FallbackStep != 1 || ans.Endpoint != "sip:"+human+"@127.0.0.1:"+strconv.Itoa(linePort) {
 		t.Errorf("answered %+v", ans)
 	}
 	if err := ds.Bye(ctx); err != nil {
@@ -426,7 +423,7 @@ func TestFallbackToPhoneLineSIPp(t *testing.T) {
 	}
 }
 
-// Against the egress placeholder (no termination yet) a number step has
+// Without a termination for the number's carrier a number step has
 // nowhere to go: the caller gets 503 as without a fallback.
 func TestFallbackNumberStepWithoutEgress(t *testing.T) {
 	a1 := newUA(t, "127.0.0.1", reject(503))

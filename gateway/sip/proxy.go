@@ -157,6 +157,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 		buf.WriteString("\r\n")
 	}
 	leadingRoute, haveMF := true, false
+	carrierLeg, asserts := c.carrierLeg(), c.assertsGateway() // a fallback leg to a phone number (fallbackid.go)
 	for _, h := range c.inv.Headers() {
 		switch hv := h.(type) {
 		case *sip.RouteHeader:
@@ -189,6 +190,9 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 			if c.out != nil && isAgentOnlyHeader(h.Name()) {
 				continue // the agent's credentials stop here
 			}
+			if asserts && isIdentityHeader(h.Name()) {
+				continue // replaced by the gateway number's (fallbackid.go)
+			}
 		}
 		writeHeaderLine(buf, h)
 	}
@@ -198,7 +202,10 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	if c.out != nil && c.out.authz != "" && c.out.authzCI == c.ci {
 		buf.WriteString(c.out.authz) // the carrier's challenge answered (egressauth.go)
 	}
-	if c.out == nil { // an outbound call tells the carrier nothing of ours
+	if asserts {
+		c.writeGatewayIdentity(buf, target)
+	}
+	if c.out == nil && !carrierLeg { // an outbound call (or a fallback leg) tells the carrier nothing of ours
 		writeHeader(buf, "X-Callgate-Number", c.rt.route.Number.E164)
 		if c.rt.route.Agent != nil { // nil: a routing hook sent an unassigned number's call to an endpoint
 			writeHeader(buf, "X-Callgate-Agent", c.rt.route.Agent.ID)
@@ -211,7 +218,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 			writeHeader(buf, "X-Callgate-Original-Called", c.rt.originalCalled)
 		}
 	}
-	if c.ctl != nil {
+	if c.ctl != nil && !carrierLeg {
 		for _, h := range c.ctl.hdrs { // the routing hook's X- headers (validated)
 			writeHeader(buf, h.Name, h.Value)
 		}

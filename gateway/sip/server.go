@@ -103,9 +103,6 @@ type Server struct {
 	agentAddrs atomic.Pointer[agentSet]
 
 	hook *hook.Client // routing hooks; nil: off
-	// egressSeam replaces egressTargets for fallback "number" steps in
-	// tests (fallback.go); nil in production.
-	egressSeam func(r *routing.Route, dest string) []routing.Endpoint
 
 	ag          *agentSide // the agent-facing listener and outbound calls (agent.go); nil: off
 	limits      calls.Limiter

@@ -516,7 +516,12 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		s.metrics.Dropped.WithLabelValues("malformed").Inc()
 		return
 	}
-	if c, ok := s.dialogs.get(string(*res.CallID())); ok && (len(res.Body()) > 0 || c.cseqDelta != 0) {
+	out := s.crossSide(from.Side)
+	c, ok := s.dialogs.get(string(*res.CallID()))
+	if ok && s.ag != nil && !c.crosses() {
+		out = from.Side // a dialog on one listener (a fallback leg to a phone number)
+	}
+	if ok && (len(res.Body()) > 0 || c.cseqDelta != 0) {
 		fromTag, _ := res.From().Params.Get("tag")
 		if c.cseqDelta != 0 && fromTag == c.fromTag {
 			res.CSeq().SeqNo -= c.cseqDelta // a request of the caller's, renumbered toward the carrier
@@ -537,5 +542,5 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		c.mu.Unlock()
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
-	_ = s.tpSide(s.crossSide(from.Side)).SendVia(nv, res)
+	_ = s.tpSide(out).SendVia(nv, res)
 }
