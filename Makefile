@@ -10,8 +10,14 @@ build:
 	$(GO) build -o $(BIN) ./cmd/callgate
 
 # make run faces agents on 127.0.0.1:5070 (outbound calls) unless CALLGATE_SIP_AGENTS_ADDR says otherwise.
+# The agent listener on 5070, sandbox numbers' outbound calls to a local
+# "PSTN" on 5080 (SIPp in the README's walk-through), and MD5 challenged
+# first for SIPp 3.6's digest (each overridable from the environment).
 run: build
-	CALLGATE_SIP_AGENTS_ADDR=$${CALLGATE_SIP_AGENTS_ADDR-127.0.0.1:5070} ./$(BIN) serve
+	CALLGATE_SIP_AGENTS_ADDR=$${CALLGATE_SIP_AGENTS_ADDR-127.0.0.1:5070} \
+	CALLGATE_SANDBOX_TERMINATION_URI=$${CALLGATE_SANDBOX_TERMINATION_URI-sip:127.0.0.1:5080} \
+	CALLGATE_SIP_AGENTS_DIGEST_ALGORITHMS=$${CALLGATE_SIP_AGENTS_DIGEST_ALGORITHMS-MD5,SHA-256} \
+	./$(BIN) serve
 
 # Debian packages the tests and benchmarks use (SIPp, promtool, wrk, ip netns,
 # systemd-analyze, chromium for the console's browser tests, baresip), each

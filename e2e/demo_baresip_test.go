@@ -14,8 +14,6 @@ import (
 	"github.com/callgate/callgate/internal/testwait"
 )
 
-const baresipBin = "/usr/bin/baresip"
-
 // baresipConfig is a headless baresip 1.0 (Debian): a 48 kHz stereo sine
 // as the microphone (ausine accepts nothing else), no sound card (the
 // aubridge player), and what it hears dumped to WAV files in snd (sndfile).

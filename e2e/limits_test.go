@@ -40,11 +40,21 @@ func TestWorkspaceLimitsAcrossThreeNodes(t *testing.T) {
 	r, _ := nodes[0].Table().Load().Lookup(num)
 	ws := r.Number.Workspace
 
-	// The workspace's limits as the routing snapshot carries them (the
-	// settings API stores them; here they are put in each node's table).
-	for _, n := range nodes {
-		n.Table().Store(n.Table().Load().WithWorkspaces([]routing.Workspace{{ID: ws, Limits: routing.Limits{MaxConcurrentCalls: 3}}}))
+	// The workspace's limit, set as users do (PATCH /v1/workspace on node
+	// 1), reaches every node's routing table.
+	c1 := apiClient{t: t, base: nodes[1].HTTPAddr(), key: nodes[0].APIKey()}
+	if m := c1.must(200, "PATCH", "/v1/workspace", `{"limits":{"max_concurrent_calls":3}}`); fmt.Sprint(m["limits"]) != fmt.Sprint(map[string]any{"max_calls_per_second": 0.0, "max_concurrent_calls": 3.0}) {
+		t.Fatalf("PATCH /v1/workspace answered limits %v", m["limits"])
 	}
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for i, n := range nodes {
+			w := n.Table().Load().Workspace(ws)
+			if w == nil || w.Limits != (routing.Limits{MaxConcurrentCalls: 3}) {
+				return fmt.Errorf("node %d: workspace %s settings %+v", i, ws, w)
+			}
+		}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var held []*sipgo.DialogClientSession

@@ -39,6 +39,17 @@ type ua struct {
 	mu      sync.Mutex
 	invites int
 	byes    int
+	sdp     string // the answer's SDP; empty: testSDP
+}
+
+// answerSDP is the SDP the UA answers with.
+func (u *ua) answerSDP() []byte {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sdp != "" {
+		return []byte(u.sdp)
+	}
+	return []byte(testSDP)
 }
 
 func newUA(t testing.TB) *ua {
@@ -65,7 +76,7 @@ func newUA(t testing.TB) *ua {
 	u.dsc = sipgo.NewDialogServerCache(u.cli, contact)
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		if tag, _ := req.To().Params.Get("tag"); tag != "" { // re-INVITE
-			res := sip.NewResponseFromRequest(req, 200, "OK", []byte(testSDP))
+			res := sip.NewResponseFromRequest(req, 200, "OK", u.answerSDP())
 			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 			_ = tx.Respond(res)
 			return
@@ -83,7 +94,7 @@ func newUA(t testing.TB) *ua {
 		// and a 180 after the 200 is rightly dropped (no provisional
 		// would then be measured).
 		time.Sleep(20 * time.Millisecond)
-		_ = ds.RespondSDP([]byte(testSDP))
+		_ = ds.RespondSDP(u.answerSDP())
 	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = u.dsc.ReadAck(req, tx) })
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {

@@ -146,12 +146,17 @@ func comm(pid int) string {
 
 // TestReadmeWalkthrough runs the README's walk-through block itself (read
 // from README.md) in an interactive bash -e on a terminal (script(1)), in a
-// fresh copy of the tree, in a network namespace of its own (it uses the fixed ports 8080, 5060 and 5090). It
-// waits 20 s before the call, longer than the OPTIONS probes take to mark
-// an agent that does not answer them down: the call must still be
-// answered, and the test caller (`callgate dev call`, the carrier) must
-// hear the demo agent's greeting. make run's gateway and the demo agent
-// are then stopped by their PIDs.
+// fresh copy of the tree, in a network namespace of its own (it uses the
+// fixed ports 8080, 5060, 5070, 5080 and 5090). It waits 20 s before the
+// first call, longer than the OPTIONS probes take to mark an agent that
+// does not answer them down: the call must still be answered, and the
+// test caller (`callgate dev call`, the carrier) must hear the demo
+// agent's greeting. Then the agent's outbound call (SIPp with digest on
+// the agent listener, to the SIPp "PSTN" on the sandbox termination) must
+// be counted successful by the agent's SIPp and answered by the gateway.
+// make run's gateway, the demo agent and the SIPp PSTN are then stopped
+// by their PIDs. The example of "Outbound calls from agents (SIP)" must be
+// lines of this block (what the test runs).
 func TestReadmeWalkthrough(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds callgate and waits 20 s")
@@ -163,18 +168,32 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	block := readmeBlock(t, "## Walk-through")
 	lines := strings.Split(block, "\n")
-	call := -1
+	call, outCall := -1, -1
 	for i, l := range lines {
-		if strings.HasPrefix(l, "./bin/callgate dev call ") {
+		if strings.HasPrefix(l, "./bin/callgate dev call ") && call < 0 {
 			call = i
+		}
+		if strings.HasPrefix(l, "sipp ") && strings.Contains(l, "uac_agent_auth.xml") {
+			outCall = i
 		}
 	}
 	if call < 0 {
 		t.Fatalf("the walk-through places no call (no `./bin/callgate dev call` line):\n%s", block)
 	}
+	if outCall < call {
+		t.Fatalf("the walk-through places no outbound call after the inbound one (no `sipp ... uac_agent_auth.xml` line):\n%s", block)
+	}
+	// The outbound section's example is the walk-through's own lines.
+	for _, l := range strings.Split(readmeBlock(t, "## Outbound calls from agents (SIP)"), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") && !strings.Contains(block, l) {
+			t.Errorf("README: the outbound example's line %q is not in the walk-through", l)
+		}
+	}
+	const marker = "(test) the outbound call"
 	script := strings.Join(lines[:call], "\n") +
 		"\n# (test) 20 s: the agent must have answered callgate's OPTIONS probes meanwhile\nsleep 20\n" +
-		strings.Join(lines[call:], "\n")
+		strings.Join(lines[call:outCall], "\n") + "\necho '" + marker + "'\n" +
+		strings.Join(lines[outCall:], "\n")
 
 	ns := newNetns(t)
 	dir := t.TempDir()
@@ -202,13 +221,24 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the walk-through failed: %v\n%s", err, tail(log))
 	}
+	in, outb, ok := strings.Cut(log, "\n"+marker)
+	if !ok {
+		t.Fatalf("the walk-through did not reach the outbound call:\n%s", tail(log))
+	}
 	// The caller (the carrier) was answered and heard the greeting, and
 	// the agent printed its line for the call.
-	if !regexp.MustCompile(`status=200 .* greeting_heard=yes`).MatchString(log) {
-		t.Errorf("the test caller did not hear the demo agent's greeting:\n%s", tail(log))
+	if !regexp.MustCompile(`status=200 .* greeting_heard=yes`).MatchString(in) {
+		t.Errorf("the test caller did not hear the demo agent's greeting:\n%s", tail(in))
 	}
-	if !regexp.MustCompile(`call from=\S+ to=\+12285340406 .*rtp_in=[1-9]`).MatchString(log) {
-		t.Errorf("the demo agent printed no line for the call:\n%s", tail(log))
+	if !regexp.MustCompile(`call from=\S+ to=\+12285340406 .*rtp_in=[1-9]`).MatchString(in) {
+		t.Errorf("the demo agent printed no line for the call:\n%s", tail(in))
+	}
+	// SIPp as the agent counted one successful outbound call, no failure.
+	if m := regexp.MustCompile(`Successful call\s+\|\s+\d+\s+\|\s+(\d+)`).FindAllStringSubmatch(outb, -1); len(m) == 0 || m[len(m)-1][1] != "1" {
+		t.Errorf("SIPp as the agent (outbound call) did not count 1 successful call:\n%s", tail(outb))
+	}
+	if m := regexp.MustCompile(`Failed call\s+\|\s+\d+\s+\|\s+(\d+)`).FindAllStringSubmatch(outb, -1); len(m) == 0 || m[len(m)-1][1] != "0" {
+		t.Errorf("SIPp as the agent (outbound call) counted failed calls:\n%s", tail(outb))
 	}
 	// The gateway counted it answered.
 	mctx, mcancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -217,18 +247,20 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("curl /metrics in the namespace: %v", err)
 	}
-	if !strings.Contains(string(metrics), `callgate_sip_calls_total{class="2xx"} 1`) {
-		t.Errorf("gateway did not count the call answered:\n%s", grep(string(metrics), "callgate_sip_"))
+	if !strings.Contains(string(metrics), `callgate_sip_calls_total{class="2xx"} 2`) ||
+		!strings.Contains(string(metrics), `callgate_sip_outbound_calls_total{class="2xx"} 1`) {
+		t.Errorf("gateway did not count the inbound and the outbound call answered:\n%s", grep(string(metrics), "callgate_sip_"))
 	}
 
 	// What the walk-through left running: make run (make and callgate
-	// serve) and the demo agent (callgate dev agent). Stop each by its PID.
+	// serve), the demo agent (callgate dev agent) and the SIPp PSTN. Stop
+	// each by its PID.
 	names := map[string]int{}
 	for _, p := range ns.pids() {
 		names[comm(p)]++
 	}
-	if names["callgate"] < 2 {
-		t.Errorf("want the gateway and the demo agent left running by the walk-through (running: %v)", names)
+	if names["callgate"] < 2 || names["sipp"] < 1 {
+		t.Errorf("want the gateway, the demo agent and the SIPp PSTN left running by the walk-through (running: %v)", names)
 	}
 	ns.stopAll()
 	testwait.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {

@@ -21,7 +21,7 @@ func (n *Node) startCallLimits() error {
 	if err != nil {
 		return err
 	}
-	meter, err := usage.New(n.cfg.Usage, n.svc, n.st.NC, usage.Options{Log: n.log, Metrics: usage.NewMetrics(n.reg)})
+	meter, err := usage.New(n.cfg.Usage, n.svc, n.st.NC, usage.Options{Log: n.log, Metrics: usage.NewMetrics(n.reg), Now: n.now})
 	if err != nil {
 		lim.Close()
 		return err

@@ -36,6 +36,7 @@ import (
 type Node struct {
 	cfg      config.Config
 	log      *slog.Logger
+	now      func() time.Time // Options.Now: the clock of provisioning and the usage meter (nil: time.Now)
 	reg      *prometheus.Registry
 	st       *store.Store
 	svc      *provisioning.Service
@@ -114,7 +115,7 @@ type Options struct {
 // 200 when the first routing snapshot is loaded.
 func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	cfg.Inherit()
-	n := &Node{cfg: cfg, log: o.Log, reg: prometheus.NewRegistry(), table: &routing.Table{}}
+	n := &Node{cfg: cfg, log: o.Log, now: o.Now, reg: prometheus.NewRegistry(), table: &routing.Table{}}
 	if n.log == nil {
 		n.log = slog.Default()
 	}

@@ -377,6 +377,11 @@ EOF
 	[ -z "$PROFILE" ] || kill -USR2 "$CG_PID"
 	CG_OUT_BEST="" CG_OUT_CPU=""
 	if [ $RUN_OUT = 1 ]; then
+		# outbound minutes are charged (usage.prices: 1 credit a minute by
+		# default): enough credits for every call of the ladder, or they end in 402
+		curl -sf -X POST -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+			-H "Idempotency-Key: bench-$$" --data '{"amount":100000000,"reason":"bench: outbound ladder"}' \
+			"$API/v1/workspaces/default/credits" >/dev/null || die "topping up the workspace failed"
 		# the agent's credential (shown once); its caller ID is the number bought above
 		CRED=$(api POST /v1/agents/bot/sip-credentials '{}' 2>/dev/null || true)
 		if [ -z "$CRED" ]; then
@@ -384,6 +389,12 @@ EOF
 		else
 			read -r AGENT_USER AGENT_PASS < <(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["username"], d["password"])' <<<"$CRED")
 			log "callgate outbound: agent $AGENT_USER -> 127.0.0.1:$CG_AGENTS, caller ID +$NUMBER -> $OUT_DEST at the SIPp PSTN"
+			# usable once the snapshot has the credential: one call must succeed first
+			one_out_call() {
+				timeout 10 "$SIPP" -sf "$HERE/uac_agent_auth.xml" -i 127.0.0.1 -s "$OUT_DEST" -key callerid "+$NUMBER" \
+					-au "$AGENT_USER" -ap "$AGENT_PASS" -m 1 -nostdin "127.0.0.1:$CG_AGENTS" </dev/null
+			}
+			wait_for "the agent's credential to be accepted (one outbound call)" 30 one_out_call
 			SAVE_RATES=$RATES SAVE_NUMBER=$NUMBER
 			RATES=$OUT_RATES UAC_SF=$HERE/uac_agent_auth.xml NUMBER=$OUT_DEST
 			UAC_EXTRA=(-key callerid "+$SAVE_NUMBER" -au "$AGENT_USER" -ap "$AGENT_PASS")

@@ -632,6 +632,9 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	if to := req.To(); to.Params != nil {
 		toTag, _ = to.Params.Get("tag")
 	}
+	if toTag == "" && req.Method == sip.INVITE {
+		s.popPreloadedRoute(req) // a UA with callgate as its outbound proxy
+	}
 	if toTag != "" || s.routeIsUs(req) {
 		s.forwardInDialog(req, from)
 		return

@@ -33,6 +33,13 @@ type options struct {
 	dataDir string
 	mutate  []func(*config.Config)
 	log     io.Writer
+	now     func() time.Time
+}
+
+// Clock sets the node's clock (node.Options.Now: provisioning and the
+// usage meter), e.g. to jump a metered call a minute ahead.
+func Clock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
 }
 
 // Config changes the node's config (after Base and DataDir, before
@@ -106,7 +113,7 @@ func Start(t testing.TB, opts ...Option) *node.Node {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
-	n, err := node.Start(ctx, cfg, node.Options{Log: log})
+	n, err := node.Start(ctx, cfg, node.Options{Log: log, Now: o.now})
 	if err != nil {
 		t.Fatalf("nodetest: start node: %v", err)
 	}
