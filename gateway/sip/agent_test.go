@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -20,7 +18,6 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
@@ -100,34 +97,11 @@ func runAgentEdge(t testing.TB, table *routing.Table, sandboxTerm string, tweak 
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	rec := &recorder{}
-	reg := prometheus.NewRegistry()
-	d := Deps{Table: table, Events: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg,
-		SandboxTermination: sandboxTerm}
+	d := Deps{Table: table, SandboxTermination: sandboxTerm}
 	if deps != nil {
 		deps(&d)
 	}
-	s, err := New(cfg, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	checkFor(t, 5*time.Second, func() error {
-		if !s.Ready() {
-			return errors.New("not ready")
-		}
-		return nil
-	})
-	return &testEdge{Server: s, events: rec, reg: reg, table: table}
+	return startEdge(t, cfg, d)
 }
 
 // agentURI is dest at the edge's agent listener.

@@ -128,9 +128,22 @@ func runEdge(t testing.TB, table *routing.Table, tweak func(*Config), media Medi
 // waits until it is ready.
 func serveEdge(t testing.TB, cfg Config, table *routing.Table, log *slog.Logger, media MediaAnchor) *testEdge {
 	t.Helper()
+	return startEdge(t, cfg, Deps{Table: table, Log: log, Media: media})
+}
+
+// startEdge starts an edge with cfg and d (d.Events and d.Registerer are
+// the test's: a recorder and a fresh registry; a nil d.Log discards),
+// serves it until the test ends and waits until it is ready.
+func startEdge(t testing.TB, cfg Config, d Deps) *testEdge {
+	t.Helper()
 	rec := &recorder{}
 	reg := prometheus.NewRegistry()
-	s, err := New(cfg, Deps{Table: table, Events: rec, Log: log, Registerer: reg, Media: media})
+	d.Events, d.Registerer = rec, reg
+	if d.Log == nil {
+		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	table := d.Table
+	s, err := New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}

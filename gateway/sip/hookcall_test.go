@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
@@ -60,33 +58,11 @@ func serveControlEdge(t testing.TB, table *routing.Table, workers int, deps func
 	cfg.Region = "test"
 	cfg.InviteTimeout = 400 * time.Millisecond
 	cfg.Probe.Disabled = true
-	rec := &recorder{}
-	reg := prometheus.NewRegistry()
-	d := Deps{Table: table, Events: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Hook: hk}
+	d := Deps{Table: table, Hook: hk}
 	if deps != nil {
 		deps(&d)
 	}
-	s, err := New(cfg, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	checkFor(t, 5*time.Second, func() error {
-		if !s.Ready() {
-			return errors.New("not ready")
-		}
-		return nil
-	})
-	return &testEdge{Server: s, events: rec, reg: reg, table: table}
+	return startEdge(t, cfg, d)
 }
 
 // hookServer answers every request with fn's body; it counts requests

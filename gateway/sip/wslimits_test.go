@@ -2,15 +2,11 @@ package sip
 
 import (
 	"context"
-	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
@@ -45,30 +41,7 @@ func limitedEdge(t *testing.T, table *routing.Table, now func() time.Time) (*tes
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Region = "test"
 	cfg.Probe.Disabled = true
-	rec := &recorder{}
-	reg := prometheus.NewRegistry()
-	s, err := New(cfg, Deps{Table: table, Events: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registerer: reg, Limits: lim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	checkFor(t, 5*time.Second, func() error {
-		if !s.Ready() {
-			return errors.New("not ready")
-		}
-		return nil
-	})
-	return &testEdge{Server: s, events: rec, reg: reg, table: table}, lim
+	return startEdge(t, cfg, Deps{Table: table, Limits: lim}), lim
 }
 
 // header value of a raw message ("" when absent).
