@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     ?= bin/callgate
 PKGS    ?= ./...
-APT_PKGS = sip-tester prometheus wrk iproute2 systemd chromium baresip-core
+APT_PKGS = sip-tester prometheus wrk iproute2 systemd chromium baresip-core python3
 
 .PHONY: run build test deps vet fmt bench bench-deps bench-quick conformance fuzz clean vendor-web screenshots
 
@@ -20,11 +20,12 @@ run: build
 	./$(BIN) serve
 
 # Debian packages the tests and benchmarks use (SIPp, promtool, wrk, ip netns,
-# systemd-analyze, chromium for the console's browser tests, baresip), each
-# installed only when its binary is missing.
+# systemd-analyze, chromium for the console's browser tests, baresip, python3
+# for the independent signature checks), each installed only when its binary
+# is missing.
 deps:
 	@missing=""; \
-	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd chromium:chromium baresip:baresip-core; do \
+	for c in sipp:sip-tester promtool:prometheus wrk:wrk ip:iproute2 systemd-analyze:systemd chromium:chromium baresip:baresip-core python3:python3; do \
 	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
