@@ -58,9 +58,16 @@ type browser struct {
 func startBrowser(t testing.TB, base string, width, height int) *browser {
 	t.Helper()
 	exe := chromiumPath(t)
+	// Not t.TempDir: chromium's helper processes may still write into the
+	// profile for a moment after the browser exits, and TempDir's cleanup
+	// fails the test on a directory that is not empty yet.
+	profile, err := os.MkdirTemp("", "callgate-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.WindowSize(width, height),
@@ -75,6 +82,18 @@ func startBrowser(t testing.TB, base string, width, height int) *browser {
 	t.Cleanup(func() {
 		cancel()
 		acancel() // waits for the browser process to exit
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := os.RemoveAll(profile)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Logf("chromium profile %s left behind: %v", profile, err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond) // a helper process still writing: try again
+		}
 	})
 	chromedp.ListenTarget(ctx, func(ev any) {
 		switch ev := ev.(type) {
