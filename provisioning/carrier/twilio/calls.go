@@ -51,3 +51,19 @@ func (c *Carrier) CreateCall(ctx context.Context, p CallParams) (CallResult, err
 	}
 	return CallResult{SID: str(call.Sid), Status: str(call.Status)}, nil
 }
+
+// EndCall hangs up a call in any state (POST
+// /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json with
+// Status=completed). An unknown sid is ErrNotFound; a call already over is
+// ErrInvalidQuery (Twilio's 21220) with Twilio's message in the detail.
+func (c *Carrier) EndCall(ctx context.Context, sid string) (CallResult, error) {
+	o := c.begin(ctx, "end call")
+	if sid == "" {
+		return CallResult{}, &carrier.Error{Carrier: Name, Op: o.name, Kind: carrier.ErrInvalidQuery, Detail: "a call sid is required"}
+	}
+	call, err := o.api.UpdateCall(sid, (&api.UpdateCallParams{}).SetStatus("completed"))
+	if err != nil {
+		return CallResult{}, o.fail(err, carrier.ErrNotFound)
+	}
+	return CallResult{SID: str(call.Sid), Status: str(call.Status)}, nil
+}

@@ -53,3 +53,36 @@ func TestCreateCallAnswers(t *testing.T) {
 		t.Fatalf("recorded %+v", cs)
 	}
 }
+
+// Updating a call answers as Twilio does: 404 with code 20404 for an
+// unknown sid; 200 with the Call resource, status completed.
+func TestUpdateCallAnswers(t *testing.T) {
+	s := twiliofake.MustNew(t, twiliofake.Options{Owned: []twiliofake.Number{{PhoneNumber: "+14155550101", Voice: true}}})
+	post := func(path string, form url.Values) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.URL()+"/2010-04-01/Accounts/"+s.AccountSID()+path, strings.NewReader(form.Encode()))
+		req.SetBasicAuth(s.AccountSID(), s.AuthToken())
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	status, m := post("/Calls/CA0123456789abcdef0123456789abcdef.json", url.Values{"Status": {"completed"}})
+	if status != 404 || m["code"] != float64(20404) || m["status"] != float64(404) {
+		t.Fatalf("unknown sid: %d %v", status, m)
+	}
+	_, m = post("/Calls.json", url.Values{"To": {"+14155550123"}, "From": {"+14155550101"}, "Twiml": {"<Response/>"}})
+	sid, _ := m["sid"].(string)
+	status, m = post("/Calls/"+sid+".json", url.Values{"Status": {"completed"}})
+	if status != 200 || m["sid"] != sid || m["status"] != "completed" {
+		t.Fatalf("update: %d %v", status, m)
+	}
+	if cs := s.Calls(); len(cs) != 1 || len(cs[0].Updates) != 1 || cs[0].Updates[0] != "completed" {
+		t.Fatalf("recorded %+v", cs)
+	}
+}

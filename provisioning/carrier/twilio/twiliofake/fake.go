@@ -328,6 +328,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /2010-04-01/Accounts/{acct}/IncomingPhoneNumbers/{pn}", s.updateIncoming)
 	mux.HandleFunc("DELETE /2010-04-01/Accounts/{acct}/IncomingPhoneNumbers/{pn}", s.deleteIncoming)
 	mux.HandleFunc("POST /2010-04-01/Accounts/{acct}/Calls.json", s.createCall)
+	mux.HandleFunc("POST /2010-04-01/Accounts/{acct}/Calls/{sid}", s.updateCall)
 	mux.HandleFunc("GET /v2/PhoneNumbers/{num}", s.fetchRoute)
 	mux.HandleFunc("POST /v2/PhoneNumbers/{num}", s.updateRoute)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
