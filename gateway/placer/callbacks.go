@@ -77,6 +77,7 @@ func (p *Placer) twilioStatus(w http.ResponseWriter, r *http.Request) {
 	c := Call{ID: st.ID, From: st.From, To: st.To, AgentID: st.Agent, Carrier: "twilio"}
 	switch status := r.PostForm.Get("CallStatus"); status {
 	case "in-progress":
+		p.track(carrierCall{carrier: "twilio", integration: it.ID, ref: r.PostForm.Get("CallSid"), st: st})
 		p.answered(c, st)
 	case "completed", "busy", "no-answer", "failed", "canceled":
 		reason := strings.ReplaceAll(status, "-", "_")
@@ -106,6 +107,10 @@ func (p *Placer) ended(c Call, st callState, reason string) { p.endedWith(c, st,
 func (p *Placer) endedWith(c Call, st callState, reason string, media any) {
 	if _, dup := p.seen.LoadOrStore(c.ID+"/ended", time.Now()); dup {
 		return
+	}
+	p.live.Delete(c.ID)
+	if r, ok := p.cutReason(c.ID); ok {
+		reason = r // the carrier reports the hangup EndCall asked for
 	}
 	if p.d.Usage != nil {
 		p.d.Usage.Ended(c.ID, time.Now())
@@ -175,6 +180,7 @@ func (p *Placer) telnyxEvent(w http.ResponseWriter, r *http.Request) {
 	c := Call{ID: st.ID, From: st.From, To: st.To, AgentID: st.Agent, Carrier: "telnyx"}
 	switch ev.Data.EventType {
 	case "call.answered":
+		p.track(carrierCall{carrier: "telnyx", integration: it.ID, ref: ev.Data.Payload.CallControlID, st: st})
 		if _, dup := p.seen.Load(c.ID + "/answered"); !dup {
 			p.transfers.Add(1)
 			go func() {

@@ -90,6 +90,7 @@ func (p *Placer) placeTwilio(ctx context.Context, pl *plan) error {
 	if res.Status == "ringing" {
 		pl.call.Status = "ringing"
 	}
+	p.track(carrierCall{carrier: "twilio", integration: pl.number.IntegrationID, ref: res.SID, st: pl.state()})
 	return nil
 }
 
@@ -109,10 +110,13 @@ func (p *Placer) placeTelnyx(ctx context.Context, pl *plan) error {
 		return fmt.Errorf("placer: integration %s cannot place Telnyx calls", pl.number.IntegrationID)
 	}
 	st, _ := json.Marshal(pl.state())
-	_, err = tc.Dial(ctx, telnyx.DialParams{From: pl.call.From, To: pl.call.To, WebhookURL: p.cfg.PublicURL + telnyxEventsPath,
+	res, err := tc.Dial(ctx, telnyx.DialParams{From: pl.call.From, To: pl.call.To, WebhookURL: p.cfg.PublicURL + telnyxEventsPath,
 		ClientState: base64.StdEncoding.EncodeToString(st), CommandID: pl.call.ID, TimeoutSecs: int(p.cfg.RingTimeout.Seconds())})
 	if err == telnyx.ErrNoConnection {
 		return fieldErr(400, "from", "Invalid request", "the number's Telnyx integration has no connection_id (a Call Control application is needed to place calls)")
+	}
+	if err == nil {
+		p.track(carrierCall{carrier: "telnyx", integration: pl.number.IntegrationID, ref: res.CallControlID, st: pl.state()})
 	}
 	return err
 }

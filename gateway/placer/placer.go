@@ -109,6 +109,8 @@ type Placer struct {
 	d    Deps
 	log  *slog.Logger
 	seen sync.Map // carrier callback events already handled: callID + "/" + event
+	live sync.Map // carrier calls not yet ended: callID -> carrierCall (cut.go)
+	cuts sync.Map // EndCall in flight: callID -> reason
 	// transfers are Telnyx transfers in flight (Close waits for them).
 	transfers wait
 }

@@ -204,9 +204,9 @@ func (p *Placer) placeSandbox(pl *plan) error {
 	return nil
 }
 
-// EndCall ends a sandbox call in progress (BYE both legs) with reason;
-// it implements calls.Ender.
-func (p *Placer) EndCall(callID, reason string) bool {
+// endSandbox ends a sandbox call in progress (BYE both legs) with reason
+// (EndCall, cut.go).
+func (p *Placer) endSandbox(callID, reason string) bool {
 	if p.d.Sandbox == nil {
 		return false
 	}
