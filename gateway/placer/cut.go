@@ -65,6 +65,12 @@ func (p *Placer) EndCall(callID, reason string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), hangupTimeout)
 	defer cancel()
 	if err := p.hangupCarrier(ctx, cc); err != nil {
+		if _, over := p.seen.Load(callID + "/ended"); over {
+			// The carrier reported the end while the request was in
+			// flight (and refused it as the call was over): the call
+			// ended, with reason.
+			return true
+		}
 		if errors.Is(err, carrier.ErrNotFound) {
 			p.log.Info("placer: call to end already gone at the carrier", "call_id", callID, "carrier", cc.carrier, "err", err)
 		} else {

@@ -175,13 +175,17 @@ func TestEndCallHangsUpAnsweredTelnyxCall(t *testing.T) {
 	if d := fake.Dialled()[0]; !d.HungUp {
 		t.Fatalf("fake recorded no hangup of %s: %+v", id, d)
 	}
-	// The fake then sends call.hangup, as Telnyx does.
+	// The fake then sends call.hangup, as Telnyx does; a retry of it is
+	// delivered here and must charge nothing more.
 	testwait.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if s := fake.Dialled()[0].State; s != "hangup" {
 			return errors.New("no call.hangup yet: " + s)
 		}
 		return nil
 	})
+	if code, err := fake.Hangup(context.Background(), id); err != nil || code != 200 {
+		t.Fatalf("call.hangup webhook: %d %v", code, err)
+	}
 	if e := ev.last(c.ID); e.Kind != calls.Ended || e.Reason != cutReason || e.Carrier != "telnyx" {
 		t.Fatalf("ended event %+v", e)
 	}
@@ -202,5 +206,48 @@ func TestEndCallUnknownIsFalse(t *testing.T) {
 	}
 	if len(fake.Calls()) != 0 || len(ev.ev) != 0 {
 		t.Fatalf("calls %v events %v", fake.Calls(), ev.ev)
+	}
+}
+
+// TestEndCallReasonWhenTheCallbackWinsTheRace: Twilio's completed
+// callback can arrive while the update request is still in flight; the
+// call still ends (once) with EndCall's reason, not "completed".
+func TestEndCallReasonWhenTheCallbackWinsTheRace(t *testing.T) {
+	fake, p, ev, m, _, _, _ := twilioSetup(t)
+	ctx := context.Background()
+	c, err := p.Place(ctx, ws, Request{From: "+12125550100", To: "+442079460123", AgentID: "bot"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := fake.Calls()[0].SID
+	if code, err := fake.Progress(ctx, sid, "in-progress", 0); err != nil || code != 204 {
+		t.Fatalf("answered callback: %d %v", code, err)
+	}
+	// Twilio holds the update's answer while it reports the hangup.
+	fake.FailNext(twiliofake.Failure{Method: "POST", PathContains: "/Calls/" + sid, Delay: 5 * time.Second})
+	done := make(chan bool, 1)
+	go func() { done <- p.EndCall(c.ID, cutReason) }()
+	testwait.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if _, ok := p.cutReason(c.ID); !ok {
+			return errors.New("EndCall not in flight yet")
+		}
+		return nil
+	})
+	if code, err := fake.Progress(ctx, sid, "completed", 30*time.Second); err != nil || code != 204 {
+		t.Fatalf("completed callback: %d %v", code, err)
+	}
+	select {
+	case <-done:
+		t.Fatal("the update answered before the callback was handled: the race was not exercised")
+	default:
+	}
+	if e := ev.last(c.ID); e.Kind != calls.Ended || e.Reason != cutReason {
+		t.Fatalf("ended event %+v", e)
+	}
+	if !<-done {
+		t.Fatal("EndCall false")
+	}
+	if _, ended := m.state(c.ID); ended != 1 || !slices.Equal(ev.kinds(c.ID), []string{calls.Started, calls.Answered, calls.Ended}) {
+		t.Fatalf("ended %d events %v", ended, ev.kinds(c.ID))
 	}
 }
