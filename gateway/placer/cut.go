@@ -64,7 +64,9 @@ func (p *Placer) EndCall(callID, reason string) bool {
 	defer p.cuts.Delete(callID)
 	ctx, cancel := context.WithTimeout(context.Background(), hangupTimeout)
 	defer cancel()
-	if err := p.hangupCarrier(ctx, cc); err != nil {
+	err := p.hangupCarrier(ctx, cc)
+	p.hungUp(cc.carrier, err)
+	if err != nil {
 		if _, over := p.seen.Load(callID + "/ended"); over {
 			// The carrier reported the end while the request was in
 			// flight (and refused it as the call was over): the call
@@ -113,4 +115,16 @@ func (p *Placer) cutReason(callID string) (string, bool) {
 		return "", false
 	}
 	return v.(string), true
+}
+
+// hungUp counts a carrier hangup's result.
+func (p *Placer) hungUp(carrier string, err error) {
+	if p.d.Metrics == nil {
+		return
+	}
+	r := "ended"
+	if err != nil {
+		r = "failed"
+	}
+	p.d.Metrics.Hangups.WithLabelValues(carrier, r).Inc()
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning/carrier"
@@ -35,7 +37,8 @@ func twilioSetup(t *testing.T) (*twiliofake.Server, *Placer, *events, *meter, *l
 	srv, _, set := callbackServer(t)
 	ev, m, l := &events{}, &meter{}, &limiter{}
 	tab := table("twilio", "int_tw", agentURI, routing.Integration{ID: "int_tw", Workspace: ws, Carrier: "twilio", AccountID: fake.AccountSID(), AuthToken: fake.AuthToken()})
-	d := Deps{Table: tab, Events: ev, Usage: m, Limits: l, Carriers: adapters{ws + "/int_tw": carrier.Instrument(tc, carrier.NewMetrics(nil))}}
+	d := Deps{Table: tab, Events: ev, Usage: m, Limits: l, Carriers: adapters{ws + "/int_tw": carrier.Instrument(tc, carrier.NewMetrics(nil))},
+		Metrics: NewMetrics(nil, nil)}
 	p := New(Config{PublicURL: srv.URL}, d)
 	set(p)
 	return fake, p, ev, m, l, set, d
@@ -105,6 +108,10 @@ func TestEndCallTwilioRefusedLeavesTheCallRunning(t *testing.T) {
 	}
 	if _, ended := m.state(c.ID); ended != 1 {
 		t.Fatalf("ended %d", ended)
+	}
+	hs := p.d.Metrics.Hangups
+	if f, e := testutil.ToFloat64(hs.WithLabelValues("twilio", "failed")), testutil.ToFloat64(hs.WithLabelValues("twilio", "ended")); f != 1 || e != 1 {
+		t.Fatalf("callgate_placer_hangups_total failed %v ended %v", f, e)
 	}
 }
 

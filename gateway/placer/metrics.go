@@ -11,6 +11,10 @@ type Metrics struct {
 	// Callbacks counts carrier reports on placed calls by carrier and
 	// outcome (accepted, refused: unsigned or badly signed, invalid).
 	Callbacks *prometheus.CounterVec
+	// Hangups counts EndCall's hangups of Twilio and Telnyx calls by
+	// carrier and result (ended, failed: the carrier refused or did not
+	// answer; the call runs on).
+	Hangups *prometheus.CounterVec
 	// Active is the number of sandbox calls this node controls.
 	Active prometheus.GaugeFunc
 }
@@ -36,6 +40,10 @@ func NewMetrics(reg prometheus.Registerer, active func() float64) *Metrics {
 			Namespace: "callgate", Subsystem: "placer", Name: "callbacks_total",
 			Help: "Carrier reports on placed calls (Twilio status callbacks, Telnyx Call Control webhooks) by outcome.",
 		}, []string{"carrier", "outcome"}),
+		Hangups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "callgate", Subsystem: "placer", Name: "hangups_total",
+			Help: "Placed Twilio and Telnyx calls ended by callgate (e.g. credits exhausted) by result: ended, or failed (the call runs on).",
+		}, []string{"carrier", "result"}),
 		Active: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "callgate", Subsystem: "placer", Name: "sandbox_active_calls",
 			Help: "Sandbox calls this node controls as a third-party call controller.",
@@ -50,9 +58,12 @@ func NewMetrics(reg prometheus.Registerer, active func() float64) *Metrics {
 		for _, o := range callbackLabels {
 			m.Callbacks.WithLabelValues(c, o)
 		}
+		for _, r := range []string{"ended", "failed"} {
+			m.Hangups.WithLabelValues(c, r)
+		}
 	}
 	if reg != nil {
-		reg.MustRegister(m.Placed, m.Callbacks, m.Active)
+		reg.MustRegister(m.Placed, m.Callbacks, m.Hangups, m.Active)
 	}
 	return m
 }
