@@ -108,7 +108,7 @@ func (p *Placer) endedWith(c Call, st callState, reason string, media any) {
 	if _, dup := p.seen.LoadOrStore(c.ID+"/ended", time.Now()); dup {
 		return
 	}
-	p.live.Delete(c.ID)
+	p.untrack(c.ID)
 	if r, ok := p.cutReason(c.ID); ok {
 		reason = r // the carrier reports the hangup EndCall asked for
 	}

@@ -26,6 +26,7 @@ type carrierCall struct {
 	integration string
 	ref         string // Twilio call sid; Telnyx call_control_id
 	st          callState
+	expire      *time.Timer // drops the entry after liveCallTTL
 }
 
 // track remembers a carrier call until it ends (placement or answered
@@ -34,9 +35,20 @@ func (p *Placer) track(cc carrierCall) {
 	if cc.ref == "" || cc.st.ID == "" {
 		return
 	}
-	if _, had := p.live.LoadOrStore(cc.st.ID, cc); !had {
-		id := cc.st.ID
-		time.AfterFunc(liveCallTTL, func() { p.live.Delete(id) })
+	if _, had := p.live.Load(cc.st.ID); had {
+		return
+	}
+	id := cc.st.ID
+	cc.expire = time.AfterFunc(liveCallTTL, func() { p.live.Delete(id) })
+	if _, had := p.live.LoadOrStore(id, cc); had {
+		cc.expire.Stop()
+	}
+}
+
+// untrack forgets an ended call.
+func (p *Placer) untrack(callID string) {
+	if v, ok := p.live.LoadAndDelete(callID); ok {
+		v.(carrierCall).expire.Stop()
 	}
 }
 

@@ -77,6 +77,9 @@ func TestEndCallHangsUpAnsweredTwilioCall(t *testing.T) {
 	if _, ended := m.state(c.ID); ended != 1 || l.n() != 0 || !slices.Equal(ev.kinds(c.ID), []string{calls.Started, calls.Answered, calls.Ended}) {
 		t.Fatalf("ended %d active %d events %v", ended, l.n(), ev.kinds(c.ID))
 	}
+	if _, kept := p.live.Load(c.ID); kept {
+		t.Fatal("the ended call is still tracked")
+	}
 	if p.EndCall(c.ID, cutReason) || len(fake.Calls()[0].Updates) != 1 {
 		t.Fatalf("EndCall of an ended call: true or another update %v", fake.Calls()[0].Updates)
 	}
@@ -198,6 +201,9 @@ func TestEndCallHangsUpAnsweredTelnyxCall(t *testing.T) {
 	}
 	if _, ended := m.state(c.ID); ended != 1 || l.n() != 0 || !slices.Equal(ev.kinds(c.ID), []string{calls.Started, calls.Answered, calls.Ended}) {
 		t.Fatalf("ended %d active %d events %v", ended, l.n(), ev.kinds(c.ID))
+	}
+	if _, kept := p.live.Load(c.ID); kept {
+		t.Fatal("the ended call is still tracked")
 	}
 	if p.EndCall(c.ID, cutReason) {
 		t.Fatal("EndCall of an ended call: true")
