@@ -74,8 +74,9 @@ func TestAgentAnswersWithToneGreeting(t *testing.T) {
 	if res.Status != 200 || res.Codec != "PCMA" || res.PacketsIn < 100 || res.PacketsOut < 100 || res.Lost != 0 {
 		t.Fatalf("caller result %s: want 200, PCMA, >= 100 packets each way, no loss", res)
 	}
+	// The report is kept, then its line printed: wait for both.
 	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if len(a.Reports()) == 0 {
+		if len(a.Reports()) == 0 || !strings.Contains(out.String(), "rtp_in=") {
 			return os.ErrNotExist
 		}
 		return nil
