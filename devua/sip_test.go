@@ -2,6 +2,7 @@ package devua
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -80,9 +81,16 @@ func TestAgentCancelOptionsBadSDP(t *testing.T) {
 	if err == nil {
 		t.Fatal("call to a ringing agent answered within 500 ms")
 	}
-	if r := waitReport(t, a); r.End != "cancelled" || !strings.Contains(out.String(), "end=cancelled") {
+	if r := waitReport(t, a); r.End != "cancelled" {
 		t.Fatalf("agent report %s: want end=cancelled", r)
 	}
+	// The report is kept, then its line printed.
+	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(out.String(), "end=cancelled") {
+			return errors.New("no end=cancelled line yet")
+		}
+		return nil
+	})
 
 	u, err := newSIPUA("127.0.0.1:0", "probe")
 	if err != nil {
