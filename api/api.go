@@ -16,6 +16,7 @@ import (
 
 	"github.com/callgate/callgate/audit"
 	"github.com/callgate/callgate/callhistory"
+	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 )
@@ -47,6 +48,9 @@ type Options struct {
 	Calls *callhistory.Reader
 	// Placer places calls for POST /v1/calls (nil: 503).
 	Placer CallPlacer
+	// Control sends commands to running calls (POST /v1/calls/{id}/transfer
+	// and /dtmf) to the node that holds them (nil: 503).
+	Control *calls.ControlBus
 }
 
 // API is the HTTP handler.

@@ -22,6 +22,9 @@ type edges struct {
 	done    chan struct{}
 	limits  callLimits     // workspace limits and usage meter (calllimits.go)
 	placer  *placer.Placer // REST calls (place.go)
+	// control carries commands to running calls (transfer, DTMF) to the
+	// node that holds them; edges register handlers with Handle.
+	control *calls.ControlBus
 }
 
 // startEdges starts the SIP and webhook edges and the media relay.
@@ -49,9 +52,14 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	if err := n.startCallLimits(); err != nil {
 		return err
 	}
+	n.edges.control = calls.NewControlBus(n.st.NC, n.log)
+	if err := n.edges.control.Start(); err != nil {
+		return err
+	}
+	n.closers = append(n.closers, n.edges.control.Close)
 	srv, err := sip.New(sc, sip.Deps{Table: n.table, Events: events, Log: n.log, Registerer: n.reg,
 		Media: media.Anchor[sip.MediaSession]{M: mm}, MediaMode: cfg.Media.Mode, DialogKey: n.dialogKey,
-		SandboxTermination: cfg.Carriers.Sandbox.TerminationURI, Limits: n.limiter(), Usage: n.meter(), Hook: hk})
+		SandboxTermination: cfg.Carriers.Sandbox.TerminationURI, Limits: n.limiter(), Usage: n.meter(), Hook: hk, Control: n.edges.control})
 	if err != nil {
 		return err
 	}

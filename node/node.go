@@ -242,6 +242,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Audit:   auditLog,
 		Calls:   n.callHistory(),
 		Placer:  n.edges.placer,
+		Control: n.edges.control,
 	})
 	n.handler.Store(h)
 	go func() {

@@ -21,6 +21,7 @@ type AgentInput struct {
 	Media        string     `json:"media,omitempty"`
 	MessagingURL string     `json:"messaging_url,omitempty"`
 	SourceCIDRs  []string   `json:"source_cidrs,omitempty"`
+	AgentCallSettings
 }
 
 // Endpoint as given by a client.
@@ -67,6 +68,7 @@ func (in *AgentInput) validate(v *ValidationError, check func(string) (string, e
 		v.Add("messaging_url", "must be an http:// or https:// URL")
 	}
 	in.SourceCIDRs = checkSourceCIDRs(v, in.SourceCIDRs)
+	in.AgentCallSettings.validate(v)
 }
 
 // CreateAgent creates an agent (id generated when empty).
@@ -80,7 +82,7 @@ func (s *Service) CreateAgent(ctx context.Context, p Principal, in AgentInput) (
 		in.ID = "ag_" + randomToken("")[:16]
 	}
 	now := s.now().UTC()
-	a := Agent{ID: in.ID, Name: in.Name, Endpoints: toRouting(in.Endpoints), Media: in.Media, MessagingURL: in.MessagingURL, SourceCIDRs: in.SourceCIDRs, CreatedAt: now, UpdatedAt: now, Workspace: p.Workspace}
+	a := Agent{ID: in.ID, Name: in.Name, Endpoints: toRouting(in.Endpoints), Media: in.Media, MessagingURL: in.MessagingURL, SourceCIDRs: in.SourceCIDRs, AgentCallSettings: in.AgentCallSettings, CreatedAt: now, UpdatedAt: now, Workspace: p.Workspace}
 	b, _ := json.Marshal(a)
 	if _, err := s.st.Agents.Create(ctx, agentKey(p.Workspace, a.ID), b); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -159,6 +161,7 @@ func (s *Service) UpdateAgent(ctx context.Context, p Principal, id string, in Ag
 	}
 	a.Name, a.Endpoints, a.Media, a.MessagingURL, a.UpdatedAt = in.Name, toRouting(in.Endpoints), in.Media, in.MessagingURL, s.now().UTC()
 	a.SourceCIDRs = in.SourceCIDRs
+	a.AgentCallSettings = in.AgentCallSettings
 	a.Workspace = p.Workspace
 	b, _ := json.Marshal(a)
 	if _, err := s.st.Agents.Update(ctx, agentKey(p.Workspace, id), b, rev); err != nil {

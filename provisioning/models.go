@@ -108,6 +108,7 @@ type Agent struct {
 	// SourceCIDRs, when set, are the only source ranges the agent's SIP
 	// credentials are accepted from (agent listener).
 	SourceCIDRs []string `json:"source_cidrs,omitempty"`
+	AgentCallSettings
 }
 
 // Forward registers a business line forwarding to a gateway number.

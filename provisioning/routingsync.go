@@ -233,7 +233,9 @@ func (y *Syncer) apply(bucket string, e jetstream.KeyValueEntry, nb, ab, fb stri
 		if a.Workspace == "" {
 			a.Workspace, _, _ = strings.Cut(key, ".")
 		}
-		y.agents[key] = routing.Agent{ID: a.ID, Workspace: a.Workspace, Name: a.Name, Endpoints: y.checkEndpoints(key, a.Endpoints), Media: a.Media, MessagingURL: a.MessagingURL, SourceCIDRs: a.SourceCIDRs}
+		ra := routing.Agent{ID: a.ID, Workspace: a.Workspace, Name: a.Name, Endpoints: y.checkEndpoints(key, a.Endpoints), Media: a.Media, MessagingURL: a.MessagingURL, SourceCIDRs: a.SourceCIDRs}
+		a.AgentCallSettings.routing(&ra)
+		y.agents[key] = ra
 	case fb:
 		y.dirtyFwd = true
 		if del {

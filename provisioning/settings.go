@@ -41,21 +41,25 @@ type Outbound struct {
 // WorkspaceSettings is GET/PATCH /v1/workspace. The webhook secret itself
 // is never part of it.
 type WorkspaceSettings struct {
-	ID               string   `json:"id"`
-	Name             string   `json:"name"`
-	RoutingHook      *Hook    `json:"routing_hook"`
-	Limits           Limits   `json:"limits"`
-	Outbound         Outbound `json:"outbound"`
-	WebhookSecretSet bool     `json:"webhook_secret_set"`
+	ID               string        `json:"id"`
+	Name             string        `json:"name"`
+	RoutingHook      *Hook         `json:"routing_hook"`
+	Limits           Limits        `json:"limits"`
+	Outbound         Outbound      `json:"outbound"`
+	WebhookSecretSet bool          `json:"webhook_secret_set"`
+	SIPHeaders       SIPHeaders    `json:"sip_headers"`
+	Media            MediaSettings `json:"media"`
 }
 
 // workspaceRecord is how a workspace is stored in the workspaces bucket
 // (the Workspace fields, then its settings).
 type workspaceRecord struct {
 	Workspace
-	RoutingHook *Hook    `json:"routing_hook,omitempty"`
-	Limits      Limits   `json:"limits"`
-	Outbound    Outbound `json:"outbound"`
+	RoutingHook *Hook         `json:"routing_hook,omitempty"`
+	Limits      Limits        `json:"limits"`
+	Outbound    Outbound      `json:"outbound"`
+	SIPHeaders  SIPHeaders    `json:"sip_headers"`
+	Media       MediaSettings `json:"media"`
 	// SealedWebhookSecret is the webhook secret, AES-256-GCM (provisioning/secrets),
 	// associated data webhookSecretAD(id).
 	SealedWebhookSecret string `json:"sealed_webhook_secret,omitempty"`
@@ -66,7 +70,7 @@ func (r *workspaceRecord) settings() WorkspaceSettings {
 	if o.AllowedCountries == nil {
 		o.AllowedCountries = []string{}
 	}
-	return WorkspaceSettings{ID: r.ID, Name: r.Name, RoutingHook: r.RoutingHook, Limits: r.Limits, Outbound: o, WebhookSecretSet: r.SealedWebhookSecret != ""}
+	return WorkspaceSettings{ID: r.ID, Name: r.Name, RoutingHook: r.RoutingHook, Limits: r.Limits, Outbound: o, WebhookSecretSet: r.SealedWebhookSecret != "", SIPHeaders: r.SIPHeaders.view(), Media: r.Media}
 }
 
 func webhookSecretAD(ws string) string { return "workspace-webhook-secret:" + ws }
@@ -88,6 +92,8 @@ type WorkspacePatch struct {
 		MaxConcurrentCalls *int      `json:"max_concurrent_calls"`
 		MaxCallsPerSecond  *int      `json:"max_calls_per_second"`
 	} `json:"outbound"`
+	SIPHeaders *sipHeadersPatch `json:"sip_headers"`
+	Media      *mediaPatch      `json:"media"`
 }
 
 func checkLimit(v *ValidationError, field string, n *int, max int, dst *int) {
@@ -162,6 +168,12 @@ func (p *WorkspacePatch) apply(v *ValidationError, rec *workspaceRecord) {
 		}
 		checkLimit(v, "outbound.max_concurrent_calls", o.MaxConcurrentCalls, MaxConcurrentCallsLimit, &rec.Outbound.MaxConcurrentCalls)
 		checkLimit(v, "outbound.max_calls_per_second", o.MaxCallsPerSecond, MaxCallsPerSecondLimit, &rec.Outbound.MaxCallsPerSecond)
+	}
+	if p.SIPHeaders != nil {
+		p.SIPHeaders.apply(v, &rec.SIPHeaders)
+	}
+	if p.Media != nil && p.Media.AllowMixedSRTP != nil {
+		rec.Media.AllowMixedSRTP = *p.Media.AllowMixedSRTP
 	}
 }
 
@@ -334,6 +346,8 @@ func decodeWorkspace(box *secrets.Box, log *slog.Logger, key string, value []byt
 			AllowPremium:     rec.Outbound.AllowPremium, AllowSharedCost: rec.Outbound.AllowSharedCost, AllowUAN: rec.Outbound.AllowUAN,
 			MaxConcurrentCalls: rec.Outbound.MaxConcurrentCalls, MaxCallsPerSecond: rec.Outbound.MaxCallsPerSecond,
 		},
+		Headers:        rec.SIPHeaders.routing(),
+		AllowMixedSRTP: rec.Media.AllowMixedSRTP,
 	}
 	if rec.SealedWebhookSecret != "" && box != nil {
 		secret, err := box.OpenString(rec.SealedWebhookSecret, webhookSecretAD(rec.ID))

@@ -41,6 +41,11 @@ type Agent struct {
 	// SourceCIDRs, when set, are the only source ranges this agent's SIP
 	// credentials are accepted from on the agent listener (outbound calls).
 	SourceCIDRs []string
+
+	// During the call (routing/incall.go).
+	EarlyMedia   string        // EarlyMediaNone, EarlyMediaRingback, EarlyMediaRingbackTone
+	MediaTimeout time.Duration // 0: the node's media.media_timeout
+	SRTP         string        // SRTPOff, SRTPOptional, SRTPRequired
 }
 
 // Number is an owned number as the data plane sees it.

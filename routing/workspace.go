@@ -49,6 +49,12 @@ type Workspace struct {
 	// WebhookSecret signs routing hook requests and messaging deliveries
 	// (X-Callgate-Signature); decrypted, only in memory. Empty: unsigned.
 	WebhookSecret string
+	// Headers is which SIP headers pass between caller and agent and
+	// which call history keeps (routing/incall.go).
+	Headers SIPHeaders
+	// AllowMixedSRTP lets a call use SRTP on one side and plain RTP on
+	// the other (e.g. an agent on a private network).
+	AllowMixedSRTP bool
 }
 
 // AgentWeight is one agent of a number that splits calls between agents.

@@ -15,6 +15,9 @@ const (
 	Started  = "started"
 	Answered = "answered"
 	Ended    = "ended"
+	// During the call (issue 18).
+	DTMF         = "dtmf"
+	TransferKind = "transfer"
 )
 
 // Event is one step in a call's life. Numbers are E.164.
@@ -42,7 +45,36 @@ type Event struct {
 	Endpoint      string `json:"endpoint,omitempty"`       // the agent endpoint (or termination) that answered or was tried last
 	HookOutcome   string `json:"hook_outcome,omitempty"`   // routing hook: route, reject, timeout, error, invalid, none
 	FallbackStep  int    `json:"fallback_step,omitempty"`  // 0: the assigned agent; n: the n-th fallback step answered
+
+	// During the call (issue 18).
+	Digits   string            `json:"digits,omitempty"`    // dtmf: the digit(s) received or sent
+	DTMFFrom string            `json:"dtmf_from,omitempty"` // dtmf: "caller" or "agent"; via: see DTMFVia
+	DTMFVia  string            `json:"dtmf_via,omitempty"`  // dtmf: "rfc4733" or "info"
+	Transfer *TransferInfo     `json:"transfer,omitempty"`  // transfer: progress and outcome
+	Headers  map[string]string `json:"headers,omitempty"`   // started/ended: headers the workspace keeps (sip_headers.keep)
 }
+
+// TransferInfo is a transfer's progress ("transfer" events) and outcome
+// (also on the call's "ended" event when the agent's leg ended by it).
+type TransferInfo struct {
+	To      string `json:"to"`               // the target as asked (tel:/sip: URI)
+	Mode    string `json:"mode"`             // "refer" (passed to the carrier), "bridge" (by callgate), "carrier_verb" (TwiML/Call Control)
+	Via     string `json:"via,omitempty"`    // "sip_refer" or "api"
+	State   string `json:"state"`            // TransferTrying, TransferRinging, or an outcome
+	Status  int    `json:"status,omitempty"` // the final SIP status of the new leg
+	Carrier string `json:"carrier,omitempty"`
+}
+
+// Transfer states and outcomes.
+const (
+	TransferTrying    = "trying"
+	TransferRinging   = "ringing"
+	TransferCompleted = "completed"
+	TransferBusy      = "busy"
+	TransferNoAnswer  = "no_answer"
+	TransferFailed    = "failed"
+	TransferRefused   = "refused" // policy (caller ID, destination, credits)
+)
 
 // Directions of a call.
 const (

@@ -64,6 +64,12 @@ type call struct {
 
 	limitDir string // direction counted by the workspace limiter; "": not counted (wslimits.go)
 
+	// inspect is set when a feature of this call must see every in-dialog
+	// request and response fully parsed (session timers, REFER, INFO DTMF,
+	// header policy, SRTP): a fast path that forwards messages without
+	// sipgo's parser must leave such calls to the full path.
+	inspect atomic.Bool
+
 	state      int
 	cancelled  bool
 	provSeen   bool

@@ -63,6 +63,9 @@ type Deps struct {
 	// SandboxTermination is where outbound calls of sandbox numbers go
 	// (carriers.sandbox.termination_uri); empty: they cannot call out.
 	SandboxTermination string
+	// Control carries API commands to this node's calls (transfer, DTMF):
+	// the server registers its handler with Control.Handle; nil: none.
+	Control *calls.ControlBus
 }
 
 // trunkPrefix is one allowed source range.
