@@ -89,16 +89,18 @@ func (p *Placer) twilioStatus(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// answered and ended are run once per call (carriers retry callbacks).
-func (p *Placer) answered(c Call, st callState) {
+// answered and ended are run once per call (carriers retry callbacks);
+// answered reports whether this was the first time.
+func (p *Placer) answered(c Call, st callState) bool {
 	if _, dup := p.seen.LoadOrStore(c.ID+"/answered", time.Now()); dup {
-		return
+		return false
 	}
 	now := time.Now()
 	if p.d.Usage != nil {
 		p.d.Usage.Answered(c.ID, st.WS, c.To, now)
 	}
 	p.d.Events.Publish(p.event(calls.Answered, c, st.WS, st.Number, st.Endpoint, st.FwdFrom))
+	return true
 }
 
 func (p *Placer) ended(c Call, st callState, reason string) { p.endedWith(c, st, reason, nil) }
@@ -181,14 +183,16 @@ func (p *Placer) telnyxEvent(w http.ResponseWriter, r *http.Request) {
 	switch ev.Data.EventType {
 	case "call.answered":
 		p.track(carrierCall{carrier: "telnyx", integration: it.ID, ref: ev.Data.Payload.CallControlID, st: st})
-		if _, dup := p.seen.Load(c.ID + "/answered"); !dup {
+		// The answered event goes out before the transfer starts: a
+		// transfer that fails ends the call, and its ended event must
+		// follow the answered one.
+		if p.answered(c, st) {
 			p.transfers.Add(1)
 			go func() {
 				defer p.transfers.Done()
 				p.transferTelnyx(it.ID, ev.Data.Payload.CallControlID, st)
 			}()
 		}
-		p.answered(c, st)
 	case "call.hangup":
 		reason := ev.Data.Payload.HangupCause
 		if reason == "" || reason == "normal_clearing" {

@@ -225,10 +225,13 @@ func TestSIPpRTPThroughMediaRelay(t *testing.T) {
 	if c.Ignored != 0 || a.Ignored != 0 || c.Undeliverable != 0 {
 		t.Errorf("packets dropped: caller ignored %d undeliverable %d, agent ignored %d", c.Ignored, c.Undeliverable, a.Ignored)
 	}
-	// The capture's packets are 20 ms apart and loopback adds nothing
-	// worth a millisecond: a large jitter means the relay held packets.
-	if c.JitterMeanMs > 5 || a.JitterMeanMs > 5 {
-		t.Errorf("jitter: caller %.2f ms, agent %.2f ms", c.JitterMeanMs, a.JitterMeanMs)
+	// The caller leg's jitter is SIPp's own pacing (large on a loaded
+	// machine); the agent leg's is that plus the relay's forwarding and
+	// the echo. A relay holding packets shows as the agent leg's jitter
+	// far above the caller's. (The relay's added latency is measured by
+	// bench/media, not here.)
+	if a.JitterMeanMs > c.JitterMeanMs+10 {
+		t.Errorf("jitter: caller %.2f ms, agent %.2f ms: the relay added more than 10 ms", c.JitterMeanMs, a.JitterMeanMs)
 	}
 }
 
