@@ -93,6 +93,11 @@ func (b *ControlBus) Start() error {
 		return fmt.Errorf("calls: control subscribe: %w", err)
 	}
 	b.sub = sub
+	// The server has the subscription once the flush returns: a command
+	// sent right after Start reaches this node.
+	if err := b.nc.Flush(); err != nil {
+		return fmt.Errorf("calls: control subscribe: %w", err)
+	}
 	return nil
 }
 

@@ -25,8 +25,10 @@ func TestControlBusReachesTheHoldingNode(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return nc
 	}
+	// A node that holds the call answers within Timeout even on a loaded
+	// machine; Send's own wait is bounded by its context below.
 	a, b := calls.NewControlBus(conn(), nil), calls.NewControlBus(conn(), nil)
-	a.Timeout, b.Timeout = 500*time.Millisecond, 500*time.Millisecond
+	a.Timeout, b.Timeout = 10*time.Second, 10*time.Second
 	got := make(chan calls.Command, 4)
 	b.Handle(func(ctx context.Context, c calls.Command) (calls.Reply, bool) {
 		if c.CallID != "c1" || c.Workspace != "acme" {
@@ -42,6 +44,11 @@ func TestControlBusReachesTheHoldingNode(t *testing.T) {
 		t.Cleanup(x.Close)
 	}
 	ctx := context.Background()
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		t.Cleanup(cancel)
+		return c
+	}
 	r, err := a.Send(ctx, calls.Command{Op: calls.OpTransfer, CallID: "c1", Workspace: "acme", To: "tel:+14155550100", Mode: "bridge"})
 	if err != nil || r.Status != 202 || r.Detail["mode"] != "bridge" {
 		t.Fatalf("reply %+v, %v", r, err)
@@ -49,11 +56,11 @@ func TestControlBusReachesTheHoldingNode(t *testing.T) {
 	if c := <-got; c.To != "tel:+14155550100" || c.Op != calls.OpTransfer {
 		t.Fatalf("handler got %+v", c)
 	}
-	if _, err := a.Send(ctx, calls.Command{Op: calls.OpDTMF, CallID: "c2", Workspace: "acme", Digits: "1"}); !errors.Is(err, calls.ErrCallNotHere) {
+	if _, err := a.Send(short(), calls.Command{Op: calls.OpDTMF, CallID: "c2", Workspace: "acme", Digits: "1"}); !errors.Is(err, calls.ErrCallNotHere) {
 		t.Fatalf("unknown call: %v", err)
 	}
 	// Another workspace naming acme's call, on its own subject: ignored.
-	if _, err := a.Send(ctx, calls.Command{Op: calls.OpDTMF, CallID: "c1", Workspace: "evil", Digits: "1"}); !errors.Is(err, calls.ErrCallNotHere) {
+	if _, err := a.Send(short(), calls.Command{Op: calls.OpDTMF, CallID: "c1", Workspace: "evil", Digits: "1"}); !errors.Is(err, calls.ErrCallNotHere) {
 		t.Fatalf("other workspace: %v", err)
 	}
 	// A body naming acme sent on evil's subject: ignored too.
