@@ -201,7 +201,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "walkthrough.sh"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// make run builds the binary first: minutes on a loaded 2-core
+	// machine with a cold build cache.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	// As typed into an interactive shell (job control, a terminal: a
 	// background job that touches the terminal is stopped), with -e so
