@@ -13,6 +13,9 @@ func ClaimAndChargeForTest(t *testing.T, s *Service, p Principal, e164 string, c
 	ctx := context.Background()
 	rec := numberRecord{Number: Number{PhoneNumber: e164, Carrier: "sandbox", Origin: "purchased", Status: StatusPending, MonthlyCost: cost}, WorkspaceID: p.Workspace, ClaimedAt: s.now().UTC()}
 	b, _ := json.Marshal(rec)
+	if _, err := s.indexAdd(ctx, indexNumbers, p.Workspace, numberKey(e164)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.st.Numbers.Create(ctx, numberKey(e164), b); err != nil {
 		t.Fatal(err)
 	}
