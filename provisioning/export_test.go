@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/callgate/callgate/store"
 )
 
 // ClaimAndChargeForTest leaves a number claimed (pending) and charged, as
@@ -49,3 +51,8 @@ func ApplyWorkspacePatchForTest(cur WorkspaceSettings, p WorkspacePatch) (Worksp
 	}
 	return rec.settings(), nil
 }
+
+// ScaleStoreForBench is the store of the scale benchmarks: scaleN
+// numbers of other workspaces and 20 of workspace "target" (not created
+// as a workspace), filled once per test binary.
+func ScaleStoreForBench(b *testing.B) (*store.Store, int) { return scaleStore(b) }

@@ -103,7 +103,7 @@ func (s *Service) DeleteForwarding(ctx context.Context, p Principal, business st
 		}
 		return storeErr("delete forwarding", err)
 	}
-	irev := s.indexRev(ctx, indexForwarding, p.Workspace, numberKey(b164))
+	irev := s.indexStampOf(ctx, indexForwarding, p.Workspace, numberKey(b164))
 	if err := s.st.Forwarding.Delete(ctx, numberKey(b164), jetstream.LastRevision(rev)); err != nil {
 		return storeErr("delete forwarding", err)
 	}

@@ -328,7 +328,7 @@ func (s *Service) DeleteIntegration(ctx context.Context, p Principal, id string)
 	if len(using) > 0 {
 		return errorf(ErrConflict, "integration %s still has %d number(s) in callgate (%s); release them first", id, len(using), strings.Join(using, ", "))
 	}
-	irev := s.indexRev(ctx, indexIntegrations, p.Workspace, id)
+	irev := s.indexStampOf(ctx, indexIntegrations, p.Workspace, id)
 	if err := s.st.Integrations.Delete(ctx, id); err != nil {
 		return storeErr("delete integration", err)
 	}
@@ -517,7 +517,7 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 			_, _ = c.Configure(context.WithoutCancel(ctx), e164, *rec.Previous)
 		}
 		if s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164)) == nil {
-			s.indexRemove(ctx, indexNumbers, p.Workspace, numberKey(e164), ref.rev)
+			s.indexRemove(ctx, indexNumbers, p.Workspace, numberKey(e164), ref.stamp)
 		}
 		res.Error = storeErr("commit import", err).Error()
 		return res
@@ -532,6 +532,6 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 // (at rev) and then its index entry.
 func (s *Service) unclaimImport(ctx context.Context, ws string, ref indexRef, e164 string, rev uint64) {
 	if s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164), jetstream.LastRevision(rev)) == nil {
-		s.indexRemove(ctx, indexNumbers, ws, numberKey(e164), ref.rev)
+		s.indexRemove(ctx, indexNumbers, ws, numberKey(e164), ref.stamp)
 	}
 }

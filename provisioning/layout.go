@@ -56,40 +56,45 @@ func (s *Service) recoverIndex(ctx context.Context) (int, error) {
 	return created + deleted, err
 }
 
-type indexEntry struct {
-	rev uint64
-	at  time.Time
-}
-
-// reindex creates the index entries missing for existing records and,
-// with gc, deletes stale entries that no record backs. The index is read
-// before the records: an entry written after that read is not judged, and
-// one judged stale but touched since (a purchase of the same number by
-// the same workspace) survives its revision-guarded delete.
+// reindex adds the ids missing from the index for existing records and,
+// with gc, removes stale ids that no record backs. The index is read
+// before the records: an id added after that read is not judged, and one
+// judged stale but stamped again since (a purchase of the same number by
+// the same workspace) survives its stamp-guarded removal.
 func (s *Service) reindex(ctx context.Context, gc bool) (created, deleted int, err error) {
-	have := map[string]indexEntry{}
+	type listed struct{ kind, ws, id, stamp string }
+	have := map[string]listed{} // kind ws id -> its listing
 	err = s.scanKV(ctx, s.st.Index, func(e jetstream.KeyValueEntry) error {
-		k := e.Key()
-		if strings.HasPrefix(k, indexNumbers+".") || strings.HasPrefix(k, indexForwarding+".") || strings.HasPrefix(k, indexIntegrations+".") {
-			have[k] = indexEntry{rev: e.Revision(), at: indexWritten(e)}
+		kind, rest, _ := strings.Cut(e.Key(), ".")
+		ws, _, _ := strings.Cut(rest, ".")
+		if kind != indexNumbers && kind != indexForwarding && kind != indexIntegrations {
+			return nil
+		}
+		var d indexDoc
+		if json.Unmarshal(e.Value(), &d) != nil {
+			return nil // unreadable: its ids are added again below
+		}
+		for id, stamp := range d {
+			have[kind+" "+ws+" "+id] = listed{kind, ws, id, stamp}
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, 0, storeErr("read index", err)
 	}
-	var missing []string
+	missing := map[string][]string{} // shard key -> ids
 	want := func(kind, ws, id string) {
 		if !indexable(ws, id) {
 			s.log.Warn("provisioning: record not indexed: its workspace or key cannot be an index key", "kind", kind, "workspace", ws)
 			return
 		}
-		k := indexKey(kind, ws, id)
+		k := kind + " " + ws + " " + id
 		if _, ok := have[k]; ok {
 			delete(have, k) // backed: not stale
 			return
 		}
-		missing = append(missing, k)
+		shard := indexShard(kind, ws, id)
+		missing[shard] = append(missing[shard], id)
 	}
 	// Number, forwarding and integration records all name their
 	// workspace in "workspace".
@@ -113,35 +118,54 @@ func (s *Service) reindex(ctx context.Context, gc bool) (created, deleted int, e
 			return 0, 0, storeErr("read "+b.kv.Bucket(), err)
 		}
 	}
+	shards := make([]string, 0, len(missing))
+	for k := range missing {
+		shards = append(shards, k)
+	}
 	var mu sync.Mutex
-	err = parallel(ctx, reindexWorkers, missing, func(k string) error {
-		_, err := s.st.Index.Create(ctx, k, s.indexStamp())
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return nil // another node, or the record's own writer, was first
-		}
-		if err != nil {
-			return storeErr("write index", err)
-		}
+	err = parallel(ctx, reindexWorkers, shards, func(shard string) error {
+		kind, rest, _ := strings.Cut(shard, ".")
+		ws, _, _ := strings.Cut(rest, ".")
+		ids := missing[shard]
+		stamp := s.indexStamp()
+		added := 0
+		err := s.changeIndex(ctx, kind, ws, ids[0], func(d indexDoc) bool {
+			added = 0
+			for _, id := range ids {
+				if _, ok := d[id]; !ok { // another node, or the record's writer, was first
+					d[id] = stamp
+					added++
+				}
+			}
+			return added > 0
+		})
 		mu.Lock()
-		created++
+		created += added
 		mu.Unlock()
-		return nil
+		return err
 	})
 	if err != nil || !gc {
 		return created, 0, err
 	}
 	now := s.now().UTC()
-	for k, e := range have {
-		if now.Sub(e.at) < StaleClaimAge {
+	for _, l := range have {
+		if now.Sub(stampTime(l.stamp)) < StaleClaimAge {
 			continue // its record may be about to be written
 		}
-		if err := s.st.Index.Delete(ctx, k, jetstream.LastRevision(e.rev)); err != nil {
-			if isRevisionConflict(err) {
-				continue // touched since: in use again
+		removed := false
+		err := s.changeIndex(ctx, l.kind, l.ws, l.id, func(d indexDoc) bool {
+			removed = d[l.id] == l.stamp // stamped again since: in use again
+			if removed {
+				delete(d, l.id)
 			}
-			return created, deleted, storeErr("delete stale index entry", err)
+			return removed
+		})
+		if err != nil {
+			return created, deleted, err
 		}
-		deleted++
+		if removed {
+			deleted++
+		}
 	}
 	return created, deleted, nil
 }

@@ -250,7 +250,7 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest, 
 			s.log.Error("provisioning: claim not released", "number", phone.Mask(e164), "err", err)
 			return
 		}
-		s.indexRemove(bg, indexNumbers, p.Workspace, numberKey(e164), ref.rev)
+		s.indexRemove(bg, indexNumbers, p.Workspace, numberKey(e164), ref.stamp)
 	}
 	if r.AgentID != "" {
 		// The claim names the agent: if the agent began to be deleted
@@ -647,7 +647,7 @@ func (s *Service) releaseAtCarrier(ctx context.Context, rec numberRecord) error 
 // deleted and forwarding registrations pointing at it are removed.
 func (s *Service) deleteReleased(ctx context.Context, rec numberRecord, rev uint64) error {
 	key := numberKey(rec.PhoneNumber)
-	irev := s.indexRev(ctx, indexNumbers, rec.WorkspaceID, key)
+	irev := s.indexStampOf(ctx, indexNumbers, rec.WorkspaceID, key)
 	if err := s.st.Numbers.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
 		if !isRevisionConflict(err) {
 			return storeErr("release number", err)

@@ -85,7 +85,7 @@ func (s *Service) recoverStalePurchases(ctx context.Context) (int, error) {
 			}
 		}
 		key := numberKey(rec.PhoneNumber)
-		irev := s.indexRev(ctx, indexNumbers, rec.WorkspaceID, key)
+		irev := s.indexStampOf(ctx, indexNumbers, rec.WorkspaceID, key)
 		if err := s.st.Numbers.Delete(ctx, key, jetstream.LastRevision(revs[i])); err != nil {
 			continue // changed meanwhile: leave it for the next pass
 		}
