@@ -22,7 +22,7 @@
 # Everything runs on 127.0.0.1 only.
 set -eu
 cd "$(dirname "$0")/../.."
-CALLS=${CALLS:-250,500,1000,1500,2000,2500,3000,4000}
+CALLS=${CALLS:-100,250,500,1000,1500,2000,2500,3000,4000}
 DURATION=${DURATION:-10s}
 bin="${TMPDIR:-/tmp}/callgate-mediabench.$$"
 trap 'rm -f "$bin"' EXIT INT TERM
