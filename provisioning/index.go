@@ -48,8 +48,8 @@ const (
 	indexLayoutKey = "layout.version"
 	layoutVersion  = "2"
 	// indexShards documents per workspace and kind: each holds about
-	// 1/indexShards of the ids (30 bytes each), so a workspace can hold
-	// some 250,000 numbers under NATS's default 1 MB message size.
+	// 1/indexShards of the ids (about 40 bytes each), so a workspace can hold
+	// some 200,000 numbers under NATS's default 1 MB message size.
 	indexShards = 8
 )
 
