@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callgate/callgate/api"
+	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/provisioning/carrier"
 	"github.com/callgate/callgate/store"
@@ -149,10 +150,21 @@ func benchPurchases(b *testing.B, svcs []*provisioning.Service) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "purchases/s")
 	b.ReportMetric(float64(failed.Load()), "errors")
 	for i, ws := range wss {
-		entries, err := svcs[(i+1)%len(svcs)].Ledger(ctx, ws)
-		if err != nil {
-			b.Fatal(err)
-		}
+		// Read as a client would: a read the cluster answers with
+		// "unavailable, retry" (seen once in a few runs right after the
+		// load, on the code before the index too) is retried.
+		var (
+			entries []provisioning.LedgerEntry
+			bal     int64
+		)
+		testwait.CheckFor(b, 30*time.Second, 100*time.Millisecond, func() error {
+			var err error
+			if entries, err = svcs[(i+1)%len(svcs)].Ledger(ctx, ws); err != nil {
+				return err
+			}
+			bal, err = svcs[i%len(svcs)].Balance(ctx, ws)
+			return err
+		})
 		var sum int64
 		charges := int64(0)
 		for _, e := range entries {
@@ -160,10 +172,6 @@ func benchPurchases(b *testing.B, svcs []*provisioning.Service) {
 			if e.Kind == provisioning.KindPurchase {
 				charges++
 			}
-		}
-		bal, err := svcs[i%len(svcs)].Balance(ctx, ws)
-		if err != nil {
-			b.Fatal(err)
 		}
 		if bal != sum || charges != bought[i].Load() || bal != benchCredits-spent[i].Load() {
 			b.Fatalf("%s: balance %d, ledger sum %d, %d charges for %d purchases, %d spent: %v", ws, bal, sum, charges, bought[i].Load(), spent[i].Load(), errors.New("ledger not exact"))

@@ -118,7 +118,7 @@ func LimitFileSize(t testing.TB, n uint64) (restore func()) {
 // RunJetStreamCluster starts n JetStream nats-servers clustered on
 // loopback (random client ports; cluster ports picked free beforehand,
 // every server routed to all) and returns them once JetStream has a meta
-// leader; they are shut down when the test ends. A store connects with
+// leader that sees all n peers online; they are shut down when the test ends. A store connects with
 // Config{URL: ClusterURL(srvs), Replicas: n}.
 func RunJetStreamCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
@@ -164,7 +164,9 @@ func RunJetStreamCluster(t testing.TB, n int) []*server.Server {
 			if !s.ReadyForConnections(10*time.Millisecond) || s.NumRoutes() < n-1 || !s.JetStreamIsCurrent() {
 				ready = false
 			}
-			if s.JetStreamIsLeader() {
+			// The meta leader lists the peers that are online with
+			// JetStream stats: placement of R3 assets needs all of them.
+			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n {
 				leader = true
 			}
 		}
