@@ -198,6 +198,10 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	if err := n.migrateLayout(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
 
 	n.setSIPSelf()
 	if _, err := n.svc.EnsureWebhookSecrets(octx); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/callgate/callgate/store"
 )
 
 // ClaimAndChargeForTest leaves a number claimed (pending) and charged, as
@@ -13,6 +15,9 @@ func ClaimAndChargeForTest(t *testing.T, s *Service, p Principal, e164 string, c
 	ctx := context.Background()
 	rec := numberRecord{Number: Number{PhoneNumber: e164, Carrier: "sandbox", Origin: "purchased", Status: StatusPending, MonthlyCost: cost}, WorkspaceID: p.Workspace, ClaimedAt: s.now().UTC()}
 	b, _ := json.Marshal(rec)
+	if _, err := s.indexAdd(ctx, indexNumbers, p.Workspace, numberKey(e164)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.st.Numbers.Create(ctx, numberKey(e164), b); err != nil {
 		t.Fatal(err)
 	}
@@ -46,3 +51,8 @@ func ApplyWorkspacePatchForTest(cur WorkspaceSettings, p WorkspacePatch) (Worksp
 	}
 	return rec.settings(), nil
 }
+
+// ScaleStoreForBench is the store of the scale benchmarks: scaleN
+// numbers of other workspaces and 20 of workspace "target" (not created
+// as a workspace), filled once per test binary.
+func ScaleStoreForBench(b *testing.B) (*store.Store, int) { return scaleStore(b) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,8 +47,13 @@ func (s *Service) CreateForwarding(ctx context.Context, p Principal, business, g
 		return Forward{}, storeErr("create forwarding", err)
 	}
 	f := Forward{BusinessNumber: b164, GatewayNumber: g164, Workspace: p.Workspace, CreatedAt: s.now().UTC()}
+	ref, err := s.indexAdd(ctx, indexForwarding, p.Workspace, numberKey(b164))
+	if err != nil {
+		return Forward{}, err
+	}
 	b, _ := json.Marshal(f)
 	if _, err := s.st.Forwarding.Create(ctx, numberKey(b164), b); err != nil {
+		s.indexUndo(ctx, ref)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return Forward{}, errorf(ErrConflict, "business line %s is already registered", b164)
 		}
@@ -57,14 +63,24 @@ func (s *Service) CreateForwarding(ctx context.Context, p Principal, business, g
 	return f, nil
 }
 
-// ListForwarding lists the workspace's business lines.
+// ListForwarding lists the workspace's business lines, reading only the
+// workspace's own (index.go).
 func (s *Service) ListForwarding(ctx context.Context, p Principal) ([]Forward, error) {
+	keys, err := s.indexed(ctx, indexForwarding, p.Workspace)
+	if err != nil {
+		return nil, err
+	}
 	out := []Forward{}
-	err := scanJSON(ctx, s, s.st.Forwarding, func(_ string, f Forward, _ uint64) {
+	err = getEach(ctx, s.st.Forwarding, keys, func(e jetstream.KeyValueEntry) error {
+		var f Forward
+		if err := json.Unmarshal(e.Value(), &f); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", s.st.Forwarding.Bucket(), e.Key(), err)
+		}
 		if f.Workspace == p.Workspace {
 			f.Workspace = ""
 			out = append(out, f)
 		}
+		return nil
 	})
 	if err != nil {
 		return nil, storeErr("list forwarding", err)
@@ -87,8 +103,10 @@ func (s *Service) DeleteForwarding(ctx context.Context, p Principal, business st
 		}
 		return storeErr("delete forwarding", err)
 	}
+	irev := s.indexStampOf(ctx, indexForwarding, p.Workspace, numberKey(b164))
 	if err := s.st.Forwarding.Delete(ctx, numberKey(b164), jetstream.LastRevision(rev)); err != nil {
 		return storeErr("delete forwarding", err)
 	}
+	s.indexRemove(ctx, indexForwarding, p.Workspace, numberKey(b164), irev)
 	return nil
 }

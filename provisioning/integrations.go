@@ -114,8 +114,13 @@ func (s *Service) CreateIntegration(ctx context.Context, p Principal, in Integra
 		Workspace:   p.Workspace,
 		Sealed:      box.SealString(string(plain), id),
 	}
+	ref, err := s.indexAdd(ctx, indexIntegrations, p.Workspace, id)
+	if err != nil {
+		return Integration{}, err
+	}
 	b, _ := json.Marshal(rec)
 	if _, err := s.st.Integrations.Create(ctx, id, b); err != nil {
+		s.indexUndo(ctx, ref)
 		return Integration{}, storeErr("save integration", err)
 	}
 	return rec.Integration, nil
@@ -277,10 +282,15 @@ func (s *Service) DecodeIntegration(key string, value []byte) (routing.Integrati
 		Termination: s.routingTermination(rec)}, true
 }
 
-// ListIntegrations lists the workspace's integrations (masked).
+// ListIntegrations lists the workspace's integrations (masked), reading
+// only the workspace's own (index.go).
 func (s *Service) ListIntegrations(ctx context.Context, p Principal) ([]Integration, error) {
+	ids, err := s.indexed(ctx, indexIntegrations, p.Workspace)
+	if err != nil {
+		return nil, err
+	}
 	out := []Integration{}
-	err := s.scanKV(ctx, s.st.Integrations, func(e jetstream.KeyValueEntry) error {
+	err = getEach(ctx, s.st.Integrations, ids, func(e jetstream.KeyValueEntry) error {
 		var rec integrationRecord
 		if json.Unmarshal(e.Value(), &rec) == nil && rec.Workspace == p.Workspace {
 			out = append(out, s.shown(rec))
@@ -318,9 +328,11 @@ func (s *Service) DeleteIntegration(ctx context.Context, p Principal, id string)
 	if len(using) > 0 {
 		return errorf(ErrConflict, "integration %s still has %d number(s) in callgate (%s); release them first", id, len(using), strings.Join(using, ", "))
 	}
+	irev := s.indexStampOf(ctx, indexIntegrations, p.Workspace, id)
 	if err := s.st.Integrations.Delete(ctx, id); err != nil {
 		return storeErr("delete integration", err)
 	}
+	s.indexRemove(ctx, indexIntegrations, p.Workspace, id, irev)
 	return nil
 }
 
@@ -464,9 +476,15 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 		},
 		WorkspaceID: p.Workspace, ClaimedAt: now,
 	}
+	ref, err := s.indexAdd(ctx, indexNumbers, p.Workspace, numberKey(e164))
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
 	b, _ := json.Marshal(rec)
 	rev, err := s.st.Numbers.Create(ctx, numberKey(e164), b)
 	if err != nil {
+		s.indexUndo(ctx, ref)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			res.Error = e164 + " is already in callgate"
 		} else {
@@ -478,7 +496,7 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 		// As in purchase: the claim names the agent; give up if it
 		// began to be deleted meanwhile (DeleteAgent sees claims).
 		if err := s.assignableAgent(ctx, p.Workspace, r.AgentID); err != nil {
-			_ = s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164), jetstream.LastRevision(rev))
+			s.unclaimImport(ctx, p.Workspace, ref, e164, rev)
 			res.Error = err.Error()
 			return res
 		}
@@ -486,7 +504,7 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 	if r.WebhookMode == WebhookFullControl {
 		prev, err := c.Configure(ctx, e164, target)
 		if err != nil {
-			_ = s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164), jetstream.LastRevision(rev))
+			s.unclaimImport(ctx, p.Workspace, ref, e164, rev)
 			res.Error = "the carrier did not accept the new settings: " + err.Error()
 			return res
 		}
@@ -498,7 +516,9 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 		if rec.Previous != nil {
 			_, _ = c.Configure(context.WithoutCancel(ctx), e164, *rec.Previous)
 		}
-		_ = s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164))
+		if s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164)) == nil {
+			s.indexRemove(ctx, indexNumbers, p.Workspace, numberKey(e164), ref.stamp)
+		}
 		res.Error = storeErr("commit import", err).Error()
 		return res
 	}
@@ -506,4 +526,12 @@ func (s *Service) importOne(ctx context.Context, p Principal, in integrationReco
 	res.Status, res.Number = "imported", &n
 	s.log.Info("provisioning: number imported", "workspace", p.Workspace, "number", phone.Mask(e164), "carrier", in.Carrier, "mode", r.WebhookMode)
 	return res
+}
+
+// unclaimImport deletes the claim of an import that did not go through
+// (at rev) and then its index entry.
+func (s *Service) unclaimImport(ctx context.Context, ws string, ref indexRef, e164 string, rev uint64) {
+	if s.st.Numbers.Delete(context.WithoutCancel(ctx), numberKey(e164), jetstream.LastRevision(rev)) == nil {
+		s.indexRemove(ctx, indexNumbers, ws, numberKey(e164), ref.stamp)
+	}
 }

@@ -229,10 +229,16 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest, 
 		},
 		WorkspaceID: p.Workspace, ClaimedAt: now, IdempotencyKey: idemKey,
 	}
-	// 1. Claim.
+	// 1. Claim: the workspace's index entry first (index.go), then the
+	// claim itself.
+	ref, err := s.indexAdd(ctx, indexNumbers, p.Workspace, numberKey(e164))
+	if err != nil {
+		return Number{}, err
+	}
 	b, _ := json.Marshal(rec)
 	rev, err := s.st.Numbers.Create(ctx, numberKey(e164), b)
 	if err != nil {
+		s.indexUndo(ctx, ref)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return Number{}, errorf(ErrConflict, "%s is no longer available: it may have been purchased by another user", e164)
 		}
@@ -242,7 +248,9 @@ func (s *Service) purchase(ctx context.Context, p Principal, r PurchaseRequest, 
 	unclaim := func() {
 		if err := s.st.Numbers.Delete(bg, numberKey(e164), jetstream.LastRevision(rev)); err != nil {
 			s.log.Error("provisioning: claim not released", "number", phone.Mask(e164), "err", err)
+			return
 		}
+		s.indexRemove(bg, indexNumbers, p.Workspace, numberKey(e164), ref.stamp)
 	}
 	if r.AgentID != "" {
 		// The claim names the agent: if the agent began to be deleted
@@ -389,7 +397,8 @@ func (s *Service) GetNumber(ctx context.Context, p Principal, e164 string) (Numb
 	return rec.number(), err
 }
 
-// allNumbers reads every number record (all workspaces).
+// allNumbers reads every number record (all workspaces): renewals and
+// recovery; a workspace's listing reads its index instead.
 func (s *Service) allNumbers(ctx context.Context) ([]numberRecord, []uint64, error) {
 	var recs []numberRecord
 	var revs []uint64
@@ -403,17 +412,27 @@ func (s *Service) allNumbers(ctx context.Context) ([]numberRecord, []uint64, err
 	return recs, revs, nil
 }
 
-// ListNumbers returns the workspace's numbers sorted by number.
+// ListNumbers returns the workspace's numbers sorted by number. It reads
+// the workspace's index entries and their records only (index.go), not
+// the numbers of other workspaces.
 func (s *Service) ListNumbers(ctx context.Context, p Principal) ([]Number, error) {
-	recs, _, err := s.allNumbers(ctx)
+	keys, err := s.indexed(ctx, indexNumbers, p.Workspace)
 	if err != nil {
 		return nil, err
 	}
 	out := []Number{}
-	for _, r := range recs {
+	err = getEach(ctx, s.st.Numbers, keys, func(e jetstream.KeyValueEntry) error {
+		var r numberRecord
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", s.st.Numbers.Bucket(), e.Key(), err)
+		}
 		if r.WorkspaceID == p.Workspace && r.Status != StatusPending {
 			out = append(out, r.number())
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr("list numbers", err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PhoneNumber < out[j].PhoneNumber })
 	return out, nil
@@ -628,6 +647,7 @@ func (s *Service) releaseAtCarrier(ctx context.Context, rec numberRecord) error 
 // deleted and forwarding registrations pointing at it are removed.
 func (s *Service) deleteReleased(ctx context.Context, rec numberRecord, rev uint64) error {
 	key := numberKey(rec.PhoneNumber)
+	irev := s.indexStampOf(ctx, indexNumbers, rec.WorkspaceID, key)
 	if err := s.st.Numbers.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
 		if !isRevisionConflict(err) {
 			return storeErr("release number", err)
@@ -637,6 +657,7 @@ func (s *Service) deleteReleased(ctx context.Context, rec numberRecord, rev uint
 			return errorf(ErrConflict, "the number changed while it was being released; retry")
 		}
 	}
+	s.indexRemove(ctx, indexNumbers, rec.WorkspaceID, key, irev)
 	p := Principal{Workspace: rec.WorkspaceID}
 	fwds, _ := s.ListForwarding(ctx, p)
 	for _, f := range fwds {

@@ -24,13 +24,15 @@ const StaleClaimAge = 10 * time.Minute
 // agent deletions (agent marked deleting: deleted, or unmarked if numbers
 // are assigned to it), and idempotency records left pending (finished
 // with the operation's outcome when it completed, else cleared so that
-// the client's retry runs it). The count is of everything recovered.
+// the client's retry runs it), and the per-workspace index (entries
+// missing for a record created, stale ones without a record deleted:
+// layout.go). The count is of everything recovered.
 func (s *Service) RecoverStaleClaims(ctx context.Context) (int, error) {
 	n, err := s.recoverStalePurchases(ctx)
 	if err != nil {
 		return n, err
 	}
-	for _, pass := range []func(context.Context) (int, error){s.recoverStaleReleases, s.recoverStaleAgentDeletes, s.recoverStaleIdempotency} {
+	for _, pass := range []func(context.Context) (int, error){s.recoverStaleReleases, s.recoverStaleAgentDeletes, s.recoverStaleIdempotency, s.recoverIndex} {
 		m, err := pass(ctx)
 		n += m
 		if err != nil {
@@ -82,9 +84,12 @@ func (s *Service) recoverStalePurchases(ctx context.Context) (int, error) {
 				go s.undoBuy(c, rec.PhoneNumber, errors.New("purchase interrupted before commit"))
 			}
 		}
-		if err := s.st.Numbers.Delete(ctx, numberKey(rec.PhoneNumber), jetstream.LastRevision(revs[i])); err != nil {
+		key := numberKey(rec.PhoneNumber)
+		irev := s.indexStampOf(ctx, indexNumbers, rec.WorkspaceID, key)
+		if err := s.st.Numbers.Delete(ctx, key, jetstream.LastRevision(revs[i])); err != nil {
 			continue // changed meanwhile: leave it for the next pass
 		}
+		s.indexRemove(ctx, indexNumbers, rec.WorkspaceID, key, irev)
 		s.log.Warn("provisioning: recovered an interrupted purchase", "workspace", rec.WorkspaceID, "number", phone.Mask(rec.PhoneNumber), "refunded", charge != nil && !refunded)
 		n++
 	}

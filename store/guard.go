@@ -76,14 +76,23 @@ func (g guardedKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry
 	if err := waitConnected(ctx, g.nc); err != nil {
 		return nil, err
 	}
-	e, err := g.KeyValue.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) && g.stream != nil {
-		if cerr := g.confirmAbsent(ctx, key); cerr != nil {
-			return nil, cerr
+	for attempt := 0; ; attempt++ {
+		e, err := g.KeyValue.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) && g.stream != nil {
+			if cerr := g.confirmAbsent(ctx, key); cerr != nil {
+				if errors.Is(cerr, errRewritten) && attempt < 3 {
+					continue // written again since the get: read it again
+				}
+				return nil, cerr
+			}
 		}
+		return e, err
 	}
-	return e, err
 }
+
+// errRewritten: a key found absent was written again before its absence
+// was confirmed (a delete and a create racing), so the get is repeated.
+var errRewritten = fmt.Errorf("key written again while it was read: %w", ErrUnavailable)
 
 // confirmAbsent asks the stream's subject index (kept in memory, so it
 // does not depend on loading messages) how many messages the key has:
@@ -103,6 +112,7 @@ func (g guardedKV) confirmAbsent(ctx context.Context, key string) error {
 		case "DEL", "PURGE":
 			return nil
 		}
+		return fmt.Errorf("store: %s: key %q: %w", g.Bucket(), key, errRewritten)
 	}
 	return fmt.Errorf("store: %s: key %q exists but could not be read: %w", g.Bucket(), key, ErrUnavailable)
 }

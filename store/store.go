@@ -36,6 +36,14 @@ const (
 	AuditSubjectPrefix = "callgate.audit."
 )
 
+// BucketIndex lists each workspace's numbers, forwarding entries and
+// integrations under "<kind>.<workspace>.<key>", so that a workspace's
+// listing reads only its own keys (provisioning/index.go). The records
+// themselves stay where they were: numbers and business lines keyed by
+// their digits (the global claim that keeps them unique), integrations
+// by id.
+const BucketIndex = "callgate_index"
+
 // BucketSIPCredentials holds agents' SIP digest credentials (HA1s only),
 // keyed by username, which is unique across the deployment.
 const BucketSIPCredentials = "callgate_sip_credentials"
@@ -115,6 +123,8 @@ type Store struct {
 
 	// SIPCredentials holds agents' SIP credentials (provisioning).
 	SIPCredentials jetstream.KeyValue
+	// Index holds the per-workspace keys of BucketIndex.
+	Index jetstream.KeyValue
 }
 
 // Open starts (when embedded) and connects to NATS, then creates or opens
@@ -208,6 +218,7 @@ func (s *Store) ensure(ctx context.Context, replicas int, audit AuditConfig) err
 		{&s.Forwarding, BucketForwarding, 1, 0},
 		{&s.Integrations, BucketIntegrations, 1, 0},
 		{&s.Idempotency, BucketIdempotency, 1, 24 * time.Hour},
+		{&s.Index, BucketIndex, 1, 0},
 		{&s.SIPCredentials, BucketSIPCredentials, 1, 0},
 		{&s.health.kv, BucketHealth, 1, healthKeyTTL},
 	}

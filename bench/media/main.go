@@ -62,6 +62,7 @@ func main() {
 		direct    = flag.Bool("direct", false, "baseline only: send straight to the peer, no relay")
 		baseline  = flag.Bool("baseline", true, "before each relay step, run the same traffic without the relay and report the difference")
 		all       = flag.Bool("all", false, "keep going after a step fails the loss target")
+		ladder    = flag.Bool("ladder", false, "stop at the first step whose added p99 exceeds -max-p99 (or that fails the loss target) and print the largest call count within it")
 		maxLoss   = flag.Float64("max-loss", 0.001, "loss ratio a step must stay under")
 		maxP99    = flag.Duration("max-p99", time.Millisecond, "p99 latency the relay may add in a step that meets the target")
 		cpuprof   = flag.String("cpuprofile", "", "write a CPU profile of the generator's process to this file (in the relay process: of the relay)")
@@ -123,6 +124,7 @@ func main() {
 		r, base *result
 	}
 	var bestLoss, bestLat pick
+	stoppedAt := 0 // -ladder: the first step over the target
 	added := func(r, base *result, q float64) float64 { return r.pct(q) - base.pct(q) }
 	for _, n := range steps {
 		var base *result
@@ -168,6 +170,10 @@ func main() {
 		if latOK && n > bestLat.n {
 			bestLat = pick{n, r, base}
 		}
+		if *ladder && base != nil && !latOK {
+			stoppedAt = n
+			break
+		}
 		if !lossOK && !*all {
 			break
 		}
@@ -186,6 +192,14 @@ func main() {
 	summary(fmt.Sprintf("loss < %.2f%%", 100**maxLoss), bestLoss)
 	if *baseline && !*direct {
 		summary(fmt.Sprintf("loss < %.2f%% and added p99 < %s", 100**maxLoss, *maxP99), bestLat)
+	}
+	if *ladder && *baseline && !*direct {
+		switch {
+		case stoppedAt > 0:
+			fmt.Printf("# LADDER: largest call count within %s added p99: %d (stopped at %d calls, the first over)\n", *maxP99, bestLat.n, stoppedAt)
+		default:
+			fmt.Printf("# LADDER: largest call count within %s added p99: %d (every step tried was within; raise CALLS to find the limit)\n", *maxP99, bestLat.n)
+		}
 	}
 }
 

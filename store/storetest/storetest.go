@@ -3,6 +3,10 @@ package storetest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -109,4 +113,78 @@ func LimitFileSize(t testing.TB, n uint64) (restore func()) {
 	}
 	t.Cleanup(restore)
 	return restore
+}
+
+// RunJetStreamCluster starts n JetStream nats-servers clustered on
+// loopback (random client ports; cluster ports picked free beforehand,
+// every server routed to all) and returns them once JetStream has a meta
+// leader that sees all n peers online; they are shut down when the test ends. A store connects with
+// Config{URL: ClusterURL(srvs), Replicas: n}.
+func RunJetStreamCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	routes := make([]*url.URL, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
+	srvs := make([]*server.Server, n)
+	for i := range srvs {
+		o := &server.Options{
+			ServerName: fmt.Sprintf("cg-%d", i),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoSigs:     true,
+			NoLog:      true,
+			Cluster:    server.ClusterOpts{Name: "callgate-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     routes,
+		}
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatalf("nats-server %d: %v", i, err)
+		}
+		srvs[i] = s
+		t.Cleanup(func() {
+			s.Shutdown()
+			s.WaitForShutdown()
+		})
+		go s.Start()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ready, leader := true, false
+		for _, s := range srvs {
+			if !s.ReadyForConnections(10*time.Millisecond) || s.NumRoutes() < n-1 || !s.JetStreamIsCurrent() {
+				ready = false
+			}
+			// The meta leader lists the peers that are online with
+			// JetStream stats: placement of R3 assets needs all of them.
+			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n {
+				leader = true
+			}
+		}
+		if ready && leader {
+			return srvs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JetStream cluster of %d did not form within 60s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ClusterURL is the comma-separated client URLs of srvs.
+func ClusterURL(srvs []*server.Server) string {
+	urls := make([]string, len(srvs))
+	for i, s := range srvs {
+		urls[i] = s.ClientURL()
+	}
+	return strings.Join(urls, ",")
 }
