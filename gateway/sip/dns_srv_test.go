@@ -1,0 +1,215 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/callgate/callgate/gateway/sip/transport/dnstest"
+	"github.com/callgate/callgate/routing"
+)
+
+// srvTo points _sip._udp.<domain> at the given targets (priority 10, 20,
+// ... in order), each a name <i>.<domain> resolving to 127.0.0.1.
+func srvTo(d *dnstest.Server, domain string, ttl uint32, ports ...int) {
+	var rrs []string
+	for i, p := range ports {
+		name := fmt.Sprintf("t%d.%s", i, domain)
+		d.Set(name, "127.0.0.1", ttl)
+		rrs = append(rrs, fmt.Sprintf("_sip._udp.%s. %d IN SRV %d 0 %d %s.", domain, ttl, 10*(i+1), p, name))
+	}
+	d.Records("_sip._udp."+domain, dns.TypeSRV, rrs...)
+}
+
+// silentUDP is a UDP socket on 127.0.0.1 that reads and never answers
+// (a target that times out); got receives the first line of each message.
+func silentUDP(t *testing.T) (port int, got chan string) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	got = make(chan string, 256)
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+			select {
+			case got <- line:
+			default:
+			}
+		}
+	}()
+	return c.LocalAddr().(*net.UDPAddr).Port, got
+}
+
+// TestSRVFailoverWithinEndpoint: an agent endpoint named by a domain with
+// SRV records (sip:bot@agent.test, no port) is tried target by target: on
+// 503 or no answer the next SRV target of the same endpoint gets the
+// INVITE (and the call completes there) before the agent's next endpoint
+// does; on another 5xx the next endpoint gets it at once.
+func TestSRVFailoverWithinEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		first    int // the first target's answer (0: silent)
+		nextSame bool
+	}{{"503", 503, true}, {"timeout", 0, true}, {"500", 500, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := dnstest.Run(t)
+			second := newUA(t, "127.0.0.1")
+			backup := newUA(t, "127.0.0.1")
+			var firstPort int
+			var firstGot <-chan string
+			if tc.first != 0 {
+				first := newUA(t, "127.0.0.1", reject(tc.first))
+				firstPort = first.port
+				got := make(chan string, 4)
+				go func() {
+					r := recv(t, first.invites, "INVITE at the first SRV target")
+					got <- r.StartLine()
+				}()
+				firstGot = got
+			} else {
+				firstPort, firstGot = silentUDP(t)
+			}
+			srvTo(d, "agent.test", 60, firstPort, second.port)
+			e := runEdge(t, dnsTable([]routing.Endpoint{
+				{Region: "ap", URI: "sip:bot@agent.test"},
+				backup.endpoint("us"),
+			}, nil), withDNS(d, func(c *Config) { c.InviteTimeout = 500 * time.Millisecond }), nil)
+			carrier := newUA(t, "127.0.0.1")
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			ds, codes, err := carrier.call(ctx, e, numPurchased)
+			if err != nil {
+				t.Fatalf("call: %v (responses %v)", err, codes)
+			}
+			_ = ds.Ack(ctx)
+			select {
+			case line := <-firstGot:
+				if !strings.HasPrefix(line, "INVITE sip:bot@agent.test ") {
+					t.Errorf("first target got %q: the Request-URI must keep the domain", line)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the priority-10 SRV target got no INVITE")
+			}
+			winner, loser := second, backup
+			if !tc.nextSame {
+				winner, loser = backup, second
+			}
+			inv := recv(t, winner.invites, "INVITE at the target that answers")
+			if got := header(inv, "X-Callgate-Region"); tc.nextSame && got != "ap" {
+				t.Errorf("answered in region %q, want ap (the SRV endpoint)", got)
+			}
+			select {
+			case r := <-loser.invites:
+				t.Fatalf("an INVITE reached the wrong party: %s (Region %s)", r.StartLine(), header(r, "X-Callgate-Region"))
+			default:
+			}
+			if err := ds.Bye(ctx); err != nil {
+				t.Fatalf("BYE: %v", err)
+			}
+			recv(t, winner.byes, "BYE at the target that answered")
+			if n := testutil.ToFloat64(e.metrics.Failovers.WithLabelValues("ap")); n != 1 {
+				t.Errorf("failovers{ap} = %v, want 1", n)
+			}
+			if n := d.Count("agent.test", dns.TypeNAPTR); n != 1 {
+				t.Errorf("%d NAPTR queries, want 1", n)
+			}
+		})
+	}
+}
+
+// TestOutboundEgressSRV: a Twilio termination URI without a port
+// (mytrunk.pstn.twilio.com, localized to the ashburn edge) is located by
+// SRV; the first target answers 503, the call completes through the
+// second, and the Request-URI keeps the termination's domain.
+func TestOutboundEgressSRV(t *testing.T) {
+	d := dnstest.Run(t)
+	busy := newUA(t, "127.0.0.1", reject(503))
+	term := newUA(t, "127.0.0.1")
+	agent := newUA(t, "127.0.0.1")
+	srvTo(d, "mytrunk.pstn.ashburn.twilio.com", 60, busy.port, term.port)
+	e := runAgentEdge(t, outTable{agentEP: agent.endpoint("local"),
+		twilioTerm: []string{"sip:mytrunk.pstn.twilio.com"}}.build(), "", withDNS(d, nil), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, err := agent.dial(ctx, e, numTwilioOut, destUS, agentPass)
+	if err != nil {
+		t.Fatalf("outbound call: %v", err)
+	}
+	_ = ds.Ack(ctx)
+	recv(t, busy.invites, "INVITE at the first SRV target")
+	inv := recv(t, term.invites, "INVITE at the second SRV target")
+	if inv.Recipient.Host != "mytrunk.pstn.ashburn.twilio.com" || inv.Recipient.User != destUS || inv.Recipient.Port != 0 {
+		t.Errorf("Request-URI %s, want %s@mytrunk.pstn.ashburn.twilio.com", inv.Recipient.String(), destUS)
+	}
+	recv(t, term.acks, "ACK at the termination")
+	if err := ds.Bye(ctx); err != nil {
+		t.Fatalf("BYE: %v", err)
+	}
+	recv(t, term.byes, "BYE at the termination")
+}
+
+// TestProbeSRVTargets: the prober probes a named endpoint's SRV targets:
+// the first, and after a miss the next; the endpoint stays up while one
+// answers and goes down when none does (its records changed to a dead
+// target once their TTL passed).
+func TestProbeSRVTargets(t *testing.T) {
+	d := dnstest.Run(t)
+	deadPort, deadGot := silentUDP(t)
+	live := newUA(t, "127.0.0.1")
+	srvTo(d, "probe.test", 1, deadPort, live.port)
+	ep := routing.Endpoint{Region: "eu", URI: "sip:bot@probe.test"}
+	e := runEdge(t, dnsTable([]routing.Endpoint{ep}, nil), withDNS(d, func(c *Config) {
+		c.Probe = ProbeConfig{Interval: 150 * time.Millisecond, Timeout: 120 * time.Millisecond, DownAfter: 3, UpAfter: 1, Alpha: 0.5}
+	}), nil)
+	checkFor(t, 10*time.Second, func() error {
+		if _, up, known := e.Prober().Endpoint(ep.URI); !known || !up {
+			return fmt.Errorf("endpoint known=%v up=%v: the second SRV target answers", known, up)
+		}
+		return nil
+	})
+	select {
+	case line := <-deadGot:
+		if !strings.HasPrefix(line, "OPTIONS sip:bot@probe.test ") {
+			t.Errorf("the first target got %q", line)
+		}
+	default:
+		t.Error("the priority-10 target was never probed")
+	}
+	// several more rounds: the dead first target does not take it down
+	rounds := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for rounds < 8 && time.Now().Before(deadline) {
+		select {
+		case <-deadGot:
+			rounds++
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, up, _ := e.Prober().Endpoint(ep.URI); !up {
+			t.Fatalf("down after %d probes of the dead target while the second target answers", rounds)
+		}
+	}
+	if rounds < 8 {
+		t.Fatalf("only %d probes reached the first target", rounds)
+	}
+	srvTo(d, "probe.test", 1, deadPort, deadPort)
+	checkFor(t, 15*time.Second, func() error {
+		if _, up, _ := e.Prober().Endpoint(ep.URI); up {
+			return fmt.Errorf("still up with no target answering")
+		}
+		return nil
+	})
+}
