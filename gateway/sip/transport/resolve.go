@@ -113,6 +113,11 @@ func (t *Transport) URIPeer(u *sip.Uri) (Peer, error) { return t.URIPeerOpt(u, R
 func (t *Transport) URIPeerCached(u *sip.Uri) (Peer, error) { return t.URIPeerOpt(u, ResolveCached) }
 
 func (t *Transport) URIPeerOpt(u *sip.Uri, mode ResolveMode) (Peer, error) {
+	if a, err := netip.ParseAddr(trimBrackets(u.Host)); err == nil && u.Port >= 0 && u.Port <= 65535 {
+		// an IP literal (most in-dialog targets): no DNS, no allocation
+		pr, err := URIProto(u)
+		return Peer{Proto: pr, Addr: netip.AddrPortFrom(a.Unmap(), portOr(u.Port, pr))}, err
+	}
 	ps, err := t.Locate(u, mode)
 	if err != nil || len(ps) == 0 {
 		pr, _ := URIProto(u)
