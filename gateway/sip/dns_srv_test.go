@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -215,4 +216,79 @@ func TestProbeSRVTargets(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestInDialogTargetBySRV: an in-dialog request toward a party whose
+// Contact is a domain without a port (sip:caller@carrier-srv.test) goes
+// where the domain's SRV record points: the agent's BYE reaches the
+// carrier at the SRV target's port.
+func TestInDialogTargetBySRV(t *testing.T) {
+	d := dnstest.Run(t)
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), withDNS(d, nil), nil)
+	carrier := newRaw(t, "127.0.0.1", net_(e))
+	srvTo(d, "carrier-srv.test", 60, carrier.port())
+	const callID = "srv-contact"
+	inv := carrier.invite(e, numPurchased, callID, "")
+	own := fmt.Sprintf("Contact: <sip:caller@127.0.0.1:%d>", carrier.port())
+	if !strings.Contains(inv, own) {
+		t.Fatalf("the raw INVITE has no %q", own)
+	}
+	carrier.send(strings.Replace(inv, own, "Contact: <sip:caller@carrier-srv.test>", 1))
+	final := carrier.readFinal(5 * time.Second)
+	m, err := sip.ParseMessage([]byte(final))
+	if err != nil {
+		t.Fatalf("final response %q: %v", statusLine(final), err)
+	}
+	res, ok := m.(*sip.Response)
+	if !ok || res.StatusCode != 200 || res.Contact() == nil {
+		t.Fatalf("final response %q, want a 200 with a Contact", statusLine(final))
+	}
+	ack := sip.NewRequest(sip.ACK, res.Contact().Address)
+	ack.AppendHeader(sip.NewHeader("Via", fmt.Sprintf("SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-ack-%s;rport", carrier.port(), callID)))
+	rr := res.GetHeaders("Record-Route")
+	for i := len(rr) - 1; i >= 0; i-- { // the route set, as the caller sees it: reversed
+		ack.AppendHeader(sip.NewHeader("Route", rr[i].Value()))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	ack.AppendHeader(&mf)
+	ack.AppendHeader(sip.HeaderClone(res.From()))
+	ack.AppendHeader(sip.HeaderClone(res.To()))
+	ack.AppendHeader(sip.HeaderClone(res.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.ACK})
+	cl := sip.ContentLengthHeader(0)
+	ack.AppendHeader(&cl)
+	carrier.send(ack.String())
+	recv(t, agent.acks, "ACK at the agent")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	byeDone := make(chan error, 1)
+	go func() { byeDone <- agent.session(callID).Bye(ctx) }()
+	var bye *sip.Request
+	deadline := time.Now().Add(10 * time.Second)
+	for bye == nil && time.Now().Before(deadline) {
+		raw := carrier.read(time.Until(deadline))
+		if !strings.HasPrefix(raw, "BYE ") {
+			continue // retransmitted 200s
+		}
+		m, err := sip.ParseMessage([]byte(raw))
+		if err != nil {
+			t.Fatalf("BYE %q: %v", statusLine(raw), err)
+		}
+		bye = m.(*sip.Request)
+	}
+	if bye == nil {
+		t.Fatal("no BYE at the carrier's SRV target")
+	}
+	if bye.Recipient.Host != "carrier-srv.test" {
+		t.Errorf("BYE Request-URI %s, want the Contact's domain", bye.Recipient.String())
+	}
+	carrier.send(sip.NewResponseFromRequest(bye, 200, "OK", nil).String())
+	if err := <-byeDone; err != nil {
+		t.Errorf("agent's BYE: %v", err)
+	}
+	if n := d.Count("_sip._udp.carrier-srv.test", dns.TypeSRV); n != 1 {
+		t.Errorf("%d SRV queries for the carrier's Contact, want 1", n)
+	}
 }
