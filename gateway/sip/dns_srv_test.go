@@ -292,3 +292,31 @@ func TestInDialogTargetBySRV(t *testing.T) {
 		t.Errorf("%d SRV queries for the carrier's Contact, want 1", n)
 	}
 }
+
+// TestSIPSEndpointBySRV: a sips: endpoint (sips:bot@agents.test) is
+// reached over TLS at its _sips._tcp SRV target, and the certificate is
+// checked against the URI's domain (RFC 5922), not the SRV target's name
+// (the agent's certificate names agents.test only).
+func TestSIPSEndpointBySRV(t *testing.T) {
+	d := dnstest.Run(t)
+	ca := newTestCA(t)
+	_, _, cert := ca.issueFor("agents", []string{"agents.test"})
+	agent := newTLSAgent(t, cert, nil)
+	port := agent.ln.Addr().(*net.TCPAddr).Port
+	d.Set("tls1.agents.test", "127.0.0.1", 60)
+	d.Records("_sips._tcp.agents.test", dns.TypeSRV, fmt.Sprintf("_sips._tcp.agents.test. 60 IN SRV 0 0 %d tls1.agents.test.", port))
+	d.Records("_sip._udp.agents.test", dns.TypeSRV, "_sip._udp.agents.test. 60 IN SRV 0 0 5060 tls1.agents.test.")
+	e, _ := runEdgeLogged(t, buildTable(routing.Endpoint{Region: "eu", URI: "sips:bot@agents.test"}),
+		withDNS(d, func(c *Config) { c.TLSCAFile = ca.file }))
+	raw := newRaw(t, "127.0.0.1", net_(e))
+	raw.send(raw.invite(e, numPurchased, "sips-srv", ""))
+	if m := raw.readFinal(10 * time.Second); !strings.HasPrefix(m, "SIP/2.0 486") {
+		t.Fatalf("final response %q, want the TLS agent's 486", statusLine(m))
+	}
+	if got := <-agent.invites; got != "sips-srv" {
+		t.Errorf("agent got INVITE %q", got)
+	}
+	if n := d.Count("_sip._udp.agents.test", dns.TypeSRV); n != 0 {
+		t.Errorf("_sip._udp asked %d times for a sips: endpoint", n)
+	}
+}
