@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -57,6 +58,7 @@ func (t *Transport) Locate(u *sip.Uri, mode ResolveMode) ([]Peer, error) {
 	}
 	var out []Peer
 	var need error // a record to look up (cached mode)
+	start := time.Now()
 	srvs, err := t.srvNames(u, h, pr, mode)
 	if err != nil {
 		return nil, err
@@ -65,6 +67,14 @@ func (t *Transport) Locate(u *sip.Uri, mode ResolveMode) ([]Peer, error) {
 		t.prefetchSRV(srvs)
 	}
 	for _, sn := range srvs {
+		if mode == ResolveLookup && time.Since(start) > t.dns.timeout {
+			// one lookup timeout for the whole URI: stop asking; what was
+			// found is tried (the rest is asked when a call needs it)
+			if len(out) == 0 {
+				return nil, &dnsError{host: h, err: context.DeadlineExceeded}
+			}
+			break
+		}
 		e, err := t.dns.get(kindSRV, sn.name, mode)
 		if err == ErrNeedLookup && mode == ResolveCached {
 			need = err
@@ -78,6 +88,9 @@ func (t *Transport) Locate(u *sip.Uri, mode ResolveMode) ([]Peer, error) {
 			recs = orderSRV(recs)
 		}
 		for _, rec := range recs {
+			if mode == ResolveLookup && time.Since(start) > t.dns.timeout && len(out) > 0 {
+				break
+			}
 			var terr error
 			out, terr = t.hostTargets(out, rec.target, sn.proto, rec.port, h, mode)
 			if terr == ErrNeedLookup && mode == ResolveCached {

@@ -273,3 +273,39 @@ func TestLocateTTL(t *testing.T) {
 		t.Fatalf("generation not moved by a changed SRV set (%v)", a)
 	}
 }
+
+// TestLocateSilentServer: when the DNS server does not answer the NAPTR
+// query, the URI fails after that one lookup timeout with a resolve error
+// (the call moves on) instead of asking every SRV name and the address in
+// turn, each waiting out its own timeout.
+func TestLocateSilentServer(t *testing.T) {
+	d := dnstest.Run(t)
+	d.Set("slow.test", "127.0.0.1", 60)
+	release := d.Hold("slow.test")
+	defer release()
+	r, err := newResolver(DNSConfig{Server: d.Addr, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hosts.path = ""
+	t.Cleanup(r.close)
+	tp := &Transport{dns: r, m: testMetrics(), sem: make(chan struct{}, MaxAsync)}
+	done := make(chan error, 1)
+	tp.LocateThen(uri(t, "sip:bot@slow.test"), func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if !IsResolveErr(err) || !isTimeout(err) {
+			t.Fatalf("locate with a silent server: %v, want a resolve error (timeout)", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no outcome")
+	}
+	for _, n := range []string{"_sip._udp.slow.test", "_sip._tcp.slow.test", "_sips._tcp.slow.test"} {
+		if c := d.Count(n, dns.TypeSRV); c != 0 {
+			t.Errorf("%s asked %d times after NAPTR timed out", n, c)
+		}
+	}
+	if c := d.Count("slow.test", dns.TypeA); c != 0 {
+		t.Errorf("A asked %d times after NAPTR timed out", c)
+	}
+}
