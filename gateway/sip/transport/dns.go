@@ -30,7 +30,7 @@ type DNSConfig struct {
 	// Server is the DNS server host names are resolved through (ip or
 	// ip:port, port 53 by default); empty: the nameservers, search list
 	// and ndots of /etc/resolv.conf. /etc/hosts is consulted first either way.
-	Server string `yaml:"server" default:"(/etc/resolv.conf)" help:"DNS server (ip or ip:port) for host names in agent URIs, Contacts and Vias; answers are cached for their TTL"`
+	Server string `yaml:"server" default:"(/etc/resolv.conf)" help:"DNS server (ip or ip:port) for host names in agent URIs, carrier termination URIs, Contacts and Vias (RFC 3263: NAPTR, SRV, A/AAAA); answers are cached for their TTL"`
 	// Timeout bounds one lookup (every server and search name tried); a
 	// call then fails over to its next endpoint.
 	Timeout time.Duration `yaml:"timeout" help:"bound on one host-name lookup; a call then fails over to its next endpoint"`

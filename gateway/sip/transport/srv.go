@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -167,6 +168,15 @@ func (r *resolver) fetchRR(kind rrKind, name string) dnsEntry {
 		if len(e.naptr) > maxSRV {
 			e.naptr = e.naptr[:maxSRV]
 		}
+		slices.SortFunc(e.srv, func(a, b srvRec) int { // canonical: a reshuffled answer is no change
+			if a.prio != b.prio {
+				return int(a.prio) - int(b.prio)
+			}
+			if c := strings.Compare(a.target, b.target); c != 0 {
+				return c
+			}
+			return int(a.port) - int(b.port)
+		})
 		slices.SortStableFunc(e.naptr, func(a, b naptrRec) int {
 			if a.order != b.order {
 				return int(a.order) - int(b.order)
@@ -190,7 +200,14 @@ var errNoRecords = errors.New("no records of that type")
 // sameRecords reports whether a and b hold the same NAPTR and SRV records
 // (a change moves the agent address set, like a changed address).
 func sameRecords(a, b dnsEntry) bool {
-	return slices.Equal(a.naptr, b.naptr) && slices.Equal(a.srv, b.srv) && slices.Equal(a.addrs, b.addrs)
+	if !slices.Equal(a.naptr, b.naptr) || !slices.Equal(a.srv, b.srv) || len(a.addrs) != len(b.addrs) {
+		return false
+	}
+	// the same addresses in another order (DNS round robin) are no change
+	x, y := slices.Clone(a.addrs), slices.Clone(b.addrs)
+	slices.SortFunc(x, netip.Addr.Compare)
+	slices.SortFunc(y, netip.Addr.Compare)
+	return slices.Equal(x, y)
 }
 
 // orderSRV returns recs in the order to try them (RFC 2782): by priority,
