@@ -162,12 +162,6 @@ func (r *resolver) fetchRR(kind rrKind, name string) dnsEntry {
 		if len(e.naptr) == 0 && len(e.srv) == 0 {
 			return dnsEntry{err: errNoRecords, expires: now.Add(negativeTTL(in))}
 		}
-		if len(e.srv) > maxSRV {
-			e.srv = e.srv[:maxSRV]
-		}
-		if len(e.naptr) > maxSRV {
-			e.naptr = e.naptr[:maxSRV]
-		}
 		slices.SortFunc(e.srv, func(a, b srvRec) int { // canonical: a reshuffled answer is no change
 			if a.prio != b.prio {
 				return int(a.prio) - int(b.prio)
@@ -183,6 +177,9 @@ func (r *resolver) fetchRR(kind rrKind, name string) dnsEntry {
 			}
 			return int(a.pref) - int(b.pref)
 		})
+		// keep the most preferred (lowest priority, lowest order)
+		e.srv = e.srv[:min(len(e.srv), maxSRV)]
+		e.naptr = e.naptr[:min(len(e.naptr), maxSRV)]
 		e.expires = now.Add(max(ttl, dnsMinTTL))
 		return e
 	}
