@@ -91,7 +91,7 @@ func TestSRVFailoverWithinEndpoint(t *testing.T) {
 			e := runEdge(t, dnsTable([]routing.Endpoint{
 				{Region: "ap", URI: "sip:bot@agent.test"},
 				backup.endpoint("us"),
-			}, nil), withDNS(d, func(c *Config) { c.InviteTimeout = 500 * time.Millisecond }), nil)
+			}, nil), withDNS(d, func(c *Config) { c.InviteTimeout = 2 * time.Second }), nil)
 			carrier := newUA(t, "127.0.0.1")
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
@@ -177,7 +177,7 @@ func TestProbeSRVTargets(t *testing.T) {
 	srvTo(d, "probe.test", 1, deadPort, live.port)
 	ep := routing.Endpoint{Region: "eu", URI: "sip:bot@probe.test"}
 	e := runEdge(t, dnsTable([]routing.Endpoint{ep}, nil), withDNS(d, func(c *Config) {
-		c.Probe = ProbeConfig{Interval: 150 * time.Millisecond, Timeout: 120 * time.Millisecond, DownAfter: 3, UpAfter: 1, Alpha: 0.5}
+		c.Probe = ProbeConfig{Interval: 250 * time.Millisecond, Timeout: 200 * time.Millisecond, DownAfter: 4, UpAfter: 1, Alpha: 0.5}
 	}), nil)
 	checkFor(t, 10*time.Second, func() error {
 		if _, up, known := e.Prober().Endpoint(ep.URI); !known || !up {
@@ -195,18 +195,18 @@ func TestProbeSRVTargets(t *testing.T) {
 	}
 	// several more rounds: the dead first target does not take it down
 	rounds := 0
-	deadline := time.Now().Add(10 * time.Second)
-	for rounds < 8 && time.Now().Before(deadline) {
+	deadline := time.Now().Add(20 * time.Second)
+	for rounds < 5 && time.Now().Before(deadline) {
 		select {
 		case <-deadGot:
 			rounds++
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 		if _, up, _ := e.Prober().Endpoint(ep.URI); !up {
 			t.Fatalf("down after %d probes of the dead target while the second target answers", rounds)
 		}
 	}
-	if rounds < 8 {
+	if rounds < 5 {
 		t.Fatalf("only %d probes reached the first target", rounds)
 	}
 	srvTo(d, "probe.test", 1, deadPort, deadPort)
