@@ -320,3 +320,37 @@ func TestSIPSEndpointBySRV(t *testing.T) {
 		t.Errorf("_sip._udp asked %d times for a sips: endpoint", n)
 	}
 }
+
+// TestFailoverToNextAddress: an endpoint named with a port whose name has
+// two addresses is tried at the second when the first does not answer,
+// before the agent's next endpoint.
+func TestFailoverToNextAddress(t *testing.T) {
+	d := dnstest.Run(t)
+	agent := newUA(t, "127.0.0.1")
+	backup := newUA(t, "127.0.0.1")
+	silent := listenUDPAt(t, "127.0.0.2", agent.port) // the first address: reads, never answers
+	d.Records("two.test", dns.TypeA, "two.test. 60 IN A 127.0.0.2", "two.test. 60 IN A 127.0.0.1")
+	e := runEdge(t, dnsTable([]routing.Endpoint{
+		{Region: "ap", URI: fmt.Sprintf("sip:bot@two.test:%d", agent.port)},
+		backup.endpoint("us"),
+	}, nil), withDNS(d, func(c *Config) { c.InviteTimeout = 2 * time.Second }), nil)
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ds, codes, err := carrier.call(ctx, e, numPurchased)
+	if err != nil {
+		t.Fatalf("call: %v (responses %v)", err, codes)
+	}
+	_ = ds.Ack(ctx)
+	if !readInvite(silent, ds.InviteRequest.CallID().Value(), 5*time.Second) {
+		t.Error("the first address got no INVITE")
+	}
+	recv(t, agent.invites, "INVITE at the second address")
+	select {
+	case r := <-backup.invites:
+		t.Fatalf("the next endpoint got the INVITE: %s", r.StartLine())
+	default:
+	}
+	_ = ds.Bye(ctx)
+	recv(t, agent.byes, "BYE at the second address")
+}
