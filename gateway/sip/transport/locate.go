@@ -166,7 +166,7 @@ func (t *Transport) srvNames(u *sip.Uri, h string, pr Proto, mode ResolveMode) (
 	if err == ErrNeedLookup && mode == ResolveCached || isTimeout(err) {
 		// a server that does not answer for NAPTR will not for the rest:
 		// fail now rather than after one timeout per name
-		return nil, err
+		return nil, resolveErr(h, err)
 	}
 	var out []srvName
 	for _, n := range e.naptr {
@@ -197,13 +197,15 @@ func defaultSRV(h string, pr Proto, sips, explicit bool) []srvName {
 // A name that does not resolve adds nothing: its error is returned when
 // out is still empty (ErrNeedLookup always).
 func (t *Transport) hostTargets(out []Peer, name string, pr Proto, port uint16, host string, mode ResolveMode) ([]Peer, error) {
-	if a, err := netip.ParseAddr(trimBrackets(name)); err == nil { // an SRV target may be a literal
-		return append(out, Peer{Proto: pr, Addr: netip.AddrPortFrom(a.Unmap(), port), Host: host}), nil
+	if maybeIP(name) { // an SRV target may be a literal
+		if a, err := netip.ParseAddr(trimBrackets(name)); err == nil {
+			return append(out, Peer{Proto: pr, Addr: netip.AddrPortFrom(a.Unmap(), port), Host: host}), nil
+		}
 	}
 	e, err := t.dns.get(kindAddr, name, mode)
 	if err != nil {
 		if err == ErrNeedLookup || len(out) == 0 {
-			return out, err
+			return out, resolveErr(name, err)
 		}
 		return out, nil
 	}
@@ -220,7 +222,21 @@ func (t *Transport) hostTargets(out []Peer, name string, pr Proto, port uint16, 
 	return out, nil
 }
 
+// maybeIP: name could be an IP literal (a DNS name ends in a letter:
+// parsing every SRV target as an address would cost an error each).
+func maybeIP(name string) bool {
+	if name == "" {
+		return false
+	}
+	c := name[len(name)-1]
+	return c >= '0' && c <= '9' || c == ']' || strings.IndexByte(name, ':') >= 0
+}
+
 func isTimeout(err error) bool {
+	if err == nil || err == ErrNeedLookup || errors.Is(err, errNoRecords) || errors.Is(err, errNoSuchHost) ||
+		errors.Is(err, errNoAddress) {
+		return false
+	}
 	var ne net.Error
 	return err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
 }

@@ -309,3 +309,33 @@ func TestLocateSilentServer(t *testing.T) {
 		t.Errorf("A asked %d times after NAPTR timed out", c)
 	}
 }
+
+// BenchmarkLocateCached: the per-call cost of an SRV endpoint's targets
+// from the cache (no NAPTR, three SRV names, two targets).
+func BenchmarkLocateCached(b *testing.B) {
+	d := dnstest.Run(b)
+	d.Records("_sip._udp.bench.test", dns.TypeSRV,
+		"_sip._udp.bench.test. 3600 IN SRV 10 60 5060 a.bench.test.",
+		"_sip._udp.bench.test. 3600 IN SRV 10 40 5060 b.bench.test.")
+	d.Set("a.bench.test", "127.0.0.1", 3600)
+	d.Set("b.bench.test", "127.0.0.2", 3600)
+	r, err := newResolver(DNSConfig{Server: d.Addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.hosts.path = ""
+	b.Cleanup(r.close)
+	tp := &Transport{dns: r}
+	var u sip.Uri
+	_ = sip.ParseUri("sip:bot@bench.test", &u)
+	if _, err := tp.Locate(&u, ResolveLookup); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if ps, err := tp.Locate(&u, ResolveCached); err != nil || len(ps) != 2 {
+			b.Fatal(ps, err)
+		}
+	}
+}

@@ -57,7 +57,8 @@ var naptrServices = map[string]Proto{"SIP+D2U": UDP, "SIP+D2T": TCP, "SIPS+D2T":
 // get returns the entry of kind for name. ResolveCached: unexpired, else
 // ErrNeedLookup; ResolveLast: the last answer, expired or not, else
 // ErrNeedLookup; ResolveLookup: asked when needed (blocks: never on a read
-// loop or under a call's lock). A negative answer comes as its error.
+// loop or under a call's lock). A negative answer comes as its error
+// (unwrapped: see resolveErr).
 func (r *resolver) get(kind rrKind, name string, mode ResolveMode) (dnsEntry, error) {
 	k := rrKey(kind, name)
 	if k == "" || strings.HasSuffix(k, "|") {
@@ -96,9 +97,19 @@ func (r *resolver) get(kind rrKind, name string, mode ResolveMode) (dnsEntry, er
 		if mode == ResolveLast && (len(e.srv) > 0 || len(e.naptr) > 0 || e.addr.IsValid()) {
 			return e, nil
 		}
-		return e, &dnsError{host: name, err: e.err}
+		return e, e.err // unwrapped (no allocation): resolveErr wraps what is returned
 	}
 	return e, nil
+}
+
+// resolveErr is err of a lookup of host as returned to callers (a
+// *dnsError, for IsResolveErr), ErrNeedLookup as it is.
+func resolveErr(host string, err error) error {
+	var de *dnsError
+	if err == nil || err == ErrNeedLookup || errors.As(err, &de) {
+		return err
+	}
+	return &dnsError{host: host, err: err}
 }
 
 // fetchRR asks the DNS servers for name's NAPTR or SRV records (no
@@ -212,6 +223,9 @@ func sameRecords(a, b dnsEntry) bool {
 // record's chance to come next is its weight over the sum of the weights
 // left; weight 0 records get a small chance, after the others mostly).
 func orderSRV(recs []srvRec) []srvRec {
+	if len(recs) < 2 {
+		return recs // nothing to order (recs is the cache's: never changed)
+	}
 	out := slices.Clone(recs)
 	slices.SortStableFunc(out, func(a, b srvRec) int { return int(a.prio) - int(b.prio) })
 	for start := 0; start < len(out); {
