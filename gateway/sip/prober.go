@@ -415,6 +415,10 @@ func (p *Prober) passiveMiss(uri string) {
 
 // gauges sets the per-region gauges (p.mu not held).
 func (p *Prober) gauges(m map[string]*epState) {
+	// the states are read under gmu too: an update computed from older
+	// states (a round's) never overwrites a newer one (a miss's verdict)
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
 	type agg struct {
 		up, down, unknown int
 		best              time.Duration
@@ -445,8 +449,6 @@ func (p *Prober) gauges(m map[string]*epState) {
 		byRegion[st.region] = append(byRegion[st.region], st)
 	}
 	met := p.s.metrics
-	p.gmu.Lock()
-	defer p.gmu.Unlock()
 	met.EndpointRTT.Reset()
 	met.EndpointUp.Reset()
 	for region, eps := range byRegion {
