@@ -62,6 +62,8 @@ type call struct {
 
 	resolving bool // cands[ci]'s host name is being looked up (lookupThenBranch)
 
+	tgt targetCursor // cands[ci]'s RFC 3263 targets (targets.go)
+
 	limitDir string // direction counted by the workspace limiter; "": not counted (wslimits.go)
 
 	// inspect is set when a feature of this call must see every in-dialog

@@ -43,6 +43,7 @@ type epState struct {
 	lastAlive atomic.Int64
 
 	misses, answers int
+	skip            int // RFC 3263 targets: probes go to the skip-th (mod count), moved on by a miss (probeTarget)
 	inflight        string
 	lastBr          string // last probe's branch: a late answer still counts as alive
 	sentAt          time.Time
@@ -172,8 +173,10 @@ func (p *Prober) refresh() map[string]*epState {
 	})
 	byAddr := make(map[netip.AddrPort]*epState, len(next))
 	for _, st := range next {
-		if to, err := p.s.tp.URIPeerOpt(&st.target, resolveLast); err == nil {
-			byAddr[to.Addr] = st
+		if ps, err := p.s.tp.Locate(&st.target, resolveLast); err == nil {
+			for _, to := range ps { // every RFC 3263 target of a named endpoint
+				byAddr[to.Addr] = st
+			}
 		}
 	}
 	p.eps.Store(&next)
@@ -220,12 +223,12 @@ func (p *Prober) round() {
 
 func (p *Prober) probe(st *epState) {
 	s := p.s
-	to, err := s.tp.URIPeerCached(&st.target)
+	to, err := p.probeTarget(st)
 	if err == errNeedLookup {
 		// a name to look up: in another goroutine (one per name), so that
 		// one slow name does not hold up the round's other probes
-		s.tp.LookupThen(st.target.Host, func(lerr error) {
-			to, err := s.tp.URIPeerCached(&st.target)
+		s.tp.LocateThen(&st.target, func(lerr error) {
+			to, err := p.probeTarget(st)
 			if lerr != nil {
 				err = lerr
 			}
@@ -234,6 +237,27 @@ func (p *Prober) probe(st *epState) {
 		return
 	}
 	p.probeTo(st, to, err)
+}
+
+// probeTarget is where st's next probe goes: of a named endpoint's RFC
+// 3263 targets (in the order a call tries them, so that same-priority SRV
+// targets are probed in proportion to their weights), the first, or after
+// misses the next ones in turn, back to the first after an answer. The
+// endpoint is up while a target answers: a call reaches it by failing
+// over. From the cache only (errNeedLookup: look the URI up first).
+func (p *Prober) probeTarget(st *epState) (peer, error) {
+	ps, err := p.s.tp.Locate(&st.target, resolveCached)
+	if err != nil || len(ps) == 0 {
+		pr, _ := uriProto(&st.target)
+		if err == nil {
+			err = errNoTarget
+		}
+		return peer{Proto: pr}, err
+	}
+	p.mu.Lock()
+	i := st.skip % len(ps)
+	p.mu.Unlock()
+	return ps[i], nil
 }
 
 // probeTo sends a probe to st at to (err: its address is unknown).
@@ -328,6 +352,7 @@ func (p *Prober) onResponse(br string, code int) {
 		st.rttNs.Store(int64(a*float64(rtt) + (1-a)*float64(prev)))
 	}
 	st.misses = 0
+	st.skip = 0
 	st.answers++
 	changed := false
 	if !st.known.Load() {
@@ -356,6 +381,7 @@ func (p *Prober) miss(st *epState, br string) {
 		}
 		st.inflight = "" // pending[br] stays: a late answer still counts
 	}
+	st.skip++ // the next probe tries the next RFC 3263 target
 	if p.recentlyAlive(st) {
 		// real traffic (or a late probe answer) shows the endpoint alive:
 		// a slow probe or one lost INVITE does not take it down
@@ -389,6 +415,10 @@ func (p *Prober) passiveMiss(uri string) {
 
 // gauges sets the per-region gauges (p.mu not held).
 func (p *Prober) gauges(m map[string]*epState) {
+	// the states are read under gmu too: an update computed from older
+	// states (a round's) never overwrites a newer one (a miss's verdict)
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
 	type agg struct {
 		up, down, unknown int
 		best              time.Duration
@@ -419,8 +449,6 @@ func (p *Prober) gauges(m map[string]*epState) {
 		byRegion[st.region] = append(byRegion[st.region], st)
 	}
 	met := p.s.metrics
-	p.gmu.Lock()
-	defer p.gmu.Unlock()
 	met.EndpointRTT.Reset()
 	met.EndpointUp.Reset()
 	for region, eps := range byRegion {

@@ -363,7 +363,7 @@ func (s *Server) buildAgentSet(snap *routing.Snapshot) *agentSet {
 				set.addrs[a.Unmap()] = struct{}{}
 				continue
 			}
-			if a, err := s.tp.ResolveOpt(h, resolveLast); err == nil {
+			for _, a := range s.tp.LastAddrs(&u) { // the name's address and its RFC 3263 targets'
 				set.addrs[a] = struct{}{}
 			}
 		}

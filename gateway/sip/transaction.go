@@ -64,10 +64,10 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
-		to, err := s.tp.URIPeerCached(&u)
+		to, err := c.endpointTarget(&u) // RFC 3263: the endpoint's next target (targets.go)
 		to.Side = c.downSide()
 		if err == errNeedLookup {
-			if c.lookupThenBranch(u.Host, ep) {
+			if c.lookupThenBranch(&u, ep) {
 				return // startBranch goes on once the name is resolved
 			}
 			err = transport.LookupBusy(u.Host)
@@ -95,7 +95,7 @@ func (c *call) startBranch() {
 			s.log.Debug("sip: endpoint unreachable", "endpoint", c.ci, "region", ep.Region, "err", err)
 			b.final = true
 			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
-			c.ci++
+			c.nextTarget(true)
 			continue
 		}
 		if to.Proto == protoUDP {
@@ -118,11 +118,11 @@ func (c *call) startBranch() {
 // with startBranch for the same candidate unless the call moved on
 // meanwhile (cancelled, timed out). false when too many lookups are
 // running. c.mu held.
-func (c *call) lookupThenBranch(host string, ep routing.Endpoint) bool {
+func (c *call) lookupThenBranch(u *sip.Uri, ep routing.Endpoint) bool {
 	s := c.s
 	ci := c.ci
 	c.resolving = true
-	ok := s.tp.LookupThen(host, func(err error) { // nil: the cache startBranch reads has the name
+	ok := s.tp.LocateThen(u, func(err error) { // nil: the cache startBranch reads has the name
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !c.resolving || c.ci != ci {
@@ -189,7 +189,7 @@ func (c *call) branchTimeout(b *branch) {
 	stop(b.timerA)
 	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
 	c.s.prober.passiveMiss(b.ep.URI)
-	c.ci++
+	c.nextTarget(true)
 	c.startBranch()
 }
 
@@ -206,7 +206,7 @@ func (c *call) branchUnreachable(b *branch) {
 	stop(b.timerF)
 	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
 	c.s.prober.passiveMiss(b.ep.URI)
-	c.ci++
+	c.nextTarget(true)
 	c.startBranch()
 }
 
@@ -382,7 +382,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		if (code >= 500 && code < 600) || code == 408 {
 			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(b.ep.Region)).Inc()
-			c.ci++
+			c.nextTarget(code == 503) // RFC 3263 4.3: 503 → the endpoint's next target
 			c.startBranch()
 			return
 		}

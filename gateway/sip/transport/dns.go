@@ -30,7 +30,7 @@ type DNSConfig struct {
 	// Server is the DNS server host names are resolved through (ip or
 	// ip:port, port 53 by default); empty: the nameservers, search list
 	// and ndots of /etc/resolv.conf. /etc/hosts is consulted first either way.
-	Server string `yaml:"server" default:"(/etc/resolv.conf)" help:"DNS server (ip or ip:port) for host names in agent URIs, Contacts and Vias; answers are cached for their TTL"`
+	Server string `yaml:"server" default:"(/etc/resolv.conf)" help:"DNS server (ip or ip:port) for host names in agent URIs, carrier termination URIs, Contacts and Vias (RFC 3263: NAPTR, SRV, A/AAAA); answers are cached for their TTL"`
 	// Timeout bounds one lookup (every server and search name tried); a
 	// call then fails over to its next endpoint.
 	Timeout time.Duration `yaml:"timeout" help:"bound on one host-name lookup; a call then fails over to its next endpoint"`
@@ -48,6 +48,7 @@ const (
 	resolvConfPath    = "/etc/resolv.conf"
 	hostsPath         = "/etc/hosts"
 	dnsUDPSize        = dns.DefaultMsgSize // EDNS0 buffer size advertised
+	dnsMaxAddrs       = 4                  // addresses kept per name (failover tries them in turn)
 )
 
 // dnsError is a host name that could not be resolved (the "resolve"
@@ -66,8 +67,11 @@ var (
 )
 
 type dnsEntry struct {
-	addr    netip.Addr // valid: a positive answer
-	err     error      // a negative answer
+	addr    netip.Addr   // valid: a positive answer
+	addrs   []netip.Addr // every address of the answer (addr first), at most dnsMaxAddrs
+	naptr   []naptrRec   // a NAPTR answer (srv.go), supported services only
+	srv     []srvRec     // an SRV answer (srv.go)
+	err     error        // a negative answer
 	expires time.Time
 }
 
@@ -222,7 +226,7 @@ func (r *resolver) store(k string, e dnsEntry) {
 		e.addr = old.addr
 	}
 	r.cache[k] = e
-	if e.err == nil && e.addr != old.addr {
+	if e.err == nil && (e.addr != old.addr || !sameRecords(e, old)) {
 		r.gen.Add(1)
 	}
 }
@@ -314,6 +318,7 @@ func (r *resolver) queryType(ctx context.Context, fq string, qt uint16) (e dnsEn
 		}
 		ttl := dnsMaxTTL
 		var addr netip.Addr
+		var addrs []netip.Addr
 		for _, rr := range in.Answer {
 			var ip net.IP
 			switch v := rr.(type) {
@@ -328,8 +333,11 @@ func (r *resolver) queryType(ctx context.Context, fq string, qt uint16) (e dnsEn
 			if d := time.Duration(rr.Header().Ttl) * time.Second; d < ttl {
 				ttl = d
 			}
-			if a, ok := netip.AddrFromSlice(ip); ok && !addr.IsValid() && rr.Header().Rrtype == qt {
-				addr = a.Unmap()
+			if a, ok := netip.AddrFromSlice(ip); ok && rr.Header().Rrtype == qt && len(addrs) < dnsMaxAddrs {
+				if !addr.IsValid() {
+					addr = a.Unmap()
+				}
+				addrs = append(addrs, a.Unmap())
 			}
 		}
 		if !addr.IsValid() {
@@ -338,7 +346,7 @@ func (r *resolver) queryType(ctx context.Context, fq string, qt uint16) (e dnsEn
 		if ttl < dnsMinTTL {
 			ttl = dnsMinTTL
 		}
-		return dnsEntry{addr: addr, expires: now.Add(ttl)}, false
+		return dnsEntry{addr: addr, addrs: addrs, expires: now.Add(ttl)}, false
 	}
 	if err == nil {
 		err = ctx.Err()

@@ -53,7 +53,13 @@ func (t *Transport) run(f func()) {
 // so a burst of calls to one endpoint takes one slot. false when the name
 // needs a goroutine and MaxAsync are already running.
 func (t *Transport) LookupThen(host string, then func(error)) bool {
-	k := dnsKey(trimBrackets(host))
+	return t.lookupThen(dnsKey(trimBrackets(host)), func() error {
+		_, err := t.resolve(host)
+		return err
+	}, then)
+}
+
+func (t *Transport) lookupThen(k string, look func() error, then func(error)) bool {
 	t.lmu.Lock()
 	if w, ok := t.lookups[k]; ok {
 		t.lookups[k] = append(w, then)
@@ -70,7 +76,7 @@ func (t *Transport) LookupThen(host string, then func(error)) bool {
 	t.lookups[k] = []func(error){then}
 	t.lmu.Unlock()
 	t.run(func() {
-		_, err := t.resolve(host)
+		err := look()
 		t.lmu.Lock()
 		waiting := t.lookups[k]
 		delete(t.lookups, k)
@@ -97,43 +103,43 @@ const (
 	ResolveLookup
 )
 
-// URIPeer resolves where a request for u goes (RFC 3263 without DNS
-// SRV/NAPTR: IP literals, or a host name resolved through the cache).
-// It may block on a DNS lookup: never on a read loop or under a call's lock.
+// URIPeer resolves where a request for u goes: the first of its RFC 3263
+// targets (locate.go). It may block on DNS lookups: never on a read loop
+// or under a call's lock.
 func (t *Transport) URIPeer(u *sip.Uri) (Peer, error) { return t.URIPeerOpt(u, ResolveLookup) }
 
-// URIPeerCached is URIPeer without DNS: ErrNeedLookup for a name not in
+// URIPeerCached is URIPeer without DNS: ErrNeedLookup for a record not in
 // the cache (or expired there), the cached error for a name that failed.
 func (t *Transport) URIPeerCached(u *sip.Uri) (Peer, error) { return t.URIPeerOpt(u, ResolveCached) }
 
 func (t *Transport) URIPeerOpt(u *sip.Uri, mode ResolveMode) (Peer, error) {
-	var p Peer
-	pr, err := URIProto(u)
-	if err != nil {
-		return p, err
+	if a, err := netip.ParseAddr(trimBrackets(u.Host)); err == nil && u.Port >= 0 && u.Port <= 65535 {
+		// an IP literal (most in-dialog targets): no DNS, no allocation
+		pr, err := URIProto(u)
+		return Peer{Proto: pr, Addr: netip.AddrPortFrom(a.Unmap(), portOr(u.Port, pr))}, err
 	}
-	p.Proto = pr
-	a, err := t.ResolveOpt(u.Host, mode)
-	if err != nil {
-		return p, err
-	}
-	if h := trimBrackets(u.Host); h != a.String() {
-		if _, err := netip.ParseAddr(h); err != nil {
-			p.Host = h // a name: the TLS server name
+	ps, err := t.Locate(u, mode)
+	if err != nil || len(ps) == 0 {
+		pr, _ := URIProto(u)
+		if err == nil {
+			err = &dnsError{host: u.Host, err: errNoAddress}
 		}
+		return Peer{Proto: pr}, err
 	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-		if p.Proto == TLS {
-			port = 5061
-		}
-	}
-	if port < 0 || port > 65535 {
-		return p, fmt.Errorf("sip: bad port %d", port)
-	}
-	p.Addr = netip.AddrPortFrom(a, uint16(port))
-	return p, nil
+	return ps[0], nil
+}
+
+// LocateThen looks up every record Locate needs for u in another
+// goroutine and then calls then with the outcome (nil: Locate(u,
+// ResolveCached) answers from the cache now), with no lock held. Callers
+// waiting for the same lookups share one goroutine; false when it needs
+// one and MaxAsync are already running.
+func (t *Transport) LocateThen(u *sip.Uri, then func(error)) bool {
+	uc := *u
+	return t.lookupThen(locateKey(&uc), func() error {
+		_, err := t.Locate(&uc, ResolveLookup)
+		return err
+	}, then)
 }
 
 func (t *Transport) resolve(host string) (netip.Addr, error) {

@@ -40,7 +40,7 @@ func (t *Transport) SendURIThen(u *sip.Uri, m sip.Message, alt *Conn, then func(
 		return t.failedMsg(p, "resolve", m, err)
 	}
 	uc := *u
-	if !t.LookupThen(u.Host, func(lerr error) {
+	if !t.LocateThen(u, func(lerr error) {
 		p, err := t.URIPeerCached(&uc)
 		if lerr != nil {
 			err = lerr

@@ -13,14 +13,16 @@ import (
 )
 
 // Server is an authoritative DNS server on 127.0.0.1 (UDP, port 0) for
-// tests: A/AAAA records by name, NXDOMAIN for the rest, answers for
-// held names delayed until released, and a count of queries.
+// tests: A/AAAA records by name (Set), any records in zone-file form
+// (Records: NAPTR, SRV, several A, ...), NXDOMAIN for the rest, answers
+// for held names delayed until released, and a count of queries.
 type Server struct {
 	t    testing.TB
 	Addr string // ip:port
 
 	mu      sync.Mutex
 	recs    map[string]record        // fqdn → record
+	rrs     map[string][]dns.RR      // "fqdn/TYPE" → records (Records)
 	holds   map[string]chan struct{} // fqdn → closed when its answers may go
 	queries map[string]int           // "fqdn/A" → queries received
 	waiting map[string]int           // fqdn → queries being held
@@ -40,7 +42,7 @@ func Run(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Server{t: t, Addr: pc.LocalAddr().String(), recs: map[string]record{}, holds: map[string]chan struct{}{},
+	d := &Server{t: t, Addr: pc.LocalAddr().String(), recs: map[string]record{}, rrs: map[string][]dns.RR{}, holds: map[string]chan struct{}{},
 		queries: map[string]int{}, waiting: map[string]int{}, done: make(chan struct{})}
 	started := make(chan struct{})
 	d.srv = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve), NotifyStartedFunc: func() { close(started) }}
@@ -66,6 +68,30 @@ func Run(t testing.TB) *Server {
 func (d *Server) Set(name, ip string, ttl uint32) {
 	d.mu.Lock()
 	d.recs[dns.Fqdn(name)] = record{ip: ip, ttl: ttl}
+	d.mu.Unlock()
+}
+
+// Records sets the records of name and type qtype (replacing any): each
+// one in zone-file form with its owner name and TTL, e.g.
+// "_sip._udp.agent.test. 30 IN SRV 10 60 5060 a.agent.test.". None: the
+// type is removed (the name stays if it has others).
+func (d *Server) Records(name string, qtype uint16, rrs ...string) {
+	d.t.Helper()
+	var set []dns.RR
+	for _, s := range rrs {
+		rr, err := dns.NewRR(s)
+		if err != nil {
+			d.t.Fatalf("dnstest: record %q: %v", s, err)
+		}
+		set = append(set, rr)
+	}
+	k := strings.ToLower(dns.Fqdn(name)) + "/" + dns.TypeToString[qtype]
+	d.mu.Lock()
+	if len(set) == 0 {
+		delete(d.rrs, k)
+	} else {
+		d.rrs[k] = set
+	}
 	d.mu.Unlock()
 }
 
@@ -117,12 +143,31 @@ func (d *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	d.mu.Lock()
 	rec, ok := d.recs[name]
+	set := d.rrs[name+"/"+dns.TypeToString[q.Qtype]]
+	if !ok {
+		for k := range d.rrs {
+			if strings.HasPrefix(k, name+"/") {
+				ok = true // the name exists with other types
+			}
+		}
+	}
 	d.mu.Unlock()
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
+	if len(set) > 0 {
+		for _, rr := range set {
+			m.Answer = append(m.Answer, dns.Copy(rr))
+		}
+		_ = w.WriteMsg(m)
+		return
+	}
 	if !ok {
 		m.Rcode = dns.RcodeNameError
+		_ = w.WriteMsg(m)
+		return
+	}
+	if rec.ip == "" {
 		_ = w.WriteMsg(m)
 		return
 	}
