@@ -616,6 +616,11 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 			return
 		}
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()
+		if unknownMethodMismatch(req) { // RFC 4475 3.1.2.18: 501 for a method we do not implement
+			s.replyStateless(req, from, 501, "Not Implemented", sip.NewHeader("Allow", allowMethods),
+				sip.NewHeader("Warning", `399 callgate "`+why+`"`))
+			return
+		}
 		s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "`+why+`"`))
 		return
 	}
