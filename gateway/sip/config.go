@@ -29,8 +29,8 @@ type Config struct {
 	TLSAddr string `yaml:"tls_addr" help:"SIP over TLS listen address (tls_addr, tls_cert and tls_key together)"`
 	// TLSAddr6 is the IPv6 TLS listener of a dual-stack edge (tls_cert/tls_key).
 	TLSAddr6 string `yaml:"tls_addr6" help:"IPv6 SIP over TLS listen address besides tls_addr (needs addr6, tls_cert and tls_key)"`
-	TLSCert string `yaml:"tls_cert" help:"PEM certificate of the TLS listener"`
-	TLSKey  string `yaml:"tls_key" help:"PEM private key of the TLS listener"`
+	TLSCert  string `yaml:"tls_cert" help:"PEM certificate of the TLS listener"`
+	TLSKey   string `yaml:"tls_key" help:"PEM private key of the TLS listener"`
 	// TLSCAFile is a PEM bundle of CA certificates trusted, in addition to
 	// the system roots, for the certificates of TLS peers callgate
 	// connects to (carriers, agent endpoints with a private CA).
