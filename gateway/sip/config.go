@@ -27,10 +27,12 @@ type Config struct {
 	AdvertiseHost6 string `yaml:"advertise_host6" env:"CALLGATE_SIP_ADVERTISE_HOST6" default:"(addr6 IP)" help:"host put in Via and Record-Route toward IPv6 peers; required when addr6 or agents.addr6 listens on all addresses"`
 	// TLSAddr, TLSCert and TLSKey enable SIP over TLS when all are set.
 	TLSAddr string `yaml:"tls_addr" help:"SIP over TLS listen address (tls_addr, tls_cert and tls_key together)"`
+	TLSCert string `yaml:"tls_cert" help:"PEM certificate of the TLS listener"`
+	TLSKey  string `yaml:"tls_key" help:"PEM private key of the TLS listener"`
+
 	// TLSAddr6 is the IPv6 TLS listener of a dual-stack edge (tls_cert/tls_key).
 	TLSAddr6 string `yaml:"tls_addr6" help:"IPv6 SIP over TLS listen address besides tls_addr (needs addr6, tls_cert and tls_key)"`
-	TLSCert  string `yaml:"tls_cert" help:"PEM certificate of the TLS listener"`
-	TLSKey   string `yaml:"tls_key" help:"PEM private key of the TLS listener"`
+
 	// TLSCAFile is a PEM bundle of CA certificates trusted, in addition to
 	// the system roots, for the certificates of TLS peers callgate
 	// connects to (carriers, agent endpoints with a private CA).
