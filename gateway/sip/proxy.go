@@ -83,7 +83,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	c.cands = dec.Candidates
 	c.fwdBody = req.Body()
 	if s.media != nil && dec.Media == routing.MediaRelay {
-		sess, err := s.media.NewSession(c.id, c.onMediaTimeout)
+		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {
 			s.refuse(req, from, dec.Number, refuseNoMediaPorts)
 			return
