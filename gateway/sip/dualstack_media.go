@@ -75,3 +75,49 @@ func sdpV6(body []byte) (v6, ok bool) {
 	}
 	return false, false
 }
+
+// mediaFamilyFor re-opens c's relay session when the endpoint about to be
+// tried (to) is of the other address family than the session's agent leg
+// (a failover from an IPv4 endpoint to an IPv6 one, or the reverse), so
+// that the offer it gets names the relay's address of its own family.
+// Only while nothing went to the caller (no provisional, so no SDP of
+// ours): the caller leg's address is not yet promised. When the relay has
+// one family only, or no ports, the session stays as it is. c.mu held.
+func (c *call) mediaFamilyFor(to peer) {
+	s := c.s
+	if c.media == nil || c.state != stCalling || !to.Addr.IsValid() {
+		return
+	}
+	fa, ok := s.media.(MediaFamilyAnchor)
+	if !ok {
+		return
+	}
+	cur, ok := c.media.(interface{ AgentAddr() netip.AddrPort })
+	want := transport.IsV6(to.Addr.Addr())
+	if !ok || transport.IsV6(cur.AgentAddr().Addr()) == want {
+		return
+	}
+	callerV6 := transport.IsV6(c.up.Addr.Addr())
+	if v6, ok := sdpV6(c.inv.Body()); ok {
+		callerV6 = v6
+	}
+	sess, err := fa.NewSessionFamilies(c.id, callerV6, want, c.onMediaTimeout)
+	if err != nil {
+		return
+	}
+	if n, ok := sess.(interface{ AgentAddr() netip.AddrPort }); !ok || transport.IsV6(n.AgentAddr().Addr()) != want {
+		sess.Close() // one family only: nothing to gain
+		return
+	}
+	body := c.inv.Body()
+	if len(body) > 0 {
+		nb, err := sess.RewriteOffer(body)
+		if err != nil {
+			sess.Close()
+			return
+		}
+		c.fwdBody = nb
+	}
+	c.media.Close()
+	c.media = sess
+}

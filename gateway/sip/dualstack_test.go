@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -264,4 +265,55 @@ func TestDualStackConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDualStackRelayFailoverAcrossFamilies: a relayed call from an IPv4
+// carrier whose first endpoint (IPv4) answers 503 fails over to an IPv6
+// endpoint: the first offer names the relay's IPv4 address, the second
+// its IPv6 one, and the caller's answer the IPv4 one.
+func TestDualStackRelayFailoverAcrossFamilies(t *testing.T) {
+	needV6(t)
+	busy := newUA(t, "127.0.0.1", reject(503))
+	live := newUA(t, "::1")
+	mgr := newDualMediaManager(t, 31700, 31799)
+	e := runEdge(t, relayTable(endpointOf(busy, "eu"), endpointOf(live, "us")), dualTweak(false), media.Anchor[MediaSession]{M: mgr})
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds := carrier.callVia(ctx, t, e.UDPAddr(), numPurchased)
+	first := recv(t, busy.invites, "INVITE at the IPv4 endpoint")
+	if c := sdpConn(string(first.Body())); c != "IN IP4 127.0.0.1" {
+		t.Errorf("offer to the IPv4 endpoint: c=%s", c)
+	}
+	second := recv(t, live.invites, "INVITE at the IPv6 endpoint")
+	if c := sdpConn(string(second.Body())); c != "IN IP6 ::1" {
+		t.Errorf("offer to the IPv6 endpoint: c=%s\n%s", c, second.Body())
+	}
+	if p := sdpPort(string(second.Body())); p < 31700 || p > 31799 {
+		t.Errorf("offer to the IPv6 endpoint: m= port %d, not the relay's", p)
+	}
+	if c := sdpConn(string(ds.InviteResponse.Body())); c != "IN IP4 127.0.0.1" {
+		t.Errorf("answer to the IPv4 carrier: c=%s", c)
+	}
+	if n := mgr.Active(); n != 1 {
+		t.Errorf("%d relay sessions open, want 1 (the first one closed)", n)
+	}
+	_ = ds.Bye(ctx)
+	recv(t, live.byes, "BYE at the IPv6 endpoint")
+	checkFor(t, 5*time.Second, func() error {
+		if n := mgr.Active(); n != 0 {
+			return fmt.Errorf("%d relay sessions open after the BYE", n)
+		}
+		return nil
+	})
+}
+
+// sdpConn is the first c= line's value.
+func sdpConn(sdp string) string {
+	for _, l := range strings.Split(sdp, "\r\n") {
+		if strings.HasPrefix(l, "c=") {
+			return l[2:]
+		}
+	}
+	return ""
 }

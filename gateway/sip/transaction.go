@@ -79,6 +79,7 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
+		c.mediaFamilyFor(to) // a failover to the other address family (dualstack_media.go)
 		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv, cseqAdd: c.cseqDelta}
 		b.raw = c.buildForward(&u, b.id, to, ep)
 		c.cur = b
