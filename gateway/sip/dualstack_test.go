@@ -317,3 +317,36 @@ func sdpConn(sdp string) string {
 	}
 	return ""
 }
+
+// TestDualStackInDialogWithoutRecord: once the dialog record is gone
+// (another node, a restart), an IPv6 agent's BYE is still forwarded by
+// our two Record-Route entries (IPv6 and IPv4, MACs verified) to the IPv4
+// carrier, from our IPv4 address.
+func TestDualStackInDialogWithoutRecord(t *testing.T) {
+	needV6(t)
+	agent := newUA(t, "::1")
+	carrier := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(endpointOf(agent, "eu")), dualTweak(false), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	carrier.callVia(ctx, t, e.UDPAddr(), numPurchased)
+	inv := recv(t, agent.invites, "INVITE at the agent")
+	recv(t, agent.acks, "ACK at the agent")
+	id := inv.CallID().Value()
+	if c, ok := e.dialogs.get(id); ok {
+		e.dialogs.delIf(id, c)
+	} else {
+		t.Fatal("no dialog record")
+	}
+	sess := agent.session(id)
+	if sess == nil {
+		t.Fatal("no agent dialog")
+	}
+	if err := sess.Bye(ctx); err != nil {
+		t.Fatalf("agent's BYE: %v", err)
+	}
+	bye := recv(t, carrier.byes, "BYE at the carrier")
+	if got := viaHostPort(bye.Via()); got != e.UDPAddr().String() {
+		t.Errorf("BYE at the carrier with top Via %s, want %s", got, e.UDPAddr())
+	}
+}
