@@ -350,3 +350,46 @@ func TestDualStackInDialogWithoutRecord(t *testing.T) {
 		t.Errorf("BYE at the carrier with top Via %s, want %s", got, e.UDPAddr())
 	}
 }
+
+// TestDualStackOutboundFromIPv6Agent: an agent on [::1] places an
+// outbound call through the agent side's IPv6 listener (digest) to an
+// IPv4 PSTN: the PSTN sees our IPv4 carrier-side Via and a Record-Route
+// per side and family (carrier IPv4 on top, agent IPv6 below); the agent's
+// BYE reaches the PSTN.
+func TestDualStackOutboundFromIPv6Agent(t *testing.T) {
+	needV6(t)
+	pstn := newUA(t, "127.0.0.1")
+	agent := newUA(t, "::1")
+	e := runAgentEdge(t, outTable{agentEP: endpointOf(agent, "local")}.build(), sandboxURI(pstn), dualTweak(true), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fh := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: numSandboxOut, Host: "[::1]"},
+		Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(10)}}}
+	to := sip.Uri{Scheme: "sip", User: destUS, Host: "[::1]", Port: int(e.AgentUDPAddr6().Port())}
+	ds, err := agent.dcc.Invite(ctx, to, []byte(testSDP), fh, sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ds.WaitAnswer(ctx, sipgo.AnswerOptions{Username: agentUser, Password: agentPass}); err != nil {
+		t.Fatalf("outbound call from the IPv6 agent: %v", err)
+	}
+	inv := recv(t, pstn.invites, "INVITE at the PSTN")
+	if got := viaHostPort(inv.Via()); got != e.UDPAddr().String() {
+		t.Errorf("INVITE at the PSTN with top Via %s, want %s", got, e.UDPAddr())
+	}
+	want := []string{e.UDPAddr().String(), e.AgentUDPAddr6().String()}
+	if got := rrHosts(inv.Headers()); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Record-Route at the PSTN %v, want %v", got, want)
+	}
+	if err := ds.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, pstn.acks, "ACK at the PSTN")
+	if err := ds.Bye(ctx); err != nil {
+		t.Fatalf("agent's BYE: %v", err)
+	}
+	recv(t, pstn.byes, "BYE at the PSTN")
+	if end := e.events.waitEvent(t, calls.Ended, ds.InviteRequest.CallID().Value()); end.Reason != "bye_caller" || end.Direction != calls.Outbound {
+		t.Errorf("ended event %+v", end)
+	}
+}
