@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -391,5 +392,54 @@ func TestDualStackOutboundFromIPv6Agent(t *testing.T) {
 	recv(t, pstn.byes, "BYE at the PSTN")
 	if end := e.events.waitEvent(t, calls.Ended, ds.InviteRequest.CallID().Value()); end.Reason != "bye_caller" || end.Direction != calls.Outbound {
 		t.Errorf("ended event %+v", end)
+	}
+}
+
+// TestDualStackTLS: a carrier calling over TLS on [::1] (sip.tls_addr6)
+// reaches an IPv4 agent over UDP: the 200 carries our IPv6 TLS
+// Record-Route (the caller's family and transport) below the IPv4 UDP one.
+func TestDualStackTLS(t *testing.T) {
+	needV6(t)
+	certFile, keyFile := selfSigned(t, t.TempDir())
+	agent := newUA(t, "127.0.0.1")
+	e := runEdge(t, buildTable(agent.endpoint("eu")), func(c *Config) {
+		c.Addr6 = "[::1]:0"
+		c.TLSAddr, c.TLSAddr6, c.TLSCert, c.TLSKey = "127.0.0.1:0", "[::1]:0", certFile, keyFile
+	}, nil)
+	tls6 := e.tp.TLSAddr6()
+	if !tls6.IsValid() || !tls6.Addr().Is6() {
+		t.Fatalf("no IPv6 TLS listener: %s", tls6)
+	}
+	c, err := tls.Dial("tcp6", tls6.String(), &tls.Config{InsecureSkipVerify: true}) // test client only
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lp := c.LocalAddr().(*net.TCPAddr).Port
+	inv := "INVITE sips:" + numPurchased + "@[::1]:" + itoa(int(tls6.Port())) + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/TLS [::1]:" + itoa(lp) + ";branch=z9hG4bK-tls6\r\nMax-Forwards: 70\r\n" +
+		"From: <sips:+15005550006@[::1]>;tag=tls6\r\nTo: <sips:" + numPurchased + "@[::1]>\r\nCall-ID: tls6-1\r\n" +
+		"CSeq: 1 INVITE\r\nContact: <sips:caller@[::1]:" + itoa(lp) + ">\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: " + itoa(len(testSDP)) + "\r\n\r\n" + testSDP
+	if _, err := c.Write([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 8192)
+	for !strings.Contains(got.String(), "SIP/2.0 200") {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("read: %v (so far %q)", err, got.String())
+		}
+		got.Write(buf[:n])
+	}
+	want := fmt.Sprintf("<sip:[::1]:%d;transport=tls;lr;", tls6.Port())
+	if !strings.Contains(got.String(), want) {
+		t.Errorf("200 lacks the IPv6 TLS Record-Route %s:\n%s", want, got.String())
+	}
+	inv2 := recv(t, agent.invites, "INVITE over UDP")
+	if got := rrHosts(inv2.Headers()); len(got) != 2 || got[0] != e.UDPAddr().String() || got[1] != tls6.String() {
+		t.Errorf("Record-Route at the agent %v, want [%s %s]", got, e.UDPAddr(), tls6)
 	}
 }
