@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# conformance/run.sh (`make conformance`): RFC 4475 torture messages against
-# a running callgate gateway.
+# conformance/run.sh (`make conformance`): RFC 4475 and RFC 5118 (IPv6)
+# torture messages against a running callgate gateway.
 #
 # Creates a network namespace with only loopback, starts inside it a fresh
 # gateway (temp data dir, SIP on 127.0.0.2:5060, a sandbox number bought and
@@ -9,8 +9,11 @@
 # is routed, then sends each message of the corpus over UDP from
 # 127.0.0.1:5060 and prints per message what came back against what
 # conformance/rfc4475/expect.tsv says, and "N of M handled as the RFC
-# expects". Exit status 1
-# when some message is not handled as expected.
+# expects"; then the RFC 5118 messages (conformance/rfc5118, in the tree)
+# to the gateway's IPv6 listener [::1]:5062 from [::1]:5060 (IPv4 for the
+# one IPv4-addressed message), judged by conformance/rfc5118/expect.tsv;
+# last the score lines "RFC 4475: N of M" and "RFC 5118: N of M". Exit
+# status 1 when some message is not handled as expected.
 #
 # The corpus is read in place (default ../shared/testdata/rfc4475 relative
 # to the project root; CORPUS=DIR overrides); it is not part of the tree.
@@ -43,9 +46,9 @@ inside() { # WORK CORPUS: runs in the namespace (or on plain loopback)
 			sleep 0.1
 		done
 	}
-	for port in 5060 5050 5070 5080 5090; do
+	for port in 5060 5050 5070 5080 5090 5062 6050 19823; do
 		if ss -Hlun "sport = :$port" | grep -q . || ss -Hltn "sport = :$port" | grep -q .; then
-			echo "conformance: 127.0.0.1:$port is in use; the torture sender needs 5060/5050/5070/5080 and the agent 5090 (responses go to the Via's port)" >&2
+			echo "conformance: port $port is in use; the torture sender needs 5060/5050/5070/5080 (and for RFC 5118 [::1]:5060, [::1]:6050, 127.0.0.1:19823), the agent 5090, the gateway [::1]:5062 (responses go to the Via's port)" >&2
 			exit 2
 		fi
 	done
@@ -58,6 +61,7 @@ log:
   level: info
 sip:
   addr: 127.0.0.2:5060
+  addr6: "[::1]:5062"
   probe:
     interval: 1s
     timeout: 500ms
@@ -76,9 +80,9 @@ EOF
 	call PATCH "/v1/numbers/${number#+}" '{"agent_id":"bot"}' >/dev/null
 	up() { curl -sf "$api/metrics" | grep -q '^callgate_sip_region_endpoints{region="local",state="up"} 1'; }
 	wait_for "the agent endpoint to be probed up" 30 up
-	echo "gateway pid $cg: SIP udp 127.0.0.2:5060, number $number -> sip:bot@127.0.0.1:5090 (486 responder)"
+	echo "gateway pid $cg: SIP udp 127.0.0.2:5060 and [::1]:5062, number $number -> sip:bot@127.0.0.1:5090 (486 responder)"
 	local rc=0
-	"$work/torture" -dir "$corpus" -target 127.0.0.2:5060 -number "${number#+}" $VERBOSE || rc=$?
+	"$work/torture" -dir "$corpus" -target 127.0.0.2:5060 -target6 "[::1]:5062" -number "${number#+}" $VERBOSE || rc=$?
 	if ! kill -0 "$cg" 2>/dev/null; then
 		echo "conformance: the gateway exited during the run; its log:" >&2
 		tail -30 "$work/callgate.log" >&2

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/callgate/callgate/conformance/rfc4475"
+	"github.com/callgate/callgate/conformance/rfc5118"
 )
 
 // received is one SIP message that came back to one of our sockets.
@@ -95,9 +96,35 @@ func parse(local string, b []byte) *received {
 
 // collector receives on every port we listen on.
 type collector struct {
-	mu  sync.Mutex
-	got []*received
-	udp *net.UDPConn // the 5060 socket, also used to send
+	mu   sync.Mutex
+	got  []*received
+	udp  *net.UDPConn // the 5060 socket, also used to send
+	udp6 *net.UDPConn // [::1]:5060, sends the IPv6 messages (listen6)
+}
+
+// listen6 receives on [::1] UDP ports (labelled udp6/PORT); 5060 also
+// sends.
+func (c *collector) listen6(ports []int) error {
+	for _, p := range ports {
+		u, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback, Port: p})
+		if err != nil {
+			return fmt.Errorf("listen udp [::1]:%d: %w", p, err)
+		}
+		if p == 5060 {
+			c.udp6 = u
+		}
+		go func(p int) {
+			buf := make([]byte, 65536)
+			for {
+				n, _, err := u.ReadFromUDP(buf)
+				if err != nil {
+					return
+				}
+				c.add(parse(fmt.Sprintf("udp6/%d", p), append([]byte(nil), buf[:n]...)))
+			}
+		}(p)
+	}
+	return nil
 }
 
 func (c *collector) add(r *received) {
@@ -398,6 +425,7 @@ func main() {
 	wait := flag.Duration("wait", 1500*time.Millisecond, "how long to wait for answers to one message")
 	verbose := flag.Bool("v", false, "print every message that came back in full")
 	agent := flag.String("agent", "", "run only the agent: answer OPTIONS 200 and INVITE 486 on this UDP address")
+	target6 := flag.String("target6", "", "gateway SIP address over IPv6 (UDP, e.g. [::1]:5062): then the RFC 5118 messages (conformance/rfc5118, built in) are sent too, IPv6-addressed ones from [::1]:5060")
 	flag.Parse()
 	if *agent != "" {
 		if err := runAgent(*agent); err != nil {
@@ -406,22 +434,36 @@ func main() {
 		}
 		return
 	}
-	if err := run(*dir, *target, *number, *wait, *verbose); err != nil {
+	if err := run(*dir, *target, *target6, *number, *wait, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "torture:", err)
 		os.Exit(2)
 	}
 }
 
-func run(dir, target, number string, wait time.Duration, verbose bool) error {
+// item is one torture message to send and judge.
+type item struct {
+	name, section, kind string
+	msg                 []byte
+	judge               rule
+	v6                  bool // sent from [::1]:5060: the answer must come back over IPv6
+}
+
+func run(dir, target, target6, number string, wait time.Duration, verbose bool) error {
 	exp, err := rfc4475.Load()
 	if err != nil {
 		return err
 	}
-	judges := map[string]rule{}
+	var items4475 []item
 	for _, e := range exp {
-		if judges[e.Name], err = ruleFor(e); err != nil {
+		r, err := ruleFor(e)
+		if err != nil {
 			return err
 		}
+		m, err := os.ReadFile(filepath.Join(dir, e.Name+".dat"))
+		if err != nil {
+			return fmt.Errorf("corpus: %w", err)
+		}
+		items4475 = append(items4475, item{name: e.Name, section: e.Section, kind: e.Kind, msg: m, judge: r})
 	}
 	taddr, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
@@ -431,7 +473,32 @@ func run(dir, target, number string, wait time.Duration, verbose bool) error {
 	if err := c.listen([]int{5060, 5050, 5070, 5080}); err != nil {
 		return err
 	}
+	var items5118 []item
+	var taddr6 *net.UDPAddr
+	if target6 != "" {
+		if taddr6, err = net.ResolveUDPAddr("udp6", target6); err != nil {
+			return err
+		}
+		if items5118, err = rfc5118Items(); err != nil {
+			return err
+		}
+		// answers go to the Via's port: 5060, mult-ip-in-header's 6050,
+		// and (over IPv4) ipv4-mapped-ipv6's 19823
+		if err := c.listen6([]int{5060, 6050}); err != nil {
+			return err
+		}
+		if err := c.listen([]int{19823}); err != nil {
+			return err
+		}
+	}
 	send := func(b []byte) error { _, err := c.udp.WriteToUDP(b, taddr); return err }
+	sendItem := func(it item) error {
+		if it.v6 {
+			_, err := c.udp6.WriteToUDP(it.msg, taddr6)
+			return err
+		}
+		return send(it.msg)
+	}
 
 	// until: poll the collected messages until done says so or d passes
 	until := func(d time.Duration, done func([]*received) bool) []*received {
@@ -508,79 +575,144 @@ func run(dir, target, number string, wait time.Duration, verbose bool) error {
 		until(300*time.Millisecond, nil)
 	}
 
-	pass, notes := 0, 0
-	var fails []string
-	for _, e := range exp {
-		m, err := os.ReadFile(filepath.Join(dir, e.Name+".dat"))
-		if err != nil {
-			return fmt.Errorf("corpus: %w", err)
-		}
-		c.take()
-		if err := send(m); err != nil {
-			return fmt.Errorf("%s: send: %w", e.Name, err)
-		}
-		var got []*received
-		r := judges[e.Name]
-		if e.Kind == "response" {
-			got = until(wait, nil)
-		} else {
-			got = until(wait, func(rs []*received) bool { return len(finals(rs)) > 0 || len(requests(rs)) > 0 })
-		}
-		good, why := r.judge(m, got)
-		// the response must go where RFC 3261 18.2.2 says
-		if good && len(finals(got)) > 0 {
-			want := fmt.Sprintf("/%d", expectedPort(m))
-			if f := finals(got)[0]; !strings.HasSuffix(f.local, want) {
-				good, why = false, fmt.Sprintf("response sent to %s, RFC 3261 18.2.2 says port %s", f.local, want[1:])
+	corpus := func(title string, items []item) (pass int, fails []string, err error) {
+		fmt.Printf("\n== %s\n", title)
+		pass, notes := 0, 0
+		for _, it := range items {
+			good, note, up, err := judgeOne(c, it, sendItem, until, wait, verbose)
+			if err != nil {
+				return pass, fails, err
 			}
-		}
-		up := alive()
-		if !up {
-			good, why = false, "gateway stopped answering OPTIONS afterwards"
-		}
-		var desc []string
-		for _, g := range got {
-			desc = append(desc, g.String())
-		}
-		if len(desc) == 0 {
-			desc = []string{"nothing"}
-		}
-		verdict := "ok  "
-		if good {
-			pass++
-		} else {
-			verdict = "FAIL"
-			fails = append(fails, e.Name)
-		}
-		fmt.Printf("%s %-10s %-8s %-17s got: %s\n", verdict, e.Name, e.Section, e.Kind, strings.Join(desc, "; "))
-		fmt.Printf("     %-10s expected: %s\n", "", r.want)
-		if !good {
-			fmt.Printf("     %-10s why: %s\n", "", why)
-		}
-		for _, f := range finals(got) {
-			if probs := headerProblems(m, f); len(probs) > 0 {
+			if good {
+				pass++
+			} else {
+				fails = append(fails, it.name)
+			}
+			if note {
 				notes++
-				fmt.Printf("     %-10s note (RFC 3261 8.2.6.2/18.2.1, not counted): %s\n", "", strings.Join(probs, "; "))
 			}
-			break
-		}
-		if verbose {
-			for _, g := range got {
-				fmt.Printf("     ---- %s\n%s\n", g.local, indent(string(g.raw)))
+			if !up || !alive() {
+				return pass, fails, fmt.Errorf("the gateway stopped answering after %s; %d of %d handled as the RFC expects before that", it.name, pass, len(items))
 			}
 		}
-		if !up {
-			return fmt.Errorf("the gateway stopped answering after %s; %d of %d handled as the RFC expects before that", e.Name, pass, len(exp))
+		sort.Strings(fails)
+		fmt.Printf("\n%d of %d handled as the RFC expects\n", pass, len(items))
+		fmt.Printf("%d final responses with header notes (Via received, copied From/To/Call-ID/CSeq, To tag)\n", notes)
+		if len(fails) > 0 {
+			fmt.Printf("not as expected: %s\n", strings.Join(fails, " "))
+		}
+		return pass, fails, nil
+	}
+	pass4475, fails4475, err := corpus("RFC 4475 (UDP from 127.0.0.1:5060 to "+target+")", items4475)
+	if err != nil {
+		return err
+	}
+	pass5118, fails5118 := 0, []string(nil)
+	if len(items5118) > 0 {
+		if pass5118, fails5118, err = corpus("RFC 5118 (IPv6 from [::1]:5060 to "+target6+", IPv4 from 127.0.0.1:5060 to "+target+")", items5118); err != nil {
+			return err
 		}
 	}
-	sort.Strings(fails)
-	fmt.Printf("\n%d of %d handled as the RFC expects\n", pass, len(exp))
-	fmt.Printf("%d final responses with header notes (Via received, copied From/To/Call-ID/CSeq, To tag)\n", notes)
-	if len(fails) > 0 {
-		fmt.Printf("not as expected: %s\n", strings.Join(fails, " "))
+	fmt.Printf("\nRFC 4475: %d of %d\n", pass4475, len(items4475))
+	if len(items5118) > 0 {
+		fmt.Printf("RFC 5118: %d of %d\n", pass5118, len(items5118))
+	}
+	if len(fails4475)+len(fails5118) > 0 {
 		os.Exit(1)
 	}
 	return nil
+}
+
+// judgeOne sends one message and prints and judges what came back (and
+// where). The caller checks afterwards that the gateway still answers.
+func judgeOne(c *collector, it item, sendItem func(item) error, until func(time.Duration, func([]*received) bool) []*received,
+	wait time.Duration, verbose bool) (good, note, up bool, err error) {
+	m, r := it.msg, it.judge
+	c.take()
+	if err := sendItem(it); err != nil {
+		return false, false, false, fmt.Errorf("%s: send: %w", it.name, err)
+	}
+	var got []*received
+	if it.kind == "response" {
+		got = until(wait, nil)
+	} else {
+		got = until(wait, func(rs []*received) bool { return len(finals(rs)) > 0 || len(requests(rs)) > 0 })
+	}
+	good, why := r.judge(m, got)
+	// the response must go where RFC 3261 18.2.2 says, over the family
+	// the request came in on
+	if good && len(finals(got)) > 0 {
+		want := fmt.Sprintf("/%d", expectedPort(m))
+		f := finals(got)[0]
+		switch {
+		case !strings.HasSuffix(f.local, want):
+			good, why = false, fmt.Sprintf("response sent to %s, RFC 3261 18.2.2 says port %s", f.local, want[1:])
+		case it.v6 != strings.HasPrefix(f.local, "udp6/"):
+			good, why = false, fmt.Sprintf("response sent to %s, not over the family the request came in on", f.local)
+		}
+	}
+	var desc []string
+	for _, g := range got {
+		desc = append(desc, g.String())
+	}
+	if len(desc) == 0 {
+		desc = []string{"nothing"}
+	}
+	verdict := "ok  "
+	if !good {
+		verdict = "FAIL"
+	}
+	fmt.Printf("%s %-10s %-8s %-17s got: %s\n", verdict, it.name, it.section, it.kind, strings.Join(desc, "; "))
+	fmt.Printf("     %-10s expected: %s\n", "", r.want)
+	if !good {
+		fmt.Printf("     %-10s why: %s\n", "", why)
+	}
+	source := "127.0.0.1"
+	if it.v6 {
+		source = "::1"
+	}
+	for _, f := range finals(got) {
+		if probs := headerProblems(m, f, source); len(probs) > 0 {
+			note = true
+			fmt.Printf("     %-10s note (RFC 3261 8.2.6.2/18.2.1, not counted): %s\n", "", strings.Join(probs, "; "))
+		}
+		break
+	}
+	if verbose {
+		for _, g := range got {
+			fmt.Printf("     ---- %s\n%s\n", g.local, indent(string(g.raw)))
+		}
+	}
+	return good, note, true, nil
+}
+
+// rfc5118Items are the RFC 5118 messages (conformance/rfc5118), as sent.
+func rfc5118Items() ([]item, error) {
+	exp, err := rfc5118.Load()
+	if err != nil {
+		return nil, err
+	}
+	var out []item
+	for _, e := range exp {
+		arch, err := rfc5118.Message(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, item{name: e.Name, section: e.Section, kind: "ipv4", msg: rfc5118.Wire(arch),
+			judge: ruleFor5118(e), v6: e.IPv6})
+		if e.IPv6 {
+			out[len(out)-1].kind = "ipv6"
+		}
+	}
+	return out, nil
+}
+
+// ruleFor5118 is the judge of an RFC 5118 expectation (parsed or codes).
+func ruleFor5118(e rfc5118.Expectation) rule {
+	if e.Rule.Kind == rfc4475.Codes {
+		return codes(e.Want, e.Rule.Codes...)
+	}
+	return parsed(e.Want)
 }
 
 func toTag(rs []*received) string {
@@ -658,7 +790,7 @@ func requestHeaders(m []byte) map[string][]string {
 // headerProblems lists how a final response departs from RFC 3261 8.2.6.2
 // (Via, From, Call-ID, CSeq copied; To copied, one tag, the request's tag
 // kept) and 18.2.1 (received= when the sent-by host is not the source IP).
-func headerProblems(m []byte, resp *received) []string {
+func headerProblems(m []byte, resp *received, source string) []string {
 	var out []string
 	req := requestHeaders(m)
 	for _, h := range []string{"via", "from", "call-id", "cseq", "to"} {
@@ -676,8 +808,8 @@ func headerProblems(m []byte, resp *received) []string {
 				host = h
 			}
 		}
-		if host != "127.0.0.1" && !strings.Contains(resp.hdr["via"][0], "received=") {
-			out = append(out, fmt.Sprintf("top Via has no received= (sent-by %q is not the source 127.0.0.1)", host))
+		if strings.Trim(host, "[]") != source && !strings.Contains(resp.hdr["via"][0], "received=") {
+			out = append(out, fmt.Sprintf("top Via has no received= (sent-by %q is not the source %s)", host, source))
 		}
 	}
 	tagOf := func(v string) (string, int) {

@@ -27,6 +27,11 @@ type Config struct {
 	// a=rtcp). Default: BindIP. Required when BindIP is unspecified
 	// (0.0.0.0 or ::).
 	AdvertiseIP string `yaml:"advertise_ip" env:"CALLGATE_MEDIA_ADVERTISE_IP" default:"(bind_ip)" help:"address written into SDP; required when bind_ip is 0.0.0.0 or ::"`
+	// BindIP6 and AdvertiseIP6 are the IPv6 side of a dual-stack relay
+	// (family.go): a leg facing an IPv6 party binds here and its SDP says
+	// c=IN IP6 AdvertiseIP6; BindIP is then IPv4. Empty: one family.
+	BindIP6      string `yaml:"bind_ip6" help:"IPv6 relay socket address besides bind_ip (then IPv4): legs facing IPv6 parties bind here; empty = bind_ip's family only"`
+	AdvertiseIP6 string `yaml:"advertise_ip6" env:"CALLGATE_MEDIA_ADVERTISE_IP6" default:"(bind_ip6)" help:"IPv6 address written into SDP toward IPv6 parties; required when bind_ip6 is ::"`
 	// PortMin and PortMax bound the UDP ports used for relaying, both
 	// inclusive. Ports are used in RTP/RTCP pairs (even RTP port, RTCP on
 	// the next odd port); each relayed call takes two pairs.
@@ -127,6 +132,7 @@ func (c Config) Validate() error {
 	if c.LatchWindow < 0 {
 		bad("latch_window", "%s is negative", c.LatchWindow)
 	}
+	c.validate6(bad)
 	if c.Workers < 0 || c.Workers > 256 {
 		bad("workers", "%d is outside 0-256 (0: one per CPU)", c.Workers)
 	}

@@ -35,6 +35,7 @@ type Manager struct {
 	engine  *engine
 	bindIP  netip.Addr
 	advIP   netip.Addr
+	six     family6 // dual stack (family.go): zero when bind_ip6 is not set
 	regions map[string]bool
 
 	// counters resolved once
@@ -74,6 +75,7 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		sessions: make(map[*Session]struct{}),
 		done:     make(chan struct{}),
 	}
+	m.six = newFamily6(cfg)
 	eng, err := newEngine(cfg.PortMin, cfg.PortMax, cfg.Workers)
 	if err != nil {
 		return nil, err
@@ -130,6 +132,12 @@ func (m *Manager) NewSession(callID string, onTimeout func()) (*Session, error) 
 // metrics. A region not in the config's region/regions is labelled
 // "other".
 func (m *Manager) NewSessionIn(callID, region string, onTimeout func()) (*Session, error) {
+	return m.newSessionOn(callID, region, m.bindIP, m.bindIP, onTimeout)
+}
+
+// newSessionOn binds the caller-facing leg on callerIP and the
+// agent-facing one on agentIP (family.go picks them per family).
+func (m *Manager) newSessionOn(callID, region string, callerIP, agentIP netip.Addr, onTimeout func()) (*Session, error) {
 	m.mu.Lock()
 	closed := m.closed
 	m.mu.Unlock()
@@ -144,13 +152,13 @@ func (m *Manager) NewSessionIn(callID, region string, onTimeout func()) (*Sessio
 			region = "other"
 		}
 	}
-	a, err := m.ports.bindPair(m.bindIP)
+	a, err := m.ports.bindPair(callerIP)
 	if err != nil {
 		m.met.Sessions.WithLabelValues("no_ports").Inc()
 		m.log.Warn("media: no ports for call", "call_id", callID, "err", err)
 		return nil, err
 	}
-	b, err := m.ports.bindPair(m.bindIP)
+	b, err := m.ports.bindPair(agentIP)
 	if err != nil {
 		a.rtp.close()
 		a.rtcp.close()

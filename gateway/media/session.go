@@ -148,7 +148,7 @@ func (s *Session) rewrite(body []byte, from, to *leg) ([]byte, error) {
 	if s.closing.Load() {
 		return nil, ErrSessionClosed
 	}
-	out, info, err := rewriteSDP(body, s.m.advIP, to.p.rtpAddr.Port(), to.p.rtcpAddr.Port())
+	out, info, err := rewriteSDP(body, s.m.advFor(to.p), to.p.rtpAddr.Port(), to.p.rtcpAddr.Port())
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ type agentSide struct {
 	tp                  *transport.Transport
 	viaHost             string // as in Via and Record-Route (brackets for IPv6)
 	rrUDP, rrTCP, rrTLS string
+	six                 *names6 // IPv6 listeners (dualstack.go); nil: none
 	realm               string
 	algs                []string // digest algorithms offered, in order
 	nonceKey            []byte   // HMAC key of digest nonces (from the node's dialog key)
@@ -102,6 +103,7 @@ func (s *Server) newAgentSide(cfg Config, d Deps) error {
 		TLSCAFile: cfg.TLSCAFile, TLSClientCert: cfg.TLSClientCert, TLSClientKey: cfg.TLSClientKey,
 		MessageTimeout: cfg.MessageTimeout, MaxConnections: cfg.MaxConnections,
 		MaxConnectionsPerSource: cfg.MaxConnectionsPerSource, DNS: cfg.DNS, Side: sideAgent,
+		Addr6: cfg.Agents.Addr6, TLSAddr6: cfg.Agents.TLSAddr6,
 	}, (*agentEdge)(s), transport.Metrics{Dropped: s.metrics.Dropped, Rejected: s.metrics.Rejected,
 		ConnsRefused: s.metrics.ConnsRefused, Conns: s.metrics.Conns, SendErrors: s.metrics.SendErrors}, s.log)
 	if err != nil {
@@ -121,6 +123,7 @@ func (s *Server) newAgentSide(cfg Config, d Deps) error {
 	if tp.HasTLS() {
 		ag.rrTLS = "<sip:" + host + ":" + strconv.Itoa(int(tp.TLSAddr().Port())) + ";transport=tls;lr>"
 	}
+	ag.six = newNames6(tp, cfg.AdvertiseHost6)
 	s.ag = ag
 	return nil
 }
@@ -204,6 +207,10 @@ func (c *call) downSide() uint8 {
 }
 
 func (s *Server) viaHostOn(side uint8) string {
+	if n := s.on6(side); n != nil {
+		return n.viaHost
+	}
+	side &^= sideV6
 	if side == sideAgent && s.ag != nil {
 		return s.ag.viaHost
 	}
@@ -211,6 +218,10 @@ func (s *Server) viaHostOn(side uint8) string {
 }
 
 func (s *Server) viaPortOn(side uint8, p proto) int {
+	if n := s.on6(side); n != nil {
+		return n.port(p)
+	}
+	side &^= sideV6
 	if side == sideAgent && s.ag != nil {
 		return s.ag.port(p)
 	}
@@ -262,10 +273,14 @@ func (ag *agentSide) hasPort(port int) bool {
 }
 
 // isUs reports whether u names the agent listener.
-func (ag *agentSide) isUs(u *sip.Uri) bool { return ag.hostIs(u.Host) && ag.hasPort(u.Port) }
+func (ag *agentSide) isUs(u *sip.Uri) bool {
+	return (ag.hostIs(u.Host) && ag.hasPort(u.Port)) || ag.six.isUs(u)
+}
 
 // ownVia reports whether a Via entry is the agent listener's sent-by.
-func (ag *agentSide) ownVia(v *sip.ViaHeader) bool { return ag.hostIs(v.Host) && ag.hasPort(v.Port) }
+func (ag *agentSide) ownVia(v *sip.ViaHeader) bool {
+	return (ag.hostIs(v.Host) && ag.hasPort(v.Port)) || ag.six.ownVia(v)
+}
 
 // egressSeen records an address an outbound call was sent to.
 func (s *Server) egressSeen(a netip.Addr) {

@@ -20,10 +20,19 @@ type Config struct {
 	// AdvertiseHost is the host put in Via and Record-Route; empty means
 	// the listen address's IP (which must then not be unspecified).
 	AdvertiseHost string `yaml:"advertise_host" env:"CALLGATE_SIP_ADVERTISE_HOST" default:"(listen IP)" help:"host put in Via and Record-Route; required when addr listens on all addresses"`
+	// Addr6 is a second UDP and TCP listen address, IPv6, for a dual-stack
+	// edge (addr is then IPv4); AdvertiseHost6 is its host in Via and
+	// Record-Route. Messages to and from IPv6 peers use it (dualstack.go).
+	Addr6          string `yaml:"addr6" env:"CALLGATE_SIP_ADDR6" help:"IPv6 SIP listen address, UDP and TCP, besides addr (which is then IPv4): dual stack; empty = addr's family only"`
+	AdvertiseHost6 string `yaml:"advertise_host6" env:"CALLGATE_SIP_ADVERTISE_HOST6" default:"(addr6 IP)" help:"host put in Via and Record-Route toward IPv6 peers; required when addr6 or agents.addr6 listens on all addresses"`
 	// TLSAddr, TLSCert and TLSKey enable SIP over TLS when all are set.
 	TLSAddr string `yaml:"tls_addr" help:"SIP over TLS listen address (tls_addr, tls_cert and tls_key together)"`
 	TLSCert string `yaml:"tls_cert" help:"PEM certificate of the TLS listener"`
 	TLSKey  string `yaml:"tls_key" help:"PEM private key of the TLS listener"`
+
+	// TLSAddr6 is the IPv6 TLS listener of a dual-stack edge (tls_cert/tls_key).
+	TLSAddr6 string `yaml:"tls_addr6" help:"IPv6 SIP over TLS listen address besides tls_addr (needs addr6, tls_cert and tls_key)"`
+
 	// TLSCAFile is a PEM bundle of CA certificates trusted, in addition to
 	// the system roots, for the certificates of TLS peers callgate
 	// connects to (carriers, agent endpoints with a private CA).
@@ -105,6 +114,10 @@ type AgentsConfig struct {
 	// TLSAddr is a TLS listener facing the agents, with the certificate
 	// of sip.tls_cert/tls_key.
 	TLSAddr string `yaml:"tls_addr" help:"SIP over TLS listen address facing the agents (uses sip.tls_cert and sip.tls_key)"`
+	// Addr6 and TLSAddr6 are the agent side's IPv6 listeners (dual stack;
+	// Addr is then IPv4).
+	Addr6    string `yaml:"addr6" env:"CALLGATE_SIP_AGENTS_ADDR6" help:"IPv6 SIP listen address facing the agents, UDP and TCP, besides agents.addr (which is then IPv4)"`
+	TLSAddr6 string `yaml:"tls_addr6" help:"IPv6 SIP over TLS listen address facing the agents (needs agents.addr6 and sip.tls_cert/tls_key)"`
 	// Realm is the digest realm agents' credentials are hashed with.
 	Realm string `yaml:"realm" help:"digest realm of agents' SIP credentials"`
 	// DigestAlgorithms are the digest algorithms challenged with, in order
@@ -378,6 +391,7 @@ func (c Config) Validate() error {
 			bad("agents.tls_addr", "%q is not ip:port", c.Agents.TLSAddr)
 		}
 	}
+	c.validate6(bad)
 	if c.Agents.Realm != "" && strings.ContainsAny(c.Agents.Realm, "\"\\\r\n") {
 		bad("agents.realm", "must not contain quotes, backslashes or line breaks")
 	}

@@ -157,7 +157,7 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	c, inDialog := s.dialogs.get(callID)
 	out := s.dialogSide(from.Side, ours, c) // a dialog crossing listeners goes on through the other one
 	to.Side = out
-	req.PrependHeader(s.via(out, to.Proto, statelessBranch(inBr+m, from.Addr.String())))
+	req.PrependHeader(s.via(s.famPeer(out, to, target), to.Proto, statelessBranch(inBr+m, from.Addr.String())))
 
 	fromCaller, bye := false, false
 	var alt *streamConn
@@ -286,7 +286,7 @@ func (c *call) sendByes() {
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {
 			bye := sip.NewRequest(sip.BYE, *c.agentTarget)
-			bye.AppendHeader(s.via(c.downSide(), pr, newBranch(branchStateless)))
+			bye.AppendHeader(s.via(s.famPeer(c.downSide(), peer{}, c.agentTarget), pr, newBranch(branchStateless)))
 			mf := sip.MaxForwardsHeader(70)
 			bye.AppendHeader(&mf)
 			bye.AppendHeader(sip.HeaderClone(inv.From()))
@@ -305,7 +305,7 @@ func (c *call) sendByes() {
 	if ct := inv.Contact(); ct != nil {
 		target := ct.Address
 		bye := sip.NewRequest(sip.BYE, target)
-		bye.AppendHeader(s.via(c.up.Side, c.up.Proto, newBranch(branchStateless)))
+		bye.AppendHeader(s.via(s.fam(c.up.Side, c.up.Addr.Addr()), c.up.Proto, newBranch(branchStateless)))
 		for _, h := range inv.GetHeaders("Record-Route") {
 			if rr, ok := h.(*sip.RecordRouteHeader); ok {
 				bye.AppendHeader(&sip.RouteHeader{Address: rr.Address})

@@ -288,7 +288,7 @@ func (s *Server) looped(req *sip.Request) bool {
 		if !strings.HasPrefix(br, branchOurs) {
 			continue
 		}
-		if s.ag != nil && s.ag.ownVia(v) {
+		if (s.ag != nil && s.ag.ownVia(v)) || s.ownVia6(v) {
 			return true
 		}
 		if !strings.EqualFold(trimBrackets(v.Host), trimBrackets(s.viaHost)) {
@@ -327,7 +327,7 @@ func (s *Server) isOwnAddr(a netip.Addr) bool {
 		return true
 	}
 	adv, err := netip.ParseAddr(trimBrackets(s.advHost))
-	return err == nil && a == adv.Unmap()
+	return (err == nil && a == adv.Unmap()) || s.six.isAddr(a)
 }
 
 func maxForwards(req *sip.Request) string {

@@ -199,7 +199,7 @@ type testUA struct {
 
 func newUA(t testing.TB, host string, onInvite ...func(u *testUA, req *sip.Request, tx sip.ServerTransaction)) *testUA {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", host+":0")
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0")) // host may be ::1 (dualstack_test.go)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func (c *call) route() {
 	c.cands = d.Candidates
 	c.fwdBody = c.inv.Body()
 	if s.media != nil && d.Media == routing.MediaRelay {
-		sess, err := s.media.NewSession(c.id, c.onMediaTimeout)
+		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {
 			c.refuseRegistered(refuseNoMediaPorts)
 			return

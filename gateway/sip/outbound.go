@@ -184,7 +184,7 @@ func (s *Server) handleOutboundInvite(req *sip.Request, from peer) {
 		relay = false
 	}
 	if s.media != nil && relay {
-		sess, err := s.media.NewSession(c.id, c.onMediaTimeout)
+		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {
 			c.releaseOutbound()
 			s.refuse(req, from, dest, refuseNoMediaPorts)

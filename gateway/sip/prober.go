@@ -286,7 +286,7 @@ func (p *Prober) probeTo(st *epState, to peer, err error) {
 	p.mu.Unlock()
 
 	req := sip.NewRequest(sip.OPTIONS, st.target)
-	req.AppendHeader(s.via(sideCarrier, to.Proto, br))
+	req.AppendHeader(s.via(s.famPeer(sideCarrier, to, &st.target), to.Proto, br))
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: trimBrackets(s.viaHost)},

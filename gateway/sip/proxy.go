@@ -83,7 +83,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	c.cands = dec.Candidates
 	c.fwdBody = req.Body()
 	if s.media != nil && dec.Media == routing.MediaRelay {
-		sess, err := s.media.NewSession(c.id, c.onMediaTimeout)
+		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {
 			s.refuse(req, from, dec.Number, refuseNoMediaPorts)
 			return
@@ -127,7 +127,8 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 // the caller's parsed INVITE (no clone of the request): our Via and
 // Record-Route on top, leading Route entries naming us removed,
 // Max-Forwards decremented, incoming X-Callgate-* dropped and ours added.
-func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routing.Endpoint) []byte {
+func (c *call) buildForward(target *sip.Uri, branchID string, to peer, ep routing.Endpoint) []byte {
+	p := to.Proto
 	s := c.s
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -139,7 +140,8 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	buf.WriteString("INVITE ")
 	target.StringWrite(buf)
 	buf.WriteString(" SIP/2.0\r\n")
-	down := c.downSide()
+	down := s.fam(c.downSide(), to.Addr.Addr()) // with its address family (dualstack.go)
+	up := s.fam(c.up.Side, c.up.Addr.Addr())
 	s.writeVia(buf, down, p, branchID)
 	// Record-Route: one entry, or two when the legs use different
 	// transports (RFC 5658): the callee-facing one on top. Each carries
@@ -151,9 +153,9 @@ func (c *call) buildForward(target *sip.Uri, branchID string, p proto, ep routin
 	buf.WriteString("Record-Route: ")
 	s.writeRR(buf, down, p, tok)
 	buf.WriteString("\r\n")
-	if p != c.up.Proto || down != c.up.Side {
+	if p != c.up.Proto || down != up {
 		buf.WriteString("Record-Route: ")
-		s.writeRR(buf, c.up.Side, c.up.Proto, tok)
+		s.writeRR(buf, up, c.up.Proto, tok)
 		buf.WriteString("\r\n")
 	}
 	leadingRoute, haveMF := true, false
@@ -251,6 +253,10 @@ func (s *Server) writeVia(buf *bytes.Buffer, side uint8, p proto, branchID strin
 }
 
 func (s *Server) rr(side uint8, p proto) string {
+	if n := s.on6(side); n != nil {
+		return n.rr(p)
+	}
+	side &^= sideV6
 	if side == sideAgent && s.ag != nil {
 		return s.ag.rr(p)
 	}

@@ -92,6 +92,7 @@ type Server struct {
 	rrUDP, rrTCP, rrTLS string   // Record-Route values
 	macs                *macPool // Record-Route MACs (dialogauth.go)
 	viaHost             string
+	six                 *names6 // the carrier side's IPv6 listeners (dualstack.go); nil: none
 
 	serverTx shardMap[*call] // caller's INVITE top Via branch → call
 	clientTx shardMap[*call] // our branch → call
@@ -182,6 +183,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		TLSCAFile: cfg.TLSCAFile, TLSClientCert: cfg.TLSClientCert, TLSClientKey: cfg.TLSClientKey,
 		MessageTimeout: cfg.MessageTimeout, MaxConnections: cfg.MaxConnections,
 		MaxConnectionsPerSource: cfg.MaxConnectionsPerSource, DNS: cfg.DNS,
+		Addr6: cfg.Addr6, TLSAddr6: cfg.TLSAddr6,
 	}, (*edge)(s), transport.Metrics{Dropped: s.metrics.Dropped, Rejected: s.metrics.Rejected,
 		ConnsRefused: s.metrics.ConnsRefused, Conns: s.metrics.Conns, SendErrors: s.metrics.SendErrors}, s.log)
 	if err != nil {
@@ -202,6 +204,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if s.tp.HasTLS() {
 		s.rrTLS = "<sip:" + host + ":" + strconv.Itoa(int(s.tp.TLSAddr().Port())) + ";transport=tls;lr>"
 	}
+	s.six = newNames6(s.tp, cfg.AdvertiseHost6)
 	s.prober = newProber(s)
 	s.guard = newGuard(cfg, d)
 	if err := s.newAgentSide(cfg, d); err != nil {
@@ -260,7 +263,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.returnMemory(s.stop, time.Second, time.Minute)
 	s.guard.start(s.stop)
 	s.log.Info("sip: listening", "udp", s.tp.UDPAddr().String(), "tcp", s.tp.TCPAddr().String(),
-		"tls", s.tlsString(), "region", s.cfg.Region)
+		"tls", s.tlsString(), "udp6", s.tp.UDPAddr6().String(), "region", s.cfg.Region)
 	select {
 	case <-ctx.Done():
 	case <-s.stop:
@@ -616,6 +619,11 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 			return
 		}
 		s.metrics.Rejected.WithLabelValues("malformed").Inc()
+		if unknownMethodMismatch(req) { // RFC 4475 3.1.2.18: 501 for a method we do not implement
+			s.replyStateless(req, from, 501, "Not Implemented", sip.NewHeader("Allow", allowMethods),
+				sip.NewHeader("Warning", `399 callgate "`+why+`"`))
+			return
+		}
 		s.replyStateless(req, from, 400, "Bad Request", sip.NewHeader("Warning", `399 callgate "`+why+`"`))
 		return
 	}
@@ -712,6 +720,9 @@ func setReceived(req *sip.Request, from peer) {
 
 // isUs reports whether u names this proxy (host and one of our ports).
 func (s *Server) isUs(u *sip.Uri) bool {
+	if s.isUs6(u) {
+		return true
+	}
 	if u != nil && s.ag != nil && s.ag.isUs(u) {
 		return true
 	}

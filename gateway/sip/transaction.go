@@ -79,8 +79,9 @@ func (c *call) startBranch() {
 			c.ci++
 			continue
 		}
+		c.mediaFamilyFor(to) // a failover to the other address family (dualstack_media.go)
 		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv, cseqAdd: c.cseqDelta}
-		b.raw = c.buildForward(&u, b.id, to.Proto, ep)
+		b.raw = c.buildForward(&u, b.id, to, ep)
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
@@ -248,7 +249,7 @@ func (c *call) sendCancel(b *branch) {
 func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *sip.Request {
 	inv := b.inv
 	r := sip.NewRequest(m, b.target)
-	r.AppendHeader(c.s.via(b.to.Side, b.to.Proto, b.id))
+	r.AppendHeader(c.s.via(c.s.fam(b.to.Side, b.to.Addr.Addr()), b.to.Proto, b.id))
 	leading := true
 	for _, h := range inv.GetHeaders("Route") {
 		if rh, ok := h.(*sip.RouteHeader); ok && leading && c.s.isUs(&rh.Address) {
@@ -479,7 +480,7 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		return
 	}
 	br, _ := v.Params.Get("branch")
-	if !strings.HasPrefix(br, branchOurs) || (trimBrackets(v.Host) != trimBrackets(s.viaHost) && (s.ag == nil || !s.ag.ownVia(v))) {
+	if !strings.HasPrefix(br, branchOurs) || (trimBrackets(v.Host) != trimBrackets(s.viaHost) && (s.ag == nil || !s.ag.ownVia(v)) && !s.ownVia6(v)) {
 		s.metrics.Dropped.WithLabelValues("not_ours").Inc()
 		return
 	}

@@ -50,7 +50,7 @@ func (t *Transport) listen(cfg Config) error {
 	}
 	var err error
 	for i := 0; i < attempts; i++ {
-		if err = t.listenPair(cfg.Addr); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		if err = t.listenPair(cfg); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 	}
@@ -72,7 +72,8 @@ func (t *Transport) listen(cfg Config) error {
 			return fmt.Errorf("sip: tls_cert/tls_key: %w", err)
 		}
 		t.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		tl, err := tls.Listen("tcp", cfg.TLSAddr, t.tlsConf)
+		_, tcpNet := primaryNets(cfg)
+		tl, err := tls.Listen(tcpNet, cfg.TLSAddr, t.tlsConf)
 		if err != nil {
 			t.udp.Close()
 			t.tcpLn.Close()
@@ -80,6 +81,14 @@ func (t *Transport) listen(cfg Config) error {
 		}
 		t.tlsLn = tl
 		t.tlsAddr = addrPortOf(tl.Addr())
+	}
+	if err := t.listen6(cfg); err != nil {
+		t.udp.Close()
+		t.tcpLn.Close()
+		if t.tlsLn != nil {
+			t.tlsLn.Close()
+		}
+		return err
 	}
 	return nil
 }
@@ -113,16 +122,18 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 	return conf, nil
 }
 
-// listenPair binds UDP on addr and TCP on the port UDP got.
-func (t *Transport) listenPair(addr string) error {
-	pc, err := net.ListenPacket("udp", addr)
+// listenPair binds UDP on cfg.Addr and TCP on the port UDP got.
+func (t *Transport) listenPair(cfg Config) error {
+	addr := cfg.Addr
+	udpNet, tcpNet := primaryNets(cfg)
+	pc, err := net.ListenPacket(udpNet, addr)
 	if err != nil {
 		return fmt.Errorf("sip: listen udp %s: %w", addr, err)
 	}
 	udp := pc.(*net.UDPConn)
 	udpAddr := addrPortOf(udp.LocalAddr())
 	tcpAt := udpAddr.String()
-	ln, err := net.Listen("tcp", tcpAt)
+	ln, err := net.Listen(tcpNet, tcpAt)
 	if err != nil {
 		udp.Close()
 		return fmt.Errorf("sip: listen tcp %s: %w", tcpAt, err)
@@ -139,7 +150,7 @@ func (t *Transport) serve(workers int) {
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			t.readUDP()
+			t.readUDPOn(t.udp)
 		}()
 	}
 	t.wg.Add(1)
@@ -154,6 +165,7 @@ func (t *Transport) serve(workers int) {
 			t.accept(t.tlsLn, TLS)
 		}()
 	}
+	t.serve6(workers)
 }
 
 func (t *Transport) close() {
@@ -169,6 +181,7 @@ func (t *Transport) close() {
 	if t.tlsLn != nil {
 		t.tlsLn.Close()
 	}
+	t.close6()
 	for _, c := range conns {
 		c.c.Close()
 	}
@@ -178,10 +191,10 @@ func (t *Transport) close() {
 	t.wg.Wait()
 }
 
-func (t *Transport) readUDP() {
+func (t *Transport) readUDPOn(udp *net.UDPConn) {
 	buf := make([]byte, maxMessage)
 	for {
-		n, ap, err := t.udp.ReadFromUDPAddrPort(buf)
+		n, ap, err := udp.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return

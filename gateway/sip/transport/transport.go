@@ -134,6 +134,7 @@ type Metrics struct {
 type Config struct {
 	Addr                    string // UDP and TCP (one port)
 	TLSAddr, TLSCert        string // TLS listener, when TLSAddr is set
+	Addr6, TLSAddr6         string // dual stack: IPv6 listeners besides Addr's IPv4 ones (dualstack.go)
 	TLSKey                  string
 	TLSCAFile               string // outbound TLS: trusted besides the system roots
 	TLSClientCert           string // outbound TLS: client certificate
@@ -224,6 +225,7 @@ type Transport struct {
 	udpAddr netip.AddrPort
 	tcpAddr netip.AddrPort
 	tlsAddr netip.AddrPort
+	six     *v6 // IPv6 listeners of a dual-stack edge (dualstack.go); nil: none
 	parser  *sip.Parser
 
 	mu      sync.Mutex
