@@ -93,6 +93,8 @@ type call struct {
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
 
 	ctl *callControl // routing hook and fallback chain (hookcall.go); nil for plain calls
+
+	st *sessionTimer // RFC 4028 session timer (sessiontimer.go); nil: none
 }
 
 // routed is what a call keeps of its routing.Decision (number known):
@@ -133,6 +135,7 @@ func (c *call) finish(code int, reason string) {
 	s := c.s
 	stop(c.ring)
 	stop(c.ackTimer)
+	c.stopSessionTimer()
 	for _, b := range c.branches {
 		stop(b.timerA)
 		stop(b.timerF)

@@ -281,7 +281,7 @@ func (c *call) sendByes() {
 		return
 	}
 	inv := c.inv
-	seq := inv.CSeq().SeqNo + c.cseqDelta + 1
+	seq := c.byeSeq() // above the caller's requests seen (sessiontimer.go)
 	// to the agent
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {

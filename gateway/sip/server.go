@@ -83,6 +83,7 @@ type Server struct {
 	media          MediaAnchor
 	relayByDefault bool
 	metrics        *Metrics
+	xm             *coreMetrics // session timers, header policy (coremetrics.go)
 	prober         *Prober
 
 	tp                  *transport.Transport
@@ -156,6 +157,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		hook:           d.Hook,
 	}
 	s.metrics.homeRegion(cfg.Region)
+	s.xm = newCoreMetrics(d.Registerer, s.metrics)
 	if s.noAckTimeout <= 0 {
 		s.noAckTimeout = 64 * t1
 	}
@@ -637,6 +639,9 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	}
 	if toTag == "" && req.Method == sip.INVITE {
 		s.popPreloadedRoute(req) // a UA with callgate as its outbound proxy
+	}
+	if s.refuseSmallSession(req, from) { // RFC 4028: 422 below sip.session_timers.min_se (sessiontimer.go)
+		return
 	}
 	if toTag != "" || s.routeIsUs(req) {
 		s.forwardInDialog(req, from)

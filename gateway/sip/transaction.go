@@ -364,6 +364,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			}
 			c.scheduleRelease(linger) // serverTx no longer needed after a short while
 		}
+		if c.state == stAccepted {
+			c.sessionAnswer(res) // RFC 4028 session timer (sessiontimer.go)
+		}
 		c.forwardUp(res) // every 2xx, retransmissions included
 	default:
 		// final non-2xx: ACK it hop by hop, then fail over or forward
@@ -540,6 +543,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 			}
 		}
 		c.mu.Unlock()
+	}
+	if ok {
+		c.sessionResponse(res, cseq) // a session refresh (sessiontimer.go)
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
 	_ = s.tpSide(out).SendVia(nv, res)
