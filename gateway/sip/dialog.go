@@ -155,6 +155,8 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		m = string(sip.INVITE)
 	}
 	c, inDialog := s.dialogs.get(callID)
+	// header policy (headers.go); c nil: the default
+	s.policeHeaders(req, c)
 	out := s.dialogSide(from.Side, ours, c) // a dialog crossing listeners goes on through the other one
 	to.Side = out
 	req.PrependHeader(s.via(out, to.Proto, statelessBranch(inBr+m, from.Addr.String())))

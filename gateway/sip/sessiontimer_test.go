@@ -18,7 +18,8 @@ import (
 
 // timerAgent is an agent UA that does RFC 4028 as a UAS: its 2xx to the
 // INVITE carries answerHdrs, and its 2xx to a re-INVITE or UPDATE echoes
-// the request's Session-Expires (refresher=uac when none was given).
+// the request's Session-Expires (refresher=uac when none was given). It
+// accepts REFER (202). headers_test.go uses it too.
 type timerAgent struct {
 	host   string
 	port   int
@@ -72,6 +73,10 @@ func newTimerAgent(t *testing.T, answerHdrs ...sip.Header) *timerAgent {
 		_ = ds.Respond(200, "OK", []byte(testSDP), append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, answerHdrs...)...)
 	})
 	srv.OnRequest(sip.UPDATE, echo)
+	srv.OnRequest(sip.REFER, func(req *sip.Request, tx sip.ServerTransaction) {
+		a.inDlg <- req.Clone()
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
+	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = a.dsc.ReadAck(req, tx) })
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		a.byes <- req.Clone()

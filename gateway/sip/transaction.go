@@ -391,6 +391,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		stop(c.ring)
 		res.RemoveHeader("Via")
+		c.policeUp(res) // header policy (headers.go)
 		c.state = stCompleted
 		c.lastUp = []byte(res.String())
 		c.sendUpRaw(string(sip.INVITE), code)
@@ -405,6 +406,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 // forwardUp pops our Via and sends a downstream response to the caller.
 func (c *call) forwardUp(res *sip.Response) {
 	res.RemoveHeader("Via")
+	c.policeUp(res) // header policy (headers.go)
 	c.s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
 	_ = c.s.tpFor(c.up).SendMsg(c.up, res)
 }
@@ -547,6 +549,7 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	if ok {
 		c.sessionResponse(res, cseq) // a session refresh (sessiontimer.go)
 	}
+	s.policeHeaders(res, c) // header policy (headers.go); c nil: the default
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
 	_ = s.tpSide(out).SendVia(nv, res)
 }
