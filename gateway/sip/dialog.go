@@ -173,6 +173,7 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		}
 		if fromCaller && c.cseqDelta != 0 {
 			req.CSeq().SeqNo += c.cseqDelta // the callee saw the INVITE renumbered (egressauth.go)
+			shiftRAck(req, c.cseqDelta)     // a PRACK's RAck too (early.go)
 		}
 		c.mu.Lock()
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {

@@ -431,3 +431,22 @@ func fromTagOf(r *sip.Request) string {
 	tag, _ := r.From().Params.Get("tag")
 	return tag
 }
+
+func TestShiftedRAck(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"1 2 INVITE", "1 3 INVITE", true},
+		{"  7   41 INVITE ", "7 42 INVITE", true},
+		{"1 4294967295 INVITE", "", false},
+		{"1 x INVITE", "", false},
+		{"1 2", "", false},
+		{"1 2 INV;ITE", "", false},
+	} {
+		got, ok := shiftedRAck(tc.in, 1)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%q: %q %v", tc.in, got, ok)
+		}
+	}
+}

@@ -321,6 +321,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
 		}
 		c.state = stProceeding
+		c.earlyDialog(res) // PRACK, UPDATE before the answer (early.go)
 		if c.media != nil && len(res.Body()) > 0 {
 			nb, err := c.media.RewriteAnswer(res.Body())
 			if err != nil {
