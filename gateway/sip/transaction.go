@@ -519,6 +519,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	res.RemoveHeader("Via")
 	nv := res.Via()
 	if nv == nil {
+		if cseq.MethodName == sip.BYE {
+			return // the answer to a BYE of ours (session_expired, media_timeout, EndCall): done
+		}
 		s.metrics.Dropped.WithLabelValues("malformed").Inc()
 		return
 	}
