@@ -27,8 +27,8 @@ import (
 // The routing hook's headers (gateway/hook) are held to the same
 // allow-list and limits. The custom headers the workspace marks to keep
 // (sip_headers.keep) are on the call's started event (from the caller's
-// INVITE) and its ended event (also the hook's, the answer's and the
-// BYE's), and so in call history.
+// INVITE) and its ended event (also the hook's, the answer's, a REFER's
+// and the BYE's), and so in call history.
 
 // Limits of custom headers.
 const (
@@ -71,6 +71,8 @@ var standardHeaders = func() map[string]struct{} {
 		"p-called-party-id", "p-visited-network-id", "p-associated-uri", "p-served-user",
 		"p-media-authorization", "p-charge-info", "feature-caps", "max-breadth", "suppress-if-match",
 		"policy-id", "policy-contact", "encryption", "hide", "response-key",
+		"content-id", "p-preferred-service", "p-asserted-service", "trigger-consent", "permission-missing",
+		"p-refused-uri-list", "p-profile-key", "p-user-database", "p-answer-state",
 	} {
 		m[n] = struct{}{}
 	}

@@ -652,7 +652,7 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		s.replyStateless(req, from, 416, "Unsupported URI Scheme")
 		return
 	}
-	if pr := headerValuesAll(req, "Proxy-Require"); len(pr) > 0 {
+	if pr := proxyRequireUnsupported(headerValuesAll(req, "Proxy-Require")); len(pr) > 0 { // "timer" is ours (sessiontimer.go)
 		s.metrics.Rejected.WithLabelValues("bad_extension").Inc()
 		s.replyStateless(req, from, 420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(pr, ", ")))
 		return

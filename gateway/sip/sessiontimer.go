@@ -429,3 +429,16 @@ func (c *call) byeSeq() uint32 {
 	}
 	return seq
 }
+
+// proxyRequireUnsupported is the Proxy-Require option tags callgate does
+// not support: all but "timer" (RFC 4028: callgate is a session-timer
+// aware proxy).
+func proxyRequireUnsupported(tags []string) []string {
+	out := tags[:0]
+	for _, t := range tags {
+		if !strings.EqualFold(t, "timer") {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -450,3 +450,21 @@ func TestShiftedRAck(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyRequireTimer: callgate is a session-timer aware proxy, so
+// Proxy-Require: timer is accepted; any other option tag still gets 420
+// naming only the unsupported one.
+func TestProxyRequireTimer(t *testing.T) {
+	a := newTimerAgent(t)
+	e := timerEdge(t, a, 0, nil)
+	raw := newRaw(t, "127.0.0.1", net_(e))
+	raw.send(raw.invite(e, numPurchased, "pr-timer", "Proxy-Require: timer\r\nSession-Expires: 1800\r\n"))
+	if res := raw.readFinal(5 * time.Second); !strings.HasPrefix(res, "SIP/2.0 200 ") {
+		t.Fatalf("Proxy-Require: timer: want the agent's 200, got\n%s", res)
+	}
+	raw.send(raw.invite(e, numPurchased, "pr-foo", "Proxy-Require: foo, timer\r\n"))
+	res := raw.readFinal(5 * time.Second)
+	if !strings.HasPrefix(res, "SIP/2.0 420 ") || !strings.Contains(res, "\r\nUnsupported: foo\r\n") {
+		t.Fatalf("Proxy-Require: foo, timer: want 420 with Unsupported: foo, got\n%s", res)
+	}
+}
