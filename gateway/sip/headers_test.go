@@ -230,3 +230,26 @@ func TestIsStandardHeader(t *testing.T) {
 		t.Errorf("isStandardHeader allocates %v", n)
 	}
 }
+
+// TestHeadersOutboundCall: an agent's outbound call is held to its
+// workspace's policy too: allowed custom headers reach the carrier,
+// others are removed (and the agent's credentials never leave).
+func TestHeadersOutboundCall(t *testing.T) {
+	pstn := newUA(t, "127.0.0.1")
+	agent := newUA(t, "127.0.0.1")
+	e := runAgentEdge(t, outTable{agentEP: agent.endpoint("local")}.build(), sandboxURI(pstn), nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, err := agent.dial(ctx, e, numSandboxOut, destUS, agentPass,
+		sip.NewHeader("X-Campaign", "c1"), sip.NewHeader("Foo-Internal", "z"))
+	if err != nil {
+		t.Fatalf("outbound call: %v", err)
+	}
+	inv := recv(t, pstn.invites, "INVITE at the PSTN")
+	if header(inv, "X-Campaign") != "c1" || hasHeader(inv.Headers(), "Foo-Internal") || hasHeader(inv.Headers(), "Proxy-Authorization") {
+		t.Errorf("INVITE at the PSTN:\n%s", inv.String())
+	}
+	_ = ds.Ack(ctx)
+	_ = ds.Bye(ctx)
+	e.events.waitEvent(t, calls.Ended, ds.InviteRequest.CallID().Value())
+}
