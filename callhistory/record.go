@@ -74,6 +74,10 @@ type Call struct {
 	EndReason       string  `json:"end_reason,omitempty"`
 	// Media is present when callgate relayed the call's media.
 	Media *Media `json:"media,omitempty"`
+	// Headers are the SIP headers the workspace keeps (sip_headers.keep),
+	// from the call's events (the INVITE's, the routing hook's, the
+	// answer's and the BYE's; a later value of a name wins).
+	Headers map[string]string `json:"headers,omitempty"`
 
 	startSeen bool
 	seq       uint64 // stream sequence of the call's first event read
@@ -174,6 +178,12 @@ func (c *Call) apply(e storedEvent) {
 	if e.SetupMillis > 0 {
 		v := e.SetupMillis
 		c.SetupMillis = &v
+	}
+	for k, v := range e.Headers { // kept SIP headers (gateway/sip headers.go)
+		if c.Headers == nil {
+			c.Headers = make(map[string]string, len(e.Headers))
+		}
+		c.Headers[k] = v
 	}
 	t := e.Time.UTC()
 	switch e.Kind {

@@ -79,6 +79,7 @@ func (a *app) workspaceSet() *cobra.Command {
 		maxCalls, maxCPS, outMaxCalls, outMaxCPS             int
 		countries                                            []string
 		allowPremium, allowSharedCost, allowUAN, noCountries bool
+		hdrAllow, hdrKeep                                    []string
 	)
 	c := &cobra.Command{
 		Use:   "set",
@@ -100,6 +101,8 @@ outbound calls may reach (empty: the caller ID's own country only).`,
 	fl.BoolVar(&allowUAN, "allow-uan", false, "allow universal access numbers")
 	fl.IntVar(&outMaxCalls, "outbound-max-concurrent-calls", 0, "outbound calls at once (0: no cap)")
 	fl.IntVar(&outMaxCPS, "outbound-max-calls-per-second", 0, "new outbound calls per second (0: no cap)")
+	fl.StringSliceVar(&hdrAllow, "sip-headers-allow", nil, `custom SIP headers that pass between caller and agent, e.g. X-Acme-*,User-to-User (default X-*,User-to-User; "" lets none pass)`)
+	fl.StringSliceVar(&hdrKeep, "sip-headers-keep", nil, "custom SIP headers whose values call history keeps, e.g. X-Ticket")
 	c.RunE = a.runE(false, func(args []string) error {
 		body := map[string]any{}
 		if err := h.set(c, body); err != nil {
@@ -138,6 +141,9 @@ outbound calls may reach (empty: the caller ID's own country only).`,
 		}
 		if len(outbound) > 0 {
 			body["outbound"] = outbound
+		}
+		if hdrs := sipHeadersBody(c, hdrAllow, hdrKeep); hdrs != nil {
+			body["sip_headers"] = hdrs
 		}
 		if len(body) == 0 {
 			return usageErrorf("workspace set: nothing to change (see callgate workspace set --help)")
@@ -367,4 +373,20 @@ the termination.`,
 		return a.show("PATCH", path, map[string]any{"termination": t}, nil)
 	})
 	return c
+}
+
+// sipHeadersBody is sip_headers of PATCH /v1/workspace from the
+// --sip-headers-* flags given (nil: none given).
+func sipHeadersBody(c *cobra.Command, allow, keep []string) map[string]any {
+	h := map[string]any{}
+	if changed(c, "sip-headers-allow") {
+		h["allow"] = append([]string{}, allow...)
+	}
+	if changed(c, "sip-headers-keep") {
+		h["keep"] = append([]string{}, keep...)
+	}
+	if len(h) == 0 {
+		return nil
+	}
+	return h
 }

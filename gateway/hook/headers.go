@@ -18,7 +18,8 @@ const (
 
 // parseHeaders validates a hook's "headers" object: at most MaxHeaders
 // names, each "X-" plus token characters (RFC 3261) and not callgate's own
-// X-Callgate-*, each value a string of at most MaxHeaderValue printable
+// X-Callgate-*, or User-to-User (the SIP edge then holds them to the
+// workspace's sip_headers allow-list), each value a string of at most MaxHeaderValue printable
 // ASCII characters (no CR, LF or other control characters). The result is
 // sorted by name (the object's order is not kept by JSON decoding).
 func parseHeaders(raw json.RawMessage) ([]Header, error) {
@@ -57,6 +58,9 @@ func parseHeaders(raw json.RawMessage) ([]Header, error) {
 }
 
 func checkHeaderName(n string) error {
+	if strings.EqualFold(n, "User-to-User") {
+		return nil // RFC 7433, in the default allow-list with X-*
+	}
 	if len(n) < 3 || len(n) > maxHeaderName || !strings.EqualFold(n[:2], "x-") {
 		return fmt.Errorf("header %q: names must start with X- (at most %d characters)", truncate(n, maxHeaderName), maxHeaderName)
 	}

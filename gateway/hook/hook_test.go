@@ -80,7 +80,7 @@ func TestHookRoutesToAnotherAgentWithHeaders(t *testing.T) {
 			sigErr.Store(err)
 		}
 		_ = json.Unmarshal(body, &got)
-		w.Write([]byte(`{"action":"route","agent_id":"b2","headers":{"X-Tier":"gold","X-Lang":"fr-FR"}}`))
+		w.Write([]byte(`{"action":"route","agent_id":"b2","headers":{"X-Tier":"gold","X-Lang":"fr-FR","User-to-User":"00ff;encoding=hex"}}`))
 	}))
 	defer srv.Close()
 	reg := prometheus.NewRegistry()
@@ -97,7 +97,8 @@ func TestHookRoutesToAnotherAgentWithHeaders(t *testing.T) {
 	if res.Outcome != hook.OutcomeRoute || res.Reject || d.Agent.ID != "b2" || d.Candidates[0].URI != "sip:b2@127.0.0.1:5092" {
 		t.Fatalf("result %+v, decision agent %v candidates %v", res, d.Agent.ID, d.Candidates)
 	}
-	if len(res.Headers) != 2 || res.Headers[0] != (hook.Header{Name: "X-Lang", Value: "fr-FR"}) || res.Headers[1].Name != "X-Tier" {
+	if len(res.Headers) != 3 || res.Headers[0] != (hook.Header{Name: "User-to-User", Value: "00ff;encoding=hex"}) ||
+		res.Headers[1] != (hook.Header{Name: "X-Lang", Value: "fr-FR"}) || res.Headers[2].Name != "X-Tier" {
 		t.Errorf("headers %+v", res.Headers)
 	}
 	if v := testutil.ToFloat64(c.Metrics().Outcomes.WithLabelValues("route")); v != 1 {
@@ -189,6 +190,7 @@ func TestHookGarbageAnswers(t *testing.T) {
 		{"endpoint not sip", `{"action":"route","endpoint":"http://127.0.0.1/"}`, 200, hook.OutcomeInvalid},
 		{"endpoint with headers", `{"action":"route","endpoint":"sip:a@127.0.0.1?Route=x"}`, 200, hook.OutcomeInvalid},
 		{"header not X-", `{"action":"route","headers":{"Route":"<sip:evil>"}}`, 200, hook.OutcomeInvalid},
+		{"header User-to-User-ish", `{"action":"route","headers":{"User-to-User-2":"00"}}`, 200, hook.OutcomeInvalid},
 		{"header ours", `{"action":"route","headers":{"X-Callgate-Agent":"x9"}}`, 200, hook.OutcomeInvalid},
 		{"header name space", `{"action":"route","headers":{"X-A B":"v"}}`, 200, hook.OutcomeInvalid},
 		{"header value CRLF", `{"action":"route","headers":{"X-A":"v\r\nVia: SIP/2.0/UDP evil"}}`, 200, hook.OutcomeInvalid},

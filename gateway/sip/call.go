@@ -95,6 +95,14 @@ type call struct {
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
 
 	ctl *callControl // routing hook and fallback chain (hookcall.go); nil for plain calls
+
+	st *sessionTimer // RFC 4028 session timer (sessiontimer.go); nil: none
+
+	// header policy (headers.go): the workspace's sip_headers, the
+	// custom bytes of the forwarded INVITE, the headers kept for history
+	hp          atomic.Pointer[routing.SIPHeaders]
+	customBytes int
+	kept        map[string]string
 }
 
 // routed is what a call keeps of its routing.Decision (number known):
@@ -135,6 +143,7 @@ func (c *call) finish(code int, reason string) {
 	s := c.s
 	stop(c.ring)
 	stop(c.ackTimer)
+	c.stopSessionTimer()
 	for _, b := range c.branches {
 		stop(b.timerA)
 		stop(b.timerF)
@@ -278,5 +287,9 @@ func (c *call) publish(kind string, status int, reason string) {
 		}
 	}
 	e.ForwardedFrom = c.rt.forwardedFrom // the registered business line, for the history
+	if kind == calls.Started {
+		c.admitHeaders() // the workspace's header policy, applied to the INVITE (headers.go)
+	}
+	e.Headers = c.keptHeaders()
 	c.s.events.Publish(e)
 }

@@ -83,10 +83,15 @@ type Config struct {
 	// Agents is the agent-facing listener (outbound calls from agents,
 	// agents' in-dialog requests); off when Agents.Addr is empty.
 	Agents AgentsConfig `yaml:"agents"`
+	// SessionTimers are RFC 4028 session timers (sessiontimer.go).
+	SessionTimers SessionTimersConfig `yaml:"session_timers"`
 
 	// noAckTimeout: a 2xx not ACKed this long ends the dialog record
 	// (0: 64*T1 = 32 s). Tests shorten it.
 	noAckTimeout time.Duration
+	// sessionUnit is one second of a session interval (0: a second).
+	// Tests shorten it.
+	sessionUnit time.Duration
 }
 
 // Trunk is a carrier connection allowed to send calls.
@@ -183,6 +188,7 @@ func DefaultConfig() Config {
 		ScannerUserAgents: append([]string(nil), DefaultScannerUserAgents...),
 		Agents: AgentsConfig{Realm: "callgate", DigestAlgorithms: "SHA-256,MD5", MaxAuthFailures: 5,
 			AuthWindow: 10 * time.Second, AuthBlock: time.Minute},
+		SessionTimers: SessionTimersConfig{MinSE: rfcMinSE},
 	}
 }
 
@@ -319,6 +325,7 @@ func (c Config) Validate() error {
 		bad("workers", "must be between 0 and 64")
 	}
 	errs = append(errs, validatePike(c)...)
+	errs = append(errs, validateSessionTimers(c)...)
 	if c.Region != "" && !labelSafe(c.Region) {
 		bad("region", "%q: use letters, digits, '-' and '_'", c.Region)
 	}

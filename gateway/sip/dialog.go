@@ -155,6 +155,8 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		m = string(sip.INVITE)
 	}
 	c, inDialog := s.dialogs.get(callID)
+	// header policy (headers.go); c nil: the default
+	s.policeHeaders(req, c)
 	out := s.dialogSide(from.Side, ours, c) // a dialog crossing listeners goes on through the other one
 	to.Side = out
 	req.PrependHeader(s.via(s.famPeer(out, to, target), to.Proto, statelessBranch(inBr+m, from.Addr.String())))
@@ -171,6 +173,7 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		}
 		if fromCaller && c.cseqDelta != 0 {
 			req.CSeq().SeqNo += c.cseqDelta // the callee saw the INVITE renumbered (egressauth.go)
+			shiftRAck(req, c.cseqDelta)     // a PRACK's RAck too (early.go)
 		}
 		c.mu.Lock()
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {
@@ -281,7 +284,7 @@ func (c *call) sendByes() {
 		return
 	}
 	inv := c.inv
-	seq := inv.CSeq().SeqNo + c.cseqDelta + 1
+	seq := c.byeSeq() // above the caller's requests seen (sessiontimer.go)
 	// to the agent
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {

@@ -129,7 +129,7 @@ func (c *call) onHookAnswer(a hook.Answer) {
 	from, to := c.rt.from, c.rt.to
 	c.rt = routedOf(&ctl.dec)
 	c.rt.from, c.rt.to = from, to
-	ctl.hdrs = res.Headers
+	ctl.hdrs = c.hookHeaders(res.Headers) // the workspace's allow-list and limits (headers.go)
 	if res.Reject {
 		stop(c.ring)
 		reason := "hook_reject"

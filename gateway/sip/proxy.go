@@ -201,6 +201,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, to peer, ep routin
 	if !haveMF {
 		buf.WriteString("Max-Forwards: 69\r\n")
 	}
+	c.writeDefaultSessionExpires(buf) // sip.session_timers.default_interval (sessiontimer.go)
 	if c.out != nil && c.out.authz != "" && c.out.authzCI == c.ci {
 		buf.WriteString(c.out.authz) // the carrier's challenge answered (egressauth.go)
 	}

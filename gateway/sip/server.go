@@ -83,6 +83,7 @@ type Server struct {
 	media          MediaAnchor
 	relayByDefault bool
 	metrics        *Metrics
+	xm             *coreMetrics // session timers, header policy (coremetrics.go)
 	prober         *Prober
 
 	tp                  *transport.Transport
@@ -157,6 +158,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		hook:           d.Hook,
 	}
 	s.metrics.homeRegion(cfg.Region)
+	s.xm = newCoreMetrics(d.Registerer, s.metrics)
 	if s.noAckTimeout <= 0 {
 		s.noAckTimeout = 64 * t1
 	}
@@ -646,6 +648,9 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	if toTag == "" && req.Method == sip.INVITE {
 		s.popPreloadedRoute(req) // a UA with callgate as its outbound proxy
 	}
+	if s.refuseSmallSession(req, from) { // RFC 4028: 422 below sip.session_timers.min_se (sessiontimer.go)
+		return
+	}
 	if toTag != "" || s.routeIsUs(req) {
 		s.forwardInDialog(req, from)
 		return
@@ -655,7 +660,7 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		s.replyStateless(req, from, 416, "Unsupported URI Scheme")
 		return
 	}
-	if pr := headerValuesAll(req, "Proxy-Require"); len(pr) > 0 {
+	if pr := proxyRequireUnsupported(headerValuesAll(req, "Proxy-Require")); len(pr) > 0 { // "timer" is ours (sessiontimer.go)
 		s.metrics.Rejected.WithLabelValues("bad_extension").Inc()
 		s.replyStateless(req, from, 420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(pr, ", ")))
 		return

@@ -322,6 +322,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
 		}
 		c.state = stProceeding
+		c.earlyDialog(res) // PRACK, UPDATE before the answer (early.go)
 		if c.media != nil && len(res.Body()) > 0 {
 			nb, err := c.media.RewriteAnswer(res.Body())
 			if err != nil {
@@ -365,6 +366,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			}
 			c.scheduleRelease(linger) // serverTx no longer needed after a short while
 		}
+		if c.state == stAccepted {
+			c.sessionAnswer(res) // RFC 4028 session timer (sessiontimer.go)
+		}
 		c.forwardUp(res) // every 2xx, retransmissions included
 	default:
 		// final non-2xx: ACK it hop by hop, then fail over or forward
@@ -389,6 +393,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		stop(c.ring)
 		res.RemoveHeader("Via")
+		c.policeUp(res) // header policy (headers.go)
 		c.state = stCompleted
 		c.lastUp = []byte(res.String())
 		c.sendUpRaw(string(sip.INVITE), code)
@@ -403,6 +408,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 // forwardUp pops our Via and sends a downstream response to the caller.
 func (c *call) forwardUp(res *sip.Response) {
 	res.RemoveHeader("Via")
+	c.policeUp(res) // header policy (headers.go)
 	c.s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
 	_ = c.s.tpFor(c.up).SendMsg(c.up, res)
 }
@@ -514,6 +520,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	res.RemoveHeader("Via")
 	nv := res.Via()
 	if nv == nil {
+		if cseq.MethodName == sip.BYE {
+			return // the answer to a BYE of ours (session_expired, media_timeout, EndCall): done
+		}
 		s.metrics.Dropped.WithLabelValues("malformed").Inc()
 		return
 	}
@@ -542,6 +551,10 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		}
 		c.mu.Unlock()
 	}
+	if ok {
+		c.sessionResponse(res, cseq) // a session refresh (sessiontimer.go)
+	}
+	s.policeHeaders(res, c) // header policy (headers.go); c nil: the default
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
 	_ = s.tpSide(out).SendVia(nv, res)
 }
