@@ -31,6 +31,7 @@ type Manager struct {
 	cfg     Config
 	log     *slog.Logger
 	met     *Metrics
+	srtpMet *srtpMetrics
 	ports   *portPool
 	engine  *engine
 	bindIP  netip.Addr
@@ -67,6 +68,7 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		cfg:      cfg,
 		log:      log.With("component", "media"),
 		met:      NewMetrics(reg),
+		srtpMet:  newSRTPMetrics(reg),
 		ports:    newPortPool(cfg.PortMin, cfg.PortMax),
 		bindIP:   netip.MustParseAddr(cfg.BindIP).Unmap(),
 		advIP:    netip.MustParseAddr(cfg.AdvertiseIP).Unmap(),
