@@ -55,10 +55,17 @@ type srtpLeg struct {
 	replays      atomic.Uint64
 }
 
-// countingDetector notes a replayed packet for the metrics.
+// countingDetector notes a replayed packet for the metrics. It keeps
+// the sliding window's CheckAccepter path (no closure per packet).
 type countingDetector struct {
 	replaydetector.ReplayDetector
+	acc replaydetector.CheckAccepter
 	hit *bool
+}
+
+func newCountingDetector(d replaydetector.ReplayDetector, hit *bool) countingDetector {
+	acc, _ := d.(replaydetector.CheckAccepter)
+	return countingDetector{ReplayDetector: d, acc: acc, hit: hit}
 }
 
 func (d countingDetector) Check(seq uint64) (func() bool, bool) {
@@ -69,14 +76,25 @@ func (d countingDetector) Check(seq uint64) (func() bool, bool) {
 	return accept, ok
 }
 
+// CheckSeq and Accept: replaydetector.CheckAccepter.
+func (d countingDetector) CheckSeq(seq uint64) replaydetector.Token {
+	tok := d.acc.CheckSeq(seq)
+	if !tok.Passed() {
+		*d.hit = true
+	}
+	return tok
+}
+
+func (d countingDetector) Accept(tok replaydetector.Token) bool { return d.acc.Accept(tok) }
+
 func newSRTPLeg(suite *cryptoSuite, rxKey, txKey []byte) (*srtpLeg, error) {
 	st := &srtpLeg{suite: suite, rxKey: rxKey, txKey: txKey}
 	k := suite.keyLen
 	rtpDet := func() replaydetector.ReplayDetector {
-		return countingDetector{replaydetector.New(replayWindow, (1<<48)-1), &st.replayed}
+		return newCountingDetector(replaydetector.New(replayWindow, (1<<48)-1), &st.replayed)
 	}
 	rtcpDet := func() replaydetector.ReplayDetector {
-		return countingDetector{replaydetector.New(replayWindow, (1<<31)-1), &st.replayed}
+		return newCountingDetector(replaydetector.New(replayWindow, (1<<31)-1), &st.replayed)
 	}
 	var err error
 	st.rx, err = srtp.CreateContext(rxKey[:k], rxKey[k:], suite.profile,
