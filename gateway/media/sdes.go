@@ -121,6 +121,8 @@ type secureMedia struct {
 	savp    bool         // proto is a secure profile (RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVP)
 	dtls    bool         // UDP/TLS/... or a=fingerprint: DTLS-SRTP
 	cryptos []cryptoAttr // usable a=crypto lines, in the order given
+	fp      *fingerprint // a=fingerprint (sha-256) for DTLS-SRTP (dtls.go)
+	setup   string       // a=setup: actpass, active, passive
 	version uint64       // o= session version
 }
 
@@ -161,6 +163,13 @@ func readSecure(raw []byte) (*secureMedia, error) {
 			}
 		case "fingerprint":
 			sm.dtls = true
+			if fp, ok := parseFingerprint(a.Value); ok && sm.fp == nil {
+				sm.fp = &fp
+			}
+		case "setup":
+			if sm.setup == "" {
+				sm.setup = strings.ToLower(strings.TrimSpace(a.Value))
+			}
 		}
 	}
 	return sm, nil
@@ -169,7 +178,7 @@ func readSecure(raw []byte) (*secureMedia, error) {
 // setSecure rewrites the first active audio stream of raw: its proto
 // becomes protos and its a=crypto lines (and any DTLS attributes) are
 // replaced by cryptos.
-func setSecure(raw []byte, protos []string, cryptos []cryptoAttr) ([]byte, error) {
+func setSecure(raw []byte, protos []string, cryptos []cryptoAttr, extra ...sdp.Attribute) ([]byte, error) {
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal(raw); err != nil {
 		return nil, &sdpError{what: "parse", err: err}
@@ -184,6 +193,7 @@ func setSecure(raw []byte, protos []string, cryptos []cryptoAttr) ([]byte, error
 	for i := range cryptos {
 		md.Attributes = append(md.Attributes, sdp.Attribute{Key: "crypto", Value: cryptos[i].value()})
 	}
+	md.Attributes = append(md.Attributes, extra...)
 	out, err := sd.Marshal()
 	if err != nil {
 		return nil, &sdpError{what: "marshal", err: err}

@@ -58,6 +58,7 @@ type leg struct {
 	clock    atomic.Pointer[[128]uint32] // PT -> clock rate of packets arriving on this leg
 	lastRx   atomic.Int64                // ns since t0 of the last accepted packet
 	srtp     atomic.Pointer[srtpLeg]     // SRTP terminated on this leg (srtp.go); nil: packets as they come
+	dtls     atomic.Pointer[dtlsLeg]     // DTLS-SRTP with this leg's peer (dtls.go)
 
 	rttObs prometheus.Observer
 
@@ -213,9 +214,9 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 	now := l.s.now()
 	ctl := rtcpSock || isRTCP(p)
 	sc.nsrs = 0
-	if st := l.srtp.Load(); st != nil { // SRTP terminated here: plaintext from now on (srtp.go)
+	if l.srtp.Load() != nil || l.dtls.Load() != nil { // SRTP terminated here: plaintext from now on (srtp.go)
 		var ok bool
-		if p, ok = l.unprotect(st, p, ctl, sc); !ok {
+		if p, ok = l.secureIn(p, src, ctl, sc); !ok {
 			return
 		}
 	}
@@ -262,9 +263,9 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 		m.dropNoDest.Inc()
 		return
 	}
-	if st := out.srtp.Load(); st != nil {
+	if out.srtp.Load() != nil || out.dtls.Load() != nil {
 		var ok bool
-		if p, ok = out.protect(st, p, ctl, sc); !ok {
+		if p, ok = out.secureOut(p, ctl, sc); !ok {
 			m.dropSend.Inc()
 			return
 		}
@@ -471,6 +472,7 @@ func (s *Session) Close() any {
 	s.closeOnce.Do(func() {
 		s.closedAt = time.Since(s.t0)
 		s.closing.Store(true)
+		s.closeDTLS()
 		s.ioMu.Lock()
 		s.ioClosed = true
 		s.m.engine.remove(s)

@@ -3,10 +3,12 @@ package media
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/transport/v5/replaydetector"
 	"github.com/prometheus/client_golang/prometheus"
@@ -142,6 +144,31 @@ func (l *leg) unprotect(st *srtpLeg, p []byte, ctl bool, sc *scratch) ([]byte, b
 	return nil, false
 }
 
+// secureIn is the packet path's entry on a secured leg: DTLS records go
+// to the handshake, media is decrypted (dropped while a DTLS leg has no
+// keys yet).
+func (l *leg) secureIn(p []byte, src netip.AddrPort, ctl bool, sc *scratch) ([]byte, bool) {
+	if d := l.dtls.Load(); d != nil && isDTLS(p) {
+		d.feed(p, src)
+		return nil, false
+	}
+	st := l.srtp.Load()
+	if st == nil {
+		return nil, false // DTLS handshake not finished: nothing is relayed in clear
+	}
+	return l.unprotect(st, p, ctl, sc)
+}
+
+// secureOut encrypts a packet going out to a secured leg (dropped while
+// a DTLS leg has no keys yet).
+func (l *leg) secureOut(p []byte, ctl bool, sc *scratch) ([]byte, bool) {
+	st := l.srtp.Load()
+	if st == nil {
+		return nil, false
+	}
+	return l.protect(st, p, ctl, sc)
+}
+
 // protect encrypts a packet going out to this leg's endpoint.
 func (l *leg) protect(st *srtpLeg, p []byte, ctl bool, sc *scratch) ([]byte, bool) {
 	var out []byte
@@ -166,6 +193,8 @@ type srtpMetrics struct {
 	AuthFailures *prometheus.CounterVec // callgate_media_srtp_auth_failures_total{leg}
 	Replays      *prometheus.CounterVec // callgate_media_srtp_replays_total{leg}
 	Legs         *prometheus.CounterVec // callgate_media_srtp_legs_total{suite}
+	DTLSFailed   prometheus.Counter     // callgate_media_dtls_handshake_failures_total
+	dtlsFailed   prometheus.Counter
 	authFailures [2]prometheus.Counter
 	replays      [2]prometheus.Counter
 }
@@ -185,6 +214,11 @@ func newSRTPMetrics(reg prometheus.Registerer) *srtpMetrics {
 			Help: "Call legs on which the relay terminated SRTP, by crypto suite.",
 		}, []string{"suite"}),
 	}
+	m.DTLSFailed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "callgate_media_dtls_handshake_failures_total",
+		Help: "DTLS-SRTP handshakes that failed or timed out (the peer's certificate not matching its a=fingerprint included).",
+	})
+	m.dtlsFailed = m.DTLSFailed
 	for i, l := range []string{legCaller, legAgent} {
 		m.authFailures[i] = m.AuthFailures.WithLabelValues(l)
 		m.replays[i] = m.Replays.WithLabelValues(l)
@@ -193,7 +227,7 @@ func newSRTPMetrics(reg prometheus.Registerer) *srtpMetrics {
 		m.Legs.WithLabelValues(s.name)
 	}
 	if reg != nil {
-		reg.MustRegister(m.AuthFailures, m.Replays, m.Legs)
+		reg.MustRegister(m.AuthFailures, m.Replays, m.Legs, m.DTLSFailed)
 	}
 	return m
 }
@@ -214,8 +248,10 @@ type secLeg struct {
 	keys map[*cryptoSuite][]byte // ours toward this leg's endpoint, made once per suite
 
 	// after this leg's offer
-	pick   *cryptoAttr // its crypto line the relay accepts (nil: the leg is plain)
-	protos []string    // its offer's m= proto
+	pick   *cryptoAttr  // its crypto line the relay accepts (nil: the leg is plain or DTLS)
+	dtlsFP *fingerprint // DTLS-SRTP accepted: the peer's fingerprint (dtls.go)
+	setup  string       // the peer's a=setup
+	protos []string     // its offer's m= proto
 	// after the relay's offer to this leg
 	offered   []cryptoAttr
 	mandatory bool // RTP/SAVP offered: the answer must take a key
@@ -286,19 +322,25 @@ func (s *Session) secureSDP(body, out []byte, from, to *leg) ([]byte, error) {
 func (s *Session) secOffer(x *secState, sm *secureMedia, out []byte, from, to *leg) ([]byte, error) {
 	fl, tl := x.of(from), x.of(to)
 	var pick *cryptoAttr
-	if fl.mode != routing.SRTPOff && fl.tls && len(sm.cryptos) > 0 {
-		c := sm.cryptos[0]
-		pick = &c
+	var dtlsFP *fingerprint
+	if fl.mode != routing.SRTPOff {
+		switch {
+		case fl.tls && len(sm.cryptos) > 0:
+			c := sm.cryptos[0]
+			pick = &c
+		case sm.fp != nil: // DTLS-SRTP needs no secret in the SDP: any signalling
+			dtlsFP = sm.fp
+		}
 	}
-	on := pick != nil
-	if !on && (sm.savp || fl.mode == routing.SRTPRequired) {
+	on := pick != nil || dtlsFP != nil
+	if !on && (sm.savp || sm.dtls || fl.mode == routing.SRTPRequired) {
 		switch {
 		case fl.mode == routing.SRTPOff:
 			return nil, refuseSRTP("the %s offers only SRTP and srtp is off for it", from.name)
 		case !fl.tls:
 			return nil, refuseSRTP("SRTP with the %s needs TLS signalling (SDES keys are never sent in clear)", from.name)
-		case sm.dtls && !sm.savp || sm.dtls && len(sm.cryptos) == 0:
-			return nil, refuseSRTP("the %s offers DTLS-SRTP only; the relay speaks SDES (a=crypto)", from.name)
+		case sm.dtls && sm.fp == nil && len(sm.cryptos) == 0:
+			return nil, refuseSRTP("the %s offers DTLS-SRTP without a sha-256 a=fingerprint", from.name)
 		case len(sm.cryptos) == 0 && !sm.savp:
 			return nil, refuseSRTP("srtp is required for the %s and its offer has no a=crypto", from.name)
 		default:
@@ -334,7 +376,7 @@ func (s *Session) secOffer(x *secState, sm *secureMedia, out []byte, from, to *l
 			cryptos = append(cryptos, cryptoAttr{tag: i + 1, suite: su, key: k})
 		}
 	}
-	fl.pick, fl.protos = pick, sm.protos
+	fl.pick, fl.protos, fl.dtlsFP, fl.setup = pick, sm.protos, dtlsFP, sm.setup
 	tl.offered, tl.mandatory = cryptos, mandatory
 	x.pending, x.lastOfferer = from, from
 	return setSecure(out, protosFor(sm.protos, mandatory), cryptos)
@@ -359,7 +401,7 @@ func (s *Session) secAnswer(x *secState, sm *secureMedia, out []byte, from, to *
 	if got == nil && (fl.mandatory || sm.savp) {
 		return nil, refuseSRTP("the %s's answer accepts none of the relay's a=crypto lines", from.name)
 	}
-	on := tl.pick != nil
+	on := tl.pick != nil || tl.dtlsFP != nil
 	if on != (got != nil) && !x.pol.AllowMixed {
 		return nil, refuseSRTP("a mixed SRTP/RTP call is not allowed by the workspace (media.allow_mixed_srtp)")
 	}
@@ -367,7 +409,23 @@ func (s *Session) secAnswer(x *secState, sm *secureMedia, out []byte, from, to *
 		return nil, err
 	}
 	var cryptos []cryptoAttr
-	if on {
+	var extra []sdp.Attribute
+	switch {
+	case tl.dtlsFP != nil:
+		id, err := s.m.dtlsIdentity()
+		if err != nil {
+			return nil, err
+		}
+		client := tl.setup == "passive" // the peer waits: the relay connects
+		setup := "passive"
+		if client {
+			setup = "active"
+		}
+		if err := s.startDTLS(to, *tl.dtlsFP, client); err != nil {
+			return nil, err
+		}
+		extra = []sdp.Attribute{{Key: "fingerprint", Value: id.fingerprint}, {Key: "setup", Value: setup}}
+	case on:
 		k, err := tl.key(tl.pick.suite)
 		if err != nil {
 			return nil, err
@@ -377,21 +435,27 @@ func (s *Session) secAnswer(x *secState, sm *secureMedia, out []byte, from, to *
 		if err := s.installSRTP(to, tl.pick, &mine); err != nil {
 			return nil, err
 		}
-	} else if err := s.installSRTP(to, nil, nil); err != nil {
-		return nil, err
+	default:
+		if err := s.installSRTP(to, nil, nil); err != nil {
+			return nil, err
+		}
 	}
 	x.pending = nil
 	protos := protosFor(tl.protos, false)
 	if on {
 		protos = tl.protos
 	}
-	return setSecure(out, protos, cryptos)
+	return setSecure(out, protos, cryptos, extra...)
 }
 
 // installSRTP makes l speak SRTP with the endpoint's key remote and ours
 // local (both nil: plain RTP). Contexts are kept when the keys are the
 // same (a re-INVITE), so that rollover and replay state go on.
 func (s *Session) installSRTP(l *leg, remote, local *cryptoAttr) error {
+	if d := l.dtls.Swap(nil); d != nil { // no longer DTLS-SRTP
+		d.stop()
+		l.srtp.Store(nil)
+	}
 	if remote == nil {
 		l.srtp.Store(nil)
 		return nil
