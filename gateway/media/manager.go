@@ -31,16 +31,17 @@ type Manager struct {
 	cfg     Config
 	log     *slog.Logger
 	met     *Metrics
-	srtpMet *srtpMetrics
+	ports   *portPool
+	engine  *engine
+	bindIP  netip.Addr
+	advIP   netip.Addr
+	regions map[string]bool
+
+	srtpMet *srtpMetrics // srtp.go
 	// the node's DTLS-SRTP certificate, made at first use (dtls.go)
 	dtlsOnce sync.Once
 	dtlsID   *dtlsIdentity
 	dtlsErr  error
-	ports    *portPool
-	engine   *engine
-	bindIP   netip.Addr
-	advIP    netip.Addr
-	regions  map[string]bool
 
 	// counters resolved once
 	dropForeign, dropNoDest, dropSend prometheus.Counter

@@ -30,9 +30,10 @@ type Session struct {
 	ioClosed bool
 
 	sdpMu     sync.Mutex
-	callerSDP *sdpInfo  // from the offer
-	agentSDP  *sdpInfo  // from the answer
-	sec       *secState // SRTP policy and offer/answer state (srtp.go); nil: SRTP left alone
+	callerSDP *sdpInfo // from the offer
+	agentSDP  *sdpInfo // from the answer
+
+	sec *secState // SRTP policy and offer/answer state (srtp.go), under sdpMu; nil: SRTP left alone
 
 	answeredAt atomic.Int64 // ns since t0; 0 = no answer yet
 	timedOut   atomic.Bool
