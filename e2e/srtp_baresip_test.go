@@ -54,9 +54,21 @@ func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 // echo back to baresip, and the call's history shows packets on both
 // legs, the caller leg's SRTP suite, and no authentication failure.
 func TestBaresipSRTPCallOverTLSRelayed(t *testing.T) {
+	baresipSecureCall(t, "srtp", "srtp-mand", "tls")
+}
+
+// TestBaresipDTLSSRTPCallRelayed: the same with DTLS-SRTP (baresip's
+// dtls_srtp module, mediaenc=dtls_srtp) over plain UDP signalling: the
+// relay answers the fingerprint, handshakes on the media port and keys
+// the caller leg from it.
+func TestBaresipDTLSSRTPCallRelayed(t *testing.T) {
+	baresipSecureCall(t, "dtls_srtp", "dtls_srtp", "udp")
+}
+
+func baresipSecureCall(t *testing.T, module, mediaenc, transport string) {
 	needBinary(t, baresipBin, "baresip-core")
-	if _, err := os.Stat("/usr/lib/baresip/modules/srtp.so"); err != nil {
-		t.Skip("baresip srtp module not installed")
+	if _, err := os.Stat("/usr/lib/baresip/modules/" + module + ".so"); err != nil {
+		t.Skipf("baresip %s module not installed", module)
 	}
 
 	echo, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -111,6 +123,9 @@ func TestBaresipSRTPCallOverTLSRelayed(t *testing.T) {
 	})
 
 	gw := n.SIP().TLSAddr()
+	if transport == "udp" {
+		gw = n.SIP().UDPAddr()
+	}
 	bdir := filepath.Join(dir, "baresip")
 	if err := os.MkdirAll(bdir, 0o700); err != nil {
 		t.Fatal(err)
@@ -118,9 +133,9 @@ func TestBaresipSRTPCallOverTLSRelayed(t *testing.T) {
 	files := map[string]string{
 		"config": "poll_method epoll\nsip_listen 127.0.0.1:0\nnet_interface 127.0.0.1\nsip_cafile " + certFile + "\n" +
 			"audio_source ausine,440\nausrc_srate 48000\nausrc_channels 2\naudio_player aubridge,agent\naudio_alert aubridge,agent\n" +
-			"module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule srtp.so\n" +
+			"module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule " + module + ".so\n" +
 			"module_app account.so\nmodule_app menu.so\n",
-		"accounts": "<sip:carrier@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU\n",
+		"accounts": "<sip:carrier@127.0.0.1;transport=" + transport + ">;regint=0;mediaenc=" + mediaenc + ";audio_codecs=PCMU\n",
 		"contacts": "",
 	}
 	for name, body := range files {
@@ -131,7 +146,7 @@ func TestBaresipSRTPCallOverTLSRelayed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, baresipBin, "-4", "-v", "-f", bdir, "-t", "8",
-		"-e", fmt.Sprintf("/dial sip:%s@%s;transport=tls", num, gw))
+		"-e", fmt.Sprintf("/dial sip:%s@%s;transport=%s", num, gw, transport))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Logf("baresip: %v", err)
