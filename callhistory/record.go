@@ -99,6 +99,11 @@ type MediaLeg struct {
 	JitterMillis float64 `json:"jitter_ms"`
 	JitterMaxMs  float64 `json:"jitter_max_ms"`
 	RTTMillis    float64 `json:"rtt_ms,omitempty"`
+	// SRTP is the crypto suite when the relay terminated SRTP on the leg
+	// (never a key); its dropped packets: failed authentication, replays.
+	SRTP             string `json:"srtp,omitempty"`
+	SRTPAuthFailures uint64 `json:"srtp_auth_failures,omitempty"`
+	SRTPReplays      uint64 `json:"srtp_replays,omitempty"`
 }
 
 // mediaOf reads the relay's figures (gateway/media CallStats as JSON).

@@ -45,6 +45,8 @@ type IntegrationPatch struct {
 	// Credentials replace the carrier API credentials (same fields as
 	// POST /v1/integrations), validated at the carrier before saving.
 	Credentials map[string]string `json:"credentials"`
+	// SRTP: "off" (or ""), "optional" or "required" (integrationsrtp.go).
+	SRTP *string `json:"srtp"`
 }
 
 type terminationPatch struct {
@@ -178,8 +180,8 @@ func (s *Service) applyTermination(v *ValidationError, box *secrets.Box, rec *in
 // validated at the carrier first: when the carrier refuses them, nothing
 // is saved.
 func (s *Service) UpdateIntegration(ctx context.Context, p Principal, id string, patch IntegrationPatch) (Integration, error) {
-	if patch.Name == nil && patch.Termination == nil && patch.Credentials == nil {
-		return Integration{}, invalid("body", "nothing to change: give name, termination and/or credentials")
+	if patch.Name == nil && patch.Termination == nil && patch.Credentials == nil && patch.SRTP == nil {
+		return Integration{}, invalid("body", "nothing to change: give name, termination, credentials and/or srtp")
 	}
 	box, err := s.box()
 	if err != nil {
@@ -211,6 +213,9 @@ func (s *Service) UpdateIntegration(ctx context.Context, p Principal, id string,
 		}
 		if patch.Credentials != nil {
 			checkCredentialFields(v, rec.Carrier, patch.Credentials)
+		}
+		if patch.SRTP != nil {
+			applyIntegrationSRTP(v, &rec, *patch.SRTP)
 		}
 		if err := v.Err(); err != nil {
 			return Integration{}, err

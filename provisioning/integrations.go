@@ -48,6 +48,9 @@ type Integration struct {
 	// Termination is where outbound calls leave (integrationpatch.go);
 	// its username is filled in when shown, stored sealed.
 	Termination *Termination `json:"termination,omitempty"`
+	// SRTP is the secure media policy of calls from this carrier account
+	// ("", optional, required; integrationsrtp.go).
+	SRTP string `json:"srtp,omitempty"`
 }
 
 type integrationRecord struct {
@@ -279,7 +282,7 @@ func (s *Service) DecodeIntegration(key string, value []byte) (routing.Integrati
 	}
 	return routing.Integration{ID: rec.ID, Workspace: rec.Workspace, Carrier: rec.Carrier,
 		AccountID: creds["account_sid"], AuthToken: creds["auth_token"], PublicKey: creds["public_key"],
-		Termination: s.routingTermination(rec)}, true
+		Termination: s.routingTermination(rec), SRTP: rec.SRTP}, true
 }
 
 // ListIntegrations lists the workspace's integrations (masked), reading

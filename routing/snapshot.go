@@ -85,6 +85,7 @@ type Integration struct {
 	// leave for the carrier (Twilio Elastic SIP Trunking termination,
 	// Telnyx SIP connection); zero when none is set. Decrypted.
 	Termination Termination
+	SRTP        string // SRTPOff, SRTPOptional, SRTPRequired: calls from this carrier account (routing/srtpcall.go)
 }
 
 // Termination is a carrier's SIP termination for outbound calls.

@@ -73,6 +73,7 @@ func main() {
 	flag.IntVar(&relayProcs, "relay-procs", 0, "GOMAXPROCS of the relay process (0: Go's default, the CPUs it may use)")
 	flag.StringVar(&relayProfile, "relay-cpuprofile", "", "write a CPU profile of the relay process of each step to this file, suffixed .CALLS")
 	flag.StringVar(&relayCPUs, "relay-cpus", "", "pin the relay process to these CPUs (taskset list, e.g. 1)")
+	flag.BoolVar(&srtpMode, "srtp", false, "every call SRTP on both legs (SDES AES_CM_128_HMAC_SHA1_80): the relay decrypts and re-encrypts each packet (srtp.go)")
 	flag.Parse()
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
@@ -107,6 +108,9 @@ func main() {
 		*payload = 12
 	}
 	mode := "relay in its own process"
+	if srtpMode {
+		mode += ", SRTP on both legs"
+	}
 	if *direct {
 		mode = "direct (no relay, baseline)"
 	}
@@ -381,6 +385,9 @@ func newManager(portMin, portMax int) (*media.Manager, error) {
 // openSession opens one session and runs an offer and an answer through
 // it, as the SIP side does.
 func openSession(m *media.Manager, id string, caller, agent netip.AddrPort) (toAgent, toCaller netip.AddrPort, err error) {
+	if srtpMode {
+		return openSecureSession(m, id, caller, agent) // srtp.go
+	}
 	s, err := m.NewSession(id, nil)
 	if err != nil {
 		return toAgent, toCaller, err
@@ -430,6 +437,9 @@ func newChildRelay(portMin, portMax, calls int) (*childRelay, error) {
 	}
 	if relayProfile != "" {
 		args = append(args, "-cpuprofile", relayProfile+"."+strconv.Itoa(calls))
+	}
+	if srtpMode {
+		args = append(args, "-srtp")
 	}
 	if relayCPUs != "" {
 		args = append([]string{"taskset", "-c", relayCPUs}, args...)
@@ -594,6 +604,11 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 		}
 	}
 
+	if srtpMode {
+		if err := setupSRTP(n); err != nil { // srtp.go
+			return nil, err
+		}
+	}
 	start := time.Now()
 	recvCount := make([]uint32, 2*n)
 	hists := make([][]uint64, 2*nsock)
@@ -619,6 +634,9 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 				}
 				sentAt := int64(binary.BigEndian.Uint64(buf[12:]))
 				id := binary.BigEndian.Uint32(buf[20:])
+				if srtpMode { // the payload is encrypted: stamps in the header (srtp.go)
+					sentAt, id = headerStamp(buf, now)
+				}
 				if int(id) < len(recvCount) {
 					atomic.AddUint32(&recvCount[id], 1) // each id has one receiver; atomic for the final read
 				}
@@ -661,6 +679,7 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 			unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
 			pkt := make([]byte, 12+payload)
 			pkt[0] = 0x80
+			enc := make([]byte, len(pkt)+64) // SRTP packets (srtp.go)
 			// call j of this socket sends at phase j*period/len + a global spread
 			var seq uint16
 			var count uint64
@@ -683,7 +702,11 @@ func runStep(n int, dur time.Duration, pps, payload, nsock, portMin, portMax int
 					binary.BigEndian.PutUint32(pkt[8:], st.id+1)
 					binary.BigEndian.PutUint64(pkt[12:], uint64(time.Now().UnixNano()))
 					binary.BigEndian.PutUint32(pkt[20:], st.id)
-					if _, err := st.from.WriteToUDPAddrPort(pkt, st.to); err == nil {
+					out := pkt
+					if srtpMode {
+						out = sealBench(st.id, pkt, enc)
+					}
+					if _, err := st.from.WriteToUDPAddrPort(out, st.to); err == nil {
 						count++
 					}
 				}

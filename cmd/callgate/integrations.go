@@ -14,7 +14,8 @@ import (
 func (a *app) integrationsCommand() *cobra.Command {
 	return a.group("integrations", "Connect carrier accounts (Twilio, Telnyx) and import the numbers they hold",
 		a.integrationsCreate(), a.integrationsList(), a.integrationsShow(), a.integrationsDelete(),
-		a.integrationsNumbers(), a.integrationsImport(), a.integrationsSetTermination())
+		a.integrationsNumbers(), a.integrationsImport(), a.integrationsSetTermination(),
+		a.integrationsSetSRTP())
 }
 
 func (a *app) integrationsCreate() *cobra.Command {

@@ -38,6 +38,12 @@ type Manager struct {
 	six     family6 // dual stack (family.go): zero when bind_ip6 is not set
 	regions map[string]bool
 
+	srtpMet *srtpMetrics // srtp.go
+	// the node's DTLS-SRTP certificate, made at first use (dtls.go)
+	dtlsOnce sync.Once
+	dtlsID   *dtlsIdentity
+	dtlsErr  error
+
 	// counters resolved once
 	dropForeign, dropNoDest, dropSend prometheus.Counter
 	legPackets, legBytes              [2]prometheus.Counter // caller, agent
@@ -68,6 +74,7 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		cfg:      cfg,
 		log:      log.With("component", "media"),
 		met:      NewMetrics(reg),
+		srtpMet:  newSRTPMetrics(reg),
 		ports:    newPortPool(cfg.PortMin, cfg.PortMax),
 		bindIP:   netip.MustParseAddr(cfg.BindIP).Unmap(),
 		advIP:    netip.MustParseAddr(cfg.AdvertiseIP).Unmap(),

@@ -33,6 +33,8 @@ type Session struct {
 	callerSDP *sdpInfo // from the offer
 	agentSDP  *sdpInfo // from the answer
 
+	sec *secState // SRTP policy and offer/answer state (srtp.go), under sdpMu; nil: SRTP left alone
+
 	answeredAt atomic.Int64 // ns since t0; 0 = no answer yet
 	timedOut   atomic.Bool
 	closing    atomic.Bool
@@ -56,6 +58,8 @@ type leg struct {
 	rtcpPeer atomic.Pointer[netip.AddrPort]
 	clock    atomic.Pointer[[128]uint32] // PT -> clock rate of packets arriving on this leg
 	lastRx   atomic.Int64                // ns since t0 of the last accepted packet
+	srtp     atomic.Pointer[srtpLeg]     // SRTP terminated on this leg (srtp.go); nil: packets as they come
+	dtls     atomic.Pointer[dtlsLeg]     // DTLS-SRTP with this leg's peer (dtls.go)
 
 	rttObs prometheus.Observer
 
@@ -90,6 +94,7 @@ type scratch struct {
 	rr   rtcp.ReceiverReport
 	srs  [4]uint32
 	nsrs int
+	sec  srtpScratch
 }
 
 func newSession(m *Manager, callID, region string, onTimeout func(), a, b *pair) *Session {
@@ -152,6 +157,9 @@ func (s *Session) rewrite(body []byte, from, to *leg) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if out, err = s.secureSDP(body, out, from, to); err != nil { // srtp.go
+		return nil, err
+	}
 	s.sdpMu.Lock()
 	if from == s.caller {
 		s.callerSDP = info
@@ -207,6 +215,12 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 	now := l.s.now()
 	ctl := rtcpSock || isRTCP(p)
 	sc.nsrs = 0
+	if l.srtp.Load() != nil || l.dtls.Load() != nil { // SRTP terminated here: plaintext from now on (srtp.go)
+		var ok bool
+		if p, ok = l.secureIn(p, src, ctl, sc); !ok {
+			return
+		}
+	}
 
 	l.mu.Lock()
 	var ok bool
@@ -249,6 +263,13 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 		l.mu.Unlock()
 		m.dropNoDest.Inc()
 		return
+	}
+	if out.srtp.Load() != nil || out.dtls.Load() != nil {
+		var ok bool
+		if p, ok = out.secureOut(p, ctl, sc); !ok {
+			m.dropSend.Inc()
+			return
+		}
 	}
 	if err := conn.sendTo(p, *dst, &sc.os); err != nil {
 		m.dropSend.Inc()
@@ -434,6 +455,7 @@ func (s *Session) Stats() *CallStats {
 		d = s.closedAt
 	}
 	cs.DurationSeconds = d.Seconds()
+	s.secStats(cs)
 	return cs
 }
 
@@ -451,6 +473,7 @@ func (s *Session) Close() any {
 	s.closeOnce.Do(func() {
 		s.closedAt = time.Since(s.t0)
 		s.closing.Store(true)
+		s.closeDTLS()
 		s.ioMu.Lock()
 		s.ioClosed = true
 		s.m.engine.remove(s)

@@ -205,6 +205,11 @@ type LegStats struct {
 	ReportedLoss   float64 `json:"reported_fraction_lost,omitempty"` // endpoint's last RTCP report about the media it receives
 	ReportedLost   uint32  `json:"reported_lost,omitempty"`
 	ReportedJitter float64 `json:"reported_jitter_ms,omitempty"`
+	// SRTP is the crypto suite when the relay terminated SRTP on this leg
+	// (srtp.go); its packets failing authentication or replayed were dropped.
+	SRTP             string `json:"srtp,omitempty"`
+	SRTPAuthFailures uint64 `json:"srtp_auth_failures,omitempty"`
+	SRTPReplays      uint64 `json:"srtp_replays,omitempty"`
 }
 
 // CallStats is the final media report of a relayed call (Session.Close).

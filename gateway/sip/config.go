@@ -108,6 +108,8 @@ type Trunk struct {
 	// CIDRs accepts any source that authenticates).
 	Username string `yaml:"username" help:"digest authentication of INVITEs from this trunk, with password"`
 	Password string `yaml:"password" help:"digest password"`
+	// SRTP is the trunk's secure media policy (README "Secure media").
+	SRTP string `yaml:"srtp" help:"SRTP toward this trunk on relayed calls: off (default), optional or required; SDES keys only when the carrier signals over TLS"`
 }
 
 // AgentsConfig is the agent-facing SIP listener (agent.go).
@@ -353,6 +355,9 @@ func (c Config) Validate() error {
 		}
 		if (t.Username == "") != (t.Password == "") {
 			bad(k+".password", "username and password must be set together")
+		}
+		if t.SRTP != "" && t.SRTP != "off" && t.SRTP != "optional" && t.SRTP != "required" {
+			bad(k+".srtp", "%q: want off, optional or required", t.SRTP)
 		}
 		if t.Country != "" && (len(t.Country) != 2 || strings.ToUpper(t.Country) != t.Country) {
 			bad(k+".country", "%q is not an ISO 3166 alpha-2 code like US", t.Country)

@@ -153,22 +153,27 @@ func (c *call) route() {
 	}
 	c.cands = d.Candidates
 	c.fwdBody = c.inv.Body()
+	sp := srtpPolicy(c.trunk, c.ctl.snap, d, c.up.Proto == protoTLS) // srtp.go
 	if s.media != nil && d.Media == routing.MediaRelay {
 		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {
 			c.refuseRegistered(refuseNoMediaPorts)
 			return
 		}
+		c.secureMedia(sess, sp)
 		if len(c.fwdBody) > 0 {
 			nb, err := sess.RewriteOffer(c.fwdBody)
 			if err != nil {
 				sess.Close()
-				c.refuseRegistered(refuseBadSDP)
+				c.refuseRegistered(sdpRefusal(err))
 				return
 			}
 			c.fwdBody = nb
 		}
 		c.media = sess
+	} else if rf, bad := srtpDirectRefusal(c.fwdBody, sp); bad {
+		c.refuseRegistered(rf)
+		return
 	}
 	c.startBranch()
 }

@@ -166,6 +166,7 @@ var (
 	rejectReasons = []string{"auth", "draining", "too_many_hops", "unknown_source", "no_snapshot", "unknown_number",
 		"unassigned", "no_endpoint", "no_media_ports", "bad_sdp", "no_dialog", "relay_denied", "loop_detected", "malformed",
 		"hook_saturated",
+		"srtp_policy",
 		"bad_uri_scheme", "bad_extension", "pike", "limit_concurrent", "limit_rate"}
 	dropReasons = []string{"busy", "too_large", "malformed", "not_ours", "stray_ack", "stray_response",
 		"relay_denied", "loop", "message_timeout", "tls_handshake", "scanner", "pike"}

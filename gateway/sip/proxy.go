@@ -82,22 +82,27 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	}
 	c.cands = dec.Candidates
 	c.fwdBody = req.Body()
+	sp := srtpPolicy(trunk, snap, &dec, from.Proto == protoTLS) // srtp.go
 	if s.media != nil && dec.Media == routing.MediaRelay {
 		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {
 			s.refuse(req, from, dec.Number, refuseNoMediaPorts)
 			return
 		}
+		c.secureMedia(sess, sp)
 		if len(c.fwdBody) > 0 {
 			nb, err := sess.RewriteOffer(c.fwdBody)
 			if err != nil {
 				sess.Close()
-				s.refuse(req, from, dec.Number, refuseBadSDP)
+				s.refuse(req, from, dec.Number, sdpRefusal(err))
 				return
 			}
 			c.fwdBody = nb
 		}
 		c.media = sess
+	} else if rf, bad := srtpDirectRefusal(c.fwdBody, sp); bad {
+		s.refuse(req, from, dec.Number, rf)
+		return
 	}
 	if !c.admitLimits(snap, from) {
 		return
