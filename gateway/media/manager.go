@@ -40,6 +40,7 @@ type Manager struct {
 	// counters resolved once
 	dropForeign, dropNoDest, dropSend prometheus.Counter
 	legPackets, legBytes              [2]prometheus.Counter // caller, agent
+	dtmfMet                           *dtmfMetrics          // dtmf.go
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -67,6 +68,7 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		cfg:      cfg,
 		log:      log.With("component", "media"),
 		met:      NewMetrics(reg),
+		dtmfMet:  newDTMFMetrics(reg),
 		ports:    newPortPool(cfg.PortMin, cfg.PortMax),
 		bindIP:   netip.MustParseAddr(cfg.BindIP).Unmap(),
 		advIP:    netip.MustParseAddr(cfg.AdvertiseIP).Unmap(),

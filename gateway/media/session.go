@@ -39,6 +39,8 @@ type Session struct {
 	closeOnce  sync.Once
 	final      *CallStats
 
+	dtmf dtmfState // RFC 4733 decoding and sending (dtmf.go)
+
 	metMu    sync.Mutex
 	pushed   [2][2]uint64 // [leg][packets, bytes] already added to counters
 	closedAt time.Duration
@@ -58,6 +60,9 @@ type leg struct {
 	lastRx   atomic.Int64                // ns since t0 of the last accepted packet
 
 	rttObs prometheus.Observer
+
+	rx dtmfRx  // telephone-events arriving (dtmf.go); Session.ioMu
+	tx txState // RTP stream going out of this leg (dtmf.go); Session.ioMu
 
 	mu sync.Mutex // guards the fields below
 	// latching
@@ -207,6 +212,7 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 	now := l.s.now()
 	ctl := rtcpSock || isRTCP(p)
 	sc.nsrs = 0
+	rtpOK := false
 
 	l.mu.Lock()
 	var ok bool
@@ -229,6 +235,10 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 	} else if l.parseRTP(p, sc) {
 		clock := l.clock.Load()[sc.hdr.PayloadType&0x7f]
 		l.st.rtp(sc.hdr.SSRC, sc.hdr.SequenceNumber, sc.hdr.Timestamp, clock, now)
+		if clock&clockEvent != 0 {
+			l.dtmfPacket(p, sc) // dtmf.go
+		}
+		rtpOK = true
 	} else {
 		l.st.malformed++
 	}
@@ -249,6 +259,9 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 		l.mu.Unlock()
 		m.dropNoDest.Inc()
 		return
+	}
+	if rtpOK {
+		out.txRTP(p, sc, now) // dtmf.go: renumbered after injected events
 	}
 	if err := conn.sendTo(p, *dst, &sc.os); err != nil {
 		m.dropSend.Inc()
@@ -451,6 +464,7 @@ func (s *Session) Close() any {
 	s.closeOnce.Do(func() {
 		s.closedAt = time.Since(s.t0)
 		s.closing.Store(true)
+		s.closeDTMF()
 		s.ioMu.Lock()
 		s.ioClosed = true
 		s.m.engine.remove(s)
