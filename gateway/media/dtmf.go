@@ -55,7 +55,7 @@ var (
 
 // DTMFHandler receives decoded key presses: from is "caller" or
 // "agent" (whose endpoint sent it), digit one of 0-9 * # A-D.
-type DTMFHandler func(from string, digit byte)
+type DTMFHandler = func(from string, digit byte)
 
 // dtmfMetrics are the DTMF collectors (registered by NewManager).
 type dtmfMetrics struct {

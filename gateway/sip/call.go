@@ -93,6 +93,8 @@ type call struct {
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
 
 	ctl *callControl // routing hook and fallback chain (hookcall.go); nil for plain calls
+
+	dtmf *callDTMF // INFO digits sent by callgate and the CSeq renumbering (dtmf.go); nil: none
 }
 
 // routed is what a call keeps of its routing.Decision (number known):

@@ -204,6 +204,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s.prober = newProber(s)
 	s.guard = newGuard(cfg, d)
+	s.registerDTMF(d.Control) // API digits (dtmf.go)
 	if err := s.newAgentSide(cfg, d); err != nil {
 		s.tp.Close()
 		return nil, err
