@@ -74,6 +74,9 @@ type Call struct {
 	EndReason       string  `json:"end_reason,omitempty"`
 	// Media is present when callgate relayed the call's media.
 	Media *Media `json:"media,omitempty"`
+	// DTMF are the digits seen or sent during the call (dtmf events),
+	// oldest first, at most MaxDTMF entries.
+	DTMF []DTMF `json:"dtmf,omitempty"`
 
 	startSeen bool
 	seq       uint64 // stream sequence of the call's first event read
@@ -181,6 +184,8 @@ func (c *Call) apply(e storedEvent) {
 		c.StartedAt, c.startSeen = t, true
 	case calls.Answered:
 		c.AnsweredAt = &t
+	case calls.DTMF:
+		c.addDTMF(e.Event, t)
 	case calls.Ended:
 		c.EndedAt = &t
 		c.SIPStatus = e.Status

@@ -28,9 +28,8 @@ import (
 // their responses end here.
 const branchDTMF = branchOurs + "d"
 
-// Limits of API digits.
+// Pacing of API digits sent as INFO.
 const (
-	MaxAPIDigits = 64
 	infoGap      = 100 * time.Millisecond // between two INFO digits, after the tone
 	infoPause    = 500 * time.Millisecond // 'w'
 	// infoCSeqBase is the CSeq of the first INFO callgate inserts in a
@@ -195,20 +194,6 @@ func (s *Server) findCall(callID string) *call {
 	return found
 }
 
-// ValidAPIDigits reports whether digits may be sent by the API: 1 to
-// MaxAPIDigits of 0-9 * # A-D and w (a 0.5 s pause).
-func ValidAPIDigits(digits string) bool {
-	if digits == "" || len(digits) > MaxAPIDigits {
-		return false
-	}
-	for i := 0; i < len(digits); i++ {
-		if d := digits[i]; d != 'w' && strings.IndexByte(infoDigitsAccept, d) < 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // controlDTMF sends API digits to the phone side of a call it holds (the
 // caller of an inbound call, the called party of an outbound one).
 func (s *Server) controlDTMF(_ context.Context, cmd calls.Command) (calls.Reply, bool) {
@@ -228,7 +213,7 @@ func (s *Server) controlDTMF(_ context.Context, cmd calls.Command) (calls.Reply,
 	if c.ended || ws != cmd.Workspace {
 		return calls.Reply{}, false // another workspace's call does not exist for this one
 	}
-	if !ValidAPIDigits(cmd.Digits) {
+	if !calls.ValidDTMF(cmd.Digits) {
 		return calls.Reply{Status: 400, Error: "digits: 1 to 64 of 0-9, *, #, A-D, w"}, true
 	}
 	if c.state != stAccepted {
@@ -248,7 +233,7 @@ func (s *Server) controlDTMF(_ context.Context, cmd calls.Command) (calls.Reply,
 	if c.dtmf == nil {
 		c.dtmf = &callDTMF{}
 	}
-	if len(c.dtmf.queue)+len(cmd.Digits) > 4*MaxAPIDigits {
+	if len(c.dtmf.queue)+len(cmd.Digits) > 4*calls.MaxDTMFDigits {
 		return calls.Reply{Status: 409, Error: "too many digits queued for this call"}, true
 	}
 	c.inspect.Store(true) // the other party's CSeqs are renumbered from now on
