@@ -30,8 +30,8 @@ const branchDTMF = branchOurs + "d"
 
 // Pacing of API digits sent as INFO.
 const (
-	infoGap      = 100 * time.Millisecond // between two INFO digits, after the tone
-	infoPause    = 500 * time.Millisecond // 'w'
+	infoGap   = 100 * time.Millisecond // between two INFO digits, after the tone
+	infoPause = 500 * time.Millisecond // 'w'
 	// infoCSeqBase is the CSeq of the first INFO callgate inserts in a
 	// direction of a dialog.
 	infoCSeqBase = 1 << 19
