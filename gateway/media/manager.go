@@ -197,8 +197,8 @@ func (m *Manager) remove(s *Session) {
 func (m *Manager) watch() {
 	defer m.wg.Done()
 	tick := m.cfg.MediaTimeout / 4
-	if tick > time.Second {
-		tick = time.Second
+	if tick > 250*time.Millisecond {
+		tick = 250 * time.Millisecond // per-call timeouts (liveness.go) may be shorter than the node's
 	}
 	if tick < 10*time.Millisecond {
 		tick = 10 * time.Millisecond

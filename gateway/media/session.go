@@ -39,7 +39,8 @@ type Session struct {
 	closeOnce  sync.Once
 	final      *CallStats
 
-	dtmf dtmfState // RFC 4733 decoding and sending (dtmf.go)
+	dtmf    dtmfState    // RFC 4733 decoding and sending (dtmf.go)
+	timeout atomic.Int64 // ns; 0: the manager's media_timeout (liveness.go)
 
 	metMu    sync.Mutex
 	pushed   [2][2]uint64 // [leg][packets, bytes] already added to counters
@@ -516,6 +517,7 @@ func (s *Session) pushCounters() {
 // checkTimeout ends the session when, after the answer, nothing arrived
 // from either side for timeout.
 func (s *Session) checkTimeout(timeout time.Duration) {
+	timeout = s.mediaTimeout(timeout) // the agent's own (liveness.go)
 	ans := s.answeredAt.Load()
 	if ans == 0 || s.closing.Load() {
 		return

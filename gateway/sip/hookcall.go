@@ -169,7 +169,7 @@ func (c *call) route() {
 			c.fwdBody = nb
 		}
 		c.media = sess
-		c.attachDTMF() // dtmf.go
+		c.attachMedia() // incall.go
 	}
 	c.startBranch()
 }

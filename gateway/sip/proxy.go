@@ -98,7 +98,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 			c.fwdBody = nb
 		}
 		c.media = sess
-		c.attachDTMF() // dtmf.go
+		c.attachMedia() // incall.go
 	}
 	if !c.admitLimits(snap, from) {
 		return
