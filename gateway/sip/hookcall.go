@@ -171,6 +171,7 @@ func (c *call) route() {
 		c.media = sess
 		c.attachMedia() // incall.go
 	}
+	c.earlyMedia() // 180 at once for agents that ask (ringback.go)
 	c.startBranch()
 }
 

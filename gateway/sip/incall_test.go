@@ -2,8 +2,14 @@ package sip
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/gateway/media"
@@ -43,5 +49,69 @@ func TestAgentMediaTimeoutEndsSilentCall(t *testing.T) {
 	en := e.events.waitEvent(t, calls.Ended, ds.InviteRequest.CallID().Value())
 	if en.Reason != "media_timeout" {
 		t.Fatalf("ended %q, want media_timeout", en.Reason)
+	}
+}
+
+// early_media "ringback": callgate answers the caller's INVITE with its
+// own 180 (To tag "cg...", a Contact) at once, even when the agent's
+// endpoint has not answered anything; without the setting it does not.
+func TestRingbackSent180AtOnce(t *testing.T) {
+	for _, mode := range []string{routing.EarlyMediaRingback, routing.EarlyMediaNone} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			silent := newRTPSock(t) // an endpoint that never answers
+			ep := routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + itoa(silent.port())}
+			e := runEdge(t, inCallTable(func(a *routing.Agent) { a.Media, a.EarlyMedia = "direct", mode }, ep), func(c *Config) {
+				c.InviteTimeout = 5 * time.Second
+			}, nil)
+			raw := newRaw(t, "127.0.0.1", net_(e))
+			raw.send(raw.invite(e, numPurchased, "ringback-"+mode, ""))
+			var got string
+			for m := raw.read(2 * time.Second); m != ""; m = raw.read(2 * time.Second) {
+				if !strings.HasPrefix(m, "SIP/2.0 100") {
+					got = m
+					break
+				}
+			}
+			if mode == routing.EarlyMediaNone {
+				if got != "" {
+					t.Fatalf("without early_media callgate answered %q", statusLine(got))
+				}
+				return
+			}
+			if !strings.HasPrefix(got, "SIP/2.0 180") || !strings.Contains(got, ";tag=cg") || !strings.Contains(got, "Contact:") {
+				t.Fatalf("want callgate's 180 with its own To tag and a Contact, got:\n%s", got)
+			}
+			if v := testutil.ToFloat64(e.Metrics().incall.early.WithLabelValues("ringback")); v != 1 {
+				t.Fatalf("callgate_sip_early_media_total{mode=ringback} = %v", v)
+			}
+		})
+	}
+}
+
+// A SIPp carrier calls an agent with early_media "ringback" whose
+// endpoint rings (its own 180) and answers: the carrier gets callgate's
+// 180 first, then the agent's 180 and 200 with the agent's tag, and the
+// call completes (ACK, BYE through the route set).
+func TestSIPpCarrierCompletesAfterRingback(t *testing.T) {
+	if _, err := os.Stat(sippBin); err != nil {
+		t.Skip("sipp not installed (Debian sip-tester)")
+	}
+	agent := newUA(t, "127.0.0.1", func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
+		time.Sleep(200 * time.Millisecond) // callgate's 180 is long gone
+		answer(u, req, tx)                  // 180 (the agent's tag), then 200
+	})
+	e := runEdge(t, inCallTable(func(a *routing.Agent) { a.Media, a.EarlyMedia = "direct", routing.EarlyMediaRingback }, agent.endpoint("eu")), nil, nil)
+	scen, _ := filepath.Abs("testdata/sipp")
+	dir := t.TempDir()
+	uac, out := startSIPp(t, dir, 30, "-sf", filepath.Join(scen, "uac_ringback.xml"), "-i", "127.0.0.1",
+		"-s", numPurchased, "127.0.0.1:"+itoa(int(e.UDPAddr().Port())), "-m", "3", "-r", "3", "-nostdin", "-trace_err")
+	if err := uac.Wait(); err != nil {
+		t.Fatalf("sipp: %v\n%s\n%s", err, tail(out.String()), sippErrors(dir))
+	}
+	for i := 0; i < 3; i++ {
+		recv(t, agent.byes, "BYE at the agent")
+	}
+	if v := testutil.ToFloat64(e.Metrics().incall.early.WithLabelValues("ringback")); v != 3 {
+		t.Fatalf("callgate_sip_early_media_total{mode=ringback} = %v, want 3", v)
 	}
 }

@@ -121,6 +121,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	s.replyStateless(req, from, 100, "Trying")
 	c.publish(calls.Started, 0, "")
 	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
+	c.earlyMedia() // 180 at once for agents that ask (ringback.go)
 	c.startBranch()
 }
 
