@@ -102,6 +102,7 @@ type txState struct {
 	ts     uint32
 	at     int64  // when, ns since t0
 	seqAdd uint16 // added to the forwarded stream's numbers (injected packets)
+	pt     int    // payload type of the last forwarded packet
 	own    uint32 // SSRC of injected packets when nothing was forwarded yet
 	ownSeq uint16
 }
@@ -253,7 +254,7 @@ func (l *leg) txRTP(p []byte, sc *scratch, now int64) {
 		seq += t.seqAdd
 		binary.BigEndian.PutUint16(p[2:4], seq)
 	}
-	t.seq, t.ts, t.at = seq, sc.hdr.Timestamp, now
+	t.seq, t.ts, t.at, t.pt = seq, sc.hdr.Timestamp, now, int(sc.hdr.PayloadType)
 }
 
 // eventPT is the telephone-event payload type l's endpoint advertised

@@ -41,6 +41,7 @@ type Manager struct {
 	dropForeign, dropNoDest, dropSend prometheus.Counter
 	legPackets, legBytes              [2]prometheus.Counter // caller, agent
 	dtmfMet                           *dtmfMetrics          // dtmf.go
+	fillMet                           *fillMetrics          // cn.go
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -69,6 +70,7 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		log:      log.With("component", "media"),
 		met:      NewMetrics(reg),
 		dtmfMet:  newDTMFMetrics(reg),
+		fillMet:  newFillMetrics(reg),
 		ports:    newPortPool(cfg.PortMin, cfg.PortMax),
 		bindIP:   netip.MustParseAddr(cfg.BindIP).Unmap(),
 		advIP:    netip.MustParseAddr(cfg.AdvertiseIP).Unmap(),
@@ -98,8 +100,9 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		m.legBytes[i] = m.met.Bytes.WithLabelValues(l)
 	}
 	m.met.Ports.Set(float64(2 * m.ports.total))
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.watch()
+	go m.runFill() // cn.go
 	return m, nil
 }
 

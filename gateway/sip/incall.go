@@ -10,6 +10,12 @@ import (
 // session must know from the start: DTMF (dtmf.go) and the agent's media
 // timeout.
 
+// comfortNoiser is a media session that can keep the caller's media
+// alive while the agent is silent (gateway/media.Session).
+type comfortNoiser interface {
+	SetComfortNoise(bool)
+}
+
 // mediaTimeouter is a media session whose timeout can be set per call
 // (gateway/media.Session).
 type mediaTimeouter interface {
@@ -19,6 +25,9 @@ type mediaTimeouter interface {
 // attachMedia is called once a call has its media session.
 func (c *call) attachMedia() {
 	c.attachDTMF()
+	if cn, ok := c.media.(comfortNoiser); ok && c.out == nil {
+		cn.SetComfortNoise(true) // the carrier's no-RTP timers and NATs while the agent thinks
+	}
 	if mt, ok := c.media.(mediaTimeouter); ok && c.rt.route != nil {
 		if d := routing.AgentMediaTimeout(c.rt.route.Agent, 0); d > 0 {
 			mt.SetMediaTimeout(d) // the agent's media_timeout_ms; else the node's media.media_timeout

@@ -97,8 +97,7 @@ func TestSIPpCarrierCompletesAfterRingback(t *testing.T) {
 		t.Skip("sipp not installed (Debian sip-tester)")
 	}
 	agent := newUA(t, "127.0.0.1", func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
-		time.Sleep(200 * time.Millisecond) // callgate's 180 is long gone
-		answer(u, req, tx)                 // 180 (the agent's tag), then 200
+		answer(u, req, tx) // 180 (the agent's tag), then 200
 	})
 	e := runEdge(t, inCallTable(func(a *routing.Agent) { a.Media, a.EarlyMedia = "direct", routing.EarlyMediaRingback }, agent.endpoint("eu")), nil, nil)
 	scen, _ := filepath.Abs("testdata/sipp")
