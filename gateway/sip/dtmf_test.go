@@ -1,10 +1,13 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -328,5 +331,74 @@ func TestAPIDigitsAsINFOAndCSeqRenumbering(t *testing.T) {
 	ce := e.events.waitEvent(t, calls.DTMF, callID)
 	if ce.Digits != "7" || ce.DTMFVia != "info" || ce.DTMFFrom != "agent" {
 		t.Fatalf("dtmf event %+v", ce)
+	}
+}
+
+// pcapRTP reads the RTP payloads of a pcap (Ethernet, IPv4, UDP).
+func pcapRTP(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for off := 24; off+16 <= len(b); {
+		n := int(binary.LittleEndian.Uint32(b[off+8:]))
+		frame := b[off+16 : off+16+n]
+		off += 16 + n
+		ip := frame[14:]
+		out = append(out, ip[int(ip[0]&15)*4+8:])
+	}
+	return out
+}
+
+// A SIPp carrier plays RFC 4733 digits from pcaps into a relayed call
+// (Debian's 1 and #, and a 5 without any Marker bit and with its start
+// packet lost): every packet reaches the agent untouched, and each key
+// press is one dtmf event from the caller.
+func TestSIPpRFC4733DigitsThroughRelay(t *testing.T) {
+	pcaps := []string{"/usr/share/sip-tester/dtmf_2833_1.pcap", "/usr/share/sip-tester/dtmf_2833_pound.pcap"}
+	for _, f := range append([]string{sippBin}, pcaps...) {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("%s missing (Debian sip-tester)", f)
+		}
+	}
+	scen, _ := filepath.Abs("testdata/sipp")
+	dir := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join(scen, "uac_dtmf.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "uac_dtmf.xml"), []byte(strings.ReplaceAll(string(raw), "PCAPDIR", scen)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agentRTP := newRTPSock(t)
+	agent := newUA(t, "127.0.0.1", answerSDP(sdpAt(agentRTP.port(), 101)))
+	mgr := newMediaManager(t, 31900, 31999)
+	e := runEdge(t, relayTable(agent.endpoint("eu")), nil, media.Anchor[MediaSession]{M: mgr})
+	uac, out := startSIPp(t, dir, 30, "-sf", filepath.Join(dir, "uac_dtmf.xml"), "-i", "127.0.0.1",
+		"-mi", "127.0.0.1", "-mp", itoa(freeUDPPort(t)),
+		"-s", numPurchased, "127.0.0.1:"+itoa(int(e.UDPAddr().Port())), "-m", "1", "-nostdin", "-trace_err")
+	var want [][]byte
+	for _, f := range append(pcaps, filepath.Join(scen, "dtmf_2833_5_nomarker.pcap")) {
+		want = append(want, pcapRTP(t, f)...)
+	}
+	for i, w := range want {
+		p, _ := agentRTP.next(t)
+		if p.PayloadType != 101 || !bytes.Equal(p.Payload, w[12:]) || p.Marker != (w[1]&0x80 != 0) {
+			t.Fatalf("packet %d at the agent: PT %d marker %v payload %x; the capture has %x", i, p.PayloadType, p.Marker, p.Payload, w)
+		}
+	}
+	if err := uac.Wait(); err != nil {
+		t.Fatalf("sipp: %v\n%s\n%s", err, tail(out.String()), sippErrors(dir))
+	}
+	var got []string
+	for _, x := range e.events.all() {
+		if x.Kind == calls.DTMF {
+			got = append(got, x.DTMFFrom+":"+x.Digits+":"+x.DTMFVia)
+		}
+	}
+	if fmt.Sprint(got) != "[caller:1:rfc4733 caller:#:rfc4733 caller:5:rfc4733]" {
+		t.Fatalf("dtmf events %v, want one per key press: 1, #, 5 from the caller", got)
 	}
 }
