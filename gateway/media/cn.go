@@ -35,9 +35,10 @@ type fillMetrics struct {
 func newFillMetrics(reg prometheus.Registerer) *fillMetrics {
 	m := &fillMetrics{packets: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "callgate_media_filler_packets_total",
-		Help: "Packets the relay generated toward the caller while the agent sent nothing: RFC 3389 comfort noise (cn) or G.711 silence (silence).",
+		Help: "Packets the relay generated toward the caller while the agent sent nothing: RFC 3389 comfort noise (cn), G.711 silence (silence), ringback tone before the answer (ringback).",
 	}, []string{"kind"})}
 	m.packets.WithLabelValues("cn")
+	m.packets.WithLabelValues("ringback")
 	m.packets.WithLabelValues("silence")
 	if reg != nil {
 		reg.MustRegister(m.packets)
@@ -70,13 +71,18 @@ func (m *Manager) runFill() {
 		list = list[:0]
 		m.mu.Lock()
 		for s := range m.sessions {
-			if s.fill.on.Load() {
+			if s.fill.on.Load() || s.ring.on.Load() {
 				list = append(list, s)
 			}
 		}
 		m.mu.Unlock()
 		for _, s := range list {
-			s.fillCaller(&os)
+			if s.ring.on.Load() && s.ringCaller(&os) {
+				continue // tone.go
+			}
+			if s.fill.on.Load() {
+				s.fillCaller(&os)
+			}
 		}
 		clear(list)
 	}
@@ -153,9 +159,7 @@ func (s *Session) fillCaller(os *osScratch) {
 	t.at = now
 	b := s.fill.buf[:]
 	b[0], b[1] = 0x80, byte(pt)
-	binary.BigEndian.PutUint16(b[2:4], t.seq)
-	binary.BigEndian.PutUint32(b[4:8], t.ts)
-	binary.BigEndian.PutUint32(b[8:12], t.ssrc)
+	putHeader(b, t.seq, t.ts, t.ssrc)
 	n, kind := 12+160, "silence"
 	switch pt {
 	case 13:
@@ -183,4 +187,11 @@ func parseFormats(fs []string) []uint8 {
 		}
 	}
 	return out
+}
+
+// putHeader writes an RTP header's sequence number, timestamp and SSRC.
+func putHeader(b []byte, seq uint16, ts, ssrc uint32) {
+	binary.BigEndian.PutUint16(b[2:4], seq)
+	binary.BigEndian.PutUint32(b[4:8], ts)
+	binary.BigEndian.PutUint32(b[8:12], ssrc)
 }

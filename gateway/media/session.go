@@ -42,6 +42,7 @@ type Session struct {
 	dtmf    dtmfState    // RFC 4733 decoding and sending (dtmf.go)
 	timeout atomic.Int64 // ns; 0: the manager's media_timeout (liveness.go)
 	fill    fillState    // comfort noise toward the caller (cn.go)
+	ring    ringState    // ringback tone before the answer (tone.go)
 
 	metMu    sync.Mutex
 	pushed   [2][2]uint64 // [leg][packets, bytes] already added to counters

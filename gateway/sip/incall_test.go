@@ -2,12 +2,14 @@ package sip
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -113,4 +115,68 @@ func TestSIPpCarrierCompletesAfterRingback(t *testing.T) {
 	if v := testutil.ToFloat64(e.Metrics().incall.early.WithLabelValues("ringback")); v != 3 {
 		t.Fatalf("callgate_sip_early_media_total{mode=ringback} = %v, want 3", v)
 	}
+}
+
+// early_media "ringback_tone" on a relayed call: a 183 whose SDP points
+// the caller at the relay, then a ringback tone in the caller's G.711
+// while the agent's endpoint rings; the agent's answer stops it.
+func TestRingbackToneWhileAgentRings(t *testing.T) {
+	callerRTP, agentRTP := newRTPSock(t), newRTPSock(t)
+	answerLater := make(chan struct{})
+	agent := newUA(t, "127.0.0.1", func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+		select {
+		case <-answerLater:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		answerSDP(sdpAt(agentRTP.port(), 101))(u, req, tx)
+	})
+	mgr := newMediaManager(t, 32000, 32099)
+	e := runEdge(t, inCallTable(func(a *routing.Agent) { a.EarlyMedia = routing.EarlyMediaRingbackTone }, agent.endpoint("eu")),
+		nil, media.Anchor[MediaSession]{M: mgr})
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ds, err := carrier.dcc.Invite(ctx, e.uri(numPurchased), sdpAt(callerRTP.port(), 101), sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got183 := make(chan *sip.Response, 4)
+	answered := make(chan error, 1)
+	go func() {
+		answered <- ds.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+			if res.StatusCode == 183 {
+				got183 <- res
+			}
+			return nil
+		}})
+	}()
+	var r183 *sip.Response
+	select {
+	case r183 = <-got183:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no 183 from callgate")
+	}
+	if tag, _ := r183.To().Params.Get("tag"); !strings.HasPrefix(tag, "cg") || sdpPort(string(r183.Body())) < 32000 {
+		t.Fatalf("183: To tag %q, SDP\n%s", tag, r183.Body())
+	}
+	for i := 0; i < 3; i++ {
+		p, _ := callerRTP.next(t)
+		if p.PayloadType != 0 || len(p.Payload) != 160 {
+			t.Fatalf("tone packet %d: PT %d, %d bytes", i, p.PayloadType, len(p.Payload))
+		}
+	}
+	close(answerLater)
+	if err := <-answered; err != nil {
+		t.Fatalf("answer: %v", err)
+	}
+	_ = ds.Ack(ctx)
+	checkFor(t, 5*time.Second, func() error {
+		if v := testutil.ToFloat64(e.Metrics().incall.early.WithLabelValues("ringback_tone")); v != 1 {
+			return fmt.Errorf("early_media_total{ringback_tone} = %v", v)
+		}
+		return nil
+	})
+	_ = ds.Bye(ctx)
 }

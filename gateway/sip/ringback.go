@@ -24,8 +24,18 @@ import (
 // confirms the agent's dialog and the other one ends. callgate's own
 // final responses (408, 487, 503) carry tags of their own as before.
 //
-// "ringback_tone" (a 183 with the relay playing a tone) is not built yet:
-// it sends the 180 too.
+// "ringback_tone" on a relayed call: a 183 Session Progress instead, whose
+// SDP answers the caller's offer with the relay's caller-facing port and
+// the caller's G.711 codec, and the relay plays a ringback tone (440+480
+// Hz, 2 s on, 4 s off) until the agent's media or SDP answer arrives. A
+// caller that offered no G.711, or direct media, gets the 180.
+
+// ringbacker is a media session that can play a ringback tone
+// (gateway/media.Session).
+type ringbacker interface {
+	EarlyAnswer() ([]byte, error)
+	StartRingback()
+}
 
 // earlyMedia sends callgate's 180 for an agent that asks for it. c.mu held.
 func (c *call) earlyMedia() {
@@ -38,6 +48,14 @@ func (c *call) earlyMedia() {
 	}
 	s := c.s
 	res := sip.NewResponseFromRequest(c.inv, 180, "Ringing", nil)
+	var rb ringbacker
+	if r, ok := c.media.(ringbacker); ok && mode == routing.EarlyMediaRingbackTone {
+		if body, err := r.EarlyAnswer(); err == nil {
+			res = sip.NewResponseFromRequest(c.inv, 183, "Session Progress", body)
+			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			rb = r
+		}
+	}
 	if to := res.To(); to != nil {
 		to.Params.Add("tag", "cg"+randHex(8))
 	}
@@ -51,7 +69,13 @@ func (c *call) earlyMedia() {
 		c.provSeen = true
 		c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
 	}
-	s.metrics.Responses.WithLabelValues("INVITE", codeLabel(180)).Inc()
+	s.metrics.Responses.WithLabelValues("INVITE", codeLabel(res.StatusCode)).Inc()
+	if rb == nil {
+		mode = routing.EarlyMediaRingback // what was sent
+	}
 	s.metrics.incall.early.WithLabelValues(mode).Inc()
 	_ = s.tpFor(c.up).SendMsg(c.up, res)
+	if rb != nil {
+		rb.StartRingback()
+	}
 }
