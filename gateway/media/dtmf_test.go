@@ -283,3 +283,35 @@ func TestSendDTMFNeedsTelephoneEvent(t *testing.T) {
 		t.Fatalf("SendDTMF: %v, want ErrNoTelephoneEvent", err)
 	}
 }
+
+// BenchmarkDTMFHooks measures what the DTMF work adds to a relayed
+// packet: for audio, the telephone-event bit test and the outgoing
+// stream's bookkeeping (txRTP); for an event packet, its decoding.
+func BenchmarkDTMFHooks(b *testing.B) {
+	m, _ := runTestManager(b, nil)
+	c := setupCall(b, m, nil)
+	l := c.s.caller
+	sc := new(scratch)
+	for _, tc := range []struct {
+		name string
+		pkt  *rtp.Packet
+	}{
+		{"audio", rtpPacket(1, 1, 160, make([]byte, 160))},
+		{"event", eventPacket(101, 1, 1, 160, false, 5, false, 320)},
+	} {
+		raw, _ := tc.pkt.Marshal()
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				binary.BigEndian.PutUint16(raw[2:], uint16(i))
+				if !l.parseRTP(raw, sc) {
+					b.Fatal("not RTP")
+				}
+				if l.clock.Load()[sc.hdr.PayloadType&0x7f]&clockEvent != 0 {
+					l.dtmfPacket(raw, sc)
+				}
+				c.s.agent.txRTP(raw, sc, int64(i))
+			}
+		})
+	}
+}
