@@ -264,6 +264,7 @@ var Routes = []Route{
 	{"GET", "/v1/audit", true, func(a *API) handler { return a.listAudit }},
 	{"GET", "/v1/calls", false, func(a *API) handler { return a.listCalls }},
 	{"GET", "/v1/calls/{id}", false, func(a *API) handler { return a.getCall }},
+	{"POST", "/v1/calls/{id}/dtmf", false, func(a *API) handler { return a.sendDTMF }}, // dtmf.go
 	{"POST", "/v1/integrations", false, func(a *API) handler { return a.createIntegration }},
 	{"GET", "/v1/integrations", false, func(a *API) handler { return a.listIntegrations }},
 	{"GET", "/v1/integrations/{id}", false, func(a *API) handler { return a.getIntegration }},

@@ -253,6 +253,8 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "GET", "/v1/calls/nothing", "", want(404))
 	x.call(admin, "GET", "/v1/calls/conformance-call?workspace=beta", "", want(404))
 
+	conformanceDTMF(t, x, n, ws) // POST /v1/calls/{id}/dtmf on a running call (dtmf_conformance_test.go)
+
 	// Every operation: no key is 401, the wrong kind of key 403, both
 	// before the path or body is looked at.
 	for path, item := range x.doc.Paths.Map() {

@@ -78,6 +78,9 @@ type Call struct {
 	// from the call's events (the INVITE's, the routing hook's, the
 	// answer's and the BYE's; a later value of a name wins).
 	Headers map[string]string `json:"headers,omitempty"`
+	// DTMF are the digits seen or sent during the call (dtmf events),
+	// oldest first, at most MaxDTMF entries.
+	DTMF []DTMF `json:"dtmf,omitempty"`
 
 	startSeen bool
 	seq       uint64 // stream sequence of the call's first event read
@@ -196,6 +199,8 @@ func (c *Call) apply(e storedEvent) {
 		c.StartedAt, c.startSeen = t, true
 	case calls.Answered:
 		c.AnsweredAt = &t
+	case calls.DTMF:
+		c.addDTMF(e.Event, t)
 	case calls.Ended:
 		c.EndedAt = &t
 		c.SIPStatus = e.Status

@@ -47,6 +47,8 @@ type Manager struct {
 	// counters resolved once
 	dropForeign, dropNoDest, dropSend prometheus.Counter
 	legPackets, legBytes              [2]prometheus.Counter // caller, agent
+	dtmfMet                           *dtmfMetrics          // dtmf.go
+	fillMet                           *fillMetrics          // cn.go
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -75,6 +77,8 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		log:      log.With("component", "media"),
 		met:      NewMetrics(reg),
 		srtpMet:  newSRTPMetrics(reg),
+		dtmfMet:  newDTMFMetrics(reg),
+		fillMet:  newFillMetrics(reg),
 		ports:    newPortPool(cfg.PortMin, cfg.PortMax),
 		bindIP:   netip.MustParseAddr(cfg.BindIP).Unmap(),
 		advIP:    netip.MustParseAddr(cfg.AdvertiseIP).Unmap(),
@@ -105,8 +109,9 @@ func NewManager(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Manag
 		m.legBytes[i] = m.met.Bytes.WithLabelValues(l)
 	}
 	m.met.Ports.Set(float64(2 * m.ports.total))
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.watch()
+	go m.runFill() // cn.go
 	return m, nil
 }
 
@@ -210,8 +215,8 @@ func (m *Manager) remove(s *Session) {
 func (m *Manager) watch() {
 	defer m.wg.Done()
 	tick := m.cfg.MediaTimeout / 4
-	if tick > time.Second {
-		tick = time.Second
+	if tick > 250*time.Millisecond {
+		tick = 250 * time.Millisecond // per-call timeouts (liveness.go) may be shorter than the node's
 	}
 	if tick < 10*time.Millisecond {
 		tick = 10 * time.Millisecond

@@ -15,6 +15,7 @@ type sdpInfo struct {
 	rtcp   netip.AddrPort // where it wants RTCP
 	mux    bool           // a=rtcp-mux
 	clocks map[uint8]uint32
+	fmts   []uint8 // the m= line's payload types (cn.go)
 }
 
 // iceAttrs are removed from rewritten SDP: the relay does not do ICE,
@@ -75,7 +76,7 @@ func rewriteSDP(raw []byte, advertise netip.Addr, localRTP, localRTCP uint16) ([
 	if conn == nil || conn.Address == nil {
 		return nil, nil, &sdpError{what: "no connection address (c=) for the audio stream"}
 	}
-	info := &sdpInfo{clocks: make(map[uint8]uint32)}
+	info := &sdpInfo{clocks: make(map[uint8]uint32), fmts: parseFormats(md.MediaName.Formats)}
 	port := md.MediaName.Port.Value
 	// An address we cannot use (hostname, 0.0.0.0 hold, multicast) leaves
 	// the peer unknown: the leg then waits for latching.

@@ -28,6 +28,7 @@ type Session struct {
 
 	ioMu     sync.Mutex // held while a packet of this session is handled
 	ioClosed bool
+	ownEnc   [maxPacket + 64]byte // generated packets encrypted for an SRTP leg (srtp.go sendOwn); ioMu
 
 	sdpMu     sync.Mutex
 	callerSDP *sdpInfo // from the offer
@@ -40,6 +41,11 @@ type Session struct {
 	closing    atomic.Bool
 	closeOnce  sync.Once
 	final      *CallStats
+
+	dtmf    dtmfState    // RFC 4733 decoding and sending (dtmf.go)
+	timeout atomic.Int64 // ns; 0: the manager's media_timeout (liveness.go)
+	fill    fillState    // comfort noise toward the caller (cn.go)
+	ring    ringState    // ringback tone before the answer (tone.go)
 
 	metMu    sync.Mutex
 	pushed   [2][2]uint64 // [leg][packets, bytes] already added to counters
@@ -62,6 +68,9 @@ type leg struct {
 	dtls     atomic.Pointer[dtlsLeg]     // DTLS-SRTP with this leg's peer (dtls.go)
 
 	rttObs prometheus.Observer
+
+	rx dtmfRx  // telephone-events arriving (dtmf.go); Session.ioMu
+	tx txState // RTP stream going out of this leg (dtmf.go); Session.ioMu
 
 	mu sync.Mutex // guards the fields below
 	// latching
@@ -221,6 +230,7 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 			return
 		}
 	}
+	rtpOK := false
 
 	l.mu.Lock()
 	var ok bool
@@ -243,6 +253,10 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 	} else if l.parseRTP(p, sc) {
 		clock := l.clock.Load()[sc.hdr.PayloadType&0x7f]
 		l.st.rtp(sc.hdr.SSRC, sc.hdr.SequenceNumber, sc.hdr.Timestamp, clock, now)
+		if clock&clockEvent != 0 {
+			l.dtmfPacket(p, sc) // dtmf.go
+		}
+		rtpOK = true
 	} else {
 		l.st.malformed++
 	}
@@ -263,6 +277,9 @@ func (l *leg) packet(p []byte, src netip.AddrPort, rtcpSock bool, sc *scratch) {
 		l.mu.Unlock()
 		m.dropNoDest.Inc()
 		return
+	}
+	if rtpOK {
+		out.txRTP(p, sc, now) // dtmf.go: renumbered after injected events
 	}
 	if out.srtp.Load() != nil || out.dtls.Load() != nil {
 		var ok bool
@@ -474,6 +491,7 @@ func (s *Session) Close() any {
 		s.closedAt = time.Since(s.t0)
 		s.closing.Store(true)
 		s.closeDTLS()
+		s.closeDTMF()
 		s.ioMu.Lock()
 		s.ioClosed = true
 		s.m.engine.remove(s)
@@ -525,6 +543,7 @@ func (s *Session) pushCounters() {
 // checkTimeout ends the session when, after the answer, nothing arrived
 // from either side for timeout.
 func (s *Session) checkTimeout(timeout time.Duration) {
+	timeout = s.mediaTimeout(timeout) // the agent's own (liveness.go)
 	ans := s.answeredAt.Load()
 	if ans == 0 || s.closing.Load() {
 		return

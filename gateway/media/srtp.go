@@ -169,6 +169,28 @@ func (l *leg) secureOut(p []byte, ctl bool, sc *scratch) ([]byte, bool) {
 	return l.protect(st, p, ctl, sc)
 }
 
+// sendOwn sends a packet callgate generated (injected DTMF, comfort
+// noise, silence, ringback) to this leg's RTP peer, encrypted when the
+// leg is secured; while a DTLS handshake has not finished nothing goes
+// out in clear. Called with Session.ioMu held.
+func (l *leg) sendOwn(b []byte, dst netip.AddrPort, os *osScratch) error {
+	if l.srtp.Load() == nil && l.dtls.Load() == nil {
+		return l.p.rtp.sendTo(b, dst, os)
+	}
+	st := l.srtp.Load()
+	if st == nil {
+		return errNotKeyed
+	}
+	out, err := st.tx.EncryptRTP(l.s.ownEnc[:0], b, nil)
+	if err != nil {
+		return err
+	}
+	return l.p.rtp.sendTo(out, dst, os)
+}
+
+// errNotKeyed: a DTLS-SRTP leg whose handshake has not finished.
+var errNotKeyed = errors.New("media: SRTP keys not agreed yet")
+
 // protect encrypts a packet going out to this leg's endpoint.
 func (l *leg) protect(st *srtpLeg, p []byte, ctl bool, sc *scratch) ([]byte, bool) {
 	var out []byte

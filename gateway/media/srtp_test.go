@@ -488,3 +488,46 @@ func TestParseCrypto(t *testing.T) {
 		}
 	}
 }
+
+// Digits the API sends to a caller on an SRTP leg leave encrypted with
+// the relay's key for that leg, after the relayed audio's sequence.
+func TestSendDTMFToSRTPCallerEncrypted(t *testing.T) {
+	m, _ := runTestManager(t, nil)
+	c, err := setupSecureCall(t, m, tlsBoth, "RTP/SAVP", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentTx := srtpCtx(t, "AES_CM_128_HMAC_SHA1_80", c.agentKey)
+	callerRx := srtpCtx(t, "AES_CM_128_HMAC_SHA1_80", relayKey(t, c.answerToCaller, "AES_CM_128_HMAC_SHA1_80"))
+	const ssrc = 0x5151
+	for i := 0; i < 3; i++ {
+		c.agent.send(c.toAgent, seal(t, agentTx, rtpPacket(ssrc, uint16(10+i), uint32(i*160), make([]byte, 160))))
+		got, _, err := c.caller.recv(5 * time.Second)
+		if err != nil {
+			t.Fatalf("audio %d not relayed: %v", i, err)
+		}
+		if _, err := callerRx.DecryptRTP(nil, got, nil); err != nil {
+			t.Fatalf("audio %d: %v", i, err)
+		}
+	}
+	if err := c.s.SendDTMF(true, "5", 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ { // one digit: 8 + 2 end packets
+		got, _, err := c.caller.recv(5 * time.Second)
+		if err != nil {
+			t.Fatalf("event packet %d: %v", i, err)
+		}
+		plain, err := callerRx.DecryptRTP(nil, got, nil)
+		if err != nil {
+			t.Fatalf("event packet %d is not SRTP with the relay's key: %v", i, err)
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(plain); err != nil {
+			t.Fatal(err)
+		}
+		if p.PayloadType != 101 || p.SSRC != ssrc || p.SequenceNumber != uint16(13+i) || p.Payload[0] != 5 {
+			t.Fatalf("event packet %d: pt %d ssrc %x seq %d event %d", i, p.PayloadType, p.SSRC, p.SequenceNumber, p.Payload[0])
+		}
+	}
+}

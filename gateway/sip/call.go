@@ -103,6 +103,8 @@ type call struct {
 	hp          atomic.Pointer[routing.SIPHeaders]
 	customBytes int
 	kept        map[string]string
+
+	dtmf *callDTMF // INFO digits sent by callgate and the CSeq renumbering (dtmf.go); nil: none
 }
 
 // routed is what a call keeps of its routing.Decision (number known):

@@ -130,6 +130,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 			"from", from.Addr.String(), "reason", why)
 		return
 	}
+	if req.Method == sip.INFO && s.dtmfInfo(req, from, rec) {
+		return // a digit played as RFC 4733 toward the other side (dtmf.go)
+	}
 	to, err := s.tp.URIPeerCached(target)
 	if err != nil && err != errNeedLookup {
 		if !isAck {
@@ -176,11 +179,12 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 			shiftRAck(req, c.cseqDelta)     // a PRACK's RAck too (early.go)
 		}
 		c.mu.Lock()
+		c.shiftCSeq(req, fromCaller) // after INFOs callgate inserted (dtmf.go)
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {
 			c.acked = true
 			stop(c.ackTimer)
 		}
-		if c.media != nil && len(req.Body()) > 0 {
+		if c.media != nil && len(req.Body()) > 0 && isSDPBody(req) { // not an INFO's digits (info.go)
 			var nb []byte
 			var err error
 			if fromCaller {
@@ -284,7 +288,8 @@ func (c *call) sendByes() {
 		return
 	}
 	inv := c.inv
-	seq := c.byeSeq() // above the caller's requests seen (sessiontimer.go)
+	// above the caller's requests seen (sessiontimer.go) and callgate's INFOs (dtmf.go)
+	seq := c.byeCSeq(c.byeSeq(), false)
 	// to the agent
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {
@@ -322,7 +327,7 @@ func (c *call) sendByes() {
 		bye.AppendHeader(&sip.ToHeader{DisplayName: inv.From().DisplayName, Address: inv.From().Address,
 			Params: inv.From().Params.Clone()})
 		bye.AppendHeader(sip.HeaderClone(inv.CallID()))
-		bye.AppendHeader(&sip.CSeqHeader{SeqNo: 1 << 20, MethodName: sip.BYE})
+		bye.AppendHeader(&sip.CSeqHeader{SeqNo: c.byeCSeq(1<<20, true), MethodName: sip.BYE})
 		cl := sip.ContentLengthHeader(0)
 		bye.AppendHeader(&cl)
 		_ = s.tpFor(c.up).Send(c.up, []byte(bye.String()))

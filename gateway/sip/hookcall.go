@@ -171,10 +171,12 @@ func (c *call) route() {
 			c.fwdBody = nb
 		}
 		c.media = sess
+		c.attachMedia() // incall.go
 	} else if rf, bad := srtpDirectRefusal(c.fwdBody, sp); bad {
 		c.refuseRegistered(rf)
 		return
 	}
+	c.earlyMedia() // 180 at once for agents that ask (ringback.go)
 	c.startBranch()
 }
 

@@ -45,6 +45,8 @@ type Metrics struct {
 		home string          // this node's region label
 		set  map[string]bool // endpoint region labels with pre-created series
 	}
+
+	incall *inCallMetrics // DTMF and ringback (dtmfmetrics.go)
 }
 
 // setupBuckets span telephony setup times: 5 ms to 30 s.
@@ -143,6 +145,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 
 	m.precreate()
+	m.incall = newInCallMetrics(reg) // dtmf.go, ringback.go
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.SetupProvisional, m.SetupAnswer, m.ProbeRTT, m.RegionRTT,
 			m.RegionEndpoints, m.EndpointRTT, m.EndpointUp, m.ActiveCalls, m.Calls, m.Requests, m.Responses, m.Rejected, m.Failovers, m.Dropped,

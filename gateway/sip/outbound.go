@@ -201,6 +201,7 @@ func (s *Server) handleOutboundInvite(req *sip.Request, from peer) {
 			c.fwdBody = nb
 		}
 		c.media = sess
+		c.attachMedia() // incall.go
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -100,6 +100,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 			c.fwdBody = nb
 		}
 		c.media = sess
+		c.attachMedia() // incall.go
 	} else if rf, bad := srtpDirectRefusal(c.fwdBody, sp); bad {
 		s.refuse(req, from, dec.Number, rf)
 		return
@@ -125,6 +126,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	s.replyStateless(req, from, 100, "Trying")
 	c.publish(calls.Started, 0, "")
 	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
+	c.earlyMedia() // 180 at once for agents that ask (ringback.go)
 	c.startBranch()
 }
 

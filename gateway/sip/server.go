@@ -209,6 +209,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.six = newNames6(s.tp, cfg.AdvertiseHost6)
 	s.prober = newProber(s)
 	s.guard = newGuard(cfg, d)
+	s.registerDTMF(d.Control) // API digits (dtmf.go)
 	if err := s.newAgentSide(cfg, d); err != nil {
 		s.tp.Close()
 		return nil, err

@@ -499,6 +499,8 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	case strings.HasPrefix(br, branchProbe):
 		s.prober.onResponse(br, res.StatusCode)
 		return
+	case strings.HasPrefix(br, branchDTMF):
+		return // to an INFO callgate sent (dtmf.go)
 	case strings.HasPrefix(br, branchStateful):
 		c, ok := s.clientTx.get(br)
 		if !ok {
@@ -531,13 +533,16 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	if ok && s.ag != nil && !c.crosses() {
 		out = from.Side // a dialog on one listener (a fallback leg to a phone number)
 	}
+	if ok {
+		c.unshiftCSeq(res) // numbered as its request was before callgate's INFOs (dtmf.go)
+	}
 	if ok && (len(res.Body()) > 0 || c.cseqDelta != 0) {
 		fromTag, _ := res.From().Params.Get("tag")
 		if c.cseqDelta != 0 && fromTag == c.fromTag {
 			res.CSeq().SeqNo -= c.cseqDelta // a request of the caller's, renumbered toward the carrier
 		}
 		c.mu.Lock()
-		if c.media != nil {
+		if c.media != nil && isSDPBody(res) {
 			var nb []byte
 			var err error
 			if fromTag == c.fromTag { // request from the caller: answer from the agent
