@@ -93,6 +93,8 @@ type call struct {
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
 
 	ctl *callControl // routing hook and fallback chain (hookcall.go); nil for plain calls
+
+	xs *xferState // transfers (transfer.go); nil until the call's first in-dialog request
 }
 
 // routed is what a call keeps of its routing.Decision (number known):
@@ -274,6 +276,7 @@ func (c *call) publish(kind string, status int, reason string) {
 			e.Media = c.media.Close()
 			c.media = nil
 		}
+		e.Transfer = c.transferInfo() // transfer.go
 	}
 	e.ForwardedFrom = c.rt.forwardedFrom // the registered business line, for the history
 	c.s.events.Publish(e)

@@ -155,6 +155,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		m = string(sip.INVITE)
 	}
 	c, inDialog := s.dialogs.get(callID)
+	if inDialog && s.transferInDialog(c, req, from) {
+		return // REFER refused, or our REFER's NOTIFY: answered here (transfer.go)
+	}
 	out := s.dialogSide(from.Side, ours, c) // a dialog crossing listeners goes on through the other one
 	to.Side = out
 	req.PrependHeader(s.via(out, to.Proto, statelessBranch(inBr+m, from.Addr.String())))

@@ -208,6 +208,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.tp.Close()
 		return nil, err
 	}
+	s.registerControl(d.Control) // transferapi.go: API transfers of this node's calls
 	return s, nil
 }
 

@@ -353,6 +353,7 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 				c.agentTarget = &u
 			}
 			s.dialogs.put(c.id, c)
+			c.inspect.Store(true) // transfer.go follows the agent's CSeq and REFERs
 			c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
 			c.publish(calls.Answered, code, "")
 			c.outboundAnswered()
@@ -492,6 +493,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	case strings.HasPrefix(br, branchProbe):
 		s.prober.onResponse(br, res.StatusCode)
 		return
+	case strings.HasPrefix(br, branchTransfer):
+		s.onOurReferResponse(res) // transferapi.go
+		return
 	case strings.HasPrefix(br, branchStateful):
 		c, ok := s.clientTx.get(br)
 		if !ok {
@@ -540,6 +544,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 			}
 		}
 		c.mu.Unlock()
+	}
+	if ok {
+		s.transferResponse(c, res) // transfer.go: the agent's renumbered CSeq, REFER answers
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
 	_ = s.tpSide(out).SendVia(nv, res)
