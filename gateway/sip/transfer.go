@@ -179,6 +179,7 @@ func (c *call) onAgentRefer(req *sip.Request, from peer) bool {
 		if code >= 500 {
 			info.State = calls.TransferFailed
 		}
+		xs.cur = &transfer{info: info, done: true, sentAt: time.Now()} // the outcome for the ended event
 		c.publishTransfer(info)
 		c.logger().Info("sip: transfer refused", "to", maskTarget(tg), "status", code, "reason", why)
 		return reply(code, phrase, why)

@@ -88,6 +88,7 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 			status = 400
 			why = "to: " + why
 		}
+		xs.cur = &transfer{info: info, done: true, sentAt: time.Now()}
 		c.publishTransfer(info)
 		return calls.Reply{Status: status, Error: why, Detail: map[string]string{"state": info.State}}, true
 	}

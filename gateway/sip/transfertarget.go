@@ -157,6 +157,9 @@ func phoneTarget(num string) (transferTarget, error) {
 	if !phone.IsE164(n) {
 		return transferTarget{}, badTarget("phone number %q must be in E.164 form (+ and country code)", truncate(num, 32))
 	}
+	if _, _, ok := phone.Classify(n); !ok {
+		return transferTarget{}, badTarget("phone number %q is not a valid E.164 number", truncate(num, 32))
+	}
 	return transferTarget{kind: targetPhone, e164: n, uri: "tel:" + n}, nil
 }
 
