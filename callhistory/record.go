@@ -74,6 +74,9 @@ type Call struct {
 	EndReason       string  `json:"end_reason,omitempty"`
 	// Media is present when callgate relayed the call's media.
 	Media *Media `json:"media,omitempty"`
+	// Transfer is the call's last transfer (issue 18): its progress, or
+	// its outcome (completed, busy, no_answer, failed with status, refused).
+	Transfer *calls.TransferInfo `json:"transfer,omitempty"`
 
 	startSeen bool
 	seq       uint64 // stream sequence of the call's first event read
@@ -190,6 +193,13 @@ func (c *Call) apply(e storedEvent) {
 		}
 		if m := mediaOf(e.Media); m != nil {
 			c.Media = m
+		}
+		if e.Transfer != nil {
+			c.Transfer = e.Transfer
+		}
+	case calls.TransferKind:
+		if e.Transfer != nil {
+			c.Transfer = e.Transfer
 		}
 	}
 }
