@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -53,7 +54,11 @@ func (a *API) transferCall(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ws := principal(r).Workspace
-	rep, err := a.opts.Control.Send(r.Context(), calls.Command{Op: calls.OpTransfer, CallID: id, Workspace: ws, To: in.To, Mode: in.Mode})
+	// Every node listens: no answer within the bus's timeout (not the
+	// request's 30 s) means no node holds the call.
+	sctx, cancel := context.WithTimeout(r.Context(), a.opts.Control.Timeout)
+	defer cancel()
+	rep, err := a.opts.Control.Send(sctx, calls.Command{Op: calls.OpTransfer, CallID: id, Workspace: ws, To: in.To, Mode: in.Mode})
 	if errors.Is(err, calls.ErrCallNotHere) {
 		// ended, or never ours: the history tells which
 		if a.opts.Calls != nil {
