@@ -171,6 +171,7 @@ func (c *call) onAgentRefer(req *sip.Request, from peer) bool {
 	}
 	tg, err := parseReferTo(rts[0].Value())
 	if err != nil {
+		c.logger().Debug("sip: REFER refused", "refer_to", truncate(rts[0].Value(), 128), "err", err)
 		return reply(400, "Bad Request", err.Error())
 	}
 	info := calls.TransferInfo{To: tg.String(), Mode: "refer", Via: "sip_refer", State: calls.TransferTrying, Carrier: c.rt.carrier}

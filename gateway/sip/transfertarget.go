@@ -16,8 +16,9 @@ import (
 // Transfer targets (issue 18): what a REFER's Refer-To or the API's "to"
 // names, parsed strictly before anything is sent anywhere.
 //
-//   - a phone number: tel:+E.164, sip:+E.164@host;user=phone (the host is
-//     not used: the number leaves through the call's carrier), or a bare
+//   - a phone number: tel:+E.164, sip:+E.164@host;user=phone or
+//     sip:+E.164@host (a user part starting with '+'; the host is not
+//     used: the number leaves through the call's carrier), or a bare
 //     +E.164 (API only);
 //   - an agent of the call's workspace: sip:agent=<id>@callgate (the host
 //     is the literal "callgate"), or agent:<id> (API only);
@@ -136,7 +137,9 @@ func parseTargetURI(v string, api bool) (transferTarget, error) {
 		}
 		return agentTarget(id)
 	}
-	if up, ok := u.UriParams.Get("user"); ok && strings.EqualFold(up, "phone") {
+	if up, ok := u.UriParams.Get("user"); (ok && strings.EqualFold(up, "phone")) || strings.HasPrefix(u.User, "+") {
+		// user=phone, or a global number as the user part (UAs such as
+		// baresip leave user=phone out): a phone number, the host unused
 		num, _, _ := strings.Cut(u.User, ";") // RFC 3966 parameters in the user part
 		return phoneTarget(num)
 	}

@@ -19,6 +19,8 @@ func TestTransferTargets(t *testing.T) {
 		{in: "tel:+14155550143;phone-context=x", kind: targetPhone, want: "tel:+14155550143"},
 		{in: "<sip:+442079460000@carrier.example;user=phone>", kind: targetPhone, want: "tel:+442079460000"},
 		{in: "<sip:+1-415-555-0143@10.0.0.1;user=phone>", kind: targetPhone, want: "tel:+14155550143"},
+		{in: "<sip:+14155550143@127.0.0.1>", kind: targetPhone, want: "tel:+14155550143"}, // baresip's form: no user=phone
+		{in: "<sip:+1415@pbx.example.com>", errMatch: "not a valid"},
 		{in: "<sip:agent=a2@callgate>", kind: targetAgent, want: "sip:agent=a2@callgate"},
 		{in: "<sip:agent=a2@CALLGATE;transport=udp>", kind: targetAgent, want: "sip:agent=a2@callgate"},
 		{in: "<sip:support@pbx.example.com:5070;transport=tcp>;x=1", kind: targetSIP, want: "sip:support@pbx.example.com:5070;transport=tcp"},
