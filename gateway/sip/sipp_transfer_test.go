@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/routing"
 )
@@ -75,6 +77,9 @@ func TestSIPpTransferREFER(t *testing.T) {
 			}
 			if ended.Transfer == nil || ended.Transfer.State != tc.want || ended.Transfer.Status != tc.status {
 				t.Errorf("ended event's transfer %+v, want %s %d", ended.Transfer, tc.want, tc.status)
+			}
+			if got := testutil.ToFloat64(e.xferMetrics.Transfers.WithLabelValues("sip_refer", tc.want)); got != 1 {
+				t.Errorf("callgate_sip_transfers_total{via=sip_refer,outcome=%s} = %v, want 1", tc.want, got)
 			}
 			if tc.want == calls.TransferCompleted && (states[0] != calls.TransferTrying || ended.Transfer.To != "tel:+14155550143") {
 				t.Errorf("states %v, to %q: want trying first, to tel:+14155550143", states, ended.Transfer.To)

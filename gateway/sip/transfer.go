@@ -182,6 +182,7 @@ func (c *call) onAgentRefer(req *sip.Request, from peer) bool {
 		}
 		xs.cur = &transfer{info: info, done: true, sentAt: time.Now()} // the outcome for the ended event
 		c.publishTransfer(info)
+		s.xferMetrics.count(info.Via, info.State)
 		c.logger().Info("sip: transfer refused", "to", maskTarget(tg), "status", code, "reason", why)
 		return reply(code, phrase, why)
 	}
@@ -292,6 +293,7 @@ func (c *call) transferOutcome(t *transfer, code int) {
 	t.info.Status = code
 	t.info.State = outcomeOf(code)
 	c.publishTransfer(t.info)
+	c.s.xferMetrics.count(t.info.Via, t.info.State)
 	c.logger().Info("sip: transfer", "mode", t.info.Mode, "via", t.info.Via, "state", t.info.State, "status", code)
 }
 

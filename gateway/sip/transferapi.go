@@ -90,6 +90,7 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 		}
 		xs.cur = &transfer{info: info, done: true, sentAt: time.Now()}
 		c.publishTransfer(info)
+		s.xferMetrics.count(info.Via, info.State)
 		return calls.Reply{Status: status, Error: why, Detail: map[string]string{"state": info.State}}, true
 	}
 	if c.inv == nil || c.inv.Contact() == nil || c.agentTarget == nil {
