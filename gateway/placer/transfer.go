@@ -9,17 +9,18 @@ import (
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/phone"
 	"github.com/callgate/callgate/provisioning/carrier"
+	"github.com/callgate/callgate/provisioning/carrier/telnyx"
 	"github.com/callgate/callgate/provisioning/carrier/twilio"
 	"github.com/callgate/callgate/routing"
 )
 
 // Transfers of the carrier calls this node placed (issue 18): the API's
 // POST /v1/calls/{id}/transfer reaches Handle over calls.ControlBus. A
-// Twilio call is redirected to TwiML <Dial> (UpdateCall with Twiml): the
-// callee leaves the agent and is connected to the target, with the
-// call's caller ID. Only phone numbers are targets here, checked against
-// the workspace's destination policy and credits. Telnyx calls (Call
-// Control transfer) are not transferred yet: 501.
+// Twilio call is redirected to TwiML <Dial> (UpdateCall with Twiml), a
+// Telnyx call gets Call Control's transfer action: the callee leaves the
+// agent and is connected to the target, with the call's number as caller
+// ID. Only phone numbers are targets here, checked against the
+// workspace's destination policy and credits.
 
 type twilioRedirecter interface {
 	RedirectCall(ctx context.Context, sid, twiml string) (twilio.CallResult, error)
@@ -78,21 +79,32 @@ func (p *Placer) controlTransfer(ctx context.Context, cmd calls.Command) (calls.
 			return refuse(422, "insufficient credits")
 		}
 	}
-	if cc.carrier != "twilio" {
-		return calls.Reply{Status: 501, Error: "transfers of " + cc.carrier + " calls are not available yet"}, true
-	}
 	c, err := p.adapter(ctx, cc.st.WS, cc.integration)
 	if err != nil {
 		return calls.Reply{Status: 502, Error: "the call's carrier integration is unavailable"}, true
 	}
-	tc, ok := c.(twilioRedirecter)
-	if !ok {
-		return calls.Reply{Status: 501, Error: "this integration cannot redirect calls"}, true
+	switch cc.carrier {
+	case "twilio":
+		tc, ok := c.(twilioRedirecter)
+		if !ok {
+			return calls.Reply{Status: 501, Error: "this integration cannot redirect calls"}, true
+		}
+		twiml := `<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="` + html.EscapeString(cc.st.Number) + `"><Number>` +
+			html.EscapeString(dest) + `</Number></Dial></Response>`
+		p.publishTransfer(cc, info)
+		_, err = tc.RedirectCall(ctx, cc.ref, twiml)
+	case "telnyx":
+		tc, ok := c.(telnyxCaller)
+		if !ok {
+			return calls.Reply{Status: 501, Error: "this integration cannot transfer calls"}, true
+		}
+		p.publishTransfer(cc, info)
+		err = tc.Transfer(ctx, telnyx.TransferParams{CallControlID: cc.ref, To: dest, From: cc.st.Number,
+			CommandID: cc.st.ID + "-xfer-" + dest})
+	default:
+		return calls.Reply{Status: 501, Error: "transfers of " + cc.carrier + " calls are not available"}, true
 	}
-	twiml := `<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="` + html.EscapeString(cc.st.Number) + `"><Number>` +
-		html.EscapeString(dest) + `</Number></Dial></Response>`
-	p.publishTransfer(cc, info)
-	if _, err := tc.RedirectCall(ctx, cc.ref, twiml); err != nil {
+	if err != nil {
 		info.State = calls.TransferFailed
 		p.publishTransfer(cc, info)
 		status := 502
