@@ -272,6 +272,7 @@ var Routes = []Route{
 	{"GET", "/v1/integrations/{id}/numbers", false, func(a *API) handler { return a.integrationNumbers }},
 	{"POST", "/v1/integrations/{id}/import", false, func(a *API) handler { return a.importNumbers }},
 	{"POST", "/v1/calls", false, func(a *API) handler { return a.placeCall }},
+	{"POST", "/v1/calls/{id}/transfer", false, func(a *API) handler { return a.transferCall }}, // transfer.go
 	{"POST", "/v1/workspaces", true, func(a *API) handler { return a.createWorkspace }},
 	{"POST", "/v1/workspaces/{id}/credits", true, func(a *API) handler { return a.topUp }},
 	// settings.go: workspace settings, SIP credentials, integration changes

@@ -179,6 +179,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`","to":"call me","agent_id":"bot"}`, want(400), wantFieldErrors())
 	x.call(ws, "POST", "/v1/calls", `{"from":"`+num+`"}`, want(400), badRequest(), wantFieldErrors())
 	x.call(ws, "POST", "/v1/calls", call, want(415), contentType("text/plain"), badRequest())
+	conformanceTransfer(t, x, n, ws, other) // transfer_conformance_test.go: a live call transferred
 
 	// Regions: the agent's endpoint appears once the node probes it.
 	x.call(ws, "GET", "/v1/regions", "", want(200))

@@ -81,6 +81,9 @@ type Call struct {
 	// DTMF are the digits seen or sent during the call (dtmf events),
 	// oldest first, at most MaxDTMF entries.
 	DTMF []DTMF `json:"dtmf,omitempty"`
+	// Transfer is the call's last transfer (issue 18): its progress, or
+	// its outcome (completed, busy, no_answer, failed with status, refused).
+	Transfer *calls.TransferInfo `json:"transfer,omitempty"`
 
 	startSeen bool
 	seq       uint64 // stream sequence of the call's first event read
@@ -210,6 +213,13 @@ func (c *Call) apply(e storedEvent) {
 		}
 		if m := mediaOf(e.Media); m != nil {
 			c.Media = m
+		}
+		if e.Transfer != nil {
+			c.Transfer = e.Transfer
+		}
+	case calls.TransferKind:
+		if e.Transfer != nil {
+			c.Transfer = e.Transfer
 		}
 	}
 }

@@ -68,6 +68,7 @@ func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) er
 	if err := n.startPlacer(events, extra); err != nil {
 		return err
 	}
+	n.edges.placer.RegisterControl(n.edges.control) // API transfers of Twilio calls it placed (placer/transfer.go)
 	n.edges.done = make(chan struct{})
 	go func() {
 		defer close(n.edges.done)

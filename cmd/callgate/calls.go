@@ -12,7 +12,7 @@ import (
 )
 
 func (a *app) callsCommand() *cobra.Command {
-	return a.group("calls", "Place calls; call history: list and show the workspace's calls", a.callsPlace(), a.callsList(), a.callsShow(), a.callsDTMF())
+	return a.group("calls", "Place calls; call history: list and show the workspace's calls", a.callsPlace(), a.callsList(), a.callsShow(), a.callsDTMF(), a.callsTransfer())
 }
 
 // callsRunE is runE with the admin key when --workspace names a workspace.

@@ -105,6 +105,8 @@ type call struct {
 	kept        map[string]string
 
 	dtmf *callDTMF // INFO digits sent by callgate and the CSeq renumbering (dtmf.go); nil: none
+
+	xs *xferState // transfers (transfer.go); nil until the call's first in-dialog request
 }
 
 // routed is what a call keeps of its routing.Decision (number known):
@@ -287,6 +289,7 @@ func (c *call) publish(kind string, status int, reason string) {
 			e.Media = c.media.Close()
 			c.media = nil
 		}
+		e.Transfer = c.transferInfo() // transfer.go
 	}
 	e.ForwardedFrom = c.rt.forwardedFrom // the registered business line, for the history
 	if kind == calls.Started {

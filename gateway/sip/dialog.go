@@ -160,6 +160,9 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 	c, inDialog := s.dialogs.get(callID)
 	// header policy (headers.go); c nil: the default
 	s.policeHeaders(req, c)
+	if inDialog && s.transferInDialog(c, req, from) {
+		return // REFER refused, or our REFER's NOTIFY: answered here (transfer.go)
+	}
 	out := s.dialogSide(from.Side, ours, c) // a dialog crossing listeners goes on through the other one
 	to.Side = out
 	req.PrependHeader(s.via(s.famPeer(out, to, target), to.Proto, statelessBranch(inBr+m, from.Addr.String())))

@@ -311,17 +311,7 @@ func (c *call) sendInfo(toCaller bool, d byte, dur time.Duration) {
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	req.AppendHeader(sip.HeaderClone(inv.CallID()))
-	sh := &c.dtmf.toCaller
-	if !toCaller {
-		sh = &c.dtmf.toCallee
-	}
-	if !sh.injected {
-		// The other party's numbers before this are not tracked (that would
-		// cost every call): jump well above any it uses. Its later requests
-		// are numbered after ours (shiftCSeq).
-		sh.last = max(sh.last, infoCSeqBase, inv.CSeq().SeqNo+c.cseqDelta+infoCSeqBase)
-	}
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: sh.next(), MethodName: sip.INFO})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: c.ownCSeq(toCaller), MethodName: sip.INFO})
 	req.AppendHeader(sip.NewHeader("Content-Type", ctDTMFRelay))
 	req.SetBody(dtmfRelayBody(d, dur))
 	if toCaller {
@@ -330,6 +320,27 @@ func (c *call) sendInfo(toCaller bool, d byte, dur time.Duration) {
 		_ = s.tpSide(c.downSide()).SendURI(c.agentTarget, req)
 	}
 	s.metrics.dtmfInfoSent()
+}
+
+// ownCSeq is the CSeq of an in-dialog request callgate inserts toward
+// the caller (upstream) or the callee, in the place of the other party:
+// an INFO with digits (here) or the API's REFER (transferapi.go). The
+// other party's numbers before it are not tracked (that would cost every
+// call): the first one jumps well above any it uses, and its later
+// requests are numbered after ours (shiftCSeq; c.inspect must be set).
+// c.mu held.
+func (c *call) ownCSeq(toCaller bool) uint32 {
+	if c.dtmf == nil {
+		c.dtmf = &callDTMF{}
+	}
+	sh := &c.dtmf.toCaller
+	if !toCaller {
+		sh = &c.dtmf.toCallee
+	}
+	if !sh.injected {
+		sh.last = max(sh.last, infoCSeqBase, c.inv.CSeq().SeqNo+c.cseqDelta+infoCSeqBase)
+	}
+	return sh.next()
 }
 
 // shiftCSeq renumbers a forwarded in-dialog request after INFOs callgate

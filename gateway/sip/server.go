@@ -117,6 +117,8 @@ type Server struct {
 
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
+	xferMetrics *transferMetrics // transfermetrics.go
+
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
 
@@ -214,6 +216,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 		s.tp.Close()
 		return nil, err
 	}
+	s.registerControl(d.Control) // transferapi.go: API transfers of this node's calls
+	s.xferMetrics = newTransferMetrics(d.Registerer)
 	return s, nil
 }
 

@@ -501,6 +501,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		return
 	case strings.HasPrefix(br, branchDTMF):
 		return // to an INFO callgate sent (dtmf.go)
+	case strings.HasPrefix(br, branchTransfer):
+		s.onOurReferResponse(res) // transferapi.go
+		return
 	case strings.HasPrefix(br, branchStateful):
 		c, ok := s.clientTx.get(br)
 		if !ok {
@@ -558,6 +561,7 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	}
 	if ok {
 		c.sessionResponse(res, cseq) // a session refresh (sessiontimer.go)
+		s.transferResponse(c, res)   // transfer.go: REFER answers
 	}
 	s.policeHeaders(res, c) // header policy (headers.go); c nil: the default
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()

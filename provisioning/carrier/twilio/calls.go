@@ -67,3 +67,20 @@ func (c *Carrier) EndCall(ctx context.Context, sid string) (CallResult, error) {
 	}
 	return CallResult{SID: str(call.Sid), Status: str(call.Status)}, nil
 }
+
+// RedirectCall gives a live call new TwiML (POST
+// /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json with Twiml=…): the
+// call leaves what it was doing and runs it, e.g. <Dial> to transfer the
+// callee (issue 18). An unknown sid is ErrNotFound; a call already over is
+// ErrInvalidQuery (Twilio's 21220).
+func (c *Carrier) RedirectCall(ctx context.Context, sid, twiml string) (CallResult, error) {
+	o := c.begin(ctx, "redirect call")
+	if sid == "" || twiml == "" {
+		return CallResult{}, &carrier.Error{Carrier: Name, Op: o.name, Kind: carrier.ErrInvalidQuery, Detail: "a call sid and TwiML are required"}
+	}
+	call, err := o.api.UpdateCall(sid, (&api.UpdateCallParams{}).SetTwiml(twiml))
+	if err != nil {
+		return CallResult{}, o.fail(err, carrier.ErrNotFound)
+	}
+	return CallResult{SID: str(call.Sid), Status: str(call.Status)}, nil
+}

@@ -31,8 +31,11 @@ type Call struct {
 	// Updates are the Status values of update requests (POST
 	// .../Calls/{Sid}.json), in order.
 	Updates []string
-	Created time.Time
-	seq     int
+	// TwimlUpdates are the Twiml values of update requests that gave one
+	// (a redirect: Twilio runs it on the live call), in order.
+	TwimlUpdates []string
+	Created      time.Time
+	seq          int
 }
 
 // Calls returns the calls created so far, oldest first.
@@ -43,6 +46,7 @@ func (s *Server) Calls() []Call {
 	for i, c := range s.calls {
 		out[i] = *c
 		out[i].Updates = append([]string(nil), c.Updates...)
+		out[i].TwimlUpdates = append([]string(nil), c.TwimlUpdates...)
 	}
 	return out
 }
@@ -266,6 +270,9 @@ func (s *Server) updateCall(w http.ResponseWriter, r *http.Request) {
 	if !live {
 		writeError(w, http.StatusBadRequest, 21220, "Call is not in-progress. Cannot redirect.")
 		return
+	}
+	if tw := r.PostForm.Get("Twiml"); tw != "" {
+		c.TwimlUpdates = append(c.TwimlUpdates, tw)
 	}
 	c.Updates = append(c.Updates, status)
 	switch {
