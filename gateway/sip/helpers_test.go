@@ -256,7 +256,7 @@ func newUA(t testing.TB, host string, onInvite ...func(u *testUA, req *sip.Reque
 	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
-	for _, m := range []sip.RequestMethod{sip.UPDATE, sip.INFO} {
+	for _, m := range []sip.RequestMethod{sip.UPDATE, sip.INFO, sip.REFER} {
 		srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
 			u.others <- req.Clone()
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
