@@ -455,8 +455,8 @@ func (m *fastMsg) via(idx, a, b int) bool {
 			q++
 		}
 		name := span{ns, q}
-		if name.len() == 0 {
-			return false
+		if name.len() == 0 || hasUpper(d[ns:q]) {
+			return false // sipgo's parameter names are case-sensitive: left to it
 		}
 		var val span
 		if q < b && d[q] == '=' {
@@ -601,7 +601,7 @@ func (m *fastMsg) uri(a, b int) (u fastURI, ok bool) {
 		for q < b && isTokenChar(d[q]) && d[q] != '%' {
 			q++
 		}
-		if q == ns {
+		if q == ns || hasUpper(d[ns:q]) {
 			return u, false
 		}
 		if q < b && d[q] == '=' {
@@ -675,7 +675,7 @@ func (m *fastMsg) nameAddr(a, b int, wantTag bool) (tag span, ok bool) {
 		for q < b && isTokenChar(d[q]) {
 			q++
 		}
-		if q == ns || q >= b || d[q] != '=' {
+		if q == ns || q >= b || d[q] != '=' || hasUpper(d[ns:q]) {
 			return tag, false
 		}
 		name := span{ns, q}
@@ -767,4 +767,13 @@ func (m *fastMsg) route(idx, a, b int) bool {
 			p++
 		}
 	}
+}
+
+func hasUpper(b []byte) bool {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
