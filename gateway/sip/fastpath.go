@@ -67,9 +67,6 @@ func (s *Server) fastPath(data []byte, from peer) bool {
 	}
 	m.data = nil
 	s.fast.msgs.Put(m)
-	if ok {
-		s.fast.forwarded.Add(1)
-	}
 	return ok
 }
 
@@ -214,6 +211,7 @@ func (s *Server) fastRequest(m *fastMsg, from peer) bool {
 	buf.Reset()
 	s.writeFastRequest(buf, m, from, out, popped, isAck)
 	p := peer{Proto: protoUDP, Addr: to, Side: out}
+	s.fast.forwarded.Add(1)
 	err := s.tpFor(p).SendThen(p, buf.Bytes(), nil)
 	if err != nil {
 		// as the full path: logged with the call, counted, 503 to the
@@ -272,7 +270,14 @@ func (s *Server) writeFastRequest(buf *bytes.Buffer, m *fastMsg, from peer, out 
 		h := &m.hdrs[i]
 		switch {
 		case i == m.topVia:
-			buf.Write(d[h.line.a:h.value.b])
+			if m.viaRport == -1 && !m.viaReceived { // rport asked for: its value set in place
+				buf.Write(d[h.line.a:m.viaRportEnd])
+				buf.WriteString("=")
+				buf.WriteString(strconv.Itoa(int(from.Addr.Port())))
+				buf.Write(d[m.viaRportEnd:h.value.b])
+			} else {
+				buf.Write(d[h.line.a:h.value.b])
+			}
 			s.writeReceived(buf, m, from)
 			buf.WriteString("\r\n")
 		case h.kind == hkRoute && i < keepHdr || h.kind == hkRoute && keepHdr < 0:
@@ -297,7 +302,8 @@ func (s *Server) writeFastRequest(buf *bytes.Buffer, m *fastMsg, from peer, out 
 }
 
 // writeReceived is setReceived on the top Via's bytes (RFC 3261 18.2.1,
-// RFC 3581).
+// RFC 3581): the received parameter after the Via's last (the rport
+// value is written in place by the caller).
 func (s *Server) writeReceived(buf *bytes.Buffer, m *fastMsg, from peer) {
 	if m.viaReceived {
 		return
@@ -310,13 +316,9 @@ func (s *Server) writeReceived(buf *bytes.Buffer, m *fastMsg, from peer) {
 		buf.Write(ip)
 		added = true
 	}
-	if m.viaRport == -1 {
-		buf.WriteString(";rport=")
-		buf.WriteString(strconv.Itoa(int(from.Addr.Port())))
-		if !added {
-			buf.WriteString(";received=")
-			buf.Write(ip)
-		}
+	if m.viaRport == -1 && !added { // rport asked for (its value written in place): received too
+		buf.WriteString(";received=")
+		buf.Write(ip)
 	}
 }
 
@@ -405,6 +407,7 @@ func (s *Server) fastResponse(m *fastMsg, from peer) bool {
 	buf.Write(m.data[:v.a])
 	buf.Write(m.data[v.b:])
 	p := peer{Proto: protoUDP, Addr: netip.AddrPortFrom(a, uint16(port)), Side: out}
+	s.fast.forwarded.Add(1)
 	_ = s.tpSide(out).Send(p, buf.Bytes())
 	if buf.Cap() <= 1<<16 {
 		bufPool.Put(buf)

@@ -90,6 +90,7 @@ type fastMsg struct {
 	viaBranch   span
 	viaReceived bool // top Via has a received parameter
 	viaRport    int  // top Via rport: 0 absent, -1 present without value, else its value
+	viaRportEnd int  // top Via: where an rport without value ends (its value goes there)
 	viaProto    span // top Via transport (UDP, TCP, ...)
 	ourBranch   bool // some Via has a branch of ours (a loop, or a response to us)
 	next        viaInfo
@@ -444,7 +445,7 @@ func (m *fastMsg) via(idx, a, b int) bool {
 		return false
 	}
 	var branch, received span
-	rport := 0
+	rport, rportEnd := 0, 0
 	for q < b {
 		if d[q] != ';' {
 			return false
@@ -488,7 +489,7 @@ func (m *fastMsg) via(idx, a, b int) bool {
 			if rport != 0 {
 				return false
 			}
-			rport = -1
+			rport, rportEnd = -1, name.b
 			if val.len() > 0 {
 				n, ok := digits(d[val.a:val.b])
 				if !ok || n == 0 || n > 65535 {
@@ -504,6 +505,7 @@ func (m *fastMsg) via(idx, a, b int) bool {
 	if m.topVia < 0 {
 		m.topVia = idx
 		m.viaHost, m.viaPort, m.viaBranch, m.viaReceived, m.viaRport, m.viaProto = host, port, branch, received.len() > 0, rport, proto
+		m.viaRportEnd = rportEnd
 	} else if m.nextVia < 0 {
 		m.nextVia = idx
 		m.next = viaInfo{proto: proto, host: host, port: port, received: received, rport: rport}
