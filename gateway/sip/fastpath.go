@@ -84,10 +84,69 @@ func (m *shardMap[V]) getBytes(k []byte) (v V, ok bool) {
 	return v, ok
 }
 
-// uriIsUs is isUs for a scanned URI.
+// uriIsUs is isUs for a scanned URI, without allocating.
 func (s *Server) uriIsUs(m *fastMsg, u fastURI) bool {
-	su := sip.Uri{Host: string(m.str(u.host)), Port: u.port}
-	return s.isUs(&su)
+	h := trimBracketsB(m.str(u.host))
+	if s.ag != nil && s.agentHostIs(h) && s.ag.hasPort(u.port) {
+		return true
+	}
+	if string(h) != trimBrackets(s.advHost) {
+		if a, ok := parseIP(h); !ok || a != s.tp.UDPAddr().Addr() {
+			return false
+		}
+	}
+	port := u.port
+	if port == 0 {
+		port = 5060
+	}
+	return port == int(s.tp.UDPAddr().Port()) || port == int(s.tp.TCPAddr().Port()) ||
+		(s.tp.HasTLS() && port == int(s.tp.TLSAddr().Port()))
+}
+
+// agentHostIs is agentSide.hostIs for a host without brackets.
+func (s *Server) agentHostIs(h []byte) bool {
+	if bytes.EqualFold(h, []byte(trimBrackets(s.ag.viaHost))) {
+		return true
+	}
+	a, ok := parseIP(h)
+	return ok && a == s.ag.tp.UDPAddr().Addr()
+}
+
+// parseIP parses an IP address (IPv4 without allocating), unmapped.
+func parseIP(h []byte) (netip.Addr, bool) {
+	var v4 [4]byte
+	n, oct, digits := 0, 0, 0
+	for _, c := range h {
+		switch {
+		case c >= '0' && c <= '9':
+			if digits > 0 && oct == 0 {
+				n = -1 // a leading zero: not the canonical form ParseAddr takes
+			}
+			oct = oct*10 + int(c-'0')
+			digits++
+			if oct > 255 || n < 0 {
+				return ipSlow(h)
+			}
+		case c == '.' && digits > 0 && n < 3:
+			v4[n] = byte(oct)
+			n, oct, digits = n+1, 0, 0
+		default:
+			return ipSlow(h)
+		}
+	}
+	if n != 3 || digits == 0 {
+		return ipSlow(h)
+	}
+	v4[3] = byte(oct)
+	return netip.AddrFrom4(v4), true
+}
+
+func ipSlow(h []byte) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(string(h))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 // udpTarget is where a request for u goes when u is a sip: URI with an IP
@@ -112,18 +171,7 @@ func udpTarget(m *fastMsg, u fastURI) (netip.AddrPort, bool) {
 
 // hostAddr parses an IP host (IPv6 in brackets).
 func hostAddr(h []byte) (netip.Addr, bool) {
-	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
-		h = h[1 : len(h)-1]
-	}
-	var buf [64]byte
-	if len(h) > len(buf) {
-		return netip.Addr{}, false
-	}
-	a, err := netip.ParseAddr(string(append(buf[:0], h...)))
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a.Unmap(), true
+	return parseIP(trimBracketsB(h))
 }
 
 // fastRequest is forwardInDialog for a scanned ACK or BYE.
@@ -180,11 +228,8 @@ func (s *Server) fastRequest(m *fastMsg, from peer) bool {
 	}
 	lastOurs := m.routes[popped-1].uri
 	out := sideCarrier
-	if s.ag != nil {
-		su := sip.Uri{Host: string(m.str(lastOurs.host)), Port: lastOurs.port}
-		if s.ag.isUs(&su) {
-			out = sideAgent
-		}
+	if s.ag != nil && s.agentHostIs(trimBracketsB(m.str(lastOurs.host))) && s.ag.hasPort(lastOurs.port) {
+		out = sideAgent
 	}
 	fromCaller := string(m.str(m.fromTag)) == c.fromTag
 	c.mu.Lock()

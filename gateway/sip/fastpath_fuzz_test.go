@@ -227,3 +227,17 @@ func msgLines(m sip.Message) string {
 	b.Write(m.Body())
 	return b.String()
 }
+
+// FuzzParseIP: parseIP agrees with netip.ParseAddr (unmapped).
+func FuzzParseIP(f *testing.F) {
+	for _, s := range []string{"127.0.0.1", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "::1", "::ffff:1.2.3.4", "1..2.3", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseIP([]byte(s))
+		want, err := netip.ParseAddr(s)
+		if ok != (err == nil) || ok && got != want.Unmap() {
+			t.Fatalf("parseIP(%q) = %v %v; ParseAddr: %v %v", s, got, ok, want, err)
+		}
+	})
+}
