@@ -37,6 +37,7 @@
 #                         [--callgate BIN] [--no-outbound] [--only-outbound]
 #                         [--outbound-rates "500 1000 ..."] [--hook]
 #                         [--hook-delay D] [--pairs N] [--no-ceiling]
+#                         [--runtime GC_PERCENT:MEMORY_LIMIT_MB]
 #   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
 #   --duration S   seconds of load per rate step (default 10)
 #   --idle S       wait after the load before memory is read again (default 60)
@@ -54,6 +55,8 @@
 #   --hook-delay D the hook server's answer delay (Go duration, default 1ms)
 #   --pairs N      SIPp UAC/UAS pairs generating the load (default 2)
 #   --no-ceiling   skip the harness's own ceiling (SIPp to SIPp, no proxy)
+#   --runtime G:M  callgate's runtime.gc_percent and runtime.memory_limit_mb
+#                  (default 400:256, the README's advice; 0:0 = Go's defaults)
 #   --nice N       run SIPp and both proxies at niceness N (default -10, as
 #                  root) so that other work on a shared machine starves them less;
 #                  the same for callgate and Kamailio. 0 leaves it alone.
@@ -88,6 +91,7 @@ UAC_SF=""
 UAC_EXTRA=()
 PAIRS=2
 RUN_CEIL=1
+CG_RUNTIME=400:256
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -109,7 +113,8 @@ while [ $# -gt 0 ]; do
 	--hook-delay) HOOK_DELAY=$2; shift ;;
 	--pairs) PAIRS=$2; shift ;;
 	--no-ceiling) RUN_CEIL=0 ;;
-	-h | --help) sed -n '2,64p' "$0"; exit 0 ;;
+	--runtime) CG_RUNTIME=$2; shift ;;
+	-h | --help) sed -n '2,67p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -406,6 +411,7 @@ carriers:
   sandbox:
     termination_uri: sip:pstn@127.0.0.1:$UAS_PORT
 EOF
+	printf 'runtime:\n  gc_percent: %d\n  memory_limit_mb: %d\n' "${CG_RUNTIME%%:*}" "${CG_RUNTIME##*:}" >>"$WORK/cg/config.yaml"
 	# --hook: the hook server is on loopback, which hooks may not reach by default
 	[ $HOOK = 0 ] || printf 'webhook:\n  messaging:\n    allow_networks: [127.0.0.0/8]\n' >>"$WORK/cg/config.yaml"
 	start_uas "$WORK"
@@ -598,7 +604,7 @@ fi
 
 # ---------------------------------------------------------------- report
 echo
-echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES, nice $NICE, $PAIRS SIPp pairs"
+echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES, nice $NICE, $PAIRS SIPp pairs, callgate runtime (gc_percent:memory_limit_mb) $CG_RUNTIME"
 if [ -n "$CEIL_BEST" ]; then
 	echo "harness ceiling (SIPp UAC -> UAS, $PAIRS pairs, no proxy): ${CEIL_BEST} calls/s at zero failures (achieved ${CEIL_ACH}/s; the ladder stops at $(echo $RATES | awk '{print $NF}'))"
 	limited() { [ "$1" -gt 0 ] && [ "$1" -ge "$CEIL_BEST" ] && echo " (at or above the harness ceiling: the proxy may go faster)"; }
