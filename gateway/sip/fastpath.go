@@ -319,11 +319,15 @@ func (s *Server) writeFastRequest(buf *bytes.Buffer, m *fastMsg, from peer, out 
 				buf.Write(d[h.line.a:m.viaRportEnd])
 				buf.WriteString("=")
 				buf.WriteString(strconv.Itoa(int(from.Addr.Port())))
-				buf.Write(d[m.viaRportEnd:h.value.b])
+				buf.Write(d[m.viaRportEnd:m.viaTopEnd])
 			} else {
-				buf.Write(d[h.line.a:h.value.b])
+				buf.Write(d[h.line.a:m.viaTopEnd])
 			}
 			s.writeReceived(buf, m, from)
+			if m.viaTopRest >= 0 { // the line's other entries
+				buf.WriteString(", ")
+				buf.Write(d[m.viaTopRest:h.value.b])
+			}
 			buf.WriteString("\r\n")
 		case h.kind == hkRoute && i < keepHdr || h.kind == hkRoute && keepHdr < 0:
 			// every entry of this line was ours
@@ -448,9 +452,14 @@ func (s *Server) fastResponse(m *fastMsg, from peer) bool {
 	s.metrics.Responses.WithLabelValues("BYE", codeLabel(m.status)).Inc()
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	v := m.hdrs[m.topVia].line
-	buf.Write(m.data[:v.a])
-	buf.Write(m.data[v.b:])
+	v := m.hdrs[m.topVia]
+	buf.Write(m.data[:v.line.a])
+	if m.viaTopRest >= 0 { // the line's other entries stay
+		buf.WriteString("Via: ")
+		buf.Write(m.data[m.viaTopRest:v.value.b])
+		buf.WriteString("\r\n")
+	}
+	buf.Write(m.data[v.line.b:])
 	p := peer{Proto: protoUDP, Addr: netip.AddrPortFrom(a, uint16(port)), Side: out}
 	s.fast.forwarded.Add(1)
 	_ = s.tpSide(out).Send(p, buf.Bytes())

@@ -91,6 +91,8 @@ type fastMsg struct {
 	viaReceived bool // top Via has a received parameter
 	viaRport    int  // top Via rport: 0 absent, -1 present without value, else its value
 	viaRportEnd int  // top Via: where an rport without value ends (its value goes there)
+	viaTopEnd   int  // where the top Via entry ends
+	viaTopRest  int  // where the next entry of the top Via's line starts (-1: none)
 	viaProto    span // top Via transport (UDP, TCP, ...)
 	ourBranch   bool // some Via has a branch of ours (a loop, or a response to us)
 	next        viaInfo
@@ -423,12 +425,41 @@ func isTokenChar(c byte) bool {
 		c == '-' || c == '.' || c == '!' || c == '%' || c == '*' || c == '_' || c == '+' || c == '`' || c == '\'' || c == '~'
 }
 
-// via scans one Via value: SIP/2.0/TRANSPORT SP host[:port] *(;name[=value]),
-// one entry per line.
+// via scans a Via line: entries SIP/2.0/TRANSPORT SP host[:port]
+// *(;name[=value]) separated by commas (SIPp echoes every Via in one line).
 func (m *fastMsg) via(idx, a, b int) bool {
 	d := m.data
+	for {
+		end, ok := m.viaEntry(idx, a, b)
+		if !ok {
+			return false
+		}
+		if end == b {
+			return true
+		}
+		p := end
+		if d[p] != ',' {
+			return false // "rport ," is a parameter "rport " to sipgo
+		}
+		p++
+		for p < b && d[p] == ' ' {
+			p++
+		}
+		if p == b {
+			return false
+		}
+		if m.topVia == idx && m.viaTopRest < 0 {
+			m.viaTopRest = p
+		}
+		a = p
+	}
+}
+
+// viaEntry scans one Via entry from a; end is where it ends.
+func (m *fastMsg) viaEntry(idx, a, b int) (end int, ok bool) {
+	d := m.data
 	if !bytes.HasPrefix(d[a:b], []byte("SIP/2.0/")) {
-		return false
+		return 0, false
 	}
 	p := a + len("SIP/2.0/")
 	ts := p
@@ -436,19 +467,19 @@ func (m *fastMsg) via(idx, a, b int) bool {
 		p++
 	}
 	if p == ts || p >= b || d[p] != ' ' {
-		return false
+		return 0, false
 	}
 	proto := span{ts, p}
 	p++
 	host, port, q, ok := m.hostPort(p, b)
 	if !ok {
-		return false
+		return 0, false
 	}
 	var branch, received span
 	rport, rportEnd := 0, 0
-	for q < b {
+	for q < b && d[q] != ',' && d[q] != ' ' {
 		if d[q] != ';' {
-			return false
+			return 0, false
 		}
 		q++
 		ns := q
@@ -457,7 +488,7 @@ func (m *fastMsg) via(idx, a, b int) bool {
 		}
 		name := span{ns, q}
 		if name.len() == 0 || hasUpper(d[ns:q]) {
-			return false // sipgo's parameter names are case-sensitive: left to it
+			return 0, false // sipgo's parameter names are case-sensitive: left to it
 		}
 		var val span
 		if q < b && d[q] == '=' {
@@ -468,13 +499,13 @@ func (m *fastMsg) via(idx, a, b int) bool {
 			}
 			val = span{vs, q}
 			if val.len() == 0 {
-				return false
+				return 0, false
 			}
 		}
 		switch {
 		case eqFold(d[name.a:name.b], "branch"):
 			if branch.len() > 0 || val.len() == 0 {
-				return false
+				return 0, false
 			}
 			branch = val
 			if bytes.HasPrefix(d[val.a:val.b], []byte(branchOurs)) {
@@ -482,35 +513,39 @@ func (m *fastMsg) via(idx, a, b int) bool {
 			}
 		case eqFold(d[name.a:name.b], "received"):
 			if received.len() > 0 || val.len() == 0 {
-				return false
+				return 0, false
 			}
 			received = val
 		case eqFold(d[name.a:name.b], "rport"):
 			if rport != 0 {
-				return false
+				return 0, false
 			}
 			rport, rportEnd = -1, name.b
 			if val.len() > 0 {
 				n, ok := digits(d[val.a:val.b])
 				if !ok || n == 0 || n > 65535 {
-					return false
+					return 0, false
 				}
 				rport = n
 			}
 		}
 	}
 	if branch.len() == 0 {
-		return false // RFC 2543 peers: the full path keys them otherwise
+		return 0, false // RFC 2543 peers: the full path keys them otherwise
 	}
+	end = q
 	if m.topVia < 0 {
-		m.topVia = idx
+		m.topVia, m.viaTopRest = idx, -1
 		m.viaHost, m.viaPort, m.viaBranch, m.viaReceived, m.viaRport, m.viaProto = host, port, branch, received.len() > 0, rport, proto
 		m.viaRportEnd = rportEnd
 	} else if m.nextVia < 0 {
 		m.nextVia = idx
 		m.next = viaInfo{proto: proto, host: host, port: port, received: received, rport: rport}
 	}
-	return true
+	if m.topVia == idx && m.viaTopEnd == 0 {
+		m.viaTopEnd = end
+	}
+	return end, true
 }
 
 func eqFold(b []byte, s string) bool {
