@@ -180,8 +180,8 @@ func (s *Server) fastRequest(m *fastMsg, from peer) bool {
 	if m.ourBranch || m.toTag.len() == 0 || (m.maxFwd >= 0 && m.maxFwdVal == 0) {
 		return false // loops, requests outside a dialog, 483: the full path
 	}
-	if m.userAgent.len() > 0 && len(s.guard.scanners) > 0 {
-		return false
+	if m.userAgent.len() > 0 && len(s.guard.scanners) > 0 && s.isScannerUA(string(m.str(m.userAgent))) {
+		return false // dropped and counted by the full path
 	}
 	isAck := d[m.method.a] == 'A'
 	if isAck && !bytes.HasPrefix(m.str(m.viaBranch), []byte("z9hG4bK")) {
