@@ -411,7 +411,9 @@ carriers:
   sandbox:
     termination_uri: sip:pstn@127.0.0.1:$UAS_PORT
 EOF
-	printf 'runtime:\n  gc_percent: %d\n  memory_limit_mb: %d\n' "${CG_RUNTIME%%:*}" "${CG_RUNTIME##*:}" >>"$WORK/cg/config.yaml"
+	# 0:0 writes no runtime section (Go's defaults; also for binaries older than it)
+	[ "$CG_RUNTIME" = 0:0 ] ||
+		printf 'runtime:\n  gc_percent: %d\n  memory_limit_mb: %d\n' "${CG_RUNTIME%%:*}" "${CG_RUNTIME##*:}" >>"$WORK/cg/config.yaml"
 	# --hook: the hook server is on loopback, which hooks may not reach by default
 	[ $HOOK = 0 ] || printf 'webhook:\n  messaging:\n    allow_networks: [127.0.0.0/8]\n' >>"$WORK/cg/config.yaml"
 	start_uas "$WORK"
