@@ -44,6 +44,7 @@ type Config struct {
 	NATS            store.Config  `yaml:"nats"`
 	Bootstrap       Bootstrap     `yaml:"bootstrap"`
 	Carriers        Carriers      `yaml:"carriers"`
+	Runtime         Runtime       `yaml:"runtime"` // runtime.go: garbage collector target
 	Extensions      `yaml:",inline"`
 }
 
@@ -257,6 +258,7 @@ func (c Config) validate() []error {
 			errs = append(errs, errors.New("secret_key: must be 32 bytes, base64-encoded (openssl rand -base64 32)"))
 		}
 	}
+	errs = append(errs, c.Runtime.validate()...)
 	if c.RenewalInterval < time.Second {
 		errs = append(errs, fmt.Errorf("renewal_interval: %s is below 1s", c.RenewalInterval))
 	}

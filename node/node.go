@@ -122,6 +122,7 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data_dir %s: %w", cfg.DataDir, err)
 	}
+	applyRuntime(cfg.Runtime, n.log) // runtime.go: GC target
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(n.reg, cfg.Region)
 

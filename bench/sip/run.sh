@@ -24,12 +24,20 @@
 # both ladders' rate and CPU per call and their ratios (target: the hook
 # costs at most 25% of the rate).
 #
+# The load generator is --pairs SIPp UAC/UAS pairs (default 2), each on its
+# own ports with its share of the rate, so that SIPp (one thread per process)
+# is not the ceiling; every inbound run also measures that ceiling: the same
+# pairs with each UAC sending straight to its UAS, no proxy (--no-ceiling).
+# callgate gets one number and agent per pair (number k -> UAS k); Kamailio's
+# dispatcher round-robins over the UASs.
+#
 # Usage: bench/sip/run.sh [--quick] [--rates "1000 2000 ..."] [--duration S]
 #                         [--idle S] [--retries N] [--no-kamailio]
 #                         [--only-kamailio] [--log-level L] [--profile DIR]
 #                         [--callgate BIN] [--no-outbound] [--only-outbound]
 #                         [--outbound-rates "500 1000 ..."] [--hook]
-#                         [--hook-delay D]
+#                         [--hook-delay D] [--pairs N] [--no-ceiling]
+#                         [--runtime GC_PERCENT:MEMORY_LIMIT_MB]
 #   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
 #   --duration S   seconds of load per rate step (default 10)
 #   --idle S       wait after the load before memory is read again (default 60)
@@ -45,6 +53,10 @@
 #   --outbound-rates the outbound ladder's rates (default 500 1000 1500 2000 2500 3000 4000)
 #   --hook         also run callgate's inbound ladder with a routing hook
 #   --hook-delay D the hook server's answer delay (Go duration, default 1ms)
+#   --pairs N      SIPp UAC/UAS pairs generating the load (default 2)
+#   --no-ceiling   skip the harness's own ceiling (SIPp to SIPp, no proxy)
+#   --runtime G:M  callgate's runtime.gc_percent and runtime.memory_limit_mb
+#                  (default 400:256, the README's advice; 0:0 = Go's defaults)
 #   --nice N       run SIPp and both proxies at niceness N (default -10, as
 #                  root) so that other work on a shared machine starves them less;
 #                  the same for callgate and Kamailio. 0 leaves it alone.
@@ -77,6 +89,9 @@ HOOK_DELAY=1ms
 # the UAC scenario of run_step and its extra arguments (the outbound ladder changes them)
 UAC_SF=""
 UAC_EXTRA=()
+PAIRS=2
+RUN_CEIL=1
+CG_RUNTIME=400:256
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -96,12 +111,16 @@ while [ $# -gt 0 ]; do
 	--outbound-rates) OUT_RATES=$2; shift ;;
 	--hook) HOOK=1 ;;
 	--hook-delay) HOOK_DELAY=$2; shift ;;
-	-h | --help) sed -n '2,53p' "$0"; exit 0 ;;
+	--pairs) PAIRS=$2; shift ;;
+	--no-ceiling) RUN_CEIL=0 ;;
+	--runtime) CG_RUNTIME=$2; shift ;;
+	-h | --help) sed -n '2,67p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 
+case "$PAIRS" in '' | *[!0-9]* | 0) echo "run.sh: --pairs wants a positive number" >&2; exit 2 ;; esac
 command -v "$SIPP" >/dev/null || { echo "run.sh: sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/callgate-bench-sip.XXXXXX)
 PIDS=()
@@ -198,73 +217,142 @@ start_sampler() {
 	SAMPLER=$!
 }
 
-# start_uas PORT LOGDIR: the agent (answers OPTIONS probes with -aa)
+# start_uas LOGDIR: the agents, one SIPp UAS per pair on UAS_PORTS[k]
+# (answers OPTIONS probes with -aa); sets UAS_PIDS
 start_uas() {
-	"$SIPP" -sf "$HERE/uas_rr.xml" -i 127.0.0.1 -p "$1" -aa -nostdin \
-		-buff_size 8388608 -trace_err -error_file "$2/uas-errors.log" \
-		>"$2/uas.out" 2>&1 </dev/null &
-	PIDS+=($!)
-	UAS_PID=$!
-	wait_for "SIPp UAS on port $1" 10 udp_bound "$1"
+	local k
+	UAS_PIDS=()
+	for k in $(seq 0 $((PAIRS - 1))); do
+		"$SIPP" -sf "$HERE/uas_rr.xml" -i 127.0.0.1 -p "${UAS_PORTS[$k]}" -aa -nostdin \
+			-buff_size 8388608 -trace_err -error_file "$1/uas$k-errors.log" \
+			>"$1/uas$k.out" 2>&1 </dev/null &
+		PIDS+=($!)
+		UAS_PIDS+=($!)
+	done
+	for k in $(seq 0 $((PAIRS - 1))); do
+		wait_for "SIPp UAS on port ${UAS_PORTS[$k]}" 10 udp_bound "${UAS_PORTS[$k]}"
+	done
+}
+stop_uas() {
+	local p
+	kill "${UAS_PIDS[@]}" 2>/dev/null || true
+	for p in "${UAS_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 
-# run_step TARGET RATE CALLS NAME: one SIPp UAC run; sets OK FAILED ELAPSED
+# share N K: pair K's share of N (the first pair takes the remainder)
+share() {
+	local n=$(($1 / PAIRS))
+	[ "$2" != 0 ] || n=$((n + $1 % PAIRS))
+	echo $((n > 0 ? n : 1))
+}
+
+# run_step RATE CALLS NAME: one run of every pair's SIPp UAC at once (pair k
+# sends its share of RATE and CALLS to TARGETS[k], service SVCS[k]); sets OK
+# and FAILED (summed over the pairs) and ELAPSED (the longest)
 run_step() {
-	local target=$1 rate=$2 calls=$3 name=$4 rc=0 stat
-	stat="$WORK/$name.csv"
-	rm -f "$stat"
-	timeout $((calls / rate + 60)) "$SIPP" -sf "${UAC_SF:-$HERE/uac_rr.xml}" -s "$NUMBER" "${UAC_EXTRA[@]}" "$target" \
-		-i 127.0.0.1 -p "$UAC_PORT" -r "$rate" -rp 1000 -m "$calls" -l 30000 \
-		-recv_timeout 8000 -buff_size 8388608 -nostdin \
-		-trace_stat -stf "$stat" -fd 3600 -trace_err -error_file "$WORK/$name-errors.log" \
-		>"$WORK/$name.out" 2>&1 </dev/null || rc=$?
-	if [ ! -s "$stat" ]; then
-		OK=0 FAILED=$calls ELAPSED=1
-		log "  sipp exited $rc without statistics (see $WORK/$name.out)"
-		return
-	fi
-	# last row of the statistics file; columns by name
-	read -r OK FAILED ELAPSED < <(awk -F';' '
-		NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-		{ last = $0 }
-		END {
-			n = split(last, f, ";")
-			split(f[col["StartTime"]], s, "\t"); split(f[col["CurrentTime"]], c, "\t")
-			printf "%d %d %.3f\n", f[col["SuccessfulCall(C)"]], f[col["FailedCall(C)"]], c[3] - s[3]
-		}' "$stat")
-	if [ "$rc" = 124 ]; then
-		log "  sipp did not finish in time (calls stuck): counted as failed"
-		FAILED=$((calls - OK))
-	fi
-	[ $((OK + FAILED)) -ge "$calls" ] || FAILED=$((calls - OK))
+	local rate=$1 calls=$2 name=$3 k r c p pids=()
+	for k in $(seq 0 $((PAIRS - 1))); do
+		r=$(share "$rate" "$k") c=$(share "$calls" "$k")
+		rm -f "$WORK/$name-p$k.csv" "$WORK/$name-p$k.rc"
+		(
+			rc=0
+			timeout $((c / r + 60)) "$SIPP" -sf "${UAC_SF:-$HERE/uac_rr.xml}" -s "${SVCS[$k]}" "${UAC_EXTRA[@]}" "${TARGETS[$k]}" \
+				-i 127.0.0.1 -p "${UAC_PORTS[$k]}" -r "$r" -rp 1000 -m "$c" -l 30000 \
+				-recv_timeout 8000 -buff_size 8388608 -nostdin \
+				-trace_stat -stf "$WORK/$name-p$k.csv" -fd 3600 -trace_err -error_file "$WORK/$name-p$k-errors.log" \
+				>"$WORK/$name-p$k.out" 2>&1 </dev/null || rc=$?
+			echo "$rc" >"$WORK/$name-p$k.rc"
+		) &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || true; done
+	OK=0 FAILED=0 ELAPSED=0
+	local stat rc ok failed el
+	for k in $(seq 0 $((PAIRS - 1))); do
+		stat="$WORK/$name-p$k.csv" c=$(share "$calls" "$k")
+		rc=$(cat "$WORK/$name-p$k.rc" 2>/dev/null || echo 1)
+		if [ ! -s "$stat" ]; then
+			log "  sipp (pair $k) exited $rc without statistics (see $WORK/$name-p$k.out)"
+			FAILED=$((FAILED + c))
+			ELAPSED=$(awk -v a="$ELAPSED" 'BEGIN { print (a > 1 ? a : 1) }')
+			continue
+		fi
+		# last row of the statistics file; columns by name
+		read -r ok failed el < <(awk -F';' '
+			NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+			{ last = $0 }
+			END {
+				n = split(last, f, ";")
+				split(f[col["StartTime"]], s, "\t"); split(f[col["CurrentTime"]], c, "\t")
+				printf "%d %d %.3f\n", f[col["SuccessfulCall(C)"]], f[col["FailedCall(C)"]], c[3] - s[3]
+			}' "$stat")
+		if [ "$rc" = 124 ]; then
+			log "  sipp (pair $k) did not finish in time (calls stuck): counted as failed"
+			failed=$((c - ok))
+		fi
+		[ $((ok + failed)) -ge "$c" ] || failed=$((c - ok))
+		OK=$((OK + ok)) FAILED=$((FAILED + failed))
+		ELAPSED=$(awk -v a="$ELAPSED" -v b="$el" 'BEGIN { print (b > a ? b : a) }')
+	done
 }
 
-# sweep NAME TARGET PROXYPID: rising rates; sets BEST_RATE BEST_CPU_US BEST_ACH
+# pairs_to HOSTPORT: every pair's UAC sends to HOSTPORT (sets TARGETS)
+pairs_to() {
+	local k
+	TARGETS=()
+	for k in $(seq 0 $((PAIRS - 1))); do TARGETS+=("$1"); done
+}
+# svcs SERVICE...: the pairs' services (Request-URI users), one each or one for all (sets SVCS)
+svcs() {
+	local k
+	SVCS=()
+	for k in $(seq 0 $((PAIRS - 1))); do
+		if [ $# -gt 1 ]; then SVCS+=("${@:$((k + 1)):1}"); else SVCS+=("$1"); fi
+	done
+}
+
+# ceiling: the harness alone, every pair's UAC straight to its UAS (no
+# proxy) over the same rates; sets CEIL_BEST CEIL_ACH
+ceiling() {
+	local k
+	start_uas "$WORK/ceil"
+	TARGETS=()
+	for k in $(seq 0 $((PAIRS - 1))); do TARGETS+=("127.0.0.1:${UAS_PORTS[$k]}"); done
+	svcs "${NUMBER:-12285550100}"
+	log "harness ceiling: $PAIRS SIPp UAC -> UAS pairs, no proxy"
+	sweep sipp-only ""
+	CEIL_BEST=$BEST_RATE CEIL_ACH=$BEST_ACH
+	stop_uas
+}
+
+# sweep NAME PROXYPID: rising rates (TARGETS, SVCS); PROXYPID "" measures
+# no proxy (the harness's ceiling); sets BEST_RATE BEST_CPU_US BEST_ACH
 sweep() {
-	local name=$1 target=$2 pid=$3 rate try c0 c1 calls cpu_us ach pass
+	local name=$1 pid=$2 rate try c0 c1 calls cpu_us ach pass
 	BEST_RATE=0 BEST_CPU_US=0 BEST_ACH=0
 	# warm-up: proves the route works before the sweep
-	run_step "$target" 100 200 "$name-warmup"
+	run_step 100 200 "$name-warmup"
 	[ "$FAILED" = 0 ] || die "$name: warm-up calls failed ($OK ok, $FAILED failed); see $WORK/$name-warmup.out and $WORK/$name-warmup-errors.log"
 	printf '%-9s %7s %8s %7s %7s %9s %11s %9s\n' proxy target achieved calls failed cpu_s "cpu_us/call" pss_MB >&2
 	for rate in $RATES; do
 		pass=0
 		for try in $(seq 0 "$RETRIES"); do
 			calls=$((rate * DURATION))
-			c0=$(cpu_ticks "$pid")
-			run_step "$target" "$rate" "$calls" "$name-$rate-$try"
-			c1=$(cpu_ticks "$pid")
+			c0=0 c1=0
+			[ -z "$pid" ] || c0=$(cpu_ticks "$pid")
+			run_step "$rate" "$calls" "$name-$rate-$try"
+			[ -z "$pid" ] || c1=$(cpu_ticks "$pid")
 			cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$OK" 'BEGIN { printf "%.0f", n ? d / hz * 1e6 / n : 0 }')
 			ach=$(awk -v n="$OK" -v e="$ELAPSED" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')
 			printf '%-9s %7d %8d %7d %7d %9.2f %11d %9d\n' "$name" "$rate" "$ach" "$OK" "$FAILED" \
-				"$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{print d/hz}')" "$cpu_us" $(($(pss_kb "$pid") / 1024)) >&2
+				"$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{print d/hz}')" "$cpu_us" $([ -z "$pid" ] && echo 0 || echo $(($(pss_kb "$pid") / 1024))) >&2
 			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach $(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/steps.txt"
 			# a pass: no failed call, and SIPp really offered ~the rate
 			if [ "$FAILED" = 0 ] && [ "$OK" = "$calls" ] && [ "$ach" -ge $((rate * 90 / 100)) ]; then
 				pass=1
 				break
 			fi
-			kill -0 "$pid" 2>/dev/null || die "$name died during the load (see $WORK)"
+			[ -z "$pid" ] || kill -0 "$pid" 2>/dev/null || die "$name died during the load (see $WORK)"
 			sleep 2
 		done
 		[ $pass = 1 ] || break
@@ -285,8 +373,12 @@ report_memory() {
 
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-UAS_PORT=$(free_port)
-UAC_PORT=$(free_port)
+UAS_PORTS=() UAC_PORTS=()
+for _ in $(seq "$PAIRS"); do
+	UAS_PORTS+=("$(free_port)")
+	UAC_PORTS+=("$(free_port)")
+done
+UAS_PORT=${UAS_PORTS[0]}
 
 # ---------------------------------------------------------------- callgate
 if [ $RUN_CG = 1 ]; then
@@ -319,9 +411,12 @@ carriers:
   sandbox:
     termination_uri: sip:pstn@127.0.0.1:$UAS_PORT
 EOF
+	# 0:0 writes no runtime section (Go's defaults; also for binaries older than it)
+	[ "$CG_RUNTIME" = 0:0 ] ||
+		printf 'runtime:\n  gc_percent: %d\n  memory_limit_mb: %d\n' "${CG_RUNTIME%%:*}" "${CG_RUNTIME##*:}" >>"$WORK/cg/config.yaml"
 	# --hook: the hook server is on loopback, which hooks may not reach by default
 	[ $HOOK = 0 ] || printf 'webhook:\n  messaging:\n    allow_networks: [127.0.0.0/8]\n' >>"$WORK/cg/config.yaml"
-	start_uas "$UAS_PORT" "$WORK"
+	start_uas "$WORK"
 	CG_ARGS=(serve --config "$WORK/cg/config.yaml")
 	[ -z "$PROFILE" ] || CG_ARGS+=(--cpuprofile "$PROFILE/cpu.pprof" --memprofile "$PROFILE/heap.pprof")
 	"$CG_BIN" "${CG_ARGS[@]}" >"$WORK/cg/callgate.log" 2>&1 </dev/null &
@@ -335,24 +430,33 @@ EOF
 		curl -sf -X "$1" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
 			${3:+--data "$3"} "$API$2"
 	}
-	NUMBER=$(api GET '/v1/marketplace/numbers?country=US&area_code=228&limit=1' |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["numbers"][0]["phone_number"])')
-	api POST /v1/numbers "{\"phone_number\":\"$NUMBER\"}" >/dev/null || die "buying $NUMBER failed"
-	api POST /v1/agents "{\"id\":\"bot\",\"name\":\"Bot\",\"endpoints\":[{\"region\":\"local\",\"uri\":\"sip:bot@127.0.0.1:$UAS_PORT;transport=udp\"}]}" >/dev/null ||
-		die "creating the agent failed"
-	api PATCH "/v1/numbers/${NUMBER#+}" '{"agent_id":"bot"}' >/dev/null || die "assigning $NUMBER failed"
-	NUMBER=${NUMBER#+}
-	# routable once the snapshot has the number and the prober saw the agent up
-	endpoint_up() { curl -sf "$API/metrics" | grep -q '^callgate_sip_region_endpoints{region="local",state="up"} 1'; }
+	# one number and agent per pair: number k -> agent bot (k=0) or botK -> UAS k
+	read -r -a NUMS < <(api GET "/v1/marketplace/numbers?country=US&area_code=228&limit=$PAIRS" |
+		python3 -c 'import json,sys; print(" ".join(n["phone_number"] for n in json.load(sys.stdin)["numbers"]))')
+	[ "${#NUMS[@]}" -ge "$PAIRS" ] || die "the marketplace offered ${#NUMS[@]} numbers for $PAIRS pairs"
+	for k in $(seq 0 $((PAIRS - 1))); do
+		n=${NUMS[$k]} id=bot
+		[ "$k" = 0 ] || id=bot$k
+		api POST /v1/numbers "{\"phone_number\":\"$n\"}" >/dev/null || die "buying $n failed"
+		api POST /v1/agents "{\"id\":\"$id\",\"name\":\"Bot $k\",\"endpoints\":[{\"region\":\"local\",\"uri\":\"sip:bot@127.0.0.1:${UAS_PORTS[$k]};transport=udp\"}]}" >/dev/null ||
+			die "creating the agent $id failed"
+		api PATCH "/v1/numbers/${n#+}" "{\"agent_id\":\"$id\"}" >/dev/null || die "assigning $n failed"
+		NUMS[$k]=${n#+}
+	done
+	NUMBER=${NUMS[0]}
+	# routable once the snapshot has the numbers and the prober saw the agents up
+	endpoint_up() { curl -sf "$API/metrics" | grep -q "^callgate_sip_region_endpoints{region=\"local\",state=\"up\"} $PAIRS\$"; }
 	wait_for "the agent endpoint to be probed up" 30 endpoint_up
-	log "callgate pid $CG_PID: SIP 127.0.0.1:$CG_SIP, number +$NUMBER -> sip:bot@127.0.0.1:$UAS_PORT (work dir $WORK)"
+	log "callgate pid $CG_PID: SIP 127.0.0.1:$CG_SIP, numbers ${NUMS[*]} -> SIPp UASs on ports ${UAS_PORTS[*]} ($PAIRS pairs; work dir $WORK)"
 	CG_IDLE_KB=$(status_kb "$CG_PID" VmRSS)
 	CG_IDLE_PSS=$(pss_kb "$CG_PID")
 	start_sampler "$CG_PID" "$WORK/callgate-peak"
 	[ -z "$PROFILE" ] || kill -USR1 "$CG_PID"
 	CG_BEST=0 CG_CPU=0 CG_ACH=0
 	if [ $RUN_IN = 1 ]; then
-		sweep callgate "127.0.0.1:$CG_SIP" "$CG_PID"
+		pairs_to "127.0.0.1:$CG_SIP"
+		svcs "${NUMS[@]}"
+		sweep callgate "$CG_PID"
 		CG_BEST=$BEST_RATE CG_CPU=$BEST_CPU_US CG_ACH=$BEST_ACH
 	fi
 	CG_HOOK_BEST="" CG_HOOK_CPU="" CG_HOOK_ACH=""
@@ -368,7 +472,9 @@ EOF
 			die "PATCH /v1/workspace (routing_hook) failed"
 		hook_routes() { curl -sf "$API/metrics" | awk '$1 == "callgate_hook_outcomes_total{outcome=\"route\"}" {printf "%d", $2}'; }
 		log "callgate with routing hook $HOOK_URL"
-		sweep callgate-hook "127.0.0.1:$CG_SIP" "$CG_PID"
+		pairs_to "127.0.0.1:$CG_SIP"
+		svcs "${NUMS[@]}"
+		sweep callgate-hook "$CG_PID"
 		CG_HOOK_BEST=$BEST_RATE CG_HOOK_CPU=$BEST_CPU_US CG_HOOK_ACH=$BEST_ACH
 		CG_HOOK_ROUTES=$(hook_routes)
 		[ "${CG_HOOK_ROUTES:-0}" -gt 0 ] || die "the routing hook was never asked (callgate_hook_outcomes_total{outcome=\"route\"} 0)"
@@ -398,7 +504,9 @@ EOF
 			SAVE_RATES=$RATES SAVE_NUMBER=$NUMBER
 			RATES=$OUT_RATES UAC_SF=$HERE/uac_agent_auth.xml NUMBER=$OUT_DEST
 			UAC_EXTRA=(-key callerid "+$SAVE_NUMBER" -au "$AGENT_USER" -ap "$AGENT_PASS")
-			sweep callgate-out "127.0.0.1:$CG_AGENTS" "$CG_PID"
+			pairs_to "127.0.0.1:$CG_AGENTS"
+			svcs "$OUT_DEST"
+			sweep callgate-out "$CG_PID"
 			CG_OUT_BEST=$BEST_RATE CG_OUT_CPU=$BEST_CPU_US
 			RATES=$SAVE_RATES NUMBER=$SAVE_NUMBER UAC_SF="" UAC_EXTRA=()
 		fi
@@ -421,9 +529,9 @@ EOF
 	CG_ACTIVE=$(curl -sf "$API/metrics" | awk '$1 == "callgate_sip_active_calls" {print $2}')
 	curl -sf "$API/metrics" | grep -E '^callgate_sip_(calls_total|dropped_total|rejected_total)' >"$WORK/cg/metrics-after.txt" || true
 	grep -c 'level=ERROR' "$WORK/cg/callgate.log" >"$WORK/cg/errors" || true
-	kill "$CG_PID" "$UAS_PID" 2>/dev/null || true
+	kill "$CG_PID" 2>/dev/null || true
 	wait "$CG_PID" 2>/dev/null || true
-	wait "$UAS_PID" 2>/dev/null || true
+	stop_uas
 	if [ -n "$PROFILE" ]; then
 		cp "$CG_BIN" "$PROFILE/callgate.bin"
 		go tool pprof -top -nodecount=40 "$PROFILE/callgate.bin" "$PROFILE/cpu.pprof" >"$PROFILE/top.txt" 2>&1 || true
@@ -442,8 +550,8 @@ fi
 if [ $RUN_KAM = 1 ]; then
 	KAM_PORT=$(free_port)
 	mkdir -p "$WORK/kam"
-	echo "1 sip:127.0.0.1:$UAS_PORT" >"$WORK/kam/dispatcher.list"
-	start_uas "$UAS_PORT" "$WORK/kam"
+	for k in $(seq 0 $((PAIRS - 1))); do echo "1 sip:127.0.0.1:${UAS_PORTS[$k]}"; done >"$WORK/kam/dispatcher.list"
+	start_uas "$WORK/kam"
 	"$KAMAILIO" -f "$HERE/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 -Y "$WORK/kam" \
 		-l "udp:127.0.0.1:$KAM_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 \
 		>"$WORK/kam/kamailio.log" 2>&1 </dev/null &
@@ -452,12 +560,14 @@ if [ $RUN_KAM = 1 ]; then
 	wait_for "Kamailio on port $KAM_PORT" 20 udp_bound "$KAM_PORT"
 	sleep 1 # its workers fork after the socket is bound
 	NUMBER=${NUMBER:-12285550100}
-	log "kamailio pid $KAM_PID: SIP 127.0.0.1:$KAM_PORT -> sip:127.0.0.1:$UAS_PORT"
+	log "kamailio pid $KAM_PID: SIP 127.0.0.1:$KAM_PORT -> SIPp UASs on ports ${UAS_PORTS[*]} (round robin)"
 	KAM_IDLE_PSS=$(pss_kb "$KAM_PID")
 	start_sampler "$KAM_PID" "$WORK/kamailio-peak"
 	KAM_BEST=0 KAM_CPU=0 KAM_ACH=0
 	if [ $RUN_IN = 1 ]; then
-		sweep kamailio "127.0.0.1:$KAM_PORT" "$KAM_PID"
+		pairs_to "127.0.0.1:$KAM_PORT"
+		svcs "$NUMBER"
+		sweep kamailio "$KAM_PID"
 		KAM_BEST=$BEST_RATE KAM_CPU=$BEST_CPU_US KAM_ACH=$BEST_ACH
 	fi
 	report_memory kamailio "$KAM_PID"
@@ -479,17 +589,30 @@ if [ $RUN_KAM = 1 ]; then
 		SAVE_RATES=$RATES SAVE_NUMBER=$NUMBER
 		RATES=$OUT_RATES UAC_SF=$HERE/uac_agent_auth.xml NUMBER=$OUT_DEST
 		UAC_EXTRA=(-key callerid +12285550100 -au agent -ap bench-secret)
-		sweep kam-out "127.0.0.1:$KAM_OUT_PORT" "$KAM_PID"
+		pairs_to "127.0.0.1:$KAM_OUT_PORT"
+		svcs "$OUT_DEST"
+		sweep kam-out "$KAM_PID"
 		KAM_OUT_BEST=$BEST_RATE KAM_OUT_CPU=$BEST_CPU_US
 		RATES=$SAVE_RATES NUMBER=$SAVE_NUMBER UAC_SF="" UAC_EXTRA=()
 	fi
 fi
 
+# ---------------------------------------------------------------- harness ceiling
+CEIL_BEST="" CEIL_ACH=""
+if [ $RUN_IN = 1 ] && [ $RUN_CEIL = 1 ]; then
+	mkdir -p "$WORK/ceil"
+	ceiling
+fi
+
 # ---------------------------------------------------------------- report
 echo
-echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES, nice $NICE"
+echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES, nice $NICE, $PAIRS SIPp pairs, callgate runtime (gc_percent:memory_limit_mb) $CG_RUNTIME"
+if [ -n "$CEIL_BEST" ]; then
+	echo "harness ceiling (SIPp UAC -> UAS, $PAIRS pairs, no proxy): ${CEIL_BEST} calls/s at zero failures (achieved ${CEIL_ACH}/s; the ladder stops at $(echo $RATES | awk '{print $NF}'))"
+	limited() { [ "$1" -gt 0 ] && [ "$1" -ge "$CEIL_BEST" ] && echo " (at or above the harness ceiling: the proxy may go faster)"; }
+fi
 if [ $RUN_CG = 1 ]; then
-	echo "callgate: highest rate with zero failed calls: ${CG_BEST} calls/s (achieved ${CG_ACH}/s)"
+	echo "callgate: highest rate with zero failed calls: ${CG_BEST} calls/s (achieved ${CG_ACH}/s)$([ -z "$CEIL_BEST" ] || limited "$CG_BEST")"
 	echo "callgate: CPU per call at that rate: ${CG_CPU} us"
 	echo "callgate: memory: idle RSS $(mb "$CG_IDLE_KB") MB, peak RSS (VmHWM) $(mb "$CG_HWM_KB") MB, RSS at end of load $(mb "$CG_LOAD_KB") MB, RSS ${IDLE}s later $(mb "$CG_AFTER_KB") MB (Go heap in use ${CG_HEAP:-?} MB, goroutines ${CG_GOR:-?}, callgate_sip_active_calls ${CG_ACTIVE:-?})"
 	echo "callgate: PSS idle $(mb "$CG_IDLE_PSS") MB, peak $(mb "$CG_PEAK_PSS") MB, ${IDLE}s after $(mb "$CG_AFTER_PSS") MB; error log lines: $(cat "$WORK/cg/errors" 2>/dev/null || echo 0)"
@@ -504,7 +627,7 @@ if [ -n "${CG_HOOK_BEST:-}" ]; then
 		"(target: rate >= 0.75x $([ "$CG_BEST" -gt 0 ] && [ $((CG_HOOK_BEST * 100)) -ge $((CG_BEST * 75)) ] && echo PASS || echo FAIL))"
 fi
 if [ $RUN_KAM = 1 ]; then
-	echo "kamailio: highest rate with zero failed calls: ${KAM_BEST} calls/s (achieved ${KAM_ACH}/s)"
+	echo "kamailio: highest rate with zero failed calls: ${KAM_BEST} calls/s (achieved ${KAM_ACH}/s)$([ -z "$CEIL_BEST" ] || limited "$KAM_BEST")"
 	echo "kamailio: CPU per call at that rate: ${KAM_CPU} us (all processes)"
 	echo "kamailio: PSS (all processes) idle $(mb "$KAM_IDLE_PSS") MB, peak $(mb "$KAM_PEAK_PSS") MB, ${IDLE}s after $(mb "$KAM_AFTER_PSS") MB (its -m 1024 shared pool is touched as it fills and never returned)"
 fi

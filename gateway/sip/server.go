@@ -118,6 +118,7 @@ type Server struct {
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
 	xferMetrics *transferMetrics // transfermetrics.go
+	fast fastPath // fastpath.go
 
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
@@ -429,6 +430,9 @@ func (s *Server) handleDatagram(data []byte, from peer) {
 		if empty { // keep-alive
 			return
 		}
+	}
+	if s.fastPath(data, from) { // fastpath.go: plain ACK/BYE of a dialog, and BYE answers
+		return
 	}
 	m, err := s.tp.Parser().ParseSIP(data)
 	if err != nil {

@@ -136,6 +136,14 @@ func TestSIPpCallsThroughProxy(t *testing.T) {
 	if ended != n {
 		t.Errorf("%d ended events with status 200, want %d", ended, n)
 	}
+	// SIPp's ACK and BYE and the agent's 200 to the BYE take the fast path
+	// (fastpath.go) over UDP: every BYE at least (an ACK overtaken by its
+	// BYE, a retransmission after the call ended go to the full path)
+	if fast := e.fast.forwarded.Load(); uasTransport == "" && fast < int64(n) {
+		t.Errorf("%d messages through the fast path, want at least one BYE per call (%d)", fast, n)
+	} else {
+		t.Logf("%d messages through the fast path (3 a call when none is reordered)", fast)
+	}
 }
 
 // sippErrors returns the SIPp error logs in dir.

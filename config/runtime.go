@@ -1,0 +1,26 @@
+package config
+
+import "fmt"
+
+// Runtime tunes the Go runtime of the process: the garbage collector's
+// target (issue 15). Garbage collection is a large share of the SIP edge's
+// CPU per call; a higher gc_percent collects less often, and memory_limit_mb
+// bounds what that costs in memory (the collector works harder near it).
+type Runtime struct {
+	GCPercent     int `yaml:"gc_percent" env:"CALLGATE_GC_PERCENT" default:"(GOGC, else 100)" help:"heap growth over the live heap, in percent, before a garbage collection (Go's GOGC); 0 = GOGC or 100; -1 = collect only near memory_limit_mb"`
+	MemoryLimitMB int `yaml:"memory_limit_mb" env:"CALLGATE_MEMORY_LIMIT_MB" default:"(GOMEMLIMIT, else none)" help:"soft memory limit of the process in MiB (Go's GOMEMLIMIT): the collector runs more often near it; 0 = GOMEMLIMIT or none"`
+}
+
+func (r Runtime) validate() []error {
+	var errs []error
+	if r.GCPercent < -1 || r.GCPercent > 10000 {
+		errs = append(errs, fmt.Errorf("runtime.gc_percent: %d must be -1 (off), 0 (default) or 1 to 10000", r.GCPercent))
+	}
+	if r.MemoryLimitMB < 0 {
+		errs = append(errs, fmt.Errorf("runtime.memory_limit_mb: %d must not be negative", r.MemoryLimitMB))
+	}
+	if r.GCPercent == -1 && r.MemoryLimitMB == 0 {
+		errs = append(errs, fmt.Errorf("runtime.gc_percent: -1 (collect only near the memory limit) needs runtime.memory_limit_mb"))
+	}
+	return errs
+}

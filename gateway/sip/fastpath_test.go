@@ -1,0 +1,204 @@
+package sip
+
+import (
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
+)
+
+// fastCall is a call set up through e by raw UAs: the caller's INVITE,
+// the agent's 200 (Record-Route echoed), and what the caller's in-dialog
+// requests need.
+type fastCall struct {
+	id, routes, agentURI string
+	caller, agent        *rawUA
+}
+
+func setUpFastCall(t *testing.T, e *testEdge, caller, agent *rawUA, id string) fastCall {
+	t.Helper()
+	caller.send(caller.invite(e, numPurchased, id, ""))
+	inv := agent.readRequest("INVITE", 5*time.Second)
+	if inv == "" {
+		t.Fatalf("%s: the agent got no INVITE", id)
+	}
+	agent.replyTo(inv, 200, "OK", "ag-"+id, testSDP)
+	ok := caller.readFinal(5 * time.Second)
+	if !strings.HasPrefix(ok, "SIP/2.0 200") {
+		t.Fatalf("%s: caller got %q, want 200", id, statusLine(ok))
+	}
+	var rs []string
+	for _, l := range lines(ok, "Record-Route") {
+		rs = append(rs, strings.TrimSpace(l[len("Record-Route:"):]))
+	}
+	return fastCall{id: id, routes: strings.Join(rs, ", "), caller: caller, agent: agent,
+		agentURI: "sip:bot@127.0.0.1:" + itoa(agent.port())}
+}
+
+// inDialog is a request of the caller's inside the call (extra: more headers).
+func (c fastCall) inDialog(method string, cseq int, extra string) string {
+	return method + " " + c.agentURI + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:" + itoa(c.caller.port()) + ";branch=z9hG4bK-" + strings.ToLower(method) + "-" + c.id + ";rport\r\n" +
+		"Route: " + c.routes + "\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:+15005550006@127.0.0.1>;tag=caller-" + c.id + "\r\nTo: <sip:" + numPurchased + "@127.0.0.1>;tag=ag-" + c.id + "\r\n" +
+		"Call-ID: " + c.id + "\r\nCSeq: " + itoa(cseq) + " " + method + "\r\nContact: <sip:caller@127.0.0.1:" + itoa(c.caller.port()) + ">\r\n" +
+		extra + "Content-Length: 0\r\n\r\n"
+}
+
+// normal is a received message parsed, with what differs from call to
+// call (Call-ID, tags, branches, Record-Route MACs) made the same.
+var callSpecific = regexp.MustCompile(`fp-[a-z0-9]+|branch=z9hG4bKcgs[0-9a-f]+|cg=[A-Za-z0-9_-]+`)
+
+func normal(t *testing.T, raw string) string {
+	t.Helper()
+	m, err := sip.NewParser().ParseSIP([]byte(raw))
+	if err != nil {
+		t.Fatalf("parse %q: %v", raw, err)
+	}
+	return callSpecific.ReplaceAllString(msgLines(m), "X")
+}
+
+// TestFastPathForwardsLikeTheFullPath: the ACK, BYE and BYE answer of a
+// plain call go through the fast path, and the agent and the caller get
+// the same messages (parsed) as through the full path, and the call ends
+// the same way (bye_caller).
+func TestFastPathForwardsLikeTheFullPath(t *testing.T) {
+	caller := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	agent := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	e := runEdge(t, buildTable(routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + itoa(agent.port())}), nil, nil)
+	caller.to = net_(e).(*net.UDPAddr)
+	agent.to = caller.to
+
+	got := map[bool][3]string{}
+	for i, fast := range []bool{false, true} {
+		e.fast.off.Store(!fast)
+		before := e.fast.forwarded.Load()
+		c := setUpFastCall(t, e, caller, agent, "fp-"+itoa(i))
+		caller.send(c.inDialog("ACK", 1, ""))
+		ack := agent.readRequest("ACK", 5*time.Second)
+		caller.send(c.inDialog("BYE", 2, ""))
+		bye := agent.readRequest("BYE", 5*time.Second)
+		if ack == "" || bye == "" {
+			t.Fatalf("fast=%v: the agent got ACK %v, BYE %v", fast, ack != "", bye != "")
+		}
+		agent.replyTo(bye, 200, "OK", "", "")
+		res := caller.readFinal(5 * time.Second)
+		if !strings.HasPrefix(res, "SIP/2.0 200") || !strings.HasSuffix(first(res, "CSeq"), "BYE") {
+			t.Fatalf("fast=%v: the caller got %q, want 200 to its BYE", fast, statusLine(res))
+		}
+		ended := e.events.waitEvent(t, calls.Ended, c.id)
+		if ended.Reason != "bye_caller" || ended.Status != 200 {
+			t.Errorf("fast=%v: ended %d %q, want 200 bye_caller", fast, ended.Status, ended.Reason)
+		}
+		n := e.fast.forwarded.Load() - before
+		if want := map[bool]int64{false: 0, true: 3}[fast]; n != want {
+			t.Errorf("fast=%v: %d messages through the fast path, want %d", fast, n, want)
+		}
+		got[fast] = [3]string{normal(t, ack), normal(t, bye), normal(t, res)}
+	}
+	for i, what := range []string{"ACK at the agent", "BYE at the agent", "200 (BYE) at the caller"} {
+		if got[true][i] != got[false][i] {
+			t.Errorf("%s differs\nfast path:\n%s\nfull path:\n%s", what, got[true][i], got[false][i])
+		}
+	}
+	if _, _, d := e.tableSizes(); d != 0 {
+		t.Errorf("%d dialog records left after both BYEs", d)
+	}
+}
+
+// TestFastPathLeavesToTheFullPath: what the fast path must not take goes
+// to the full path, which decides as before: a call a feature inspects, a
+// header outside the fast path's set, a target that is not a peer of the
+// dialog (403), a scanner's User-Agent (dropped), Max-Forwards 0 (483). A
+// plain User-Agent stays on the fast path.
+func TestFastPathLeavesToTheFullPath(t *testing.T) {
+	caller := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	agent := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	e := runEdge(t, buildTable(routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + itoa(agent.port())}), nil, nil)
+	caller.to = net_(e).(*net.UDPAddr)
+	agent.to = caller.to
+
+	for _, tc := range []struct {
+		name    string
+		prepare func(c *fastCall) string // the BYE to send
+		want    string                   // "forwarded", or the status the caller gets
+	}{
+		{"inspected call", func(c *fastCall) string {
+			rec, ok := e.dialogs.get(c.id)
+			if !ok {
+				t.Fatal("no dialog record")
+			}
+			rec.inspect.Store(true)
+			return c.inDialog("BYE", 2, "")
+		}, "forwarded"},
+		{"unknown header", func(c *fastCall) string {
+			return c.inDialog("BYE", 2, "X-Fast-Path: no\r\n")
+		}, "forwarded"},
+		{"not a peer", func(c *fastCall) string {
+			c2 := *c
+			c2.agentURI = "sip:victim@127.0.0.99:5060"
+			return c2.inDialog("BYE", 2, "")
+		}, "403"},
+		{"plain user agent", func(c *fastCall) string {
+			return c.inDialog("BYE", 2, "User-Agent: Acme SBC 1.0\r\n")
+		}, "fast"},
+		{"scanner user agent", func(c *fastCall) string {
+			return c.inDialog("BYE", 2, "User-Agent: friendly-scanner\r\n")
+		}, "dropped"},
+		{"max-forwards 0", func(c *fastCall) string {
+			return strings.Replace(c.inDialog("BYE", 2, ""), "Max-Forwards: 70", "Max-Forwards: 0", 1)
+		}, "483"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := setUpFastCall(t, e, caller, agent, "fp-"+strings.ReplaceAll(tc.name, " ", ""))
+			caller.send(c.inDialog("ACK", 1, ""))
+			if agent.readRequest("ACK", 5*time.Second) == "" {
+				t.Fatal("the agent got no ACK")
+			}
+			before := e.fast.forwarded.Load()
+			caller.send(tc.prepare(&c))
+			switch tc.want {
+			case "dropped": // no answer, nothing forwarded: the BYE retried without it ends the call
+				if m := agent.read(300 * time.Millisecond); m != "" {
+					t.Fatalf("the agent got %q", statusLine(m))
+				}
+				caller.send(c.inDialog("BYE", 3, ""))
+				tc.want = "fast"
+				fallthrough
+			case "forwarded", "fast":
+				bye := agent.readRequest("BYE", 5*time.Second)
+				if bye == "" {
+					t.Fatal("the agent got no BYE")
+				}
+				if strings.Contains(tc.name, "header") && first(bye, "X-Fast-Path") == "" {
+					t.Error("the BYE lost its X-Fast-Path header")
+				}
+				agent.replyTo(bye, 200, "OK", "", "")
+				if res := caller.readFinal(5 * time.Second); !strings.HasPrefix(res, "SIP/2.0 200") {
+					t.Fatalf("the caller got %q, want 200", statusLine(res))
+				}
+			default:
+				if res := caller.readFinal(5 * time.Second); !strings.HasPrefix(res, "SIP/2.0 "+tc.want) {
+					t.Fatalf("the caller got %q, want %s", statusLine(res), tc.want)
+				}
+			}
+			// the BYE never goes the fast way; the agent's answer to it does
+			// (the BYE ended the dialog record: the full path too forwards
+			// it statelessly, by its Via alone)
+			n := e.fast.forwarded.Load() - before
+			want := map[string]int64{"forwarded": 1, "fast": 2}[tc.want]
+			if tc.name == "inspected call" && n == 0 {
+				want = 0 // the answer overtook the end of the record: the full path again
+			}
+			if n != want {
+				t.Errorf("%d messages through the fast path after the BYE was sent, want %d", n, want)
+			}
+		})
+	}
+}
