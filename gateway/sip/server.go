@@ -118,7 +118,7 @@ type Server struct {
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
 	xferMetrics *transferMetrics // transfermetrics.go
-	fast fastPath // fastpath.go
+	fast        fastPath         // fastpath.go
 
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
