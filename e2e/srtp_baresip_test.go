@@ -184,13 +184,16 @@ func baresipSecureCall(t *testing.T, module, mediaenc, transport string) {
 		t.Errorf("agent leg srtp %v, want plain", agentLeg["srtp"])
 	}
 	// Every RTP packet of baresip's authenticated (none lost); libre sends
-	// a plain RTCP APP keepalive before SRTP is set up and may send its
-	// RTCP BYE after it is torn down: those two are rightly dropped.
+	// plain RTCP (APP keepalives) until SRTP is set up, more of them the
+	// longer the DTLS handshake takes on a loaded machine, and may send its
+	// RTCP BYE after it is torn down: those are rightly dropped, and stay a
+	// few against hundreds of RTP packets.
 	if l, _ := caller["lost"].(float64); l != 0 {
 		t.Errorf("caller leg lost %v RTP packets (failed SRTP authentication?): %v", l, media)
 	}
-	if f, _ := caller["srtp_auth_failures"].(float64); f > 2 {
-		t.Errorf("%v of baresip's packets failed authentication", f)
+	cp, _ := caller["packets"].(float64)
+	if f, _ := caller["srtp_auth_failures"].(float64); f > 2 && f*20 > cp {
+		t.Errorf("%v of baresip's %v packets failed authentication", f, caller["packets"])
 	}
 	if !strings.Contains(string(out), "srtp") {
 		t.Errorf("baresip's output does not mention srtp: was the module loaded?\n%s", out)

@@ -43,10 +43,12 @@ func TestAPITransferFromAnotherNode(t *testing.T) {
 
 	// the call, answered, as node b's history lists it
 	var id string
-	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	// a loaded machine: the workspace's history stream is made (three
+	// replicas) with the call's first event, and read on the other node
+	testwait.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		code, m, _ := cb.try("GET", "/v1/calls?number="+url.QueryEscape(num), "")
-		if code != 200 { // the workspace's history stream is made with its first event
-			return fmt.Errorf("GET /v1/calls: %d %v", code, m)
+		if code != 200 {
+			return fmt.Errorf("GET /v1/calls: %d %v\n%s", code, m, tail(carrier.out.String()))
 		}
 		cs, _ := m["calls"].([]any)
 		if len(cs) == 0 {
