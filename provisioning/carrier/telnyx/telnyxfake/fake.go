@@ -384,6 +384,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /v2/calls", s.dial)
 	mux.HandleFunc("POST /v2/calls/{id}/actions/transfer", s.transfer)
 	mux.HandleFunc("POST /v2/calls/{id}/actions/hangup", s.hangup)
+	mux.HandleFunc("POST /v2/calls/{id}/actions/send_dtmf", s.sendDTMF)
 	mux.HandleFunc("/", notFound)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
