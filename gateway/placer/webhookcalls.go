@@ -119,6 +119,11 @@ func (p *Placer) transferWebhookCall(ctx context.Context, wc WebhookCall, carrie
 	if bad != nil {
 		return *bad
 	}
+	// Two requests on this node for one call: one reaches the carrier.
+	if _, busy := p.webhookXfers.LoadOrStore(wc.ID, struct{}{}); busy {
+		return calls.Reply{Status: 409, Error: "a transfer of this call is still running"}
+	}
+	defer p.webhookXfers.Delete(wc.ID)
 	info := calls.TransferInfo{To: "tel:" + dest, Mode: "carrier_verb", Via: "api", State: calls.TransferTrying, Carrier: carrierName}
 	if status, why := p.transferPolicy(wc.Workspace, wc.Number, dest); status != 0 {
 		info.State = calls.TransferRefused
