@@ -154,7 +154,9 @@ func TestTransferOfTwilioWebhookCall(t *testing.T) {
 		t.Fatalf("refused requests reached Twilio: %v", got)
 	}
 
+	start := time.Now()
 	code, m := acme.do("POST", path, transfer)
+	t.Logf("transfer of a webhook call answered in %v", time.Since(start))
 	if code != 202 || m["state"] != "trying" || m["to"] != "tel:+12125550143" {
 		t.Fatalf("transfer: %d %v", code, m)
 	}
@@ -233,7 +235,9 @@ func TestTransferAndDigitsOfTelnyxCallControlCall(t *testing.T) {
 	if code, m := other.do("POST", "/v1/calls/"+id+"/dtmf", `{"digits":"1"}`); code != 404 {
 		t.Fatalf("another workspace's call: %d %v", code, m)
 	}
+	start := time.Now()
 	code, m := acme.do("POST", "/v1/calls/"+id+"/dtmf", `{"digits":"12w34#"}`)
+	t.Logf("digits to a webhook call answered in %v", time.Since(start))
 	if code != 202 || m["via"] != "send_dtmf" {
 		t.Fatalf("digits: %d %v", code, m)
 	}
