@@ -51,6 +51,10 @@ type Options struct {
 	// Control sends commands to running calls (POST /v1/calls/{id}/transfer
 	// and /dtmf) to the node that holds them (nil: 503).
 	Control *calls.ControlBus
+	// WebhookCalls transfers and sends digits to calls that reached an
+	// agent by a carrier's webhook, which no node holds (webhookcalls.go;
+	// nil: 404 for them).
+	WebhookCalls WebhookCalls
 }
 
 // API is the HTTP handler.

@@ -44,7 +44,13 @@ func (a *API) sendDTMF(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), dtmfTimeout)
 	defer cancel()
 	ws := principal(r).Workspace
-	rep, err := a.opts.Control.Send(ctx, calls.Command{Op: calls.OpDTMF, CallID: id, Workspace: ws, Digits: in.Digits})
+	cmd := calls.Command{Op: calls.OpDTMF, CallID: id, Workspace: ws, Digits: in.Digits}
+	// A carrier's webhook call is held by no node: this node asks the
+	// carrier (webhookcalls.go) without waiting for the bus's timeout.
+	rep, err := a.commandWebhookCall(r.Context(), cmd)
+	if errors.Is(err, calls.ErrCallNotHere) {
+		rep, err = a.opts.Control.Send(ctx, cmd)
+	}
 	if errors.Is(err, calls.ErrCallNotHere) {
 		writeProblem(w, Problem{Status: 404, Title: "Not found", Detail: "no call in progress with this id in the workspace"})
 		return nil

@@ -58,7 +58,13 @@ func (a *API) transferCall(w http.ResponseWriter, r *http.Request) error {
 	// request's 30 s) means no node holds the call.
 	sctx, cancel := context.WithTimeout(r.Context(), a.opts.Control.Timeout)
 	defer cancel()
-	rep, err := a.opts.Control.Send(sctx, calls.Command{Op: calls.OpTransfer, CallID: id, Workspace: ws, To: in.To, Mode: in.Mode})
+	cmd := calls.Command{Op: calls.OpTransfer, CallID: id, Workspace: ws, To: in.To, Mode: in.Mode}
+	// A carrier's webhook call is held by no node: this node asks the
+	// carrier (webhookcalls.go) without waiting for the bus's timeout.
+	rep, err := a.commandWebhookCall(r.Context(), cmd)
+	if errors.Is(err, calls.ErrCallNotHere) {
+		rep, err = a.opts.Control.Send(sctx, cmd)
+	}
 	if errors.Is(err, calls.ErrCallNotHere) {
 		// ended, or never ours: the history tells which
 		if a.opts.Calls != nil {

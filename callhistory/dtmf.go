@@ -18,7 +18,7 @@ const maxDTMFDigits = calls.MaxDTMFDigits
 type DTMF struct {
 	At     time.Time `json:"at"`
 	From   string    `json:"from"`   // caller, agent
-	Via    string    `json:"via"`    // rfc4733, info
+	Via    string    `json:"via"`    // rfc4733, info, send_dtmf (Telnyx Call Control)
 	Digits string    `json:"digits"` // what was pressed or sent
 }
 
@@ -34,7 +34,9 @@ func (c *Call) addDTMF(e calls.Event, at time.Time) {
 	if d.From != "agent" {
 		d.From = "caller"
 	}
-	if d.Via != "info" {
+	switch d.Via {
+	case "info", "send_dtmf":
+	default:
 		d.Via = "rfc4733"
 	}
 	i := len(c.DTMF)

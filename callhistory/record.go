@@ -84,6 +84,10 @@ type Call struct {
 	// Transfer is the call's last transfer (issue 18): its progress, or
 	// its outcome (completed, busy, no_answer, failed with status, refused).
 	Transfer *calls.TransferInfo `json:"transfer,omitempty"`
+	// CarrierCallID is the carrier's handle on a webhook call (Twilio
+	// CallSid, Telnyx call_control_id) for transfers and digits by the
+	// carrier's verbs; never shown in the API.
+	CarrierCallID string `json:"-"`
 
 	startSeen bool
 	seq       uint64 // stream sequence of the call's first event read
@@ -183,6 +187,7 @@ func (c *Call) apply(e storedEvent) {
 	set(&c.Source, e.Source)
 	set(&c.Endpoint, e.Endpoint)
 	set(&c.HookOutcome, e.HookOutcome)
+	set(&c.CarrierCallID, e.CarrierCallID)
 	if e.FallbackStep > 0 {
 		c.FallbackStep = e.FallbackStep
 	}

@@ -248,6 +248,8 @@ func Start(ctx context.Context, cfg config.Config, o Options) (*Node, error) {
 		Calls:   n.callHistory(),
 		Placer:  n.edges.placer,
 		Control: n.edges.control,
+		// calls that reached agents by carrier webhooks (api/webhookcalls.go)
+		WebhookCalls: n.edges.placer,
 	})
 	n.handler.Store(h)
 	go func() {

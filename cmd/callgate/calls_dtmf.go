@@ -16,7 +16,8 @@ func (a *app) callsDTMF() *cobra.Command {
 		Use:   "dtmf ID DIGITS",
 		Short: "Send DTMF digits to the caller of a call in progress (0-9 * # A-D; w = 0.5 s pause)",
 		Long: "Send DTMF digits to the phone side of a call in progress: RFC 4733 events in its media when it\n" +
-			"is relayed and the phone side negotiated them, SIP INFO otherwise. w is a 0.5 s pause.\n" +
+			"is relayed and the phone side negotiated them, SIP INFO otherwise; Telnyx Call Control's\n" +
+			"send_dtmf for Telnyx calls (Twilio calls cannot get digits). w is a 0.5 s pause.\n" +
 			"Example: callgate calls dtmf 3c1f...@10.0.0.1 '12w34#'",
 		Args: exactArgs("ID", "DIGITS"),
 	}

@@ -16,7 +16,9 @@ func (a *app) callsTransfer() *cobra.Command {
 		Short: "Transfer a running call's caller to a number (tel:+E.164), an agent (agent:ID) or a SIP URI",
 		Long: "Transfer a running, answered call's caller. --mode blind (default) asks the caller's carrier to\n" +
 			"place the new leg (SIP REFER); its progress and outcome are the call's transfer events and\n" +
-			"show in `callgate calls show ID`. --mode bridge is not available yet.",
+			"show in `callgate calls show ID`. Calls placed through Twilio or Telnyx, and calls that reached\n" +
+			"the agent by their webhooks, are transferred to a number with the carrier's own verb (TwiML\n" +
+			"<Dial> on a redirect, Call Control transfer). --mode bridge is not available yet.",
 		Args: exactArgs("ID"),
 	}
 	f := c.Flags()

@@ -52,6 +52,13 @@ type Event struct {
 	DTMFVia  string            `json:"dtmf_via,omitempty"`  // dtmf: "rfc4733" or "info"
 	Transfer *TransferInfo     `json:"transfer,omitempty"`  // transfer: progress and outcome
 	Headers  map[string]string `json:"headers,omitempty"`   // started/ended: headers the workspace keeps (sip_headers.keep)
+
+	// CarrierCallID is the carrier's handle on the caller's call, for its
+	// own verbs (Twilio: the CallSid the voice webhook got; Telnyx Call
+	// Control: call_control_id). Webhook calls' events carry it; the
+	// call history keeps it in the workspace's own stream and never
+	// shows it (callhistory.Call.CarrierCallID).
+	CarrierCallID string `json:"carrier_call_id,omitempty"`
 }
 
 // TransferInfo is a transfer's progress ("transfer" events) and outcome

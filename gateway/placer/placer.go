@@ -113,6 +113,9 @@ type Placer struct {
 	cuts sync.Map // EndCall in flight: callID -> reason
 	// transfers are Telnyx transfers in flight (Close waits for them).
 	transfers wait
+	// webhookXfers are transfers of webhook calls in flight on this node:
+	// call id -> struct{} (webhookcalls.go).
+	webhookXfers sync.Map
 }
 
 // Close waits for work in flight (Telnyx transfers) and ends the sandbox

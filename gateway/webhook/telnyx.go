@@ -123,6 +123,8 @@ func (h *Handler) telnyxCallControl(w http.ResponseWriter, r *http.Request) stri
 		Carrier:   "telnyx",
 		Origin:    dec.Origin,
 		Source:    SourceTelnyx,
+		// the caller's leg: API transfers and digits act on it (gateway/placer webhookcalls.go)
+		CarrierCallID: p.CallControlID,
 	}
 	if p.CallSessionID != "" {
 		base.CallID = p.CallSessionID

@@ -32,6 +32,9 @@ func TestTelnyxTeXML(t *testing.T) {
 	if e.Kind != calls.Started || e.Carrier != "telnyx" || e.Source != SourceTelnyx || e.CallID != "v3:texml-1" {
 		t.Errorf("event %+v", e)
 	}
+	if e.CarrierCallID != "" { // TeXML calls are not followed, so not controlled (gateway/placer webhookcalls.go)
+		t.Errorf("TeXML started event carries carrier_call_id %q", e.CarrierCallID)
+	}
 
 	tests := []struct {
 		name   string
@@ -116,7 +119,8 @@ func TestTelnyxCallControlTransfers(t *testing.T) {
 		t.Errorf("transfer body\n got %s\nwant %s", got.Body, wantBody)
 	}
 	e := decodeEvent(t, recv(t, events).Data)
-	if e.Kind != calls.Started || e.CallID != "sess-1" || e.Origin != routing.OriginForwarded || e.Region != "eu-west" {
+	if e.Kind != calls.Started || e.CallID != "sess-1" || e.Origin != routing.OriginForwarded || e.Region != "eu-west" ||
+		e.CarrierCallID != "v3:abc-123" {
 		t.Errorf("started %+v", e)
 	}
 	checkFor(t, 5*time.Second, func() bool {
@@ -125,7 +129,7 @@ func TestTelnyxCallControlTransfers(t *testing.T) {
 
 	// call.answered and call.hangup become lifecycle events.
 	rg.do(telnyxRequest(t, PathTelnyxCallControl, "application/json", callEvent("call.answered", numTelnyx, "incoming"), testNow, priv))
-	if e := decodeEvent(t, recv(t, events).Data); e.Kind != calls.Answered || e.CallID != "sess-1" {
+	if e := decodeEvent(t, recv(t, events).Data); e.Kind != calls.Answered || e.CallID != "sess-1" || e.CarrierCallID != "v3:abc-123" {
 		t.Errorf("answered %+v", e)
 	}
 	rg.do(telnyxRequest(t, PathTelnyxCallControl, "application/json", callEvent("call.hangup", numTelnyx, "incoming"), testNow, priv))

@@ -235,9 +235,21 @@ func (h *Handler) dialWebhook(w http.ResponseWriter, r *http.Request, telnyx boo
 
 			Direction: calls.Inbound, From: call.Calling, To: dec.Called, ForwardedFrom: dec.ForwardedFrom,
 			Endpoint: ep.URI, HookOutcome: hookRes.Outcome,
+			CarrierCallID: twilioParent(telnyx, params.Get("CallSid")),
 		})
 	}
 	return ResultOK
+}
+
+// twilioParent is the carrier call id kept for a voice webhook call: the
+// Twilio CallSid of the caller's (parent) call, which API transfers
+// redirect (gateway/placer webhookcalls.go). TeXML calls get none: their
+// progress is not followed (no status callback), so nothing acts on them.
+func twilioParent(telnyx bool, callSid string) string {
+	if telnyx {
+		return ""
+	}
+	return callSid
 }
 
 // twilioStatus turns status callbacks into call lifecycle events. The

@@ -48,7 +48,7 @@ func TestTwilioVoiceBridgesToAgent(t *testing.T) {
 	e := decodeEvent(t, m.Data)
 	if e.Kind != calls.Started || e.CallID != "CA0001" || e.Number != numMain || e.Agent != "a1" ||
 		e.Workspace != "w1" || e.Region != "us-east" || e.Carrier != "twilio" || e.Origin != routing.OriginImported ||
-		e.Source != SourceTwilio {
+		e.Source != SourceTwilio || e.CarrierCallID != "CA0001" {
 		t.Errorf("event %+v", e)
 	}
 	if v := testutil.ToFloat64(rg.h.Metrics().Requests.WithLabelValues("twilio", "voice", ResultOK)); v != 1 {

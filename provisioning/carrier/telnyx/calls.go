@@ -117,3 +117,18 @@ func (c *Carrier) Hangup(ctx context.Context, callControlID, commandID string) e
 	}
 	return c.do(ctx, "hangup", "POST", "/v2/calls/"+url.PathEscape(callControlID)+"/actions/hangup", nil, body, nil, kinds{})
 }
+
+// SendDTMF plays digits into a call (POST
+// /v2/calls/{call_control_id}/actions/send_dtmf): 0-9, A-D, * and #, with
+// w a 0.5 s pause and W a 1 s pause, as callgate's own digit syntax.
+// A call that has ended is ErrInvalidQuery (Telnyx's 422 code 90018).
+func (c *Carrier) SendDTMF(ctx context.Context, callControlID, digits, commandID string) error {
+	if callControlID == "" || digits == "" {
+		return &carrier.Error{Carrier: Name, Op: "send dtmf", Kind: carrier.ErrInvalidQuery, Detail: "call_control_id and digits are required"}
+	}
+	body := map[string]any{"digits": digits}
+	if commandID != "" {
+		body["command_id"] = commandID
+	}
+	return c.do(ctx, "send dtmf", "POST", "/v2/calls/"+url.PathEscape(callControlID)+"/actions/send_dtmf", nil, body, nil, kinds{})
+}

@@ -25,11 +25,23 @@ type DialledCall struct {
 	WebhookURL    string
 	ClientState   string
 	CommandID     string
-	State         string // parked (dialling), answered, bridging, hangup
+	State         string // parked (dialling, or incoming before a transfer), answered, bridging, hangup
+	// Direction is "outgoing" for dialled calls, "incoming" for calls
+	// made with Incoming.
+	Direction string
 	// HungUp is set by a hangup action (call.hangup is then sent).
 	HungUp bool
 	// Transfers are the destinations of transfer actions, in order.
 	Transfers []TransferAction
+	// DTMF are the send_dtmf actions, in order.
+	DTMF []DTMFAction
+}
+
+// DTMFAction is one POST /v2/calls/{id}/actions/send_dtmf.
+type DTMFAction struct {
+	Digits         string
+	DurationMillis int // 0: not given (Telnyx's default 250)
+	CommandID      string
 }
 
 // TransferAction is one POST /v2/calls/{id}/actions/transfer.
@@ -56,6 +68,7 @@ func (s *Server) Dialled() []DialledCall {
 	for _, id := range s.callOrder {
 		c := *s.calls[id]
 		c.Transfers = append([]TransferAction(nil), c.Transfers...)
+		c.DTMF = append([]DTMFAction(nil), c.DTMF...)
 		out = append(out, c)
 	}
 	return out
@@ -119,7 +132,7 @@ func (s *Server) dial(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &DialledCall{CallControlID: "v3:" + strings.ReplaceAll(newUUID(), "-", ""), CallLegID: newUUID(), CallSessionID: newUUID(),
 		ConnectionID: in.ConnectionID, From: in.From, To: in.To, WebhookURL: in.WebhookURL, ClientState: in.ClientState,
-		CommandID: in.CommandID, State: "parked"}
+		CommandID: in.CommandID, State: "parked", Direction: "outgoing"}
 	s.mu.Lock()
 	if s.calls == nil {
 		s.calls = map[string]*DialledCall{}
@@ -158,7 +171,10 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r)
 		return
 	}
-	if c.State != "answered" && c.State != "bridging" {
+	// An incoming call is transferred while parked (that answers it);
+	// a dialled one once answered.
+	parkedIncoming := c.State == "parked" && c.Direction == "incoming"
+	if c.State != "answered" && c.State != "bridging" && !parkedIncoming {
 		writeError(w, http.StatusUnprocessableEntity, apiError{Code: "90018", Title: "Call has already ended",
 			Detail: "This call is no longer active and can't receive commands."})
 		return
@@ -197,7 +213,7 @@ func (s *Server) event(ctx context.Context, id, eventType, state, cause string) 
 	c.State = state
 	payload := map[string]any{
 		"call_control_id": c.CallControlID, "call_leg_id": c.CallLegID, "call_session_id": c.CallSessionID,
-		"connection_id": c.ConnectionID, "from": c.From, "to": c.To, "direction": "outgoing",
+		"connection_id": c.ConnectionID, "from": c.From, "to": c.To, "direction": c.Direction,
 		"state": state, "client_state": nullable(c.ClientState),
 	}
 	if cause != "" {
@@ -259,4 +275,80 @@ func (s *Server) hangup(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		_, _ = s.event(ctx, id, "call.hangup", "hangup", "normal_clearing")
 	}()
+}
+
+// Incoming makes a call from a caller to one of the account's numbers, as
+// Telnyx does when a call reaches a Call Control connection, and sends its
+// signed call.initiated (direction incoming, state parked) to webhookURL.
+// It returns the call and the webhook's HTTP status.
+func (s *Server) Incoming(ctx context.Context, from, to, connectionID, webhookURL string) (DialledCall, int, error) {
+	c := &DialledCall{CallControlID: "v3:" + strings.ReplaceAll(newUUID(), "-", ""), CallLegID: newUUID(), CallSessionID: newUUID(),
+		ConnectionID: connectionID, From: from, To: to, WebhookURL: webhookURL, State: "parked", Direction: "incoming"}
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = map[string]*DialledCall{}
+	}
+	s.calls[c.CallControlID] = c
+	s.callOrder = append(s.callOrder, c.CallControlID)
+	s.mu.Unlock()
+	status, err := s.event(ctx, c.CallControlID, "call.initiated", "parked", "")
+	return *c, status, err
+}
+
+// dtmfDigits are the characters send_dtmf takes: digits, A-D, * and #,
+// and the pauses w (0.5 s) and W (1 s).
+const dtmfDigits = "0123456789ABCD*#wW"
+
+// sendDTMF answers POST /v2/calls/{call_control_id}/actions/send_dtmf as
+// Call Control does: digits required and of 0-9, A-D, *, #, w, W (422
+// pointing at /digits), duration_millis 100..500; 404 for an unknown
+// call, 422 (90018) for one that is not up (ended, or not answered yet);
+// then 200 {"data":{"result":"ok"}}. A repeated command_id is not played
+// twice.
+func (s *Server) sendDTMF(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Digits         string `json:"digits"`
+		DurationMillis *int   `json:"duration_millis"`
+		ClientState    string `json:"client_state"`
+		CommandID      string `json:"command_id"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		badParam(w, "body", "The request body is not valid JSON.")
+		return
+	}
+	switch {
+	case in.Digits == "":
+		invalidParam(w, "/digits", "Missing required parameter", "The 'digits' parameter is required.")
+		return
+	case strings.Trim(in.Digits, dtmfDigits) != "":
+		invalidParam(w, "/digits", "Invalid value for digits", "Valid digits are 0-9, A-D, *, and #. Pauses can be added using w (0.5s) and W (1s).")
+		return
+	case in.DurationMillis != nil && (*in.DurationMillis < 100 || *in.DurationMillis > 500):
+		invalidParam(w, "/duration_millis", "Invalid value for duration_millis", "Must be between 100 and 500.")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.calls[r.PathValue("id")]
+	if c == nil {
+		notFound(w, r)
+		return
+	}
+	if c.State != "answered" && c.State != "bridging" {
+		writeError(w, http.StatusUnprocessableEntity, apiError{Code: "90018", Title: "Call has already ended",
+			Detail: "This call is no longer active and can't receive commands."})
+		return
+	}
+	for _, d := range c.DTMF {
+		if in.CommandID != "" && d.CommandID == in.CommandID {
+			writeJSON(w, http.StatusOK, map[string]any{"data": map[string]string{"result": "ok"}})
+			return
+		}
+	}
+	a := DTMFAction{Digits: in.Digits, CommandID: in.CommandID}
+	if in.DurationMillis != nil {
+		a.DurationMillis = *in.DurationMillis
+	}
+	c.DTMF = append(c.DTMF, a)
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]string{"result": "ok"}})
 }

@@ -1,6 +1,7 @@
 package telnyxfake_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/callgate/callgate/provisioning/carrier/telnyx/telnyxfake"
@@ -31,5 +32,47 @@ func TestDialAndTransferAnswers(t *testing.T) {
 	}
 	if code, _ := do(t, s, "POST", "/v2/calls/v3:nope/actions/transfer", `{"to":"sip:bot@127.0.0.1"}`); code != 404 {
 		t.Fatalf("transfer of an unknown call: %d", code)
+	}
+}
+
+// An incoming call is transferred while parked (Call Control answers it
+// that way); send_dtmf checks digits (422 at /digits, w and W pauses
+// allowed) and needs a live call: 404 unknown, 422 90018 before the
+// answer and after the hangup.
+func TestIncomingTransferAndSendDTMFAnswers(t *testing.T) {
+	s := telnyxfake.MustNew(t, telnyxfake.Options{})
+	in, code, err := s.Incoming(context.Background(), "+15005550006", "+14155550101", "1", "")
+	if err != nil || code != 0 || in.Direction != "incoming" || in.State != "parked" {
+		t.Fatalf("incoming: %+v %d %v", in, code, err)
+	}
+	path := "/v2/calls/" + in.CallControlID + "/actions/"
+	if code, b := do(t, s, "POST", path+"send_dtmf", `{"digits":"1"}`); code != 422 || b.Errors[0].Code != "90018" {
+		t.Fatalf("send_dtmf before the answer: %d %+v", code, b)
+	}
+	if code, _ := do(t, s, "POST", path+"transfer", `{"to":"sip:bot@127.0.0.1"}`); code != 200 {
+		t.Fatalf("transfer of a parked incoming call: %d", code)
+	}
+	for _, body := range []string{`{}`, `{"digits":"12x"}`, `{"digits":"1","duration_millis":50}`} {
+		if code, b := do(t, s, "POST", path+"send_dtmf", body); code != 422 || b.Errors[0].Code != "10015" {
+			t.Fatalf("%s: %d %+v", body, code, b)
+		}
+	}
+	if code, _ := do(t, s, "POST", path+"send_dtmf", `{"digits":"1www2WABCDw9*#","command_id":"c1"}`); code != 200 {
+		t.Fatalf("send_dtmf: %d", code)
+	}
+	if code, _ := do(t, s, "POST", path+"send_dtmf", `{"digits":"1www2WABCDw9*#","command_id":"c1"}`); code != 200 {
+		t.Fatalf("repeated command_id: %d", code)
+	}
+	if d := s.Dialled()[0].DTMF; len(d) != 1 || d[0].Digits != "1www2WABCDw9*#" {
+		t.Fatalf("recorded %+v, want one send_dtmf", d)
+	}
+	if code, _ := do(t, s, "POST", "/v2/calls/v3:nope/actions/send_dtmf", `{"digits":"1"}`); code != 404 {
+		t.Fatalf("send_dtmf to an unknown call: %d", code)
+	}
+	if _, err := s.Hangup(context.Background(), in.CallControlID); err != nil {
+		t.Fatal(err)
+	}
+	if code, b := do(t, s, "POST", path+"send_dtmf", `{"digits":"1"}`); code != 422 || b.Errors[0].Code != "90018" {
+		t.Fatalf("send_dtmf after the hangup: %d %+v", code, b)
 	}
 }

@@ -1,7 +1,9 @@
 // Package telnyxfake is a local stand-in for the parts of the Telnyx v2 REST
 // API that callgate uses: GET /v2/balance, GET /v2/available_phone_numbers,
-// POST and GET /v2/number_orders, GET/PATCH/DELETE /v2/phone_numbers and
-// GET/PATCH /v2/phone_numbers/{id}/messaging.
+// POST and GET /v2/number_orders, GET/PATCH/DELETE /v2/phone_numbers,
+// GET/PATCH /v2/phone_numbers/{id}/messaging, and Call Control (calls.go):
+// POST /v2/calls, the transfer, hangup and send_dtmf actions, incoming
+// calls (Incoming) and signed call webhooks.
 //
 // It answers with the paths, status codes and JSON shapes of Telnyx's
 // published API reference ({"data": ...}, list "meta" with page_number,
@@ -384,6 +386,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /v2/calls", s.dial)
 	mux.HandleFunc("POST /v2/calls/{id}/actions/transfer", s.transfer)
 	mux.HandleFunc("POST /v2/calls/{id}/actions/hangup", s.hangup)
+	mux.HandleFunc("POST /v2/calls/{id}/actions/send_dtmf", s.sendDTMF)
 	mux.HandleFunc("/", notFound)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}

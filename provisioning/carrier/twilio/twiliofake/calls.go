@@ -28,6 +28,7 @@ type Call struct {
 	StatusCallbackEvents []string
 	Timeout              int
 	Status               string // queued, ringing, in-progress, completed, ...
+	Direction            string // outbound-api (created here) or inbound (Inbound)
 	// Updates are the Status values of update requests (POST
 	// .../Calls/{Sid}.json), in order.
 	Updates []string
@@ -56,7 +57,7 @@ func (s *Server) callJSON(c *Call) map[string]any {
 	date := c.Created.Format(dateLayout)
 	return map[string]any{
 		"account_sid": s.opts.AccountSID, "annotation": nil, "answered_by": nil, "api_version": "2010-04-01",
-		"caller_name": nil, "date_created": date, "date_updated": date, "direction": "outbound-api",
+		"caller_name": nil, "date_created": date, "date_updated": date, "direction": c.Direction,
 		"duration": nil, "end_time": nil, "forwarded_from": nil, "from": c.From, "from_formatted": friendly(c.From),
 		"group_sid": nil, "parent_call_sid": nil, "phone_number_sid": s.ownedSID(c.From), "price": nil, "price_unit": "USD",
 		"queue_time": "0", "sid": c.SID, "start_time": nil, "status": c.Status, "to": c.To, "to_formatted": friendly(c.To),
@@ -124,13 +125,38 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &Call{SID: newSID("CA"), From: from, To: to, Twiml: f.Get("Twiml"), URL: f.Get("Url"),
 		StatusCallback: f.Get("StatusCallback"), StatusCallbackMethod: f.Get("StatusCallbackMethod"),
-		StatusCallbackEvents: f["StatusCallbackEvent"], Status: "queued", Created: time.Now().UTC()}
+		StatusCallbackEvents: f["StatusCallbackEvent"], Status: "queued", Direction: "outbound-api", Created: time.Now().UTC()}
 	if c.StatusCallbackMethod == "" {
 		c.StatusCallbackMethod = http.MethodPost
 	}
 	c.Timeout, _ = strconv.Atoi(f.Get("Timeout"))
 	s.calls = append(s.calls, c)
 	writeJSON(w, http.StatusCreated, s.callJSON(c))
+}
+
+// Inbound makes a call from a caller to one of the account's numbers, as
+// Twilio does when a call arrives: it is in progress (running the TwiML the
+// voice webhook answered) until Hangup, and can be updated (redirected) by
+// its sid. The voice webhook itself is the test's to send, signed with
+// Signature. It returns the call's sid (CA...).
+func (s *Server) Inbound(from, to string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &Call{SID: newSID("CA"), From: from, To: to, Status: "in-progress", Direction: "inbound", Created: time.Now().UTC()}
+	s.calls = append(s.calls, c)
+	return c.SID
+}
+
+// Hangup ends a call as the caller hanging up does: its status becomes
+// completed (no callback is sent).
+func (s *Server) Hangup(sid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.calls {
+		if c.SID == sid {
+			c.Status = "completed"
+		}
+	}
 }
 
 // Progress moves a call to status (ringing, in-progress, completed, busy,

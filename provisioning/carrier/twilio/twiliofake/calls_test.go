@@ -86,3 +86,36 @@ func TestUpdateCallAnswers(t *testing.T) {
 		t.Fatalf("recorded %+v", cs)
 	}
 }
+
+// An inbound call can be redirected with new TwiML while in progress (the
+// resource says direction inbound); once the caller hung up the update is
+// 400 with 21220, as Twilio answers.
+func TestInboundCallRedirect(t *testing.T) {
+	s := twiliofake.MustNew(t, twiliofake.Options{Owned: []twiliofake.Number{{PhoneNumber: "+14155550101", Voice: true}}})
+	sid := s.Inbound("+15005550006", "+14155550101")
+	update := func() (int, map[string]any) {
+		t.Helper()
+		form := url.Values{"Twiml": {`<Response><Dial><Number>+12125550143</Number></Dial></Response>`}}
+		req, _ := http.NewRequest("POST", s.URL()+"/2010-04-01/Accounts/"+s.AccountSID()+"/Calls/"+sid+".json", strings.NewReader(form.Encode()))
+		req.SetBasicAuth(s.AccountSID(), s.AuthToken())
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	if code, m := update(); code != 200 || m["direction"] != "inbound" || m["sid"] != sid || m["status"] != "in-progress" {
+		t.Fatalf("redirect: %d %v", code, m)
+	}
+	if c := s.Calls()[0]; len(c.TwimlUpdates) != 1 || !strings.Contains(c.TwimlUpdates[0], "+12125550143") {
+		t.Fatalf("recorded %+v", c)
+	}
+	s.Hangup(sid)
+	if code, m := update(); code != 400 || m["code"] != float64(21220) {
+		t.Fatalf("redirect after the hangup: %d %v", code, m)
+	}
+}
