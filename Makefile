@@ -74,6 +74,7 @@ bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./routing/ ./gateway/sip/ ./gateway/webhook/ ./gateway/media/
 	bench/webhook/run.sh
 	bench/media/run.sh
+	CALLS=250,500,1000 bench/media/run.sh -srtp
 	bench/sip/run.sh --callgate $(BIN)
 
 bench-quick: build bench-deps
