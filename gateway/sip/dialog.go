@@ -277,15 +277,30 @@ func (c *call) onMediaTimeout() {
 }
 
 // sendByes sends BYE to the agent (its Contact) and to the caller (its
-// Contact, through the route set the caller's side recorded).
+// Contact, through the route set the caller's side recorded). Once a
+// bridged transfer connected the caller to a new leg, the agent is gone
+// and finish's endBridge hangs up the new leg (bridge.go).
 func (c *call) sendByes() {
-	s := c.s
 	if c.inv == nil || c.cur == nil {
+		return
+	}
+	if !c.bridged() {
+		c.byeAgent()
+	}
+	c.byeCaller()
+}
+
+// byeAgent sends BYE to the agent in the caller's name. c.mu held.
+func (c *call) byeAgent() {
+	s := c.s
+	if c.inv == nil {
 		return
 	}
 	inv := c.inv
 	seq := inv.CSeq().SeqNo + c.cseqDelta + 1
-	// to the agent
+	if c.xs != nil {
+		seq = c.nextCallerSeq() // above the NOTIFYs of a transfer (bridge.go)
+	}
 	if c.agentTarget != nil {
 		if pr, err := uriProto(c.agentTarget); err == nil {
 			bye := sip.NewRequest(sip.BYE, *c.agentTarget)
@@ -304,7 +319,15 @@ func (c *call) sendByes() {
 			_ = s.tpSide(c.downSide()).SendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
 		}
 	}
-	// to the caller
+}
+
+// byeCaller sends BYE to the caller in the agent's place. c.mu held.
+func (c *call) byeCaller() {
+	s := c.s
+	if c.inv == nil {
+		return
+	}
+	inv := c.inv
 	if ct := inv.Contact(); ct != nil {
 		target := ct.Address
 		bye := sip.NewRequest(sip.BYE, target)

@@ -116,6 +116,8 @@ type Server struct {
 	noAckTimeout time.Duration // a 2xx not ACKed this long ends the dialog record (64*T1)
 
 	xferMetrics *transferMetrics // transfermetrics.go
+	bridges     sync.Map         // a bridged transfer's new leg: its Call-ID → *bridgeLeg (bridge.go)
+	retx        sync.Map         // branch → *bridgeRetx: bridge requests retransmitted until answered
 
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
@@ -641,6 +643,9 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	}
 	if toTag == "" && req.Method == sip.INVITE {
 		s.popPreloadedRoute(req) // a UA with callgate as its outbound proxy
+	}
+	if toTag != "" && s.bridgeRequest(req, from) {
+		return // in a bridged transfer's new leg (bridge.go)
 	}
 	if toTag != "" || s.routeIsUs(req) {
 		s.forwardInDialog(req, from)

@@ -496,6 +496,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	case strings.HasPrefix(br, branchTransfer):
 		s.onOurReferResponse(res) // transferapi.go
 		return
+	case strings.HasPrefix(br, branchBridge):
+		s.onBridgeResponse(res) // bridge.go
+		return
 	case strings.HasPrefix(br, branchStateful):
 		c, ok := s.clientTx.get(br)
 		if !ok {

@@ -48,6 +48,12 @@ type xferState struct {
 	agentSet bool
 	shift    uint32 // added to the agent's CSeqs toward the caller (our REFERs took numbers)
 	cur      *transfer
+	// the caller's side, when callgate sends the agent requests in the
+	// caller's name (a bridge's NOTIFYs and BYE, bridge.go)
+	callerMax   uint32
+	callerSet   bool
+	callerShift uint32
+	br          *bridgeLeg // the last bridged transfer's new leg
 }
 
 // transfer is one transfer attempt.
@@ -61,7 +67,9 @@ type transfer struct {
 	retxInt time.Duration
 	sentAt  time.Time
 	gotResp bool
-	done    bool // an outcome was reached
+	done    bool       // an outcome was reached
+	br      *bridgeLeg // callgate carries it out (bridge.go)
+	target  transferTarget
 }
 
 // fromAgent reports whether a request with From tag fromTag comes from
@@ -97,13 +105,21 @@ func (s *Server) transferInDialog(c *call, req *sip.Request, from peer) bool {
 		return false
 	}
 	agent := c.fromAgent(fromTag)
+	if c.bridged() {
+		return c.bridgedInDialog(req, from, agent) // bridge.go: the caller is with the new leg
+	}
+	xs := c.xstate()
+	cs := req.CSeq()
 	if agent {
-		xs := c.xstate()
-		cs := req.CSeq()
 		if req.Method != sip.ACK && req.Method != sip.CANCEL && (!xs.agentSet || cs.SeqNo > xs.agentMax) {
 			xs.agentMax, xs.agentSet = cs.SeqNo, true
 		}
 		cs.SeqNo += xs.shift
+	} else {
+		if req.Method != sip.ACK && req.Method != sip.CANCEL && (!xs.callerSet || cs.SeqNo > xs.callerMax) {
+			xs.callerMax, xs.callerSet = cs.SeqNo, true
+		}
+		cs.SeqNo += xs.callerShift
 	}
 	switch {
 	case agent && req.Method == sip.REFER:
@@ -123,12 +139,22 @@ func (s *Server) transferResponse(c *call, res *sip.Response) {
 	fromTag, _ := res.From().Params.Get("tag")
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.fromAgent(fromTag) || c.xs == nil {
+	if c.xs == nil {
 		return
 	}
 	cs := res.CSeq()
+	if !c.fromAgent(fromTag) {
+		cs.SeqNo -= c.xs.callerShift // a request of the caller's, renumbered toward the agent
+		return
+	}
 	if t := c.xs.cur; t != nil && !t.ours && cs.MethodName == sip.REFER && cs.SeqNo == t.seq {
-		c.referAnswered(t, res.StatusCode)
+		if bridgeRefusal(res.StatusCode) && (t.br != nil || c.bridgeFallback(t)) {
+			// the carrier does not transfer: callgate does (bridge.go), and
+			// the agent gets 202 and NOTIFYs instead of the refusal
+			res.StatusCode, res.Reason = 202, "Accepted"
+		} else {
+			c.referAnswered(t, res.StatusCode)
+		}
 	}
 	cs.SeqNo -= c.xs.shift
 }
@@ -186,12 +212,25 @@ func (c *call) onAgentRefer(req *sip.Request, from peer) bool {
 		c.logger().Info("sip: transfer refused", "to", maskTarget(tg), "status", code, "reason", why)
 		return reply(code, phrase, why)
 	}
+	if tg.kind == targetAgent {
+		// no carrier reaches an agent: callgate bridges (checkTransfer
+		// let it through only when it can)
+		info.Mode = TransferBridge
+		t := &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now(), target: tg}
+		xs.cur = t
+		c.publishTransfer(info)
+		if code, why := c.startBridge(t, tg, true); code != 0 {
+			c.transferOutcome(t, code)
+			return reply(code, sipPhrase(code), why)
+		}
+		return reply(202, "Accepted", "")
+	}
 	if tg.kind == targetPhone {
 		// the carrier gets the number as tel:+E.164 whatever host the agent named
 		req.RemoveHeader("Refer-To")
 		req.AppendHeader(sip.NewHeader("Refer-To", "<"+tg.uri+">"))
 	}
-	xs.cur = &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now()}
+	xs.cur = &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now(), target: tg}
 	c.publishTransfer(info)
 	return false
 }
@@ -219,9 +258,10 @@ func (c *call) checkTransfer(tg transferTarget) (code int, phrase, why string) {
 		if _, ok := snap.Agent(ws, tg.agent); !ok {
 			return 404, "Not Found", "no such agent in this workspace"
 		}
-		// An agent is reached only through callgate's own leg (bridge),
-		// which this version does not place.
-		return 501, "Not Implemented", "transfer to an agent needs a bridged transfer, not available yet"
+		// An agent is reached only through callgate's own leg (bridge.go).
+		if why := c.canBridge(); why != "" {
+			return 501, "Not Implemented", "a transfer to an agent is a bridged transfer: " + why
+		}
 	case targetSIP:
 		var u sip.Uri
 		if sip.ParseUri(tg.uri, &u) == nil && s.isUs(&u) {
@@ -233,7 +273,7 @@ func (c *call) checkTransfer(tg transferTarget) (code int, phrase, why string) {
 
 // referAnswered follows the answer to a REFER of transfer t. c.mu held.
 func (c *call) referAnswered(t *transfer, code int) {
-	if code < 200 || t.done {
+	if code < 200 || t.done || t.br != nil {
 		return
 	}
 	if t.ours {
@@ -247,6 +287,9 @@ func (c *call) referAnswered(t *transfer, code int) {
 		return
 	}
 	t.gotResp = true
+	if t.ours && bridgeRefusal(code) && c.bridgeFallback(t) {
+		return // callgate places the new leg itself (bridge.go)
+	}
 	c.transferOutcome(t, code)
 }
 
