@@ -861,14 +861,15 @@ func bridgeOffer(offer, answer []byte) []byte {
 			if inAudio {
 				f := strings.Fields(l)
 				if len(f) > 3 {
-					kept := f[:3:3]
+					kept, found := f[:3:3], false
 					for _, pt := range f[3:] {
 						if pt == codec || isTelephoneEvent(offer, pt) {
 							keep[pt] = true
 							kept = append(kept, pt)
+							found = found || pt == codec
 						}
 					}
-					if len(kept) == 3 {
+					if !found {
 						return offer // the caller never offered it: leave the offer alone
 					}
 					l = strings.Join(kept, " ")
