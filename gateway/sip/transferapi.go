@@ -109,8 +109,14 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 		t := &transfer{info: info, ours: true, sentAt: time.Now(), target: tg}
 		xs.cur = t
 		c.publishTransfer(info)
-		if code, why := c.startBridge(t, tg, false); code != 0 {
+		code, why := c.startBridge(t, tg, false)
+		if code != 0 {
 			c.transferOutcome(t, code)
+		}
+		if t.done { // no route, or every candidate unreachable at once
+			if why == "" {
+				why = "every route to the target is unreachable"
+			}
 			return calls.Reply{Status: 502, Error: "the new leg could not be placed: " + why, Detail: map[string]string{"state": t.info.State}}, true
 		}
 		c.logger().Info("sip: transfer", "mode", info.Mode, "via", info.Via, "to", maskTarget(tg), "state", info.State)
