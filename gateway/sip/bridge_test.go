@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -8,7 +10,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -213,5 +218,180 @@ func TestSIPpBridgedTransfer(t *testing.T) {
 				t.Errorf("%d RTP packets reached the busy human", n)
 			}
 		})
+	}
+}
+
+// bridgeEdge: a relayed (or direct) call from a sipgo carrier to a sipgo
+// agent, answered, on an edge whose sandbox termination is human.
+func bridgeEdge(t *testing.T, mediaMode string, human *testUA, m *testMeter, tweak func(*Config)) (*testEdge, *testUA, *testUA, *sipgo.DialogClientSession) {
+	t.Helper()
+	agent := newUA(t, "127.0.0.1")
+	mgr := newMediaManager(t, 31560, 31579)
+	e := runAgentEdge(t, bridgeTable(agent.endpoint("local"), mediaMode), sandboxURI(human), tweak, func(d *Deps) {
+		d.Media = media.Anchor[MediaSession]{M: mgr}
+		if m != nil {
+			d.Usage = m
+		}
+	})
+	carrier := newUA(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, _, err := carrier.call(ctx, e, numBridge)
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	_ = ds.Ack(ctx)
+	recv(t, agent.acks, "ACK at the agent")
+	return e, carrier, agent, ds
+}
+
+// TestBridgeAPITransfer: POST /v1/calls/{id}/transfer with mode bridge
+// (the ControlBus command) on a relayed call: 202; the human behind the
+// sandbox termination gets the INVITE (destination, caller ID) and the
+// ACK, the agent a BYE; an INFO from the caller is answered by callgate
+// (the agent is gone); the new leg is metered under its own call id; the
+// human's BYE reaches the caller and ends the call bye_transfer_target.
+// On a call whose media is not relayed, bridge is 409.
+func TestBridgeAPITransfer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	t.Run("direct media", func(t *testing.T) {
+		human := newUA(t, "127.0.0.1")
+		e, _, _, ds := bridgeEdge(t, routing.MediaDirect, human, nil, nil)
+		rep, ok := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: ds.InviteRequest.CallID().Value(),
+			Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge})
+		if !ok || rep.Status != 409 || !strings.Contains(rep.Error, "relay") {
+			t.Fatalf("bridge on a direct-media call: %+v, want 409 naming relay", rep)
+		}
+		select {
+		case inv := <-human.invites:
+			t.Fatalf("the human got an INVITE: %s", inv.StartLine())
+		default:
+		}
+	})
+	t.Run("relayed", func(t *testing.T) {
+		human := newUA(t, "127.0.0.1")
+		m := &testMeter{answered: map[string]string{}, ended: map[string]int{}}
+		e, carrier, agent, ds := bridgeEdge(t, routing.MediaRelay, human, m, nil)
+		callID := ds.InviteRequest.CallID().Value()
+		rep, ok := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: callID,
+			Workspace: "w", To: bridgeDest, Mode: TransferBridge})
+		if !ok || rep.Status != 202 || rep.Detail["mode"] != TransferBridge || rep.Detail["state"] != calls.TransferTrying {
+			t.Fatalf("bridge transfer: %+v, want 202 mode bridge state trying", rep)
+		}
+		inv := recv(t, human.invites, "INVITE at the human")
+		if inv.Recipient.User != bridgeDest || inv.From().Address.User != numBridge {
+			t.Errorf("the human's INVITE: %s from %s, want %s from %s", inv.Recipient.String(), inv.From().Address.String(), bridgeDest, numBridge)
+		}
+		leg := inv.CallID().Value()
+		if leg == callID {
+			t.Errorf("the new leg reuses the caller's Call-ID")
+		}
+		recv(t, human.acks, "ACK at the human")
+		recv(t, agent.byes, "BYE at the agent")
+		var done calls.Event
+		checkFor(t, 10*time.Second, func() error {
+			e.events.mu.Lock()
+			defer e.events.mu.Unlock()
+			for _, ev := range e.events.events {
+				if ev.Kind == calls.TransferKind && ev.Transfer != nil && ev.Transfer.State == calls.TransferCompleted {
+					done = ev
+					return nil
+				}
+			}
+			return errors.New("no completed transfer event yet")
+		})
+		if tr := done.Transfer; tr.Mode != TransferBridge || tr.Via != "api" || tr.Status != 200 || tr.To != "tel:"+bridgeDest {
+			t.Errorf("transfer %+v", *tr)
+		}
+		m.mu.Lock()
+		dest := m.answered[leg]
+		m.mu.Unlock()
+		if dest != bridgeDest {
+			t.Errorf("metering of the new leg %s: %q, want %s", leg, dest, bridgeDest)
+		}
+
+		// the caller's in-dialog request is answered here; the agent sees nothing
+		info := sip.NewRequest(sip.INFO, ds.InviteResponse.Contact().Address)
+		res, err := ds.Do(ctx, info)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("caller's INFO after the bridge: %v %v", res, err)
+		}
+		select {
+		case r := <-agent.others:
+			t.Errorf("the agent got %s after it was hung up", r.Method)
+		default:
+		}
+
+		// the human hangs up: the caller gets BYE
+		var sess *sipgo.DialogServerSession
+		checkFor(t, 5*time.Second, func() error {
+			if sess = human.session(leg); sess == nil {
+				return errors.New("no dialog at the human yet")
+			}
+			return nil
+		})
+		if err := sess.Bye(ctx); err != nil {
+			t.Fatalf("the human's BYE: %v", err)
+		}
+		recv(t, carrier.byes, "BYE at the caller")
+		end := e.events.waitEvent(t, calls.Ended, callID)
+		if end.Reason != "bye_transfer_target" || end.Transfer == nil || end.Transfer.State != calls.TransferCompleted {
+			t.Errorf("ended %s with transfer %+v, want bye_transfer_target, completed", end.Reason, end.Transfer)
+		}
+		checkFor(t, 5*time.Second, func() error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.ended[leg] != 1 {
+				return errorf("new leg metering ended %d times, want 1", m.ended[leg])
+			}
+			return nil
+		})
+	})
+}
+
+// TestBridgeNoAnswer: the new leg rings past ring_timeout: callgate
+// CANCELs it, the outcome is no_answer (408), and the caller stays with
+// the agent (its BYE reaches the agent).
+func TestBridgeNoAnswer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	human := newUA(t, "127.0.0.1", ringForever)
+	e, _, agent, ds := bridgeEdge(t, routing.MediaRelay, human, nil, func(c *Config) { c.RingTimeout = time.Second })
+	callID := ds.InviteRequest.CallID().Value()
+	rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: callID, Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge})
+	if rep.Status != 202 {
+		t.Fatalf("bridge transfer: %+v", rep)
+	}
+	recv(t, human.invites, "INVITE at the human")
+	recv(t, human.cancels, "CANCEL at the human")
+	var last *calls.TransferInfo
+	checkFor(t, 10*time.Second, func() error {
+		e.events.mu.Lock()
+		defer e.events.mu.Unlock()
+		for _, ev := range e.events.events {
+			if ev.Kind == calls.TransferKind && ev.Transfer != nil {
+				last = ev.Transfer
+			}
+		}
+		if last == nil || last.State != calls.TransferNoAnswer {
+			return errorf("last transfer %+v, want no_answer", last)
+		}
+		return nil
+	})
+	if last.Status != 408 || last.Mode != TransferBridge {
+		t.Errorf("transfer %+v, want bridge no_answer 408", *last)
+	}
+	select {
+	case <-agent.byes:
+		t.Fatal("the agent got BYE though the transfer failed")
+	default:
+	}
+	if err := ds.Bye(ctx); err != nil {
+		t.Fatalf("caller's BYE: %v", err)
+	}
+	recv(t, agent.byes, "BYE at the agent (the caller stayed with it)")
+	if end := e.events.waitEvent(t, calls.Ended, callID); end.Reason != "bye_caller" || end.Transfer == nil || end.Transfer.State != calls.TransferNoAnswer {
+		t.Errorf("ended %+v", end)
 	}
 }
