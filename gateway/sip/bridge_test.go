@@ -27,10 +27,14 @@ const (
 	bridgeDest = "+14155550143" // the "human" the agent transfers to
 )
 
-// bridgeTable: agent a1 in relay mode at ep answers sandbox number numBridge.
-func bridgeTable(ep routing.Endpoint, media string) *routing.Table {
+// bridgeTable: agent a1 in relay mode at ep answers sandbox number
+// numBridge; agent a2 (the transfer target) is at a2 when given.
+func bridgeTable(ep routing.Endpoint, media string, a2 ...routing.Endpoint) *routing.Table {
 	b := routing.NewBuilder()
 	b.AddAgent(routing.Agent{ID: "a1", Workspace: "w", Media: media, Endpoints: []routing.Endpoint{ep}})
+	if len(a2) > 0 {
+		b.AddAgent(routing.Agent{ID: "a2", Workspace: "w", Media: media, Endpoints: a2})
+	}
 	b.AddNumber(routing.Number{E164: numBridge, Workspace: "w", Carrier: "sandbox", Origin: routing.OriginPurchased,
 		Status: routing.StatusActive, AgentID: "a1"})
 	b.AddWorkspace(routing.Workspace{ID: "w"})
@@ -223,11 +227,11 @@ func TestSIPpBridgedTransfer(t *testing.T) {
 
 // bridgeEdge: a relayed (or direct) call from a sipgo carrier to a sipgo
 // agent, answered, on an edge whose sandbox termination is human.
-func bridgeEdge(t *testing.T, mediaMode string, human *testUA, m *testMeter, tweak func(*Config)) (*testEdge, *testUA, *testUA, *sipgo.DialogClientSession) {
+func bridgeEdge(t *testing.T, mediaMode string, human *testUA, m *testMeter, tweak func(*Config), a2 ...routing.Endpoint) (*testEdge, *testUA, *testUA, *sipgo.DialogClientSession) {
 	t.Helper()
 	agent := newUA(t, "127.0.0.1")
 	mgr := newMediaManager(t, 31560, 31579)
-	e := runAgentEdge(t, bridgeTable(agent.endpoint("local"), mediaMode), sandboxURI(human), tweak, func(d *Deps) {
+	e := runAgentEdge(t, bridgeTable(agent.endpoint("local"), mediaMode, a2...), sandboxURI(human), tweak, func(d *Deps) {
 		d.Media = media.Anchor[MediaSession]{M: mgr}
 		if m != nil {
 			d.Usage = m
@@ -393,5 +397,94 @@ func TestBridgeNoAnswer(t *testing.T) {
 	recv(t, agent.byes, "BYE at the agent (the caller stayed with it)")
 	if end := e.events.waitEvent(t, calls.Ended, callID); end.Reason != "bye_caller" || end.Transfer == nil || end.Transfer.State != calls.TransferNoAnswer {
 		t.Errorf("ended %+v", end)
+	}
+}
+
+// lastTransfer waits for a transfer event in state want and returns it.
+func lastTransfer(t *testing.T, e *testEdge, want string) calls.TransferInfo {
+	t.Helper()
+	var got calls.TransferInfo
+	checkFor(t, 10*time.Second, func() error {
+		e.events.mu.Lock()
+		defer e.events.mu.Unlock()
+		for _, ev := range e.events.events {
+			if ev.Kind == calls.TransferKind && ev.Transfer != nil && ev.Transfer.State == want {
+				got = *ev.Transfer
+				return nil
+			}
+		}
+		return errorf("no %s transfer event yet", want)
+	})
+	return got
+}
+
+// TestBridgeFallbackAPIBlind: an API blind transfer whose REFER the
+// caller's carrier refuses (sipgo's UA has no REFER handler: 405) is
+// carried out by callgate: the human gets the new leg, the agent a BYE,
+// and the transfer (via api) ends completed in mode bridge.
+func TestBridgeFallbackAPIBlind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	human := newUA(t, "127.0.0.1")
+	e, _, agent, ds := bridgeEdge(t, routing.MediaRelay, human, nil, nil)
+	rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: ds.InviteRequest.CallID().Value(),
+		Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBlind})
+	if rep.Status != 202 || rep.Detail["mode"] != TransferBlind {
+		t.Fatalf("blind transfer: %+v", rep)
+	}
+	inv := recv(t, human.invites, "INVITE at the human (the carrier refused the REFER)")
+	if inv.Recipient.User != bridgeDest {
+		t.Errorf("new leg to %s, want %s", inv.Recipient.String(), bridgeDest)
+	}
+	recv(t, agent.byes, "BYE at the agent")
+	if tr := lastTransfer(t, e, calls.TransferCompleted); tr.Mode != TransferBridge || tr.Via != "api" {
+		t.Errorf("transfer %+v, want bridge via api", tr)
+	}
+	if got := testutil.ToFloat64(e.xferMetrics.Transfers.WithLabelValues("api", calls.TransferCompleted)); got != 1 {
+		t.Errorf("callgate_sip_transfers_total{via=api,outcome=completed} = %v", got)
+	}
+}
+
+// TestBridgeReferToAgent: the agent's REFER to another agent of the
+// workspace (sip:agent=a2@callgate) is answered 202 by callgate, which
+// calls a2's endpoint offering the agreed codec (PCMU, the first of the
+// agent's answer) and telephone-event, and hangs up the first agent when
+// a2 answers; the caller's BYE then reaches a2.
+func TestBridgeReferToAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	human := newUA(t, "127.0.0.1")
+	a2 := newUA(t, "127.0.0.1")
+	e, _, agent, ds := bridgeEdge(t, routing.MediaRelay, human, nil, nil, a2.endpoint("local"))
+	callID := ds.InviteRequest.CallID().Value()
+	var sess *sipgo.DialogServerSession
+	checkFor(t, 5*time.Second, func() error {
+		if sess = agent.session(callID); sess == nil {
+			return errors.New("no agent dialog yet")
+		}
+		return nil
+	})
+	refer := sip.NewRequest(sip.REFER, ds.InviteRequest.Contact().Address)
+	refer.AppendHeader(sip.NewHeader("Refer-To", "<sip:agent=a2@callgate>"))
+	res, err := sess.Do(ctx, refer)
+	if err != nil || res.StatusCode != 202 {
+		t.Fatalf("REFER to an agent: %v %v, want 202", res, err)
+	}
+	inv := recv(t, a2.invites, "INVITE at agent a2")
+	body := strings.ReplaceAll(string(inv.Body()), "\r", "")
+	if !strings.Contains(body, "m=audio ") || !strings.Contains(body, " RTP/AVP 0 101\n") || strings.Contains(body, "PCMA") {
+		t.Errorf("a2's offer: want PCMU and telephone-event only\n%s", body)
+	}
+	recv(t, a2.acks, "ACK at agent a2")
+	recv(t, agent.byes, "BYE at the first agent")
+	if tr := lastTransfer(t, e, calls.TransferCompleted); tr.Mode != TransferBridge || tr.Via != "sip_refer" || tr.To != "agent:a2" && tr.To != "sip:agent=a2@callgate" {
+		t.Errorf("transfer %+v", tr)
+	}
+	if err := ds.Bye(ctx); err != nil {
+		t.Fatalf("caller's BYE: %v", err)
+	}
+	recv(t, a2.byes, "BYE at agent a2")
+	if end := e.events.waitEvent(t, calls.Ended, callID); end.Reason != "bye_caller" {
+		t.Errorf("ended %s, want bye_caller", end.Reason)
 	}
 }
