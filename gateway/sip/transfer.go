@@ -219,6 +219,10 @@ func (c *call) onAgentRefer(req *sip.Request, from peer) bool {
 		t := &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now(), target: tg}
 		xs.cur = t
 		c.publishTransfer(info)
+		if why := c.canBridge(); why != "" {
+			c.transferOutcome(t, 501)
+			return reply(501, "Not Implemented", "a transfer to an agent is a bridged transfer: "+why)
+		}
 		if code, why := c.startBridge(t, tg, true); code != 0 {
 			c.transferOutcome(t, code)
 			return reply(code, sipPhrase(code), why)
@@ -258,10 +262,8 @@ func (c *call) checkTransfer(tg transferTarget) (code int, phrase, why string) {
 		if _, ok := snap.Agent(ws, tg.agent); !ok {
 			return 404, "Not Found", "no such agent in this workspace"
 		}
-		// An agent is reached only through callgate's own leg (bridge.go).
-		if why := c.canBridge(); why != "" {
-			return 501, "Not Implemented", "a transfer to an agent is a bridged transfer: " + why
-		}
+		// An agent is reached only through callgate's own leg (bridge.go):
+		// the callers check c.canBridge.
 	case targetSIP:
 		var u sip.Uri
 		if sip.ParseUri(tg.uri, &u) == nil && s.isUs(&u) {

@@ -82,11 +82,6 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 	if tg.kind == targetAgent {
 		bridge = true // no carrier reaches an agent: callgate bridges (bridge.go)
 	}
-	if bridge {
-		if why := c.canBridge(); why != "" {
-			return calls.Reply{Status: 409, Error: "mode: bridge: " + why}, true
-		}
-	}
 	info := calls.TransferInfo{To: tg.String(), Mode: "refer", Via: "api", State: calls.TransferTrying, Carrier: c.rt.carrier}
 	if bridge {
 		info.Mode = TransferBridge
@@ -106,6 +101,9 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 		return calls.Reply{Status: status, Error: why, Detail: map[string]string{"state": info.State}}, true
 	}
 	if bridge {
+		if why := c.canBridge(); why != "" {
+			return calls.Reply{Status: 409, Error: "mode: bridge: " + why}, true
+		}
 		t := &transfer{info: info, ours: true, sentAt: time.Now(), target: tg}
 		xs.cur = t
 		c.publishTransfer(info)
