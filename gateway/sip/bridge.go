@@ -109,6 +109,7 @@ type bridgeLeg struct {
 	remoteTag string
 	remote    sip.Uri   // the new leg's Contact
 	routes    []sip.Uri // its route set (Record-Route, reversed)
+	dlg       peer      // where its in-dialog requests go (first route, else Contact)
 	ack       []byte    // the ACK of its 2xx (for retransmitted 2xx)
 	metered   bool
 }
@@ -361,7 +362,7 @@ func (s *Server) onBridgeResponse(res *sip.Response) {
 	defer c.mu.Unlock()
 	if br != bl.branch {
 		if res.StatusCode >= 200 && res.StatusCode < 300 && bl.ack != nil {
-			_ = s.tpFor(bl.to).Send(bl.to, bl.ack) // an earlier candidate's or transaction's 2xx
+			_ = s.tpFor(bl.dlg).Send(bl.dlg, bl.ack) // an earlier candidate's or transaction's 2xx
 		}
 		return
 	}
@@ -390,7 +391,7 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 	if code < 300 {
 		if bl.answered {
 			if bl.ack != nil {
-				_ = s.tpFor(bl.to).Send(bl.to, bl.ack)
+				_ = s.tpFor(bl.dlg).Send(bl.dlg, bl.ack)
 			}
 			return
 		}
@@ -407,9 +408,18 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 				bl.routes = append(bl.routes, rr.Address)
 			}
 		}
+		bl.dlg = bl.to
+		next := bl.remote
+		if len(bl.routes) > 0 {
+			next = bl.routes[0]
+		}
+		if p, err := s.tp.URIPeerCached(&next); err == nil && p.Proto == bl.to.Proto {
+			p.Side = bl.side
+			bl.dlg = p
+		}
 		ack := bl.inDialog(sip.ACK, bl.seq)
 		bl.ack = []byte(ack.String())
-		_ = s.tpFor(bl.to).Send(bl.to, bl.ack)
+		_ = s.tpFor(bl.dlg).Send(bl.dlg, bl.ack)
 		if bl.ended || c.ended {
 			// too late (cancelled, ring timeout, the call ended): hang up
 			bl.answered = true
@@ -612,7 +622,7 @@ func (bl *bridgeLeg) bye() {
 	bl.ended = true
 	bl.seq++
 	r := bl.inDialog(sip.BYE, bl.seq)
-	bl.c.s.sendRetx(bl.to, r)
+	bl.c.s.sendRetx(bl.dlg, r)
 }
 
 // endBridge is the call's end as the bridge sees it (finish, before the
