@@ -135,6 +135,30 @@ func (c *call) canBridge() string {
 	return ""
 }
 
+// referRefused: the caller's carrier refused the agent's REFER of t
+// (status code). When callgate can bridge, the refusal going to the
+// agent becomes 202 (the caller passes it on), and the returned function,
+// run once that 202 is sent, places the new leg: the agent sees 202
+// before any NOTIFY. nil: the refusal stands. c.mu held.
+func (c *call) referRefused(t *transfer, code int) func() {
+	if t.done || t.br != nil || c.canBridge() != "" {
+		return nil
+	}
+	t.bridging = true
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ended || t.done || t.br != nil || c.xs == nil || c.xs.cur != t {
+			return
+		}
+		if !c.bridgeFallback(t) {
+			// the agent got 202: it learns the failure by NOTIFY
+			c.transferOutcome(t, code)
+			c.notifyRefer(code, sipPhrase(code), true)
+		}
+	}
+}
+
 // bridgeFallback turns transfer t, whose REFER the caller's carrier
 // refused, into a bridged one; false when the call cannot be bridged
 // (the refusal stands). c.mu held.
@@ -746,8 +770,15 @@ func (s *Server) bridgeRequest(req *sip.Request, from peer) bool {
 // notifyAgent reports the new leg's progress to the agent that asked by
 // REFER: a NOTIFY in the caller's name (message/sipfrag). c.mu held.
 func (bl *bridgeLeg) notifyAgent(code int, reason string, final bool) {
-	c := bl.c
-	if !bl.notify || c.ended || c.inv == nil || c.agentTarget == nil {
+	if bl.notify {
+		bl.c.notifyRefer(code, reason, final)
+	}
+}
+
+// notifyRefer sends the agent a NOTIFY of its REFER's progress in the
+// caller's name. c.mu held.
+func (c *call) notifyRefer(code int, reason string, final bool) {
+	if c.ended || c.inv == nil || c.agentTarget == nil {
 		return
 	}
 	if reason == "" {

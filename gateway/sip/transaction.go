@@ -548,9 +548,13 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		}
 		c.mu.Unlock()
 	}
+	var after func()
 	if ok {
-		s.transferResponse(c, res) // transfer.go: the agent's renumbered CSeq, REFER answers
+		after = s.transferResponse(c, res) // transfer.go: the agent's renumbered CSeq, REFER answers
 	}
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
 	_ = s.tpSide(out).SendVia(nv, res)
+	if after != nil {
+		after() // a bridged transfer starts once the agent has its 202 (bridge.go)
+	}
 }

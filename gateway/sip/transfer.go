@@ -58,18 +58,19 @@ type xferState struct {
 
 // transfer is one transfer attempt.
 type transfer struct {
-	info    calls.TransferInfo
-	seq     uint32 // CSeq of the REFER as the caller sees it
-	ours    bool   // sent by callgate (API)
-	branch  string // ours: the REFER's Via branch
-	raw     []byte // ours: the REFER (UDP retransmissions)
-	retx    *time.Timer
-	retxInt time.Duration
-	sentAt  time.Time
-	gotResp bool
-	done    bool       // an outcome was reached
-	br      *bridgeLeg // callgate carries it out (bridge.go)
-	target  transferTarget
+	info     calls.TransferInfo
+	seq      uint32 // CSeq of the REFER as the caller sees it
+	ours     bool   // sent by callgate (API)
+	branch   string // ours: the REFER's Via branch
+	raw      []byte // ours: the REFER (UDP retransmissions)
+	retx     *time.Timer
+	retxInt  time.Duration
+	sentAt   time.Time
+	gotResp  bool
+	done     bool       // an outcome was reached
+	br       *bridgeLeg // callgate carries it out (bridge.go)
+	bridging bool       // the agent got 202 for a refused REFER: the bridge starts
+	target   transferTarget
 }
 
 // fromAgent reports whether a request with From tag fromTag comes from
@@ -132,31 +133,39 @@ func (s *Server) transferInDialog(c *call, req *sip.Request, from peer) bool {
 
 // transferResponse sees a response forwarded statelessly inside c's
 // dialog: the agent's requests renumbered back, REFER answers followed.
-func (s *Server) transferResponse(c *call, res *sip.Response) {
+// A non-nil result runs once the response is sent on (bridge.go).
+func (s *Server) transferResponse(c *call, res *sip.Response) (after func()) {
 	if !c.inspect.Load() {
-		return
+		return nil
 	}
 	fromTag, _ := res.From().Params.Get("tag")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.xs == nil {
-		return
+		return nil
 	}
 	cs := res.CSeq()
 	if !c.fromAgent(fromTag) {
 		cs.SeqNo -= c.xs.callerShift // a request of the caller's, renumbered toward the agent
-		return
+		return nil
 	}
 	if t := c.xs.cur; t != nil && !t.ours && cs.MethodName == sip.REFER && cs.SeqNo == t.seq {
-		if bridgeRefusal(res.StatusCode) && (t.br != nil || c.bridgeFallback(t)) {
+		if bridgeRefusal(res.StatusCode) && (t.br != nil || t.bridging) {
+			res.StatusCode, res.Reason = 202, "Accepted" // a retransmitted refusal
+		} else if bridgeRefusal(res.StatusCode) {
 			// the carrier does not transfer: callgate does (bridge.go), and
 			// the agent gets 202 and NOTIFYs instead of the refusal
-			res.StatusCode, res.Reason = 202, "Accepted"
+			if after = c.referRefused(t, res.StatusCode); after != nil {
+				res.StatusCode, res.Reason = 202, "Accepted"
+			} else {
+				c.referAnswered(t, res.StatusCode)
+			}
 		} else {
 			c.referAnswered(t, res.StatusCode)
 		}
 	}
 	cs.SeqNo -= c.xs.shift
+	return after
 }
 
 // busy reports whether a transfer is still running (not past its
