@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -486,5 +488,76 @@ func TestBridgeReferToAgent(t *testing.T) {
 	recv(t, a2.byes, "BYE at agent a2")
 	if end := e.events.waitEvent(t, calls.Ended, callID); end.Reason != "bye_caller" {
 		t.Errorf("ended %s, want bye_caller", end.Reason)
+	}
+}
+
+// TestBridgeTerminationDigest: the new leg of a bridged transfer from a
+// Twilio number leaves through the integration's termination, which
+// challenges (407): the INVITE is sent once more with the termination's
+// credentials (same Call-ID, next CSeq) and the transfer completes.
+func TestBridgeTerminationDigest(t *testing.T) {
+	const user, pass = "trunkuser", "trunkPass123"
+	chal := &digest.Challenge{Realm: "sip.twilio.com", Nonce: "n0nce-2", Algorithm: "MD5", QOP: []string{"auth"}}
+	var mu sync.Mutex
+	var invites []*sip.Request
+	human := newUA(t, "127.0.0.1", func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
+		mu.Lock()
+		invites = append(invites, req.Clone())
+		mu.Unlock()
+		h := req.GetHeader("Proxy-Authorization")
+		if h == nil {
+			res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+			res.AppendHeader(sip.NewHeader("Proxy-Authenticate", chal.String()))
+			_ = tx.Respond(res)
+			return
+		}
+		cr, err := digest.ParseCredentials(h.Value())
+		if err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Auth", nil))
+			return
+		}
+		want, _ := digest.Digest(chal, digest.Options{Method: "INVITE", URI: cr.URI, Username: user, Password: pass,
+			Count: cr.Nc, Cnonce: cr.Cnonce})
+		if cr.Username != user || cr.Response != want.Response {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 403, "Bad Credentials", nil))
+			return
+		}
+		answer(u, req, tx)
+	})
+	agent := newUA(t, "127.0.0.1")
+	b := routing.NewBuilder()
+	b.AddAgent(routing.Agent{ID: "a1", Workspace: "w", Media: routing.MediaRelay, Endpoints: []routing.Endpoint{agent.endpoint("local")}})
+	b.AddNumber(routing.Number{E164: numBridge, Workspace: "w", Carrier: "twilio", Origin: routing.OriginImported,
+		Status: routing.StatusActive, AgentID: "a1", IntegrationID: "i1"})
+	b.AddIntegration(routing.Integration{ID: "i1", Workspace: "w", Carrier: "twilio",
+		Termination: routing.Termination{URIs: []string{sandboxURI(human)}, Username: user, Password: pass}})
+	b.AddWorkspace(routing.Workspace{ID: "w"})
+	table := &routing.Table{}
+	table.Store(b.Build())
+	mgr := newMediaManager(t, 31580, 31599)
+	e := runAgentEdge(t, table, "", nil, func(d *Deps) { d.Media = media.Anchor[MediaSession]{M: mgr} })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	carrier := newUA(t, "127.0.0.1")
+	ds, _, err := carrier.call(ctx, e, numBridge)
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	_ = ds.Ack(ctx)
+	recv(t, agent.acks, "ACK at the agent")
+	rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: ds.InviteRequest.CallID().Value(),
+		Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge})
+	if rep.Status != 202 {
+		t.Fatalf("bridge transfer: %+v", rep)
+	}
+	recv(t, agent.byes, "BYE at the agent")
+	if tr := lastTransfer(t, e, calls.TransferCompleted); tr.Status != 200 {
+		t.Errorf("transfer %+v", tr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(invites) != 2 || invites[1].CallID().Value() != invites[0].CallID().Value() ||
+		invites[1].CSeq().SeqNo != invites[0].CSeq().SeqNo+1 || invites[0].GetHeader("Proxy-Authorization") != nil {
+		t.Fatalf("INVITEs at the termination: %d, want the challenged one and one with credentials (same Call-ID, next CSeq)", len(invites))
 	}
 }
