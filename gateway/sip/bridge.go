@@ -11,6 +11,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/routing"
 )
 
 // Bridged transfers (issue 18): callgate carries a transfer out itself
@@ -203,7 +204,10 @@ func (c *call) startBridge(t *transfer, tg transferTarget, notify bool) (int, st
 		bl.side = c.downSide()
 		if snap := s.table.Load(); snap != nil {
 			if a, ok := snap.Agent(ws, tg.agent); ok {
-				for _, ep := range a.Endpoints {
+				// in the order an inbound call tries them: the number's
+				// voice region first, healthy ones by RTT (routing)
+				rt := &routing.Route{Number: c.rt.route.Number, Agent: a}
+				for _, ep := range routing.Candidates(rt, s.prober) {
 					var u sip.Uri
 					if sip.ParseUri(ep.URI, &u) == nil {
 						bl.cands = append(bl.cands, u)
