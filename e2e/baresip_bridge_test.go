@@ -120,7 +120,7 @@ func TestBaresipBridgedTransfer(t *testing.T) {
 	}
 	defer conn.Close()
 	cmd := `{"command":"transfer","params":"sip:+14155550143@127.0.0.1;user=phone","token":"x1"}`
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 	if _, err := fmt.Fprintf(conn, "%d:%s,", len(cmd), cmd); err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +145,12 @@ func TestBaresipBridgedTransfer(t *testing.T) {
 	if got.Load() < 100 {
 		t.Errorf("%d RTP packets reached the human, want most of the capture's 236", got.Load())
 	}
-	bs.kill()
+	// quit baresip (killing timeout, its parent, would leave it running)
+	quit := `{"command":"quit","token":"x2"}`
+	if _, err := fmt.Fprintf(conn, "%d:%s,", len(quit), quit); err != nil {
+		t.Errorf("baresip quit: %v", err)
+	}
+	if err := bs.wait(t, 15*time.Second); err != nil {
+		t.Logf("baresip: %v", err)
+	}
 }
