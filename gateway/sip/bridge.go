@@ -58,6 +58,9 @@ import (
 //     response, unreachable) ends the attempt only: NOTIFY with its status
 //     to the agent, the outcome in the transfer event, the call goes on
 //     with the agent.
+//   - An agent that hangs up while the new leg rings gets 200 (agentLeaves)
+//     and the caller waits; if the new leg then fails, the caller is hung
+//     up ("transfer_failed"): nobody is left to talk to it.
 //
 // Lock: everything here runs with the call's c.mu held, like the rest of
 // the call; bridgeLeg has no lock of its own.
@@ -113,6 +116,11 @@ type bridgeLeg struct {
 	dlg       peer      // where its in-dialog requests go (first route, else Contact)
 	ack       []byte    // the ACK of its 2xx (for retransmitted 2xx)
 	metered   bool
+	// agentGone: the agent hung up while the new leg rang (a transferor
+	// that leaves after 202); its BYE was answered here
+	agentGone bool
+	prevBr    string // the challenged INVITE's branch and the ACK of its
+	prevAck   []byte // final response (retransmitted 401/407)
 }
 
 // bridgeRetx is a non-INVITE request of a bridge retransmitted over UDP
@@ -389,6 +397,10 @@ func (s *Server) onBridgeResponse(res *sip.Response) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if br != bl.branch {
+		if br == bl.prevBr && res.StatusCode >= 300 && bl.prevAck != nil {
+			_ = s.tpFor(bl.to).Send(bl.to, bl.prevAck) // the challenge retransmitted
+			return
+		}
 		if res.StatusCode >= 200 && res.StatusCode < 300 && bl.ack != nil {
 			_ = s.tpFor(bl.dlg).Send(bl.dlg, bl.ack) // an earlier candidate's or transaction's 2xx
 		}
@@ -473,13 +485,16 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 			s.usage.Answered(bl.id, ws, bl.dest, time.Now())
 		}
 		bl.notifyAgent(code, res.Reason, true)
-		c.byeAgent()
+		if !bl.agentGone {
+			c.byeAgent()
+		}
 		c.logger().Info("sip: transfer", "mode", t.info.Mode, "via", t.info.Via, "state", t.info.State, "status", code,
 			"leg", bl.id)
 		return
 	}
 	// final non-2xx: ACK it (hop by hop), then retry, fail over or fail
-	_ = s.tpFor(bl.to).SendMsg(bl.to, bl.hopRequest(sip.ACK, res))
+	hop := bl.hopRequest(sip.ACK, res)
+	_ = s.tpFor(bl.to).SendMsg(bl.to, hop)
 	if bl.gotFinal {
 		return // retransmission
 	}
@@ -487,8 +502,12 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 	if bl.ended {
 		return
 	}
-	if (code == 401 || code == 407) && bl.retryWithAuth(res) {
-		return
+	if code == 401 || code == 407 {
+		prevBr, prevAck := bl.branch, []byte(hop.String())
+		if bl.retryWithAuth(res) {
+			bl.prevBr, bl.prevAck = prevBr, prevAck
+			return
+		}
 	}
 	if code >= 500 || code == 408 {
 		if bl.ci+1 < len(bl.cands) {
@@ -563,6 +582,11 @@ func (bl *bridgeLeg) fail(code int, reason string) {
 		bl.notifyAgent(code, reason, true)
 	}
 	bl.forget()
+	if bl.agentGone && !c.ended {
+		// nobody is left for the caller: hang up rather than leave it in silence
+		c.byeCaller()
+		c.finish(200, "transfer_failed")
+	}
 }
 
 // forget drops the leg's record after a while (late responses, BYE).
@@ -690,6 +714,19 @@ func (c *call) bridged() bool {
 	return c.xs != nil && c.xs.br != nil && c.xs.br.answered
 }
 
+// agentLeaves answers the agent's BYE while a bridged transfer's new leg
+// rings: the caller stays, for the new leg. true: answered here. c.mu held.
+func (c *call) agentLeaves(req *sip.Request, from peer) bool {
+	bl := c.xs.br
+	if req.Method != sip.BYE || bl == nil || bl.answered || bl.ended {
+		return false
+	}
+	bl.agentGone = true
+	c.s.replyStateless(req, from, 200, "OK")
+	c.logger().Info("sip: the agent left during a bridged transfer; the caller waits for the new leg")
+	return true
+}
+
 // bridgedInDialog answers an in-dialog request of the caller's dialog
 // once bridged (the agent is gone): see the top of this file. c.mu held.
 func (c *call) bridgedInDialog(req *sip.Request, from peer, agent bool) bool {
@@ -760,6 +797,10 @@ func (s *Server) bridgeRequest(req *sip.Request, from peer) bool {
 			s.replyStateless(req, from, 481, "Call/Transaction Does Not Exist")
 			return true
 		}
+		if len(req.Body()) > 0 && bl.repoint(req.Body()) != nil { // its media moved: followed
+			s.replyStateless(req, from, 488, "Not Acceptable Here")
+			return true
+		}
 		res := sip.NewResponseFromRequest(req, 200, "OK", bl.offer)
 		res.AppendHeader(&sip.ContactHeader{Address: bl.contact()})
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -774,7 +815,7 @@ func (s *Server) bridgeRequest(req *sip.Request, from peer) bool {
 // notifyAgent reports the new leg's progress to the agent that asked by
 // REFER: a NOTIFY in the caller's name (message/sipfrag). c.mu held.
 func (bl *bridgeLeg) notifyAgent(code int, reason string, final bool) {
-	if bl.notify {
+	if bl.notify && !bl.agentGone {
 		bl.c.notifyRefer(code, reason, final)
 	}
 }

@@ -561,3 +561,77 @@ func TestBridgeTerminationDigest(t *testing.T) {
 		t.Fatalf("INVITEs at the termination: %d, want the challenged one and one with credentials (same Call-ID, next CSeq)", len(invites))
 	}
 }
+
+// heldHuman answers 180 at once and its final answer (200 with SDP, or
+// code) only when release is closed.
+func heldHuman(release <-chan struct{}, code int) func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
+	return func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
+		select {
+		case <-release:
+		case <-time.After(15 * time.Second):
+			return
+		}
+		if code != 200 {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, code, "Busy Here", nil))
+			return
+		}
+		answer(u, req, tx)
+	}
+}
+
+// TestBridgeAgentLeavesEarly: an agent that hangs up right after its
+// REFER's 202 (while the new leg rings) gets 200 and the caller stays:
+// when the new leg answers, the caller is with it (the caller's BYE
+// reaches it); when it is busy, nobody is left and callgate hangs up the
+// caller (transfer_failed) instead of leaving it in silence.
+func TestBridgeAgentLeavesEarly(t *testing.T) {
+	for _, code := range []int{200, 486} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			release := make(chan struct{})
+			human := newUA(t, "127.0.0.1", heldHuman(release, code))
+			e, carrier, agent, ds := bridgeEdge(t, routing.MediaRelay, human, nil, nil)
+			callID := ds.InviteRequest.CallID().Value()
+			var sess *sipgo.DialogServerSession
+			checkFor(t, 5*time.Second, func() error {
+				if sess = agent.session(callID); sess == nil {
+					return errors.New("no agent dialog yet")
+				}
+				return nil
+			})
+			refer := sip.NewRequest(sip.REFER, ds.InviteRequest.Contact().Address)
+			refer.AppendHeader(sip.NewHeader("Refer-To", "<tel:"+bridgeDest+">"))
+			if res, err := sess.Do(ctx, refer); err != nil || res.StatusCode != 202 {
+				t.Fatalf("REFER: %v %v, want 202 (sipgo's caller UA refuses REFER: bridged)", res, err)
+			}
+			recv(t, human.invites, "INVITE at the human")
+			if err := sess.Bye(ctx); err != nil {
+				t.Fatalf("the agent's BYE while the new leg rings: %v", err)
+			}
+			select {
+			case <-carrier.byes:
+				t.Fatal("the agent's BYE reached the caller while the transfer ran")
+			default:
+			}
+			close(release)
+			if code == 200 {
+				recv(t, human.acks, "ACK at the human")
+				lastTransfer(t, e, calls.TransferCompleted)
+				if err := ds.Bye(ctx); err != nil {
+					t.Fatalf("caller's BYE: %v", err)
+				}
+				recv(t, human.byes, "BYE at the human")
+				if end := e.events.waitEvent(t, calls.Ended, callID); end.Reason != "bye_caller" {
+					t.Errorf("ended %s, want bye_caller", end.Reason)
+				}
+				return
+			}
+			recv(t, carrier.byes, "BYE at the caller (the transfer failed and the agent is gone)")
+			if end := e.events.waitEvent(t, calls.Ended, callID); end.Reason != "transfer_failed" || end.Transfer == nil || end.Transfer.State != calls.TransferBusy {
+				t.Errorf("ended %s with %+v, want transfer_failed, busy", end.Reason, end.Transfer)
+			}
+		})
+	}
+}

@@ -110,6 +110,9 @@ func (s *Server) transferInDialog(c *call, req *sip.Request, from peer) bool {
 		return c.bridgedInDialog(req, from, agent) // bridge.go: the caller is with the new leg
 	}
 	xs := c.xstate()
+	if agent && xs.br != nil && c.agentLeaves(req, from) {
+		return true // bridge.go: the agent hung up while the new leg rings
+	}
 	cs := req.CSeq()
 	if agent {
 		if req.Method != sip.ACK && req.Method != sip.CANCEL && (!xs.agentSet || cs.SeqNo > xs.agentMax) {
