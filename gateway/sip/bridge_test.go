@@ -80,6 +80,23 @@ func newRTPCounter(t *testing.T, pt uint8) *rtpCounter {
 
 func (r *rtpCounter) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port }
 
+// waitSIPp waits until a SIPp has bound UDP port on 127.0.0.1; a SIPp
+// that never does fails the test with its output.
+func waitSIPp(t *testing.T, port int, out *strings.Builder, dir string) {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(30 * time.Second) // SIPp starts slowly on a loaded machine
+	for time.Now().Before(deadline) {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return // bound by SIPp
+		}
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("SIPp did not bind %s:\n%s\n%s", addr, tail(out.String()), sippErrors(dir))
+}
+
 // sippMessages is the -trace_msg log of the SIPp run with scenario
 // scen (file name) in dir.
 func sippMessages(t *testing.T, dir, scen string) string {
@@ -145,21 +162,24 @@ func TestSIPpBridgedTransfer(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			agentPort, humanPort := freeUDPPort(t), freeUDPPort(t)
-			mgr := newMediaManager(t, 31500+20*i, 31519+20*i)
 			human := newRTPCounter(t, 8)
+			// each SIPp binds its port right after it is picked (the
+			// edge's own ports come after: no free port taken meanwhile)
+			humanPort := freeUDPPort(t)
+			hum, humOut := startSIPp(t, dir, 40, "-sf", filepath.Join(scen, tc.human), "-i", "127.0.0.1",
+				"-p", strconv.Itoa(humanPort), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1", "-nostdin", "-trace_err", "-trace_msg",
+				"-key", "human_rtp", strconv.Itoa(human.port()))
+			waitSIPp(t, humanPort, humOut, dir)
+			agentPort := freeUDPPort(t)
+			ag, agOut := startSIPp(t, dir, 40, "-sf", filepath.Join(scen, tc.agent), "-i", "127.0.0.1",
+				"-p", strconv.Itoa(agentPort), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1", "-nostdin", "-trace_err",
+				"-key", "refer_to", "tel:"+bridgeDest)
+			waitSIPp(t, agentPort, agOut, dir)
+			mgr := newMediaManager(t, 31500+20*i, 31519+20*i)
 			table := bridgeTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(agentPort)}, routing.MediaRelay)
 			e := runAgentEdge(t, table, "sip:pstn@127.0.0.1:"+strconv.Itoa(humanPort), nil, func(d *Deps) {
 				d.Media = media.Anchor[MediaSession]{M: mgr}
 			})
-			hum, humOut := startSIPp(t, dir, 40, "-sf", filepath.Join(scen, tc.human), "-i", "127.0.0.1",
-				"-p", strconv.Itoa(humanPort), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1", "-nostdin", "-trace_err", "-trace_msg",
-				"-key", "human_rtp", strconv.Itoa(human.port()))
-			waitBound(t, "udp", humanPort)
-			ag, agOut := startSIPp(t, dir, 40, "-sf", filepath.Join(scen, tc.agent), "-i", "127.0.0.1",
-				"-p", strconv.Itoa(agentPort), "-mp", strconv.Itoa(freeUDPPort(t)), "-m", "1", "-nostdin", "-trace_err",
-				"-key", "refer_to", "tel:"+bridgeDest)
-			waitBound(t, "udp", agentPort)
 			car, carOut := startSIPp(t, dir, 40, "-sf", filepath.Join(scen, tc.caller), "-i", "127.0.0.1",
 				"-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t)),
 				"-s", numBridge, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())), "-m", "1", "-nostdin", "-trace_err")
