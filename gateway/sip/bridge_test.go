@@ -655,3 +655,49 @@ func TestBridgeAgentLeavesEarly(t *testing.T) {
 		})
 	}
 }
+
+// TestBridgeOffer: the new leg is offered the caller's SDP narrowed to
+// the codec of the agent's answer and telephone-event (their rtpmap and
+// fmtp lines only); without a usable answer, or when the caller never
+// offered that codec, the offer goes as it is.
+func TestBridgeOffer(t *testing.T) {
+	const offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 4000 RTP/AVP 111 8 0 101\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n" +
+		"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
+	answer := func(fmts string, maps ...string) []byte {
+		s := "v=0\r\no=- 2 2 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP " + fmts + "\r\n"
+		for _, m := range maps {
+			s += "a=rtpmap:" + m + "\r\n"
+		}
+		return []byte(s)
+	}
+	cases := []struct {
+		name   string
+		answer []byte
+		mline  string
+		absent []string
+	}{
+		{"PCMA agreed", answer("8 101", "8 PCMA/8000", "101 telephone-event/8000"), "m=audio 4000 RTP/AVP 8 101",
+			[]string{"opus", "PCMU", "useinbandfec"}},
+		{"opus agreed", answer("111", "111 opus/48000/2"), "m=audio 4000 RTP/AVP 111 101", []string{"PCMA", "PCMU"}},
+		{"telephone-event only", answer("101", "101 telephone-event/8000"), "m=audio 4000 RTP/AVP 111 8 0 101", nil},
+		{"codec never offered", answer("9 101", "9 G722/8000"), "m=audio 4000 RTP/AVP 111 8 0 101", nil},
+		{"no answer", nil, "m=audio 4000 RTP/AVP 111 8 0 101", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := string(bridgeOffer([]byte(offer), tc.answer))
+			if !strings.Contains(got, tc.mline+"\r\n") {
+				t.Errorf("offer has no %q:\n%s", tc.mline, got)
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(got, a) {
+					t.Errorf("offer still names %s:\n%s", a, got)
+				}
+			}
+			if !strings.Contains(got, "a=fmtp:101 0-16\r\n") || !strings.Contains(got, "a=ptime:20\r\n") {
+				t.Errorf("telephone-event's fmtp or ptime lost:\n%s", got)
+			}
+		})
+	}
+}
