@@ -349,6 +349,12 @@ func TestBridgeAPITransfer(t *testing.T) {
 		default:
 		}
 
+		// once bridged, the call is not transferred again
+		if rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: callID, Workspace: "w",
+			To: bridgeDest, Mode: TransferBridge}); rep.Status != 409 {
+			t.Errorf("second transfer of a bridged call: %+v, want 409", rep)
+		}
+
 		// the human hangs up: the caller gets BYE
 		var sess *sipgo.DialogServerSession
 		checkFor(t, 5*time.Second, func() error {

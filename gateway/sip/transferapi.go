@@ -63,6 +63,9 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 	if c.out != nil {
 		return calls.Reply{Status: 409, Error: "an agent's outbound call is transferred by the agent's REFER, not by the API"}, true
 	}
+	if c.bridged() {
+		return calls.Reply{Status: 409, Error: "the call was already handed to a bridged transfer's new leg; it cannot be transferred again"}, true
+	}
 	tg, err := parseAPITarget(cmd.To)
 	if err != nil {
 		return calls.Reply{Status: 400, Error: "to: " + err.Error()}, true
