@@ -267,6 +267,7 @@ func bridgeEdge(t *testing.T, mediaMode string, human *testUA, m *testMeter, twe
 		t.Fatalf("call: %v", err)
 	}
 	_ = ds.Ack(ctx)
+	recv(t, agent.invites, "INVITE at the agent")
 	recv(t, agent.acks, "ACK at the agent")
 	return e, carrier, agent, ds
 }
@@ -346,6 +347,23 @@ func TestBridgeAPITransfer(t *testing.T) {
 		select {
 		case r := <-agent.others:
 			t.Errorf("the agent got %s after it was hung up", r.Method)
+		default:
+		}
+
+		// a session refresh from the caller is answered here with the SDP it has
+		reinv := sip.NewRequest(sip.INVITE, ds.InviteResponse.Contact().Address)
+		reinv.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		reinv.SetBody([]byte(testSDP))
+		res, err = ds.Do(ctx, reinv)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("caller's re-INVITE after the bridge: %v %v", res, err)
+		}
+		if got, want := sdpPort(string(res.Body())), sdpPort(string(ds.InviteResponse.Body())); got == 0 || got != want {
+			t.Errorf("re-INVITE answered with media port %d, want the caller's relay port %d", got, want)
+		}
+		select {
+		case r := <-agent.invites:
+			t.Errorf("the agent got the caller's re-INVITE (%s) after it was hung up", r.Method)
 		default:
 		}
 
