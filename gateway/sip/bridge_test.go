@@ -725,3 +725,45 @@ func TestBridgeOffer(t *testing.T) {
 		})
 	}
 }
+
+// TestBridgeFailover: a Twilio number's termination with two URIs; the
+// first answers the new leg 503, the second answers it: the transfer
+// completes through the second.
+func TestBridgeFailover(t *testing.T) {
+	down := newUA(t, "127.0.0.1", reject(503))
+	human := newUA(t, "127.0.0.1")
+	agent := newUA(t, "127.0.0.1")
+	b := routing.NewBuilder()
+	b.AddAgent(routing.Agent{ID: "a1", Workspace: "w", Media: routing.MediaRelay, Endpoints: []routing.Endpoint{agent.endpoint("local")}})
+	b.AddNumber(routing.Number{E164: numBridge, Workspace: "w", Carrier: "twilio", Origin: routing.OriginImported,
+		Status: routing.StatusActive, AgentID: "a1", IntegrationID: "i1"})
+	b.AddIntegration(routing.Integration{ID: "i1", Workspace: "w", Carrier: "twilio",
+		Termination: routing.Termination{URIs: []string{sandboxURI(down), sandboxURI(human)}}})
+	b.AddWorkspace(routing.Workspace{ID: "w"})
+	table := &routing.Table{}
+	table.Store(b.Build())
+	mgr := newMediaManager(t, 31600, 31619)
+	e := runAgentEdge(t, table, "", nil, func(d *Deps) { d.Media = media.Anchor[MediaSession]{M: mgr} })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	carrier := newUA(t, "127.0.0.1")
+	ds, _, err := carrier.call(ctx, e, numBridge)
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	_ = ds.Ack(ctx)
+	recv(t, agent.acks, "ACK at the agent")
+	rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: ds.InviteRequest.CallID().Value(),
+		Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge})
+	if rep.Status != 202 {
+		t.Fatalf("bridge transfer: %+v", rep)
+	}
+	first := recv(t, down.invites, "INVITE at the first termination URI")
+	second := recv(t, human.invites, "INVITE at the second termination URI")
+	if first.CallID().Value() != second.CallID().Value() {
+		t.Errorf("failover changed the new leg's Call-ID")
+	}
+	recv(t, human.acks, "ACK at the human")
+	recv(t, agent.byes, "BYE at the agent")
+	lastTransfer(t, e, calls.TransferCompleted)
+}
