@@ -108,7 +108,8 @@ type bridgeLeg struct {
 	ring              *time.Timer
 	aInt              time.Duration
 
-	answered  bool // 2xx: bridged
+	confirmed bool // a 2xx was ACKed: its dialog exists (BYE it to end it)
+	answered  bool // 2xx and the media re-pointed: the caller is bridged to it
 	ended     bool // over (failed, cancelled, hung up)
 	remoteTag string
 	remote    sip.Uri   // the new leg's Contact
@@ -429,7 +430,7 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 	}
 	stop(bl.timerB)
 	if code < 300 {
-		if bl.answered {
+		if bl.confirmed {
 			if bl.ack != nil {
 				_ = s.tpFor(bl.dlg).Send(bl.dlg, bl.ack)
 			}
@@ -460,14 +461,14 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 		ack := bl.inDialog(sip.ACK, bl.seq)
 		bl.ack = []byte(ack.String())
 		_ = s.tpFor(bl.dlg).Send(bl.dlg, bl.ack)
+		bl.confirmed = true
 		if bl.ended || c.ended {
-			// too late (cancelled, ring timeout, the call ended): hang up
-			bl.answered = true
+			// too late (cancelled, ring timeout, the call ended): hang up;
+			// the caller is not bridged to it
 			bl.bye()
 			return
 		}
 		if err := bl.repoint(res.Body()); err != nil {
-			bl.answered = true
 			bl.bye()
 			bl.fail(488, "Not Acceptable Here")
 			return
@@ -666,9 +667,9 @@ func (bl *bridgeLeg) inDialog(m sip.RequestMethod, seq uint32) *sip.Request {
 	return r
 }
 
-// bye hangs up the answered new leg. c.mu held.
+// bye hangs up the new leg once its 2xx was ACKed. c.mu held.
 func (bl *bridgeLeg) bye() {
-	if !bl.answered {
+	if !bl.confirmed {
 		return
 	}
 	bl.ended = true

@@ -767,3 +767,43 @@ func TestBridgeFailover(t *testing.T) {
 	recv(t, agent.byes, "BYE at the agent")
 	lastTransfer(t, e, calls.TransferCompleted)
 }
+
+// TestBridgeAnswerWithoutSDP: a new leg that answers without SDP cannot
+// take the caller's media: callgate ACKs and hangs it up, the transfer
+// fails (488), and the caller stays with the agent (its INFO reaches the
+// agent).
+func TestBridgeAnswerWithoutSDP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	human := newUA(t, "127.0.0.1", func(u *testUA, req *sip.Request, tx sip.ServerTransaction) {
+		ds, err := u.dsc.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		u.sessMu.Lock()
+		u.sessions[req.CallID().Value()] = ds
+		u.sessMu.Unlock()
+		_ = ds.Respond(200, "OK", nil)
+	})
+	e, _, agent, ds := bridgeEdge(t, routing.MediaRelay, human, nil, nil)
+	rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: ds.InviteRequest.CallID().Value(),
+		Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge})
+	if rep.Status != 202 {
+		t.Fatalf("bridge transfer: %+v", rep)
+	}
+	recv(t, human.acks, "ACK at the human")
+	recv(t, human.byes, "BYE at the human")
+	if tr := lastTransfer(t, e, calls.TransferFailed); tr.Status != 488 {
+		t.Errorf("transfer %+v, want failed 488", tr)
+	}
+	info := sip.NewRequest(sip.INFO, ds.InviteResponse.Contact().Address)
+	if res, err := ds.Do(ctx, info); err != nil || res.StatusCode != 200 {
+		t.Fatalf("caller's INFO: %v %v", res, err)
+	}
+	recv(t, agent.others, "the caller's INFO at the agent")
+	select {
+	case <-agent.byes:
+		t.Error("the agent was hung up though the transfer failed")
+	default:
+	}
+}
