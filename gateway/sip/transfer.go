@@ -22,7 +22,10 @@ import (
 // 402, 404) and never reaches the carrier. An accepted one is passed
 // through to the caller's carrier, a phone number as tel:+E.164; the
 // carrier's answer and its NOTIFY progress (message/sipfrag) go back to
-// the agent unchanged, and callgate follows them as "transfer" events.
+// the agent unchanged, and callgate follows them as "transfer" events. A
+// carrier that refuses REFER (501, 405, 403, 603), an agent target and
+// the API's mode bridge make callgate carry the transfer out itself
+// (bridge.go).
 //
 // The API's blind transfer sends the REFER itself, in the agent's place
 // (From the agent's tag, Contact the agent's), with a CSeq above the
@@ -225,8 +228,7 @@ func (c *call) onAgentRefer(req *sip.Request, from peer) bool {
 		return reply(code, phrase, why)
 	}
 	if tg.kind == targetAgent {
-		// no carrier reaches an agent: callgate bridges (checkTransfer
-		// let it through only when it can)
+		// no carrier reaches an agent: callgate bridges when it can
 		info.Mode = TransferBridge
 		t := &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now(), target: tg}
 		xs.cur = t
