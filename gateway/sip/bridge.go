@@ -393,6 +393,10 @@ func (s *Server) onBridgeResponse(res *sip.Response) {
 		s.metrics.Dropped.WithLabelValues("stray_response").Inc()
 		return
 	}
+	if res.To() == nil {
+		s.metrics.Dropped.WithLabelValues("malformed").Inc()
+		return
+	}
 	bl := v.(*bridgeLeg)
 	c := bl.c
 	c.mu.Lock()
