@@ -19,7 +19,10 @@ import (
 
 // conformanceTransfer drives POST /v1/calls/{id}/transfer against a real
 // call on the node: SIPp as the caller's carrier (honouring REFER), the
-// demo agent answering number num.
+// demo agent answering number num with its media relayed. A bridge
+// transfer is accepted (202) and its new leg goes to the node's sandbox
+// termination, which never answers: the attempt ends no_answer and the
+// call goes on, so that the blind transfer after it can run.
 func conformanceTransfer(t *testing.T, x *conformance, n *node.Node, ws, num string) {
 	t.Helper()
 	const sipp = "/usr/bin/sipp"
@@ -31,7 +34,7 @@ func conformanceTransfer(t *testing.T, x *conformance, n *node.Node, ws, num str
 		t.Fatal(err)
 	}
 	t.Cleanup(agent.Close)
-	x.call(ws, "POST", "/v1/agents", `{"id":"xfer","name":"Transfer","media":"direct","endpoints":[{"region":"us-east","uri":"`+agent.URI()+`"}]}`, want(201))
+	x.call(ws, "POST", "/v1/agents", `{"id":"xfer","name":"Transfer","media":"relay","endpoints":[{"region":"us-east","uri":"`+agent.URI()+`"}]}`, want(201))
 	x.call(ws, "PATCH", "/v1/numbers/"+strings.TrimPrefix(num, "+"), `{"agent_id":"xfer"}`, want(200))
 	testwait.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if r, ok := n.Table().Load().Lookup(num); !ok || r.Agent == nil || r.Agent.ID != "xfer" {
@@ -79,7 +82,15 @@ func conformanceTransfer(t *testing.T, x *conformance, n *node.Node, ws, num str
 	x.call(ws, "POST", path, `{"to":"call me"}`, want(400), badRequest(), wantFieldErrors())
 	x.call(ws, "POST", path, `{"to":"tel:+14155550143","mode":"warm"}`, want(400), badRequest(), wantFieldErrors())
 	x.call(ws, "POST", path, `{"to":"tel:+19005550100"}`, want(422))
-	x.call(ws, "POST", path, `{"to":"tel:+14155550143","mode":"bridge"}`, want(501))
+	x.call(ws, "POST", path, `{"to":"tel:+14155550143","mode":"bridge"}`, want(202))
+	x.call(ws, "POST", path, `{"to":"tel:+14155550143","mode":"bridge"}`, want(409)) // the first one still runs
+	testwait.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		_, c := x.call(ws, "GET", "/v1/calls/"+url.PathEscape(id), "", want(200))
+		if tr, _ := c["transfer"].(map[string]any); tr == nil || tr["mode"] != "bridge" || tr["state"] != "no_answer" || c["ended_at"] != nil {
+			return fmt.Errorf("call record %v: want a running call whose bridge transfer ended no_answer", c)
+		}
+		return nil
+	})
 	x.call(ws, "POST", "/v1/calls/nothing/transfer", `{"to":"tel:+14155550143"}`, want(404))
 	x.call(ws, "POST", path, `{"to":"tel:+14155550143","mode":"blind"}`, want(202))
 	select {

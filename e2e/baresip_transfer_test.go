@@ -120,5 +120,13 @@ func TestBaresipTransfersWithREFER(t *testing.T) {
 		}
 		return nil
 	})
-	bs.kill()
+	// quit baresip (killing timeout, its parent, would leave it running)
+	quit := `{"command":"quit","token":"x2"}`
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "%d:%s,", len(quit), quit); err != nil {
+		t.Errorf("baresip quit: %v", err)
+	}
+	if err := bs.wait(t, 15*time.Second); err != nil {
+		t.Logf("baresip: %v", err)
+	}
 }

@@ -16,14 +16,16 @@ func (a *app) callsTransfer() *cobra.Command {
 		Short: "Transfer a running call's caller to a number (tel:+E.164), an agent (agent:ID) or a SIP URI",
 		Long: "Transfer a running, answered call's caller. --mode blind (default) asks the caller's carrier to\n" +
 			"place the new leg (SIP REFER); its progress and outcome are the call's transfer events and\n" +
-			"show in `callgate calls show ID`. Calls placed through Twilio or Telnyx, and calls that reached\n" +
-			"the agent by their webhooks, are transferred to a number with the carrier's own verb (TwiML\n" +
-			"<Dial> on a redirect, Call Control transfer). --mode bridge is not available yet.",
+			"show in `callgate calls show ID`; a carrier that refuses is bridged instead. --mode bridge makes\n" +
+			"callgate place the new leg itself (through the number's carrier for a phone number) and connect\n" +
+			"the caller to it when it answers (the call's media must be relayed); agents are always bridged.\n" +
+			"Calls placed through Twilio or Telnyx, and calls that reached the agent by their webhooks, are\n" +
+			"transferred to a number with the carrier's own verb (TwiML <Dial> on a redirect, Call Control transfer).",
 		Args: exactArgs("ID"),
 	}
 	f := c.Flags()
 	f.StringVar(&to, "to", "", "tel:+E.164 (or +E.164), agent:ID (sip:agent=ID@callgate), or a sip: URI")
-	f.StringVar(&mode, "mode", "blind", "blind (REFER to the caller's carrier) or bridge")
+	f.StringVar(&mode, "mode", "blind", "blind (REFER to the caller's carrier) or bridge (callgate places the new leg)")
 	c.RunE = a.runE(false, func(args []string) error {
 		if to == "" {
 			return usageErrorf("--to is required")

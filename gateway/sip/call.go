@@ -165,6 +165,7 @@ func (c *call) finish(code int, reason string) {
 		s.metrics.OutboundCalls.WithLabelValues(classLabel(code)).Inc()
 		c.releaseOutbound()
 	}
+	c.endBridge() // bridge.go: the new leg of a bridged transfer ends too
 	c.publish(calls.Ended, code, reason)
 	s.dialogs.delIf(c.id, c)
 	// Keep only what stray retransmissions need until release: the

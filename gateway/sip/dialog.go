@@ -284,14 +284,28 @@ func (c *call) onMediaTimeout() {
 }
 
 // sendByes sends BYE to the agent (its Contact) and to the caller (its
-// Contact, through the route set the caller's side recorded).
+// Contact, through the route set the caller's side recorded). Once a
+// bridged transfer connected the caller to a new leg, the agent is gone
+// and finish's endBridge hangs up the new leg (bridge.go).
 func (c *call) sendByes() {
-	s := c.s
 	if c.inv == nil || c.cur == nil {
 		return
 	}
+	if !c.bridged() {
+		c.byeAgent()
+	}
+	c.byeCaller()
+}
+
+// byeAgent sends BYE to the agent in the caller's name. c.mu held.
+func (c *call) byeAgent() {
+	s := c.s
+	if c.inv == nil {
+		return
+	}
 	inv := c.inv
-	// above the caller's requests seen (sessiontimer.go) and callgate's INFOs (dtmf.go)
+	// above the caller's requests seen (sessiontimer.go) and callgate's INFOs (dtmf.go),
+	// and the NOTIFYs of a bridged transfer (bridge.go: ownCSeq)
 	seq := c.byeCSeq(c.byeSeq(), false)
 	// to the agent
 	if c.agentTarget != nil {
@@ -312,7 +326,15 @@ func (c *call) sendByes() {
 			_ = s.tpSide(c.downSide()).SendURI(c.agentTarget, bye) // a host name not cached is looked up off c.mu
 		}
 	}
-	// to the caller
+}
+
+// byeCaller sends BYE to the caller in the agent's place. c.mu held.
+func (c *call) byeCaller() {
+	s := c.s
+	if c.inv == nil {
+		return
+	}
+	inv := c.inv
 	if ct := inv.Contact(); ct != nil {
 		target := ct.Address
 		bye := sip.NewRequest(sip.BYE, target)

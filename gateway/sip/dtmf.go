@@ -340,6 +340,7 @@ func (c *call) ownCSeq(toCaller bool) uint32 {
 	if !sh.injected {
 		sh.last = max(sh.last, infoCSeqBase, c.inv.CSeq().SeqNo+c.cseqDelta+infoCSeqBase)
 	}
+	c.inspect.Store(true) // the other party's later requests are renumbered: never the fast path
 	return sh.next()
 }
 

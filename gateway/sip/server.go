@@ -119,6 +119,8 @@ type Server struct {
 
 	xferMetrics *transferMetrics // transfermetrics.go
 	fast        fastPath         // fastpath.go
+	bridges     sync.Map         // a bridged transfer's new leg: its Call-ID → *bridgeLeg (bridge.go)
+	retx        sync.Map         // branch → *bridgeRetx: bridge requests retransmitted until answered
 
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
@@ -656,6 +658,9 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	}
 	if toTag == "" && req.Method == sip.INVITE {
 		s.popPreloadedRoute(req) // a UA with callgate as its outbound proxy
+	}
+	if toTag != "" && s.bridgeRequest(req, from) {
+		return // in a bridged transfer's new leg (bridge.go)
 	}
 	if s.refuseSmallSession(req, from) { // RFC 4028: 422 below sip.session_timers.min_se (sessiontimer.go)
 		return

@@ -44,7 +44,8 @@ func startSIPp(t testing.TB, dir string, seconds int, args ...string) (*exec.Cmd
 	}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
+			// timeout passes SIGTERM on to sipp (a SIGKILL would orphan it)
+			_ = cmd.Process.Signal(syscall.SIGTERM)
 			_, _ = cmd.Process.Wait()
 		}
 	})

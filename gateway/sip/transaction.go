@@ -504,6 +504,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	case strings.HasPrefix(br, branchTransfer):
 		s.onOurReferResponse(res) // transferapi.go
 		return
+	case strings.HasPrefix(br, branchBridge):
+		s.onBridgeResponse(res) // bridge.go
+		return
 	case strings.HasPrefix(br, branchStateful):
 		c, ok := s.clientTx.get(br)
 		if !ok {
@@ -559,11 +562,15 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		}
 		c.mu.Unlock()
 	}
+	var after func()
 	if ok {
-		c.sessionResponse(res, cseq) // a session refresh (sessiontimer.go)
-		s.transferResponse(c, res)   // transfer.go: REFER answers
+		c.sessionResponse(res, cseq)       // a session refresh (sessiontimer.go)
+		after = s.transferResponse(c, res) // transfer.go: REFER answers (bridge.go: a refusal bridged)
 	}
 	s.policeHeaders(res, c) // header policy (headers.go); c nil: the default
 	s.metrics.Responses.WithLabelValues(methodLabel(string(cseq.MethodName)), codeLabel(res.StatusCode)).Inc()
 	_ = s.tpSide(out).SendVia(nv, res)
+	if after != nil {
+		after() // a bridged transfer starts once the agent has its 202 (bridge.go)
+	}
 }

@@ -22,7 +22,10 @@ import (
 // 402, 404) and never reaches the carrier. An accepted one is passed
 // through to the caller's carrier, a phone number as tel:+E.164; the
 // carrier's answer and its NOTIFY progress (message/sipfrag) go back to
-// the agent unchanged, and callgate follows them as "transfer" events.
+// the agent unchanged, and callgate follows them as "transfer" events. A
+// carrier that refuses REFER (501, 405, 403, 603), an agent target and
+// the API's mode bridge make callgate carry the transfer out itself
+// (bridge.go).
 //
 // The API's blind transfer sends the REFER itself, in the agent's place
 // (From the agent's tag, Contact the agent's), numbered like the INFOs
@@ -45,20 +48,24 @@ const referRetransmitMax = 64 * t1
 // xferState is a call's transfer state (c.xs; guarded by c.mu).
 type xferState struct {
 	cur *transfer
+	br  *bridgeLeg // the last bridged transfer's new leg (bridge.go)
 }
 
 // transfer is one transfer attempt.
 type transfer struct {
-	info    calls.TransferInfo
-	seq     uint32 // CSeq of the REFER as the caller sees it
-	ours    bool   // sent by callgate (API)
-	branch  string // ours: the REFER's Via branch
-	raw     []byte // ours: the REFER (UDP retransmissions)
-	retx    *time.Timer
-	retxInt time.Duration
-	sentAt  time.Time
-	gotResp bool
-	done    bool // an outcome was reached
+	info     calls.TransferInfo
+	seq      uint32 // CSeq of the REFER as the caller sees it
+	ours     bool   // sent by callgate (API)
+	branch   string // ours: the REFER's Via branch
+	raw      []byte // ours: the REFER (UDP retransmissions)
+	retx     *time.Timer
+	retxInt  time.Duration
+	sentAt   time.Time
+	gotResp  bool
+	done     bool       // an outcome was reached
+	br       *bridgeLeg // callgate carries it out (bridge.go)
+	bridging bool       // the agent got 202 for a refused REFER: the bridge starts
+	target   transferTarget
 }
 
 // fromAgent reports whether a request with From tag fromTag comes from
@@ -81,10 +88,11 @@ func (c *call) transferScope() (ws, callerID string) {
 }
 
 // transferInDialog sees an in-dialog request of a recorded dialog before
-// it is forwarded: the agent's CSeq (and its renumbering), the agent's
-// REFER, the caller side's NOTIFY. true: answered here, not forwarded.
+// it is forwarded: the agent's REFER, the caller side's NOTIFY, and once
+// a bridge started (c.inspect set) every request (bridge.go). true:
+// answered here, not forwarded.
 func (s *Server) transferInDialog(c *call, req *sip.Request, from peer) bool {
-	if req.Method != sip.REFER && req.Method != sip.NOTIFY {
+	if req.Method != sip.REFER && req.Method != sip.NOTIFY && !c.inspect.Load() {
 		return false
 	}
 	fromTag, _ := req.From().Params.Get("tag")
@@ -94,6 +102,12 @@ func (s *Server) transferInDialog(c *call, req *sip.Request, from peer) bool {
 		return false
 	}
 	agent := c.fromAgent(fromTag)
+	if c.bridged() {
+		return c.bridgedInDialog(req, from, agent) // bridge.go: the caller is with the new leg
+	}
+	if agent && c.xs != nil && c.xs.br != nil && c.agentLeaves(req, from) {
+		return true // bridge.go: the agent hung up while the new leg rings
+	}
 	switch {
 	case agent && req.Method == sip.REFER:
 		return c.onAgentRefer(req, from)
@@ -104,21 +118,38 @@ func (s *Server) transferInDialog(c *call, req *sip.Request, from peer) bool {
 }
 
 // transferResponse sees a response forwarded statelessly inside c's
-// dialog: answers to the agent's REFERs followed as transfer events.
-func (s *Server) transferResponse(c *call, res *sip.Response) {
+// dialog: answers to the agent's REFERs followed as transfer events. A
+// non-nil result runs once the response is sent on (bridge.go).
+func (s *Server) transferResponse(c *call, res *sip.Response) (after func()) {
 	if cs := res.CSeq(); cs == nil || cs.MethodName != sip.REFER {
-		return
+		return nil
 	}
 	fromTag, _ := res.From().Params.Get("tag")
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.fromAgent(fromTag) || c.xs == nil {
-		return
+	if c.xs == nil {
+		return nil
 	}
 	cs := res.CSeq()
-	if t := c.xs.cur; t != nil && !t.ours && cs.MethodName == sip.REFER && cs.SeqNo == t.seq {
-		c.referAnswered(t, res.StatusCode)
+	if !c.fromAgent(fromTag) {
+		return nil
 	}
+	if t := c.xs.cur; t != nil && !t.ours && cs.MethodName == sip.REFER && cs.SeqNo == t.seq {
+		if bridgeRefusal(res.StatusCode) && (t.br != nil || t.bridging) {
+			res.StatusCode, res.Reason = 202, "Accepted" // a retransmitted refusal
+		} else if bridgeRefusal(res.StatusCode) {
+			// the carrier does not transfer: callgate does (bridge.go), and
+			// the agent gets 202 and NOTIFYs instead of the refusal
+			if after = c.referRefused(t, res.StatusCode); after != nil {
+				res.StatusCode, res.Reason = 202, "Accepted"
+			} else {
+				c.referAnswered(t, res.StatusCode)
+			}
+		} else {
+			c.referAnswered(t, res.StatusCode)
+		}
+	}
+	return after
 }
 
 // busy reports whether a transfer is still running (not past its
@@ -173,12 +204,28 @@ func (c *call) onAgentRefer(req *sip.Request, from peer) bool {
 		c.logger().Info("sip: transfer refused", "to", maskTarget(tg), "status", code, "reason", why)
 		return reply(code, phrase, why)
 	}
+	if tg.kind == targetAgent {
+		// no carrier reaches an agent: callgate bridges when it can
+		info.Mode = TransferBridge
+		t := &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now(), target: tg}
+		xs.cur = t
+		c.publishTransfer(info)
+		if why := c.canBridge(); why != "" {
+			c.transferOutcome(t, 501)
+			return reply(501, "Not Implemented", "a transfer to an agent is a bridged transfer: "+why)
+		}
+		if code, why := c.startBridge(t, tg, true); code != 0 {
+			c.transferOutcome(t, code)
+			return reply(code, sipPhrase(code), why)
+		}
+		return reply(202, "Accepted", "")
+	}
 	if tg.kind == targetPhone {
 		// the carrier gets the number as tel:+E.164 whatever host the agent named
 		req.RemoveHeader("Refer-To")
 		req.AppendHeader(sip.NewHeader("Refer-To", "<"+tg.uri+">"))
 	}
-	xs.cur = &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now()}
+	xs.cur = &transfer{info: info, seq: req.CSeq().SeqNo, sentAt: time.Now(), target: tg}
 	c.publishTransfer(info)
 	return false
 }
@@ -206,9 +253,8 @@ func (c *call) checkTransfer(tg transferTarget) (code int, phrase, why string) {
 		if _, ok := snap.Agent(ws, tg.agent); !ok {
 			return 404, "Not Found", "no such agent in this workspace"
 		}
-		// An agent is reached only through callgate's own leg (bridge),
-		// which this version does not place.
-		return 501, "Not Implemented", "transfer to an agent needs a bridged transfer, not available yet"
+		// An agent is reached only through callgate's own leg (bridge.go):
+		// the callers check c.canBridge.
 	case targetSIP:
 		var u sip.Uri
 		if sip.ParseUri(tg.uri, &u) == nil && s.isUs(&u) {
@@ -220,7 +266,7 @@ func (c *call) checkTransfer(tg transferTarget) (code int, phrase, why string) {
 
 // referAnswered follows the answer to a REFER of transfer t. c.mu held.
 func (c *call) referAnswered(t *transfer, code int) {
-	if code < 200 || t.done {
+	if code < 200 || t.done || t.br != nil {
 		return
 	}
 	if t.ours {
@@ -234,6 +280,9 @@ func (c *call) referAnswered(t *transfer, code int) {
 		return
 	}
 	t.gotResp = true
+	if t.ours && bridgeRefusal(code) && c.bridgeFallback(t) {
+		return // callgate places the new leg itself (bridge.go)
+	}
 	c.transferOutcome(t, code)
 }
 

@@ -63,14 +63,18 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 	if c.out != nil {
 		return calls.Reply{Status: 409, Error: "an agent's outbound call is transferred by the agent's REFER, not by the API"}, true
 	}
+	if c.bridged() {
+		return calls.Reply{Status: 409, Error: "the call was already handed to a bridged transfer's new leg; it cannot be transferred again"}, true
+	}
 	tg, err := parseAPITarget(cmd.To)
 	if err != nil {
 		return calls.Reply{Status: 400, Error: "to: " + err.Error()}, true
 	}
+	bridge := false
 	switch cmd.Mode {
 	case "", TransferBlind:
 	case TransferBridge:
-		return calls.Reply{Status: 501, Error: "mode: bridge transfers (callgate places the new leg) are not available in this version; use blind"}, true
+		bridge = true
 	default:
 		return calls.Reply{Status: 400, Error: "mode: must be blind or bridge"}, true
 	}
@@ -78,7 +82,13 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 	if xs.busy(s.cfg.RingTimeout) {
 		return calls.Reply{Status: 409, Error: "a transfer of this call is in progress"}, true
 	}
+	if tg.kind == targetAgent {
+		bridge = true // no carrier reaches an agent: callgate bridges (bridge.go)
+	}
 	info := calls.TransferInfo{To: tg.String(), Mode: "refer", Via: "api", State: calls.TransferTrying, Carrier: c.rt.carrier}
+	if bridge {
+		info.Mode = TransferBridge
+	}
 	if code, _, why := c.checkTransfer(tg); code != 0 {
 		info.State, info.Status = calls.TransferRefused, code
 		status := 422
@@ -93,12 +103,31 @@ func (s *Server) controlTransfer(_ context.Context, cmd calls.Command) (calls.Re
 		s.xferMetrics.count(info.Via, info.State)
 		return calls.Reply{Status: status, Error: why, Detail: map[string]string{"state": info.State}}, true
 	}
+	if bridge {
+		if why := c.canBridge(); why != "" {
+			return calls.Reply{Status: 409, Error: "mode: bridge: " + why}, true
+		}
+		t := &transfer{info: info, ours: true, sentAt: time.Now(), target: tg}
+		xs.cur = t
+		c.publishTransfer(info)
+		code, why := c.startBridge(t, tg, false)
+		if code != 0 {
+			c.transferOutcome(t, code)
+		}
+		if t.done { // no route, or every candidate unreachable at once
+			if why == "" {
+				why = "every route to the target is unreachable"
+			}
+			return calls.Reply{Status: 502, Error: "the new leg could not be placed: " + why, Detail: map[string]string{"state": t.info.State}}, true
+		}
+		c.logger().Info("sip: transfer", "mode", info.Mode, "via", info.Via, "to", maskTarget(tg), "state", info.State)
+		return calls.Reply{Status: 202, Detail: map[string]string{"state": t.info.State, "mode": TransferBridge, "to": info.To}}, true
+	}
 	if c.inv == nil || c.inv.Contact() == nil || c.agentTarget == nil {
 		return calls.Reply{Status: 409, Error: "the caller's dialog cannot take a REFER (no Contact)"}, true
 	}
-	t := &transfer{info: info, ours: true, branch: newBranch(branchTransfer), sentAt: time.Now()}
+	t := &transfer{info: info, ours: true, branch: newBranch(branchTransfer), sentAt: time.Now(), target: tg}
 	t.seq = c.ownCSeq(true) // the agent's later requests are renumbered after it (dtmf.go)
-	c.inspect.Store(true)
 	refer := c.buildRefer(t, tg)
 	t.raw = []byte(refer.String())
 	xs.cur = t
