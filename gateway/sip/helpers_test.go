@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,6 +192,8 @@ type testUA struct {
 	cancels chan *sip.Request
 	others  chan *sip.Request
 
+	acceptRefer atomic.Bool // REFER: 200 and into others; else 405
+
 	// onInvite answers an initial INVITE; nil answers 180 then 200 with SDP.
 	onInvite func(u *testUA, req *sip.Request, tx sip.ServerTransaction)
 	sessMu   sync.Mutex
@@ -256,12 +259,20 @@ func newUA(t testing.TB, host string, onInvite ...func(u *testUA, req *sip.Reque
 	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
-	for _, m := range []sip.RequestMethod{sip.UPDATE, sip.INFO, sip.REFER} {
+	for _, m := range []sip.RequestMethod{sip.UPDATE, sip.INFO} {
 		srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
 			u.others <- req.Clone()
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		})
 	}
+	srv.OnRequest(sip.REFER, func(req *sip.Request, tx sip.ServerTransaction) {
+		if !u.acceptRefer.Load() { // as sipgo answers a method without a handler
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil))
+			return
+		}
+		u.others <- req.Clone()
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
 	go func() { _ = srv.ServeUDP(pc) }()
 	checkFor(t, 2*time.Second, func() error {
 		c, err := ua.TransportLayer().GetConnection("udp", pc.LocalAddr().String())

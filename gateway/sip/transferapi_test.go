@@ -19,6 +19,7 @@ func TestAPITransferREFERAndAgentCSeqRenumbering(t *testing.T) {
 	cfg.Addr, cfg.Region, cfg.Probe.Disabled = "127.0.0.1:0", "test", true
 	e := startEdge(t, cfg, Deps{Table: buildTable(agent.endpoint("eu")), Control: edgeBus})
 	carrier := newUA(t, "127.0.0.1")
+	carrier.acceptRefer.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
