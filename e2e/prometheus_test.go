@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +54,9 @@ func startProcess(t testing.TB, dir string, name string, args ...string) *proces
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.WaitDelay = 5 * time.Second // a child holding the output open does not hang Wait
+	// its own process group: kill ends what it started too (SIPp or
+	// baresip under timeout(1), which a SIGKILL to timeout would orphan)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -64,13 +68,17 @@ func startProcess(t testing.TB, dir string, name string, args ...string) *proces
 	return p
 }
 
-// kill ends the process by its PID and waits for it.
+// kill ends the process and its process group (by its PID) and waits
+// for it.
 func (p *process) kill() {
+	pid := p.cmd.Process.Pid
 	select {
 	case <-p.done:
+		_ = syscall.Kill(-pid, syscall.SIGKILL) // a child it left behind
 		return
 	default:
 	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }
