@@ -11,6 +11,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/internal/netguard"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -88,6 +89,7 @@ type bridgeLeg struct {
 	tag    string // our From tag
 	side   uint8  // listener it leaves from
 	cands  []sip.Uri
+	guard  bool // a sip: URI target: its resolved addresses must not be internal (netguard) nor us
 	ci     int
 	looked int // 1 + the candidate whose host name was looked up
 	target sip.Uri
@@ -229,7 +231,7 @@ func (c *call) startBridge(t *transfer, tg transferTarget, notify bool) (int, st
 			bl.fromU = c.rt.from // an agent sees the caller, as on an inbound call
 		}
 	case targetSIP:
-		bl.side = c.downSide()
+		bl.side, bl.guard = c.downSide(), true
 		var u sip.Uri
 		if sip.ParseUri(tg.uri, &u) == nil {
 			bl.cands = append(bl.cands, u)
@@ -270,6 +272,12 @@ func (bl *bridgeLeg) next() {
 			}
 		}
 		if err != nil {
+			bl.ci++
+			continue
+		}
+		if a := to.Addr.Addr().Unmap(); bl.guard && (netguard.InternalReason(a) != "" || s.isOwnAddr(a)) {
+			// a host name the tenant chose that resolves inside: never sent
+			c.logger().Info("sip: bridge target refused", "reason", "internal address", "why", netguard.InternalReason(a))
 			bl.ci++
 			continue
 		}
