@@ -168,7 +168,11 @@ func TestTransferOfTwilioWebhookCall(t *testing.T) {
 	if tw := calls[0].TwimlUpdates[0]; !strings.Contains(tw, want) {
 		t.Fatalf("redirect TwiML %s, want %s", tw, want)
 	}
-	rec := waitRecord(t, acme, sid, "transferred", func(m map[string]any) bool { return m["transfer"] != nil })
+	// the refused (premium) attempt is on the record first: wait for this one
+	rec := waitRecord(t, acme, sid, "transferred", func(m map[string]any) bool {
+		x, _ := m["transfer"].(map[string]any)
+		return x != nil && x["state"] != "refused"
+	})
 	tr := rec["transfer"].(map[string]any)
 	if tr["mode"] != "carrier_verb" || tr["via"] != "api" || tr["state"] != "trying" || tr["carrier"] != "twilio" || tr["to"] != "tel:+12125550143" {
 		t.Fatalf("transfer in history: %v", tr)
@@ -260,7 +264,11 @@ func TestTransferAndDigitsOfTelnyxCallControlCall(t *testing.T) {
 	if len(tr) != 2 || tr[1].To != "+12125550143" || tr[1].From != number {
 		t.Fatalf("Call Control transfers %+v, want the second to +12125550143 from %s", tr, number)
 	}
-	rec = waitRecord(t, acme, id, "transferred", func(m map[string]any) bool { return m["transfer"] != nil })
+	// the refused (premium) attempt is on the record first: wait for this one
+	rec = waitRecord(t, acme, id, "transferred", func(m map[string]any) bool {
+		x, _ := m["transfer"].(map[string]any)
+		return x != nil && x["state"] != "refused"
+	})
 	if x := rec["transfer"].(map[string]any); x["mode"] != "carrier_verb" || x["state"] != "trying" || x["carrier"] != "telnyx" {
 		t.Fatalf("transfer in history: %v", x)
 	}
