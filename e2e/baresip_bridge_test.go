@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,13 +96,21 @@ func TestBaresipBridgedTransfer(t *testing.T) {
 		return nil
 	})
 
+	// baresip answers the probes: a probe sent before it listened may have
+	// marked its endpoint down, and a call then would be refused (503)
+	testwait.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if m := scrape(t, n.HTTPAddr()); !strings.Contains(m, `callgate_sip_region_endpoints{region="us-east",state="up"} 1`) {
+			return fmt.Errorf("baresip's endpoint not up yet\n%s", tail(bs.out.String()))
+		}
+		return nil
+	})
 	carrier := startProcess(t, sippDir, "timeout", "60", sippBin, "-sf", filepath.Join(scen, "uac_bridge.xml"),
 		"-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t, "udp")),
 		"-s", num, n.SIP().UDPAddr().String(), "-m", "1", "-nostdin", "-trace_err")
 
 	// the call answered by baresip, as the history lists it
 	var id string
-	testwait.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testwait.CheckFor(t, 45*time.Second, 50*time.Millisecond, func() error { // SIPp and baresip start slowly on a loaded machine
 		code, m, _ := c.try("GET", "/v1/calls", "")
 		if code != 200 {
 			return fmt.Errorf("GET /v1/calls: %d", code)
@@ -112,7 +121,7 @@ func TestBaresipBridgedTransfer(t *testing.T) {
 				return nil
 			}
 		}
-		return fmt.Errorf("no answered call\nbaresip:\n%s", tail(bs.out.String()))
+		return fmt.Errorf("no answered call\nbaresip:\n%s\nsipp carrier:\n%s\ngateway:\n%s", tail(bs.out.String()), tail(carrier.out.String()), tail(logs.String()))
 	})
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ctrlPort), 5*time.Second)
 	if err != nil {
