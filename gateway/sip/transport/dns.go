@@ -291,12 +291,55 @@ func (r *resolver) query(ctx context.Context, fq string) dnsEntry {
 // queryType asks the servers in turn for fq's records of type qt. empty
 // is true when the name exists without such a record.
 func (r *resolver) queryType(ctx context.Context, fq string, qt uint16) (e dnsEntry, empty bool) {
+	in, now, err := r.exchange(ctx, fq, qt)
+	if in == nil {
+		return dnsEntry{err: err, expires: r.now().Add(dnsFailTTL)}, false
+	}
+	if in.Rcode == dns.RcodeNameError {
+		return dnsEntry{err: errNoSuchHost, expires: now.Add(negativeTTL(in))}, false
+	}
+	ttl := dnsMaxTTL
+	var addr netip.Addr
+	var addrs []netip.Addr
+	for _, rr := range in.Answer {
+		var ip net.IP
+		switch v := rr.(type) {
+		case *dns.A:
+			ip = v.A
+		case *dns.AAAA:
+			ip = v.AAAA
+		case *dns.CNAME:
+		default:
+			continue
+		}
+		if d := time.Duration(rr.Header().Ttl) * time.Second; d < ttl {
+			ttl = d
+		}
+		if a, ok := netip.AddrFromSlice(ip); ok && rr.Header().Rrtype == qt && len(addrs) < dnsMaxAddrs {
+			if !addr.IsValid() {
+				addr = a.Unmap()
+			}
+			addrs = append(addrs, a.Unmap())
+		}
+	}
+	if !addr.IsValid() {
+		return dnsEntry{err: errNoAddress, expires: now.Add(negativeTTL(in))}, true
+	}
+	if ttl < dnsMinTTL {
+		ttl = dnsMinTTL
+	}
+	return dnsEntry{addr: addr, addrs: addrs, expires: now.Add(ttl)}, false
+}
+
+// exchange asks the servers in turn for fq's records of type qt. in is
+// the first answer that is NOERROR or NXDOMAIN, with the time it came;
+// nil with the last error (a transport error, or another rcode) when no
+// server gave one.
+func (r *resolver) exchange(ctx context.Context, fq string, qt uint16) (in *dns.Msg, at time.Time, err error) {
 	m := new(dns.Msg)
 	m.SetQuestion(fq, qt)
 	m.SetEdns0(dnsUDPSize, false)
-	var err error
 	for _, srv := range r.servers {
-		var in *dns.Msg
 		in, _, err = r.client.ExchangeContext(ctx, m, srv)
 		if err == nil && in.Truncated {
 			in, _, err = r.tcp.ExchangeContext(ctx, m, srv)
@@ -307,51 +350,15 @@ func (r *resolver) queryType(ctx context.Context, fq string, qt uint16) (e dnsEn
 			}
 			continue
 		}
-		now := r.now()
-		switch in.Rcode {
-		case dns.RcodeSuccess:
-		case dns.RcodeNameError:
-			return dnsEntry{err: errNoSuchHost, expires: now.Add(negativeTTL(in))}, false
-		default:
-			err = fmt.Errorf("server %s answered %s", srv, dns.RcodeToString[in.Rcode])
-			continue
+		if in.Rcode == dns.RcodeSuccess || in.Rcode == dns.RcodeNameError {
+			return in, r.now(), nil
 		}
-		ttl := dnsMaxTTL
-		var addr netip.Addr
-		var addrs []netip.Addr
-		for _, rr := range in.Answer {
-			var ip net.IP
-			switch v := rr.(type) {
-			case *dns.A:
-				ip = v.A
-			case *dns.AAAA:
-				ip = v.AAAA
-			case *dns.CNAME:
-			default:
-				continue
-			}
-			if d := time.Duration(rr.Header().Ttl) * time.Second; d < ttl {
-				ttl = d
-			}
-			if a, ok := netip.AddrFromSlice(ip); ok && rr.Header().Rrtype == qt && len(addrs) < dnsMaxAddrs {
-				if !addr.IsValid() {
-					addr = a.Unmap()
-				}
-				addrs = append(addrs, a.Unmap())
-			}
-		}
-		if !addr.IsValid() {
-			return dnsEntry{err: errNoAddress, expires: now.Add(negativeTTL(in))}, true
-		}
-		if ttl < dnsMinTTL {
-			ttl = dnsMinTTL
-		}
-		return dnsEntry{addr: addr, addrs: addrs, expires: now.Add(ttl)}, false
+		err = fmt.Errorf("server %s answered %s", srv, dns.RcodeToString[in.Rcode])
 	}
 	if err == nil {
 		err = ctx.Err()
 	}
-	return dnsEntry{err: err, expires: r.now().Add(dnsFailTTL)}, false
+	return nil, time.Time{}, err
 }
 
 // negativeTTL is how long a negative answer is kept: its SOA's minimum

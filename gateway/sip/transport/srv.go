@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -121,83 +120,60 @@ func (r *resolver) fetchRR(kind rrKind, name string) dnsEntry {
 	if kind == kindNAPTR {
 		qt = dns.TypeNAPTR
 	}
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qt)
-	m.SetEdns0(dnsUDPSize, false)
-	var err error
-	for _, srv := range r.servers {
-		var in *dns.Msg
-		in, _, err = r.client.ExchangeContext(ctx, m, srv)
-		if err == nil && in.Truncated {
-			in, _, err = r.tcp.ExchangeContext(ctx, m, srv)
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				break
+	in, now, err := r.exchange(ctx, dns.Fqdn(name), qt)
+	if in == nil {
+		return dnsEntry{err: err, expires: r.now().Add(dnsFailTTL)}
+	}
+	if in.Rcode == dns.RcodeNameError {
+		return dnsEntry{err: errNoSuchHost, expires: now.Add(negativeTTL(in))}
+	}
+	e := dnsEntry{}
+	ttl := dnsMaxTTL
+	for _, rr := range in.Answer {
+		switch v := rr.(type) {
+		case *dns.NAPTR:
+			p, ok := naptrServices[strings.ToUpper(v.Service)]
+			if !ok || !strings.EqualFold(v.Flags, "s") || v.Replacement == "." || v.Replacement == "" {
+				continue // another service, or not a terminal SRV step
 			}
-			continue
-		}
-		now := r.now()
-		switch in.Rcode {
-		case dns.RcodeSuccess:
-		case dns.RcodeNameError:
-			return dnsEntry{err: errNoSuchHost, expires: now.Add(negativeTTL(in))}
+			e.naptr = append(e.naptr, naptrRec{order: v.Order, pref: v.Preference, proto: p,
+				srvName: dnsKey(v.Replacement)})
+		case *dns.SRV:
+			if v.Target == "." || v.Target == "" || v.Port == 0 {
+				continue // "service not available here" (RFC 2782)
+			}
+			e.srv = append(e.srv, srvRec{prio: v.Priority, weight: v.Weight, port: v.Port, target: dnsKey(v.Target)})
+		case *dns.CNAME:
 		default:
-			err = fmt.Errorf("server %s answered %s", srv, dns.RcodeToString[in.Rcode])
 			continue
 		}
-		e := dnsEntry{}
-		ttl := dnsMaxTTL
-		for _, rr := range in.Answer {
-			switch v := rr.(type) {
-			case *dns.NAPTR:
-				p, ok := naptrServices[strings.ToUpper(v.Service)]
-				if !ok || !strings.EqualFold(v.Flags, "s") || v.Replacement == "." || v.Replacement == "" {
-					continue // another service, or not a terminal SRV step
-				}
-				e.naptr = append(e.naptr, naptrRec{order: v.Order, pref: v.Preference, proto: p,
-					srvName: dnsKey(v.Replacement)})
-			case *dns.SRV:
-				if v.Target == "." || v.Target == "" || v.Port == 0 {
-					continue // "service not available here" (RFC 2782)
-				}
-				e.srv = append(e.srv, srvRec{prio: v.Priority, weight: v.Weight, port: v.Port, target: dnsKey(v.Target)})
-			case *dns.CNAME:
-			default:
-				continue
-			}
-			if d := time.Duration(rr.Header().Ttl) * time.Second; d < ttl {
-				ttl = d
-			}
+		if d := time.Duration(rr.Header().Ttl) * time.Second; d < ttl {
+			ttl = d
 		}
-		if len(e.naptr) == 0 && len(e.srv) == 0 {
-			return dnsEntry{err: errNoRecords, expires: now.Add(negativeTTL(in))}
+	}
+	if len(e.naptr) == 0 && len(e.srv) == 0 {
+		return dnsEntry{err: errNoRecords, expires: now.Add(negativeTTL(in))}
+	}
+	slices.SortFunc(e.srv, func(a, b srvRec) int { // canonical: a reshuffled answer is no change
+		if a.prio != b.prio {
+			return int(a.prio) - int(b.prio)
 		}
-		slices.SortFunc(e.srv, func(a, b srvRec) int { // canonical: a reshuffled answer is no change
-			if a.prio != b.prio {
-				return int(a.prio) - int(b.prio)
-			}
-			if c := strings.Compare(a.target, b.target); c != 0 {
-				return c
-			}
-			return int(a.port) - int(b.port)
-		})
-		slices.SortStableFunc(e.naptr, func(a, b naptrRec) int {
-			if a.order != b.order {
-				return int(a.order) - int(b.order)
-			}
-			return int(a.pref) - int(b.pref)
-		})
-		// keep the most preferred (lowest priority, lowest order)
-		e.srv = e.srv[:min(len(e.srv), maxSRV)]
-		e.naptr = e.naptr[:min(len(e.naptr), maxSRV)]
-		e.expires = now.Add(max(ttl, dnsMinTTL))
-		return e
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	return dnsEntry{err: err, expires: r.now().Add(dnsFailTTL)}
+		if c := strings.Compare(a.target, b.target); c != 0 {
+			return c
+		}
+		return int(a.port) - int(b.port)
+	})
+	slices.SortStableFunc(e.naptr, func(a, b naptrRec) int {
+		if a.order != b.order {
+			return int(a.order) - int(b.order)
+		}
+		return int(a.pref) - int(b.pref)
+	})
+	// keep the most preferred (lowest priority, lowest order)
+	e.srv = e.srv[:min(len(e.srv), maxSRV)]
+	e.naptr = e.naptr[:min(len(e.naptr), maxSRV)]
+	e.expires = now.Add(max(ttl, dnsMinTTL))
+	return e
 }
 
 // maxSRV bounds the NAPTR and SRV records kept per name.
