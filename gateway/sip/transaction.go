@@ -340,6 +340,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 				c.answerIn, c.answerOut = res.Body(), nb
 				res.SetBody(nb)
 			}
+		} else if c.media == nil && len(res.Body()) > 0 && c.state < stAccepted {
+			// direct media: kept for a bridged transfer's re-INVITE (bridge3pcc.go)
+			c.answerIn, c.answerOut = res.Body(), res.Body()
 		}
 		if c.state < stAccepted && !c.ended {
 			c.state = stAccepted
@@ -506,6 +509,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 		return
 	case strings.HasPrefix(br, branchBridge):
 		s.onBridgeResponse(res) // bridge.go
+		return
+	case strings.HasPrefix(br, branchReinvite):
+		s.onReinviteResponse(res) // bridge3pcc.go
 		return
 	case strings.HasPrefix(br, branchStateful):
 		c, ok := s.clientTx.get(br)
