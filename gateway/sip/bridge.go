@@ -28,7 +28,8 @@ import (
 //     credentials), From the called gateway number (the caller ID the
 //     destination policy and credits were checked with); to an agent
 //     through its endpoints; to a SIP URI directly.
-//   - Media: bridges need relay mode. The new leg is offered the caller's
+//   - Media, relayed calls (direct media: bridge3pcc.go, where the caller
+//     is re-INVITEd to the new leg's media). The new leg is offered the caller's
 //     SDP as the relay rewrote it for the agent (the agent-facing port),
 //     restricted to the codec the caller and agent agreed on (the first
 //     codec of the agent's answer) plus telephone-event. When it answers,
