@@ -867,7 +867,7 @@ func (s *Server) bridgeRequest(req *sip.Request, from peer) bool {
 		} else if bl.re != nil && !bl.answered && !bl.ended {
 			// it hung up while the caller is re-INVITEd to it (bridge3pcc.go)
 			bl.ended = true
-			bl.fail(480, "Temporarily Unavailable")
+			bl.fail(503, "Service Unavailable") // failed: it answered, then left
 		}
 	case sip.INVITE, sip.UPDATE:
 		if !bl.answered || bl.ended {

@@ -39,7 +39,7 @@ import (
 //     the NOTIFY when it asked by REFER; the caller's session with the
 //     agent is unchanged (RFC 3261 14.1), so the call goes on.
 //   - The new leg hangs up while the caller is being re-INVITEd: the
-//     transfer fails (480) and, once the caller accepted, it is
+//     transfer fails (503, the new leg gone) and, once the caller accepted, it is
 //     re-INVITEd back to the agent's SDP (version plus one again).
 //   - Once bridged, in-dialog offers that would move the media (an o=
 //     version other than the one the other side has) are answered 488:

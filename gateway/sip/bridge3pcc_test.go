@@ -207,3 +207,86 @@ func TestBridgeDirectMediaRefused(t *testing.T) {
 		t.Errorf("ended %s with transfer %+v, want bye_caller, failed", end.Reason, end.Transfer)
 	}
 }
+
+// TestSDPNextVersion: callgate's re-INVITE offers the new leg's SDP as
+// the next version of the session the caller has (RFC 3264 8): the
+// previous o= username and session id, its version plus one, the new
+// leg's address fields; nothing to go on leaves the SDP as it is.
+func TestSDPNextVersion(t *testing.T) {
+	for _, tc := range []struct{ name, sdp, prev, want string }{
+		{"agent session, human address", humanSDP, testSDP, "o=- 1 2 IN IP4 127.0.0.1"},
+		{"64-bit version", "v=0\r\no=h 5 5 IN IP6 ::1\r\n", "v=0\r\no=agent 42 18446744073709551614 IN IP4 10.0.0.1\r\n", "o=agent 42 18446744073709551615 IN IP6 ::1"},
+		{"no previous o=", humanSDP, "v=0\r\n", "o=human 5 5 IN IP4 127.0.0.1"},
+		{"bad previous version", humanSDP, "v=0\r\no=a 1 x IN IP4 1.2.3.4\r\n", "o=human 5 5 IN IP4 127.0.0.1"},
+	} {
+		got := sdpNextVersion([]byte(tc.sdp), []byte(tc.prev))
+		if o := sdpOrigin(got); o != tc.want {
+			t.Errorf("%s: o= %q, want %q", tc.name, o, tc.want)
+		}
+		if sdpMediaAddr(got) != sdpMediaAddr([]byte(tc.sdp)) {
+			t.Errorf("%s: media address changed: %q", tc.name, got)
+		}
+	}
+	if !sameSession([]byte(callerReSDP), []byte(callerReSDP)) || sameSession([]byte(callerSDP), []byte(callerReSDP)) {
+		t.Errorf("sameSession: a refresh (same o=) must be the same session, another version not")
+	}
+	if got := sdpMediaAddr([]byte(humanSDP)); got != "127.0.0.1 42000" {
+		t.Errorf("sdpMediaAddr(humanSDP) = %q", got)
+	}
+}
+
+// TestBridgeDirectMediaTargetLeaves: the human hangs up while the caller
+// is being re-INVITEd to its media: the transfer fails (503), and once
+// the caller accepted that re-INVITE it is re-INVITEd back to the agent's
+// media (next o= version); the agent keeps the call.
+func TestBridgeDirectMediaTargetLeaves(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	human := newUA(t, "127.0.0.1", answerHuman)
+	hold := make(chan struct{})
+	e, carrier, agent, ds := directBridgeEdge(t, human)
+	carrier.reinviteHold = hold
+	callID := ds.InviteRequest.CallID().Value()
+	if rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: callID,
+		Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge}); rep.Status != 202 {
+		t.Fatalf("bridge: %+v, want 202", rep)
+	}
+	inv := recv(t, human.invites, "INVITE at the human")
+	recv(t, human.acks, "ACK at the human")
+	re := recv(t, carrier.invites, "re-INVITE at the caller")
+	var sess *sipgo.DialogServerSession
+	checkFor(t, 5*time.Second, func() error {
+		if sess = human.session(inv.CallID().Value()); sess == nil {
+			return errors.New("no dialog at the human yet")
+		}
+		return nil
+	})
+	if err := sess.Bye(ctx); err != nil {
+		t.Fatalf("the human's BYE: %v", err)
+	}
+	if tr := lastTransfer(t, e, calls.TransferFailed); tr.Status != 503 {
+		t.Errorf("transfer %+v, want failed 503", tr)
+	}
+	close(hold) // the caller accepts the first re-INVITE, then the second
+	recv(t, carrier.acks, "ACK of the re-INVITE")
+	back := recv(t, carrier.invites, "re-INVITE back to the agent")
+	if got := sdpPort(string(back.Body())); got != 40000 {
+		t.Errorf("the caller was re-INVITEd back to media port %d, want the agent's 40000\n%s", got, back.Body())
+	}
+	if o := sdpOrigin(back.Body()); o != "o=- 1 3 IN IP4 127.0.0.1" {
+		t.Errorf("re-INVITE back: o= %q, want the agent's session, version 3", o)
+	}
+	if back.CSeq().SeqNo <= re.CSeq().SeqNo {
+		t.Errorf("re-INVITE back CSeq %d, want above %d", back.CSeq().SeqNo, re.CSeq().SeqNo)
+	}
+	recv(t, carrier.acks, "ACK of the re-INVITE back")
+	select {
+	case <-agent.byes:
+		t.Fatalf("the agent got BYE though the transfer failed")
+	default:
+	}
+	if err := ds.Bye(ctx); err != nil {
+		t.Fatalf("caller's BYE: %v", err)
+	}
+	recv(t, agent.byes, "the caller's BYE at the agent")
+}
