@@ -49,7 +49,9 @@ func directBridgeEdge(t *testing.T, human *testUA) (*testEdge, *testUA, *testUA,
 		d.Media = media.Anchor[MediaSession]{M: mgr}
 	})
 	carrier := newUA(t, "127.0.0.1")
+	carrier.mu.Lock()
 	carrier.reinviteSDP = []byte(callerReSDP)
+	carrier.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ds, err := carrier.dcc.Invite(ctx, e.uri(numBridge), []byte(callerSDP), sip.NewHeader("Content-Type", "application/sdp"))
@@ -245,7 +247,9 @@ func TestBridgeDirectMediaTargetLeaves(t *testing.T) {
 	human := newUA(t, "127.0.0.1", answerHuman)
 	hold := make(chan struct{})
 	e, carrier, agent, ds := directBridgeEdge(t, human)
+	carrier.mu.Lock()
 	carrier.reinviteHold = hold
+	carrier.mu.Unlock()
 	callID := ds.InviteRequest.CallID().Value()
 	if rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: callID,
 		Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge}); rep.Status != 202 {
