@@ -216,7 +216,11 @@ func (c *call) startBridge(t *transfer, tg transferTarget, notify bool) (int, st
 	if len(bl.cands) == 0 {
 		return 503, "no route for the new leg (no termination or endpoint)"
 	}
-	bl.offer = bridgeOffer(c.fwdBody, c.answerIn)
+	src := c.fwdBody
+	if c.direct3PCC() && c.callerSDP != nil {
+		src = c.callerSDP // its media moved since its INVITE (bridge3pcc.go)
+	}
+	bl.offer = bridgeOffer(src, c.answerIn)
 	t.br = bl
 	c.xstate().br = bl
 	c.inspect.Store(true) // every in-dialog request of the call is seen from now on (transferInDialog)

@@ -15,7 +15,8 @@ import (
 // the caller to the new leg's media in the agent's place.
 //
 //   - The new leg is offered the caller's SDP as callgate forwarded it to
-//     the agent (c.fwdBody: the caller's offer, untouched in direct mode),
+//     the agent (c.fwdBody: the caller's offer, untouched in direct mode,
+//     or its latest SDP in the dialog: c.callerSDP, directSDP),
 //     restricted like a relayed bridge's to the agent's codec plus
 //     telephone-event (bridgeOffer): its media goes straight to the caller.
 //   - When it answers (2xx with SDP): ACK, then a re-INVITE to the caller
@@ -24,7 +25,8 @@ import (
 //     recorded, CSeq from ownCSeq (the agent's later requests are
 //     renumbered after it, dtmf.go), Contact the agent's. Its offer is the
 //     new leg's SDP with the o= line of the session the caller has: the
-//     agent's username and session id, its version plus one (RFC 3264 8);
+//     agent's username and session id, the highest version of it that
+//     passed (directSDP) plus one (RFC 3264 8);
 //     the address fields are the new leg's. Retransmitted over UDP (timer
 //     A) until a response; no final response within 64*T1 is a timeout.
 //   - The caller's 2xx is ACKed (same CSeq), then the transfer completes
@@ -72,6 +74,39 @@ var errNoCallerContact = errors.New("sip: the caller's INVITE has no Contact")
 // direct3PCC reports whether a bridge of c re-INVITEs the caller (its
 // media is not relayed). c.mu held.
 func (c *call) direct3PCC() bool { return c.media == nil }
+
+// directSDP records an SDP passing in the answered dialog of a direct-
+// media call, for a later bridged transfer: the caller's (the new leg is
+// offered its latest media) or the agent's (the o= session and version
+// the caller last saw: callgate's re-INVITE numbers the next). Once
+// bridged, nothing passes. c.mu held.
+func (c *call) directSDP(sdp []byte, fromCaller bool) {
+	if c.state != stAccepted || c.bridged() {
+		return
+	}
+	if fromCaller {
+		c.callerSDP = sdp
+		return
+	}
+	c.answerIn = sdp
+	if !sdpOlder(sdp, c.answerOut) {
+		c.answerOut = sdp // the o= version callgate's re-INVITE goes on from
+	}
+}
+
+// sdpOlder reports whether sdp's o= is an earlier version of last's
+// session (an agent that answers with a stale SDP): the version callgate
+// numbers from must never go back.
+func sdpOlder(sdp, last []byte) bool {
+	a := strings.Fields(strings.TrimPrefix(sdpOrigin(sdp), "o="))
+	b := strings.Fields(strings.TrimPrefix(sdpOrigin(last), "o="))
+	if len(a) != 6 || len(b) != 6 || a[0] != b[0] || a[1] != b[1] {
+		return false
+	}
+	va, err1 := strconv.ParseUint(a[2], 10, 64)
+	vb, err2 := strconv.ParseUint(b[2], 10, 64)
+	return err1 == nil && err2 == nil && va < vb
+}
 
 // reinviteCaller offers the caller sdp (the new leg's answer, or the
 // agent's SDP when restore) in the agent's place. c.mu held.

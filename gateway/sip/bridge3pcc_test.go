@@ -294,3 +294,55 @@ func TestBridgeDirectMediaTargetLeaves(t *testing.T) {
 	}
 	recv(t, agent.byes, "the caller's BYE at the agent")
 }
+
+// TestBridgeDirectMediaAfterReinvites: the agent and the caller each
+// moved their media by re-INVITE before the transfer: the human is
+// offered the caller's latest media port, and callgate's re-INVITE of the
+// caller numbers the next o= version after the agent's latest (the test
+// agent answers the caller's re-INVITE with its first SDP, version 1:
+// the version callgate numbers from never goes back).
+func TestBridgeDirectMediaAfterReinvites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	human := newUA(t, "127.0.0.1", answerHuman)
+	e, carrier, agent, ds := directBridgeEdge(t, human)
+	callID := ds.InviteRequest.CallID().Value()
+	var sess *sipgo.DialogServerSession
+	checkFor(t, 5*time.Second, func() error {
+		if sess = agent.session(callID); sess == nil {
+			return errors.New("no agent dialog yet")
+		}
+		return nil
+	})
+	// the agent's re-INVITE: its session, version 7, port 40010 (the
+	// caller answers testSDP)
+	agentRe := sip.NewRequest(sip.INVITE, ds.InviteRequest.Contact().Address)
+	agentRe.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	agentRe.SetBody([]byte(strings.NewReplacer("o=- 1 1", "o=- 1 7", "40000", "40010").Replace(testSDP)))
+	if res, err := sess.Do(ctx, agentRe); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the agent's re-INVITE: %v %v", res, err)
+	}
+	recv(t, carrier.invites, "the agent's re-INVITE at the caller")
+	// the caller's re-INVITE: its media moves to 41010 (the agent answers)
+	callerRe := sip.NewRequest(sip.INVITE, ds.InviteResponse.Contact().Address)
+	callerRe.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	callerRe.SetBody([]byte(strings.NewReplacer("9 9", "9 10", "41000", "41010").Replace(callerSDP)))
+	if res, err := ds.Do(ctx, callerRe); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the caller's re-INVITE: %v %v", res, err)
+	}
+	recv(t, agent.invites, "the caller's re-INVITE at the agent")
+
+	if rep, _ := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: callID,
+		Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge}); rep.Status != 202 {
+		t.Fatalf("bridge: %+v, want 202", rep)
+	}
+	inv := recv(t, human.invites, "INVITE at the human")
+	if got := sdpPort(string(inv.Body())); got != 41010 {
+		t.Errorf("the human was offered media port %d, want the caller's latest 41010", got)
+	}
+	re := recv(t, carrier.invites, "re-INVITE at the caller")
+	if o := sdpOrigin(re.Body()); o != "o=- 1 8 IN IP4 127.0.0.1" {
+		t.Errorf("re-INVITE o= %q, want the agent's session after its version 7", o)
+	}
+	recv(t, agent.byes, "BYE at the agent")
+}

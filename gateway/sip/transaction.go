@@ -565,6 +565,8 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 			if err == nil {
 				res.SetBody(nb)
 			}
+		} else if c.media == nil && isSDPBody(res) {
+			c.directSDP(res.Body(), fromTag != c.fromTag) // bridge3pcc.go
 		}
 		c.mu.Unlock()
 	}
