@@ -18,9 +18,10 @@ import (
 // the ControlBus). The carrier gets a REFER to tel:+14155550143 in the
 // agent's dialog, its NOTIFYs are answered by callgate (not the agent),
 // and the call's record shows the transfer completed. Bad input is 400
-// naming the field, a premium-rate target 422, bridge on a call whose
-// media is not relayed 409, an unknown
-// call 404, the ended call 409.
+// naming the field, a premium-rate target 422, an unknown call 404, the
+// ended call 409. (A bridge of this direct-media call would re-INVITE the
+// caller, which this SIPp carrier does not expect: gateway/sip's
+// TestBridgeDirectMedia and TestSIPpBridgedTransfer cover it.)
 func TestAPITransferFromAnotherNode(t *testing.T) {
 	needBinary(t, sippBin, "sip-tester")
 	cluster := startNATSCluster(t, 3)
@@ -76,7 +77,6 @@ func TestAPITransferFromAnotherNode(t *testing.T) {
 		{`{"mode":"blind"}`, 400, "to"},
 		{`{"to":"agent:nobody"}`, 400, "to"},
 		{`{"to":"tel:+19005550100"}`, 422, ""},
-		{`{"to":"tel:+14155550143","mode":"bridge"}`, 409, ""},
 	} {
 		code, m, _ := cb.try("POST", path, tc.body)
 		if code != tc.want {

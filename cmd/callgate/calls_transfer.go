@@ -18,7 +18,8 @@ func (a *app) callsTransfer() *cobra.Command {
 			"place the new leg (SIP REFER); its progress and outcome are the call's transfer events and\n" +
 			"show in `callgate calls show ID`; a carrier that refuses is bridged instead. --mode bridge makes\n" +
 			"callgate place the new leg itself (through the number's carrier for a phone number) and connect\n" +
-			"the caller to it when it answers (the call's media must be relayed); agents are always bridged.\n" +
+			"the caller to it when it answers (relayed media is re-pointed; on direct media callgate re-INVITEs\n" +
+			"the caller to the new leg's media); agents are always bridged.\n" +
 			"Calls placed through Twilio or Telnyx, and calls that reached the agent by their webhooks, are\n" +
 			"transferred to a number with the carrier's own verb (TwiML <Dial> on a redirect, Call Control transfer).",
 		Args: exactArgs("ID"),

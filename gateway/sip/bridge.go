@@ -28,7 +28,8 @@ import (
 //     credentials), From the called gateway number (the caller ID the
 //     destination policy and credits were checked with); to an agent
 //     through its endpoints; to a SIP URI directly.
-//   - Media: bridges need relay mode. The new leg is offered the caller's
+//   - Media, relayed calls (direct media: bridge3pcc.go, where the caller
+//     is re-INVITEd to the new leg's media). The new leg is offered the caller's
 //     SDP as the relay rewrote it for the agent (the agent-facing port),
 //     restricted to the codec the caller and agent agreed on (the first
 //     codec of the agent's answer) plus telephone-event. When it answers,
@@ -124,6 +125,13 @@ type bridgeLeg struct {
 	agentGone bool
 	prevBr    string // the challenged INVITE's branch and the ACK of its
 	prevAck   []byte // final response (retransmitted 401/407)
+
+	// direct media (bridge3pcc.go): the caller is re-INVITEd to its SDP
+	re        *callerReinvite
+	answer    []byte // the new leg's SDP (its 2xx)
+	callerSDP []byte // the caller's answer to the re-INVITE
+	code      int    // the new leg's 2xx status and reason (the NOTIFY once bridged)
+	reason    string
 }
 
 // bridgeRetx is a non-INVITE request of a bridge retransmitted over UDP
@@ -139,10 +147,11 @@ func (c *call) canBridge() string {
 	switch {
 	case c.out != nil:
 		return "an agent's outbound call cannot be bridged by callgate"
-	case c.media == nil:
-		return "a bridged transfer needs the call's media relayed (agent media: relay)"
 	case c.inv == nil || c.fwdBody == nil || c.agentTarget == nil:
 		return "the call has no SDP offer or agent Contact to bridge from"
+	case c.direct3PCC() && (c.inv.Contact() == nil || c.answerIn == nil):
+		// its media is not relayed: the caller is re-INVITEd (bridge3pcc.go)
+		return "the call's media is not relayed and the caller has no Contact or the agent's answer no SDP to re-INVITE with"
 	}
 	return ""
 }
@@ -153,7 +162,7 @@ func (c *call) canBridge() string {
 // run once that 202 is sent, places the new leg: the agent sees 202
 // before any NOTIFY. nil: the refusal stands. c.mu held.
 func (c *call) referRefused(t *transfer, code int) func() {
-	if t.done || t.br != nil || c.canBridge() != "" {
+	if t.done || t.br != nil || c.canBridge() != "" || !c.bridgeRoutable(t.target) {
 		return nil
 	}
 	t.bridging = true
@@ -203,6 +212,28 @@ func (c *call) startBridge(t *transfer, tg transferTarget, notify bool) (int, st
 	ws, callerID := c.transferScope()
 	bl := &bridgeLeg{c: c, t: t, id: randHex(16) + "@callgate", tag: randHex(8), notify: notify, seq: 1,
 		fromU: callerID}
+	c.bridgeCands(bl, tg, ws)
+	if len(bl.cands) == 0 {
+		return 503, "no route for the new leg (no termination or endpoint)"
+	}
+	src := c.fwdBody
+	if c.direct3PCC() && c.callerSDP != nil {
+		src = c.callerSDP // its media moved since its INVITE (bridge3pcc.go)
+	}
+	bl.offer = bridgeOffer(src, c.answerIn)
+	t.br = bl
+	c.xstate().br = bl
+	c.inspect.Store(true) // every in-dialog request of the call is seen from now on (transferInDialog)
+	s.bridges.Store(bl.id, bl)
+	bl.ring = time.AfterFunc(s.cfg.RingTimeout, bl.onRingTimeout)
+	bl.next()
+	return 0, ""
+}
+
+// bridgeCands fills in where bl's INVITE goes for target tg (of
+// workspace ws): the listener, the candidates, the caller ID. c.mu held.
+func (c *call) bridgeCands(bl *bridgeLeg, tg transferTarget, ws string) {
+	s := c.s
 	switch tg.kind {
 	case targetPhone:
 		bl.side, bl.pai, bl.dest = sideCarrier, true, tg.e164
@@ -237,17 +268,16 @@ func (c *call) startBridge(t *transfer, tg transferTarget, notify bool) (int, st
 			bl.cands = append(bl.cands, u)
 		}
 	}
-	if len(bl.cands) == 0 {
-		return 503, "no route for the new leg (no termination or endpoint)"
-	}
-	bl.offer = bridgeOffer(c.fwdBody, c.answerIn)
-	t.br = bl
-	c.xstate().br = bl
-	c.inspect.Store(true) // every in-dialog request of the call is seen from now on (transferInDialog)
-	s.bridges.Store(bl.id, bl)
-	bl.ring = time.AfterFunc(s.cfg.RingTimeout, bl.onRingTimeout)
-	bl.next()
-	return 0, ""
+}
+
+// bridgeRoutable reports whether a new leg to tg has somewhere to go (a
+// termination or endpoint): a REFER the carrier refused is bridged only
+// then, else the refusal reaches the agent. c.mu held.
+func (c *call) bridgeRoutable(tg transferTarget) bool {
+	ws, _ := c.transferScope()
+	bl := &bridgeLeg{c: c}
+	c.bridgeCands(bl, tg, ws)
+	return len(bl.cands) > 0
 }
 
 // next sends the INVITE to the next candidate; none left: the transfer
@@ -482,29 +512,23 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 			bl.bye()
 			return
 		}
+		if c.direct3PCC() {
+			// the caller is re-INVITEd to the new leg's media first (bridge3pcc.go)
+			stop(bl.ring)
+			bl.answer, bl.code, bl.reason = res.Body(), code, res.Reason
+			if err := bl.reinviteCaller(res.Body(), false); err != nil {
+				bl.bye()
+				bl.fail(488, "Not Acceptable Here")
+			}
+			return
+		}
 		if err := bl.repoint(res.Body()); err != nil {
 			bl.bye()
 			bl.fail(488, "Not Acceptable Here")
 			return
 		}
 		bl.answered = true
-		stop(bl.ring)
-		t := bl.t
-		t.done = true
-		t.info.State, t.info.Status = calls.TransferCompleted, code
-		c.publishTransfer(t.info)
-		s.xferMetrics.count(t.info.Via, t.info.State)
-		if s.usage != nil && bl.dest != "" {
-			ws, _ := c.transferScope()
-			bl.metered = true
-			s.usage.Answered(bl.id, ws, bl.dest, time.Now())
-		}
-		bl.notifyAgent(code, res.Reason, true)
-		if !bl.agentGone {
-			c.byeAgent()
-		}
-		c.logger().Info("sip: transfer", "mode", t.info.Mode, "via", t.info.Via, "state", t.info.State, "status", code,
-			"leg", bl.id)
+		bl.connected(code, res.Reason)
 		return
 	}
 	// final non-2xx: ACK it (hop by hop), then retry, fail over or fail
@@ -531,6 +555,32 @@ func (bl *bridgeLeg) onInviteResponse(res *sip.Response) {
 		}
 	}
 	bl.fail(code, res.Reason)
+}
+
+// connected completes the transfer once the caller is bridged to the new
+// leg (the relay re-pointed, or the caller's re-INVITE accepted): the
+// outcome, metering, NOTIFY to the agent (the new leg's status), BYE to
+// the agent. c.mu held.
+func (bl *bridgeLeg) connected(code int, reason string) {
+	c := bl.c
+	s := c.s
+	stop(bl.ring)
+	t := bl.t
+	t.done = true
+	t.info.State, t.info.Status = calls.TransferCompleted, code
+	c.publishTransfer(t.info)
+	s.xferMetrics.count(t.info.Via, t.info.State)
+	if s.usage != nil && bl.dest != "" {
+		ws, _ := c.transferScope()
+		bl.metered = true
+		s.usage.Answered(bl.id, ws, bl.dest, time.Now())
+	}
+	bl.notifyAgent(code, reason, true)
+	if !bl.agentGone {
+		c.byeAgent()
+	}
+	c.logger().Info("sip: transfer", "mode", t.info.Mode, "via", t.info.Via, "state", t.info.State, "status", code,
+		"leg", bl.id, "reinvite", bl.re != nil)
 }
 
 // repoint turns the relay toward the new leg's media. c.mu held.
@@ -704,8 +754,16 @@ func (c *call) endBridge() {
 	stop(bl.timerA)
 	stop(bl.timerB)
 	stop(bl.ring)
+	if bl.re != nil {
+		stop(bl.re.timerA)
+		stop(bl.re.timerB)
+	}
 	if !bl.answered && !bl.ended {
-		bl.cancel()
+		if bl.confirmed {
+			bl.bye() // answered, the caller's re-INVITE pending (bridge3pcc.go)
+		} else {
+			bl.cancel()
+		}
 		bl.ended = true
 		if !bl.t.done {
 			c.transferOutcome(bl.t, 487)
@@ -766,6 +824,10 @@ func (c *call) bridgedInDialog(req *sip.Request, from peer, agent bool) bool {
 				s.replyStateless(req, from, 488, "Not Acceptable Here")
 				return true
 			}
+		} else if len(req.Body()) > 0 && !sameSession(req.Body(), c.xs.br.callerSDP) {
+			// direct media: a move cannot be carried to the new leg (bridge3pcc.go)
+			s.replyStateless(req, from, 488, "Not Acceptable Here")
+			return true
 		}
 		res := sip.NewResponseFromRequest(req, 200, "OK", c.answerOut)
 		if c.agentTarget != nil {
@@ -806,13 +868,22 @@ func (s *Server) bridgeRequest(req *sip.Request, from peer) bool {
 				c.byeCaller()
 				c.finish(200, "bye_transfer_target")
 			}
+		} else if bl.re != nil && !bl.answered && !bl.ended {
+			// it hung up while the caller is re-INVITEd to it (bridge3pcc.go)
+			bl.ended = true
+			bl.fail(503, "Service Unavailable") // failed: it answered, then left
 		}
 	case sip.INVITE, sip.UPDATE:
 		if !bl.answered || bl.ended {
 			s.replyStateless(req, from, 481, "Call/Transaction Does Not Exist")
 			return true
 		}
-		if len(req.Body()) > 0 && bl.repoint(req.Body()) != nil { // its media moved: followed
+		if c.direct3PCC() {
+			if len(req.Body()) > 0 && !sameSession(req.Body(), bl.answer) { // cannot be carried to the caller
+				s.replyStateless(req, from, 488, "Not Acceptable Here")
+				return true
+			}
+		} else if len(req.Body()) > 0 && bl.repoint(req.Body()) != nil { // its media moved: followed
 			s.replyStateless(req, from, 488, "Not Acceptable Here")
 			return true
 		}

@@ -138,7 +138,11 @@ func receivedInvite(log string) string {
 //     bye_caller with that transfer;
 //   - the human is busy (486): the agent's final NOTIFY says 486, the
 //     caller stays with the agent (the agent's INFO reaches it, its BYE
-//     reaches the agent); the outcome is busy with status 486.
+//     reaches the agent); the outcome is busy with status 486;
+//   - direct media (agent media: direct): the human is offered the
+//     caller's own media port, the caller gets a re-INVITE with the
+//     human's media port, accepts it and sends its RTP straight to the
+//     human (bridge3pcc.go).
 func TestSIPpBridgedTransfer(t *testing.T) {
 	const pcap = "/usr/share/sip-tester/g711a.pcap"
 	for _, f := range []string{sippBin, pcap} {
@@ -154,9 +158,11 @@ func TestSIPpBridgedTransfer(t *testing.T) {
 		mline                      string // the new leg's offer: the agreed codec and telephone-event
 		want                       string
 		status                     int
+		media                      string
 	}{
-		{"human answers", "uac_bridge.xml", "uas_bridge_agent.xml", "uas_bridge_human.xml", "RTP/AVP 8 101", calls.TransferCompleted, 200},
-		{"human busy", "uac_refer_refuse.xml", "uas_bridge_agent_busy.xml", "uas_bridge_human_busy.xml", "RTP/AVP 0 101", calls.TransferBusy, 486},
+		{"human answers", "uac_bridge.xml", "uas_bridge_agent.xml", "uas_bridge_human.xml", "RTP/AVP 8 101", calls.TransferCompleted, 200, routing.MediaRelay},
+		{"human busy", "uac_refer_refuse.xml", "uas_bridge_agent_busy.xml", "uas_bridge_human_busy.xml", "RTP/AVP 0 101", calls.TransferBusy, 486, routing.MediaRelay},
+		{"direct media", "uac_bridge_direct.xml", "uas_bridge_agent.xml", "uas_bridge_human.xml", "RTP/AVP 8 101", calls.TransferCompleted, 200, routing.MediaDirect},
 	}
 	scen, _ := filepath.Abs("testdata/sipp")
 	for i, tc := range cases {
@@ -176,13 +182,14 @@ func TestSIPpBridgedTransfer(t *testing.T) {
 				"-key", "refer_to", "tel:"+bridgeDest)
 			waitSIPp(t, agentPort, agOut, dir)
 			mgr := newMediaManager(t, 31500+20*i, 31519+20*i)
-			table := bridgeTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(agentPort)}, routing.MediaRelay)
+			table := bridgeTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(agentPort)}, tc.media)
 			e := runAgentEdge(t, table, "sip:pstn@127.0.0.1:"+strconv.Itoa(humanPort), nil, func(d *Deps) {
 				d.Media = media.Anchor[MediaSession]{M: mgr}
 			})
+			callerRTP := freeUDPPort(t)
 			car, carOut := startSIPp(t, dir, 40, "-sf", filepath.Join(scen, tc.caller), "-i", "127.0.0.1",
-				"-mi", "127.0.0.1", "-mp", strconv.Itoa(freeUDPPort(t)),
-				"-s", numBridge, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())), "-m", "1", "-nostdin", "-trace_err")
+				"-mi", "127.0.0.1", "-mp", strconv.Itoa(callerRTP),
+				"-s", numBridge, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())), "-m", "1", "-nostdin", "-trace_err", "-trace_msg")
 			if err := car.Wait(); err != nil {
 				t.Fatalf("sipp caller: %v\n%s\nagent:\n%s\nhuman:\n%s\n%s", err, tail(carOut.String()), tail(agOut.String()),
 					tail(humOut.String()), sippErrors(dir))
@@ -204,6 +211,21 @@ func TestSIPpBridgedTransfer(t *testing.T) {
 			}
 			if !strings.Contains(inv, tc.mline+"\n") || strings.Count(inv, "a=rtpmap:") != 2 {
 				t.Errorf("the human's INVITE: want %q (the agreed codec only, and telephone-event)\n%s", tc.mline, inv)
+			}
+			if tc.media == routing.MediaDirect {
+				// the human is offered the caller's own media; the caller is
+				// re-INVITEd (the last INVITE in its log) to the human's
+				if want := "m=audio " + strconv.Itoa(callerRTP) + " "; !strings.Contains(inv, want) {
+					t.Errorf("the human's INVITE: want the caller's media %q\n%s", want, inv)
+				}
+				log := sippMessages(t, dir, tc.caller)
+				re := strings.ReplaceAll(log[strings.LastIndex(log, "INVITE sip:"):], "\r", "")
+				if j := strings.Index(re, "----------"); j > 0 {
+					re = re[:j]
+				}
+				if want := "m=audio " + strconv.Itoa(human.port()) + " "; !strings.Contains(re, want) || !strings.Contains(re, "CSeq: ") {
+					t.Errorf("the caller's re-INVITE: want the human's media %q\n%s", want, re)
+				}
 			}
 
 			ended := e.events.waitEvent(t, calls.Ended, "")
@@ -234,6 +256,9 @@ func TestSIPpBridgedTransfer(t *testing.T) {
 			}
 			n := human.n.Load()
 			t.Logf("RTP packets at the human's media port: %d (from %v)", n, human.from.Load())
+			if from, _ := human.from.Load().(string); tc.media == routing.MediaDirect && from != "127.0.0.1:"+strconv.Itoa(callerRTP) {
+				t.Errorf("the human's RTP came from %s, want straight from the caller's media port %d", from, callerRTP)
+			}
 			if tc.want == calls.TransferCompleted {
 				// 236 packets over 7 s; the bridge is up well within the
 				// first second, loaded CI or not most must arrive
@@ -278,23 +303,22 @@ func bridgeEdge(t *testing.T, mediaMode string, human *testUA, m *testMeter, twe
 // ACK, the agent a BYE; an INFO from the caller is answered by callgate
 // (the agent is gone); the new leg is metered under its own call id; the
 // human's BYE reaches the caller and ends the call bye_transfer_target.
-// On a call whose media is not relayed, bridge is 409.
+// On a call whose media is not relayed, the caller is re-INVITEd.
 func TestBridgeAPITransfer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	t.Run("direct media", func(t *testing.T) {
+		// the caller is re-INVITEd to the human's media (TestBridgeDirectMedia)
 		human := newUA(t, "127.0.0.1")
-		e, _, _, ds := bridgeEdge(t, routing.MediaDirect, human, nil, nil)
+		e, carrier, agent, ds := bridgeEdge(t, routing.MediaDirect, human, nil, nil)
 		rep, ok := e.controlTransfer(ctx, calls.Command{Op: calls.OpTransfer, CallID: ds.InviteRequest.CallID().Value(),
 			Workspace: "w", To: "tel:" + bridgeDest, Mode: TransferBridge})
-		if !ok || rep.Status != 409 || !strings.Contains(rep.Error, "relay") {
-			t.Fatalf("bridge on a direct-media call: %+v, want 409 naming relay", rep)
+		if !ok || rep.Status != 202 {
+			t.Fatalf("bridge on a direct-media call: %+v, want 202", rep)
 		}
-		select {
-		case inv := <-human.invites:
-			t.Fatalf("the human got an INVITE: %s", inv.StartLine())
-		default:
-		}
+		recv(t, human.invites, "INVITE at the human")
+		recv(t, carrier.invites, "re-INVITE at the caller")
+		recv(t, agent.byes, "BYE at the agent")
 	})
 	t.Run("relayed", func(t *testing.T) {
 		human := newUA(t, "127.0.0.1")

@@ -91,6 +91,7 @@ type call struct {
 	media       MediaSession
 	answerIn    []byte // last 2xx SDP from the agent and its rewrite
 	answerOut   []byte
+	callerSDP   []byte // direct media: the caller's last SDP in the dialog (bridge3pcc.go)
 	agentTag    string
 	agentTarget *sip.Uri // agent's Contact (for BYE on media timeout)
 
@@ -181,6 +182,7 @@ func (c *call) finish(code int, reason string) {
 	c.cands = nil
 	c.fwdBody = nil
 	c.answerIn = nil
+	c.callerSDP = nil
 	if c.lastUp != nil && c.up.Proto == protoUDP {
 		c.scheduleRelease(timerH) // until the ACK comes
 	} else {

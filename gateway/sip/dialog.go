@@ -204,6 +204,8 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 				return
 			}
 			req.SetBody(nb)
+		} else if c.media == nil && len(req.Body()) > 0 && isSDPBody(req) {
+			c.directSDP(req.Body(), fromCaller) // a bridged transfer's offers and re-INVITE (bridge3pcc.go)
 		}
 		// the dialog ends when its BYE passes, whatever the answer (below,
 		// once it is known whether it could be sent)

@@ -192,7 +192,10 @@ type testUA struct {
 	cancels chan *sip.Request
 	others  chan *sip.Request
 
-	acceptRefer atomic.Bool // REFER: 200 and into others; else 405
+	acceptRefer  atomic.Bool   // REFER: 200 and into others; else 405
+	reinvite     atomic.Int32  // status for re-INVITEs; 0: 200 with reinviteSDP (else testSDP)
+	reinviteSDP  []byte        // under mu
+	reinviteHold chan struct{} // under mu; non-nil: re-INVITEs are answered once it is closed
 
 	// onInvite answers an initial INVITE; nil answers 180 then 200 with SDP.
 	onInvite func(u *testUA, req *sip.Request, tx sip.ServerTransaction)
@@ -232,7 +235,20 @@ func newUA(t testing.TB, host string, onInvite ...func(u *testUA, req *sip.Reque
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		u.invites <- req.Clone()
 		if tag, _ := req.To().Params.Get("tag"); tag != "" { // re-INVITE
-			res := sip.NewResponseFromRequest(req, 200, "OK", []byte(testSDP))
+			u.mu.Lock()
+			hold, body := u.reinviteHold, u.reinviteSDP
+			u.mu.Unlock()
+			if hold != nil {
+				<-hold
+			}
+			if code := int(u.reinvite.Load()); code != 0 {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, code, "Refused", nil))
+				return
+			}
+			if body == nil {
+				body = []byte(testSDP)
+			}
+			res := sip.NewResponseFromRequest(req, 200, "OK", body)
 			res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 			_ = tx.Respond(res)
 			return

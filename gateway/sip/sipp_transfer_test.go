@@ -18,9 +18,11 @@ import (
 //     tel:+E.164 (the agent named sip:+E.164@host;user=phone), its 202 and
 //     NOTIFYs (sipfrag 100, 200) reach the agent, and the transfer's
 //     events go trying → completed; the call's ended event carries it;
-//   - the carrier answers 501: the agent gets the 501 and keeps the
-//     caller (its INFO reaches the caller, the caller's BYE reaches the
-//     agent); the outcome is failed with status 501;
+//   - the carrier answers 501 and callgate has no termination to bridge
+//     through (the number's carrier has none here): the agent gets the
+//     501 and keeps the caller (its INFO reaches the caller, the
+//     caller's BYE reaches the agent); the outcome is failed with status
+//     501;
 //   - a premium-rate target: callgate answers 403 itself (the carrier
 //     never sees the REFER), the caller stays with the agent; refused.
 func TestSIPpTransferREFER(t *testing.T) {

@@ -340,6 +340,9 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 				c.answerIn, c.answerOut = res.Body(), nb
 				res.SetBody(nb)
 			}
+		} else if c.media == nil && len(res.Body()) > 0 && c.state < stAccepted {
+			// direct media: kept for a bridged transfer's re-INVITE (bridge3pcc.go)
+			c.answerIn, c.answerOut = res.Body(), res.Body()
 		}
 		if c.state < stAccepted && !c.ended {
 			c.state = stAccepted
@@ -507,6 +510,9 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 	case strings.HasPrefix(br, branchBridge):
 		s.onBridgeResponse(res) // bridge.go
 		return
+	case strings.HasPrefix(br, branchReinvite):
+		s.onReinviteResponse(res) // bridge3pcc.go
+		return
 	case strings.HasPrefix(br, branchStateful):
 		c, ok := s.clientTx.get(br)
 		if !ok {
@@ -559,6 +565,8 @@ func (s *Server) handleResponse(res *sip.Response, from peer) {
 			if err == nil {
 				res.SetBody(nb)
 			}
+		} else if c.media == nil && isSDPBody(res) {
+			c.directSDP(res.Body(), fromTag != c.fromTag) // bridge3pcc.go
 		}
 		c.mu.Unlock()
 	}
