@@ -192,6 +192,16 @@ cpu_ticks() {
 	done
 	echo $t
 }
+# sys_ticks ROOTPID: stime alone (the kernel's share: the UDP sends and reads)
+sys_ticks() {
+	local t=0 p f
+	for p in $(proc_pids "$1"); do
+		f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+		set -- $f
+		t=$((t + ${13}))
+	done
+	echo $t
+}
 # pss_kb ROOTPID: proportional set size of the process tree (shared pages counted once)
 pss_kb() {
 	local t=0 p v
@@ -328,25 +338,26 @@ ceiling() {
 # sweep NAME PROXYPID: rising rates (TARGETS, SVCS); PROXYPID "" measures
 # no proxy (the harness's ceiling); sets BEST_RATE BEST_CPU_US BEST_ACH
 sweep() {
-	local name=$1 pid=$2 rate try c0 c1 calls cpu_us ach pass
+	local name=$1 pid=$2 rate try c0 c1 s0 s1 calls cpu_us sys_us ach pass
 	BEST_RATE=0 BEST_CPU_US=0 BEST_ACH=0
 	# warm-up: proves the route works before the sweep
 	run_step 100 200 "$name-warmup"
 	[ "$FAILED" = 0 ] || die "$name: warm-up calls failed ($OK ok, $FAILED failed); see $WORK/$name-warmup.out and $WORK/$name-warmup-errors.log"
-	printf '%-9s %7s %8s %7s %7s %9s %11s %9s\n' proxy target achieved calls failed cpu_s "cpu_us/call" pss_MB >&2
+	printf '%-9s %7s %8s %7s %7s %9s %11s %11s %9s\n' proxy target achieved calls failed cpu_s "cpu_us/call" "sys_us/call" pss_MB >&2
 	for rate in $RATES; do
 		pass=0
 		for try in $(seq 0 "$RETRIES"); do
 			calls=$((rate * DURATION))
-			c0=0 c1=0
-			[ -z "$pid" ] || c0=$(cpu_ticks "$pid")
+			c0=0 c1=0 s0=0 s1=0
+			[ -z "$pid" ] || { c0=$(cpu_ticks "$pid"); s0=$(sys_ticks "$pid"); }
 			run_step "$rate" "$calls" "$name-$rate-$try"
-			[ -z "$pid" ] || c1=$(cpu_ticks "$pid")
+			[ -z "$pid" ] || { c1=$(cpu_ticks "$pid"); s1=$(sys_ticks "$pid"); }
 			cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$OK" 'BEGIN { printf "%.0f", n ? d / hz * 1e6 / n : 0 }')
+			sys_us=$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$OK" 'BEGIN { printf "%.0f", n ? d / hz * 1e6 / n : 0 }')
 			ach=$(awk -v n="$OK" -v e="$ELAPSED" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')
-			printf '%-9s %7d %8d %7d %7d %9.2f %11d %9d\n' "$name" "$rate" "$ach" "$OK" "$FAILED" \
-				"$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{print d/hz}')" "$cpu_us" $([ -z "$pid" ] && echo 0 || echo $(($(pss_kb "$pid") / 1024))) >&2
-			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach $(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/steps.txt"
+			printf '%-9s %7d %8d %7d %7d %9.2f %11d %11d %9d\n' "$name" "$rate" "$ach" "$OK" "$FAILED" \
+				"$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{print d/hz}')" "$cpu_us" "$sys_us" $([ -z "$pid" ] && echo 0 || echo $(($(pss_kb "$pid") / 1024))) >&2
+			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach $(cut -d' ' -f1 /proc/loadavg) $sys_us" >>"$WORK/steps.txt"
 			# a pass: no failed call, and SIPp really offered ~the rate
 			if [ "$FAILED" = 0 ] && [ "$OK" = "$calls" ] && [ "$ach" -ge $((rate * 90 / 100)) ]; then
 				pass=1
@@ -642,5 +653,5 @@ if [ $RUN_OUT = 1 ]; then
 		echo "callgate / kamailio outbound: rate $(awk -v a="$CG_OUT_BEST" -v b="$KAM_OUT_BEST" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x, CPU per call $(awk -v a="$CG_OUT_CPU" -v b="$KAM_OUT_CPU" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x"
 	fi
 fi
-echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved loadavg1):"
+echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved loadavg1 sys_us/call):"
 sed 's/^/  /' "$WORK/steps.txt"
