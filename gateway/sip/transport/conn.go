@@ -140,7 +140,7 @@ func (t *Transport) listenPair(cfg Config) error {
 	}
 	_ = udp.SetReadBuffer(4 << 20)
 	_ = udp.SetWriteBuffer(4 << 20)
-	t.udp, t.udpAddr = udp, udpAddr
+	t.udp, t.udpAddr = newUDPSock(udp), udpAddr
 	t.tcpLn, t.tcpAddr = ln, addrPortOf(ln.Addr())
 	return nil
 }
@@ -191,10 +191,10 @@ func (t *Transport) close() {
 	t.wg.Wait()
 }
 
-func (t *Transport) readUDPOn(udp *net.UDPConn) {
-	buf := make([]byte, maxMessage)
+func (t *Transport) readUDPOn(udp *udpSock) {
+	r := udp.newReader()
 	for {
-		n, ap, err := udp.ReadFromUDPAddrPort(buf)
+		b, ap, err := r.next()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -205,10 +205,10 @@ func (t *Transport) readUDPOn(udp *net.UDPConn) {
 		// Source filter before parsing: nothing is parsed or kept for an
 		// unlisted source.
 		if !t.h.AllowedSource(ap.Addr()) {
-			t.h.RefuseSource(buf[:n], Peer{Proto: UDP, Addr: ap, Side: t.side})
+			t.h.RefuseSource(b, Peer{Proto: UDP, Addr: ap, Side: t.side})
 			continue
 		}
-		t.h.HandleDatagram(buf[:n], Peer{Proto: UDP, Addr: ap, Side: t.side})
+		t.h.HandleDatagram(b, Peer{Proto: UDP, Addr: ap, Side: t.side})
 	}
 }
 

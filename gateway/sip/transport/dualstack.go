@@ -17,7 +17,7 @@ import (
 
 // v6 is the IPv6 listener set (nil: none).
 type v6 struct {
-	udp                       *net.UDPConn
+	udp                       *udpSock
 	tcpLn, tlsLn              net.Listener
 	udpAddr, tcpAddr, tlsAddr netip.AddrPort
 }
@@ -56,7 +56,7 @@ func (t *Transport) HasTLS6() bool { return t.six != nil && t.six.tlsLn != nil }
 func IsV6(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
 
 // udpFor is the socket a datagram to a leaves through.
-func (t *Transport) udpFor(a netip.Addr) *net.UDPConn {
+func (t *Transport) udpFor(a netip.Addr) *udpSock {
 	if t.six != nil && IsV6(a) {
 		return t.six.udp
 	}
@@ -92,7 +92,7 @@ func (t *Transport) listen6(cfg Config) error {
 			err = fmt.Errorf("sip: listen udp %s: %w", cfg.Addr6, err)
 			break
 		}
-		six.udp = pc.(*net.UDPConn)
+		six.udp = newUDPSock(pc.(*net.UDPConn))
 		six.udpAddr = addrPortOf(six.udp.LocalAddr())
 		six.tcpLn, err = net.Listen("tcp6", six.udpAddr.String())
 		if err == nil {

@@ -114,7 +114,7 @@ func (t *Transport) Send(p Peer, b []byte) error {
 // over p.Alt.
 func (t *Transport) SendThen(p Peer, b []byte, then func(error)) error {
 	if p.Proto == UDP {
-		if _, err := t.udpFor(p.Addr.Addr()).WriteToUDPAddrPort(b, p.Addr); err != nil {
+		if err := t.udpFor(p.Addr.Addr()).writeTo(b, p.Addr); err != nil {
 			return t.failed(p, "write", b, err)
 		}
 		return nil

@@ -14,8 +14,10 @@
 //
 // Files: transport.go (peers, connections, Handler, Metrics, New),
 // conn.go (listeners, read loops, connection caps and deadlines),
-// send.go (sends, dials, connection reuse, send errors), resolve.go (URI
-// and Via addressing, lookups off the read loops), dns.go (the resolver).
+// send.go (sends, dials, connection reuse, send errors), udpraw_linux.go
+// (UDP reads and sends as raw system calls; udpraw_other.go elsewhere),
+// resolve.go (URI and Via addressing, lookups off the read loops), dns.go
+// (the resolver).
 // Locks: Transport.mu, its lookup lock and the resolver's locks are leaf
 // locks; no lock is held across a DNS lookup.
 package transport
@@ -218,7 +220,7 @@ type Transport struct {
 	h       Handler // the proxy
 	m       Metrics // counted here
 	log     *slog.Logger
-	udp     *net.UDPConn
+	udp     *udpSock // udpraw_linux.go
 	tcpLn   net.Listener
 	tlsLn   net.Listener
 	tlsConf *tls.Config

@@ -1,0 +1,205 @@
+package transport
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// UDP sockets on Linux: datagrams are read and sent with raw system
+// calls on the socket's descriptor (recvfrom, sendto; the descriptor is
+// non-blocking), not through net.UDPConn's entersyscall/exitsyscall
+// wrappers. A read loop still parks in the runtime's poller when the
+// socket is empty (RawConn.Read), but a send or a read never makes the
+// runtime treat its thread as blocked: sysmon then has no P to retake
+// from a sendto (a loopback sendto delivers the datagram and wakes the
+// receiver in the sender's system call, tens of µs on a VM), which is
+// what handed Ps to other threads and kept sysmon waking every 20 µs at
+// 2,000-3,000 calls/s. The media relay's engine does the same
+// (gateway/media/sock_linux.go).
+//
+// Anything unusual goes through net.UDPConn as before: a send whose
+// destination does not fit the socket's family or has a zone, and any
+// send the kernel refuses (EAGAIN: the write then waits for the socket
+// in the runtime's poller; an error: the caller gets net's error).
+
+// udpSock is a bound UDP socket: net.UDPConn for closing and the
+// fallbacks, and its descriptor for the raw calls.
+type udpSock struct {
+	*net.UDPConn
+	rc  syscall.RawConn
+	fd  int  // -1: no raw calls (SyscallConn failed)
+	six bool // an AF_INET6 socket (IPv4 destinations go v4-mapped)
+
+	// mu orders Close after the raw sends in flight: once the
+	// descriptor is closed its number may belong to another file.
+	// Reads need no lock: RawConn.Read holds the descriptor.
+	mu     sync.RWMutex
+	closed bool
+}
+
+func newUDPSock(c *net.UDPConn) *udpSock {
+	u := &udpSock{UDPConn: c, fd: -1}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return u
+	}
+	_ = rc.Control(func(fd uintptr) {
+		sa, err := unix.Getsockname(int(fd))
+		if err != nil {
+			return
+		}
+		switch sa.(type) {
+		case *unix.SockaddrInet4:
+		case *unix.SockaddrInet6:
+			u.six = true
+		default:
+			return
+		}
+		u.fd = int(fd)
+	})
+	u.rc = rc
+	return u
+}
+
+// Close closes the socket once no raw send is using its descriptor.
+func (u *udpSock) Close() error {
+	u.mu.Lock()
+	u.closed = true
+	u.mu.Unlock()
+	return u.UDPConn.Close()
+}
+
+// writeTo sends b to ap: a raw sendto, or net.UDPConn's write for
+// anything else (see the top of this file).
+func (u *udpSock) writeTo(b []byte, ap netip.AddrPort) error {
+	if u.fd >= 0 && len(b) > 0 && u.sendRaw(b, ap) {
+		return nil
+	}
+	_, err := u.UDPConn.WriteToUDPAddrPort(b, ap)
+	return err
+}
+
+// sendRaw reports whether b was sent with one raw sendto.
+func (u *udpSock) sendRaw(b []byte, ap netip.AddrPort) bool {
+	a := ap.Addr()
+	var sa4 unix.RawSockaddrInet4
+	var sa6 unix.RawSockaddrInet6
+	var sa unsafe.Pointer
+	var salen uintptr
+	switch {
+	case a.Zone() != "":
+		return false
+	case !u.six && a.Is4():
+		sa4.Family = unix.AF_INET
+		sa4.Addr = a.As4()
+		putPort(&sa4.Port, ap.Port())
+		sa, salen = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
+	case u.six && a.IsValid():
+		sa6.Family = unix.AF_INET6
+		sa6.Addr = a.As16() // IPv4 as v4-mapped
+		putPort(&sa6.Port, ap.Port())
+		sa, salen = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
+	default:
+		return false
+	}
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if u.closed {
+		return false
+	}
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(u.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(sa), salen)
+	return e == 0
+}
+
+// putPort stores port in network byte order.
+func putPort(dst *uint16, port uint16) {
+	p := (*[2]byte)(unsafe.Pointer(dst))
+	p[0], p[1] = byte(port>>8), byte(port)
+}
+
+// udpReader is one read loop's state: its buffer, and the raw recvfrom
+// RawConn.Read calls until the socket has a datagram.
+type udpReader struct {
+	u   *udpSock
+	buf []byte
+	n   int
+	rsa unix.RawSockaddrAny
+	err unix.Errno
+	fn  func(fd uintptr) bool // r.recv, bound once (no allocation per read)
+}
+
+func (u *udpSock) newReader() *udpReader {
+	r := &udpReader{u: u, buf: make([]byte, maxMessage)}
+	r.fn = r.recv
+	return r
+}
+
+// recv is one non-blocking recvfrom; false: nothing there, park.
+func (r *udpReader) recv(fd uintptr) bool {
+	for {
+		salen := uint32(unix.SizeofSockaddrAny)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)), 0,
+			uintptr(unsafe.Pointer(&r.rsa)), uintptr(unsafe.Pointer(&salen)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		r.n, r.err = int(n), e
+		return true
+	}
+}
+
+// next reads one datagram: its bytes (valid until the next call), its
+// source, or an error (net.ErrClosed once the socket is closed).
+func (r *udpReader) next() ([]byte, netip.AddrPort, error) {
+	if r.u.fd < 0 {
+		n, ap, err := r.u.ReadFromUDPAddrPort(r.buf)
+		return r.buf[:n], ap, err
+	}
+	if err := r.u.rc.Read(r.fn); err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	if r.err != 0 {
+		return nil, netip.AddrPort{}, r.err
+	}
+	return r.buf[:r.n], r.source(), nil
+}
+
+// source is the address recvfrom put in r.rsa.
+func (r *udpReader) source() netip.AddrPort {
+	switch r.rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), getPort(&sa.Port))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.rsa))
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			a = a.WithZone(zoneName(int(sa.Scope_id)))
+		}
+		return netip.AddrPortFrom(a, getPort(&sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+func getPort(p *uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// zoneName is the interface name of a scope id, as net names it (its
+// number when there is no such interface).
+func zoneName(idx int) string {
+	if ifi, err := net.InterfaceByIndex(idx); err == nil {
+		return ifi.Name
+	}
+	return strconv.Itoa(idx)
+}
