@@ -1,0 +1,92 @@
+package transport
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// echoHandler sends every datagram back to where it came from, as the
+// proxy forwards one (a datagram in, one out, on the read loop).
+type echoHandler struct{ tp *Transport }
+
+func (h *echoHandler) AllowedSource(netip.Addr) bool { return true }
+func (h *echoHandler) RefuseSource([]byte, Peer)     {}
+func (h *echoHandler) HandleDatagram(b []byte, from Peer) {
+	_ = h.tp.Send(from, b)
+}
+func (h *echoHandler) HandleMessage(sip.Message, Peer) {}
+
+// BenchmarkUDPEchoPaced: b.N datagrams of 600 bytes offered at 12,000/s
+// (bursts of 12 every millisecond, the way SIPp paces 2,000 calls/s of
+// six datagrams in) to a transport that sends each back from its read
+// loop; reports the process's CPU and kernel time per datagram (the
+// sending peer's included), the regime where read loops park and wake
+// between bursts.
+func BenchmarkUDPEchoPaced(b *testing.B) {
+	h := &echoHandler{}
+	tp, err := New(Config{Addr: "127.0.0.1:0", DNS: DNSConfig{Server: "127.0.0.1:1"}}, h, testMetrics(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.tp = tp
+	tp.Serve(runtime.GOMAXPROCS(0))
+	defer tp.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer peer.Close()
+	_ = peer.SetReadBuffer(8 << 20)
+	got := make(chan int, 1)
+	go func() {
+		buf := make([]byte, maxMessage)
+		n := 0
+		for {
+			if _, _, err := peer.ReadFromUDPAddrPort(buf); err != nil {
+				got <- n
+				return
+			}
+			if n++; n == b.N {
+				got <- n
+			}
+		}
+	}()
+	msg := bytes.Repeat([]byte("x"), 600)
+	to := tp.UDPAddr()
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	b.ResetTimer()
+	tick := time.NewTicker(time.Millisecond)
+	for sent := 0; sent < b.N; {
+		for i := 0; i < 12 && sent < b.N; i++ {
+			if _, err := peer.WriteToUDPAddrPort(msg, to); err != nil {
+				b.Fatal(err)
+			}
+			sent++
+		}
+		<-tick.C
+	}
+	tick.Stop()
+	select {
+	case n := <-got:
+		if n < b.N {
+			b.Fatalf("%d of %d echoes", n, b.N)
+		}
+	case <-time.After(30 * time.Second):
+		b.Fatalf("echoes missing after 30 s")
+	}
+	b.StopTimer()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	us := func(a, z syscall.Timeval) float64 {
+		return float64(z.Sec-a.Sec)*1e6 + float64(z.Usec-a.Usec)
+	}
+	b.ReportMetric(us(ru0.Utime, ru1.Utime)/float64(b.N)+us(ru0.Stime, ru1.Stime)/float64(b.N), "cpu-us/dgram")
+	b.ReportMetric(us(ru0.Stime, ru1.Stime)/float64(b.N), "sys-us/dgram")
+}
