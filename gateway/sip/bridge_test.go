@@ -84,17 +84,14 @@ func (r *rtpCounter) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port 
 // that never does fails the test with its output.
 func waitSIPp(t *testing.T, port int, out *strings.Builder, dir string) {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(30 * time.Second) // SIPp starts slowly on a loaded machine
 	for time.Now().Before(deadline) {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return // bound by SIPp
+		if portBound("udp", port) { // never a probe that binds: it could take the port from SIPp
+			return
 		}
-		c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("SIPp did not bind %s:\n%s\n%s", addr, tail(out.String()), sippErrors(dir))
+	t.Fatalf("SIPp did not bind 127.0.0.1:%d:\n%s\n%s", port, tail(out.String()), sippErrors(dir))
 }
 
 // sippMessages is the -trace_msg log of the SIPp run with scenario
