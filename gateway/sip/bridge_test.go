@@ -337,20 +337,8 @@ func TestBridgeAPITransfer(t *testing.T) {
 		}
 		recv(t, human.acks, "ACK at the human")
 		recv(t, agent.byes, "BYE at the agent")
-		var done calls.Event
-		checkFor(t, 10*time.Second, func() error {
-			e.events.mu.Lock()
-			defer e.events.mu.Unlock()
-			for _, ev := range e.events.events {
-				if ev.Kind == calls.TransferKind && ev.Transfer != nil && ev.Transfer.State == calls.TransferCompleted {
-					done = ev
-					return nil
-				}
-			}
-			return errors.New("no completed transfer event yet")
-		})
-		if tr := done.Transfer; tr.Mode != TransferBridge || tr.Via != "api" || tr.Status != 200 || tr.To != "tel:"+bridgeDest {
-			t.Errorf("transfer %+v", *tr)
+		if tr := lastTransfer(t, e, calls.TransferCompleted); tr.Mode != TransferBridge || tr.Via != "api" || tr.Status != 200 || tr.To != "tel:"+bridgeDest {
+			t.Errorf("transfer %+v", tr)
 		}
 		m.mu.Lock()
 		dest := m.answered[leg]
@@ -436,22 +424,8 @@ func TestBridgeNoAnswer(t *testing.T) {
 	}
 	recv(t, human.invites, "INVITE at the human")
 	recv(t, human.cancels, "CANCEL at the human")
-	var last *calls.TransferInfo
-	checkFor(t, 10*time.Second, func() error {
-		e.events.mu.Lock()
-		defer e.events.mu.Unlock()
-		for _, ev := range e.events.events {
-			if ev.Kind == calls.TransferKind && ev.Transfer != nil {
-				last = ev.Transfer
-			}
-		}
-		if last == nil || last.State != calls.TransferNoAnswer {
-			return errorf("last transfer %+v, want no_answer", last)
-		}
-		return nil
-	})
-	if last.Status != 408 || last.Mode != TransferBridge {
-		t.Errorf("transfer %+v, want bridge no_answer 408", *last)
+	if last := lastTransfer(t, e, calls.TransferNoAnswer); last.Status != 408 || last.Mode != TransferBridge {
+		t.Errorf("transfer %+v, want bridge no_answer 408", last)
 	}
 	select {
 	case <-agent.byes:
