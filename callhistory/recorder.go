@@ -3,15 +3,12 @@ package callhistory
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callgate/callgate/gateway/calls"
-	"github.com/callgate/callgate/store"
 )
 
 // Recorder defaults.
@@ -39,7 +36,7 @@ type RecorderOptions struct {
 // queued or is not acknowledged is counted (callgate_history_events_total
 // dropped / error) and logged at a bounded rate.
 type Recorder struct {
-	js      jetstream.JetStream
+	acks    *acks
 	streams Streams
 	known   sync.Map // workspace → true: its stream exists (forgotten on a publish error)
 	log     *slog.Logger
@@ -76,25 +73,17 @@ func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, 
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultMaxPending
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(o.MaxPending),
-		jetstream.WithPublishAsyncTimeout(ackTimeout),
-		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
-			r.m.Events.WithLabelValues(EventStored).Inc()
-		}),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			r.failed(EventError, m.Subject, err)
-			// The stream may be gone (deleted by an operator): create it
-			// again before the workspace's next event.
-			if ws, _, ok := strings.Cut(strings.TrimPrefix(m.Subject, store.HistorySubjectPrefix), "."); ok {
-				r.known.Delete(ws)
-			}
-		}),
-	)
+	stored := r.m.Events.WithLabelValues(EventStored)
+	a, err := newAcks(nc, o.MaxPending, ackTimeout, time.Second, stored.Inc, func(ws string, err error) {
+		r.failed(EventError, ws, err)
+		// The stream may be gone (deleted by an operator): create it
+		// again before the workspace's next event.
+		r.known.Delete(ws)
+	})
 	if err != nil {
 		return nil, err
 	}
-	r.js = js
+	r.acks = a
 	r.q = make(chan queued, o.Queue)
 	go r.run()
 	return r, nil
@@ -179,9 +168,9 @@ func (r *Recorder) run() {
 			}
 			r.known.Store(e.ws, true)
 		}
-		// PublishAsync waits (here, never in Publish) while MaxPending
-		// publishes are unacknowledged, up to its stall wait.
-		if _, err := r.js.PublishAsync(Subject(e.ws, e.callID), e.data, jetstream.WithStallWait(ackTimeout)); err != nil {
+		// publish waits (here, never in Publish) while MaxPending
+		// publishes are unacknowledged, up to ackTimeout.
+		if err := r.acks.publish(e.ws, Subject(e.ws, e.callID), e.data); err != nil {
 			r.failed(EventError, e.ws, err)
 			r.known.Delete(e.ws)
 		}
@@ -212,13 +201,14 @@ func (r *Recorder) Close(ctx context.Context) {
 		close(r.q)
 	}
 	r.mu.Unlock()
+	defer r.acks.close()
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		return
 	}
 	select {
-	case <-r.js.PublishAsyncComplete():
+	case <-r.acks.complete():
 	case <-ctx.Done():
 	}
 }
