@@ -113,8 +113,8 @@ func (r *Recorder) Publish(e calls.Event) {
 
 // PublishEncoded implements calls.EncodedPublisher: it queues data, e's
 // JSON (with its time set), and returns at once.
-func (r *Recorder) PublishEncoded(e *calls.Event, data []byte) {
-	if r == nil || !r.keep(e) {
+func (r *Recorder) PublishEncoded(e calls.Event, data []byte) {
+	if r == nil || !r.keep(&e) {
 		return
 	}
 	r.enqueue(queued{ws: e.Workspace, callID: e.CallID, data: data})
@@ -243,7 +243,7 @@ func (t Tee) Publish(e calls.Event) {
 			p.Publish(e)
 			continue
 		}
-		ep.PublishEncoded(&e, data)
+		ep.PublishEncoded(e, data)
 	}
 }
 

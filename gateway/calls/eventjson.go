@@ -1,6 +1,7 @@
 package calls
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -14,12 +15,13 @@ import (
 // outside years 0-9999, a NaN or infinite setup time) to encoding/json.
 // FuzzEncode holds it to json.Marshal.
 func Encode(e *Event) ([]byte, error) {
-	b, ok := appendEvent(make([]byte, 0, 512), e)
+	var buf [512]byte // most events fit: one allocation of their size
+	b, ok := appendEvent(buf[:0], e)
 	if !ok {
 		ev := *e // a copy, so that e itself does not escape to the heap
 		return json.Marshal(ev)
 	}
-	return b, nil
+	return bytes.Clone(b), nil
 }
 
 // appendEvent appends e's JSON to b; false when encoding/json must do it

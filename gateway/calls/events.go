@@ -139,7 +139,7 @@ type Publisher interface {
 // (callhistory.Tee). It may keep data: the caller does not change it.
 type EncodedPublisher interface {
 	Publisher
-	PublishEncoded(e *Event, data []byte)
+	PublishEncoded(e Event, data []byte)
 }
 
 // Subject is the NATS subject for an event from region.
@@ -171,11 +171,11 @@ func (p *NATSPublisher) Publish(e Event) {
 	if err != nil {
 		return
 	}
-	p.PublishEncoded(&e, b)
+	p.PublishEncoded(e, b)
 }
 
 // PublishEncoded implements EncodedPublisher: it publishes data, e's JSON.
-func (p *NATSPublisher) PublishEncoded(e *Event, data []byte) {
+func (p *NATSPublisher) PublishEncoded(e Event, data []byte) {
 	if p == nil || p.NC == nil {
 		return
 	}
