@@ -181,18 +181,20 @@ func (a *acks) retry(id uint64) {
 }
 
 // ackError is nil when data is a JetStream PubAck, else the error it
-// holds (jetstream.ErrInvalidJSAck when it is neither).
+// holds (jetstream.ErrInvalidJSAck when it is neither): decodeAck's
+// answer, found from the bytes when they are a plain PubAck.
 func ackError(data []byte) error {
-	// A stored message's acknowledgement: {"stream":"NAME","seq":N,...};
-	// an error has "error" (and may have "stream" too).
-	const stored = `{"stream":"`
-	if bytes.HasPrefix(data, []byte(stored)) && len(data) > len(stored) && data[len(stored)] != '"' &&
-		!bytes.Contains(data, []byte(`"error"`)) {
+	if plainPubAck(data) {
 		return nil
 	}
+	return decodeAck(data)
+}
+
+// decodeAck reads an acknowledgement as jetstream.PublishAsync does.
+func decodeAck(data []byte) error {
 	var r struct {
-		Error  *jetstream.APIError `json:"error"`
-		Stream string              `json:"stream"`
+		Error *jetstream.APIError `json:"error,omitempty"`
+		*jetstream.PubAck
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		return jetstream.ErrInvalidJSAck
@@ -200,10 +202,55 @@ func ackError(data []byte) error {
 	if r.Error != nil {
 		return r.Error
 	}
-	if r.Stream == "" {
+	if r.PubAck == nil || r.Stream == "" {
 		return jetstream.ErrInvalidJSAck
 	}
 	return nil
+}
+
+// plainPubAck reports whether data is an acknowledgement as a stream
+// writes one for a stored message (nats-server's template):
+// {"stream":"NAME","seq":N} or {"stream":"NAME","domain":"D","seq":N}.
+// Anything else (errors, duplicates, other shapes) is decoded.
+// FuzzAckError holds it to decodeAck.
+func plainPubAck(b []byte) bool {
+	b, ok := bytes.CutPrefix(b, []byte(`{"stream":"`))
+	if !ok {
+		return false
+	}
+	n := plainToken(b)
+	if n == 0 {
+		return false
+	}
+	if b, ok = bytes.CutPrefix(b[n:], []byte(`",`)); !ok {
+		return false
+	}
+	if d, ok := bytes.CutPrefix(b, []byte(`"domain":"`)); ok {
+		d = d[plainToken(d):]
+		if b, ok = bytes.CutPrefix(d, []byte(`",`)); !ok {
+			return false
+		}
+	}
+	if b, ok = bytes.CutPrefix(b, []byte(`"seq":`)); !ok {
+		return false
+	}
+	digits := 0
+	for digits < len(b) && b[digits] >= '0' && b[digits] <= '9' {
+		digits++
+	}
+	// 1-19 digits (any fits a uint64), no leading zero, then the end.
+	return digits > 0 && digits < 20 && (b[0] != '0' || digits == 1) && string(b[digits:]) == "}"
+}
+
+// plainToken is the length of b's prefix of printable ASCII other than
+// " and \ (a JSON string's contents as they are).
+func plainToken(b []byte) int {
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return len(b)
 }
 
 // watch fails what is pending when the connection is lost (its

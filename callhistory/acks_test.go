@@ -121,6 +121,14 @@ func TestAcksCountsStoredAndRefusedEventsOfAStream(t *testing.T) {
 	if err := st.EnsureHistory(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
+	// The server's acknowledgement of a stored event is read from its bytes.
+	resp, err := st.NC.Request(Subject("acme", "probe"), []byte(`{"kind":"started"}`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !plainPubAck(resp.Data) {
+		t.Fatalf("acknowledgement %q not recognised as a plain PubAck", resp.Data)
+	}
 	a, l := newTestAcks(t, st.NC, 16, 10*time.Second, time.Second)
 	for i := 0; i < 40; i++ { // more than max: publish waits for room
 		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`)); err != nil {
@@ -142,8 +150,8 @@ func TestAcksCountsStoredAndRefusedEventsOfAStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, err := st2.Info(ctx)
-	if err != nil || info.State.Msgs != 40 {
-		t.Fatalf("stream holds %+v, %v; want 40 messages", info.State, err)
+	if err != nil || info.State.Msgs != 41 {
+		t.Fatalf("stream holds %+v, %v; want 41 messages", info.State, err)
 	}
 }
 
@@ -258,4 +266,32 @@ func TestAcksFailWhatIsPendingOnADisconnect(t *testing.T) {
 		}
 	}
 	drained(t, a)
+}
+
+// FuzzAckError: an acknowledgement recognised from its bytes is one
+// jetstream's decoding takes as stored.
+func FuzzAckError(f *testing.F) {
+	for _, s := range []string{
+		`{"stream":"CALLGATE_HISTORY_acme","seq":12}`,
+		`{"stream":"CALLGATE_HISTORY_acme","domain":"hub","seq":1}`,
+		`{"stream":"S","domain":"","seq":0}`,
+		`{"stream":"S","seq":012}`,
+		`{"stream":"S","seq":18446744073709551616}`,
+		`{"stream":"S","seq":1,"duplicate": true}`,
+		`{"stream":"S","seq":1}}`,
+		`{"stream":"S\"","seq":1}`,
+		`{"error":{"code":503,"err_code":10077,"description":"x"},"stream":"S","seq":0}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, ack []byte) {
+		if plainPubAck(ack) {
+			if err := decodeAck(ack); err != nil {
+				t.Fatalf("%q taken as stored from its bytes; decoded: %v", ack, err)
+			}
+		}
+		if got, want := ackError(ack), decodeAck(ack); (got == nil) != (want == nil) {
+			t.Fatalf("ackError(%q) = %v, decodeAck: %v", ack, got, want)
+		}
+	})
 }
