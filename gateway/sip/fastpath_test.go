@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/routing"
@@ -64,8 +67,8 @@ func normal(t *testing.T, raw string) string {
 	return callSpecific.ReplaceAllString(msgLines(m), "X")
 }
 
-// TestFastPathForwardsLikeTheFullPath: the ACK, BYE and BYE answer of a
-// plain call go through the fast path, and the agent and the caller get
+// TestFastPathForwardsLikeTheFullPath: the 200 to the INVITE, the ACK,
+// BYE and BYE answer of a plain call go through the fast path, and the agent and the caller get
 // the same messages (parsed) as through the full path, and the call ends
 // the same way (bye_caller).
 func TestFastPathForwardsLikeTheFullPath(t *testing.T) {
@@ -97,7 +100,7 @@ func TestFastPathForwardsLikeTheFullPath(t *testing.T) {
 			t.Errorf("fast=%v: ended %d %q, want 200 bye_caller", fast, ended.Status, ended.Reason)
 		}
 		n := e.fast.forwarded.Load() - before
-		if want := map[bool]int64{false: 0, true: 3}[fast]; n != want {
+		if want := map[bool]int64{false: 0, true: 4}[fast]; n != want { // the 200 to the INVITE too
 			t.Errorf("fast=%v: %d messages through the fast path, want %d", fast, n, want)
 		}
 		got[fast] = [3]string{normal(t, ack), normal(t, bye), normal(t, res)}
@@ -200,5 +203,197 @@ func TestFastPathLeavesToTheFullPath(t *testing.T) {
 				t.Errorf("%d messages through the fast path after the BYE was sent, want %d", n, want)
 			}
 		})
+	}
+}
+
+// replyWith is rawUA.replyTo with extra header lines (before
+// Content-Length) and an edit of the whole message (nil: none).
+func replyWith(r *rawUA, req string, code int, reason, toTag, extra, body string, edit func(string) string) {
+	r.t.Helper()
+	to := first(req, "To")
+	if toTag != "" && !strings.Contains(to, "tag=") {
+		to += ";tag=" + toTag
+	}
+	msg := "SIP/2.0 " + itoa(code) + " " + reason + "\r\n" + strings.Join(lines(req, "Via"), "\r\n") + "\r\n"
+	if rr := lines(req, "Record-Route"); len(rr) > 0 {
+		msg += strings.Join(rr, "\r\n") + "\r\n"
+	}
+	msg += first(req, "From") + "\r\n" + to + "\r\n" + first(req, "Call-ID") + "\r\n" + first(req, "CSeq") + "\r\n" +
+		"Contact: <sip:bot@127.0.0.1:" + itoa(r.port()) + ">\r\n" + extra
+	if body != "" {
+		msg += "Content-Type: application/sdp\r\n"
+	}
+	msg += "Content-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+	if edit != nil {
+		msg = edit(msg)
+	}
+	v := strings.Fields(lines(req, "Via")[0])[2]
+	addr, err := net.ResolveUDPAddr("udp", strings.SplitN(v, ";", 2)[0])
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.conn.WriteToUDP([]byte(msg), addr); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// readStatus waits for a response with that status line prefix ("SIP/2.0
+// 180"), skipping others (the proxy's own 100 Trying).
+func readStatus(r *rawUA, prefix string, d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if m := r.read(time.Until(deadline)); strings.HasPrefix(m, prefix) {
+			return m
+		}
+	}
+	return ""
+}
+
+// findCall is the call whose INVITE has that Call-ID (before or after the answer).
+func findCall(t *testing.T, e *testEdge, id string) *call {
+	t.Helper()
+	if c, ok := e.dialogs.get(id); ok {
+		return c
+	}
+	var found *call
+	e.serverTx.rangeAll(func(_ string, c *call) {
+		if c.id == id {
+			found = c
+		}
+	})
+	if found == nil {
+		t.Fatalf("no call %q", id)
+	}
+	return found
+}
+
+// histCount is the number of observations of a histogram vector.
+func histCount(t *testing.T, h *prometheus.HistogramVec) uint64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 64)
+	go func() { h.Collect(ch); close(ch) }()
+	var n uint64
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		n += d.GetHistogram().GetSampleCount()
+	}
+	return n
+}
+
+// TestFastPathInviteResponsesLikeTheFullPath: the agent's 100, 180, 200
+// and retransmitted 200 to the INVITE of a plain call go through the fast
+// path (the 100 absorbed, the others forwarded), and the caller gets the
+// same messages (parsed) as through the full path, with the same state
+// changes: the early dialog recorded at the 180, the answered event, the dialog record with the agent's tag and
+// Contact, the direct-media answer kept (bridge3pcc.go), the response and
+// setup metrics, the ring timer stopped, and a dialog that then works
+// (ACK, BYE).
+func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
+	caller := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	agent := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	e := runEdge(t, buildTable(routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + itoa(agent.port())}),
+		func(c *Config) { c.RingTimeout = 3 * time.Second }, nil)
+	caller.to = net_(e).(*net.UDPAddr)
+	agent.to = caller.to
+
+	type outcome struct {
+		msgs                       [3]string // 180, 200, 200 again at the caller
+		agentTag, target, answerIn string
+		state                      int
+		ringStopped, earlyRecord   bool
+		event                      string
+		responses                  [2]float64 // INVITE 180, 200
+		setup                      [2]uint64  // provisional, answer observations
+		fast                       [2]int64   // forwarded, absorbed
+	}
+	r180 := e.metrics.Responses.WithLabelValues("INVITE", codeLabel(180))
+	r200 := e.metrics.Responses.WithLabelValues("INVITE", codeLabel(200))
+	got := map[bool]outcome{}
+	for i, fast := range []bool{false, true} {
+		e.fast.off.Store(!fast)
+		id := "fp-resp" + itoa(i)
+		var o outcome
+		fw, ab := e.fast.forwarded.Load(), e.fast.absorbed.Load()
+		resp := [2]float64{testutil.ToFloat64(r180), testutil.ToFloat64(r200)}
+		setup := [2]uint64{histCount(t, e.metrics.SetupProvisional), histCount(t, e.metrics.SetupAnswer)}
+
+		caller.send(caller.invite(e, numPurchased, id, ""))
+		inv := agent.readRequest("INVITE", 5*time.Second)
+		if inv == "" {
+			t.Fatalf("fast=%v: the agent got no INVITE", fast)
+		}
+		agent.replyTo(inv, 100, "Trying", "", "")
+		agent.replyTo(inv, 180, "Ringing", "ag-"+id, "")
+		ringing := readStatus(caller, "SIP/2.0 180", 5*time.Second)
+		_, o.earlyRecord = e.dialogs.get(id) // an early dialog (early.go)
+		agent.replyTo(inv, 200, "OK", "ag-"+id, testSDP)
+		ok1 := readStatus(caller, "SIP/2.0 200", 5*time.Second)
+		agent.replyTo(inv, 200, "OK", "ag-"+id, testSDP) // retransmitted: no ACK yet
+		ok2 := readStatus(caller, "SIP/2.0 200", 5*time.Second)
+		if ringing == "" || ok1 == "" || ok2 == "" {
+			t.Fatalf("fast=%v: the caller got 180 %v, 200 %v, 200 again %v", fast, ringing != "", ok1 != "", ok2 != "")
+		}
+		o.msgs = [3]string{normal(t, ringing), normal(t, ok1), normal(t, ok2)}
+		ev := e.events.waitEvent(t, calls.Answered, id)
+		o.event = sprintf("%s %d %s %s", ev.Kind, ev.Status, ev.Region, ev.Endpoint)
+		c, ok := e.dialogs.get(id)
+		if !ok {
+			t.Fatalf("fast=%v: no dialog record after the 200", fast)
+		}
+		c.mu.Lock()
+		o.agentTag, o.state, o.answerIn = c.agentTag, c.state, string(c.answerIn)
+		if c.agentTarget != nil {
+			o.target = c.agentTarget.String()
+		}
+		o.ringStopped = c.ring == nil || !c.ring.Stop()
+		c.mu.Unlock()
+		o.agentTag = strings.TrimSuffix(o.agentTag, id)
+		o.responses = [2]float64{testutil.ToFloat64(r180) - resp[0], testutil.ToFloat64(r200) - resp[1]}
+		o.setup = [2]uint64{histCount(t, e.metrics.SetupProvisional) - setup[0], histCount(t, e.metrics.SetupAnswer) - setup[1]}
+		o.fast = [2]int64{e.fast.forwarded.Load() - fw, e.fast.absorbed.Load() - ab}
+
+		// the dialog works: ACK and BYE reach the agent, the 200 the caller
+		var rs []string
+		for _, l := range lines(ok1, "Record-Route") {
+			rs = append(rs, strings.TrimSpace(l[len("Record-Route:"):]))
+		}
+		fc := fastCall{id: id, routes: strings.Join(rs, ", "), caller: caller, agent: agent, agentURI: "sip:bot@127.0.0.1:" + itoa(agent.port())}
+		caller.send(fc.inDialog("ACK", 1, ""))
+		if agent.readRequest("ACK", 5*time.Second) == "" {
+			t.Fatalf("fast=%v: no ACK at the agent", fast)
+		}
+		caller.send(fc.inDialog("BYE", 2, ""))
+		bye := agent.readRequest("BYE", 5*time.Second)
+		if bye == "" {
+			t.Fatalf("fast=%v: no BYE at the agent", fast)
+		}
+		agent.replyTo(bye, 200, "OK", "", "")
+		if res := caller.readFinal(5 * time.Second); !strings.HasPrefix(res, "SIP/2.0 200") {
+			t.Fatalf("fast=%v: the caller got %q to its BYE", fast, statusLine(res))
+		}
+		if ended := e.events.waitEvent(t, calls.Ended, id); ended.Reason != "bye_caller" {
+			t.Errorf("fast=%v: ended %q, want bye_caller", fast, ended.Reason)
+		}
+		got[fast] = o
+	}
+	full, fast := got[false], got[true]
+	if full.fast != [2]int64{0, 0} || fast.fast != [2]int64{3, 1} {
+		t.Errorf("through the fast path (forwarded, absorbed): full path %v, fast path %v; want [0 0] and [3 1]", full.fast, fast.fast)
+	}
+	for i, what := range []string{"180", "200", "retransmitted 200"} {
+		if fast.msgs[i] != full.msgs[i] {
+			t.Errorf("%s at the caller differs\nfast path:\n%s\nfull path:\n%s", what, fast.msgs[i], full.msgs[i])
+		}
+	}
+	full.msgs, fast.msgs, full.fast, fast.fast = [3]string{}, [3]string{}, [2]int64{}, [2]int64{}
+	if fast != full {
+		t.Errorf("state after the answer differs\nfast path: %+v\nfull path: %+v", fast, full)
+	}
+	if full.agentTag != "ag-" || full.target != "sip:bot@127.0.0.1:"+itoa(agent.port()) || full.state != stAccepted ||
+		full.answerIn != testSDP || !full.ringStopped || !full.earlyRecord || full.responses != [2]float64{1, 2} || full.setup != [2]uint64{1, 1} {
+		t.Errorf("full path's state: %+v", full)
 	}
 }
