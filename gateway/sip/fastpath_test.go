@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"fmt"
 	"net"
 	"regexp"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/callgate/callgate/gateway/calls"
+	"github.com/callgate/callgate/gateway/media"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -395,5 +397,172 @@ func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
 	if full.agentTag != "ag-" || full.target != "sip:bot@127.0.0.1:"+itoa(agent.port()) || full.state != stAccepted ||
 		full.answerIn != testSDP || !full.ringStopped || !full.earlyRecord || full.responses != [2]float64{1, 2} || full.setup != [2]uint64{1, 1} {
 		t.Errorf("full path's state: %+v", full)
+	}
+}
+
+// TestFastPathInviteResponsesLeaveToTheFullPath: a response to the INVITE
+// that the fast path must not take goes to the full path, which does
+// what it always did: relayed media (SDP rewritten), an inspected call,
+// CSeq renumbering (egress auth), a non-2xx final (ACK hop by hop), a
+// reliable provisional (100rel), a header outside the scanner's set, a
+// session timer callgate adds to the 2xx, a caller over TCP or IPv6, a
+// Via not ours (dropped), a branch no longer known (a late 2xx,
+// forwarded statelessly). Two plain calls (one through the agent
+// listener) are the control: they are taken.
+func TestFastPathInviteResponsesLeaveToTheFullPath(t *testing.T) {
+	type caseT struct {
+		name     string
+		edge     func(t *testing.T, ep routing.Endpoint) *testEdge // nil: runEdge, direct media
+		invExtra string                                             // headers of the caller's INVITE
+		over     string                                             // the caller: "" (UDP, IPv4), "tcp", "v6"
+		prepare  func(c *call)                                      // the call, once its INVITE reached the agent
+		code     int                                                // the agent's answer (default 200)
+		extra    string                                             // its extra headers
+		edit     func(msg string) string                            // its edit
+		want     string                                             // the status line's start at the caller ("": nothing)
+		check    func(t *testing.T, got string)
+		taken    bool // through the fast path
+	}
+	viaHost := func(host string) func(string) string {
+		return func(m string) string { return strings.Replace(m, "Via: SIP/2.0/UDP 127.0.0.1:", "Via: SIP/2.0/UDP "+host+":", 1) }
+	}
+	for _, tc := range []caseT{
+		{name: "plain", want: "SIP/2.0 200", taken: true},
+		{name: "plain, agent listener", edge: func(t *testing.T, ep routing.Endpoint) *testEdge {
+			return runAgentEdge(t, buildTable(ep), "", nil, nil)
+		}, want: "SIP/2.0 200", taken: true},
+		{name: "relayed media", edge: func(t *testing.T, ep routing.Endpoint) *testEdge {
+			return runEdge(t, relayTable(ep), nil, media.Anchor[MediaSession]{M: newMediaManager(t, 32400, 32419)})
+		}, want: "SIP/2.0 200", check: func(t *testing.T, got string) {
+			if p := sdpPort(strings.SplitN(got, "\r\n\r\n", 2)[1]); p < 32400 || p > 32419 {
+				t.Errorf("the caller's SDP names port %d, not the relay's", p)
+			}
+		}},
+		{name: "inspected call", prepare: func(c *call) { c.inspect.Store(true) }, want: "SIP/2.0 200"},
+		{name: "CSeq renumbered", prepare: func(c *call) {
+			c.mu.Lock()
+			c.cur.cseqAdd = 1 // as after a termination's digest challenge (egressauth.go)
+			c.mu.Unlock()
+		}, edit: func(m string) string { return strings.Replace(m, "CSeq: 1 INVITE", "CSeq: 2 INVITE", 1) },
+			want: "SIP/2.0 200", check: func(t *testing.T, got string) {
+				if cs := first(got, "CSeq"); cs != "CSeq: 1 INVITE" {
+					t.Errorf("the caller got %q, want its own CSeq 1", cs)
+				}
+			}},
+		{name: "486 busy", code: 486, want: "SIP/2.0 486"},
+		{name: "reliable 180", code: 180, extra: "Require: 100rel\r\nRSeq: 1\r\n", want: "SIP/2.0 180",
+			check: func(t *testing.T, got string) {
+				if first(got, "RSeq") == "" {
+					t.Error("the 180 lost its RSeq")
+				}
+			}},
+		{name: "custom header", extra: "X-Agent-Note: hello\r\n", want: "SIP/2.0 200", check: func(t *testing.T, got string) {
+			if first(got, "X-Agent-Note") == "" {
+				t.Error("the 200 lost X-Agent-Note")
+			}
+		}},
+		{name: "session timer added", edge: func(t *testing.T, ep routing.Endpoint) *testEdge {
+			return runEdge(t, buildTable(ep), func(c *Config) { c.SessionTimers.DefaultInterval = 120 * time.Second }, nil)
+		}, invExtra: "Supported: timer\r\n", want: "SIP/2.0 200", check: func(t *testing.T, got string) {
+			if !strings.Contains(first(got, "Session-Expires"), "refresher=uac") {
+				t.Errorf("the 200 has %q, want Session-Expires with refresher=uac", first(got, "Session-Expires"))
+			}
+		}},
+		{name: "TCP caller", over: "tcp", want: "SIP/2.0 200"},
+		{name: "IPv6 caller", over: "v6", edge: func(t *testing.T, ep routing.Endpoint) *testEdge {
+			needV6(t)
+			return runEdge(t, buildTable(ep), dualTweak(false), nil)
+		}, want: "SIP/2.0 200"},
+		{name: "Via not ours", edit: viaHost("127.0.0.99"), want: ""},
+		{name: "branch not known", edit: func(m string) string {
+			return regexp.MustCompile(`branch=z9hG4bKcgx[0-9a-f]+`).ReplaceAllString(m, "branch=z9hG4bKcgx0000000000")
+		}, want: "SIP/2.0 200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			agent := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+			ep := routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + itoa(agent.port())}
+			var e *testEdge
+			if tc.edge != nil {
+				e = tc.edge(t, ep)
+			} else {
+				e = runEdge(t, buildTable(ep), nil, nil)
+			}
+			id := "fp-" + regexp.MustCompile(`[^a-zA-Z0-9]`).ReplaceAllString(tc.name, "")
+			caller := newRaw(t, "127.0.0.1", net_(e))
+			inv := caller.invite(e, numPurchased, id, tc.invExtra)
+			var read func(time.Duration) string
+			switch tc.over {
+			case "tcp":
+				tc := dialTCPFrom(t, "127.0.0.1", e.TCPAddr().String())
+				inv = strings.Replace(inv, "SIP/2.0/UDP 127.0.0.1:"+itoa(caller.port()), "SIP/2.0/TCP 127.0.0.1:"+itoa(tc.port()), 1)
+				if _, err := tc.c.Write([]byte(inv)); err != nil {
+					t.Fatal(err)
+				}
+				read = tc.readFinal
+			case "v6":
+				caller = newRaw(t, "::1", net.UDPAddrFromAddrPort(e.UDPAddr6()))
+				inv = strings.Replace(caller.invite(e, numPurchased, id, tc.invExtra), "SIP/2.0/UDP 127.0.0.1:", "SIP/2.0/UDP [::1]:", 1)
+				caller.send(inv)
+			default:
+				caller.send(inv)
+			}
+			if read == nil {
+				read = func(d time.Duration) string {
+					if tc.want == "" {
+						return caller.readFinal(d)
+					}
+					return readStatus(caller, tc.want, d)
+				}
+			}
+			got := agent.readRequest("INVITE", 5*time.Second)
+			if got == "" {
+				t.Fatalf("the agent got no INVITE (the caller: %q)", caller.read(100*time.Millisecond))
+			}
+			if tc.prepare != nil {
+				tc.prepare(findCall(t, e, id))
+			}
+			code, reason := tc.code, "OK"
+			switch code {
+			case 0:
+				code = 200
+			case 180:
+				reason = "Ringing"
+			case 486:
+				reason = "Busy Here"
+			}
+			body := ""
+			if code == 200 {
+				body = testSDP
+			}
+			before := e.fast.forwarded.Load() + e.fast.absorbed.Load()
+			notOurs := testutil.ToFloat64(e.metrics.Dropped.WithLabelValues("not_ours"))
+			replyWith(agent, got, code, reason, "ag-"+id, tc.extra, body, tc.edit)
+			if tc.want == "" {
+				checkFor(t, 5*time.Second, func() error {
+					if n := testutil.ToFloat64(e.metrics.Dropped.WithLabelValues("not_ours")) - notOurs; n != 1 {
+						return fmt.Errorf("%v responses dropped as not ours, want 1", n)
+					}
+					return nil
+				})
+				if m := caller.read(100 * time.Millisecond); strings.HasPrefix(m, "SIP/2.0 2") {
+					t.Fatalf("the caller got %q", statusLine(m))
+				}
+			} else {
+				res := read(5 * time.Second)
+				if !strings.HasPrefix(res, tc.want) {
+					t.Fatalf("the caller got %q, want %s", statusLine(res), tc.want)
+				}
+				if tc.check != nil {
+					tc.check(t, res)
+				}
+			}
+			if code == 486 && agent.readRequest("ACK", 5*time.Second) == "" {
+				t.Error("the agent got no ACK for its 486 (hop by hop)")
+			}
+			n := e.fast.forwarded.Load() + e.fast.absorbed.Load() - before
+			if want := map[bool]int64{true: 1}[tc.taken]; n != want {
+				t.Errorf("%d responses through the fast path, want %d", n, want)
+			}
+		})
 	}
 }
