@@ -413,18 +413,20 @@ func TestFastPathInviteResponsesLeaveToTheFullPath(t *testing.T) {
 	type caseT struct {
 		name     string
 		edge     func(t *testing.T, ep routing.Endpoint) *testEdge // nil: runEdge, direct media
-		invExtra string                                             // headers of the caller's INVITE
-		over     string                                             // the caller: "" (UDP, IPv4), "tcp", "v6"
-		prepare  func(c *call)                                      // the call, once its INVITE reached the agent
-		code     int                                                // the agent's answer (default 200)
-		extra    string                                             // its extra headers
-		edit     func(msg string) string                            // its edit
-		want     string                                             // the status line's start at the caller ("": nothing)
+		invExtra string                                            // headers of the caller's INVITE
+		over     string                                            // the caller: "" (UDP, IPv4), "tcp", "v6"
+		prepare  func(c *call)                                     // the call, once its INVITE reached the agent
+		code     int                                               // the agent's answer (default 200)
+		extra    string                                            // its extra headers
+		edit     func(msg string) string                           // its edit
+		want     string                                            // the status line's start at the caller ("": nothing)
 		check    func(t *testing.T, got string)
 		taken    bool // through the fast path
 	}
 	viaHost := func(host string) func(string) string {
-		return func(m string) string { return strings.Replace(m, "Via: SIP/2.0/UDP 127.0.0.1:", "Via: SIP/2.0/UDP "+host+":", 1) }
+		return func(m string) string {
+			return strings.Replace(m, "Via: SIP/2.0/UDP 127.0.0.1:", "Via: SIP/2.0/UDP "+host+":", 1)
+		}
 	}
 	for _, tc := range []caseT{
 		{name: "plain", want: "SIP/2.0 200", taken: true},
