@@ -500,9 +500,18 @@ func (s *Server) fastInviteResponse(m *fastMsg) bool {
 		code >= 200 && !c.sessionAnswerKeeps() {
 		return false
 	}
+	r := scannedResp{m: m}
+	if code >= 200 && c.state < stAccepted && !c.ended && m.contact.len() > 0 {
+		// the answer's Contact becomes the agent's target: parsed first,
+		// so that one sipgo would not parse stays with the full path
+		var u sip.Uri
+		if sip.ParseUri(string(m.str(m.contact)), &u) != nil {
+			return false
+		}
+		r.contact = &u
+	}
 	// from here on the outcome is the full path's
 	c.inviteResponseSeen(b, code)
-	r := scannedResp{m}
 	if code < 200 {
 		if !c.inviteProvisional(b, code, r) {
 			s.fast.absorbed.Add(1)
@@ -547,20 +556,27 @@ func writeViaPopped(buf *bytes.Buffer, m *fastMsg) {
 }
 
 // scannedResp is a scanned response as the state changes read it
-// (inviteResp).
-type scannedResp struct{ m *fastMsg }
+// (inviteResp); contact: its Contact's address, parsed beforehand when
+// the state changes will read it.
+type scannedResp struct {
+	m       *fastMsg
+	contact *sip.Uri
+}
 
 func (r scannedResp) toTag() (string, bool) { return string(r.m.str(r.m.toTag)), true }
 
 func (r scannedResp) hasToTag() bool { return r.m.toTag.len() > 0 }
 
 func (r scannedResp) contactURI() (sip.Uri, bool) {
+	if r.contact != nil {
+		return *r.contact, true
+	}
 	if r.m.contact.len() == 0 {
 		return sip.Uri{}, false
 	}
 	var u sip.Uri
-	if err := sip.ParseUri(string(r.m.str(r.m.contact)), &u); err != nil {
-		return sip.Uri{}, false // not reached: FuzzFastPath
+	if sip.ParseUri(string(r.m.str(r.m.contact)), &u) != nil {
+		return sip.Uri{}, false
 	}
 	return u, true
 }

@@ -289,10 +289,10 @@ func histCount(t *testing.T, h *prometheus.HistogramVec) uint64 {
 // and retransmitted 200 to the INVITE of a plain call go through the fast
 // path (the 100 absorbed, the others forwarded), and the caller gets the
 // same messages (parsed) as through the full path, with the same state
-// changes: the early dialog recorded at the 180, the answered event, the dialog record with the agent's tag and
-// Contact, the direct-media answer kept (bridge3pcc.go), the response and
-// setup metrics, the ring timer stopped, and a dialog that then works
-// (ACK, BYE).
+// changes: the early dialog recorded at the 180, the answered event, the
+// dialog record with the agent's tag and Contact, the direct-media answer
+// kept (bridge3pcc.go), the response and setup metrics, the ring timer
+// stopped, and a dialog that then works (ACK, BYE).
 func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
 	caller := newRaw(t, "127.0.0.1", &net.UDPAddr{})
 	agent := newRaw(t, "127.0.0.1", &net.UDPAddr{})

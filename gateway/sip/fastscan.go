@@ -104,7 +104,7 @@ type fastMsg struct {
 	maxFwdVal  int
 	contentLen int
 	userAgent  span // User-Agent value (empty: none)
-	contact    span // the first Contact's URI, inside its <> (empty: none)
+	contact    span // the Contact's URI, inside its <> (empty: none; several: refused)
 	routes     [fastMaxRoutes]fastRoute
 	nroutes    int
 }
@@ -350,10 +350,11 @@ func (m *fastMsg) header(a, b int) bool {
 		if _, ok := m.nameAddr(va, vb, false); !ok {
 			return false
 		}
-		if m.contact.len() == 0 { // the first Contact's URI (a 2xx's: the agent's target)
-			lt := va + bytes.IndexByte(d[va:vb], '<')
-			m.contact = span{lt + 1, lt + 1 + bytes.IndexByte(d[lt+1:vb], '>')}
+		if m.contact.len() > 0 {
+			return false // several: sipgo's Contact() is the last one; a 2xx has one (RFC 3261 12.1.1)
 		}
+		lt := va + bytes.IndexByte(d[va:vb], '<') // the URI: a 2xx's is the agent's target
+		m.contact = span{lt + 1, lt + 1 + bytes.IndexByte(d[lt+1:vb], '>')}
 		return true
 	case hkRecordRoute:
 		return m.nameAddrs(va, vb)

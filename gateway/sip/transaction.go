@@ -372,7 +372,7 @@ func (c *call) branchByID(id string) *branch {
 type inviteResp interface {
 	toTag() (tag string, hasTo bool)
 	hasToTag() bool
-	contactURI() (sip.Uri, bool) // the first Contact's address
+	contactURI() (sip.Uri, bool) // the Contact's address (sipgo: the last Contact header)
 	body() []byte                // kept by the call: not the read buffer's bytes
 }
 
