@@ -500,16 +500,15 @@ func (s *Server) fastInviteResponse(m *fastMsg) bool {
 		code >= 200 && !c.sessionAnswerKeeps() {
 		return false
 	}
-	r := scannedResp{m: m}
 	if code >= 200 && c.state < stAccepted && !c.ended && m.contact.len() > 0 {
 		// the answer's Contact becomes the agent's target: parsed first,
 		// so that one sipgo would not parse stays with the full path
-		var u sip.Uri
-		if sip.ParseUri(string(m.str(m.contact)), &u) != nil {
+		if sip.ParseUri(string(m.str(m.contact)), &m.contactURI) != nil {
 			return false
 		}
-		r.contact = &u
+		m.contactParsed = true
 	}
+	r := scannedResp{m}
 	// from here on the outcome is the full path's
 	c.inviteResponseSeen(b, code)
 	if code < 200 {
@@ -556,20 +555,16 @@ func writeViaPopped(buf *bytes.Buffer, m *fastMsg) {
 }
 
 // scannedResp is a scanned response as the state changes read it
-// (inviteResp); contact: its Contact's address, parsed beforehand when
-// the state changes will read it.
-type scannedResp struct {
-	m       *fastMsg
-	contact *sip.Uri
-}
+// (inviteResp). One pointer: made an interface without allocating.
+type scannedResp struct{ m *fastMsg }
 
 func (r scannedResp) toTag() (string, bool) { return string(r.m.str(r.m.toTag)), true }
 
 func (r scannedResp) hasToTag() bool { return r.m.toTag.len() > 0 }
 
 func (r scannedResp) contactURI() (sip.Uri, bool) {
-	if r.contact != nil {
-		return *r.contact, true
+	if r.m.contactParsed {
+		return r.m.contactURI, true
 	}
 	if r.m.contact.len() == 0 {
 		return sip.Uri{}, false

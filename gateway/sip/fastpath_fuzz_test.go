@@ -208,7 +208,7 @@ func checkFastResponse(t *testing.T, m *fastMsg, res *sip.Response) {
 	if string(m.str(m.viaBranch)) != br || string(trimBracketsB(m.str(m.viaHost))) != top.Host || m.viaPort != top.Port {
 		t.Fatalf("top Via: scanner %q %q:%d, sipgo %v\n%q", m.str(m.viaBranch), m.str(m.viaHost), m.viaPort, top, data)
 	}
-	pr, sr := parsedResp{res}, scannedResp{m: m}
+	pr, sr := parsedResp{res}, scannedResp{m}
 	ft, fok := pr.toTag()
 	st, sok := sr.toTag()
 	if ft != st || fok != sok || pr.hasToTag() != sr.hasToTag() {

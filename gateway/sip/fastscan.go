@@ -1,6 +1,10 @@
 package sip
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/emiago/sipgo/sip"
+)
 
 // The fast path's scanner (fastpath.go): reads, without allocating, the
 // few things the proxy needs from a datagram (start line, top Via, Call-ID,
@@ -105,8 +109,12 @@ type fastMsg struct {
 	contentLen int
 	userAgent  span // User-Agent value (empty: none)
 	contact    span // the Contact's URI, inside its <> (empty: none; several: refused)
-	routes     [fastMaxRoutes]fastRoute
-	nroutes    int
+
+	// set by the fast path (fastInviteResponse): the Contact parsed
+	contactURI    sip.Uri
+	contactParsed bool
+	routes        [fastMaxRoutes]fastRoute
+	nroutes       int
 }
 
 // method returns the request method's bytes.
