@@ -109,12 +109,12 @@ type fastMsg struct {
 	contentLen int
 	userAgent  span // User-Agent value (empty: none)
 	contact    span // the Contact's URI, inside its <> (empty: none; several: refused)
+	routes     [fastMaxRoutes]fastRoute
+	nroutes    int
 
 	// set by the fast path (fastInviteResponse): the Contact parsed
 	contactURI    sip.Uri
 	contactParsed bool
-	routes        [fastMaxRoutes]fastRoute
-	nroutes       int
 }
 
 // method returns the request method's bytes.
