@@ -11,14 +11,16 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// The fast path (issue 15): the ACK and BYE of a dialog this node routed,
-// and the answers to such BYEs, are forwarded from the datagram's bytes —
-// scanned by fastscan.go and edited in place (our Via added or removed,
-// our Route entries popped, Max-Forwards decremented, received/rport set)
-// — without sipgo's parser and serialiser, with the same outcome as the
-// full path (forwardInDialog, handleResponse): same checks, same state
-// changes (ACK seen, the dialog ended by its BYE), same bytes on the wire
-// but for header order and spelling.
+// The fast path (issue 15): the agent's 1xx and 2xx to the INVITE of a
+// plain call (fastInviteResponse), the ACK and BYE of a dialog this node
+// routed, and the answers to such BYEs, are forwarded from the datagram's
+// bytes — scanned by fastscan.go and edited in place (our Via added or
+// removed, our Route entries popped, Max-Forwards decremented,
+// received/rport set) — without sipgo's parser and serialiser, with the
+// same outcome as the full path (forwardInDialog, handleResponse,
+// onInviteResponse): same checks, same state changes (the answer, the ACK
+// seen, the dialog ended by its BYE), same bytes on the wire but for
+// header order and spelling.
 //
 // It takes a message only when everything the full path would look at is
 // known to be plain: UDP in and out, a live dialog record of a call whose
@@ -50,8 +52,9 @@ func (f *fastPath) init(s *Server) {
 	})
 }
 
-// fastPath forwards data when it is an ACK or BYE of a plain dialog or an
-// answer to such a BYE; false: the full path must handle it.
+// fastPath forwards data when it is an ACK or BYE of a plain dialog, an
+// answer to such a BYE, or a 1xx or 2xx to a plain call's INVITE (a 100
+// absorbed); false: the full path must handle it.
 func (s *Server) fastPath(data []byte, from peer) bool {
 	if from.Proto != protoUDP || from.Addr.Addr().Is6() || s.fast.off.Load() {
 		return false // IPv6 peers (dual stack: per-family Via and Record-Route) take the full path
