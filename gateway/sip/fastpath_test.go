@@ -568,3 +568,36 @@ func TestFastPathInviteResponsesLeaveToTheFullPath(t *testing.T) {
 		})
 	}
 }
+
+// TestFastPathLate180NotForwarded: a 180 that arrives after the 200 (the
+// agent's datagrams reordered) is taken by the fast path and, as on the
+// full path, not forwarded: the caller never sees a provisional after the
+// answer.
+func TestFastPathLate180NotForwarded(t *testing.T) {
+	caller := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	agent := newRaw(t, "127.0.0.1", &net.UDPAddr{})
+	e := runEdge(t, buildTable(routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + itoa(agent.port())}), nil, nil)
+	caller.to = net_(e).(*net.UDPAddr)
+	for i, fast := range []bool{false, true} {
+		e.fast.off.Store(!fast)
+		id := "fp-late" + itoa(i)
+		caller.send(caller.invite(e, numPurchased, id, ""))
+		inv := agent.readRequest("INVITE", 5*time.Second)
+		if inv == "" {
+			t.Fatalf("fast=%v: the agent got no INVITE", fast)
+		}
+		fw, ab := e.fast.forwarded.Load(), e.fast.absorbed.Load()
+		agent.replyTo(inv, 200, "OK", "ag-"+id, testSDP)
+		if readStatus(caller, "SIP/2.0 200", 5*time.Second) == "" {
+			t.Fatalf("fast=%v: no 200 at the caller", fast)
+		}
+		agent.replyTo(inv, 180, "Ringing", "ag-"+id, "")
+		agent.replyTo(inv, 200, "OK", "ag-"+id, testSDP) // after the 180: its arrival shows the 180 was handled
+		if m := caller.read(5 * time.Second); !strings.HasPrefix(m, "SIP/2.0 200") {
+			t.Errorf("fast=%v: after the answer the caller got %q, want only the retransmitted 200", fast, statusLine(m))
+		}
+		if got, want := [2]int64{e.fast.forwarded.Load() - fw, e.fast.absorbed.Load() - ab}, map[bool][2]int64{true: {2, 1}}[fast]; got != want {
+			t.Errorf("fast=%v: through the fast path (forwarded, absorbed) %v, want %v", fast, got, want)
+		}
+	}
+}
