@@ -316,6 +316,20 @@ func (c *call) sessionAnswer(res *sip.Response) {
 	c.s.xm.session("negotiated")
 }
 
+// sessionAnswerKeeps reports whether sessionAnswer leaves a 2xx that has
+// no Session-Expires as it is and starts no timer (the fast path,
+// fastpath.go, forwards only such 2xx from their bytes). Keep it in step
+// with sessionAnswer. c.mu held.
+func (c *call) sessionAnswerKeeps() bool {
+	if c.ended || c.inv == nil {
+		return true
+	}
+	if c.st != nil {
+		return !c.st.uacOnly
+	}
+	return c.s.cfg.SessionTimers.DefaultInterval <= 0 || !supportsTimer(c.inv) || c.s.forwardedSE(c.inv) == 0
+}
+
 // addUACRefresher puts Session-Expires (refresher=uac) and Require: timer
 // in a 2xx whose sender does no timers.
 func addUACRefresher(res *sip.Response, se uint32) {

@@ -274,17 +274,15 @@ func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *si
 }
 
 // onInviteResponse handles a response to one of the call's forwarded
-// INVITEs. c.mu is taken here.
+// INVITEs. c.mu is taken here. Its state changes for a 1xx or 2xx are
+// inviteProvisional and inviteAnswer, shared with the fast path
+// (fastpath.go: fastInviteResponse), which forwards from the datagram's
+// bytes what needs no rewriting.
 func (c *call) onInviteResponse(res *sip.Response, br string) {
 	s := c.s
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var b *branch
-	for _, x := range c.branches {
-		if x.id == br {
-			b = x
-		}
-	}
+	b := c.branchByID(br)
 	if b == nil {
 		return
 	}
@@ -294,35 +292,12 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 	}
 	code := res.StatusCode
-	if code != 503 {
-		s.prober.aliveURI(b.ep.URI) // passive health: any answer is a sign of life
-	}
-	b.gotResp = true
-	stop(b.timerA)
-	if code >= 200 {
-		stop(b.timerF)
-	}
+	c.inviteResponseSeen(b, code)
 	switch {
-	case code == 100:
-		stop(b.timerF) // alive: ring timeout takes over
 	case code < 200:
-		stop(b.timerF)
-		b.gotProv = true
-		if c.cancelled || c.ended || b != c.cur {
-			if !b.cancel && !b.final {
-				c.sendCancel(b)
-			}
+		if !c.inviteProvisional(b, code, parsedResp{res}) {
 			return
 		}
-		if c.state > stProceeding {
-			return
-		}
-		if !c.provSeen {
-			c.provSeen = true
-			c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
-		}
-		c.state = stProceeding
-		c.earlyDialog(res) // PRACK, UPDATE before the answer (early.go)
 		if c.media != nil && len(res.Body()) > 0 {
 			nb, err := c.media.RewriteAnswer(res.Body())
 			if err != nil {
@@ -332,7 +307,6 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		c.forwardUp(res)
 	case code < 300:
-		b.final = true
 		if c.media != nil && len(res.Body()) > 0 {
 			if c.answerIn != nil && bytes.Equal(res.Body(), c.answerIn) {
 				res.SetBody(c.answerOut)
@@ -340,35 +314,8 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 				c.answerIn, c.answerOut = res.Body(), nb
 				res.SetBody(nb)
 			}
-		} else if c.media == nil && len(res.Body()) > 0 && c.state < stAccepted {
-			// direct media: kept for a bridged transfer's re-INVITE (bridge3pcc.go)
-			c.answerIn, c.answerOut = res.Body(), res.Body()
 		}
-		if c.state < stAccepted && !c.ended {
-			c.state = stAccepted
-			c.cur = b // a late answer from an abandoned branch wins too
-			c.answeredAt = time.Now()
-			stop(c.ring)
-			c.observeSetup(s.metrics.SetupAnswer, s.metrics.OutboundSetupAnswer, c.answeredAt.Sub(c.start))
-			if to := res.To(); to != nil {
-				c.agentTag, _ = to.Params.Get("tag")
-			}
-			if ct := res.Contact(); ct != nil {
-				u := ct.Address
-				c.agentTarget = &u
-			}
-			s.dialogs.put(c.id, c)
-			c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
-			c.publish(calls.Answered, code, "")
-			c.outboundAnswered()
-			// other branches (abandoned) are cancelled
-			for _, x := range c.branches {
-				if x != b && x.gotProv && !x.final && !x.cancel {
-					c.sendCancel(x)
-				}
-			}
-			c.scheduleRelease(linger) // serverTx no longer needed after a short while
-		}
+		c.inviteAnswer(b, code, parsedResp{res})
 		if c.state == stAccepted {
 			c.sessionAnswer(res) // RFC 4028 session timer (sessiontimer.go)
 		}
@@ -405,6 +352,131 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 			reason = "loop_detected" // the endpoint routes back to us (or a loop past it)
 		}
 		c.finish(code, reason)
+	}
+}
+
+// branchByID is the call's branch with that id (nil: none). c.mu held.
+func (c *call) branchByID(id string) *branch {
+	var b *branch
+	for _, x := range c.branches {
+		if x.id == id {
+			b = x
+		}
+	}
+	return b
+}
+
+// inviteResp is what the state changes of a 1xx or 2xx to a forwarded
+// INVITE read of it: sipgo's parse (parsedResp) or the fast path's scan
+// (fastpath.go: scannedResp).
+type inviteResp interface {
+	toTag() (tag string, hasTo bool)
+	hasToTag() bool
+	contactURI() (sip.Uri, bool) // the Contact's address (sipgo: the last Contact header)
+	body() []byte                // kept by the call: not the read buffer's bytes
+}
+
+// parsedResp is a response parsed by sipgo.
+type parsedResp struct{ res *sip.Response }
+
+func (r parsedResp) toTag() (string, bool) {
+	to := r.res.To()
+	if to == nil {
+		return "", false
+	}
+	tag, _ := to.Params.Get("tag")
+	return tag, true
+}
+
+func (r parsedResp) hasToTag() bool {
+	tag, _ := r.toTag()
+	return tag != ""
+}
+
+func (r parsedResp) contactURI() (sip.Uri, bool) {
+	if ct := r.res.Contact(); ct != nil {
+		return ct.Address, true
+	}
+	return sip.Uri{}, false
+}
+
+func (r parsedResp) body() []byte { return r.res.Body() }
+
+// inviteResponseSeen: any response of branch b (passive health, Timer A
+// stopped, Timer F too for a final one). c.mu held.
+func (c *call) inviteResponseSeen(b *branch, code int) {
+	if code != 503 {
+		c.s.prober.aliveURI(b.ep.URI) // passive health: any answer is a sign of life
+	}
+	b.gotResp = true
+	stop(b.timerA)
+	if code >= 200 {
+		stop(b.timerF)
+	}
+}
+
+// inviteProvisional makes the state changes of a 1xx of branch b and
+// reports whether it goes on to the caller. c.mu held.
+func (c *call) inviteProvisional(b *branch, code int, r inviteResp) bool {
+	s := c.s
+	stop(b.timerF) // alive: ring timeout takes over
+	if code == 100 {
+		return false
+	}
+	b.gotProv = true
+	if c.cancelled || c.ended || b != c.cur {
+		if !b.cancel && !b.final {
+			c.sendCancel(b)
+		}
+		return false
+	}
+	if c.state > stProceeding {
+		return false
+	}
+	if !c.provSeen {
+		c.provSeen = true
+		c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
+	}
+	c.state = stProceeding
+	c.earlyDialog(r.hasToTag()) // PRACK, UPDATE before the answer (early.go)
+	return true
+}
+
+// inviteAnswer makes the state changes of a 2xx of branch b (every one,
+// retransmissions too; the SDP of a relayed call already rewritten by
+// the caller); the 2xx goes on to the caller. c.mu held.
+func (c *call) inviteAnswer(b *branch, code int, r inviteResp) {
+	s := c.s
+	b.final = true
+	if c.media == nil && c.state < stAccepted {
+		if body := r.body(); len(body) > 0 {
+			// direct media: kept for a bridged transfer's re-INVITE (bridge3pcc.go)
+			c.answerIn, c.answerOut = body, body
+		}
+	}
+	if c.state < stAccepted && !c.ended {
+		c.state = stAccepted
+		c.cur = b // a late answer from an abandoned branch wins too
+		c.answeredAt = time.Now()
+		stop(c.ring)
+		c.observeSetup(s.metrics.SetupAnswer, s.metrics.OutboundSetupAnswer, c.answeredAt.Sub(c.start))
+		if tag, ok := r.toTag(); ok {
+			c.agentTag = tag
+		}
+		if u, ok := r.contactURI(); ok {
+			c.agentTarget = &u
+		}
+		s.dialogs.put(c.id, c)
+		c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
+		c.publish(calls.Answered, code, "")
+		c.outboundAnswered()
+		// other branches (abandoned) are cancelled
+		for _, x := range c.branches {
+			if x != b && x.gotProv && !x.final && !x.cancel {
+				c.sendCancel(x)
+			}
+		}
+		c.scheduleRelease(linger) // serverTx no longer needed after a short while
 	}
 }
 
