@@ -58,6 +58,8 @@ type call struct {
 	ci       int
 	cur      *branch
 	branches []*branch
+	b0       branch     // the first branch, allocated with the call (newBranchState)
+	br0      [1]*branch // the first backing array of branches
 	fwdBody  []byte
 
 	resolving bool // cands[ci]'s host name is being looked up (lookupThenBranch)

@@ -95,9 +95,10 @@ type Server struct {
 	viaHost             string
 	six                 *names6 // the carrier side's IPv6 listeners (dualstack.go); nil: none
 
-	serverTx shardMap[*call] // caller's INVITE top Via branch → call
-	clientTx shardMap[*call] // our branch → call
-	dialogs  shardMap[*call] // Call-ID → call
+	serverTx shardMap[*call]  // caller's INVITE top Via branch → call
+	clientTx shardMap[*call]  // our branch → call
+	dialogs  shardMap[*call]  // Call-ID → call
+	epURIs   shardMap[*epURI] // endpoint URI → parsed (proxy.go)
 
 	active   atomic.Int64
 	draining atomic.Bool
@@ -674,7 +675,7 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		s.replyStateless(req, from, 416, "Unsupported URI Scheme")
 		return
 	}
-	if pr := proxyRequireUnsupported(headerValuesAll(req, "Proxy-Require")); len(pr) > 0 { // "timer" is ours (sessiontimer.go)
+	if pr := proxyRequireUnsupported(headerValuesAll(req, "proxy-require")); len(pr) > 0 { // "timer" is ours (sessiontimer.go)
 		s.metrics.Rejected.WithLabelValues("bad_extension").Inc()
 		s.replyStateless(req, from, 420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(pr, ", ")))
 		return
@@ -705,10 +706,14 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	}
 }
 
-// headerValuesAll returns the comma-separated values of every header name.
-func headerValuesAll(req *sip.Request, name string) []string {
+// headerValuesAll returns the comma-separated values of every header
+// named lower (a lower-case name).
+func headerValuesAll(req *sip.Request, lower string) []string {
 	var out []string
-	for _, h := range req.GetHeaders(name) {
+	for _, h := range req.Headers() {
+		if !nameIs(h.Name(), lower) {
+			continue
+		}
 		for _, v := range strings.Split(h.Value(), ",") {
 			if v = strings.TrimSpace(v); v != "" {
 				out = append(out, v)
@@ -725,14 +730,15 @@ func setReceived(req *sip.Request, from peer) {
 	if v == nil || v.Host == "" || v.Params.Has("received") {
 		return
 	}
-	ip := from.Addr.Addr().String()
-	if trimBrackets(v.Host) != ip {
-		v.Params = v.Params.Add("received", ip)
+	var ipb [64]byte
+	ipt := from.Addr.Addr().AppendTo(ipb[:0]) // the address as text, built only when added
+	if trimBrackets(v.Host) != string(ipt) {
+		v.Params = v.Params.Add("received", string(ipt))
 	}
 	if rp, ok := v.Params.Get("rport"); (ok && rp == "") || from.Proto != protoUDP {
 		v.Params = v.Params.Add("rport", strconv.Itoa(int(from.Addr.Port())))
 		if !v.Params.Has("received") {
-			v.Params = v.Params.Add("received", ip)
+			v.Params = v.Params.Add("received", string(ipt))
 		}
 	}
 }
@@ -880,10 +886,40 @@ func writeRawHeader(buf *bytes.Buffer, req *sip.Request, name string, code int) 
 
 // topRoute is req.Route() without its allocation when there is no Route.
 func topRoute(req *sip.Request) *sip.RouteHeader {
-	if req.GetHeader("Route") == nil {
+	if headerNamed(req.Headers(), "route") == nil {
 		return nil
 	}
 	return req.Route()
+}
+
+// headerNamed is sipgo's GetHeader for a lower-case name without its
+// allocations (GetHeader lower-cases, in a new string, the name of every
+// header it passes that sipgo does not parse: Subject, User-Agent, ...).
+func headerNamed(hs []sip.Header, lower string) sip.Header {
+	for _, h := range hs {
+		if nameIs(h.Name(), lower) {
+			return h
+		}
+	}
+	return nil
+}
+
+// nameIs reports whether a header name is lower once its ASCII letters
+// are lower-cased (sipgo's HeaderToLower(name) == lower).
+func nameIs(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // replyStateless sends a response built from req to its sender.
@@ -925,17 +961,18 @@ func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string,
 				continue
 			}
 		}
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	}
 	if h := req.From(); h != nil {
 		tidyTag(h.Params)
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	} else {
 		writeRawHeader(buf, req, "From", code)
 	}
 	if h := req.To(); h != nil {
 		tidyTag(h.Params)
-		h.StringWrite(buf)
+		buf.WriteString("To: ")
+		writeNameAddr(buf, h.DisplayName, &h.Address, h.Params)
 		if code > 100 && !h.Params.Has("tag") {
 			buf.WriteString(";tag=")
 			buf.WriteString(randHex(8))
@@ -945,12 +982,12 @@ func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string,
 		writeRawHeader(buf, req, "To", code)
 	}
 	if h := req.CallID(); h != nil {
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	} else {
 		writeRawHeader(buf, req, "Call-ID", code)
 	}
 	if h := req.CSeq(); h != nil {
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	} else {
 		writeRawHeader(buf, req, "CSeq", code)
 	}
