@@ -148,7 +148,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, to peer, ep routin
 		}
 	}()
 	buf.WriteString("INVITE ")
-	target.StringWrite(buf)
+	writeURI(buf, target)
 	buf.WriteString(" SIP/2.0\r\n")
 	down := s.fam(c.downSide(), to.Addr.Addr()) // with its address family (dualstack.go)
 	up := s.fam(c.up.Side, c.up.Addr.Addr())

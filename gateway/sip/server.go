@@ -122,6 +122,7 @@ type Server struct {
 	fast        fastPath         // fastpath.go
 	bridges     sync.Map         // a bridged transfer's new leg: its Call-ID → *bridgeLeg (bridge.go)
 	retx        sync.Map         // branch → *bridgeRetx: bridge requests retransmitted until answered
+	releases    releaseQueues    // calls waiting for releaseTx (call.go)
 
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
@@ -271,6 +272,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	go s.prober.run(s.stop)
 	go s.janitor(s.stop)
+	go s.releases.run(s.stop)
 	go s.returnMemory(s.stop, time.Second, time.Minute)
 	s.guard.start(s.stop)
 	s.log.Info("sip: listening", "udp", s.tp.UDPAddr().String(), "tcp", s.tp.TCPAddr().String(),
@@ -437,7 +439,7 @@ func (s *Server) handleDatagram(data []byte, from peer) {
 	if s.fastPath(data, from) { // fastpath.go: plain ACK/BYE of a dialog, and BYE answers
 		return
 	}
-	m, err := s.tp.Parser().ParseSIP(data)
+	m, err := s.parseDatagram(data) // sipgo's message, fewer allocations (parse.go)
 	if err != nil {
 		s.malformed(data, m, from, err)
 		return
@@ -619,7 +621,7 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	if s.scanner(req) {
 		return // known scanners get no answer at all
 	}
-	s.metrics.Requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
+	s.metrics.request(string(req.Method)).Inc()
 	setReceived(req, from) // before any reply: 400 and 505 carry received= too
 	if why := validate(req); why != "" {
 		if req.IsAck() || !canReply(req) {
@@ -929,7 +931,7 @@ func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason stri
 	buf.Reset()
 	writeResponse(buf, req, code, reason, hdrs...)
 	to = replyPeer(req, to)
-	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
+	s.metrics.response(string(req.Method), code).Inc()
 	if err := s.tpFor(to).Send(to, buf.Bytes()); err != nil {
 		s.log.Debug("sip: send response", "to", to.Addr.String(), "err", err)
 	}

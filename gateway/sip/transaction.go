@@ -498,7 +498,7 @@ func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
 }
 
 func (c *call) sendUpRaw(method string, code int) {
-	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
+	c.s.metrics.response(method, code).Inc()
 	_ = c.s.tpFor(c.up).Send(c.up, c.lastUp)
 	if c.up.Proto == protoUDP {
 		c.gInt = t1
