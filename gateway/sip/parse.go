@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"reflect"
 	"strconv"
 	"strings"
@@ -33,40 +34,41 @@ func parseQuick(data []byte, maxLen int, hps sip.HeadersParser) sip.Message {
 	if len(data) > maxLen {
 		return nil
 	}
-	// the header section: lines ending in CRLF up to the empty line
-	end := 0
-	for first := true; ; first = false {
-		n := lineEnd(data[end:])
-		if n < 0 {
+	// the header section: lines ending in CRLF up to the empty line;
+	// ends[k] is where line k's CRLF is
+	var ends [maxQuickLines]int
+	n, end := 0, 0
+	for {
+		i := bytes.IndexByte(data[end:], '\r')
+		if i < 0 || end+i+1 >= len(data) || data[end+i+1] != '\n' {
 			return nil // no CRLF, or a CR alone: sipgo's error
 		}
-		if n == 0 {
-			if first {
+		if i == 0 {
+			if n == 0 {
 				return nil // an empty start line
 			}
 			end += 2
 			break
 		}
-		end += n + 2
-		if !first && end < len(data) && (data[end] == ' ' || data[end] == '\t') {
+		if n == len(ends) {
+			return nil // a message of many lines: sipgo's
+		}
+		ends[n] = end + i
+		n++
+		end += i + 2
+		if n > 1 && end < len(data) && (data[end] == ' ' || data[end] == '\t') {
 			return nil // a folded header line
 		}
 	}
 	text := string(data[:end]) // the one copy the headers point into
-	i := strings.Index(text, "\r\n")
-	msg := parseStart(text[:i])
+	msg := parseStart(text[:ends[0]])
 	if msg == nil {
 		return nil
 	}
 	var cl *sip.ContentLengthHeader
 	var lower [32]byte
-	for pos := i + 2; ; {
-		j := strings.Index(text[pos:], "\r\n")
-		line := text[pos : pos+j]
-		pos += j + 2
-		if line == "" {
-			break
-		}
+	for k := 1; k < n; k++ {
+		line := text[ends[k-1]+2 : ends[k]]
 		colon := strings.IndexByte(line, ':')
 		if colon < 0 {
 			return nil
@@ -114,19 +116,9 @@ func parseQuick(data []byte, maxLen int, hps sip.HeadersParser) sip.Message {
 	return msg
 }
 
-// lineEnd is the length of data's first line when a CRLF ends it (sipgo's
-// nextLine: the first CR must be followed by LF), else -1.
-func lineEnd(data []byte) int {
-	for i, c := range data {
-		if c == '\r' {
-			if i+1 < len(data) && data[i+1] == '\n' {
-				return i
-			}
-			return -1
-		}
-	}
-	return -1
-}
+// maxQuickLines is the most lines (start line and headers) parseQuick
+// takes; longer messages go to sipgo's parser.
+const maxQuickLines = 64
 
 // parseStart is sipgo's start line (parseLine): a request line whose
 // version starts with "SIP" and has no space, else a status line.

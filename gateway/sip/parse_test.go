@@ -120,3 +120,34 @@ func TestParseQuickAllocatesLess(t *testing.T) {
 		t.Fatalf("parseQuick %v allocations, sipgo %v: want at least 10 fewer", quick, full)
 	}
 }
+
+// BenchmarkParseDatagram compares parseQuick with sipgo's parser on
+// SIPp's INVITE and an agent's 200 with SDP.
+func BenchmarkParseDatagram(b *testing.B) {
+	ok200 := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKcgx0123456789abcdef0123\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-4242-1-0\r\n" +
+		"Record-Route: <sip:127.0.0.9:5060;lr;cg=0123456789abcdef0123456789abcdef0123456789abcdef>\r\n" +
+		"From: sipp <sip:+15005550006@127.0.0.1:5070>;tag=4242SIPpTag001\r\nTo: <sip:+12282001234@127.0.0.1:5060>;tag=4243SIPpTag011\r\n" +
+		"Call-ID: 1-4242@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5080;transport=UDP>\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(testSDP)) + "\r\n\r\n" + testSDP
+	p := sip.NewParser()
+	for _, m := range []struct{ name, data string }{{"invite", sippInvite}, {"200", ok200}} {
+		data := []byte(m.data)
+		b.Run(m.name+"/quick", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if parseQuick(data, p.MaxMessageLength, sip.DefaultHeadersParser()) == nil {
+					b.Fatal("left to sipgo")
+				}
+			}
+		})
+		b.Run(m.name+"/sipgo", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := p.ParseSIP(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
