@@ -136,13 +136,14 @@ func stop(t *time.Timer) {
 	}
 }
 
-// labels are region, carrier, origin for the setup histograms.
-func (c *call) labels() []string {
+// labels are region, carrier, origin for the setup histograms (an
+// array: passed as l[:] it stays on the caller's stack).
+func (c *call) labels() [3]string {
 	region := ""
 	if c.cur != nil {
 		region = c.cur.ep.Region
 	}
-	return []string{c.s.metrics.regions.label(region), carrierLabel(c.rt.carrier), originLabel(c.rt.origin)}
+	return [3]string{c.s.metrics.regions.label(region), carrierLabel(c.rt.carrier), originLabel(c.rt.origin)}
 }
 
 // finish ends the call once: event, metrics, media, tables. c.mu held.
