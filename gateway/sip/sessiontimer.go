@@ -168,14 +168,16 @@ func tokenOnly(s string) bool {
 type headerGetter interface {
 	GetHeader(name string) sip.Header
 	GetHeaders(name string) []sip.Header
+	Headers() []sip.Header
 }
 
 // sessionExpiresOf is the message's Session-Expires value (long or
 // compact form "x").
 func sessionExpiresOf(m headerGetter) (string, bool) {
-	h := m.GetHeader("Session-Expires")
+	hs := m.Headers()
+	h := headerNamed(hs, "session-expires")
 	if h == nil {
-		h = m.GetHeader("x")
+		h = headerNamed(hs, "x")
 	}
 	if h == nil {
 		return "", false

@@ -32,9 +32,13 @@ type branch struct {
 	final   bool
 	cancel  bool   // CANCEL sent
 	cseqAdd uint32 // added to the caller's CSeq in this branch (egressauth.go)
-	timerA  *time.Timer
-	aInt    time.Duration
-	timerF  *time.Timer
+	// timerA and timerF are one timer (branchTimer): Timer A
+	// (retransmission, UDP only) and Timer F (invite_timeout) both end
+	// with the branch's first response, so one runtime timer serves both.
+	timerA *time.Timer
+	aInt   time.Duration
+	timerF *time.Timer
+	fAt    time.Time // Timer F's deadline
 }
 
 // serverTxKey matches an INVITE with its retransmissions, CANCEL and
@@ -42,13 +46,39 @@ type branch struct {
 // pre-RFC 3261 peers without the magic cookie, Call-ID, CSeq number,
 // From tag and sent-by.
 func serverTxKey(req *sip.Request) string {
+	var b [128]byte
+	return string(appendServerTxKey(b[:0], req))
+}
+
+// appendServerTxKey appends serverTxKey(req) to dst (a lookup of it in a
+// table allocates nothing).
+func appendServerTxKey(dst []byte, req *sip.Request) []byte {
 	v := req.Via()
 	br, _ := v.Params.Get("branch")
 	if strings.HasPrefix(br, "z9hG4bK") {
-		return br + "|" + v.SentBy()
+		dst = append(dst, br...)
+		dst = append(dst, '|')
+		return appendSentBy(dst, v)
 	}
 	tag, _ := req.From().Params.Get("tag")
-	return "2543|" + string(*req.CallID()) + "|" + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) + "|" + tag + "|" + v.SentBy()
+	dst = append(dst, "2543|"...)
+	dst = append(dst, *req.CallID()...)
+	dst = append(dst, '|')
+	dst = strconv.AppendUint(dst, uint64(req.CSeq().SeqNo), 10)
+	dst = append(dst, '|')
+	dst = append(dst, tag...)
+	dst = append(dst, '|')
+	return appendSentBy(dst, v)
+}
+
+// appendSentBy appends v.SentBy(): host, and ":port" when there is one.
+func appendSentBy(dst []byte, v *sip.ViaHeader) []byte {
+	dst = append(dst, v.Host...)
+	if v.Port > 0 {
+		dst = append(dst, ':')
+		dst = strconv.AppendInt(dst, int64(v.Port), 10)
+	}
+	return dst
 }
 
 // startBranch forwards the INVITE to the next candidate endpoint. c.mu held.
@@ -59,15 +89,16 @@ func (c *call) startBranch() {
 	}
 	for c.ci < len(c.cands) {
 		ep := c.cands[c.ci]
-		var u sip.Uri
-		if err := sip.ParseUri(ep.URI, &u); err != nil {
+		e := s.endpointURI(ep.URI) // parsed once (proxy.go): read only
+		if e.err != nil {
 			c.ci++
 			continue
 		}
-		to, err := c.endpointTarget(&u) // RFC 3263: the endpoint's next target (targets.go)
+		u := &e.u
+		to, err := c.endpointTarget(u, e.lit) // RFC 3263: the endpoint's next target (targets.go)
 		to.Side = c.downSide()
 		if err == errNeedLookup {
-			if c.lookupThenBranch(&u, ep) {
+			if c.lookupThenBranch(u, ep) {
 				return // startBranch goes on once the name is resolved
 			}
 			err = transport.LookupBusy(u.Host)
@@ -80,30 +111,38 @@ func (c *call) startBranch() {
 			continue
 		}
 		c.mediaFamilyFor(to) // a failover to the other address family (dualstack_media.go)
-		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv, cseqAdd: c.cseqDelta}
-		b.raw = c.buildForward(&u, b.id, to, ep)
+		b := c.newBranchState()
+		*b = branch{id: newBranch(branchStateful), ep: ep, to: to, target: *u, inv: c.inv, cseqAdd: c.cseqDelta}
+		b.raw = c.buildForward(&b.target, b.id, to, ep)
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
 		if c.out != nil {
 			s.egressSeen(to.Addr.Addr())
 		}
-		if err := s.tpFor(to).SendThen(to, b.raw, func(err error) {
-			if err != nil {
-				c.branchUnreachable(b)
+		var then func(error) // a UDP send never calls it back
+		if to.Proto != protoUDP {
+			then = func(err error) {
+				if err != nil {
+					c.branchUnreachable(b)
+				}
 			}
-		}); err != nil && err != errPending {
+		}
+		if err := s.tpFor(to).SendThen(to, b.raw, then); err != nil && err != errPending {
 			s.log.Debug("sip: endpoint unreachable", "endpoint", c.ci, "region", ep.Region, "err", err)
 			b.final = true
 			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
 			c.nextTarget(true)
 			continue
 		}
+		d := s.cfg.InviteTimeout
+		b.fAt = time.Now().Add(d)
 		if to.Proto == protoUDP {
 			b.aInt = t1
-			b.timerA = time.AfterFunc(t1, func() { c.retransmit(b) })
+			d = min(d, t1)
 		}
-		b.timerF = time.AfterFunc(s.cfg.InviteTimeout, func() { c.branchTimeout(b) })
+		b.timerA = time.AfterFunc(d, func() { c.branchTimer(b) })
+		b.timerF = b.timerA
 		return
 	}
 	if c.nextFallback() { // every endpoint down, timed out or 5xx: the next fallback step (fallback.go)
@@ -165,10 +204,36 @@ func (c *call) resolveFailed(ep routing.Endpoint, p proto, err error) {
 	s.prober.passiveMiss(ep.URI)
 }
 
-func (c *call) retransmit(b *branch) {
+// newBranchState is where the call's next branch lives: the first in
+// the call itself (with the first entry of c.branches), later ones apart.
+// c.mu held.
+func (c *call) newBranchState() *branch {
+	if c.branches == nil {
+		c.branches = c.br0[:0]
+	}
+	if len(c.branches) == 0 && c.b0.id == "" {
+		return &c.b0
+	}
+	return new(branch)
+}
+
+// branchTimer is the branch's Timer A (retransmit the INVITE on UDP, at
+// T1, 2*T1, ... at most T2 apart) and Timer F (invite_timeout: no
+// response at all → next endpoint).
+func (c *call) branchTimer(b *branch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cur != b || b.gotResp || b.final || c.ended {
+		return
+	}
+	now := time.Now()
+	left := b.fAt.Sub(now)
+	if left <= 0 {
+		c.branchTimeout(b)
+		return
+	}
+	if b.aInt == 0 { // no Timer A (TCP, TLS): F not due yet
+		b.timerA.Reset(left)
 		return
 	}
 	_ = c.s.tpFor(b.to).Send(b.to, b.raw)
@@ -176,18 +241,16 @@ func (c *call) retransmit(b *branch) {
 	if b.aInt > t2 {
 		b.aInt = t2
 	}
-	b.timerA.Reset(b.aInt)
+	b.timerA.Reset(min(b.aInt, left))
 }
 
 // branchTimeout: no response at all from the endpoint → next endpoint.
+// c.mu held.
 func (c *call) branchTimeout(b *branch) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur != b || b.gotResp || b.final || c.ended || c.state >= stAccepted || c.cancelled {
+	if c.state >= stAccepted || c.cancelled {
 		return
 	}
 	b.final = true
-	stop(b.timerA)
 	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
 	c.s.prober.passiveMiss(b.ep.URI)
 	c.nextTarget(true)
@@ -507,7 +570,7 @@ func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
 }
 
 func (c *call) sendUpRaw(method string, code int) {
-	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
+	c.s.metrics.response(method, code).Inc()
 	_ = c.s.tpFor(c.up).Send(c.up, c.lastUp)
 	if c.up.Proto == protoUDP {
 		c.gInt = t1
@@ -530,7 +593,8 @@ func (c *call) retransmitFinal() {
 }
 
 func (s *Server) handleCancel(req *sip.Request, from peer) {
-	c, ok := s.serverTx.get(serverTxKey(req))
+	var kb [128]byte
+	c, ok := s.serverTx.getBytes(appendServerTxKey(kb[:0], req))
 	if !ok {
 		if tag, _ := req.To().Params.Get("tag"); tag != "" && s.routeIsUs(req) {
 			// CANCEL of a re-INVITE: forwarded like the re-INVITE was
