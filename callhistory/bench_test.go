@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/callgate/callgate/callhistory"
 	"github.com/callgate/callgate/gateway/calls"
@@ -90,4 +93,79 @@ func BenchmarkListAmongOthers(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/list")
 	})
+}
+
+// BenchmarkCallEvents is the whole per-call cost of a call's events on
+// one node: the started, answered and ended events of an inbound SIP call
+// through the publisher the node wires (core NATS callgate.calls.<region>.<kind>
+// and the history recorder) into the embedded JetStream server, waiting
+// until every event is acknowledged as stored. One op is one call (three
+// events); allocations count the in-process server's too.
+//
+//	go test ./callhistory -run '^$' -bench 'CallEvents$' -benchmem -benchtime=20000x -count 5
+func BenchmarkCallEvents(b *testing.B) {
+	st := storetest.OpenEmbedded(b)
+	m := callhistory.NewMetrics(nil)
+	rec, err := callhistory.NewRecorder(st.NC, st, callhistory.RecorderOptions{Metrics: m})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rec.Close(ctx)
+	}()
+	events := callhistory.Tee{&calls.NATSPublisher{NC: st.NC, Region: "eu-west"}, rec}
+	started := calls.Event{Kind: calls.Started, Number: "+12025550100", Workspace: "acme", Agent: "agent-1",
+		Region: "eu-west", Carrier: "twilio", Origin: "purchased", Source: "sip", Direction: calls.Inbound,
+		From: "+447700900123", To: "+12025550100", Endpoint: "sip:bot@10.0.0.7:5070", HookOutcome: "none"}
+	stored := func() int { return int(testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventStored))) }
+	waitStored := func(n int) {
+		deadline := time.Now().Add(time.Minute)
+		for stored() < n {
+			if lost := testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventDropped)) +
+				testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventError)); lost > 0 {
+				b.Fatalf("%v events dropped or refused", lost)
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d events stored after a minute", stored(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The workspace's stream exists before the clock starts.
+	events.Publish(calls.Event{Kind: calls.Started, CallID: "warm-up", Workspace: "acme", Number: "+12025550100"})
+	waitStored(1)
+	base := 1
+	id := make([]byte, 0, 64)
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id = append(strconv.AppendInt(id[:0], int64(i), 10), "-a84b4c76e66710@carrier.example"...)
+		e := started
+		e.CallID, e.Time = string(id), time.Now()
+		events.Publish(e)
+		e.Kind, e.Time, e.Status, e.SetupMillis = calls.Answered, time.Now(), 200, 812.5
+		events.Publish(e)
+		e.Kind, e.Time, e.Reason, e.Duration = calls.Ended, time.Now(), "bye_caller", 93*time.Second
+		events.Publish(e)
+		// The recorder's queue (DefaultQueue events) must not overflow:
+		// wait for the store every 1,000 calls, as a node's load would pace it.
+		if (i+1)%1000 == 0 {
+			waitStored(base + 3*(i+1))
+		}
+	}
+	waitStored(base + 3*b.N)
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime is the CPU time (user and system) the process has used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

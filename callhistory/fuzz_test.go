@@ -1,8 +1,11 @@
 package callhistory
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/callgate/callgate/store"
 )
 
 // FuzzParseCursor: any string is refused with ErrBadCursor or parsed into
@@ -23,6 +26,19 @@ func FuzzParseCursor(f *testing.F) {
 		again, err := parseCursor(c.String())
 		if err != nil || !again.t.Equal(c.t) || again.id != c.id {
 			t.Fatalf("%q: %+v printed and parsed back as %+v, %v", s, c, again, err)
+		}
+	})
+}
+
+// FuzzSubject: a call's subject is the prefix, the workspace and the
+// call id's key, for any call id.
+func FuzzSubject(f *testing.F) {
+	f.Add("acme", "a84b4c76e66710@pbx.example.com")
+	f.Add("ws-1", "")
+	f.Add("w", strings.Repeat("x", 200))
+	f.Fuzz(func(t *testing.T, ws, id string) {
+		if got, want := Subject(ws, id), store.HistorySubjectPrefix+ws+"."+CallKey(id); got != want {
+			t.Fatalf("Subject(%q, %q) = %q, want %q", ws, id, got, want)
 		}
 	})
 }

@@ -147,7 +147,18 @@ func CallKey(callID string) string {
 
 // Subject is the history subject of a workspace's call.
 func Subject(workspace, callID string) string {
-	return store.HistorySubjectPrefix + workspace + "." + CallKey(callID)
+	// One allocation: the recorder builds one for every event.
+	var in [128]byte
+	h := sha256.Sum256(append(in[:0], callID...))
+	var key [32]byte
+	hex.Encode(key[:], h[:16])
+	var b strings.Builder
+	b.Grow(len(store.HistorySubjectPrefix) + len(workspace) + 1 + len(key))
+	b.WriteString(store.HistorySubjectPrefix)
+	b.WriteString(workspace)
+	b.WriteByte('.')
+	b.Write(key[:])
+	return b.String()
 }
 
 // validWorkspace reports whether ws can be a subject token (the ids

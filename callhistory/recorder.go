@@ -2,17 +2,13 @@ package callhistory
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callgate/callgate/gateway/calls"
-	"github.com/callgate/callgate/store"
 )
 
 // Recorder defaults.
@@ -40,12 +36,12 @@ type RecorderOptions struct {
 // queued or is not acknowledged is counted (callgate_history_events_total
 // dropped / error) and logged at a bounded rate.
 type Recorder struct {
-	js      jetstream.JetStream
+	acks    *acks
 	streams Streams
 	known   sync.Map // workspace → true: its stream exists (forgotten on a publish error)
 	log     *slog.Logger
 	m       *Metrics
-	q       chan calls.Event
+	q       chan queued
 	done    chan struct{}
 
 	mu      sync.RWMutex // guards closed and the sends on q against Close
@@ -77,43 +73,64 @@ func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, 
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultMaxPending
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(o.MaxPending),
-		jetstream.WithPublishAsyncTimeout(ackTimeout),
-		jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
-			r.m.Events.WithLabelValues(EventStored).Inc()
-		}),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			r.failed(EventError, m.Subject, err)
-			// The stream may be gone (deleted by an operator): create it
-			// again before the workspace's next event.
-			if ws, _, ok := strings.Cut(strings.TrimPrefix(m.Subject, store.HistorySubjectPrefix), "."); ok {
-				r.known.Delete(ws)
-			}
-		}),
-	)
+	stored := r.m.Events.WithLabelValues(EventStored)
+	a, err := newAcks(nc, o.MaxPending, ackTimeout, time.Second, stored.Inc, func(ws string, err error) {
+		r.failed(EventError, ws, err)
+		// The stream may be gone (deleted by an operator): create it
+		// again before the workspace's next event.
+		r.known.Delete(ws)
+	})
 	if err != nil {
 		return nil, err
 	}
-	r.js = js
-	r.q = make(chan calls.Event, o.Queue)
+	r.acks = a
+	r.q = make(chan queued, o.Queue)
 	go r.run()
 	return r, nil
 }
 
+// queued is an event waiting to be stored: its workspace, call id and JSON.
+type queued struct {
+	ws, callID string
+	data       []byte
+}
+
 // Publish implements calls.Publisher: it queues e and returns at once.
 func (r *Recorder) Publish(e calls.Event) {
-	if r == nil {
-		return
-	}
-	if !validWorkspace(e.Workspace) || e.CallID == "" {
-		// Refused before its number was known: no workspace may see it.
-		r.m.Events.WithLabelValues(EventSkipped).Inc()
+	if r == nil || !r.keep(&e) {
 		return
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
+	data, err := calls.Encode(&e)
+	if err != nil {
+		r.failed(EventError, e.Workspace, err)
+		return
+	}
+	r.enqueue(queued{ws: e.Workspace, callID: e.CallID, data: data})
+}
+
+// PublishEncoded implements calls.EncodedPublisher: it queues data, e's
+// JSON (with its time set), and returns at once.
+func (r *Recorder) PublishEncoded(e calls.Event, data []byte) {
+	if r == nil || !r.keep(&e) {
+		return
+	}
+	r.enqueue(queued{ws: e.Workspace, callID: e.CallID, data: data})
+}
+
+// keep reports whether e belongs in a workspace's history.
+func (r *Recorder) keep(e *calls.Event) bool {
+	if !validWorkspace(e.Workspace) || e.CallID == "" {
+		// Refused before its number was known: no workspace may see it.
+		r.m.Events.WithLabelValues(EventSkipped).Inc()
+		return false
+	}
+	return true
+}
+
+func (r *Recorder) enqueue(q queued) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
@@ -121,10 +138,10 @@ func (r *Recorder) Publish(e calls.Event) {
 		return
 	}
 	select {
-	case r.q <- e:
+	case r.q <- q:
 		r.m.Queue.Inc()
 	default:
-		r.failed(EventDropped, e.Workspace, errQueueFull)
+		r.failed(EventDropped, q.ws, errQueueFull)
 	}
 }
 
@@ -141,26 +158,21 @@ func (r *Recorder) run() {
 	defer close(r.done)
 	for e := range r.q {
 		r.m.Queue.Dec()
-		if _, ok := r.known.Load(e.Workspace); !ok {
+		if _, ok := r.known.Load(e.ws); !ok {
 			ctx, cancel := context.WithTimeout(context.Background(), ensureTimeout)
-			err := r.streams.EnsureHistory(ctx, e.Workspace)
+			err := r.streams.EnsureHistory(ctx, e.ws)
 			cancel()
 			if err != nil {
-				r.failed(EventError, e.Workspace, err)
+				r.failed(EventError, e.ws, err)
 				continue
 			}
-			r.known.Store(e.Workspace, true)
+			r.known.Store(e.ws, true)
 		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			r.failed(EventError, e.Workspace, err)
-			continue
-		}
-		// PublishAsync waits (here, never in Publish) while MaxPending
-		// publishes are unacknowledged, up to its stall wait.
-		if _, err := r.js.PublishAsync(Subject(e.Workspace, e.CallID), b, jetstream.WithStallWait(ackTimeout)); err != nil {
-			r.failed(EventError, e.Workspace, err)
-			r.known.Delete(e.Workspace)
+		// publish waits (here, never in Publish) while MaxPending
+		// publishes are unacknowledged, up to ackTimeout.
+		if err := r.acks.publish(e.ws, Subject(e.ws, e.callID), e.data); err != nil {
+			r.failed(EventError, e.ws, err)
+			r.known.Delete(e.ws)
 		}
 	}
 }
@@ -189,25 +201,49 @@ func (r *Recorder) Close(ctx context.Context) {
 		close(r.q)
 	}
 	r.mu.Unlock()
+	defer r.acks.close()
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		return
 	}
 	select {
-	case <-r.js.PublishAsyncComplete():
+	case <-r.acks.complete():
 	case <-ctx.Done():
 	}
 }
 
 // Tee sends every event to each publisher in turn (the core NATS
-// subjects, then the history).
+// subjects, then the history). The event is encoded once, its time set
+// first, for all the publishers that take encoded events
+// (calls.EncodedPublisher).
 type Tee []calls.Publisher
 
 // Publish implements calls.Publisher.
 func (t Tee) Publish(e calls.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	var data []byte
+	encoded := false
 	for _, p := range t {
-		p.Publish(e)
+		ep, ok := p.(calls.EncodedPublisher)
+		if !ok {
+			p.Publish(e)
+			continue
+		}
+		if !encoded {
+			var err error
+			if data, err = calls.Encode(&e); err != nil {
+				data = nil // each publisher encodes it (and counts its error)
+			}
+			encoded = true
+		}
+		if data == nil {
+			p.Publish(e)
+			continue
+		}
+		ep.PublishEncoded(e, data)
 	}
 }
 

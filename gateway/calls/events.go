@@ -3,7 +3,6 @@
 package calls
 
 import (
-	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -135,6 +134,14 @@ type Publisher interface {
 	Publish(Event)
 }
 
+// EncodedPublisher is a Publisher that also takes an event with its JSON
+// (Encode's bytes), so that the publishers of one event encode it once
+// (callhistory.Tee). It may keep data: the caller does not change it.
+type EncodedPublisher interface {
+	Publisher
+	PublishEncoded(e Event, data []byte)
+}
+
 // Subject is the NATS subject for an event from region.
 func Subject(region, kind string) string {
 	if region == "" {
@@ -160,15 +167,23 @@ func (p *NATSPublisher) Publish(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	b, err := json.Marshal(e)
+	b, err := Encode(&e)
 	if err != nil {
+		return
+	}
+	p.PublishEncoded(e, b)
+}
+
+// PublishEncoded implements EncodedPublisher: it publishes data, e's JSON.
+func (p *NATSPublisher) PublishEncoded(e Event, data []byte) {
+	if p == nil || p.NC == nil {
 		return
 	}
 	region := e.Region
 	if region == "" {
 		region = p.Region
 	}
-	if err := p.NC.Publish(Subject(region, e.Kind), b); err != nil && p.Log != nil {
+	if err := p.NC.Publish(Subject(region, e.Kind), data); err != nil && p.Log != nil {
 		p.Log.Warn("calls: event not published", "kind", e.Kind, "call_id", e.CallID, "err", err)
 	}
 }
@@ -180,6 +195,6 @@ type Discard struct{}
 func (Discard) Publish(Event) {}
 
 var (
-	_ Publisher = (*NATSPublisher)(nil)
-	_ Publisher = Discard{}
+	_ EncodedPublisher = (*NATSPublisher)(nil)
+	_ Publisher        = Discard{}
 )

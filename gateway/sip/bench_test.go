@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/routing"
 )
 
@@ -217,4 +219,95 @@ send:
 	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	b.ReportMetric(float64(b.N)/el.Seconds(), "calls/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/call")
+}
+
+// BenchmarkInvitePath is the proxy's work on one new INVITE (SIPp's
+// carrier INVITE of bench/sip/uac_rr.xml), from the datagram to the
+// forwarded INVITE sent: parse, checks, routing, 100 Trying, the forwarded
+// INVITE, the call's state, tables and timers. Each call is then ended
+// (finish, release) with the timer stopped, so allocs/op and B/op are the
+// INVITE path's alone.
+func BenchmarkInvitePath(b *testing.B) {
+	drain := func(c *net.UDPConn, n *atomic.Int64) {
+		buf := make([]byte, 65535)
+		for {
+			m, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if m > 7 && string(buf[:7]) == "INVITE " {
+				n.Add(1)
+			}
+		}
+	}
+	var forwarded, trying atomic.Int64
+	ag, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ag.Close()
+	go drain(ag, &forwarded)
+	car, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer car.Close()
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			m, err := car.Read(buf)
+			if err != nil {
+				return
+			}
+			if m > 11 && string(buf[:11]) == "SIP/2.0 100" {
+				trying.Add(1)
+			}
+		}
+	}()
+	agentPort := ag.LocalAddr().(*net.UDPAddr).Port
+	ep := routing.Endpoint{Region: "eu", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(agentPort)}
+	e := runEdge(b, buildTable(ep), nil, nil)
+	e.Server.events = calls.Discard{} // the test recorder's growing slice is not the proxy's (set before any call)
+	caddr := car.LocalAddr().(*net.UDPAddr).AddrPort()
+	cport := strconv.Itoa(int(caddr.Port()))
+	pport := strconv.Itoa(int(e.UDPAddr().Port()))
+	sdp := "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n"
+	invite := func(i int) []byte {
+		id := strconv.Itoa(i)
+		return []byte("INVITE sip:" + numPurchased + "@127.0.0.1:" + pport + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP 127.0.0.1:" + cport + ";branch=z9hG4bK-4242-" + id + "-0\r\n" +
+			"From: sipp <sip:+15005550006@127.0.0.1:" + cport + ">;tag=4242SIPpTag00" + id + "\r\n" +
+			"To: <sip:" + numPurchased + "@127.0.0.1:" + pport + ">\r\n" +
+			"Call-ID: " + id + "-4242@127.0.0.1\r\nCSeq: 1 INVITE\r\n" +
+			"Contact: <sip:sipp@127.0.0.1:" + cport + ">\r\nMax-Forwards: 70\r\nSubject: callgate bench\r\n" +
+			"Content-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp)
+	}
+	msgs := make([][]byte, b.N)
+	for i := range msgs {
+		msgs[i] = invite(i)
+	}
+	from := peer{Proto: protoUDP, Addr: caddr}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.handleDatagram(msgs[i], from)
+		b.StopTimer()
+		c, ok := e.serverTx.get("z9hG4bK-4242-" + strconv.Itoa(i) + "-0|127.0.0.1:" + cport)
+		if !ok {
+			b.Fatalf("INVITE %d: no call", i)
+		}
+		c.mu.Lock()
+		c.finish(0, "bench")
+		c.mu.Unlock()
+		c.releaseTx() // the queued release finds nothing to do
+		b.StartTimer()
+	}
+	b.StopTimer()
+	checkFor(b, 10*time.Second, func() error {
+		if n, t := forwarded.Load(), trying.Load(); n < int64(b.N) || t < int64(b.N) {
+			return fmt.Errorf("%d INVITEs forwarded, %d 100 Trying of %d", n, t, b.N)
+		}
+		return nil
+	})
 }

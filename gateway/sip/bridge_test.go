@@ -84,17 +84,14 @@ func (r *rtpCounter) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port 
 // that never does fails the test with its output.
 func waitSIPp(t *testing.T, port int, out *strings.Builder, dir string) {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(30 * time.Second) // SIPp starts slowly on a loaded machine
 	for time.Now().Before(deadline) {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return // bound by SIPp
+		if portBound("udp", port) { // never a probe that binds: it could take the port from SIPp
+			return
 		}
-		c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("SIPp did not bind %s:\n%s\n%s", addr, tail(out.String()), sippErrors(dir))
+	t.Fatalf("SIPp did not bind 127.0.0.1:%d:\n%s\n%s", port, tail(out.String()), sippErrors(dir))
 }
 
 // sippMessages is the -trace_msg log of the SIPp run with scenario
@@ -340,20 +337,8 @@ func TestBridgeAPITransfer(t *testing.T) {
 		}
 		recv(t, human.acks, "ACK at the human")
 		recv(t, agent.byes, "BYE at the agent")
-		var done calls.Event
-		checkFor(t, 10*time.Second, func() error {
-			e.events.mu.Lock()
-			defer e.events.mu.Unlock()
-			for _, ev := range e.events.events {
-				if ev.Kind == calls.TransferKind && ev.Transfer != nil && ev.Transfer.State == calls.TransferCompleted {
-					done = ev
-					return nil
-				}
-			}
-			return errors.New("no completed transfer event yet")
-		})
-		if tr := done.Transfer; tr.Mode != TransferBridge || tr.Via != "api" || tr.Status != 200 || tr.To != "tel:"+bridgeDest {
-			t.Errorf("transfer %+v", *tr)
+		if tr := lastTransfer(t, e, calls.TransferCompleted); tr.Mode != TransferBridge || tr.Via != "api" || tr.Status != 200 || tr.To != "tel:"+bridgeDest {
+			t.Errorf("transfer %+v", tr)
 		}
 		m.mu.Lock()
 		dest := m.answered[leg]
@@ -439,22 +424,8 @@ func TestBridgeNoAnswer(t *testing.T) {
 	}
 	recv(t, human.invites, "INVITE at the human")
 	recv(t, human.cancels, "CANCEL at the human")
-	var last *calls.TransferInfo
-	checkFor(t, 10*time.Second, func() error {
-		e.events.mu.Lock()
-		defer e.events.mu.Unlock()
-		for _, ev := range e.events.events {
-			if ev.Kind == calls.TransferKind && ev.Transfer != nil {
-				last = ev.Transfer
-			}
-		}
-		if last == nil || last.State != calls.TransferNoAnswer {
-			return errorf("last transfer %+v, want no_answer", last)
-		}
-		return nil
-	})
-	if last.Status != 408 || last.Mode != TransferBridge {
-		t.Errorf("transfer %+v, want bridge no_answer 408", *last)
+	if last := lastTransfer(t, e, calls.TransferNoAnswer); last.Status != 408 || last.Mode != TransferBridge {
+		t.Errorf("transfer %+v, want bridge no_answer 408", last)
 	}
 	select {
 	case <-agent.byes:

@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -29,20 +28,8 @@ func TestBridgeSIPTargetResolvingInsideRefused(t *testing.T) {
 	if !ok || rep.Status != 202 {
 		t.Fatalf("bridge transfer: %+v, want 202 (the name is resolved when the leg is placed)", rep)
 	}
-	var out calls.Event
-	checkFor(t, 10*time.Second, func() error {
-		e.events.mu.Lock()
-		defer e.events.mu.Unlock()
-		for _, ev := range e.events.events {
-			if ev.Kind == calls.TransferKind && ev.Transfer != nil && ev.Transfer.State == calls.TransferFailed {
-				out = ev
-				return nil
-			}
-		}
-		return errors.New("no failed transfer event yet")
-	})
-	if out.Transfer.Status != 503 {
-		t.Errorf("transfer %+v, want failed 503", *out.Transfer)
+	if out := lastTransfer(t, e, calls.TransferFailed); out.Status != 503 {
+		t.Errorf("transfer %+v, want failed 503", out)
 	}
 	select {
 	case inv := <-human.invites:

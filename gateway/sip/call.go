@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,8 @@ type call struct {
 	ci       int
 	cur      *branch
 	branches []*branch
+	b0       branch     // the first branch, allocated with the call (newBranchState)
+	br0      [1]*branch // the first backing array of branches
 	fwdBody  []byte
 
 	resolving bool // cands[ci]'s host name is being looked up (lookupThenBranch)
@@ -84,7 +87,10 @@ type call struct {
 	timerG  *time.Timer
 	gInt    time.Duration
 	ring    *time.Timer
-	release *time.Timer
+	release *time.Timer // releaseTx for a delay that is not queued (scheduleRelease)
+	// releaseAt (unix ns) is when the queued release is due (s.releases);
+	// 0: none. An entry of the queue for another time is stale.
+	releaseAt int64
 
 	log atomic.Pointer[slog.Logger] // call-scoped (call_id); see logger
 
@@ -130,13 +136,14 @@ func stop(t *time.Timer) {
 	}
 }
 
-// labels are region, carrier, origin for the setup histograms.
-func (c *call) labels() []string {
+// labels are region, carrier, origin for the setup histograms (an
+// array: passed as l[:] it stays on the caller's stack).
+func (c *call) labels() [3]string {
 	region := ""
 	if c.cur != nil {
 		region = c.cur.ep.Region
 	}
-	return []string{c.s.metrics.regions.label(region), carrierLabel(c.rt.carrier), originLabel(c.rt.origin)}
+	return [3]string{c.s.metrics.regions.label(region), carrierLabel(c.rt.carrier), originLabel(c.rt.origin)}
 }
 
 // finish ends the call once: event, metrics, media, tables. c.mu held.
@@ -157,9 +164,9 @@ func (c *call) finish(code int, reason string) {
 	s.metrics.ActiveCalls.Dec()
 	c.releaseLimits()
 	if code > 0 {
-		s.metrics.Calls.WithLabelValues(classLabel(code)).Inc()
+		s.metrics.call(code).Inc()
 	} else {
-		s.metrics.Calls.WithLabelValues("other").Inc()
+		s.metrics.call(0).Inc() // other
 	}
 	if c.out != nil {
 		s.metrics.OutboundActive.Dec()
@@ -191,11 +198,17 @@ func (c *call) finish(code int, reason string) {
 	c.logOutcome(code, reason)
 }
 
-// logOutcome is the one log line per call outcome (number masked).
+// logOutcome is the one log line per call outcome (number masked). Its
+// attributes are made only when the line is written (Info enabled).
 func (c *call) logOutcome(code int, reason string) {
-	c.s.log.Info("sip: call", "call_id", c.id, "number", phone.Mask(c.rt.route.Number.E164),
-		"agent", agentID(c.rt.route.Agent), "region", c.regionName(), "origin", c.rt.origin,
-		"status", code, "reason", reason, "setup_ms", c.setupMillis())
+	ctx := context.Background()
+	if !c.s.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	c.s.log.LogAttrs(ctx, slog.LevelInfo, "sip: call", slog.String("call_id", c.id),
+		slog.String("number", phone.Mask(c.rt.route.Number.E164)), slog.String("agent", agentID(c.rt.route.Agent)),
+		slog.String("region", c.regionName()), slog.String("origin", c.rt.origin),
+		slog.Int("status", code), slog.String("reason", reason), slog.Float64("setup_ms", c.setupMillis()))
 }
 
 // logger is the call's logger: the server's with the call_id attached,
@@ -213,7 +226,16 @@ func (c *call) logger() *slog.Logger {
 	return l
 }
 
+// scheduleRelease has releaseTx run d from now (replacing an earlier
+// schedule): queued in s.releases for linger and timerH, the two delays
+// used, else a runtime timer. c.mu held.
 func (c *call) scheduleRelease(d time.Duration) {
+	at := time.Now().Add(d).UnixNano()
+	c.releaseAt = at
+	if c.s.releases.push(d, c, at) {
+		stop(c.release)
+		return
+	}
 	if c.release == nil {
 		c.release = time.AfterFunc(d, c.releaseTx)
 		return
@@ -226,6 +248,21 @@ func (c *call) scheduleRelease(d time.Duration) {
 func (c *call) releaseTx() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.releaseLocked()
+}
+
+// releaseDue runs a queued release unless it was scheduled again since.
+func (c *call) releaseDue(at int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.releaseAt == at {
+		c.releaseLocked()
+	}
+}
+
+// releaseLocked is releaseTx with c.mu held.
+func (c *call) releaseLocked() {
+	c.releaseAt = 0
 	s := c.s
 	s.serverTx.delIf(c.upBranch, c)
 	stop(c.timerG)
@@ -300,4 +337,86 @@ func (c *call) publish(kind string, status int, reason string) {
 	}
 	e.Headers = c.keptHeaders()
 	c.s.events.Publish(e)
+}
+
+// releaseTick is how often the release queues are looked at: a call's
+// transactions go up to this much after their linger (or Timer H).
+const releaseTick = 100 * time.Millisecond
+
+// releaseQueues hold the calls waiting for releaseTx, one FIFO per delay
+// (linger, timerH): each delay is a constant, so each queue is in due
+// order and one goroutine (run) releases what is due every releaseTick,
+// where a runtime timer per call would start a goroutine per call.
+type releaseQueues struct {
+	mu sync.Mutex
+	q  [2]releaseQueue // linger, timerH
+}
+
+type releaseQueue struct {
+	e    []releaseEntry
+	head int
+}
+
+type releaseEntry struct {
+	c  *call
+	at int64 // c.releaseAt when queued
+}
+
+// push queues c's release due at at; false when d has no queue.
+func (r *releaseQueues) push(d time.Duration, c *call, at int64) bool {
+	i := 0
+	switch d {
+	case linger:
+	case timerH:
+		i = 1
+	default:
+		return false
+	}
+	r.mu.Lock()
+	q := &r.q[i]
+	if q.head > 0 && q.head >= len(q.e)/2 { // reuse the front
+		n := copy(q.e, q.e[q.head:])
+		clear(q.e[n:])
+		q.e, q.head = q.e[:n], 0
+	}
+	q.e = append(q.e, releaseEntry{c: c, at: at})
+	r.mu.Unlock()
+	return true
+}
+
+// due moves the entries due at now into out.
+func (r *releaseQueues) due(now int64, out []releaseEntry) []releaseEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.q {
+		q := &r.q[i]
+		for q.head < len(q.e) && q.e[q.head].at <= now {
+			out = append(out, q.e[q.head])
+			q.e[q.head] = releaseEntry{}
+			q.head++
+		}
+		if q.head == len(q.e) {
+			q.e, q.head = q.e[:0], 0
+		}
+	}
+	return out
+}
+
+// run releases the calls that are due until stop is closed.
+func (r *releaseQueues) run(stop <-chan struct{}) {
+	t := time.NewTicker(releaseTick)
+	defer t.Stop()
+	var batch []releaseEntry
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			batch = r.due(now.UnixNano(), batch[:0])
+			for i, e := range batch {
+				e.c.releaseDue(e.at)
+				batch[i] = releaseEntry{}
+			}
+		}
+	}
 }

@@ -43,7 +43,8 @@ func (c *call) peerTarget(fromCaller bool) *sip.Uri {
 }
 
 func (s *Server) handleAck(req *sip.Request, from peer) {
-	if c, ok := s.serverTx.get(serverTxKey(req)); ok {
+	var kb [128]byte
+	if c, ok := s.serverTx.getBytes(appendServerTxKey(kb[:0], req)); ok {
 		c.mu.Lock()
 		if c.state == stCompleted {
 			// ACK for our non-2xx final: absorbed here (hop by hop)

@@ -45,9 +45,11 @@ type dtmfSession interface {
 	CanSendDTMF(toCaller bool) bool
 }
 
-// callDTMF is a call's DTMF state (c.mu).
+// callDTMF is a call's DTMF state and the CSeq renumbering of every
+// request callgate inserts into its dialog (INFO digits, the API's REFER,
+// a bridge's NOTIFYs: ownCSeq) (c.mu).
 type callDTMF struct {
-	toCaller, toCallee seqShift // CSeq renumbering after INFOs callgate sent
+	toCaller, toCallee seqShift // CSeq renumbering after requests callgate sent
 	queue              []byte   // API digits waiting to go out as INFO
 	running            bool
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,15 +45,11 @@ func freeUDPPortOn(t testing.TB, host string) int {
 // waitBoundOn waits until another process has bound UDP port on host.
 func waitBoundOn(t testing.TB, host string, port int) {
 	t.Helper()
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	checkFor(t, 30*time.Second, func() error { // SIPp starts slowly on a loaded machine
-		c, err := net.ListenPacket("udp", addr)
-		if err == nil {
-			c.Close()
-			return errorf("nothing listening on %s/udp yet", addr)
-		}
-		return nil
-	})
+	network := "udp"
+	if strings.Contains(host, ":") {
+		network = "udp6"
+	}
+	waitBoundProc(t, network, port)
 }
 
 // TestSIPpDualStackRTP: SIPp as the carrier on one family and SIPp as

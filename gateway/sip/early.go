@@ -18,18 +18,11 @@ import (
 // workspace's header policy applied. Reliable provisional responses
 // (Require: 100rel, RSeq) pass untouched.
 
-// earlyDialog records the call when res (a provisional response of the
-// current branch, about to go to the caller) creates an early dialog.
-// c.mu held.
-func (c *call) earlyDialog(res *sip.Response) {
-	if c.ended || c.state >= stAccepted || res.StatusCode == 100 {
-		return
-	}
-	to := res.To()
-	if to == nil {
-		return
-	}
-	if tag, _ := to.Params.Get("tag"); tag == "" {
+// earlyDialog records the call when a provisional response of the
+// current branch (not 100), about to go to the caller, creates an early
+// dialog: toTagged, its To has a tag. c.mu held.
+func (c *call) earlyDialog(toTagged bool) {
+	if c.ended || c.state >= stAccepted || !toTagged {
 		return
 	}
 	if d, ok := c.s.dialogs.get(c.id); ok && d == c {

@@ -11,14 +11,16 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// The fast path (issue 15): the ACK and BYE of a dialog this node routed,
-// and the answers to such BYEs, are forwarded from the datagram's bytes —
-// scanned by fastscan.go and edited in place (our Via added or removed,
-// our Route entries popped, Max-Forwards decremented, received/rport set)
-// — without sipgo's parser and serialiser, with the same outcome as the
-// full path (forwardInDialog, handleResponse): same checks, same state
-// changes (ACK seen, the dialog ended by its BYE), same bytes on the wire
-// but for header order and spelling.
+// The fast path (issue 15): the agent's 1xx and 2xx to the INVITE of a
+// plain call (fastInviteResponse), the ACK and BYE of a dialog this node
+// routed, and the answers to such BYEs, are forwarded from the datagram's
+// bytes — scanned by fastscan.go and edited in place (our Via added or
+// removed, our Route entries popped, Max-Forwards decremented,
+// received/rport set) — without sipgo's parser and serialiser, with the
+// same outcome as the full path (forwardInDialog, handleResponse,
+// onInviteResponse): same checks, same state changes (the answer, the ACK
+// seen, the dialog ended by its BYE), same bytes on the wire but for
+// header order and spelling.
 //
 // It takes a message only when everything the full path would look at is
 // known to be plain: UDP in and out, a live dialog record of a call whose
@@ -38,6 +40,7 @@ type fastPath struct {
 
 	// counts (tests, and the proof that the fast path is taken)
 	forwarded atomic.Int64
+	absorbed  atomic.Int64 // taken and not forwarded (the agent's 100 Trying)
 }
 
 func (f *fastPath) init(s *Server) {
@@ -49,8 +52,9 @@ func (f *fastPath) init(s *Server) {
 	})
 }
 
-// fastPath forwards data when it is an ACK or BYE of a plain dialog or an
-// answer to such a BYE; false: the full path must handle it.
+// fastPath forwards data when it is an ACK or BYE of a plain dialog, an
+// answer to such a BYE, or a 1xx or 2xx to a plain call's INVITE (a 100
+// absorbed); false: the full path must handle it.
 func (s *Server) fastPath(data []byte, from peer) bool {
 	if from.Proto != protoUDP || from.Addr.Addr().Is6() || s.fast.off.Load() {
 		return false // IPv6 peers (dual stack: per-family Via and Record-Route) take the full path
@@ -399,8 +403,12 @@ func (s *Server) fastBranch(m *fastMsg, from peer, isAck bool) []byte {
 }
 
 // fastResponse is handleResponse for an answer to a BYE we forwarded
-// statelessly.
+// statelessly, or a 1xx or 2xx to an INVITE we forwarded (a branch of a
+// plain call: fastInviteResponse).
 func (s *Server) fastResponse(m *fastMsg, from peer) bool {
+	if bytes.HasPrefix(m.str(m.viaBranch), []byte(branchStateful)) {
+		return s.fastInviteResponse(m)
+	}
 	if !bytes.HasPrefix(m.str(m.viaBranch), []byte(branchStateless)) || !bytes.Equal(m.str(m.cseqMethod), []byte("BYE")) {
 		return false
 	}
@@ -452,6 +460,93 @@ func (s *Server) fastResponse(m *fastMsg, from peer) bool {
 	s.metrics.Responses.WithLabelValues("BYE", codeLabel(m.status)).Inc()
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
+	writeViaPopped(buf, m)
+	p := peer{Proto: protoUDP, Addr: netip.AddrPortFrom(a, uint16(port)), Side: out}
+	s.fast.forwarded.Add(1)
+	_ = s.tpSide(out).Send(p, buf.Bytes())
+	if buf.Cap() <= 1<<16 {
+		bufPool.Put(buf)
+	}
+	return true
+}
+
+// fastInviteResponse is handleResponse → onInviteResponse → forwardUp
+// for a scanned 100, 1xx or 2xx to a forwarded INVITE: the same state
+// changes (inviteResponseSeen, inviteProvisional, inviteAnswer), the
+// same message to the caller (our Via popped) but from the datagram's
+// bytes. It takes only what the full path would forward unchanged: a
+// branch of a call with no relayed media (SDP rewrite), no CSeq
+// renumbering (egress auth), no inspect flag, its caller over UDP and
+// IPv4, and no session timer to add to a 2xx (sessionAnswer); the header
+// policy removes no header the scanner accepts (all standard). A non-2xx
+// final (ACK hop by hop, failover), an unknown branch (a late 2xx
+// forwarded statelessly) and everything else: the full path.
+func (s *Server) fastInviteResponse(m *fastMsg) bool {
+	code := m.status
+	if code >= 300 || !bytes.Equal(m.str(m.cseqMethod), []byte("INVITE")) || !s.fastOwnVia(m) {
+		return false
+	}
+	br := m.str(m.viaBranch)
+	c, ok := s.clientTx.getBytes(br)
+	if !ok || c.inspect.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b *branch
+	for _, x := range c.branches {
+		if x.id == string(br) {
+			b = x
+		}
+	}
+	if b == nil || b.cseqAdd != 0 || c.media != nil || c.up.Proto != protoUDP || c.up.Addr.Addr().Is6() ||
+		code >= 200 && !c.sessionAnswerKeeps() {
+		return false
+	}
+	if code >= 200 && c.state < stAccepted && !c.ended && m.contact.len() > 0 {
+		// the answer's Contact becomes the agent's target: parsed first,
+		// so that one sipgo would not parse stays with the full path
+		if sip.ParseUri(string(m.str(m.contact)), &m.contactURI) != nil {
+			return false
+		}
+		m.contactParsed = true
+	}
+	r := scannedResp{m}
+	// from here on the outcome is the full path's
+	c.inviteResponseSeen(b, code)
+	if code < 200 {
+		if !c.inviteProvisional(b, code, r) {
+			s.fast.absorbed.Add(1)
+			return true // 100 Trying, or a 1xx not for the caller
+		}
+	} else {
+		c.inviteAnswer(b, code, r)
+	}
+	// forwardUp: our Via popped, to the caller
+	s.metrics.Responses.WithLabelValues("INVITE", codeLabel(code)).Inc()
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	writeViaPopped(buf, m)
+	s.fast.forwarded.Add(1)
+	_ = s.tpFor(c.up).Send(c.up, buf.Bytes())
+	if buf.Cap() <= 1<<16 {
+		bufPool.Put(buf)
+	}
+	return true
+}
+
+// fastOwnVia reports whether the top Via's sent-by is one of our IPv4
+// listeners (a subset of handleResponse's check: the rest goes there).
+func (s *Server) fastOwnVia(m *fastMsg) bool {
+	h := trimBracketsB(m.str(m.viaHost))
+	if string(h) == trimBrackets(s.viaHost) {
+		return true
+	}
+	return s.ag != nil && s.agentHostIs(h) && s.ag.hasPort(m.viaPort)
+}
+
+// writeViaPopped writes the scanned response without its top Via entry.
+func writeViaPopped(buf *bytes.Buffer, m *fastMsg) {
 	v := m.hdrs[m.topVia]
 	buf.Write(m.data[:v.line.a])
 	if m.viaTopRest >= 0 { // the line's other entries stay
@@ -460,11 +555,34 @@ func (s *Server) fastResponse(m *fastMsg, from peer) bool {
 		buf.WriteString("\r\n")
 	}
 	buf.Write(m.data[v.line.b:])
-	p := peer{Proto: protoUDP, Addr: netip.AddrPortFrom(a, uint16(port)), Side: out}
-	s.fast.forwarded.Add(1)
-	_ = s.tpSide(out).Send(p, buf.Bytes())
-	if buf.Cap() <= 1<<16 {
-		bufPool.Put(buf)
+}
+
+// scannedResp is a scanned response as the state changes read it
+// (inviteResp). One pointer: made an interface without allocating.
+type scannedResp struct{ m *fastMsg }
+
+func (r scannedResp) toTag() (string, bool) { return string(r.m.str(r.m.toTag)), true }
+
+func (r scannedResp) hasToTag() bool { return r.m.toTag.len() > 0 }
+
+func (r scannedResp) contactURI() (sip.Uri, bool) {
+	if r.m.contactParsed {
+		return r.m.contactURI, true
 	}
-	return true
+	if r.m.contact.len() == 0 {
+		return sip.Uri{}, false
+	}
+	var u sip.Uri
+	if sip.ParseUri(string(r.m.str(r.m.contact)), &u) != nil {
+		return sip.Uri{}, false
+	}
+	return u, true
+}
+
+// body is a copy: the datagram's buffer is the read loop's.
+func (r scannedResp) body() []byte {
+	if r.m.body == len(r.m.data) {
+		return nil
+	}
+	return bytes.Clone(r.m.data[r.m.body:])
 }

@@ -3,6 +3,7 @@ package sip
 import (
 	"bytes"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,7 +34,24 @@ var fastSeeds = []string{
 	// the agent's answer to a BYE we forwarded
 	"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bKcgs0011223344556677\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-2-6;received=127.0.0.2;rport=5099\r\n" +
 		"From: sipp <sip:+15005550006@127.0.0.1:5061>;tag=1SIPpTag001\r\nTo: <sip:12285550100@127.0.0.9:5060>;tag=77SIPpTag011\r\n" +
-		"Call-ID: 1-2@127.0.0.1\r\nCSeq: 2 BYE\r\nContact: <sip:127.0.0.1:5070;transport=UDP>\r\nContent-Length: 0\r\n\r\n",
+		"Call-ID: 1-2@127.0.0.1\r\nCSeq: 2 BYE\r\nContact: <sip:127.0.0.1:5070;transport=UDP>\r\nContent-Length: 0\r\n\r\n", // the agent's answers to an INVITE we forwarded (fastInviteResponse):
+	// SIPp's 180 and 200 through the agent listener (every Via and every
+	// Record-Route entry in one line), a 100, a 200 in compact forms with
+	// two Record-Route lines and a display name in the Contact
+	"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bKcgx8b1f0c2d3e, SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-2-0;received=127.0.0.1;rport=5061\r\n" +
+		"Record-Route: <sip:127.0.0.9:5070;lr;cg=abcdefghijk>, <sip:127.0.0.9:5060;lr;cg=abcdefghijk>\r\n" +
+		"From: sipp <sip:+15005550006@127.0.0.1:5061>;tag=1SIPpTag001\r\nTo: <sip:12285550100@127.0.0.9:5060>;tag=77SIPpTag011\r\n" +
+		"Call-ID: 1-2@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5070;transport=UDP>\r\nContent-Length: 0\r\n\r\n",
+	"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bKcgx8b1f0c2d3e, SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-2-0;received=127.0.0.1;rport=5061\r\n" +
+		"Record-Route: <sip:127.0.0.9:5070;lr;cg=abcdefghijk>, <sip:127.0.0.9:5060;lr;cg=abcdefghijk>\r\n" +
+		"From: sipp <sip:+15005550006@127.0.0.1:5061>;tag=1SIPpTag001\r\nTo: <sip:12285550100@127.0.0.9:5060>;tag=77SIPpTag011\r\n" +
+		"Call-ID: 1-2@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5070;transport=UDP>\r\nContent-Type: application/sdp\r\nContent-Length: 129\r\n\r\n" +
+		"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+	"SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKcgx00aa\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport\r\n" +
+		"From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n",
+	"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKcgx00aa\r\nv: SIP/2.0/UDP [::1]:5061;branch=z9hG4bK-1;rport=5061;received=::1\r\n" +
+		"Record-Route: <sip:127.0.0.9:5060;lr>\r\nRecord-Route: \"edge\" <sip:10.0.0.1;lr>;x=1\r\nf: <sip:a@b>;tag=1\r\nt: <sip:b@c>;tag=2\r\ni: x\r\nCSeq: 1 INVITE\r\n" +
+		"m: Bot <sip:bot@10.0.0.2:5080;transport=udp;ob>;expires=60\r\nServer: agent\r\nAllow: INVITE, ACK, BYE\r\nk: timer\r\nc: application/sdp\r\nl: 3\r\n\r\nv=0",
 }
 
 // FuzzFastPath checks the fast path's scanner and edits against sipgo's
@@ -42,8 +60,12 @@ var fastSeeds = []string{
 // Call-ID, CSeq, tags, Vias, Route entries, Max-Forwards and body; and
 // the bytes the fast path forwards parse to the same message as the full
 // path's edit of it (our Via added and Route entries popped, received and
-// rport set, Max-Forwards decremented; for an answer, our Via removed).
-// A message the scanner refuses goes to the full path: nothing to check.
+// rport set, Max-Forwards decremented; for an answer, our Via removed);
+// for an answer, what the shared state changes read (inviteResp: To tag,
+// Contact, body) is what they read of sipgo's parse, and it has no header
+// the full path's forwardUp would remove or add to (header policy,
+// session timer, 100rel). A message the scanner refuses goes to the full
+// path: nothing to check.
 func FuzzFastPath(f *testing.F) {
 	for _, s := range fastSeeds {
 		f.Add([]byte(s))
@@ -177,6 +199,39 @@ func checkFastResponse(t *testing.T, m *fastMsg, res *sip.Response) {
 	}
 	if string(m.str(m.cseqMethod)) != string(res.CSeq().MethodName) || string(m.str(m.callID_())) != string(*res.CallID()) {
 		t.Fatalf("CSeq or Call-ID differ\n%q", data)
+	}
+	// what fastInviteResponse reads: the top Via (ours? which branch?),
+	// and what the state changes read (inviteResp): the To tag, the
+	// Contact's address, the body
+	top := res.Via()
+	br, _ := top.Params.Get("branch")
+	if string(m.str(m.viaBranch)) != br || string(trimBracketsB(m.str(m.viaHost))) != top.Host || m.viaPort != top.Port {
+		t.Fatalf("top Via: scanner %q %q:%d, sipgo %v\n%q", m.str(m.viaBranch), m.str(m.viaHost), m.viaPort, top, data)
+	}
+	pr, sr := parsedResp{res}, scannedResp{m}
+	ft, fok := pr.toTag()
+	st, sok := sr.toTag()
+	if ft != st || fok != sok || pr.hasToTag() != sr.hasToTag() {
+		t.Fatalf("To tag: scanner %q, sipgo %q\n%q", st, ft, data)
+	}
+	fu, fok := pr.contactURI()
+	su, sok := sr.contactURI()
+	if fok != sok || !reflect.DeepEqual(fu, su) {
+		t.Fatalf("Contact: scanner %v %+v, sipgo %v %+v\n%q", sok, su, fok, fu, data)
+	}
+	if !bytes.Equal(pr.body(), sr.body()) {
+		t.Fatalf("body: scanner %q, sipgo %q", sr.body(), pr.body())
+	}
+	// nothing the full path's forwardUp would change: every header
+	// standard (the header policy removes none, keeps none for history),
+	// no Session-Expires (sessionAnswer), no 100rel (early.go)
+	for _, h := range res.Headers() {
+		if !isStandardHeader(h.Name()) {
+			t.Fatalf("scanner took a custom header %q, which the header policy may remove\n%q", h.Name(), data)
+		}
+	}
+	if _, ok := sessionExpiresOf(res); ok || res.GetHeader("RSeq") != nil || res.GetHeader("Require") != nil {
+		t.Fatalf("scanner took a Session-Expires, RSeq or Require\n%q", data)
 	}
 	var vias []*sip.ViaHeader
 	for _, h := range res.GetHeaders("Via") {

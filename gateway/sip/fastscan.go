@@ -1,6 +1,10 @@
 package sip
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/emiago/sipgo/sip"
+)
 
 // The fast path's scanner (fastpath.go): reads, without allocating, the
 // few things the proxy needs from a datagram (start line, top Via, Call-ID,
@@ -104,8 +108,13 @@ type fastMsg struct {
 	maxFwdVal  int
 	contentLen int
 	userAgent  span // User-Agent value (empty: none)
+	contact    span // the Contact's URI, inside its <> (empty: none; several: refused)
 	routes     [fastMaxRoutes]fastRoute
 	nroutes    int
+
+	// set by the fast path (fastInviteResponse): the Contact parsed
+	contactURI    sip.Uri
+	contactParsed bool
 }
 
 // method returns the request method's bytes.
@@ -345,9 +354,18 @@ func (m *fastMsg) header(a, b int) bool {
 		}
 		m.toTag = tag
 		return single(&m.to)
-	case hkContact, hkRecordRoute:
-		_, ok := m.nameAddr(va, vb, false)
-		return ok
+	case hkContact:
+		if _, ok := m.nameAddr(va, vb, false); !ok {
+			return false
+		}
+		if m.contact.len() > 0 {
+			return false // several: sipgo's Contact() is the last one; a 2xx has one (RFC 3261 12.1.1)
+		}
+		lt := va + bytes.IndexByte(d[va:vb], '<') // the URI: a 2xx's is the agent's target
+		m.contact = span{lt + 1, lt + 1 + bytes.IndexByte(d[lt+1:vb], '>')}
+		return true
+	case hkRecordRoute:
+		return m.nameAddrs(va, vb)
 	case hkMaxForwards:
 		n, ok := digits(d[va:vb])
 		if !ok || vb-va > 3 || n > 255 {
@@ -732,6 +750,43 @@ func (m *fastMsg) nameAddr(a, b int, wantTag bool) (tag span, ok bool) {
 		}
 	}
 	return tag, true
+}
+
+// nameAddrs scans one or more name-addr entries separated by commas
+// (Record-Route: SIPp echoes every entry in one line).
+func (m *fastMsg) nameAddrs(a, b int) bool {
+	d := m.data
+	for {
+		lt := bytes.IndexByte(d[a:b], '<')
+		if lt < 0 {
+			return false
+		}
+		gt := bytes.IndexByte(d[a+lt:b], '>')
+		if gt < 0 {
+			return false
+		}
+		end := b // the entry ends at the first comma after its '>'
+		if c := bytes.IndexByte(d[a+lt+gt:b], ','); c >= 0 {
+			end = a + lt + gt + c
+		}
+		e := end
+		for e > a && d[e-1] == ' ' {
+			e--
+		}
+		if _, ok := m.nameAddr(a, e, false); !ok {
+			return false
+		}
+		if end == b {
+			return true
+		}
+		a = end + 1
+		for a < b && d[a] == ' ' {
+			a++
+		}
+		if a == b {
+			return false
+		}
+	}
 }
 
 // displayName accepts nothing, "quoted text" (no escapes) or tokens

@@ -7,7 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -390,25 +390,42 @@ func (u *testUA) answered(ctx context.Context, t testing.TB, e *testEdge) *sipgo
 // 127.0.0.1 for network ("udp" or "tcp").
 func waitBound(t testing.TB, network string, port int) {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	waitBoundProc(t, network, port)
+}
+
+// waitBoundProc waits until a socket of network ("udp", "udp6", "tcp")
+// is bound to port (tcp: listening), as /proc/net lists it. It never
+// binds the port itself: a probe that binds can make a SIPp starting at
+// that moment fail its own bind.
+func waitBoundProc(t testing.TB, network string, port int) {
+	t.Helper()
 	checkFor(t, 30*time.Second, func() error { // SIPp starts slowly on a loaded machine
-		var err error
-		if network == "tcp" {
-			var l net.Listener
-			if l, err = net.Listen("tcp", addr); err == nil {
-				l.Close()
-			}
-		} else {
-			var c net.PacketConn
-			if c, err = net.ListenPacket("udp", addr); err == nil {
-				c.Close()
-			}
+		if portBound(network, port) {
+			return nil
 		}
-		if err == nil {
-			return errorf("nothing listening on %s/%s yet", addr, network)
-		}
-		return nil
+		return errorf("nothing bound to port %d/%s yet", port, network)
 	})
+}
+
+// portBound reports whether /proc/net/<network> has a socket whose local
+// port is port (for tcp and tcp6, in the LISTEN state).
+func portBound(network string, port int) bool {
+	b, err := os.ReadFile("/proc/net/" + network)
+	if err != nil {
+		return false
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasSuffix(f[1], suffix) {
+			continue
+		}
+		if strings.HasPrefix(network, "tcp") && f[3] != "0A" {
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 func statusOf(err error) int {

@@ -153,7 +153,7 @@ func (c *call) route() {
 	}
 	c.cands = d.Candidates
 	c.fwdBody = c.inv.Body()
-	sp := srtpPolicy(c.trunk, c.ctl.snap, d, c.up.Proto == protoTLS) // srtp.go
+	sp := c.s.srtpPolicy(c.trunk, c.ctl.snap, d, c.up.Proto == protoTLS) // srtp.go
 	if s.media != nil && d.Media == routing.MediaRelay {
 		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {

@@ -47,6 +47,12 @@ type Metrics struct {
 	}
 
 	incall *inCallMetrics // DTMF and ringback (dtmfmetrics.go)
+
+	// children of the vectors that every call counts, looked up once
+	// (WithLabelValues hashes the labels and locks the vector each time)
+	byMethod     [len(methodNamesArr)]prometheus.Counter // Requests, by methodIndex
+	inviteByCode map[int]prometheus.Counter              // Responses{INVITE, code} of codeLabels
+	byClass      [len(callClassesArr)]prometheus.Counter // Calls, by classIndex
 }
 
 // setupBuckets span telephony setup times: 5 ms to 30 s.
@@ -173,11 +179,51 @@ var (
 		"bad_uri_scheme", "bad_extension", "pike", "limit_concurrent", "limit_rate"}
 	dropReasons = []string{"busy", "too_large", "malformed", "not_ours", "stray_ack", "stray_response",
 		"relay_denied", "loop", "message_timeout", "tls_handshake", "scanner", "pike"}
-	methodNames  = []string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "REGISTER", "PUBLISH", "other"}
-	callClasses  = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "other"}
+	methodNames  = methodNamesArr[:]
+	callClasses  = callClassesArr[:]
 	setupCarrier = []string{"twilio", "telnyx", "sandbox", "local"}
 	setupOrigin  = []string{"purchased", "imported", "forwarded"}
 )
+
+var (
+	methodNamesArr = [...]string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "REGISTER", "PUBLISH", "other"}
+	callClassesArr = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "other"}
+	methodIndexes  = func() map[string]int {
+		m := map[string]int{}
+		for i, n := range methodNamesArr {
+			m[n] = i
+		}
+		return m
+	}()
+)
+
+// request is Requests.WithLabelValues(methodLabel(method)), looked up once.
+func (m *Metrics) request(method string) prometheus.Counter {
+	i, ok := methodIndexes[method]
+	if !ok {
+		i = len(methodNamesArr) - 1 // other
+	}
+	return m.byMethod[i]
+}
+
+// response is Responses.WithLabelValues(methodLabel(method), codeLabel(code)),
+// looked up once for INVITE responses with a code of their own.
+func (m *Metrics) response(method string, code int) prometheus.Counter {
+	if method == "INVITE" {
+		if c, ok := m.inviteByCode[code]; ok {
+			return c
+		}
+	}
+	return m.Responses.WithLabelValues(methodLabel(method), codeLabel(code))
+}
+
+// call is Calls.WithLabelValues(classLabel(code)), looked up once.
+func (m *Metrics) call(code int) prometheus.Counter {
+	if code >= 100 && code < 700 {
+		return m.byClass[code/100-1]
+	}
+	return m.byClass[len(callClassesArr)-1]
+}
 
 // precreate makes the series of the label sets that do not depend on
 // the routing table. Responses{method,code} is pre-created for INVITE
@@ -189,14 +235,15 @@ func (m *Metrics) precreate() {
 	for _, r := range dropReasons {
 		m.Dropped.WithLabelValues(r)
 	}
-	for _, meth := range methodNames {
-		m.Requests.WithLabelValues(meth)
+	for i, meth := range methodNames {
+		m.byMethod[i] = m.Requests.WithLabelValues(meth)
 	}
-	for _, c := range callClasses {
-		m.Calls.WithLabelValues(c)
+	for i, c := range callClasses {
+		m.byClass[i] = m.Calls.WithLabelValues(c)
 	}
-	for _, code := range codeLabels {
-		m.Responses.WithLabelValues("INVITE", code)
+	m.inviteByCode = make(map[int]prometheus.Counter, len(codeLabels))
+	for code, l := range codeLabels {
+		m.inviteByCode[code] = m.Responses.WithLabelValues("INVITE", l)
 	}
 }
 

@@ -121,10 +121,10 @@ func callOf(req *sip.Request, trunk *Trunk) routing.Call {
 	if from := req.From(); from != nil {
 		c.Calling = from.Address.User
 	}
-	if req.GetHeader("diversion") != nil {
+	if headerNamed(req.Headers(), "diversion") != nil {
 		c.Diversion = headerNumbers(nil, req, "diversion")
 	}
-	if req.GetHeader("history-info") != nil {
+	if headerNamed(req.Headers(), "history-info") != nil {
 		c.History = headerNumbers(nil, req, "history-info")
 	}
 	return c

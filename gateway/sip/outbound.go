@@ -333,7 +333,8 @@ func (c *call) observeSetup(in, out *prometheus.HistogramVec, d time.Duration) {
 		out.WithLabelValues(carrierLabel(c.rt.carrier)).Observe(d.Seconds())
 		return
 	}
-	in.WithLabelValues(c.labels()...).Observe(d.Seconds())
+	l := c.labels()
+	in.WithLabelValues(l[:]...).Observe(d.Seconds())
 }
 
 var _ calls.Ender = (*Server)(nil)

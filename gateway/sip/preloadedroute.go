@@ -10,10 +10,10 @@ import "github.com/emiago/sipgo/sip"
 // handled as before (forwarded only inside a dialog we routed: never an
 // open relay).
 func (s *Server) popPreloadedRoute(req *sip.Request) {
-	hs := req.GetHeaders("Route")
-	if len(hs) == 0 {
-		return
+	if headerNamed(req.Headers(), "route") == nil {
+		return // no GetHeaders slice for the common INVITE
 	}
+	hs := req.GetHeaders("Route")
 	for _, h := range hs {
 		r, ok := h.(*sip.RouteHeader)
 		if !ok || !s.isUs(&r.Address) {

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +18,9 @@ import (
 // transaction layer, transaction.go, carries it from there).
 
 func (s *Server) handleInvite(req *sip.Request, from peer) {
-	txKey := serverTxKey(req)
-	if c, ok := s.serverTx.get(txKey); ok {
+	var kb [128]byte
+	key := appendServerTxKey(kb[:0], req) // a retransmission is looked up without a string made
+	if c, ok := s.serverTx.getBytes(key); ok {
 		// retransmission: resend the last final response, if any
 		c.mu.Lock()
 		if c.lastUp != nil {
@@ -55,6 +57,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 		s.refuse(req, from, "", refuseNoSnapshot)
 		return
 	}
+	txKey := string(key)
 	in := callOf(req, trunk)
 	in.CallID = string(*req.CallID())
 	pol := routing.Policy{Health: s.prober, Media: routing.MediaDirect}
@@ -82,7 +85,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	}
 	c.cands = dec.Candidates
 	c.fwdBody = req.Body()
-	sp := srtpPolicy(trunk, snap, &dec, from.Proto == protoTLS) // srtp.go
+	sp := s.srtpPolicy(trunk, snap, &dec, from.Proto == protoTLS) // srtp.go
 	if s.media != nil && dec.Media == routing.MediaRelay {
 		sess, err := s.newMediaFor(c) // in each party's address family (dualstack_media.go)
 		if err != nil {
@@ -145,7 +148,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, to peer, ep routin
 		}
 	}()
 	buf.WriteString("INVITE ")
-	target.StringWrite(buf)
+	writeURI(buf, target)
 	buf.WriteString(" SIP/2.0\r\n")
 	down := s.fam(c.downSide(), to.Addr.Addr()) // with its address family (dualstack.go)
 	up := s.fam(c.up.Side, c.up.Addr.Addr())
@@ -203,7 +206,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, to peer, ep routin
 				continue // replaced by the gateway number's (fallbackid.go)
 			}
 		}
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	}
 	if !haveMF {
 		buf.WriteString("Max-Forwards: 69\r\n")
@@ -298,4 +301,45 @@ func (s *Server) viaPort(p proto) int {
 		}
 	}
 	return int(port)
+}
+
+// epURI is an agent endpoint's URI parsed once: startBranch and the SRTP
+// policy would otherwise parse it (sipgo's ParseUri allocates) for every
+// call. Shared by every call to the endpoint: read only.
+type epURI struct {
+	u   sip.Uri
+	err error  // the URI does not parse
+	tls bool   // endpointTLS
+	lit []peer // an IP literal's one target (Locate without DNS); nil for host names
+}
+
+// epURICap bounds the cache per shard (64 shards): a shard that fills is
+// emptied (the URIs of a routing hook's answers are not bounded).
+const epURICap = 64
+
+// endpointURI is uri parsed, from the cache.
+func (s *Server) endpointURI(uri string) *epURI {
+	sh := &s.epURIs.s[fnv32(uri)%shards]
+	sh.mu.Lock()
+	e := sh.m[uri]
+	sh.mu.Unlock()
+	if e != nil {
+		return e
+	}
+	e = &epURI{}
+	if e.err = sip.ParseUri(uri, &e.u); e.err == nil {
+		e.tls = endpointTLS(uri)
+		if _, err := netip.ParseAddr(trimBrackets(e.u.Host)); err == nil {
+			if ps, err := s.tp.Locate(&e.u, resolveCached); err == nil && len(ps) == 1 {
+				e.lit = ps
+			}
+		}
+	}
+	sh.mu.Lock()
+	if sh.m == nil || len(sh.m) >= epURICap {
+		sh.m = make(map[string]*epURI, 8)
+	}
+	sh.m[uri] = e
+	sh.mu.Unlock()
+	return e
 }

@@ -95,9 +95,10 @@ type Server struct {
 	viaHost             string
 	six                 *names6 // the carrier side's IPv6 listeners (dualstack.go); nil: none
 
-	serverTx shardMap[*call] // caller's INVITE top Via branch → call
-	clientTx shardMap[*call] // our branch → call
-	dialogs  shardMap[*call] // Call-ID → call
+	serverTx shardMap[*call]  // caller's INVITE top Via branch → call
+	clientTx shardMap[*call]  // our branch → call
+	dialogs  shardMap[*call]  // Call-ID → call
+	epURIs   shardMap[*epURI] // endpoint URI → parsed (proxy.go)
 
 	active   atomic.Int64
 	draining atomic.Bool
@@ -121,6 +122,7 @@ type Server struct {
 	fast        fastPath         // fastpath.go
 	bridges     sync.Map         // a bridged transfer's new leg: its Call-ID → *bridgeLeg (bridge.go)
 	retx        sync.Map         // branch → *bridgeRetx: bridge requests retransmitted until answered
+	releases    releaseQueues    // calls waiting for releaseTx (call.go)
 
 	refuseTokens atomic.Int64 // 403 replies left in this second
 	refuseSecond atomic.Int64
@@ -270,6 +272,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	go s.prober.run(s.stop)
 	go s.janitor(s.stop)
+	go s.releases.run(s.stop)
 	go s.returnMemory(s.stop, time.Second, time.Minute)
 	s.guard.start(s.stop)
 	s.log.Info("sip: listening", "udp", s.tp.UDPAddr().String(), "tcp", s.tp.TCPAddr().String(),
@@ -436,7 +439,7 @@ func (s *Server) handleDatagram(data []byte, from peer) {
 	if s.fastPath(data, from) { // fastpath.go: plain ACK/BYE of a dialog, and BYE answers
 		return
 	}
-	m, err := s.tp.Parser().ParseSIP(data)
+	m, err := s.parseDatagram(data) // sipgo's message, fewer allocations (parse.go)
 	if err != nil {
 		s.malformed(data, m, from, err)
 		return
@@ -618,7 +621,7 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	if s.scanner(req) {
 		return // known scanners get no answer at all
 	}
-	s.metrics.Requests.WithLabelValues(methodLabel(string(req.Method))).Inc()
+	s.metrics.request(string(req.Method)).Inc()
 	setReceived(req, from) // before any reply: 400 and 505 carry received= too
 	if why := validate(req); why != "" {
 		if req.IsAck() || !canReply(req) {
@@ -674,7 +677,7 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 		s.replyStateless(req, from, 416, "Unsupported URI Scheme")
 		return
 	}
-	if pr := proxyRequireUnsupported(headerValuesAll(req, "Proxy-Require")); len(pr) > 0 { // "timer" is ours (sessiontimer.go)
+	if pr := proxyRequireUnsupported(headerValuesAll(req, "proxy-require")); len(pr) > 0 { // "timer" is ours (sessiontimer.go)
 		s.metrics.Rejected.WithLabelValues("bad_extension").Inc()
 		s.replyStateless(req, from, 420, "Bad Extension", sip.NewHeader("Unsupported", strings.Join(pr, ", ")))
 		return
@@ -705,10 +708,14 @@ func (s *Server) handleRequest(req *sip.Request, from peer) {
 	}
 }
 
-// headerValuesAll returns the comma-separated values of every header name.
-func headerValuesAll(req *sip.Request, name string) []string {
+// headerValuesAll returns the comma-separated values of every header
+// named lower (a lower-case name).
+func headerValuesAll(req *sip.Request, lower string) []string {
 	var out []string
-	for _, h := range req.GetHeaders(name) {
+	for _, h := range req.Headers() {
+		if !nameIs(h.Name(), lower) {
+			continue
+		}
 		for _, v := range strings.Split(h.Value(), ",") {
 			if v = strings.TrimSpace(v); v != "" {
 				out = append(out, v)
@@ -725,14 +732,15 @@ func setReceived(req *sip.Request, from peer) {
 	if v == nil || v.Host == "" || v.Params.Has("received") {
 		return
 	}
-	ip := from.Addr.Addr().String()
-	if trimBrackets(v.Host) != ip {
-		v.Params = v.Params.Add("received", ip)
+	var ipb [64]byte
+	ipt := from.Addr.Addr().AppendTo(ipb[:0]) // the address as text, built only when added
+	if trimBrackets(v.Host) != string(ipt) {
+		v.Params = v.Params.Add("received", string(ipt))
 	}
 	if rp, ok := v.Params.Get("rport"); (ok && rp == "") || from.Proto != protoUDP {
 		v.Params = v.Params.Add("rport", strconv.Itoa(int(from.Addr.Port())))
 		if !v.Params.Has("received") {
-			v.Params = v.Params.Add("received", ip)
+			v.Params = v.Params.Add("received", string(ipt))
 		}
 	}
 }
@@ -880,10 +888,40 @@ func writeRawHeader(buf *bytes.Buffer, req *sip.Request, name string, code int) 
 
 // topRoute is req.Route() without its allocation when there is no Route.
 func topRoute(req *sip.Request) *sip.RouteHeader {
-	if req.GetHeader("Route") == nil {
+	if headerNamed(req.Headers(), "route") == nil {
 		return nil
 	}
 	return req.Route()
+}
+
+// headerNamed is sipgo's GetHeader for a lower-case name without its
+// allocations (GetHeader lower-cases, in a new string, the name of every
+// header it passes that sipgo does not parse: Subject, User-Agent, ...).
+func headerNamed(hs []sip.Header, lower string) sip.Header {
+	for _, h := range hs {
+		if nameIs(h.Name(), lower) {
+			return h
+		}
+	}
+	return nil
+}
+
+// nameIs reports whether a header name is lower once its ASCII letters
+// are lower-cased (sipgo's HeaderToLower(name) == lower).
+func nameIs(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // replyStateless sends a response built from req to its sender.
@@ -893,7 +931,7 @@ func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason stri
 	buf.Reset()
 	writeResponse(buf, req, code, reason, hdrs...)
 	to = replyPeer(req, to)
-	s.metrics.Responses.WithLabelValues(methodLabel(string(req.Method)), codeLabel(code)).Inc()
+	s.metrics.response(string(req.Method), code).Inc()
 	if err := s.tpFor(to).Send(to, buf.Bytes()); err != nil {
 		s.log.Debug("sip: send response", "to", to.Addr.String(), "err", err)
 	}
@@ -925,17 +963,18 @@ func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string,
 				continue
 			}
 		}
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	}
 	if h := req.From(); h != nil {
 		tidyTag(h.Params)
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	} else {
 		writeRawHeader(buf, req, "From", code)
 	}
 	if h := req.To(); h != nil {
 		tidyTag(h.Params)
-		h.StringWrite(buf)
+		buf.WriteString("To: ")
+		writeNameAddr(buf, h.DisplayName, &h.Address, h.Params)
 		if code > 100 && !h.Params.Has("tag") {
 			buf.WriteString(";tag=")
 			buf.WriteString(randHex(8))
@@ -945,12 +984,12 @@ func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string,
 		writeRawHeader(buf, req, "To", code)
 	}
 	if h := req.CallID(); h != nil {
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	} else {
 		writeRawHeader(buf, req, "Call-ID", code)
 	}
 	if h := req.CSeq(); h != nil {
-		writeHeaderLine(buf, h)
+		writeHdr(buf, h)
 	} else {
 		writeRawHeader(buf, req, "CSeq", code)
 	}

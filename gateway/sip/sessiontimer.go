@@ -168,14 +168,16 @@ func tokenOnly(s string) bool {
 type headerGetter interface {
 	GetHeader(name string) sip.Header
 	GetHeaders(name string) []sip.Header
+	Headers() []sip.Header
 }
 
 // sessionExpiresOf is the message's Session-Expires value (long or
 // compact form "x").
 func sessionExpiresOf(m headerGetter) (string, bool) {
-	h := m.GetHeader("Session-Expires")
+	hs := m.Headers()
+	h := headerNamed(hs, "session-expires")
 	if h == nil {
-		h = m.GetHeader("x")
+		h = headerNamed(hs, "x")
 	}
 	if h == nil {
 		return "", false
@@ -314,6 +316,20 @@ func (c *call) sessionAnswer(res *sip.Response) {
 	addUACRefresher(res, se)
 	c.startSession(se, "uac", true)
 	c.s.xm.session("negotiated")
+}
+
+// sessionAnswerKeeps reports whether sessionAnswer leaves a 2xx that has
+// no Session-Expires as it is and starts no timer (the fast path,
+// fastpath.go, forwards only such 2xx from their bytes). Keep it in step
+// with sessionAnswer. c.mu held.
+func (c *call) sessionAnswerKeeps() bool {
+	if c.ended || c.inv == nil {
+		return true
+	}
+	if c.st != nil {
+		return !c.st.uacOnly
+	}
+	return c.s.cfg.SessionTimers.DefaultInterval <= 0 || !supportsTimer(c.inv) || c.s.forwardedSE(c.inv) == 0
 }
 
 // addUACRefresher puts Session-Expires (refresher=uac) and Require: timer

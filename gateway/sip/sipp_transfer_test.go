@@ -45,12 +45,14 @@ func TestSIPpTransferREFER(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
+			// SIPp binds its port right after it is picked; the edge's
+			// own ports come after (no free port taken meanwhile)
 			uasPort := freeUDPPort(t)
-			table := buildTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(uasPort)})
-			e := runEdge(t, table, nil, nil)
 			uas, uasOut := startSIPp(t, dir, 30, "-sf", filepath.Join(scen, tc.agent), "-i", "127.0.0.1",
 				"-p", strconv.Itoa(uasPort), "-m", "1", "-nostdin", "-trace_err", "-key", "refer_to", tc.referTo)
 			waitBound(t, "udp", uasPort)
+			table := buildTable(routing.Endpoint{Region: "local", URI: "sip:bot@127.0.0.1:" + strconv.Itoa(uasPort)})
+			e := runEdge(t, table, nil, nil)
 			uac, uacOut := startSIPp(t, dir, 30, "-sf", filepath.Join(scen, tc.carrier), "-i", "127.0.0.1",
 				"-s", numPurchased, "127.0.0.1:"+strconv.Itoa(int(e.UDPAddr().Port())), "-m", "1", "-nostdin", "-trace_err")
 			if err := uac.Wait(); err != nil {

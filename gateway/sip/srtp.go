@@ -25,7 +25,7 @@ type srtpSession interface {
 
 // srtpPolicy resolves the policy of an INVITE from trunk (callerTLS: it
 // came over TLS) decided as dec.
-func srtpPolicy(trunk *Trunk, snap *routing.Snapshot, dec *routing.Decision, callerTLS bool) routing.SRTPCall {
+func (s *Server) srtpPolicy(trunk *Trunk, snap *routing.Snapshot, dec *routing.Decision, callerTLS bool) routing.SRTPCall {
 	p := routing.SRTPCall{CallerTLS: callerTLS}
 	if trunk != nil && trunk.SRTP != "off" {
 		p.Caller = trunk.SRTP
@@ -40,7 +40,7 @@ func srtpPolicy(trunk *Trunk, snap *routing.Snapshot, dec *routing.Decision, cal
 	}
 	p.AgentTLS = len(dec.Candidates) > 0
 	for _, ep := range dec.Candidates {
-		if !endpointTLS(ep.URI) {
+		if !s.endpointURI(ep.URI).tls { // endpointTLS, parsed once (proxy.go)
 			p.AgentTLS = false // the one offer goes to every candidate: keys only if all are TLS
 		}
 	}

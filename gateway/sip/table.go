@@ -113,6 +113,12 @@ const (
 )
 
 func randHex(n int) string {
+	var b [32]byte
+	return string(appendRandHex(b[:0], n))
+}
+
+// appendRandHex appends 2n random hex digits (n at most 16).
+func appendRandHex(dst []byte, n int) []byte {
 	var b [16]byte
 	for i := 0; i < len(b); i += 8 {
 		v := rand.Uint64()
@@ -120,10 +126,14 @@ func randHex(n int) string {
 			b[i+j] = byte(v >> (8 * j))
 		}
 	}
-	return hex.EncodeToString(b[:n])
+	return hex.AppendEncode(dst, b[:n])
 }
 
-func newBranch(prefix string) string { return prefix + randHex(10) }
+// newBranch is prefix and 20 random hex digits, in one allocation.
+func newBranch(prefix string) string {
+	var b [64]byte
+	return string(appendRandHex(append(b[:0], prefix...), 10))
+}
 
 // statelessBranch derives a branch from the incoming one so that a
 // retransmitted request is forwarded with the same branch (RFC 3261 16.11).

@@ -24,14 +24,18 @@ type targetCursor struct {
 }
 
 // endpointTarget is the target to try for cands[ci] (u parsed from its
-// URI): the cursor's, else the first of the targets in the cache now
-// (errNeedLookup: look u up first). c.mu held.
-func (c *call) endpointTarget(u *sip.Uri) (peer, error) {
+// URI; lit its target when it is an IP literal, shared: read only): the
+// cursor's, else the first of the targets in the cache now (errNeedLookup:
+// look u up first). c.mu held.
+func (c *call) endpointTarget(u *sip.Uri, lit []peer) (peer, error) {
 	ep := c.cands[c.ci]
 	if tc := &c.tgt; tc.list != nil && tc.ci == c.ci && tc.uri == ep.URI && tc.i < len(tc.list) {
 		return tc.list[tc.i], nil
 	}
-	ps, err := c.s.tp.Locate(u, resolveCached)
+	ps, err := lit, error(nil)
+	if ps == nil {
+		ps, err = c.s.tp.Locate(u, resolveCached)
+	}
 	if err != nil || len(ps) == 0 {
 		pr, _ := uriProto(u)
 		if err == nil {

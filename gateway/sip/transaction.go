@@ -32,9 +32,13 @@ type branch struct {
 	final   bool
 	cancel  bool   // CANCEL sent
 	cseqAdd uint32 // added to the caller's CSeq in this branch (egressauth.go)
-	timerA  *time.Timer
-	aInt    time.Duration
-	timerF  *time.Timer
+	// timerA and timerF are one timer (branchTimer): Timer A
+	// (retransmission, UDP only) and Timer F (invite_timeout) both end
+	// with the branch's first response, so one runtime timer serves both.
+	timerA *time.Timer
+	aInt   time.Duration
+	timerF *time.Timer
+	fAt    time.Time // Timer F's deadline
 }
 
 // serverTxKey matches an INVITE with its retransmissions, CANCEL and
@@ -42,13 +46,39 @@ type branch struct {
 // pre-RFC 3261 peers without the magic cookie, Call-ID, CSeq number,
 // From tag and sent-by.
 func serverTxKey(req *sip.Request) string {
+	var b [128]byte
+	return string(appendServerTxKey(b[:0], req))
+}
+
+// appendServerTxKey appends serverTxKey(req) to dst (a lookup of it in a
+// table allocates nothing).
+func appendServerTxKey(dst []byte, req *sip.Request) []byte {
 	v := req.Via()
 	br, _ := v.Params.Get("branch")
 	if strings.HasPrefix(br, "z9hG4bK") {
-		return br + "|" + v.SentBy()
+		dst = append(dst, br...)
+		dst = append(dst, '|')
+		return appendSentBy(dst, v)
 	}
 	tag, _ := req.From().Params.Get("tag")
-	return "2543|" + string(*req.CallID()) + "|" + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) + "|" + tag + "|" + v.SentBy()
+	dst = append(dst, "2543|"...)
+	dst = append(dst, *req.CallID()...)
+	dst = append(dst, '|')
+	dst = strconv.AppendUint(dst, uint64(req.CSeq().SeqNo), 10)
+	dst = append(dst, '|')
+	dst = append(dst, tag...)
+	dst = append(dst, '|')
+	return appendSentBy(dst, v)
+}
+
+// appendSentBy appends v.SentBy(): host, and ":port" when there is one.
+func appendSentBy(dst []byte, v *sip.ViaHeader) []byte {
+	dst = append(dst, v.Host...)
+	if v.Port > 0 {
+		dst = append(dst, ':')
+		dst = strconv.AppendInt(dst, int64(v.Port), 10)
+	}
+	return dst
 }
 
 // startBranch forwards the INVITE to the next candidate endpoint. c.mu held.
@@ -59,15 +89,16 @@ func (c *call) startBranch() {
 	}
 	for c.ci < len(c.cands) {
 		ep := c.cands[c.ci]
-		var u sip.Uri
-		if err := sip.ParseUri(ep.URI, &u); err != nil {
+		e := s.endpointURI(ep.URI) // parsed once (proxy.go): read only
+		if e.err != nil {
 			c.ci++
 			continue
 		}
-		to, err := c.endpointTarget(&u) // RFC 3263: the endpoint's next target (targets.go)
+		u := &e.u
+		to, err := c.endpointTarget(u, e.lit) // RFC 3263: the endpoint's next target (targets.go)
 		to.Side = c.downSide()
 		if err == errNeedLookup {
-			if c.lookupThenBranch(&u, ep) {
+			if c.lookupThenBranch(u, ep) {
 				return // startBranch goes on once the name is resolved
 			}
 			err = transport.LookupBusy(u.Host)
@@ -80,30 +111,38 @@ func (c *call) startBranch() {
 			continue
 		}
 		c.mediaFamilyFor(to) // a failover to the other address family (dualstack_media.go)
-		b := &branch{id: newBranch(branchStateful), ep: ep, to: to, target: u, inv: c.inv, cseqAdd: c.cseqDelta}
-		b.raw = c.buildForward(&u, b.id, to, ep)
+		b := c.newBranchState()
+		*b = branch{id: newBranch(branchStateful), ep: ep, to: to, target: *u, inv: c.inv, cseqAdd: c.cseqDelta}
+		b.raw = c.buildForward(&b.target, b.id, to, ep)
 		c.cur = b
 		c.branches = append(c.branches, b)
 		s.clientTx.put(b.id, c)
 		if c.out != nil {
 			s.egressSeen(to.Addr.Addr())
 		}
-		if err := s.tpFor(to).SendThen(to, b.raw, func(err error) {
-			if err != nil {
-				c.branchUnreachable(b)
+		var then func(error) // a UDP send never calls it back
+		if to.Proto != protoUDP {
+			then = func(err error) {
+				if err != nil {
+					c.branchUnreachable(b)
+				}
 			}
-		}); err != nil && err != errPending {
+		}
+		if err := s.tpFor(to).SendThen(to, b.raw, then); err != nil && err != errPending {
 			s.log.Debug("sip: endpoint unreachable", "endpoint", c.ci, "region", ep.Region, "err", err)
 			b.final = true
 			s.metrics.Failovers.WithLabelValues(s.metrics.regions.label(ep.Region)).Inc()
 			c.nextTarget(true)
 			continue
 		}
+		d := s.cfg.InviteTimeout
+		b.fAt = time.Now().Add(d)
 		if to.Proto == protoUDP {
 			b.aInt = t1
-			b.timerA = time.AfterFunc(t1, func() { c.retransmit(b) })
+			d = min(d, t1)
 		}
-		b.timerF = time.AfterFunc(s.cfg.InviteTimeout, func() { c.branchTimeout(b) })
+		b.timerA = time.AfterFunc(d, func() { c.branchTimer(b) })
+		b.timerF = b.timerA
 		return
 	}
 	if c.nextFallback() { // every endpoint down, timed out or 5xx: the next fallback step (fallback.go)
@@ -165,10 +204,36 @@ func (c *call) resolveFailed(ep routing.Endpoint, p proto, err error) {
 	s.prober.passiveMiss(ep.URI)
 }
 
-func (c *call) retransmit(b *branch) {
+// newBranchState is where the call's next branch lives: the first in
+// the call itself (with the first entry of c.branches), later ones apart.
+// c.mu held.
+func (c *call) newBranchState() *branch {
+	if c.branches == nil {
+		c.branches = c.br0[:0]
+	}
+	if len(c.branches) == 0 && c.b0.id == "" {
+		return &c.b0
+	}
+	return new(branch)
+}
+
+// branchTimer is the branch's Timer A (retransmit the INVITE on UDP, at
+// T1, 2*T1, ... at most T2 apart) and Timer F (invite_timeout: no
+// response at all → next endpoint).
+func (c *call) branchTimer(b *branch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cur != b || b.gotResp || b.final || c.ended {
+		return
+	}
+	now := time.Now()
+	left := b.fAt.Sub(now)
+	if left <= 0 {
+		c.branchTimeout(b)
+		return
+	}
+	if b.aInt == 0 { // no Timer A (TCP, TLS): F not due yet
+		b.timerA.Reset(left)
 		return
 	}
 	_ = c.s.tpFor(b.to).Send(b.to, b.raw)
@@ -176,18 +241,16 @@ func (c *call) retransmit(b *branch) {
 	if b.aInt > t2 {
 		b.aInt = t2
 	}
-	b.timerA.Reset(b.aInt)
+	b.timerA.Reset(min(b.aInt, left))
 }
 
 // branchTimeout: no response at all from the endpoint → next endpoint.
+// c.mu held.
 func (c *call) branchTimeout(b *branch) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur != b || b.gotResp || b.final || c.ended || c.state >= stAccepted || c.cancelled {
+	if c.state >= stAccepted || c.cancelled {
 		return
 	}
 	b.final = true
-	stop(b.timerA)
 	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
 	c.s.prober.passiveMiss(b.ep.URI)
 	c.nextTarget(true)
@@ -274,17 +337,15 @@ func (c *call) hopRequest(b *branch, m sip.RequestMethod, res *sip.Response) *si
 }
 
 // onInviteResponse handles a response to one of the call's forwarded
-// INVITEs. c.mu is taken here.
+// INVITEs. c.mu is taken here. Its state changes for a 1xx or 2xx are
+// inviteProvisional and inviteAnswer, shared with the fast path
+// (fastpath.go: fastInviteResponse), which forwards from the datagram's
+// bytes what needs no rewriting.
 func (c *call) onInviteResponse(res *sip.Response, br string) {
 	s := c.s
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var b *branch
-	for _, x := range c.branches {
-		if x.id == br {
-			b = x
-		}
-	}
+	b := c.branchByID(br)
 	if b == nil {
 		return
 	}
@@ -294,35 +355,12 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 	}
 	code := res.StatusCode
-	if code != 503 {
-		s.prober.aliveURI(b.ep.URI) // passive health: any answer is a sign of life
-	}
-	b.gotResp = true
-	stop(b.timerA)
-	if code >= 200 {
-		stop(b.timerF)
-	}
+	c.inviteResponseSeen(b, code)
 	switch {
-	case code == 100:
-		stop(b.timerF) // alive: ring timeout takes over
 	case code < 200:
-		stop(b.timerF)
-		b.gotProv = true
-		if c.cancelled || c.ended || b != c.cur {
-			if !b.cancel && !b.final {
-				c.sendCancel(b)
-			}
+		if !c.inviteProvisional(b, code, parsedResp{res}) {
 			return
 		}
-		if c.state > stProceeding {
-			return
-		}
-		if !c.provSeen {
-			c.provSeen = true
-			c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
-		}
-		c.state = stProceeding
-		c.earlyDialog(res) // PRACK, UPDATE before the answer (early.go)
 		if c.media != nil && len(res.Body()) > 0 {
 			nb, err := c.media.RewriteAnswer(res.Body())
 			if err != nil {
@@ -332,7 +370,6 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 		}
 		c.forwardUp(res)
 	case code < 300:
-		b.final = true
 		if c.media != nil && len(res.Body()) > 0 {
 			if c.answerIn != nil && bytes.Equal(res.Body(), c.answerIn) {
 				res.SetBody(c.answerOut)
@@ -340,35 +377,8 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 				c.answerIn, c.answerOut = res.Body(), nb
 				res.SetBody(nb)
 			}
-		} else if c.media == nil && len(res.Body()) > 0 && c.state < stAccepted {
-			// direct media: kept for a bridged transfer's re-INVITE (bridge3pcc.go)
-			c.answerIn, c.answerOut = res.Body(), res.Body()
 		}
-		if c.state < stAccepted && !c.ended {
-			c.state = stAccepted
-			c.cur = b // a late answer from an abandoned branch wins too
-			c.answeredAt = time.Now()
-			stop(c.ring)
-			c.observeSetup(s.metrics.SetupAnswer, s.metrics.OutboundSetupAnswer, c.answeredAt.Sub(c.start))
-			if to := res.To(); to != nil {
-				c.agentTag, _ = to.Params.Get("tag")
-			}
-			if ct := res.Contact(); ct != nil {
-				u := ct.Address
-				c.agentTarget = &u
-			}
-			s.dialogs.put(c.id, c)
-			c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
-			c.publish(calls.Answered, code, "")
-			c.outboundAnswered()
-			// other branches (abandoned) are cancelled
-			for _, x := range c.branches {
-				if x != b && x.gotProv && !x.final && !x.cancel {
-					c.sendCancel(x)
-				}
-			}
-			c.scheduleRelease(linger) // serverTx no longer needed after a short while
-		}
+		c.inviteAnswer(b, code, parsedResp{res})
 		if c.state == stAccepted {
 			c.sessionAnswer(res) // RFC 4028 session timer (sessiontimer.go)
 		}
@@ -408,6 +418,131 @@ func (c *call) onInviteResponse(res *sip.Response, br string) {
 	}
 }
 
+// branchByID is the call's branch with that id (nil: none). c.mu held.
+func (c *call) branchByID(id string) *branch {
+	var b *branch
+	for _, x := range c.branches {
+		if x.id == id {
+			b = x
+		}
+	}
+	return b
+}
+
+// inviteResp is what the state changes of a 1xx or 2xx to a forwarded
+// INVITE read of it: sipgo's parse (parsedResp) or the fast path's scan
+// (fastpath.go: scannedResp).
+type inviteResp interface {
+	toTag() (tag string, hasTo bool)
+	hasToTag() bool
+	contactURI() (sip.Uri, bool) // the Contact's address (sipgo: the last Contact header)
+	body() []byte                // kept by the call: not the read buffer's bytes
+}
+
+// parsedResp is a response parsed by sipgo.
+type parsedResp struct{ res *sip.Response }
+
+func (r parsedResp) toTag() (string, bool) {
+	to := r.res.To()
+	if to == nil {
+		return "", false
+	}
+	tag, _ := to.Params.Get("tag")
+	return tag, true
+}
+
+func (r parsedResp) hasToTag() bool {
+	tag, _ := r.toTag()
+	return tag != ""
+}
+
+func (r parsedResp) contactURI() (sip.Uri, bool) {
+	if ct := r.res.Contact(); ct != nil {
+		return ct.Address, true
+	}
+	return sip.Uri{}, false
+}
+
+func (r parsedResp) body() []byte { return r.res.Body() }
+
+// inviteResponseSeen: any response of branch b (passive health, Timer A
+// stopped, Timer F too for a final one). c.mu held.
+func (c *call) inviteResponseSeen(b *branch, code int) {
+	if code != 503 {
+		c.s.prober.aliveURI(b.ep.URI) // passive health: any answer is a sign of life
+	}
+	b.gotResp = true
+	stop(b.timerA)
+	if code >= 200 {
+		stop(b.timerF)
+	}
+}
+
+// inviteProvisional makes the state changes of a 1xx of branch b and
+// reports whether it goes on to the caller. c.mu held.
+func (c *call) inviteProvisional(b *branch, code int, r inviteResp) bool {
+	s := c.s
+	stop(b.timerF) // alive: ring timeout takes over
+	if code == 100 {
+		return false
+	}
+	b.gotProv = true
+	if c.cancelled || c.ended || b != c.cur {
+		if !b.cancel && !b.final {
+			c.sendCancel(b)
+		}
+		return false
+	}
+	if c.state > stProceeding {
+		return false
+	}
+	if !c.provSeen {
+		c.provSeen = true
+		c.observeSetup(s.metrics.SetupProvisional, s.metrics.OutboundSetupProvisional, time.Since(c.start))
+	}
+	c.state = stProceeding
+	c.earlyDialog(r.hasToTag()) // PRACK, UPDATE before the answer (early.go)
+	return true
+}
+
+// inviteAnswer makes the state changes of a 2xx of branch b (every one,
+// retransmissions too; the SDP of a relayed call already rewritten by
+// the caller); the 2xx goes on to the caller. c.mu held.
+func (c *call) inviteAnswer(b *branch, code int, r inviteResp) {
+	s := c.s
+	b.final = true
+	if c.media == nil && c.state < stAccepted {
+		if body := r.body(); len(body) > 0 {
+			// direct media: kept for a bridged transfer's re-INVITE (bridge3pcc.go)
+			c.answerIn, c.answerOut = body, body
+		}
+	}
+	if c.state < stAccepted && !c.ended {
+		c.state = stAccepted
+		c.cur = b // a late answer from an abandoned branch wins too
+		c.answeredAt = time.Now()
+		stop(c.ring)
+		c.observeSetup(s.metrics.SetupAnswer, s.metrics.OutboundSetupAnswer, c.answeredAt.Sub(c.start))
+		if tag, ok := r.toTag(); ok {
+			c.agentTag = tag
+		}
+		if u, ok := r.contactURI(); ok {
+			c.agentTarget = &u
+		}
+		s.dialogs.put(c.id, c)
+		c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
+		c.publish(calls.Answered, code, "")
+		c.outboundAnswered()
+		// other branches (abandoned) are cancelled
+		for _, x := range c.branches {
+			if x != b && x.gotProv && !x.final && !x.cancel {
+				c.sendCancel(x)
+			}
+		}
+		c.scheduleRelease(linger) // serverTx no longer needed after a short while
+	}
+}
+
 // forwardUp pops our Via and sends a downstream response to the caller.
 func (c *call) forwardUp(res *sip.Response) {
 	res.RemoveHeader("Via")
@@ -435,7 +570,7 @@ func (c *call) replyUp(code int, reason string, hdrs ...sip.Header) {
 }
 
 func (c *call) sendUpRaw(method string, code int) {
-	c.s.metrics.Responses.WithLabelValues(method, codeLabel(code)).Inc()
+	c.s.metrics.response(method, code).Inc()
 	_ = c.s.tpFor(c.up).Send(c.up, c.lastUp)
 	if c.up.Proto == protoUDP {
 		c.gInt = t1
@@ -458,7 +593,8 @@ func (c *call) retransmitFinal() {
 }
 
 func (s *Server) handleCancel(req *sip.Request, from peer) {
-	c, ok := s.serverTx.get(serverTxKey(req))
+	var kb [128]byte
+	c, ok := s.serverTx.getBytes(appendServerTxKey(kb[:0], req))
 	if !ok {
 		if tag, _ := req.To().Params.Get("tag"); tag != "" && s.routeIsUs(req) {
 			// CANCEL of a re-INVITE: forwarded like the re-INVITE was
