@@ -24,8 +24,9 @@ type Prober struct {
 	eps    atomic.Pointer[map[string]*epState]         // uri → state; replaced, never mutated
 	byAddr atomic.Pointer[map[netip.AddrPort]*epState] // IP literal endpoints by address (passive health)
 
-	mu      sync.Mutex // guards counters in epState and pending
-	gmu     sync.Mutex // serialises gauge updates (never held with mu)
+	mu      sync.Mutex  // guards counters in epState and pending
+	gmu     sync.Mutex  // serialises gauge updates (never held with mu)
+	series  gaugeSeries // the label sets gauges last set (gmu)
 	pending map[string]*epState
 	seq     uint32
 }
@@ -449,8 +450,10 @@ func (p *Prober) gauges(m map[string]*epState) {
 		byRegion[st.region] = append(byRegion[st.region], st)
 	}
 	met := p.s.metrics
-	met.EndpointRTT.Reset()
-	met.EndpointUp.Reset()
+	// each series is set to its new value and only the ones that left
+	// are deleted afterwards: a Reset first would let a scrape in
+	// between see a region or endpoint vanish for a moment
+	now := gaugeSeries{}
 	for region, eps := range byRegion {
 		sort.Slice(eps, func(i, j int) bool { return eps[i].uri < eps[j].uri })
 		r := met.regions.label(region)
@@ -467,12 +470,11 @@ func (p *Prober) gauges(m map[string]*epState) {
 			}
 			met.EndpointUp.WithLabelValues(r, endpointLabels[i]).Set(up)
 			met.EndpointRTT.WithLabelValues(r, endpointLabels[i]).Set(time.Duration(st.rttNs.Load()).Seconds())
+			now.add(seriesEndpoint, r, endpointLabels[i])
 		}
 	}
 	// regions that left the table lose their series; a region without a
 	// healthy endpoint has no RTT estimate (not 0, which reads as best)
-	met.RegionEndpoints.Reset()
-	met.RegionRTT.Reset()
 	seen := make(map[string]bool, len(by))
 	for r := range by {
 		seen[r] = true
@@ -482,8 +484,45 @@ func (p *Prober) gauges(m map[string]*epState) {
 		met.RegionEndpoints.WithLabelValues(r, "up").Set(float64(a.up))
 		met.RegionEndpoints.WithLabelValues(r, "down").Set(float64(a.down))
 		met.RegionEndpoints.WithLabelValues(r, "unknown").Set(float64(a.unknown))
+		now.add(seriesRegion, r, "")
 		if a.up > 0 {
 			met.RegionRTT.WithLabelValues(r).Set(a.best.Seconds())
+			now.add(seriesRegionRTT, r, "")
 		}
 	}
+	for k := range p.series {
+		if _, ok := now[k]; ok {
+			continue
+		}
+		switch k.kind {
+		case seriesEndpoint:
+			met.EndpointUp.DeleteLabelValues(k.region, k.endpoint)
+			met.EndpointRTT.DeleteLabelValues(k.region, k.endpoint)
+		case seriesRegion:
+			for _, state := range []string{"up", "down", "unknown"} {
+				met.RegionEndpoints.DeleteLabelValues(k.region, state)
+			}
+		case seriesRegionRTT:
+			met.RegionRTT.DeleteLabelValues(k.region)
+		}
+	}
+	p.series = now
+}
+
+// gaugeSeries: the probe gauges' label sets set in one update.
+type gaugeSeries map[seriesKey]struct{}
+
+type seriesKey struct {
+	kind             int
+	region, endpoint string
+}
+
+const (
+	seriesEndpoint  = iota // callgate_sip_endpoint_up, _endpoint_rtt_estimate_seconds
+	seriesRegion           // callgate_sip_region_endpoints (up, down, unknown)
+	seriesRegionRTT        // callgate_sip_region_rtt_estimate_seconds
+)
+
+func (g gaugeSeries) add(kind int, region, endpoint string) {
+	g[seriesKey{kind, region, endpoint}] = struct{}{}
 }
