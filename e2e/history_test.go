@@ -54,6 +54,13 @@ func TestCallHistoryAcrossNodes(t *testing.T) {
 			if len(got) != 2*perNode {
 				return fmt.Errorf("node %d lists %d answered calls, want %d", i, len(got), 2*perNode)
 			}
+			// events are stored asynchronously: a call's ended event may
+			// still be on its way when its BYE has been answered
+			for _, x := range got {
+				if x.(map[string]any)["ended_at"] == nil {
+					return fmt.Errorf("node %d lists a call not ended yet: %v", i, x)
+				}
+			}
 			return nil
 		})
 		var starts []string
