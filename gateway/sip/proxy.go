@@ -128,7 +128,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	// 100 Trying at once: the carrier stops retransmitting.
 	s.replyStateless(req, from, 100, "Trying")
 	c.publish(calls.Started, 0, "")
-	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
+	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onCallTimer)
 	c.earlyMedia() // 180 at once for agents that ask (ringback.go)
 	c.startBranch()
 }
