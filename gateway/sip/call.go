@@ -80,12 +80,14 @@ type call struct {
 	provSeen   bool
 	answeredAt time.Time
 	ended      bool
-	acked      bool        // the caller's ACK for the 2xx went through
-	ackTimer   *time.Timer // 2xx never ACKed → the dialog record ends (64*T1)
+	acked      bool // the caller's ACK for the 2xx went through
 
-	lastUp  []byte // last final non-2xx sent upstream (retransmissions)
-	timerG  *time.Timer
-	gInt    time.Duration
+	lastUp []byte // last final non-2xx sent upstream (retransmissions)
+	timerG *time.Timer
+	gInt   time.Duration
+	// ring is the ring timeout until the call is answered, then the same
+	// timer, re-armed, the 2xx's no-ACK timeout (onCallTimer): one
+	// runtime timer and one func value per call, not two.
 	ring    *time.Timer
 	release *time.Timer // releaseTx for a delay that is not queued (scheduleRelease)
 	// releaseAt (unix ns) is when the queued release is due (s.releases);
@@ -154,7 +156,6 @@ func (c *call) finish(code int, reason string) {
 	c.ended = true
 	s := c.s
 	stop(c.ring)
-	stop(c.ackTimer)
 	c.stopSessionTimer()
 	for _, b := range c.branches {
 		stop(b.timerA)

@@ -1,6 +1,10 @@
 package sip
 
-import "github.com/emiago/sipgo/sip"
+import (
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
 
 // Dialogs: in-dialog requests (ACK, BYE, re-INVITE, ...) forwarded
 // statelessly by their Route set or by the dialog record, only toward the
@@ -11,10 +15,11 @@ import "github.com/emiago/sipgo/sip"
 // (the agent gives up retransmitting its 2xx then and sends BYE, RFC 3261
 // 13.3.1.4; if that BYE is lost too, the record must not stay for
 // max_call_duration).
+// It runs from c.ring (onCallTimer), re-armed when the call was answered;
+// a run of the ring timeout that was already under way then finds the
+// deadline not reached and does nothing. c.mu held.
 func (c *call) onNoAck() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended || c.acked {
+	if c.ended || c.acked || c.answeredAt.IsZero() || time.Since(c.answeredAt) < c.s.noAckTimeout {
 		return
 	}
 	c.finish(408, "no_ack")
@@ -186,7 +191,7 @@ func (s *Server) forwardInDialog(req *sip.Request, from peer) {
 		c.shiftCSeq(req, fromCaller) // after INFOs callgate inserted (dtmf.go)
 		if isAck && fromCaller && c.state == stAccepted && !c.acked {
 			c.acked = true
-			stop(c.ackTimer)
+			stop(c.ring) // the no-ACK timeout (onCallTimer)
 		}
 		if c.media != nil && len(req.Body()) > 0 && isSDPBody(req) { // not an INFO's digits (info.go)
 			var nb []byte

@@ -279,3 +279,67 @@ func TestDialogRecordsEnd(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCallTimerRingThenNoAck: one timer per call is the ring timeout and,
+// re-armed at the answer, the no-ACK timeout. An answered call outlives
+// its ring timeout; a run of the timer that was under way as the 2xx came
+// in (called here directly) leaves it alone; unACKed, it ends no_ack, not
+// before the no-ACK timeout has passed since the answer.
+func TestCallTimerRingThenNoAck(t *testing.T) {
+	agent, ep := rawAgent(t)
+	const ring, noAck = 200 * time.Millisecond, 1500 * time.Millisecond
+	e := runEdge(t, buildTable(ep), func(c *Config) { c.RingTimeout = ring; c.noAckTimeout = noAck }, nil)
+	caller := newRaw(t, "127.0.0.1", net_(e))
+
+	// answered and ACKed: the ring timeout, long past, ends nothing
+	_, ok := answeredCall(t, e, caller, agent, "timer-1")
+	caller.send(inDialog(e, caller, ok, "ACK", 1, true))
+	if ack := agent.readRequest("ACK", 3*time.Second); ack == "" {
+		t.Fatal("ACK not forwarded")
+	}
+	c, found := e.dialogs.get("timer-1")
+	if !found {
+		t.Fatal("no dialog record for the answered call")
+	}
+	c.onCallTimer() // a late run of the ring timeout: the call is answered
+	time.Sleep(2 * ring)
+	if e.ActiveCalls() != 1 {
+		t.Fatalf("active calls %d after the ring timeout of an answered call, want 1", e.ActiveCalls())
+	}
+	caller.send(inDialog(e, caller, ok, "BYE", 2, true))
+	bye := agent.readRequest("BYE", 3*time.Second)
+	if bye == "" {
+		t.Fatal("BYE not forwarded")
+	}
+	agent.replyTo(bye, 200, "OK", "", "")
+	if m := caller.readFinal(3 * time.Second); !strings.HasPrefix(m, "SIP/2.0 200") {
+		t.Errorf("caller got %q for its BYE, want 200", statusLine(m))
+	}
+	waitIdle(t, e, 3*time.Second)
+	if en := e.events.waitEvent(t, calls.Ended, "timer-1"); en.Reason == "ring_timeout" || en.Reason == "no_ack" {
+		t.Errorf("ended %+v, want the BYE's end", en)
+	}
+
+	// answered, never ACKed: a stale run right after the answer does not
+	// end it; the re-armed timer does, with no_ack, after noAck
+	_, _ = answeredCall(t, e, caller, agent, "timer-2")
+	c, found = e.dialogs.get("timer-2")
+	if !found {
+		t.Fatal("no dialog record for the answered call")
+	}
+	c.onCallTimer()
+	c.mu.Lock()
+	ended, answeredAt := c.ended, c.answeredAt
+	c.mu.Unlock()
+	if ended {
+		t.Fatal("a timer run before the no-ACK deadline ended the answered call")
+	}
+	en := e.events.waitEvent(t, calls.Ended, "timer-2")
+	if en.Reason != "no_ack" {
+		t.Errorf("ended %+v, want reason no_ack", en)
+	}
+	if d := en.Time.Sub(answeredAt); d < noAck {
+		t.Errorf("ended no_ack %v after the answer, want at least %v", d, noAck)
+	}
+	waitIdle(t, e, 3*time.Second)
+}

@@ -251,7 +251,7 @@ func (s *Server) fastRequest(m *fastMsg, from peer) bool {
 	s.prober.aliveAddr(from.Addr)
 	if isAck && fromCaller && c.state == stAccepted && !c.acked {
 		c.acked = true
-		stop(c.ackTimer)
+		stop(c.ring) // the no-ACK timeout (onCallTimer)
 	}
 	bye := !isAck
 	c.mu.Unlock()
@@ -306,7 +306,8 @@ func (s *Server) writeFastRequest(buf *bytes.Buffer, m *fastMsg, from peer, out 
 	buf.WriteString(s.fast.via[out])
 	buf.WriteString(branchStateless)
 	var hb [16]byte
-	hex.Encode(hb[:], s.fastBranch(m, from, isAck))
+	fb := s.fastBranch(m, from, isAck)
+	hex.Encode(hb[:], fb[:])
 	buf.Write(hb[:])
 	buf.WriteString("\r\n")
 	// the first Route entry kept (its line and where it starts)
@@ -377,7 +378,7 @@ func (s *Server) writeReceived(buf *bytes.Buffer, m *fastMsg, from peer) {
 
 // fastBranch is statelessBranch(inBranch+method, source address) with no
 // allocation: CANCEL and ACK hash as INVITE (forwardInDialog).
-func (s *Server) fastBranch(m *fastMsg, from peer, isAck bool) []byte {
+func (s *Server) fastBranch(m *fastMsg, from peer, isAck bool) [8]byte {
 	const off, prime = 14695981039346656037, 1099511628211
 	h := uint64(off)
 	add := func(b []byte) {
@@ -399,7 +400,7 @@ func (s *Server) fastBranch(m *fastMsg, from peer, isAck bool) []byte {
 	for i := range b {
 		b[i] = byte(h >> (8 * i))
 	}
-	return b[:]
+	return b // an array: a slice of it escaped (two allocations per call)
 }
 
 // fastResponse is handleResponse for an answer to a BYE we forwarded

@@ -305,7 +305,7 @@ func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
 		msgs                       [3]string // 180, 200, 200 again at the caller
 		agentTag, target, answerIn string
 		state                      int
-		ringStopped, earlyRecord   bool
+		noAckArmed, earlyRecord    bool
 		event                      string
 		responses                  [2]float64 // INVITE 180, 200
 		setup                      [2]uint64  // provisional, answer observations
@@ -350,7 +350,8 @@ func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
 		if c.agentTarget != nil {
 			o.target = c.agentTarget.String()
 		}
-		o.ringStopped = c.ring == nil || !c.ring.Stop()
+		// the ring timeout's timer, re-armed as the no-ACK timeout (onCallTimer)
+		o.noAckArmed = c.ring != nil && c.ring.Stop()
 		c.mu.Unlock()
 		o.agentTag = strings.TrimSuffix(o.agentTag, id)
 		o.responses = [2]float64{testutil.ToFloat64(r180) - resp[0], testutil.ToFloat64(r200) - resp[1]}
@@ -395,7 +396,7 @@ func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
 		t.Errorf("state after the answer differs\nfast path: %+v\nfull path: %+v", fast, full)
 	}
 	if full.agentTag != "ag-" || full.target != "sip:bot@127.0.0.1:"+itoa(agent.port()) || full.state != stAccepted ||
-		full.answerIn != testSDP || !full.ringStopped || !full.earlyRecord || full.responses != [2]float64{1, 2} || full.setup != [2]uint64{1, 1} {
+		full.answerIn != testSDP || !full.noAckArmed || !full.earlyRecord || full.responses != [2]float64{1, 2} || full.setup != [2]uint64{1, 1} {
 		t.Errorf("full path's state: %+v", full)
 	}
 }

@@ -96,7 +96,7 @@ func (s *Server) inviteControlled(req *sip.Request, from peer, txKey string, tru
 	s.metrics.ActiveCalls.Inc()
 	s.replyStateless(req, from, 100, "Trying")
 	c.publish(calls.Started, 0, "")
-	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
+	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onCallTimer)
 	if !ask {
 		c.route()
 		return

@@ -391,13 +391,16 @@ func originLabel(o string) string {
 }
 
 func methodLabel(m string) string {
-	switch m {
-	case "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY",
-		"SUBSCRIBE", "MESSAGE", "REGISTER", "PUBLISH":
-		return m
+	for _, l := range methodLabels {
+		if m == l {
+			return l // not m: a string(bytes) argument stays off the heap
+		}
 	}
 	return "other"
 }
+
+var methodLabels = [...]string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY",
+	"SUBSCRIBE", "MESSAGE", "REGISTER", "PUBLISH"}
 
 var codeLabels = func() map[int]string {
 	m := map[int]string{}

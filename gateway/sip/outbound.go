@@ -217,7 +217,7 @@ func (s *Server) handleOutboundInvite(req *sip.Request, from peer) {
 	s.metrics.OutboundActive.Inc()
 	s.replyStateless(req, from, 100, "Trying")
 	c.publish(calls.Started, 0, "")
-	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
+	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onCallTimer)
 	c.startBranch()
 }
 

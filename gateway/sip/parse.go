@@ -75,11 +75,18 @@ func parseQuick(data []byte, maxLen int, hps sip.HeadersParser) sip.Message {
 		}
 		name := strings.TrimSpace(line[:colon])
 		value := strings.TrimSpace(line[colon+1:])
-		ln := headerLower(lower[:0], name)
-		parse, ok := hps[string(ln)]
+		key := headerLower(lower[:0], name)
+		parse, ok := hps[string(key)]
 		if !ok {
 			msg.AppendHeader(sip.NewHeader(name, value))
 			continue
+		}
+		// the name handed to the parser is a shared copy, not lower: a
+		// slice of it passed to a parser func made lower escape (one
+		// allocation per datagram)
+		ln, ok := quickNames[string(key)]
+		if !ok {
+			ln = []byte(string(key)) // a parser of hps that sipgo has not
 		}
 		for {
 			h, err := parse(ln, value)
@@ -116,6 +123,16 @@ func parseQuick(data []byte, maxLen int, hps sip.HeadersParser) sip.Message {
 	return msg
 }
 
+// quickNames are the lower-case names of sipgo's header parsers, each
+// as the bytes parseQuick hands to its parser (which only reads them).
+var quickNames = func() map[string][]byte {
+	m := map[string][]byte{}
+	for k := range sip.DefaultHeadersParser() {
+		m[k] = []byte(k)
+	}
+	return m
+}()
+
 // maxQuickLines is the most lines (start line and headers) parseQuick
 // takes; longer messages go to sipgo's parser.
 const maxQuickLines = 64
@@ -133,11 +150,12 @@ func parseStart(l string) sip.Message {
 	}
 	p0, p1, p2 := l[:a], l[a+1:a+1+b], l[a+2+b:]
 	if len(p2) >= 3 && strings.IndexByte(p2, ' ') < 0 && sip.UriIsSIP(p2[:3]) {
-		var u sip.Uri
-		if sip.ParseUri(p1, &u) != nil || u.Wildcard {
+		// the Request-URI parsed in place: a sip.Uri parsed on its own
+		// went to the heap (one allocation more per request)
+		req := sip.NewRequest(sip.RequestMethod(strings.ToUpper(p0)), sip.Uri{})
+		if sip.ParseUri(p1, &req.Recipient) != nil || req.Recipient.Wildcard {
 			return nil
 		}
-		req := sip.NewRequest(sip.RequestMethod(strings.ToUpper(p0)), u)
 		req.SipVersion = p2
 		return req
 	}

@@ -128,7 +128,7 @@ func (s *Server) handleInvite(req *sip.Request, from peer) {
 	// 100 Trying at once: the carrier stops retransmitting.
 	s.replyStateless(req, from, 100, "Trying")
 	c.publish(calls.Started, 0, "")
-	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onRingTimeout)
+	c.ring = time.AfterFunc(s.cfg.RingTimeout, c.onCallTimer)
 	c.earlyMedia() // 180 at once for agents that ask (ringback.go)
 	c.startBranch()
 }
@@ -180,7 +180,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, to peer, ep routin
 		case *sip.MaxForwardsHeader:
 			haveMF = true
 			buf.WriteString("Max-Forwards: ")
-			buf.WriteString(strconv.Itoa(int(*hv) - 1))
+			buf.Write(strconv.AppendInt(buf.AvailableBuffer(), int64(*hv)-1, 10))
 			buf.WriteString("\r\n")
 			continue
 		case *sip.ContentLengthHeader:
@@ -237,7 +237,7 @@ func (c *call) buildForward(target *sip.Uri, branchID string, to peer, ep routin
 		}
 	}
 	buf.WriteString("Content-Length: ")
-	buf.WriteString(strconv.Itoa(len(c.fwdBody)))
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), int64(len(c.fwdBody)), 10))
 	buf.WriteString("\r\n\r\n")
 	buf.Write(c.fwdBody)
 	return append([]byte(nil), buf.Bytes()...)
@@ -257,7 +257,7 @@ func (s *Server) writeVia(buf *bytes.Buffer, side uint8, p proto, branchID strin
 	buf.WriteByte(' ')
 	buf.WriteString(s.viaHostOn(side))
 	buf.WriteByte(':')
-	buf.WriteString(strconv.Itoa(s.viaPortOn(side, p)))
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), int64(s.viaPortOn(side, p)), 10)) // no string: Itoa allocates from 100 up
 	buf.WriteString(";branch=")
 	buf.WriteString(branchID)
 	buf.WriteString("\r\n")

@@ -946,7 +946,7 @@ func (s *Server) replyStateless(req *sip.Request, to peer, code int, reason stri
 // CSeq, Timestamp on 100, then hdrs and an empty body.
 func writeResponse(buf *bytes.Buffer, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
 	buf.WriteString("SIP/2.0 ")
-	buf.WriteString(strconv.Itoa(code))
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), int64(code), 10))
 	buf.WriteByte(' ')
 	buf.WriteString(reason)
 	buf.WriteString("\r\n")

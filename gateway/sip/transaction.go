@@ -274,9 +274,20 @@ func (c *call) branchUnreachable(b *branch) {
 	c.startBranch()
 }
 
-func (c *call) onRingTimeout() {
+// onCallTimer is c.ring's function: the ring timeout until the call is
+// answered, then the no-ACK timeout (onNoAck).
+func (c *call) onCallTimer() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.state >= stAccepted {
+		c.onNoAck()
+		return
+	}
+	c.onRingTimeout()
+}
+
+// onRingTimeout: no answer within ring_timeout. c.mu held.
+func (c *call) onRingTimeout() {
 	if c.ended || c.state >= stAccepted {
 		return
 	}
@@ -530,7 +541,11 @@ func (c *call) inviteAnswer(b *branch, code int, r inviteResp) {
 			c.agentTarget = &u
 		}
 		s.dialogs.put(c.id, c)
-		c.ackTimer = time.AfterFunc(s.noAckTimeout, c.onNoAck)
+		if c.ring != nil { // stopped above; a run under way finds the deadline not reached (onNoAck)
+			c.ring.Reset(s.noAckTimeout)
+		} else {
+			c.ring = time.AfterFunc(s.noAckTimeout, c.onCallTimer)
+		}
 		c.publish(calls.Answered, code, "")
 		c.outboundAnswered()
 		// other branches (abandoned) are cancelled
