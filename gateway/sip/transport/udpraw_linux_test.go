@@ -157,3 +157,50 @@ func BenchmarkUDPEchoPaced(b *testing.B) {
 	b.ReportMetric(float64(ru1.Nvcsw-ru0.Nvcsw)/float64(b.N), "vcsw/dgram")
 	b.ReportMetric(float64(ru1.Nivcsw-ru0.Nivcsw)/float64(b.N), "ivcsw/dgram")
 }
+
+// BenchmarkUDPReadQueued: reading datagrams of 600 bytes already queued
+// on the socket, 8 at a time (the way SIPp's bursts wait for a busy read
+// loop), one recvfrom each (batch=1) against one recvmmsg per read
+// (batch=8); the peer's sends are outside the timer, and the reads never
+// wait, so ns/op is the CPU of reading one datagram.
+func BenchmarkUDPReadQueued(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			defer func(old int) { readBatch = old }(readBatch)
+			readBatch = n
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = c.SetReadBuffer(4 << 20)
+			u := newUDPSock(c)
+			defer u.Close()
+			peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer peer.Close()
+			to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+			msg := bytes.Repeat([]byte("x"), 600)
+			r := u.newReader()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				b.StopTimer()
+				k := min(8, b.N-done)
+				for i := 0; i < k; i++ {
+					if _, err := peer.WriteToUDPAddrPort(msg, to); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				for i := 0; i < k; i++ {
+					if d, _, err := r.next(); err != nil || len(d) != len(msg) {
+						b.Fatalf("read %d bytes: %v", len(d), err)
+					}
+				}
+				done += k
+			}
+		})
+	}
+}
