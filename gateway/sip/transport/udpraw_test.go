@@ -14,7 +14,7 @@ import (
 )
 
 // The UDP sockets' reads and sends (udpraw_linux.go on Linux: raw
-// recvfrom/sendto on the descriptor; net.UDPConn elsewhere).
+// recvmmsg/sendto on the descriptor; net.UDPConn elsewhere).
 
 func hasIPv6Loopback() bool {
 	c, err := net.ListenPacket("udp6", "[::1]:0")
