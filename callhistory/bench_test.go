@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,7 +109,8 @@ func BenchmarkListAmongOthers(b *testing.B) {
 // Beside CPU it reports what a user of the edge pays for outside the Go
 // heap: bytes and write calls to files (/proc/self/io: the history
 // stream's block files; the in-process NATS connection is not a file),
-// bytes stored in the stream, and the process's context switches, per call.
+// bytes stored in the stream, the process's context switches, and how
+// many times a goroutine was scheduled to run (gruns), per call.
 //
 //	go test ./callhistory -run '^$' -bench 'CallEvents$' -benchmem -benchtime=20000x -count 5
 func BenchmarkCallEvents(b *testing.B) { benchCallEvents(b, 0) }
@@ -161,7 +163,7 @@ func benchCallEvents(b *testing.B, rate float64) {
 	base := 1
 	id := make([]byte, 0, 64)
 	b.ReportAllocs()
-	io0, cs0 := procIO(b), ctxSwitches(b)
+	io0, cs0, gs0 := procIO(b), ctxSwitches(b), goroutineRuns()
 	st0, err := st.JS.Stream(context.Background(), "CALLGATE_HISTORY_acme")
 	if err != nil {
 		b.Fatal(err)
@@ -211,10 +213,11 @@ func benchCallEvents(b *testing.B, rate float64) {
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	// What the process wrote (the history stream's block files: the
 	// in-process NATS connection is not a file) and its context switches.
-	io1, cs1 := procIO(b), ctxSwitches(b)
+	io1, cs1, gs1 := procIO(b), ctxSwitches(b), goroutineRuns()
 	b.ReportMetric(float64(io1.wchar-io0.wchar)/float64(b.N), "written-B/op")
 	b.ReportMetric(float64(io1.syscw-io0.syscw)/float64(b.N), "writes/op")
 	b.ReportMetric(float64(cs1-cs0)/float64(b.N), "ctxsw/op")
+	b.ReportMetric(float64(gs1-gs0)/float64(b.N), "gruns/op")
 	info0 := st0.CachedInfo().State
 	info1, err := st0.Info(context.Background())
 	if err != nil {
@@ -243,6 +246,21 @@ func procIO(b *testing.B) ioCounts {
 		}
 	}
 	return c
+}
+
+// goroutineRuns is about how many times goroutines have been scheduled
+// to run so far: the count of the runtime's /sched/latencies:seconds
+// histogram, which takes one in eight of each goroutine's transitions
+// from runnable to running (gTrackingPeriod), times eight. It counts the
+// hand-offs between goroutines, which load changes less than CPU time.
+func goroutineRuns() uint64 {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	var n uint64
+	for _, c := range s[0].Value.Float64Histogram().Counts {
+		n += c
+	}
+	return 8 * n
 }
 
 // ctxSwitches is the process's context switches so far (voluntary and
