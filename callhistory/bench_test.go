@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/metrics"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,8 +106,28 @@ func BenchmarkListAmongOthers(b *testing.B) {
 // until every event is acknowledged as stored. One op is one call (three
 // events); allocations count the in-process server's too.
 //
+// Beside CPU it reports what a user of the edge pays for outside the Go
+// heap: bytes and write calls to files (/proc/self/io: the history
+// stream's block files; the in-process NATS connection is not a file),
+// bytes stored in the stream, the process's context switches, and how
+// many times a goroutine was scheduled to run (gruns), per call.
+//
 //	go test ./callhistory -run '^$' -bench 'CallEvents$' -benchmem -benchtime=20000x -count 5
-func BenchmarkCallEvents(b *testing.B) {
+func BenchmarkCallEvents(b *testing.B) { benchCallEvents(b, 0) }
+
+// BenchmarkCallEventsPaced is BenchmarkCallEvents at 4,000 calls/s (the
+// rate of the SIP bench, bench/sip/run.sh), as an edge takes them: the
+// store's batching and its goroutines' wake-ups then look like a node's
+// under load, not like a flat-out loop's (the pacing's own cost, a
+// nanosleep per event, is in its CPU figure). One op is still one call; take
+// at least 8,000 calls (two seconds), e.g.
+//
+//	go test ./callhistory -run '^$' -bench 'CallEventsPaced$' -benchmem -benchtime=12000x -count 5
+func BenchmarkCallEventsPaced(b *testing.B) { benchCallEvents(b, 4000) }
+
+// benchCallEvents publishes b.N calls' events, rate calls per second
+// (0: as fast as they go).
+func benchCallEvents(b *testing.B, rate float64) {
 	st := storetest.OpenEmbedded(b)
 	m := callhistory.NewMetrics(nil)
 	rec, err := callhistory.NewRecorder(st.NC, st, callhistory.RecorderOptions{Metrics: m})
@@ -139,26 +163,114 @@ func BenchmarkCallEvents(b *testing.B) {
 	base := 1
 	id := make([]byte, 0, 64)
 	b.ReportAllocs()
+	io0, cs0, gs0 := procIO(b), ctxSwitches(b), goroutineRuns()
+	st0, err := st.JS.Stream(context.Background(), "CALLGATE_HISTORY_acme")
+	if err != nil {
+		b.Fatal(err)
+	}
 	cpu0 := cpuTime(b)
 	b.ResetTimer()
+	// Paced: one event every 1/(3 rate) s, slept for with nanosleep on
+	// a locked thread (time.Sleep wakes on the runtime's millisecond
+	// ticks), so events come one by one as an edge's calls send them,
+	// not in bursts.
+	start, every, sent := time.Now(), time.Duration(0), 0
+	if rate > 0 {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		every = time.Duration(float64(time.Second) / (3 * rate))
+	}
+	pace := func() {
+		if rate == 0 {
+			return
+		}
+		if wait := time.Until(start.Add(time.Duration(sent) * every)); wait > 0 {
+			ts := syscall.NsecToTimespec(wait.Nanoseconds())
+			_ = syscall.Nanosleep(&ts, nil)
+		}
+		sent++
+	}
 	for i := 0; i < b.N; i++ {
 		id = append(strconv.AppendInt(id[:0], int64(i), 10), "-a84b4c76e66710@carrier.example"...)
 		e := started
+		pace()
 		e.CallID, e.Time = string(id), time.Now()
 		events.Publish(e)
+		pace()
 		e.Kind, e.Time, e.Status, e.SetupMillis = calls.Answered, time.Now(), 200, 812.5
 		events.Publish(e)
+		pace()
 		e.Kind, e.Time, e.Reason, e.Duration = calls.Ended, time.Now(), "bye_caller", 93*time.Second
 		events.Publish(e)
 		// The recorder's queue (DefaultQueue events) must not overflow:
 		// wait for the store every 1,000 calls, as a node's load would pace it.
-		if (i+1)%1000 == 0 {
+		if rate == 0 && (i+1)%1000 == 0 {
 			waitStored(base + 3*(i+1))
 		}
 	}
 	waitStored(base + 3*b.N)
 	b.StopTimer()
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	// What the process wrote (the history stream's block files: the
+	// in-process NATS connection is not a file) and its context switches.
+	io1, cs1, gs1 := procIO(b), ctxSwitches(b), goroutineRuns()
+	b.ReportMetric(float64(io1.wchar-io0.wchar)/float64(b.N), "written-B/op")
+	b.ReportMetric(float64(io1.syscw-io0.syscw)/float64(b.N), "writes/op")
+	b.ReportMetric(float64(cs1-cs0)/float64(b.N), "ctxsw/op")
+	b.ReportMetric(float64(gs1-gs0)/float64(b.N), "gruns/op")
+	info0 := st0.CachedInfo().State
+	info1, err := st0.Info(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(info1.State.Bytes-info0.Bytes)/float64(b.N), "stored-B/op")
+}
+
+// ioCounts are the process's write counters from /proc/self/io.
+type ioCounts struct{ wchar, syscw int64 }
+
+func procIO(b *testing.B) ioCounts {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Skipf("no /proc/self/io: %v", err)
+	}
+	var c ioCounts
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "wchar":
+			c.wchar = n
+		case "syscw":
+			c.syscw = n
+		}
+	}
+	return c
+}
+
+// goroutineRuns is about how many times goroutines have been scheduled
+// to run so far: the count of the runtime's /sched/latencies:seconds
+// histogram, which takes one in eight of each goroutine's transitions
+// from runnable to running (gTrackingPeriod), times eight. It counts the
+// hand-offs between goroutines, which load changes less than CPU time.
+func goroutineRuns() uint64 {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	var n uint64
+	for _, c := range s[0].Value.Float64Histogram().Counts {
+		n += c
+	}
+	return 8 * n
+}
+
+// ctxSwitches is the process's context switches so far (voluntary and
+// involuntary, all threads).
+func ctxSwitches(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Nvcsw + ru.Nivcsw
 }
 
 // cpuTime is the CPU time (user and system) the process has used so far.

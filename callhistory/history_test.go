@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -447,5 +448,56 @@ func TestRecorderRecreatesADeletedStream(t *testing.T) {
 	p, err := callhistory.NewReader(st, nil).List(context.Background(), callhistory.Query{Workspace: "acme"})
 	if err != nil || len(p.Calls) != 1 || p.Calls[0].ID != "after" {
 		t.Fatalf("after the stream was recreated: %+v %v", p.Calls, err)
+	}
+}
+
+func TestRecorderBatchesKeepTheOrderAndCloseStoresTheQueue(t *testing.T) {
+	// A long linger: each burst of events waits in the queue and is
+	// published as one batch. The stream holds them in the order they
+	// were published, across batches, and Close publishes what is still
+	// queued.
+	st := storetest.OpenEmbedded(t)
+	m := callhistory.NewMetrics(nil)
+	rec, err := callhistory.NewRecorder(st.NC, st, callhistory.RecorderOptions{Metrics: m, Queue: 1000, Linger: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := []string{calls.Started, calls.Answered, calls.Ended}
+	var want []string
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			for _, k := range kinds {
+				rec.Publish(calls.Event{Kind: k, CallID: fmt.Sprint("call-", i), Time: t0.Add(time.Duration(i) * time.Second), Workspace: "acme", Number: "+12025550100"})
+				want = append(want, fmt.Sprint(k, " call-", i))
+			}
+		}
+	}
+	publish(0, 100)
+	waitStored(t, m, len(want))
+	publish(100, 200)
+	waitStored(t, m, len(want))
+	publish(200, 300) // stored by Close
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec.Close(ctx)
+	if got := int(testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventStored))); got != len(want) {
+		t.Fatalf("%d of %d events stored after Close", got, len(want))
+	}
+	stream, err := st.JS.Stream(ctx, store.HistoryStreamName("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		msg, err := stream.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatalf("message %d: %v", i+1, err)
+		}
+		var e calls.Event
+		if err := json.Unmarshal(msg.Data, &e); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Kind + " " + e.CallID; got != w {
+			t.Fatalf("message %d is %q, published as %q", i+1, got, w)
+		}
 	}
 }
