@@ -9,9 +9,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/gateway/media"
@@ -269,22 +267,6 @@ func findCall(t *testing.T, e *testEdge, id string) *call {
 	return found
 }
 
-// histCount is the number of observations of a histogram vector.
-func histCount(t *testing.T, h *prometheus.HistogramVec) uint64 {
-	t.Helper()
-	ch := make(chan prometheus.Metric, 64)
-	go func() { h.Collect(ch); close(ch) }()
-	var n uint64
-	for m := range ch {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
-			t.Fatal(err)
-		}
-		n += d.GetHistogram().GetSampleCount()
-	}
-	return n
-}
-
 // TestFastPathInviteResponsesLikeTheFullPath: the agent's 100, 180, 200
 // and retransmitted 200 to the INVITE of a plain call go through the fast
 // path (the 100 absorbed, the others forwarded), and the caller gets the
@@ -320,7 +302,7 @@ func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
 		var o outcome
 		fw, ab := e.fast.forwarded.Load(), e.fast.absorbed.Load()
 		resp := [2]float64{testutil.ToFloat64(r180), testutil.ToFloat64(r200)}
-		setup := [2]uint64{histCount(t, e.metrics.SetupProvisional), histCount(t, e.metrics.SetupAnswer)}
+		setup := [2]uint64{histSamples(t, e.metrics.SetupProvisional), histSamples(t, e.metrics.SetupAnswer)}
 
 		caller.send(caller.invite(e, numPurchased, id, ""))
 		inv := agent.readRequest("INVITE", 5*time.Second)
@@ -355,7 +337,7 @@ func TestFastPathInviteResponsesLikeTheFullPath(t *testing.T) {
 		c.mu.Unlock()
 		o.agentTag = strings.TrimSuffix(o.agentTag, id)
 		o.responses = [2]float64{testutil.ToFloat64(r180) - resp[0], testutil.ToFloat64(r200) - resp[1]}
-		o.setup = [2]uint64{histCount(t, e.metrics.SetupProvisional) - setup[0], histCount(t, e.metrics.SetupAnswer) - setup[1]}
+		o.setup = [2]uint64{histSamples(t, e.metrics.SetupProvisional) - setup[0], histSamples(t, e.metrics.SetupAnswer) - setup[1]}
 		o.fast = [2]int64{e.fast.forwarded.Load() - fw, e.fast.absorbed.Load() - ab}
 
 		// the dialog works: ACK and BYE reach the agent, the 200 the caller

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/callgate/callgate/gateway/sip/transport"
 )
 
 // Header lines of a parsed message written as sipgo writes them, without
@@ -22,7 +24,7 @@ import (
 func writeHdr(buf *bytes.Buffer, h sip.Header) {
 	switch v := h.(type) {
 	case *sip.ViaHeader:
-		writeVia(buf, v)
+		transport.WriteVia(buf, v)
 	case *sip.FromHeader:
 		buf.WriteString("From: ")
 		writeNameAddr(buf, v.DisplayName, &v.Address, v.Params)
@@ -59,33 +61,6 @@ func writeHdr(buf *bytes.Buffer, h sip.Header) {
 	buf.WriteString("\r\n")
 }
 
-// writeVia is transport.WriteHeaderLine's Via (host bracketed when it is
-// an IPv6 address without brackets).
-func writeVia(buf *bytes.Buffer, v *sip.ViaHeader) {
-	buf.WriteString("Via: ")
-	buf.WriteString(v.ProtocolName)
-	buf.WriteByte('/')
-	buf.WriteString(v.ProtocolVersion)
-	buf.WriteByte('/')
-	buf.WriteString(v.Transport)
-	buf.WriteByte(' ')
-	if strings.IndexByte(v.Host, ':') >= 0 && !strings.HasPrefix(v.Host, "[") {
-		buf.WriteByte('[')
-		buf.WriteString(v.Host)
-		buf.WriteByte(']')
-	} else {
-		buf.WriteString(v.Host)
-	}
-	if v.Port > 0 {
-		buf.WriteByte(':')
-		writeInt(buf, v.Port)
-	}
-	if len(v.Params) > 0 {
-		buf.WriteByte(';')
-		writeParams(buf, ';', v.Params)
-	}
-}
-
 // writeNameAddr is sipgo's From/To/Contact value.
 func writeNameAddr(buf *bytes.Buffer, display string, u *sip.Uri, ps sip.HeaderParams) {
 	if display != "" {
@@ -98,7 +73,7 @@ func writeNameAddr(buf *bytes.Buffer, display string, u *sip.Uri, ps sip.HeaderP
 	buf.WriteByte('>')
 	if len(ps) > 0 {
 		buf.WriteByte(';')
-		writeParams(buf, ';', ps)
+		transport.WriteParams(buf, ';', ps)
 	}
 }
 
@@ -138,11 +113,11 @@ func writeURI(buf *bytes.Buffer, u *sip.Uri) {
 	}
 	if len(u.UriParams) > 0 {
 		buf.WriteByte(';')
-		writeParams(buf, ';', u.UriParams)
+		transport.WriteParams(buf, ';', u.UriParams)
 	}
 	if len(u.Headers) > 0 {
 		buf.WriteByte('?')
-		writeParams(buf, '&', u.Headers)
+		transport.WriteParams(buf, '&', u.Headers)
 	}
 }
 
@@ -154,28 +129,6 @@ func isIPv6Literal(h string) bool {
 	}
 	a, err := netip.ParseAddr(h)
 	return err == nil && a.Zone() == "" && !a.Is4() && !a.Is4In6()
-}
-
-// writeParams is sipgo's HeaderParams.ToStringWrite: a value with
-// whitespace is quoted, an empty one leaves the bare name.
-func writeParams(buf *bytes.Buffer, sep byte, ps sip.HeaderParams) {
-	for i, kv := range ps {
-		if i > 0 {
-			buf.WriteByte(sep)
-		}
-		buf.WriteString(kv.K)
-		if kv.V == "" {
-			continue
-		}
-		if strings.ContainsAny(kv.V, " \t") {
-			buf.WriteString("=\"")
-			buf.WriteString(kv.V)
-			buf.WriteByte('"')
-		} else {
-			buf.WriteByte('=')
-			buf.WriteString(kv.V)
-		}
-	}
 }
 
 // writeInt writes n in decimal without allocating.

@@ -329,34 +329,64 @@ func WriteMsg(buf *bytes.Buffer, m sip.Message) {
 	buf.Write(m.Body())
 }
 
-// WriteHeaderLine writes one header line; a Via is written here because
-// sipgo's ViaHeader.StringWrite builds its value in a string first.
+// WriteHeaderLine writes one header line; a Via is written by WriteVia
+// because sipgo's ViaHeader.StringWrite builds its value in a string first.
 func WriteHeaderLine(buf *bytes.Buffer, h sip.Header) {
 	if v, ok := h.(*sip.ViaHeader); ok {
-		buf.WriteString("Via: ")
-		buf.WriteString(v.ProtocolName)
-		buf.WriteByte('/')
-		buf.WriteString(v.ProtocolVersion)
-		buf.WriteByte('/')
-		buf.WriteString(v.Transport)
-		buf.WriteByte(' ')
-		if strings.IndexByte(v.Host, ':') >= 0 && !strings.HasPrefix(v.Host, "[") {
-			buf.WriteByte('[')
-			buf.WriteString(v.Host)
-			buf.WriteByte(']')
-		} else {
-			buf.WriteString(v.Host)
-		}
-		if v.Port > 0 {
-			buf.WriteByte(':')
-			buf.WriteString(strconv.Itoa(v.Port))
-		}
-		if v.Params.Length() > 0 {
-			buf.WriteByte(';')
-			v.Params.ToStringWrite(';', buf)
-		}
+		WriteVia(buf, v)
 	} else {
 		h.StringWrite(buf)
 	}
 	buf.WriteString("\r\n")
+}
+
+// WriteVia writes a Via header line without its CRLF, as sipgo does but
+// for an IPv6 host without brackets (bracketed here), allocating nothing.
+func WriteVia(buf *bytes.Buffer, v *sip.ViaHeader) {
+	buf.WriteString("Via: ")
+	buf.WriteString(v.ProtocolName)
+	buf.WriteByte('/')
+	buf.WriteString(v.ProtocolVersion)
+	buf.WriteByte('/')
+	buf.WriteString(v.Transport)
+	buf.WriteByte(' ')
+	if strings.IndexByte(v.Host, ':') >= 0 && !strings.HasPrefix(v.Host, "[") {
+		buf.WriteByte('[')
+		buf.WriteString(v.Host)
+		buf.WriteByte(']')
+	} else {
+		buf.WriteString(v.Host)
+	}
+	if v.Port > 0 {
+		var n [20]byte
+		buf.WriteByte(':')
+		buf.Write(strconv.AppendInt(n[:0], int64(v.Port), 10))
+	}
+	if v.Params.Length() > 0 {
+		buf.WriteByte(';')
+		WriteParams(buf, ';', v.Params)
+	}
+}
+
+// WriteParams is sipgo's HeaderParams.ToStringWrite without its
+// allocation (it makes a string of the separator each time): a value
+// with whitespace is quoted, an empty one leaves the bare name.
+func WriteParams(buf *bytes.Buffer, sep byte, ps sip.HeaderParams) {
+	for i, kv := range ps {
+		if i > 0 {
+			buf.WriteByte(sep)
+		}
+		buf.WriteString(kv.K)
+		if kv.V == "" {
+			continue
+		}
+		if strings.ContainsAny(kv.V, " \t") {
+			buf.WriteString("=\"")
+			buf.WriteString(kv.V)
+			buf.WriteByte('"')
+		} else {
+			buf.WriteByte('=')
+			buf.WriteString(kv.V)
+		}
+	}
 }
