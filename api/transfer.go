@@ -72,7 +72,11 @@ func (a *API) transferCall(w http.ResponseWriter, r *http.Request) error {
 				writeProblem(w, Problem{Status: http.StatusConflict, Title: "Call not running", Detail: "the call has ended"})
 				return nil
 			} else if !errors.Is(herr, callhistory.ErrNotFound) {
+				// not known to be unknown: a 404 would tell the client to give up
 				a.log.Warn("api: call history read failed", "err", herr)
+				writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "State store unavailable",
+					Detail: "no node holds the call and the call history could not be read; retry"})
+				return nil
 			}
 		}
 		writeProblem(w, Problem{Status: http.StatusNotFound, Title: "Not found", Detail: "no running call with this id in the workspace"})

@@ -109,7 +109,19 @@ func TestAPITransferFromAnotherNode(t *testing.T) {
 		}
 		return nil
 	})
-	cb.must(409, "POST", path, `{"to":"tel:+14155550143"}`)
+	// the ended call: 409 (503 asks for a retry when the history could
+	// not be read, as a client would retry)
+	testwait.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		code, m, _ := cb.try("POST", path, `{"to":"tel:+14155550143"}`)
+		switch code {
+		case 409:
+			return nil
+		case 503:
+			return fmt.Errorf("POST %s: 503 %v", path, m)
+		}
+		t.Fatalf("POST %s after the call ended: %d %v, want 409", path, code, m)
+		return nil
+	})
 	// the agent saw its call end by the caller's BYE, never the NOTIFYs
 	testwait.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if len(agent.Reports()) != 1 {
