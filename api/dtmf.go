@@ -48,8 +48,14 @@ func (a *API) sendDTMF(w http.ResponseWriter, r *http.Request) error {
 	// A carrier's webhook call is held by no node: this node asks the
 	// carrier (webhookcalls.go) without waiting for the bus's timeout.
 	rep, err := a.commandWebhookCall(r.Context(), cmd)
+	unread := errors.Is(err, errHistoryUnread)
 	if errors.Is(err, calls.ErrCallNotHere) {
 		rep, err = a.opts.Control.Send(ctx, cmd)
+	}
+	if errors.Is(err, calls.ErrCallNotHere) && unread {
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "State store unavailable",
+			Detail: "no node holds the call and the call history could not be read; retry"})
+		return nil
 	}
 	if errors.Is(err, calls.ErrCallNotHere) {
 		writeProblem(w, Problem{Status: 404, Title: "Not found", Detail: "no call in progress with this id in the workspace"})

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/callgate/callgate/callhistory"
 	"github.com/callgate/callgate/gateway/calls"
@@ -27,6 +28,9 @@ var _ WebhookCalls = (*placer.Placer)(nil)
 // out the bus's timeout, 2-3 s, for a holder that cannot exist.) Only the
 // history of the caller's workspace is read, so another workspace's call
 // id stays unknown (404).
+// errHistoryUnread: commandWebhookCall could not read the call history.
+var errHistoryUnread = errors.New("call history unreadable")
+
 func (a *API) commandWebhookCall(ctx context.Context, cmd calls.Command) (calls.Reply, error) {
 	if a.opts.Calls == nil || a.opts.WebhookCalls == nil {
 		return calls.Reply{}, calls.ErrCallNotHere
@@ -35,6 +39,9 @@ func (a *API) commandWebhookCall(ctx context.Context, cmd calls.Command) (calls.
 	if err != nil {
 		if !errors.Is(err, callhistory.ErrNotFound) {
 			a.log.Warn("api: call history read failed", "err", err)
+			// the bus may still find a node holding it; if not, the
+			// caller answers 503, not 404: it may be a webhook call
+			return calls.Reply{}, fmt.Errorf("%w: %w: %w", calls.ErrCallNotHere, errHistoryUnread, err)
 		}
 		return calls.Reply{}, calls.ErrCallNotHere
 	}
