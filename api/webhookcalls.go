@@ -20,6 +20,9 @@ type WebhookCalls interface {
 
 var _ WebhookCalls = (*placer.Placer)(nil)
 
+// errHistoryUnread: commandWebhookCall could not read the call history.
+var errHistoryUnread = errors.New("call history unreadable")
+
 // commandWebhookCall is asked before the ControlBus: when the workspace's
 // call history has the call as a webhook call, the carrier's verb answers
 // here, on the one node that took the request; otherwise
@@ -28,9 +31,6 @@ var _ WebhookCalls = (*placer.Placer)(nil)
 // out the bus's timeout, 2-3 s, for a holder that cannot exist.) Only the
 // history of the caller's workspace is read, so another workspace's call
 // id stays unknown (404).
-// errHistoryUnread: commandWebhookCall could not read the call history.
-var errHistoryUnread = errors.New("call history unreadable")
-
 func (a *API) commandWebhookCall(ctx context.Context, cmd calls.Command) (calls.Reply, error) {
 	if a.opts.Calls == nil || a.opts.WebhookCalls == nil {
 		return calls.Reply{}, calls.ErrCallNotHere
