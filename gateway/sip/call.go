@@ -158,8 +158,7 @@ func (c *call) finish(code int, reason string) {
 	stop(c.ring)
 	c.stopSessionTimer()
 	for _, b := range c.branches {
-		stop(b.timerA)
-		stop(b.timerF)
+		stop(b.timer)
 	}
 	s.active.Add(-1)
 	s.metrics.ActiveCalls.Dec()

@@ -32,13 +32,12 @@ type branch struct {
 	final   bool
 	cancel  bool   // CANCEL sent
 	cseqAdd uint32 // added to the caller's CSeq in this branch (egressauth.go)
-	// timerA and timerF are one timer (branchTimer): Timer A
+	// timer is Timers A and F in one (branchTimer): Timer A
 	// (retransmission, UDP only) and Timer F (invite_timeout) both end
 	// with the branch's first response, so one runtime timer serves both.
-	timerA *time.Timer
-	aInt   time.Duration
-	timerF *time.Timer
-	fAt    time.Time // Timer F's deadline
+	timer *time.Timer
+	aInt  time.Duration // Timer A's interval (0: no retransmission)
+	fAt   time.Time     // Timer F's deadline
 }
 
 // serverTxKey matches an INVITE with its retransmissions, CANCEL and
@@ -141,8 +140,7 @@ func (c *call) startBranch() {
 			b.aInt = t1
 			d = min(d, t1)
 		}
-		b.timerA = time.AfterFunc(d, func() { c.branchTimer(b) })
-		b.timerF = b.timerA
+		b.timer = time.AfterFunc(d, func() { c.branchTimer(b) })
 		return
 	}
 	if c.nextFallback() { // every endpoint down, timed out or 5xx: the next fallback step (fallback.go)
@@ -233,7 +231,7 @@ func (c *call) branchTimer(b *branch) {
 		return
 	}
 	if b.aInt == 0 { // no Timer A (TCP, TLS): F not due yet
-		b.timerA.Reset(left)
+		b.timer.Reset(left)
 		return
 	}
 	_ = c.s.tpFor(b.to).Send(b.to, b.raw)
@@ -241,7 +239,7 @@ func (c *call) branchTimer(b *branch) {
 	if b.aInt > t2 {
 		b.aInt = t2
 	}
-	b.timerA.Reset(min(b.aInt, left))
+	b.timer.Reset(min(b.aInt, left))
 }
 
 // branchTimeout: no response at all from the endpoint → next endpoint.
@@ -266,8 +264,7 @@ func (c *call) branchUnreachable(b *branch) {
 		return
 	}
 	b.final = true
-	stop(b.timerA)
-	stop(b.timerF)
+	stop(b.timer)
 	c.s.metrics.Failovers.WithLabelValues(c.s.metrics.regions.label(b.ep.Region)).Inc()
 	c.s.prober.passiveMiss(b.ep.URI)
 	c.nextTarget(true)
@@ -300,8 +297,7 @@ func (c *call) onRingTimeout() {
 // response and no final one; the others are abandoned (RFC 3261 9.1).
 func (c *call) cancelBranches() {
 	for _, b := range c.branches {
-		stop(b.timerA)
-		stop(b.timerF)
+		stop(b.timer)
 		if b.gotProv && !b.final && !b.cancel {
 			c.sendCancel(b)
 		}
@@ -476,24 +472,20 @@ func (r parsedResp) contactURI() (sip.Uri, bool) {
 
 func (r parsedResp) body() []byte { return r.res.Body() }
 
-// inviteResponseSeen: any response of branch b (passive health, Timer A
-// stopped, Timer F too for a final one). c.mu held.
+// inviteResponseSeen: any response of branch b (passive health, Timers
+// A and F stopped: after a 1xx the ring timeout takes over). c.mu held.
 func (c *call) inviteResponseSeen(b *branch, code int) {
 	if code != 503 {
 		c.s.prober.aliveURI(b.ep.URI) // passive health: any answer is a sign of life
 	}
 	b.gotResp = true
-	stop(b.timerA)
-	if code >= 200 {
-		stop(b.timerF)
-	}
+	stop(b.timer)
 }
 
 // inviteProvisional makes the state changes of a 1xx of branch b and
 // reports whether it goes on to the caller. c.mu held.
 func (c *call) inviteProvisional(b *branch, code int, r inviteResp) bool {
 	s := c.s
-	stop(b.timerF) // alive: ring timeout takes over
 	if code == 100 {
 		return false
 	}
