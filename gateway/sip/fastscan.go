@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -74,15 +75,23 @@ type viaInfo struct {
 	rport    int  // 0 absent, -1 present without value, else its value
 }
 
-// fastMsg is a scanned message: offsets into data.
+// fastMsg is a scanned message: offsets into data. Only hdrs[:nhdrs] and
+// routes[:nroutes] are the message's: scanFast clears fastHead alone, not
+// the arrays (2 KB a datagram).
 type fastMsg struct {
+	fastHead
+	hdrs   [fastMaxHeaders]fastHdr
+	routes [fastMaxRoutes]fastRoute
+}
+
+// fastHead is what scanFast sets for each message.
+type fastHead struct {
 	data   []byte
 	isReq  bool
 	method span // requests
 	ruri   fastURI
 	status int // responses
 
-	hdrs  [fastMaxHeaders]fastHdr
 	nhdrs int
 	body  int // first byte of the body
 
@@ -109,7 +118,6 @@ type fastMsg struct {
 	contentLen int
 	userAgent  span // User-Agent value (empty: none)
 	contact    span // the Contact's URI, inside its <> (empty: none; several: refused)
-	routes     [fastMaxRoutes]fastRoute
 	nroutes    int
 
 	// set by the fast path (fastInviteResponse): the Contact parsed
@@ -117,12 +125,71 @@ type fastMsg struct {
 	contactParsed bool
 }
 
-// method returns the request method's bytes.
+// str returns the bytes of s.
 func (m *fastMsg) str(s span) []byte { return m.data[s.a:s.b] }
+
+// Byte classes of the scanner's loops (charClass): one table lookup per
+// byte instead of a chain of comparisons.
+const (
+	cTok      = 1 << iota // RFC 3261 token: alphanumerics and -.!%*_+`'~
+	cTokLow               // token, no upper-case letter (parameter names: sipgo's are case-sensitive)
+	cParam                // URI parameter value: token but '%'
+	cParamLow             // URI parameter name: token but '%', no upper-case letter
+	cUser                 // URI user part: token but '%', and &=$,
+	cHost                 // host name or IPv4 address: alphanumerics, '.', '-'
+	cIP6                  // inside an IPv6 reference: hex digits, ':', '.'
+	cViaVal               // Via parameter value: token, ':', '[', ']'
+)
+
+var charClass = func() (t [256]uint16) {
+	for i := range t {
+		c := byte(i)
+		upper := c >= 'A' && c <= 'Z'
+		alnum := c >= 'a' && c <= 'z' || upper || c >= '0' && c <= '9'
+		tok := alnum || c == '-' || c == '.' || c == '!' || c == '%' || c == '*' || c == '_' || c == '+' || c == '`' || c == '\'' || c == '~'
+		var k uint16
+		if tok {
+			k |= cTok | cViaVal
+			if !upper {
+				k |= cTokLow
+			}
+			if c != '%' {
+				k |= cParam | cUser
+				if !upper {
+					k |= cParamLow
+				}
+			}
+		}
+		if c == '&' || c == '=' || c == '$' || c == ',' {
+			k |= cUser
+		}
+		if alnum || c == '.' || c == '-' {
+			k |= cHost
+		}
+		if c == ':' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
+			k |= cIP6
+		}
+		if c == ':' || c == '[' || c == ']' {
+			k |= cViaVal
+		}
+		t[i] = k
+	}
+	return t
+}()
+
+// classRun returns the end of the run of bytes of class k in d[p:b].
+func classRun(d []byte, p, b int, k uint16) int {
+	for p < b && charClass[d[p]]&k != 0 {
+		p++
+	}
+	return p
+}
+
+func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
 // scanFast scans data; false: not for the fast path.
 func scanFast(data []byte, m *fastMsg) bool {
-	*m = fastMsg{data: data, topVia: -1, nextVia: -1, callID: -1, cseq: -1, from: -1, to: -1, maxFwd: -1, clHdr: -1}
+	m.fastHead = fastHead{data: data, topVia: -1, nextVia: -1, callID: -1, cseq: -1, from: -1, to: -1, maxFwd: -1, clHdr: -1}
 	eol := bytes.Index(data, crlf)
 	if eol <= 0 || !m.startLine(0, eol) {
 		return false
@@ -139,12 +206,11 @@ func scanFast(data []byte, m *fastMsg) bool {
 			m.body = i + 2
 			break
 		}
-		n := bytes.IndexByte(data[i:], '\n')
-		if n < 1 || data[i+n-1] != '\r' || m.nhdrs == fastMaxHeaders {
+		if m.nhdrs == fastMaxHeaders {
 			return false
 		}
-		end := i + n - 1 // the line's CR
-		if !m.header(i, end) {
+		end := lineEnd(data, i) // the line's CR
+		if end < 0 || !m.header(i, end) {
 			return false
 		}
 		i = end + 2
@@ -162,6 +228,36 @@ func scanFast(data []byte, m *fastMsg) bool {
 }
 
 var crlf = []byte("\r\n")
+
+// lineEnd returns where the CRLF ending the line that starts at i is, or
+// -1 when a byte other than printable ASCII or tab comes first (a bare CR
+// or LF, a control, non-ASCII: left to the full parser). Eight bytes at a
+// time: a word with no byte below ' ' and none above '~' is skipped whole.
+func lineEnd(d []byte, i int) int {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	for i < len(d) {
+		for i+8 <= len(d) {
+			x := binary.LittleEndian.Uint64(d[i:])
+			// bit 7 of a byte: set in x-0x20 and clear in x when it is
+			// below ' '; set in x+1 or x when it is 0x7f or above
+			if ((x-0x20*ones)&^x|(x+ones)|x)&high != 0 {
+				break
+			}
+			i += 8
+		}
+		for n := min(i+8, len(d)); i < n; i++ {
+			c := d[i]
+			if c >= ' ' && c < 0x7f || c == '\t' {
+				continue
+			}
+			if c == '\r' && i+1 < len(d) && d[i+1] == '\n' {
+				return i
+			}
+			return -1
+		}
+	}
+	return -1
+}
 
 func (m *fastMsg) startLine(a, b int) bool {
 	d := m.data[a:b]
@@ -215,9 +311,11 @@ func (m *fastMsg) startLine(a, b int) bool {
 	return true
 }
 
-// headerNames maps a lower-case header name (and compact form) to its kind.
+// headerKind is the kind of a header name of letters and '-' (any case,
+// compact forms too), chosen by its length and a letter, then compared once.
 func headerKind(n []byte) uint8 {
-	if len(n) == 1 {
+	switch len(n) {
+	case 1:
 		switch n[0] | 0x20 {
 		case 'v':
 			return hkVia
@@ -236,67 +334,88 @@ func headerKind(n []byte) uint8 {
 		case 'k':
 			return hkSupported
 		}
-		return 0
-	}
-	var low [16]byte
-	if len(n) > len(low) {
-		return 0
-	}
-	for i, c := range n {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+	case 2:
+		return kindIf(n, "to", hkTo)
+	case 3:
+		return kindIf(n, "via", hkVia)
+	case 4:
+		switch n[0] | 0x20 {
+		case 'f':
+			return kindIf(n, "from", hkFrom)
+		case 'c':
+			return kindIf(n, "cseq", hkCSeq)
 		}
-		low[i] = c
-	}
-	switch string(low[:len(n)]) {
-	case "via":
-		return hkVia
-	case "from":
-		return hkFrom
-	case "to":
-		return hkTo
-	case "call-id":
-		return hkCallID
-	case "cseq":
-		return hkCSeq
-	case "contact":
-		return hkContact
-	case "max-forwards":
-		return hkMaxForwards
-	case "content-length":
-		return hkContentLength
-	case "content-type":
-		return hkContentType
-	case "route":
-		return hkRoute
-	case "record-route":
-		return hkRecordRoute
-	case "user-agent":
-		return hkUserAgent
-	case "allow":
-		return hkAllow
-	case "supported":
-		return hkSupported
-	case "server":
-		return hkServer
-	case "reason":
-		return hkReason
+	case 5:
+		switch n[0] | 0x20 {
+		case 'r':
+			return kindIf(n, "route", hkRoute)
+		case 'a':
+			return kindIf(n, "allow", hkAllow)
+		}
+	case 6:
+		switch n[0] | 0x20 {
+		case 's':
+			return kindIf(n, "server", hkServer)
+		case 'r':
+			return kindIf(n, "reason", hkReason)
+		}
+	case 7:
+		switch n[1] | 0x20 {
+		case 'a':
+			return kindIf(n, "call-id", hkCallID)
+		case 'o':
+			return kindIf(n, "contact", hkContact)
+		}
+	case 9:
+		return kindIf(n, "supported", hkSupported)
+	case 10:
+		return kindIf(n, "user-agent", hkUserAgent)
+	case 12:
+		switch n[0] | 0x20 {
+		case 'm':
+			return kindIf(n, "max-forwards", hkMaxForwards)
+		case 'c':
+			return kindIf(n, "content-type", hkContentType)
+		case 'r':
+			return kindIf(n, "record-route", hkRecordRoute)
+		}
+	case 14:
+		return kindIf(n, "content-length", hkContentLength)
 	}
 	return 0
 }
 
-// header scans the header line data[a:b] (b at its CR).
+// kindIf is k when n is name in any case; n is letters and '-' (header
+// scans it so), which OR 0x20 makes lower-case.
+func kindIf(n []byte, name string, k uint8) uint8 {
+	if len(n) != len(name) {
+		return 0
+	}
+	for i := range n {
+		if n[i]|0x20 != name[i] {
+			return 0
+		}
+	}
+	return k
+}
+
+// header scans the header line data[a:b] (b at its CR; lineEnd checked
+// its bytes: printable ASCII and tabs).
 func (m *fastMsg) header(a, b int) bool {
 	d := m.data
-	c := bytes.IndexByte(d[a:b], ':')
-	if c <= 0 {
+	// the name: letters and '-' (every name the scanner knows), then ':'
+	p := a
+	for p < b && (d[p]|0x20 >= 'a' && d[p]|0x20 <= 'z' || d[p] == '-') {
+		p++
+	}
+	if p == a || p == b || d[p] != ':' {
 		return false
 	}
-	kind := headerKind(d[a : a+c])
+	kind := headerKind(d[a:p])
 	if kind == 0 {
 		return false
 	}
-	va, vb := a+c+1, b
+	va, vb := p+1, b
 	for va < vb && (d[va] == ' ' || d[va] == '\t') {
 		va++
 	}
@@ -305,11 +424,6 @@ func (m *fastMsg) header(a, b int) bool {
 	}
 	if va == vb {
 		return false
-	}
-	for _, ch := range d[va:vb] {
-		if ch < ' ' && ch != '\t' || ch >= 0x7f {
-			return false // controls, and non-ASCII (left to the full parser)
-		}
 	}
 	idx := m.nhdrs
 	m.hdrs[idx] = fastHdr{kind: kind, line: span{a, b + 2}, value: span{va, vb}}
@@ -344,7 +458,7 @@ func (m *fastMsg) header(a, b int) bool {
 		m.cseqMethod = span{va + sp + 1, vb}
 		return single(&m.cseq)
 	case hkFrom, hkTo:
-		tag, ok := m.nameAddr(va, vb, true)
+		_, tag, ok := m.nameAddr(va, vb, true)
 		if !ok {
 			return false
 		}
@@ -355,14 +469,14 @@ func (m *fastMsg) header(a, b int) bool {
 		m.toTag = tag
 		return single(&m.to)
 	case hkContact:
-		if _, ok := m.nameAddr(va, vb, false); !ok {
+		u, _, ok := m.nameAddr(va, vb, false)
+		if !ok {
 			return false
 		}
 		if m.contact.len() > 0 {
 			return false // several: sipgo's Contact() is the last one; a 2xx has one (RFC 3261 12.1.1)
 		}
-		lt := va + bytes.IndexByte(d[va:vb], '<') // the URI: a 2xx's is the agent's target
-		m.contact = span{lt + 1, lt + 1 + bytes.IndexByte(d[lt+1:vb], '>')}
+		m.contact = u // the URI: a 2xx's is the agent's target
 		return true
 	case hkRecordRoute:
 		return m.nameAddrs(va, vb)
@@ -427,21 +541,10 @@ func mediaType(b []byte) bool {
 
 // tokenBytes: RFC 3261 token characters, alphanumerics and -.!%*_+`'~
 func tokenBytes(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !isTokenChar(c) {
-			return false
-		}
-	}
-	return true
+	return len(b) > 0 && classRun(b, 0, len(b), cTok) == len(b)
 }
 
-func isTokenChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '.' || c == '!' || c == '%' || c == '*' || c == '_' || c == '+' || c == '`' || c == '\'' || c == '~'
-}
+func isTokenChar(c byte) bool { return charClass[c]&cTok != 0 }
 
 // via scans a Via line: entries SIP/2.0/TRANSPORT SP host[:port]
 // *(;name[=value]) separated by commas (SIPp echoes every Via in one line).
@@ -481,7 +584,7 @@ func (m *fastMsg) viaEntry(idx, a, b int) (end int, ok bool) {
 	}
 	p := a + len("SIP/2.0/")
 	ts := p
-	for p < b && (d[p] >= 'A' && d[p] <= 'Z' || d[p] >= 'a' && d[p] <= 'z') {
+	for p < b && d[p]|0x20 >= 'a' && d[p]|0x20 <= 'z' {
 		p++
 	}
 	if p == ts || p >= b || d[p] != ' ' {
@@ -501,27 +604,23 @@ func (m *fastMsg) viaEntry(idx, a, b int) (end int, ok bool) {
 		}
 		q++
 		ns := q
-		for q < b && isTokenChar(d[q]) {
-			q++
-		}
-		name := span{ns, q}
-		if name.len() == 0 || hasUpper(d[ns:q]) {
+		q = classRun(d, q, b, cTokLow)
+		if q == ns || q < b && isUpper(d[q]) {
 			return 0, false // sipgo's parameter names are case-sensitive: left to it
 		}
+		name, nameEnd := d[ns:q], q
 		var val span
 		if q < b && d[q] == '=' {
 			q++
 			vs := q
-			for q < b && (isTokenChar(d[q]) || d[q] == ':' || d[q] == '[' || d[q] == ']') {
-				q++
-			}
+			q = classRun(d, q, b, cViaVal)
 			val = span{vs, q}
 			if val.len() == 0 {
 				return 0, false
 			}
 		}
-		switch {
-		case eqFold(d[name.a:name.b], "branch"):
+		switch string(name) { // lower-case
+		case "branch":
 			if branch.len() > 0 || val.len() == 0 {
 				return 0, false
 			}
@@ -529,16 +628,16 @@ func (m *fastMsg) viaEntry(idx, a, b int) (end int, ok bool) {
 			if bytes.HasPrefix(d[val.a:val.b], []byte(branchOurs)) {
 				m.ourBranch = true
 			}
-		case eqFold(d[name.a:name.b], "received"):
+		case "received":
 			if received.len() > 0 || val.len() == 0 {
 				return 0, false
 			}
 			received = val
-		case eqFold(d[name.a:name.b], "rport"):
+		case "rport":
 			if rport != 0 {
 				return 0, false
 			}
-			rport, rportEnd = -1, name.b
+			rport, rportEnd = -1, nameEnd
 			if val.len() > 0 {
 				n, ok := digits(d[val.a:val.b])
 				if !ok || n == 0 || n > 65535 {
@@ -588,21 +687,13 @@ func (m *fastMsg) hostPort(p, b int) (host span, port, q int, ok bool) {
 	d := m.data
 	hs := p
 	if p < b && d[p] == '[' {
-		for p < b && d[p] != ']' {
-			c := d[p]
-			if !(c == '[' && p == hs || c == ':' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return host, 0, 0, false
-			}
-			p++
-		}
-		if p >= b || p-hs < 3 {
+		p = classRun(d, p+1, b, cIP6)
+		if p >= b || d[p] != ']' || p-hs < 3 {
 			return host, 0, 0, false
 		}
 		p++
 	} else {
-		for p < b && (d[p] >= 'a' && d[p] <= 'z' || d[p] >= 'A' && d[p] <= 'Z' || d[p] >= '0' && d[p] <= '9' || d[p] == '.' || d[p] == '-') {
-			p++
-		}
+		p = classRun(d, p, b, cHost)
 		if p == hs {
 			return host, 0, 0, false
 		}
@@ -631,16 +722,13 @@ func (m *fastMsg) uri(a, b int) (u fastURI, ok bool) {
 		return u, false
 	}
 	p := a + 4
-	if at := bytes.IndexByte(d[p:b], '@'); at >= 0 {
-		for _, c := range d[p : p+at] {
-			if !(isTokenChar(c) && c != '%' || c == '&' || c == '=' || c == '$' || c == ',') {
-				return u, false
-			}
-		}
-		if at == 0 {
+	// a user part is the run of user characters ending at an '@' (an
+	// '@' anywhere else fails below: no host, port or parameter has one)
+	if q := classRun(d, p, b, cUser); q < b && d[q] == '@' {
+		if q == p {
 			return u, false
 		}
-		p += at + 1
+		p = q + 1
 	}
 	host, port, q, ok := m.hostPort(p, b)
 	if !ok {
@@ -653,18 +741,14 @@ func (m *fastMsg) uri(a, b int) (u fastURI, ok bool) {
 		}
 		q++
 		ns := q
-		for q < b && isTokenChar(d[q]) && d[q] != '%' {
-			q++
-		}
-		if q == ns || hasUpper(d[ns:q]) {
+		q = classRun(d, q, b, cParamLow)
+		if q == ns || q < b && isUpper(d[q]) {
 			return u, false
 		}
 		if q < b && d[q] == '=' {
 			q++
 			vs := q
-			for q < b && isTokenChar(d[q]) && d[q] != '%' {
-				q++
-			}
+			q = classRun(d, q, b, cParam)
 			if q == vs {
 				return u, false
 			}
@@ -702,54 +786,57 @@ func (m *fastMsg) uriParam(u fastURI, name string) (span, bool) {
 }
 
 // nameAddr scans [display-name] <sip-uri> *(;name=value) (From, To,
-// Contact, Record-Route); the tag parameter's value when wantTag.
-func (m *fastMsg) nameAddr(a, b int, wantTag bool) (tag span, ok bool) {
+// Contact, Record-Route): the URI inside the <>, and the tag parameter's
+// value when wantTag.
+func (m *fastMsg) nameAddr(a, b int, wantTag bool) (u, tag span, ok bool) {
 	d := m.data
 	lt := bytes.IndexByte(d[a:b], '<')
 	if lt < 0 {
-		return tag, false
+		return u, tag, false
 	}
-	if !displayName(d[a : a+lt]) {
-		return tag, false
-	}
-	ua := a + lt + 1
-	gt := bytes.IndexByte(d[ua:b], '>')
+	gt := bytes.IndexByte(d[a+lt+1:b], '>')
 	if gt < 0 {
-		return tag, false
+		return u, tag, false
 	}
-	if _, ok := m.uri(ua, ua+gt); !ok {
-		return tag, false
+	return m.nameAddrAt(a, a+lt, a+lt+1+gt, b, wantTag)
+}
+
+// nameAddrAt is nameAddr with the first '<' at lt and the first '>'
+// after it at gt.
+func (m *fastMsg) nameAddrAt(a, lt, gt, b int, wantTag bool) (u, tag span, ok bool) {
+	d := m.data
+	if !displayName(d[a:lt]) {
+		return u, tag, false
 	}
-	q := ua + gt + 1
+	if _, ok := m.uri(lt+1, gt); !ok {
+		return u, tag, false
+	}
+	q := gt + 1
 	for q < b {
 		if d[q] != ';' {
-			return tag, false
+			return u, tag, false
 		}
 		q++
 		ns := q
-		for q < b && isTokenChar(d[q]) {
-			q++
+		q = classRun(d, q, b, cTokLow)
+		if q == ns || q >= b || d[q] != '=' { // an upper-case letter too: sipgo's names are case-sensitive
+			return u, tag, false
 		}
-		if q == ns || q >= b || d[q] != '=' || hasUpper(d[ns:q]) {
-			return tag, false
-		}
-		name := span{ns, q}
+		name := d[ns:q]
 		q++
 		vs := q
-		for q < b && isTokenChar(d[q]) {
-			q++
-		}
+		q = classRun(d, q, b, cTok)
 		if q == vs {
-			return tag, false
+			return u, tag, false
 		}
-		if eqFold(d[name.a:name.b], "tag") {
+		if string(name) == "tag" {
 			if !wantTag || tag.len() > 0 {
-				return tag, false
+				return u, tag, false
 			}
 			tag = span{vs, q}
 		}
 	}
-	return tag, true
+	return span{lt + 1, gt}, tag, true
 }
 
 // nameAddrs scans one or more name-addr entries separated by commas
@@ -761,19 +848,21 @@ func (m *fastMsg) nameAddrs(a, b int) bool {
 		if lt < 0 {
 			return false
 		}
-		gt := bytes.IndexByte(d[a+lt:b], '>')
+		lt += a
+		gt := bytes.IndexByte(d[lt:b], '>')
 		if gt < 0 {
 			return false
 		}
+		gt += lt
 		end := b // the entry ends at the first comma after its '>'
-		if c := bytes.IndexByte(d[a+lt+gt:b], ','); c >= 0 {
-			end = a + lt + gt + c
+		if c := bytes.IndexByte(d[gt:b], ','); c >= 0 {
+			end = gt + c
 		}
 		e := end
 		for e > a && d[e-1] == ' ' {
 			e--
 		}
-		if _, ok := m.nameAddr(a, e, false); !ok {
+		if _, _, ok := m.nameAddrAt(a, lt, gt, e, false); !ok {
 			return false
 		}
 		if end == b {
@@ -792,7 +881,9 @@ func (m *fastMsg) nameAddrs(a, b int) bool {
 // displayName accepts nothing, "quoted text" (no escapes) or tokens
 // separated by single spaces, followed by optional spaces.
 func displayName(b []byte) bool {
-	b = bytes.TrimRight(b, " ")
+	for len(b) > 0 && b[len(b)-1] == ' ' {
+		b = b[:len(b)-1]
+	}
 	if len(b) == 0 {
 		return true
 	}
@@ -859,13 +950,4 @@ func (m *fastMsg) route(idx, a, b int) bool {
 			p++
 		}
 	}
-}
-
-func hasUpper(b []byte) bool {
-	for _, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			return true
-		}
-	}
-	return false
 }
