@@ -55,7 +55,7 @@ type agentEdge Server
 var _ transport.Handler = (*agentEdge)(nil)
 
 func (e *agentEdge) AllowedSource(a netip.Addr) bool {
-	return !(*Server)(e).ag.fails.blocked(a, time.Now())
+	return !(*Server)(e).ag.fails.blocked(a)
 }
 
 func (e *agentEdge) RefuseSource(data []byte, from peer) {

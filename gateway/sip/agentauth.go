@@ -197,12 +197,14 @@ func (f *failLimiter) fail(a netip.Addr, now time.Time) bool {
 	return false
 }
 
-// blocked reports whether a is refused now (the pre-parse source filter).
-func (f *failLimiter) blocked(a netip.Addr, now time.Time) bool {
+// blocked reports whether a is refused now (the pre-parse source filter,
+// asked for every datagram on the agent listener: the clock is read only
+// for a source with an entry).
+func (f *failLimiter) blocked(a netip.Addr) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	e := f.m[a]
-	return e != nil && now.Before(e.blocked)
+	return e != nil && time.Now().Before(e.blocked)
 }
 
 // prune drops entries with nothing left to remember. f.mu held.

@@ -76,12 +76,7 @@ func (s *Server) fastPath(data []byte, from peer) bool {
 
 // getBytes is get with a []byte key (no string allocated for the lookup).
 func (m *shardMap[V]) getBytes(k []byte) (v V, ok bool) {
-	h := uint32(2166136261)
-	for _, c := range k {
-		h ^= uint32(c)
-		h *= 16777619
-	}
-	sh := &m.s[h%shards]
+	sh := &m.s[shardOfBytes(k)]
 	sh.mu.Lock()
 	v, ok = sh.m[string(k)]
 	sh.mu.Unlock()
@@ -247,7 +242,7 @@ func (s *Server) fastRequest(m *fastMsg, from peer) bool {
 		return false // refused (403, logged) by the full path
 	}
 	// from here on the outcome is the full path's
-	s.metrics.Requests.WithLabelValues(methodLabel(string(m.str(m.method)))).Inc()
+	s.metrics.request(string(m.str(m.method))).Inc()
 	s.prober.aliveAddr(from.Addr)
 	if isAck && fromCaller && c.state == stAccepted && !c.acked {
 		c.acked = true
@@ -458,7 +453,7 @@ func (s *Server) fastResponse(m *fastMsg, from peer) bool {
 	if m.status != 503 {
 		s.prober.aliveAddr(from.Addr)
 	}
-	s.metrics.Responses.WithLabelValues("BYE", codeLabel(m.status)).Inc()
+	s.metrics.response("BYE", m.status).Inc()
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	writeViaPopped(buf, m)
@@ -524,7 +519,7 @@ func (s *Server) fastInviteResponse(m *fastMsg) bool {
 		c.inviteAnswer(b, code, r)
 	}
 	// forwardUp: our Via popped, to the caller
-	s.metrics.Responses.WithLabelValues("INVITE", codeLabel(code)).Inc()
+	s.metrics.response("INVITE", code).Inc()
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	writeViaPopped(buf, m)

@@ -52,6 +52,7 @@ type Metrics struct {
 	// (WithLabelValues hashes the labels and locks the vector each time)
 	byMethod     [len(methodNamesArr)]prometheus.Counter // Requests, by methodIndex
 	inviteByCode map[int]prometheus.Counter              // Responses{INVITE, code} of codeLabels
+	byeByCode    map[int]*lazyCounter                    // Responses{BYE, code} of codeLabels, made at first use
 	byClass      [len(callClassesArr)]prometheus.Counter // Calls, by classIndex
 }
 
@@ -209,12 +210,30 @@ func (m *Metrics) request(method string) prometheus.Counter {
 // response is Responses.WithLabelValues(methodLabel(method), codeLabel(code)),
 // looked up once for INVITE responses with a code of their own.
 func (m *Metrics) response(method string, code int) prometheus.Counter {
-	if method == "INVITE" {
+	switch method {
+	case "INVITE":
 		if c, ok := m.inviteByCode[code]; ok {
 			return c
 		}
+	case "BYE":
+		if c, ok := m.byeByCode[code]; ok {
+			return c.get(m.Responses)
+		}
 	}
 	return m.Responses.WithLabelValues(methodLabel(method), codeLabel(code))
+}
+
+// lazyCounter is a child of a counter vector looked up at its first use
+// (a series is not made before something counts in it).
+type lazyCounter struct {
+	once   sync.Once
+	c      prometheus.Counter
+	labels [2]string
+}
+
+func (l *lazyCounter) get(v *prometheus.CounterVec) prometheus.Counter {
+	l.once.Do(func() { l.c = v.WithLabelValues(l.labels[:]...) })
+	return l.c
 }
 
 // call is Calls.WithLabelValues(classLabel(code)), looked up once.
@@ -242,8 +261,10 @@ func (m *Metrics) precreate() {
 		m.byClass[i] = m.Calls.WithLabelValues(c)
 	}
 	m.inviteByCode = make(map[int]prometheus.Counter, len(codeLabels))
+	m.byeByCode = make(map[int]*lazyCounter, len(codeLabels))
 	for code, l := range codeLabels {
 		m.inviteByCode[code] = m.Responses.WithLabelValues("INVITE", l)
+		m.byeByCode[code] = &lazyCounter{labels: [2]string{"BYE", l}}
 	}
 }
 

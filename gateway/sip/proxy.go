@@ -319,7 +319,7 @@ const epURICap = 64
 
 // endpointURI is uri parsed, from the cache.
 func (s *Server) endpointURI(uri string) *epURI {
-	sh := &s.epURIs.s[fnv32(uri)%shards]
+	sh := &s.epURIs.s[shardOf(uri)]
 	sh.mu.Lock()
 	e := sh.m[uri]
 	sh.mu.Unlock()
