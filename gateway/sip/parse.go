@@ -67,6 +67,7 @@ func parseQuick(data []byte, maxLen int, hps sip.HeadersParser) sip.Message {
 	}
 	var cl *sip.ContentLengthHeader
 	var lower [32]byte
+	dflt := reflect.ValueOf(hps).UnsafePointer() == defaultParsers
 	for k := 1; k < n; k++ {
 		line := text[ends[k-1]+2 : ends[k]]
 		colon := strings.IndexByte(line, ':')
@@ -76,17 +77,22 @@ func parseQuick(data []byte, maxLen int, hps sip.HeadersParser) sip.Message {
 		name := strings.TrimSpace(line[:colon])
 		value := strings.TrimSpace(line[colon+1:])
 		key := headerLower(lower[:0], name)
-		parse, ok := hps[string(key)]
-		if !ok {
-			msg.AppendHeader(sip.NewHeader(name, value))
-			continue
-		}
-		// the name handed to the parser is a shared copy, not lower: a
-		// slice of it passed to a parser func made lower escape (one
-		// allocation per datagram)
-		ln, ok := quickNames[string(key)]
-		if !ok {
-			ln = []byte(string(key)) // a parser of hps that sipgo has not
+		var parse sip.HeaderParser
+		var ln []byte
+		if dflt {
+			qp, ok := quickParsers[string(key)] // one lookup: the parser and its name
+			if !ok {
+				msg.AppendHeader(sip.NewHeader(name, value))
+				continue
+			}
+			parse, ln = qp.parse, qp.name
+		} else {
+			p, ok := hps[string(key)]
+			if !ok {
+				msg.AppendHeader(sip.NewHeader(name, value))
+				continue
+			}
+			parse, ln = p, []byte(string(key))
 		}
 		for {
 			h, err := parse(ln, value)
@@ -123,15 +129,28 @@ func parseQuick(data []byte, maxLen int, hps sip.HeadersParser) sip.Message {
 	return msg
 }
 
-// quickNames are the lower-case names of sipgo's header parsers, each
-// as the bytes parseQuick hands to its parser (which only reads them).
-var quickNames = func() map[string][]byte {
-	m := map[string][]byte{}
-	for k := range sip.DefaultHeadersParser() {
-		m[k] = []byte(k)
+// quickParsers are sipgo's default header parsers by lower-case name,
+// each with the name as the bytes parseQuick hands to it (a shared copy,
+// which the parser only reads: a slice of parseQuick's lower-case buffer
+// passed to a parser func made the buffer escape, one allocation per
+// datagram).
+var quickParsers = func() map[string]quickParser {
+	m := map[string]quickParser{}
+	for k, p := range sip.DefaultHeadersParser() {
+		m[k] = quickParser{parse: p, name: []byte(k)}
 	}
 	return m
 }()
+
+type quickParser struct {
+	parse sip.HeaderParser
+	name  []byte
+}
+
+// defaultParsers is sipgo's default parser map (DefaultHeadersParser
+// returns the same map each time): parseQuick given it looks a header up
+// once, in quickParsers.
+var defaultParsers = reflect.ValueOf(sip.DefaultHeadersParser()).UnsafePointer()
 
 // maxQuickLines is the most lines (start line and headers) parseQuick
 // takes; longer messages go to sipgo's parser.
