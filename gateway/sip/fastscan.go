@@ -141,13 +141,13 @@ const (
 	cViaVal               // Via parameter value: token, ':', '[', ']'
 )
 
-var charClass = func() (t [256]uint16) {
+var charClass = func() (t [256]uint8) {
 	for i := range t {
 		c := byte(i)
 		upper := c >= 'A' && c <= 'Z'
 		alnum := c >= 'a' && c <= 'z' || upper || c >= '0' && c <= '9'
 		tok := alnum || c == '-' || c == '.' || c == '!' || c == '%' || c == '*' || c == '_' || c == '+' || c == '`' || c == '\'' || c == '~'
-		var k uint16
+		var k uint8
 		if tok {
 			k |= cTok | cViaVal
 			if !upper {
@@ -177,9 +177,25 @@ var charClass = func() (t [256]uint16) {
 	return t
 }()
 
-// classRun returns the end of the run of bytes of class k in d[p:b].
-func classRun(d []byte, p, b int, k uint16) int {
-	for p < b && charClass[d[p]]&k != 0 {
+// classRun returns the end of the run of bytes of class k in d[p:b]
+// (four bytes a round: these runs are tens of bytes, tags and tokens).
+func classRun(d []byte, p, b int, k uint8) int {
+	d = d[:b]
+	for ; p+4 <= len(d); p += 4 {
+		if charClass[d[p]]&k == 0 {
+			return p
+		}
+		if charClass[d[p+1]]&k == 0 {
+			return p + 1
+		}
+		if charClass[d[p+2]]&k == 0 {
+			return p + 2
+		}
+		if charClass[d[p+3]]&k == 0 {
+			return p + 3
+		}
+	}
+	for p < len(d) && charClass[d[p]]&k != 0 {
 		p++
 	}
 	return p
