@@ -305,6 +305,7 @@ func (s *Server) writeFastRequest(buf *bytes.Buffer, m *fastMsg, from peer, out 
 	hex.Encode(hb[:], fb[:])
 	buf.Write(hb[:])
 	buf.WriteString("\r\n")
+	var nb [8]byte // numbers written (rport, Max-Forwards) without a string each
 	// the first Route entry kept (its line and where it starts)
 	keepHdr, keepAt := -1, 0
 	if popped < m.nroutes {
@@ -318,7 +319,7 @@ func (s *Server) writeFastRequest(buf *bytes.Buffer, m *fastMsg, from peer, out 
 			if m.viaRport == -1 && !m.viaReceived { // rport asked for: its value set in place
 				buf.Write(d[h.line.a:m.viaRportEnd])
 				buf.WriteString("=")
-				buf.WriteString(strconv.Itoa(int(from.Addr.Port())))
+				buf.Write(strconv.AppendUint(nb[:0], uint64(from.Addr.Port()), 10))
 				buf.Write(d[m.viaRportEnd:m.viaTopEnd])
 			} else {
 				buf.Write(d[h.line.a:m.viaTopEnd])
@@ -337,7 +338,7 @@ func (s *Server) writeFastRequest(buf *bytes.Buffer, m *fastMsg, from peer, out 
 			buf.WriteString("\r\n")
 		case i == m.maxFwd:
 			buf.WriteString("Max-Forwards: ")
-			buf.WriteString(strconv.Itoa(m.maxFwdVal - 1))
+			buf.Write(strconv.AppendInt(nb[:0], int64(m.maxFwdVal-1), 10))
 			buf.WriteString("\r\n")
 		default:
 			buf.Write(d[h.line.a:h.line.b])

@@ -1,8 +1,10 @@
 package sip
 
 import (
+	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -582,5 +584,31 @@ func TestFastPathLate180NotForwarded(t *testing.T) {
 		if got, want := [2]int64{e.fast.forwarded.Load() - fw, e.fast.absorbed.Load() - ab}, map[bool][2]int64{true: {2, 1}}[fast]; got != want {
 			t.Errorf("fast=%v: through the fast path (forwarded, absorbed) %v, want %v", fast, got, want)
 		}
+	}
+}
+
+// TestFastRequestWriteAllocatesNothing: the forwarded ACK or BYE is
+// written without allocating, its rport value (a port of 100 or more)
+// and Max-Forwards included.
+func TestFastRequestWriteAllocatesNothing(t *testing.T) {
+	s := &Server{viaHost: "127.0.0.9"}
+	s.fast.once.Do(func() {})
+	s.fast.via = [2]string{"Via: SIP/2.0/UDP 127.0.0.9:5060;branch=", "Via: SIP/2.0/UDP 127.0.0.9:5070;branch="}
+	from := peer{Proto: protoUDP, Addr: netip.MustParseAddrPort("127.0.0.2:5099")}
+	var m fastMsg
+	if !scanFast([]byte(fastSeeds[1]), &m) || m.viaRport != -1 || m.maxFwd < 0 { // SIPp's BYE with rport
+		t.Fatal("the seed is not a BYE with rport and Max-Forwards the scanner takes")
+	}
+	var buf bytes.Buffer
+	buf.Grow(4096)
+	n := testing.AllocsPerRun(100, func() {
+		buf.Reset()
+		s.writeFastRequest(&buf, &m, from, sideCarrier, 1, false)
+	})
+	if n != 0 {
+		t.Errorf("%v allocations a forwarded BYE, want 0", n)
+	}
+	if !strings.Contains(buf.String(), ";rport=5099;received=127.0.0.2") || !strings.Contains(buf.String(), "Max-Forwards: 69\r\n") {
+		t.Errorf("rport, received or Max-Forwards not written:\n%s", buf.String())
 	}
 }
