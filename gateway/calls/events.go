@@ -4,6 +4,7 @@ package calls
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -157,12 +158,29 @@ type NATSPublisher struct {
 	NC     *nats.Conn
 	Region string // this node's region, used in the subject
 	Log    *slog.Logger
+	// Interest, when set, reports whether the server NC is connected to
+	// has a subscriber for a subject, as the server itself decides where
+	// a message goes (store.Store.SubjectInterest: the embedded server's
+	// sublist, with route and leaf node interest). An event nobody
+	// subscribes to is then not published at all (Skipped counts it).
+	// nil: every event is published (an external NATS).
+	Interest func(subject string) bool
+
+	skipped atomic.Uint64
 }
+
+// Skipped is how many events were not published because nobody
+// subscribed to their subject (Interest).
+func (p *NATSPublisher) Skipped() uint64 { return p.skipped.Load() }
 
 // Publish implements Publisher.
 func (p *NATSPublisher) Publish(e Event) {
 	if p == nil || p.NC == nil {
 		return
+	}
+	subject, ok := p.listened(&e)
+	if !ok {
+		return // not encoded either
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -171,7 +189,7 @@ func (p *NATSPublisher) Publish(e Event) {
 	if err != nil {
 		return
 	}
-	p.PublishEncoded(e, b)
+	p.publish(e, subject, b)
 }
 
 // PublishEncoded implements EncodedPublisher: it publishes data, e's JSON.
@@ -179,11 +197,29 @@ func (p *NATSPublisher) PublishEncoded(e Event, data []byte) {
 	if p == nil || p.NC == nil {
 		return
 	}
+	if subject, ok := p.listened(&e); ok {
+		p.publish(e, subject, data)
+	}
+}
+
+// listened is the subject of an event of e (its region and kind), and
+// false (the event counted as skipped) when Interest says nobody
+// subscribes to it.
+func (p *NATSPublisher) listened(e *Event) (string, bool) {
 	region := e.Region
 	if region == "" {
 		region = p.Region
 	}
-	if err := p.NC.Publish(Subject(region, e.Kind), data); err != nil && p.Log != nil {
+	subject := Subject(region, e.Kind)
+	if p.Interest != nil && !p.Interest(subject) {
+		p.skipped.Add(1)
+		return subject, false
+	}
+	return subject, true
+}
+
+func (p *NATSPublisher) publish(e Event, subject string, data []byte) {
+	if err := p.NC.Publish(subject, data); err != nil && p.Log != nil {
 		p.Log.Warn("calls: event not published", "kind", e.Kind, "call_id", e.CallID, "err", err)
 	}
 }
