@@ -4,6 +4,7 @@ package calls
 
 import (
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -166,7 +167,44 @@ type NATSPublisher struct {
 	// nil: every event is published (an external NATS).
 	Interest func(subject string) bool
 
-	skipped atomic.Uint64
+	skipped  atomic.Uint64
+	subjects subjectCache
+}
+
+// subjectCache keeps the subjects of the regions and kinds seen, so that
+// an event's subject is not built (allocated) again for each event: a
+// map copied on write, read without a lock.
+type subjectCache struct {
+	m  atomic.Pointer[map[[2]string]string]
+	mu sync.Mutex // writers
+}
+
+// maxCachedSubjects bounds the cache (regions come from the config and
+// the edges, kinds from this package: a few dozen at most).
+const maxCachedSubjects = 256
+
+func (c *subjectCache) subject(region, kind string) string {
+	if m := c.m.Load(); m != nil {
+		if s, ok := (*m)[[2]string{region, kind}]; ok {
+			return s
+		}
+	}
+	s := Subject(region, kind)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil && len(*old) >= maxCachedSubjects {
+		return s
+	}
+	m := make(map[[2]string]string, 8)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[[2]string{region, kind}] = s
+	c.m.Store(&m)
+	return s
 }
 
 // Skipped is how many events were not published because nobody
@@ -210,7 +248,7 @@ func (p *NATSPublisher) listened(e *Event) (string, bool) {
 	if region == "" {
 		region = p.Region
 	}
-	subject := Subject(region, e.Kind)
+	subject := p.subjects.subject(region, e.Kind)
 	if p.Interest != nil && !p.Interest(subject) {
 		p.skipped.Add(1)
 		return subject, false
