@@ -12,10 +12,14 @@ import "github.com/nats-io/nats-server/v2/server"
 // with an external NATS, where only that server knows.
 //
 // The check takes the account's and the sublist's read locks and is a
-// lookup in the sublist's result cache when the subject was matched
-// before (a message published on it), else a walk down the subject's
-// few tokens in the sublist's tree; it allocates nothing
-// (BenchmarkSubjectInterest).
+// lookup in the sublist's result cache when the server matched the
+// subject before (a message published on it: about 24 ns), else a walk
+// down the subject's four tokens in the sublist's tree (about 75 ns),
+// never a scan of the subscriptions; it allocates nothing
+// (BenchmarkSubjectInterest). While nobody subscribes no message is
+// published, so the walk is the usual case; the cache (1,024 subjects,
+// swept at random) also churns with the history's subjects, one per
+// call.
 func (s *Store) SubjectInterest() func(subject string) bool {
 	if s.srv == nil {
 		return nil
