@@ -78,6 +78,6 @@ func registerSyncMetrics(reg prometheus.Registerer, y *provisioning.Syncer, t *r
 func registerLiveEventMetrics(reg prometheus.Registerer, p *calls.NATSPublisher) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "callgate", Subsystem: "calls", Name: "live_events_skipped_total",
-		Help: "Call events not published on callgate.calls.<region>.<kind> because no subscriber of the embedded NATS server (or of its routes and leaf nodes) listened.",
+		Help: "Call events not published on callgate.calls.<region>.<kind> because nobody subscribed to them on the embedded NATS server.",
 	}, func() float64 { return float64(p.Skipped()) }))
 }
