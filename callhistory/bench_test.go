@@ -101,8 +101,9 @@ func BenchmarkListAmongOthers(b *testing.B) {
 
 // BenchmarkCallEvents is the whole per-call cost of a call's events on
 // one node: the started, answered and ended events of an inbound SIP call
-// through the publisher the node wires (core NATS callgate.calls.<region>.<kind>
-// and the history recorder) into the embedded JetStream server, waiting
+// through the publisher the node wires (core NATS callgate.calls.<region>.<kind>,
+// where nobody subscribes here so nothing is sent, and the history
+// recorder) into the embedded JetStream server, waiting
 // until every event is acknowledged as stored. One op is one call (three
 // events); allocations count the in-process server's too.
 //
@@ -113,7 +114,15 @@ func BenchmarkListAmongOthers(b *testing.B) {
 // many times a goroutine was scheduled to run (gruns), per call.
 //
 //	go test ./callhistory -run '^$' -bench 'CallEvents$' -benchmem -benchtime=20000x -count 5
-func BenchmarkCallEvents(b *testing.B) { benchCallEvents(b, 0) }
+func BenchmarkCallEvents(b *testing.B) { benchCallEvents(b, 0, true) }
+
+// BenchmarkCallEventsUngated is BenchmarkCallEvents with every live event
+// published, as with an external NATS (and as every node did before the
+// live publisher asked the embedded server for interest): nobody
+// subscribes, so the difference is what the check saves.
+//
+//	go test ./callhistory -run '^$' -bench 'CallEvents(Ungated)?$' -benchmem -benchtime=20000x -count 1
+func BenchmarkCallEventsUngated(b *testing.B) { benchCallEvents(b, 0, false) }
 
 // BenchmarkCallEventsPaced is BenchmarkCallEvents at 4,000 calls/s (the
 // rate of the SIP bench, bench/sip/run.sh), as an edge takes them: the
@@ -123,11 +132,17 @@ func BenchmarkCallEvents(b *testing.B) { benchCallEvents(b, 0) }
 // at least 8,000 calls (two seconds), e.g.
 //
 //	go test ./callhistory -run '^$' -bench 'CallEventsPaced$' -benchmem -benchtime=12000x -count 5
-func BenchmarkCallEventsPaced(b *testing.B) { benchCallEvents(b, 4000) }
+func BenchmarkCallEventsPaced(b *testing.B) { benchCallEvents(b, 4000, true) }
+
+// BenchmarkCallEventsPacedUngated is BenchmarkCallEventsPaced with every
+// live event published (BenchmarkCallEventsUngated).
+func BenchmarkCallEventsPacedUngated(b *testing.B) { benchCallEvents(b, 4000, false) }
 
 // benchCallEvents publishes b.N calls' events, rate calls per second
-// (0: as fast as they go).
-func benchCallEvents(b *testing.B, rate float64) {
+// (0: as fast as they go). gated: the live publisher is wired as the node
+// wires it (no event published while nobody subscribes); else every
+// live event is published.
+func benchCallEvents(b *testing.B, rate float64, gated bool) {
 	st := storetest.OpenEmbedded(b)
 	m := callhistory.NewMetrics(nil)
 	rec, err := callhistory.NewRecorder(st.NC, st, callhistory.RecorderOptions{Metrics: m})
@@ -139,7 +154,11 @@ func benchCallEvents(b *testing.B, rate float64) {
 		defer cancel()
 		rec.Close(ctx)
 	}()
-	events := callhistory.Tee{&calls.NATSPublisher{NC: st.NC, Region: "eu-west"}, rec}
+	live := &calls.NATSPublisher{NC: st.NC, Region: "eu-west"}
+	if gated {
+		live.Interest = st.SubjectInterest() // node/edges.go
+	}
+	events := callhistory.Tee{live, rec}
 	started := calls.Event{Kind: calls.Started, Number: "+12025550100", Workspace: "acme", Agent: "agent-1",
 		Region: "eu-west", Carrier: "twilio", Origin: "purchased", Source: "sip", Direction: calls.Inbound,
 		From: "+447700900123", To: "+12025550100", Endpoint: "sip:bot@10.0.0.7:5070", HookOutcome: "none"}
@@ -224,6 +243,9 @@ func benchCallEvents(b *testing.B, rate float64) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(info1.State.Bytes-info0.Bytes)/float64(b.N), "stored-B/op")
+	if gated && live.Skipped() < uint64(3*b.N) {
+		b.Fatalf("%d live events skipped, want %d (nobody subscribes)", live.Skipped(), 3*b.N)
+	}
 }
 
 // ioCounts are the process's write counters from /proc/self/io.

@@ -30,7 +30,11 @@ type edges struct {
 // startEdges starts the SIP and webhook edges and the media relay.
 func (n *Node) startEdges(ctx context.Context, extra map[string]http.Handler) error {
 	cfg := n.cfg
-	events, err := n.historyEvents(&calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log})
+	// With the embedded server, an event nobody subscribes to is not
+	// published (calls.NATSPublisher.Interest).
+	live := &calls.NATSPublisher{NC: n.st.NC, Region: cfg.Region, Log: n.log, Interest: n.st.SubjectInterest()}
+	registerLiveEventMetrics(n.reg, live)
+	events, err := n.historyEvents(live)
 	if err != nil {
 		return err
 	}

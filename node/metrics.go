@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/provisioning"
 	"github.com/callgate/callgate/routing"
 	"github.com/callgate/callgate/store"
@@ -72,4 +73,11 @@ func registerSyncMetrics(reg prometheus.Registerer, y *provisioning.Syncer, t *r
 		Namespace: "callgate", Subsystem: "routing", Name: "overlay_numbers",
 		Help: "Numbers changed since the routing table was last built in full (held in the snapshot's overlay).",
 	}, func() float64 { return float64(t.Load().Overlay()) }))
+}
+
+func registerLiveEventMetrics(reg prometheus.Registerer, p *calls.NATSPublisher) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "callgate", Subsystem: "calls", Name: "live_events_skipped_total",
+		Help: "Call events not published on callgate.calls.<region>.<kind> because nobody subscribed to them on the embedded NATS server.",
+	}, func() float64 { return float64(p.Skipped()) }))
 }

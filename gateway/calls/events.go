@@ -4,6 +4,8 @@ package calls
 
 import (
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -157,12 +159,66 @@ type NATSPublisher struct {
 	NC     *nats.Conn
 	Region string // this node's region, used in the subject
 	Log    *slog.Logger
+	// Interest, when set, reports whether the server NC is connected to
+	// has a subscriber for a subject, as the server itself decides where
+	// a message goes (store.Store.SubjectInterest: the embedded server's
+	// sublist, with route and leaf node interest). An event nobody
+	// subscribes to is then not published at all (Skipped counts it).
+	// nil: every event is published (an external NATS).
+	Interest func(subject string) bool
+
+	skipped  atomic.Uint64
+	subjects subjectCache
 }
+
+// subjectCache keeps the subjects of the regions and kinds seen, so that
+// an event's subject is not built (allocated) again for each event: a
+// map copied on write, read without a lock.
+type subjectCache struct {
+	m  atomic.Pointer[map[[2]string]string]
+	mu sync.Mutex // writers
+}
+
+// maxCachedSubjects bounds the cache (regions come from the config and
+// the edges, kinds from this package: a few dozen at most).
+const maxCachedSubjects = 256
+
+func (c *subjectCache) subject(region, kind string) string {
+	if m := c.m.Load(); m != nil {
+		if s, ok := (*m)[[2]string{region, kind}]; ok {
+			return s
+		}
+	}
+	s := Subject(region, kind)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil && len(*old) >= maxCachedSubjects {
+		return s
+	}
+	m := make(map[[2]string]string, 8)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[[2]string{region, kind}] = s
+	c.m.Store(&m)
+	return s
+}
+
+// Skipped is how many events were not published because nobody
+// subscribed to their subject (Interest).
+func (p *NATSPublisher) Skipped() uint64 { return p.skipped.Load() }
 
 // Publish implements Publisher.
 func (p *NATSPublisher) Publish(e Event) {
 	if p == nil || p.NC == nil {
 		return
+	}
+	subject, ok := p.listened(&e)
+	if !ok {
+		return // not encoded either
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -171,7 +227,7 @@ func (p *NATSPublisher) Publish(e Event) {
 	if err != nil {
 		return
 	}
-	p.PublishEncoded(e, b)
+	p.publish(e, subject, b)
 }
 
 // PublishEncoded implements EncodedPublisher: it publishes data, e's JSON.
@@ -179,11 +235,29 @@ func (p *NATSPublisher) PublishEncoded(e Event, data []byte) {
 	if p == nil || p.NC == nil {
 		return
 	}
+	if subject, ok := p.listened(&e); ok {
+		p.publish(e, subject, data)
+	}
+}
+
+// listened is the subject of an event of e (its region and kind), and
+// false (the event counted as skipped) when Interest says nobody
+// subscribes to it.
+func (p *NATSPublisher) listened(e *Event) (string, bool) {
 	region := e.Region
 	if region == "" {
 		region = p.Region
 	}
-	if err := p.NC.Publish(Subject(region, e.Kind), data); err != nil && p.Log != nil {
+	subject := p.subjects.subject(region, e.Kind)
+	if p.Interest != nil && !p.Interest(subject) {
+		p.skipped.Add(1)
+		return subject, false
+	}
+	return subject, true
+}
+
+func (p *NATSPublisher) publish(e Event, subject string, data []byte) {
+	if err := p.NC.Publish(subject, data); err != nil && p.Log != nil {
 		p.Log.Warn("calls: event not published", "kind", e.Kind, "call_id", e.CallID, "err", err)
 	}
 }
