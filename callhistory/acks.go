@@ -27,8 +27,11 @@ type acks struct {
 	timeout   time.Duration // acknowledgement wait (and stall wait)
 	tick      time.Duration // how often timeouts are looked for
 	retryWait time.Duration // wait before publishing again after no responders
-	stored    func()
-	failed    func(ws string, err error)
+	// stored and failed count an outcome; they are called with mu held
+	// (so that complete's "nothing pending" means "everything counted")
+	// and must not call back into acks.
+	stored func()
+	failed func(ws string, err error)
 
 	mu      sync.Mutex
 	next    uint64
@@ -151,18 +154,20 @@ func (a *acks) handle(m *nats.Msg) {
 			time.AfterFunc(a.retryWait, func() { a.retry(id) })
 			return
 		}
+		a.failed(p.ws, jetstream.ErrNoStreamResponse)
 		a.removeLocked(id)
 		a.mu.Unlock()
-		a.failed(p.ws, jetstream.ErrNoStreamResponse)
 		return
+	}
+	// Counted before it is removed, a.mu held: once nothing is pending
+	// (complete, Recorder.Close returns) every outcome is counted.
+	if err := ackError(m.Data); err != nil {
+		a.failed(p.ws, err)
+	} else {
+		a.stored()
 	}
 	a.removeLocked(id)
 	a.mu.Unlock()
-	if err := ackError(m.Data); err != nil {
-		a.failed(p.ws, err)
-		return
-	}
-	a.stored()
 }
 
 // retry publishes pending id again (after no responders).
@@ -283,17 +288,13 @@ func (a *acks) watch() {
 
 // expire fails the pending acknowledgements that old says are.
 func (a *acks) expire(old func(*pendingAck) bool, err error) {
-	var lost []*pendingAck
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	for id, p := range a.pending {
 		if old(p) {
-			lost = append(lost, p)
+			a.failed(p.ws, err) // counted before removed (handle)
 			a.removeLocked(id)
 		}
-	}
-	a.mu.Unlock()
-	for _, p := range lost {
-		a.failed(p.ws, err)
 	}
 }
 

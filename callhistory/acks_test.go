@@ -155,6 +155,46 @@ func TestAcksCountsStoredAndRefusedEventsOfAStream(t *testing.T) {
 	}
 }
 
+// TestAcksCountedWhenDrained: once nothing is pending (what
+// Recorder.Close waits for), every outcome has been counted, even when
+// counting takes a while (CI once saw Close return with 899 of 900
+// events counted: the last acknowledgement was removed, then counted).
+func TestAcksCountedWhenDrained(t *testing.T) {
+	st := storetest.OpenEmbedded(t)
+	ctx := context.Background()
+	if err := st.EnsureHistory(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	stored, failed := 0, 0
+	slowCount := func(n *int) {
+		time.Sleep(20 * time.Millisecond) // a slow count: the window it must not leave open
+		mu.Lock()
+		*n++
+		mu.Unlock()
+	}
+	a, err := newAcks(st.NC, 16, 10*time.Second, time.Second, func() { slowCount(&stored) },
+		func(string, error) { slowCount(&failed) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	for i := 0; i < 5; i++ {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.publish("acme", Subject("acme", "big"), make([]byte, 17<<10)); err != nil { // refused
+		t.Fatal(err)
+	}
+	drained(t, a)
+	mu.Lock()
+	defer mu.Unlock()
+	if stored != 5 || failed != 1 {
+		t.Fatalf("when nothing was pending: %d stored, %d failed counted; want 5 and 1", stored, failed)
+	}
+}
+
 func TestAcksTimeOut(t *testing.T) {
 	srv := storetest.RunServer(t)
 	nc := connect(t, srv.ClientURL())
