@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callgate/callgate/internal/testwait"
 )
@@ -409,16 +410,55 @@ func TestPortBusyElsewhereSkipped(t *testing.T) {
 }
 
 func TestMediaTimeout(t *testing.T) {
-	m, reg := runTestManager(t, func(c *Config) { c.MediaTimeout = 300 * time.Millisecond })
-	var fired atomic.Int32
-	c := setupCall(t, m, func() { fired.Add(1) })
-	// Media flowing keeps the call up past the timeout.
-	for i := 0; i < 30; i++ {
-		sendSeqs(t, c, 1, []uint16{uint16(i)})
-		time.Sleep(20 * time.Millisecond)
-	}
-	if fired.Load() != 0 {
-		t.Fatal("timed out while media was flowing")
+	const timeout = 300 * time.Millisecond
+	var (
+		m     *Manager
+		reg   *prometheus.Registry
+		c     *call
+		fired *atomic.Int32
+		gaps  []time.Duration
+	)
+	// Media flowing keeps the call up past the timeout. That it flowed is
+	// measured, not assumed from the 20 ms pacing: the relay read packet i
+	// after it was sent and before the agent got it, so no two of its reads
+	// (nor the answer and the first read) were further apart than the
+	// arrival of one packet and the send of the one before. A loaded machine
+	// that stalled the loop or the relay for the timeout made the timeout
+	// right; such an attempt proves nothing and is made again on a fresh
+	// manager. A relay that times out a call while media flows fails every
+	// attempt.
+	for attempt := 1; ; attempt++ {
+		m, reg = runTestManager(t, func(c *Config) { c.MediaTimeout = timeout })
+		fired = new(atomic.Int32)
+		prev := time.Now()
+		c = setupCall(t, m, func() { fired.Add(1) })
+		payload := make([]byte, 160)
+		widest := time.Duration(0)
+		for i := 0; i < 30; i++ {
+			sent := time.Now()
+			c.caller.sendRTP(c.toCaller, rtpPacket(1, uint16(i), uint32(i*160), payload))
+			_, _, err := c.agent.recv(2 * time.Second)
+			widest = max(widest, time.Since(prev))
+			prev = sent
+			if err != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		timedOut := fired.Load() != 0
+		widest = max(widest, time.Since(prev)) // the last read to now
+		if widest < timeout {
+			if timedOut {
+				t.Fatalf("timed out while media was flowing (the relay's reads at most %v apart)", widest)
+			}
+			break
+		}
+		gaps = append(gaps, widest)
+		if attempt == 5 {
+			t.Fatalf("no attempt kept the call up with media at most %v apart: widest gaps %v, timed out %v", timeout, gaps, timedOut)
+		}
+		t.Logf("attempt %d: a gap of %v, longer than the timeout (timed out %v): again", attempt, widest, timedOut)
+		m.Close()
 	}
 	testwait.CheckFor(t, 3*time.Second, 10*time.Millisecond, func() error {
 		if fired.Load() != 1 {
