@@ -65,6 +65,26 @@ func callAll(t *testing.T, carrierUA *ua, nodes []*node.Node, nums ...string) {
 	}
 }
 
+// watchRestarts is callgate_routing_watch_restarts_total summed over nodes.
+func watchRestarts(t *testing.T, nodes []*node.Node) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, n := range nodes {
+		mfs, err := n.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "callgate_routing_watch_restarts_total" {
+				for _, m := range mf.GetMetric() {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
 // routingResumeLimit bounds how long a node takes to route a change made
 // after the NATS server it was connected to went away. nats.go's ordered
 // consumers behind the KV watchers notice a lost consumer only after two
@@ -115,6 +135,7 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 	// One NATS node down (the one a is connected to).
 	down := cluster.index(a.Store().NC.ConnectedServerName())
 	t.Logf("stopping %s", cluster.nodes[down].name)
+	restarts := watchRestarts(t, nodes)
 	cluster.stop(down)
 	stopped := time.Now()
 	for i, c := range []apiClient{ca, cb} {
@@ -136,7 +157,16 @@ func TestScaleOutOnNATSCluster(t *testing.T) {
 		})
 		c.must(200, "PATCH", "/v1/numbers/"+strings.TrimPrefix(n, "+"), `{"agent_id":"bot"}`)
 		t.Logf("one NATS node down: bought and assigned through node %d in %v (%v after the stop)", i, time.Since(start), time.Since(stopped))
-		t.Logf("one NATS node down: routed by both nodes after %v", routedWithin(t, time.Now(), routingResumeLimit, n, "bot", a, b))
+		// Routing resumes within routingResumeLimit when the machine keeps
+		// pace. On a loaded machine the stall checks and the new watch take
+		// longer; what must hold then is that the watchers were restarted
+		// (the stall check did it, not nats.go's heartbeats, 10 s after the
+		// stop), and routing resumed within outageResumeLimit.
+		took := routedWithin(t, time.Now(), outageResumeLimit, n, "bot", a, b)
+		t.Logf("one NATS node down: routed by both nodes after %v (watch restarts %v)", took, watchRestarts(t, nodes)-restarts)
+		if took > routingResumeLimit && watchRestarts(t, nodes) == restarts {
+			t.Errorf("one NATS node down: routed after %v (over %v) and no KV watcher was restarted", took, routingResumeLimit)
+		}
 		nums = append(nums, n)
 	}
 	callAll(t, carrierUA, nodes, nums...)
