@@ -644,7 +644,19 @@ if [ $RUN_KAM = 1 ]; then
 fi
 if [ $RUN_CG = 1 ] && [ $RUN_KAM = 1 ]; then
 	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
-	echo "callgate / kamailio: rate $(ratio "$CG_BEST" "$KAM_BEST")x, CPU per call $(ratio "$CG_CPU" "$KAM_CPU")x, peak PSS $(ratio "$CG_PEAK_PSS" "$KAM_PEAK_PSS")x, PSS ${IDLE}s after $(ratio "$CG_AFTER_PSS" "$KAM_AFTER_PSS")x"
+	# CPU per call compared at one rate: the highest both passed with zero
+	# failed calls (each proxy's passing try at that rate), not each at its
+	# own best rate (CPU per call falls as the rate rises).
+	COMMON=$(awk '$5 == 0 && ($1 == "callgate" || $1 == "kamailio") { cpu[$1, $2] = $8; if ($1 == "callgate") cg[$2] = 1; else kam[$2] = 1 }
+		END { best = 0; for (r in cg) if ((r in kam) && r + 0 > best) best = r + 0
+			if (best > 0) print best, cpu["callgate", best], cpu["kamailio", best] }' "$WORK/steps.txt")
+	if [ -n "$COMMON" ]; then
+		read -r COMMON_RATE COMMON_CG COMMON_KAM <<<"$COMMON"
+		COMMON_TXT="CPU per call $(ratio "$COMMON_CG" "$COMMON_KAM")x at ${COMMON_RATE} calls/s, the highest rate both passed ($COMMON_CG against $COMMON_KAM us)"
+	else
+		COMMON_TXT="CPU per call n/a (no rate passed by both)"
+	fi
+	echo "callgate / kamailio: rate $(ratio "$CG_BEST" "$KAM_BEST")x, $COMMON_TXT, peak PSS $(ratio "$CG_PEAK_PSS" "$KAM_PEAK_PSS")x, PSS ${IDLE}s after $(ratio "$CG_AFTER_PSS" "$KAM_AFTER_PSS")x"
 fi
 if [ $RUN_OUT = 1 ]; then
 	[ -z "${CG_OUT_BEST:-}" ] || echo "callgate outbound (agent digest -> callgate -> PSTN): ${CG_OUT_BEST} calls/s at zero failures, ${CG_OUT_CPU} us CPU per call"
