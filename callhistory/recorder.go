@@ -180,9 +180,10 @@ const (
 // DefaultLinger is 20 ms: history is read by people and by API calls
 // made seconds into a call, and against 1 ms it halves the goroutine
 // wake-ups per call (BenchmarkCallEventsPaced: 9.5 → 4.1 at 4,000
-// calls/s) and took bench/sip/run.sh's median CPU per call at 5,000
-// calls/s from 142 to 125 µs in five interleaved runs (issue 15). The
-// queue holds DefaultQueue events, 20 ms of 400,000 events a second.
+// calls/s); in bench/sip/run.sh's five interleaved runs the median CPU
+// per call at 5,000 calls/s went from 142 to 125 µs (bench/sip/README.md,
+// fourth round, for the runs where it did not show). The queue holds
+// DefaultQueue events, 20 ms of 400,000 events a second.
 func (r *Recorder) run() {
 	defer close(r.done)
 	for e := range r.q {
