@@ -37,6 +37,7 @@
 #                         [--callgate BIN] [--no-outbound] [--only-outbound]
 #                         [--outbound-rates "500 1000 ..."] [--hook]
 #                         [--hook-delay D] [--pairs N] [--no-ceiling]
+#                         [--kamailio-acc]
 #                         [--runtime GC_PERCENT:MEMORY_LIMIT_MB]
 #   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
 #   --duration S   seconds of load per rate step (default 10)
@@ -57,6 +58,9 @@
 #   --no-ceiling   skip the harness's own ceiling (SIPp to SIPp, no proxy)
 #   --runtime G:M  callgate's runtime.gc_percent and runtime.memory_limit_mb
 #                  (default 400:256, the README's advice; 0:0 = Go's defaults)
+#   --kamailio-acc Kamailio also keeps a record of every call (acc module,
+#                  db_flatstore files in the work dir: the INVITE's and the
+#                  BYE's transactions), as callgate keeps its call history
 #   --nice N       run SIPp and both proxies at niceness N (default -10, as
 #                  root) so that other work on a shared machine starves them less;
 #                  the same for callgate and Kamailio. 0 leaves it alone.
@@ -80,6 +84,7 @@ PROFILE=""
 CG_BIN=""
 NUMBER=""
 NICE=-10
+KAM_ACC=0
 RUN_OUT=1
 RUN_IN=1
 OUT_RATES="500 1000 1500 2000 2500 3000 4000"
@@ -113,8 +118,9 @@ while [ $# -gt 0 ]; do
 	--hook-delay) HOOK_DELAY=$2; shift ;;
 	--pairs) PAIRS=$2; shift ;;
 	--no-ceiling) RUN_CEIL=0 ;;
+	--kamailio-acc) KAM_ACC=1 ;;
 	--runtime) CG_RUNTIME=$2; shift ;;
-	-h | --help) sed -n '2,67p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,69p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -563,8 +569,13 @@ if [ $RUN_KAM = 1 ]; then
 	mkdir -p "$WORK/kam"
 	for k in $(seq 0 $((PAIRS - 1))); do echo "1 sip:127.0.0.1:${UAS_PORTS[$k]}"; done >"$WORK/kam/dispatcher.list"
 	start_uas "$WORK/kam"
+	KAM_ACC_ARGS=()
+	if [ "$KAM_ACC" = 1 ]; then
+		mkdir -p "$WORK/kam/acc"
+		KAM_ACC_ARGS=(-A ACC -A "ACCDB=\"flatstore:$WORK/kam/acc\"")
+	fi
 	"$KAMAILIO" -f "$HERE/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 -Y "$WORK/kam" \
-		-l "udp:127.0.0.1:$KAM_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 \
+		-l "udp:127.0.0.1:$KAM_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 "${KAM_ACC_ARGS[@]}" \
 		>"$WORK/kam/kamailio.log" 2>&1 </dev/null &
 	KAM_PID=$!
 	PIDS+=($KAM_PID)
@@ -583,6 +594,11 @@ if [ $RUN_KAM = 1 ]; then
 	fi
 	report_memory kamailio "$KAM_PID"
 	KAM_PEAK_PSS=$PEAK_PSS_KB KAM_AFTER_PSS=$AFTER_PSS_KB
+	if [ "$KAM_ACC" = 1 ]; then
+		# what acc wrote: one line per accounted transaction (2 per call)
+		KAM_ACC_LINES=$(cat "$WORK"/kam/acc/* 2>/dev/null | wc -l)
+		log "kamailio acc: $KAM_ACC_LINES records in $WORK/kam/acc"
+	fi
 	KAM_OUT_BEST="" KAM_OUT_CPU=""
 	if [ $RUN_OUT = 1 ]; then
 		# the same job for outbound calls: digest auth (one static password) then on to the PSTN
@@ -639,7 +655,7 @@ if [ -n "${CG_HOOK_BEST:-}" ]; then
 fi
 if [ $RUN_KAM = 1 ]; then
 	echo "kamailio: highest rate with zero failed calls: ${KAM_BEST} calls/s (achieved ${KAM_ACH}/s)$([ -z "$CEIL_BEST" ] || limited "$KAM_BEST")"
-	echo "kamailio: CPU per call at that rate: ${KAM_CPU} us (all processes)"
+	echo "kamailio: CPU per call at that rate: ${KAM_CPU} us (all processes)$([ "$KAM_ACC" = 1 ] && echo ", with acc: ${KAM_ACC_LINES:-0} call records written")"
 	echo "kamailio: PSS (all processes) idle $(mb "$KAM_IDLE_PSS") MB, peak $(mb "$KAM_PEAK_PSS") MB, ${IDLE}s after $(mb "$KAM_AFTER_PSS") MB (its -m 1024 shared pool is touched as it fills and never returned)"
 fi
 if [ $RUN_CG = 1 ] && [ $RUN_KAM = 1 ]; then
