@@ -26,9 +26,16 @@ const ws = "acme"
 type events struct {
 	mu sync.Mutex
 	ev []calls.Event
+	// slowStarted is how long publishing a started event takes (a
+	// loaded node): an event of the call published meanwhile would be
+	// recorded before it.
+	slowStarted time.Duration
 }
 
 func (e *events) Publish(ev calls.Event) {
+	if ev.Kind == calls.Started {
+		time.Sleep(e.slowStarted)
+	}
 	e.mu.Lock()
 	e.ev = append(e.ev, ev)
 	e.mu.Unlock()

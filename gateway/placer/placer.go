@@ -238,6 +238,10 @@ type plan struct {
 	endpoint routing.Endpoint
 	// forwardedFrom is the business line used as caller ID, if any.
 	forwardedFrom string
+	// start, if set, starts the call's legs; place calls it after the
+	// started event is published, so that no event of the call (a
+	// busy callee's ended, at once) comes before it.
+	start func()
 }
 
 // check applies the workspace's rules to req (no side effects).
@@ -335,6 +339,9 @@ func (p *Placer) place(ctx context.Context, ws string, req Request) (*Call, erro
 		return nil, carrierErr(err)
 	}
 	p.d.Events.Publish(p.event(calls.Started, pl.call, ws, pl.number.E164, pl.endpoint.URI, pl.forwardedFrom))
+	if pl.start != nil {
+		pl.start()
+	}
 	p.log.Info("placer: call placed", "call_id", pl.call.ID, "workspace", ws, "carrier", pl.call.Carrier, "agent", pl.call.AgentID, "to", phone.Mask(pl.call.To))
 	return &pl.call, nil
 }

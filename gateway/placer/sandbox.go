@@ -197,10 +197,12 @@ func (p *Placer) placeSandbox(pl *plan) error {
 	u.calls[pl.call.ID] = b
 	u.mu.Unlock()
 	u.wg.Add(1)
-	go func() {
-		defer u.wg.Done()
-		u.run(b, agent)
-	}()
+	pl.start = func() { // after the started event (place)
+		go func() {
+			defer u.wg.Done()
+			u.run(b, agent)
+		}()
+	}
 	return nil
 }
 

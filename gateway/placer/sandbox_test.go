@@ -135,16 +135,25 @@ func TestSandboxAgentBYEReachesCallee(t *testing.T) {
 
 // TestSandboxBusyCalleeNeverRingsTheAgent: 486 from the PSTN ends the call
 // (pstn_busy), the agent is never invited, nothing is metered as answered.
+// The started event comes first even when publishing it is slow and the
+// callee is busy at once (the call's legs start after it).
 func TestSandboxBusyCalleeNeverRingsTheAgent(t *testing.T) {
 	needSIPp(t)
 	port := freeUDPPort(t)
 	done := sipp(t, "pstn_busy.xml", port)
 	r := startSandbox(t, port, 0)
+	// longer than SIPp takes to answer 486, even to the INVITE's
+	// retransmission if the first came before it listened
+	r.ev.slowStarted = 2 * time.Second
 	c, err := r.p.Place(context.Background(), ws, Request{From: "+12125550100", To: "+12125550155", AgentID: "bot"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := r.waitEnded(t, c.ID); e.Reason != "pstn_busy" {
+	e := r.waitEnded(t, c.ID)
+	if k := r.ev.kinds(c.ID); strings.Join(k, " ") != "started ended" {
+		t.Fatalf("events in the order %v, want started ended", k)
+	}
+	if e.Reason != "pstn_busy" {
 		t.Fatalf("ended %+v", e)
 	}
 	if msg := <-done; msg != "" {
