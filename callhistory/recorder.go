@@ -175,8 +175,9 @@ const (
 // receiver waiting), and a batch is one message through the NATS
 // connection, the server's read loop, the stream and the
 // acknowledgements instead of one per event. An event is published at
-// most the linger time later; the events of a batch wait in the queue,
-// not here, so Queue still bounds them.
+// most the linger time later. What the recorder holds is bounded: Queue
+// events, the batches of the events taken from it (each published
+// before more are taken) and MaxPending unacknowledged messages.
 //
 // DefaultLinger is 20 ms: history is read by people and by API calls
 // made seconds into a call. Against 1 ms, and one message per event, it
