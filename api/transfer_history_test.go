@@ -36,6 +36,12 @@ func TestTransferWhenTheHistoryCannotBeRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another call's event: the history is not empty, so finding a call
+	// in it takes reading it (a consumer), which the held one refuses.
+	other := `{"kind":"started","call_id":"another-call","time":"2026-11-03T12:00:00Z","number":"+12025550100"}`
+	if _, err := n.Store().JS.Publish(ctx, store.HistorySubjectPrefix+ws+".batch", []byte(other)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "hold"}); err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,8 @@ type acks struct {
 	// stored and failed count an outcome; they are called with mu held
 	// (so that complete's "nothing pending" means "everything counted")
 	// and must not call back into acks.
-	stored func()
-	failed func(ws string, err error)
+	stored func(n int)
+	failed func(ws string, n int, err error)
 
 	mu      sync.Mutex
 	next    uint64
@@ -48,6 +48,7 @@ type pendingAck struct {
 	data        []byte
 	gen         uint64
 	retries     int
+	n           int // events in the message (a batch of the workspace's events)
 }
 
 // Like jetstream.PublishAsync's defaults: a publish nobody answers (the
@@ -57,7 +58,7 @@ const (
 	noResponderWait    = 250 * time.Millisecond
 )
 
-func newAcks(nc *nats.Conn, max int, timeout, tick time.Duration, stored func(), failed func(ws string, err error)) (*acks, error) {
+func newAcks(nc *nats.Conn, max int, timeout, tick time.Duration, stored func(n int), failed func(ws string, n int, err error)) (*acks, error) {
 	a := &acks{nc: nc, prefix: nc.NewInbox() + ".", max: max, timeout: timeout, tick: tick, retryWait: noResponderWait,
 		stored: stored, failed: failed, pending: map[uint64]*pendingAck{}, stop: make(chan struct{})}
 	sub, err := nc.Subscribe(a.prefix+"*", a.handle)
@@ -70,9 +71,9 @@ func newAcks(nc *nats.Conn, max int, timeout, tick time.Duration, stored func(),
 	return a, nil
 }
 
-// publish sends data to subject for workspace ws. While max publishes
-// are unacknowledged it waits, up to the timeout, for one to be.
-func (a *acks) publish(ws, subject string, data []byte) error {
+// publish sends data, n events, to subject for workspace ws. While max
+// publishes are unacknowledged it waits, up to the timeout, for one to be.
+func (a *acks) publish(ws, subject string, data []byte, n int) error {
 	a.mu.Lock()
 	if len(a.pending) >= a.max {
 		if err := a.stallLocked(); err != nil {
@@ -82,7 +83,7 @@ func (a *acks) publish(ws, subject string, data []byte) error {
 	}
 	a.next++
 	id := a.next
-	a.pending[id] = &pendingAck{ws: ws, subject: subject, data: data, gen: a.gen}
+	a.pending[id] = &pendingAck{ws: ws, subject: subject, data: data, gen: a.gen, n: n}
 	a.mu.Unlock()
 	return a.send(id, subject, data)
 }
@@ -154,7 +155,7 @@ func (a *acks) handle(m *nats.Msg) {
 			time.AfterFunc(a.retryWait, func() { a.retry(id) })
 			return
 		}
-		a.failed(p.ws, jetstream.ErrNoStreamResponse)
+		a.failed(p.ws, p.n, jetstream.ErrNoStreamResponse)
 		a.removeLocked(id)
 		a.mu.Unlock()
 		return
@@ -162,9 +163,9 @@ func (a *acks) handle(m *nats.Msg) {
 	// Counted before it is removed, a.mu held: once nothing is pending
 	// (complete, Recorder.Close returns) every outcome is counted.
 	if err := ackError(m.Data); err != nil {
-		a.failed(p.ws, err)
+		a.failed(p.ws, p.n, err)
 	} else {
-		a.stored()
+		a.stored(p.n)
 	}
 	a.removeLocked(id)
 	a.mu.Unlock()
@@ -181,7 +182,7 @@ func (a *acks) retry(id uint64) {
 	p.gen = a.gen // a new wait for its acknowledgement
 	a.mu.Unlock()
 	if err := a.send(id, p.subject, p.data); err != nil {
-		a.failed(p.ws, err)
+		a.failed(p.ws, p.n, err)
 	}
 }
 
@@ -292,7 +293,7 @@ func (a *acks) expire(old func(*pendingAck) bool, err error) {
 	defer a.mu.Unlock()
 	for id, p := range a.pending {
 		if old(p) {
-			a.failed(p.ws, err) // counted before removed (handle)
+			a.failed(p.ws, p.n, err) // counted before removed (handle)
 			a.removeLocked(id)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callgate/callgate/internal/testwait"
+	"github.com/callgate/callgate/store"
 	"github.com/callgate/callgate/store/storetest"
 )
 
@@ -52,10 +53,12 @@ type ackLog struct {
 	wss    []string
 }
 
-func (l *ackLog) onStored() { l.mu.Lock(); l.stored++; l.mu.Unlock() }
-func (l *ackLog) onFailed(ws string, err error) {
+func (l *ackLog) onStored(n int) { l.mu.Lock(); l.stored += n; l.mu.Unlock() }
+func (l *ackLog) onFailed(ws string, n int, err error) {
 	l.mu.Lock()
-	l.errs, l.wss = append(l.errs, err), append(l.wss, ws)
+	for i := 0; i < n; i++ {
+		l.errs, l.wss = append(l.errs, err), append(l.wss, ws)
+	}
 	l.mu.Unlock()
 }
 
@@ -131,12 +134,12 @@ func TestAcksCountsStoredAndRefusedEventsOfAStream(t *testing.T) {
 	}
 	a, l := newTestAcks(t, st.NC, 16, 10*time.Second, time.Second)
 	for i := 0; i < 40; i++ { // more than max: publish waits for room
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`)); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Over the stream's MaxMsgSize (16 KiB): refused with an API error.
-	if err := a.publish("acme", Subject("acme", "big"), make([]byte, 17<<10)); err != nil {
+	if err := a.publish("acme", Subject("acme", "big"), make([]byte, store.HistoryMaxMsgSize+1), 1); err != nil {
 		t.Fatal(err)
 	}
 	l.waitFor(t, 40, 1)
@@ -173,18 +176,18 @@ func TestAcksCountedWhenDrained(t *testing.T) {
 		*n++
 		mu.Unlock()
 	}
-	a, err := newAcks(st.NC, 16, 10*time.Second, time.Second, func() { slowCount(&stored) },
-		func(string, error) { slowCount(&failed) })
+	a, err := newAcks(st.NC, 16, 10*time.Second, time.Second, func(int) { slowCount(&stored) },
+		func(string, int, error) { slowCount(&failed) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.close)
 	for i := 0; i < 5; i++ {
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`)); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.publish("acme", Subject("acme", "big"), make([]byte, 17<<10)); err != nil { // refused
+	if err := a.publish("acme", Subject("acme", "big"), make([]byte, store.HistoryMaxMsgSize+1), 1); err != nil { // refused
 		t.Fatal(err)
 	}
 	drained(t, a)
@@ -200,7 +203,7 @@ func TestAcksTimeOut(t *testing.T) {
 	nc := connect(t, srv.ClientURL())
 	silent(t, nc, "callgate.history.>")
 	a, l := newTestAcks(t, nc, 16, 100*time.Millisecond, 20*time.Millisecond)
-	if err := a.publish("acme", Subject("acme", "x"), []byte("{}")); err != nil {
+	if err := a.publish("acme", Subject("acme", "x"), []byte("{}"), 1); err != nil {
 		t.Fatal(err)
 	}
 	l.waitFor(t, 0, 1)
@@ -217,11 +220,11 @@ func TestAcksStallThenFail(t *testing.T) {
 	// No timeout sweep during the test: the two first stay pending.
 	a, _ := newTestAcks(t, nc, 2, 50*time.Millisecond, time.Hour)
 	for i := 0; i < 2; i++ {
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte("{}")); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte("{}"), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.publish("acme", Subject("acme", "third"), []byte("{}")); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+	if err := a.publish("acme", Subject("acme", "third"), []byte("{}"), 1); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 		t.Fatalf("third publish with two pending of two: %v", err)
 	}
 }
@@ -231,7 +234,7 @@ func TestAcksRetryWhenNobodyAnswers(t *testing.T) {
 	nc := connect(t, srv.ClientURL())
 	a, l := newTestAcks(t, nc, 16, 10*time.Second, time.Second)
 	a.retryWait = time.Hour // the test retries by hand
-	if err := a.publish("acme", Subject("acme", "x"), []byte("{}")); err != nil {
+	if err := a.publish("acme", Subject("acme", "x"), []byte("{}"), 1); err != nil {
 		t.Fatal(err)
 	}
 	retries := func() int {
@@ -265,7 +268,7 @@ func TestAcksRetryWhenNobodyAnswers(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.publish("acme", Subject("acme", "y"), []byte("{}")); err != nil {
+	if err := a.publish("acme", Subject("acme", "y"), []byte("{}"), 1); err != nil {
 		t.Fatal(err)
 	}
 	for r := 1; r <= noResponderRetries; r++ {
@@ -291,7 +294,7 @@ func TestAcksFailWhatIsPendingOnADisconnect(t *testing.T) {
 	silent(t, connect(t, srv.ClientURL()), "callgate.history.>")
 	a, l := newTestAcks(t, nc, 16, 10*time.Second, time.Second)
 	for i := 0; i < 3; i++ {
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte("{}")); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte("{}"), 1); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -137,13 +137,59 @@ func TestListingReadsOnlyTheWorkspacesEvents(t *testing.T) {
 	}
 }
 
-func TestListingANewPageReadsAboutThePage(t *testing.T) {
-	st, rec, m := recorder(t)
-	n := 0
-	for i := 0; i < 3000; i++ {
-		n += answeredCall(rec, "big", fmt.Sprintf("big-%04d", i), t0.Add(time.Duration(i)*time.Second))
+// storeBatches stores each of batches as the Recorder does: one message
+// on the workspace's batch subject, one event per line.
+func storeBatches(t *testing.T, st *store.Store, ws string, batches [][]calls.Event) {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.EnsureHistory(ctx, ws); err != nil {
+		t.Fatal(err)
 	}
-	waitStored(t, m, n)
+	for _, b := range batches {
+		var data []byte
+		for i := range b {
+			e, err := calls.Encode(&b[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i > 0 {
+				data = append(data, '\n')
+			}
+			data = append(data, e...)
+		}
+		if _, err := st.JS.Publish(ctx, callhistory.BatchSubject(ws), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// answeredEvents are the started, answered and ended events of a call
+// (answeredCall's).
+func answeredEvents(ws, id string, at time.Time) []calls.Event {
+	var c collect
+	answeredCall(&c, ws, id, at)
+	return c
+}
+
+type collect []calls.Event
+
+func (c *collect) Publish(e calls.Event) { *c = append(*c, e) }
+
+func TestListingANewPageReadsAboutThePage(t *testing.T) {
+	// 3000 calls in 300 stored batches of 10 calls (30 events): the
+	// newest page reads the newest batches, not the stream.
+	st := storetest.OpenEmbedded(t)
+	var batches [][]calls.Event
+	n := 0
+	for i := 0; i < 3000; i += 10 {
+		var b []calls.Event
+		for j := i; j < i+10; j++ {
+			b = append(b, answeredEvents("big", fmt.Sprintf("big-%04d", j), t0.Add(time.Duration(j)*time.Second))...)
+		}
+		batches = append(batches, b)
+		n += len(b)
+	}
+	storeBatches(t, st, "big", batches)
 	r := callhistory.NewReader(st, nil)
 	p, err := r.List(context.Background(), callhistory.Query{Workspace: "big", Limit: 10})
 	if err != nil {
@@ -160,7 +206,8 @@ func TestListingANewPageReadsAboutThePage(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(want, " ") || p.Next == "" {
 		t.Fatalf("newest 10: %v (next %q)", got, p.Next)
 	}
-	if p.EventsRead > 300 {
+	// The first window is 4 × (10 + 1) messages, 30 events each.
+	if p.EventsRead > 44*30 {
 		t.Errorf("the newest 10 of 3000 calls read %d of %d events", p.EventsRead, n)
 	}
 	// The oldest page reads on to the stream's start, and ends there.
@@ -342,15 +389,30 @@ func TestRecorderPublishDoesNotWaitForAStalledStore(t *testing.T) {
 		defer cancel()
 		rec.Close(ctx)
 	}()
+	// What the recorder holds while the store does not answer: the queue
+	// (16 events), MaxPending (4) unacknowledged batches and the batch
+	// being filled, each at most MaxBatchBytes of events. The rest is
+	// dropped, and Publish never waits.
+	ev := func(i int) calls.Event {
+		return calls.Event{Kind: calls.Started, CallID: fmt.Sprintf("%06d", i), Workspace: "acme", Time: t0}
+	}
+	sample := ev(0)
+	enc, err := calls.Encode(&sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perBatch := callhistory.MaxBatchBytes / (len(enc) + 1)
+	const total = 20000
 	start := time.Now()
-	for i := 0; i < 1000; i++ {
-		rec.Publish(calls.Event{Kind: calls.Started, CallID: fmt.Sprint(i), Workspace: "acme"})
+	for i := 0; i < total; i++ {
+		rec.Publish(ev(i))
 	}
 	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("1000 publishes took %v", d)
+		t.Errorf("%d publishes took %v", total, d)
 	}
-	if got := testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventDropped)); got < 1000-16-4-1 {
-		t.Errorf("dropped %v of 1000 with a queue of 16", got)
+	held := 16 + (4+1)*perBatch
+	if got := testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventDropped)); got < float64(total-held) {
+		t.Errorf("dropped %v of %d; the queue of 16 and 5 batches of %d hold %d", got, total, perBatch, held)
 	}
 }
 
@@ -487,17 +549,91 @@ func TestRecorderBatchesKeepTheOrderAndCloseStoresTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, w := range want {
-		msg, err := stream.GetMsg(ctx, uint64(i+1))
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each burst waits in the queue and goes out as one message (or a
+	// few, if a loaded machine stalls the burst past the linger time).
+	if info.State.Msgs > uint64(len(want)/10) {
+		t.Errorf("%d events stored in %d messages: not batched", len(want), info.State.Msgs)
+	}
+	var got []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
 		if err != nil {
-			t.Fatalf("message %d: %v", i+1, err)
+			t.Fatalf("message %d: %v", seq, err)
 		}
-		var e calls.Event
-		if err := json.Unmarshal(msg.Data, &e); err != nil {
+		if msg.Subject != callhistory.BatchSubject("acme") {
+			t.Errorf("message %d on %s", seq, msg.Subject)
+		}
+		for _, line := range bytes.Split(msg.Data, []byte("\n")) {
+			var e calls.Event
+			if err := json.Unmarshal(line, &e); err != nil {
+				t.Fatalf("message %d: %v", seq, err)
+			}
+			got = append(got, e.Kind+" "+e.CallID)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("stored in this order:\n%v\npublished:\n%v", got, want)
+	}
+}
+
+func TestGetReadsBatchesAndPerCallMessages(t *testing.T) {
+	// History written before batches (one message per event, on the
+	// call's own subject) and batches after it, in one stream: Get and
+	// List find every call, its events merged in the order stored, a
+	// call's events spread over several batches included.
+	st := storetest.OpenEmbedded(t)
+	ctx := context.Background()
+	if err := st.EnsureHistory(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range answeredEvents("acme", "old-1@pbx", t0) {
+		data, err := calls.Encode(&e)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got := e.Kind + " " + e.CallID; got != w {
-			t.Fatalf("message %d is %q, published as %q", i+1, got, w)
+		if _, err := st.JS.Publish(ctx, callhistory.Subject("acme", e.CallID), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spread := answeredEvents("acme", "spread@pbx", t0.Add(time.Minute))
+	var batches [][]calls.Event
+	batches = append(batches, []calls.Event{spread[0]}) // started alone
+	for i := 0; i < 200; i++ {                          // other calls between
+		batches = append(batches, answeredEvents("acme", fmt.Sprintf("other-%d@pbx", i), t0.Add(time.Minute+time.Duration(i)*time.Millisecond)))
+	}
+	// answered and ended in one batch, after a call of their own batch
+	last := append(answeredEvents("acme", "last@pbx", t0.Add(2*time.Minute)), spread[1], spread[2])
+	batches = append(batches, last)
+	storeBatches(t, st, "acme", batches)
+
+	r := callhistory.NewReader(st, nil)
+	for _, id := range []string{"old-1@pbx", "spread@pbx", "last@pbx", "other-7@pbx"} {
+		c, err := r.Get(ctx, "acme", id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if c.ID != id || c.Outcome != callhistory.OutcomeAnswered || c.AnsweredAt == nil || c.EndedAt == nil ||
+			c.Agent != "ag1" || c.EndReason != "bye_caller" || c.DurationSeconds != 10 {
+			t.Errorf("%s: %+v", id, c)
+		}
+	}
+	if _, err := r.Get(ctx, "acme", "nope@pbx"); !errors.Is(err, callhistory.ErrNotFound) {
+		t.Errorf("unknown call: %v", err)
+	}
+	p, err := r.List(ctx, callhistory.Query{Workspace: "acme", Limit: callhistory.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Calls) != 203 || p.Calls[0].ID != "last@pbx" || p.Calls[len(p.Calls)-1].ID != "old-1@pbx" {
+		t.Fatalf("listed %d calls, newest %q, oldest %q", len(p.Calls), p.Calls[0].ID, p.Calls[len(p.Calls)-1].ID)
+	}
+	for _, c := range p.Calls {
+		if c.Outcome != callhistory.OutcomeAnswered || c.EndedAt == nil {
+			t.Fatalf("listed %s: %+v", c.ID, c)
 		}
 	}
 }

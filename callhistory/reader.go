@@ -1,6 +1,7 @@
 package callhistory
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callgate/callgate/gateway/calls"
 	"github.com/callgate/callgate/store"
 )
 
@@ -105,14 +107,14 @@ func (r *Reader) List(ctx context.Context, q Query) (Page, error) {
 	events := map[string][]seqEvent{}
 	var out []Call
 	read := 0
-	window := uint64(max(4*(q.Limit+1), 256))
+	window := uint64(4 * (q.Limit + 1)) // messages: events, or batches of them
 	for hi := last; info.State.Msgs > 0 && hi >= first; {
 		lo := first
 		if hi-first+1 > window {
 			lo = hi - window + 1
 		}
-		oldest, n, err := r.scan(ctx, st, lo, hi, func(seq uint64, e storedEvent) {
-			events[e.CallID] = append(events[e.CallID], seqEvent{seq, e})
+		oldest, n, err := r.scan(ctx, st, lo, hi, func(seq uint64, idx int, e storedEvent) {
+			events[e.CallID] = append(events[e.CallID], seqEvent{seq, idx, e})
 		})
 		read += n
 		if err != nil {
@@ -149,9 +151,22 @@ func (r *Reader) List(ctx context.Context, q Query) (Page, error) {
 // workspace's history may be.
 const clockSkew = 5 * time.Second
 
+// seqEvent is an event and where it is stored: its message's stream
+// sequence and its line in the message (a batch holds several events).
 type seqEvent struct {
 	seq uint64
+	idx int
 	e   storedEvent
+}
+
+// byPosition orders a call's events as they were stored.
+func byPosition(evs []seqEvent) {
+	sort.Slice(evs, func(i, j int) bool {
+		if evs[i].seq != evs[j].seq {
+			return evs[i].seq < evs[j].seq
+		}
+		return evs[i].idx < evs[j].idx
+	})
 }
 
 // select_ merges each call's events in stream order and returns the
@@ -161,7 +176,7 @@ type seqEvent struct {
 func (q Query) select_(events map[string][]seqEvent, after *cursor, all bool) []Call {
 	out := make([]Call, 0, q.Limit+1)
 	for _, evs := range events {
-		sort.Slice(evs, func(i, j int) bool { return evs[i].seq < evs[j].seq })
+		byPosition(evs)
 		var c Call
 		for _, x := range evs {
 			c.apply(x.e)
@@ -179,9 +194,10 @@ func (q Query) select_(events map[string][]seqEvent, after *cursor, all bool) []
 	return out
 }
 
-// scan reads st's events with lo <= seq <= hi, calls fn with each and
+// scan reads st's messages with lo <= seq <= hi, calls fn with each
+// event in them (its message's sequence and its line in the message) and
 // returns the oldest event time read and how many events it read.
-func (r *Reader) scan(ctx context.Context, st jetstream.Stream, lo, hi uint64, fn func(uint64, storedEvent)) (time.Time, int, error) {
+func (r *Reader) scan(ctx context.Context, st jetstream.Stream, lo, hi uint64, fn func(uint64, int, storedEvent)) (time.Time, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*store.OpTimeout)
 	defer cancel()
 	c, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
@@ -217,16 +233,12 @@ func (r *Reader) scan(ctx context.Context, st jetstream.Stream, lo, hi uint64, f
 			if md.Sequence.Stream > hi {
 				continue
 			}
-			read++
-			var e storedEvent
-			if err := json.Unmarshal(m.Data(), &e); err != nil || e.CallID == "" {
-				r.log.Warn("callhistory: unreadable event skipped", "seq", md.Sequence.Stream, "err", err)
-				continue
-			}
-			if oldest.IsZero() || e.Time.Before(oldest) {
-				oldest = e.Time
-			}
-			fn(md.Sequence.Stream, e)
+			read += r.decode(md.Sequence.Stream, m.Data(), func(idx int, e storedEvent) {
+				if oldest.IsZero() || e.Time.Before(oldest) {
+					oldest = e.Time
+				}
+				fn(md.Sequence.Stream, idx, e)
+			})
 		}
 		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return oldest, read, fmt.Errorf("callhistory: read: %w", err)
@@ -238,21 +250,70 @@ func (r *Reader) scan(ctx context.Context, st jetstream.Stream, lo, hi uint64, f
 	return oldest, read, nil
 }
 
-// Get returns workspace ws's call id.
+// Get returns workspace ws's call id. Its events are in batches with
+// other calls' (or, in history written before batches, on the call's own
+// subject), so it reads the workspace's stream backward, in growing
+// windows, until it has read the call's started event (and what was
+// stored up to clockSkew before it): a call of the last minutes is found
+// in the first windows; a call not in the history
+// costs a reading of the whole stream, as a listing that matches nothing
+// does (at most MaxEvents events).
 func (r *Reader) Get(ctx context.Context, ws, id string) (Call, error) {
 	if !validWorkspace(ws) {
 		return Call{}, fmt.Errorf("callhistory: invalid workspace %q", ws)
 	}
-	byID := map[string]*Call{}
-	if _, err := r.read(ctx, ws, Subject(ws, id), time.Time{}, byID); err != nil {
+	st, err := r.st.History(ctx, ws)
+	if err != nil || st == nil {
+		if err == nil {
+			err = ErrNotFound // no stream: no call recorded yet
+		}
 		return Call{}, err
 	}
-	c := byID[id] // another id under the same key (a hash collision) is not this call
-	if c == nil {
+	info, err := st.Info(ctx)
+	if err != nil {
+		return Call{}, fmt.Errorf("callhistory: stream info: %w", err)
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	var evs []seqEvent
+	var startedAt time.Time // of the started event, once read
+	read := 0
+	window := uint64(64)
+	for hi := last; info.State.Msgs > 0 && hi >= first && read < MaxEvents; {
+		lo := first
+		if hi-first+1 > window {
+			lo = hi - window + 1
+		}
+		oldest, n, err := r.scan(ctx, st, lo, hi, func(seq uint64, idx int, e storedEvent) {
+			if e.CallID == id {
+				evs = append(evs, seqEvent{seq, idx, e})
+				if e.Kind == calls.Started {
+					startedAt = e.Time
+				}
+			}
+		})
+		read += n
+		if err != nil {
+			return Call{}, err
+		}
+		// Done once the started event is read and so is everything
+		// stored up to clockSkew before it (another node's batch may
+		// hold an event of the call stored before it).
+		if lo == first || (!startedAt.IsZero() && oldest.Before(startedAt.Add(-clockSkew))) {
+			break
+		}
+		hi = lo - 1
+		window = min(window*4, 1<<16)
+	}
+	if len(evs) == 0 {
 		return Call{}, ErrNotFound
 	}
+	byPosition(evs)
+	c := Call{seq: evs[0].seq}
+	for _, x := range evs {
+		c.apply(x.e)
+	}
 	c.finish()
-	return *c, nil
+	return c, nil
 }
 
 func (q Query) match(c *Call) bool {
@@ -281,73 +342,28 @@ func newer(a, b *Call) bool {
 	return a.ID > b.ID
 }
 
-// read merges workspace ws's events on subject filter ("": all of them)
-// stored at or after since into byID and returns how many it read. They
-// are in ws's own stream: nobody else's events are read.
-func (r *Reader) read(ctx context.Context, ws, filter string, since time.Time, byID map[string]*Call) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*store.OpTimeout)
-	defer cancel()
-	st, err := r.st.History(ctx, ws)
-	if err != nil || st == nil {
-		return 0, err // no stream: no call recorded yet
-	}
-	cfg := jetstream.ConsumerConfig{
-		FilterSubject:     filter,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		AckPolicy:         jetstream.AckNonePolicy,
-		InactiveThreshold: time.Minute,
-		MemoryStorage:     true,
-	}
-	if !since.IsZero() {
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		t := since
-		cfg.OptStartTime = &t
-	}
-	c, err := st.CreateConsumer(ctx, cfg)
-	if err != nil {
-		return 0, fmt.Errorf("callhistory: read: %w", err)
-	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), store.OpTimeout)
-		_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
-		dcancel()
-	}()
-	read := 0
-	pending := c.CachedInfo().NumPending
-	for pending > 0 && read < MaxEvents {
-		b, err := c.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(store.OpTimeout))
-		if err != nil {
-			return read, fmt.Errorf("callhistory: read: %w", err)
+// decode calls fn with each event of a stored message (a batch: one
+// event per line; history written before batches: one event) and its
+// line, and returns how many lines it read. An unreadable line is
+// logged and skipped.
+func (r *Reader) decode(seq uint64, data []byte, fn func(int, storedEvent)) int {
+	n := 0
+	for idx := 0; len(data) > 0; idx++ {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
 		}
-		got := 0
-		for m := range b.Messages() {
-			got++
-			read++
-			md, err := m.Metadata()
-			if err != nil {
-				return read, fmt.Errorf("callhistory: read: %w", err)
-			}
-			pending = md.NumPending
-			var e storedEvent
-			if err := json.Unmarshal(m.Data(), &e); err != nil || e.CallID == "" {
-				r.log.Warn("callhistory: unreadable event skipped", "seq", md.Sequence.Stream, "err", err)
-				continue
-			}
-			call := byID[e.CallID]
-			if call == nil {
-				call = &Call{seq: md.Sequence.Stream}
-				byID[e.CallID] = call
-			}
-			call.apply(e)
+		n++
+		var e storedEvent
+		if err := json.Unmarshal(line, &e); err != nil || e.CallID == "" {
+			r.log.Warn("callhistory: unreadable event skipped", "seq", seq, "line", idx, "err", err)
+			continue
 		}
-		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return read, fmt.Errorf("callhistory: read: %w", err)
-		}
-		if got == 0 {
-			return read, fmt.Errorf("callhistory: read: %d events announced but none arrived", pending)
-		}
+		fn(idx, e)
 	}
-	return read, nil
+	return n
 }
 
 // cursor is the position after which the next page starts: the last

@@ -1,8 +1,10 @@
 // Package callhistory keeps every call's lifecycle events (calls.Event)
 // in JetStream, in one stream per workspace (store.HistoryStreamName),
-// one subject per call (store.HistorySubjectPrefix + "<workspace>.<call
-// key>"), and reads them back as call records: GET /v1/calls and
-// GET /v1/calls/{id}.
+// and reads them back as call records: GET /v1/calls and
+// GET /v1/calls/{id}. Events are stored in batches, one message per
+// workspace per batch on BatchSubject, one event per line; history
+// written before that has one message per event on the call's own
+// subject (Subject), and is read the same way.
 //
 // A Recorder takes events from the edges without blocking them (a bounded
 // queue, asynchronous JetStream publishes) and counts every event it could
@@ -145,9 +147,15 @@ func CallKey(callID string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// Subject is the history subject of a workspace's call.
+// BatchSubject is the subject of a workspace's batches of events.
+func BatchSubject(workspace string) string {
+	return store.HistorySubjectPrefix + workspace + ".batch"
+}
+
+// Subject is the subject a workspace's call had its events on, one
+// message each, before they were stored in batches (BatchSubject).
 func Subject(workspace, callID string) string {
-	// One allocation: the recorder builds one for every event.
+	// One allocation.
 	var in [128]byte
 	h := sha256.Sum256(append(in[:0], callID...))
 	var key [32]byte

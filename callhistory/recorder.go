@@ -86,8 +86,8 @@ func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, 
 		r.linger = o.Linger
 	}
 	stored := r.m.Events.WithLabelValues(EventStored)
-	a, err := newAcks(nc, o.MaxPending, ackTimeout, time.Second, stored.Inc, func(ws string, err error) {
-		r.failed(EventError, ws, err)
+	a, err := newAcks(nc, o.MaxPending, ackTimeout, time.Second, func(n int) { stored.Add(float64(n)) }, func(ws string, n int, err error) {
+		r.failedN(EventError, ws, n, err)
 		// The stream may be gone (deleted by an operator): create it
 		// again before the workspace's next event.
 		r.known.Delete(ws)
@@ -168,67 +168,117 @@ const (
 
 // run publishes the queued events in batches: when an event comes to an
 // empty queue it sleeps for the linger time, not listening, and then
-// publishes that event and every one queued meanwhile. Events queued
+// takes that event and every one queued meanwhile, and publishes each
+// workspace's events of the batch as one message (MaxBatchBytes at
+// most; more make several), one event per line, in order. Events queued
 // while it sleeps wake nobody (a send on a buffered channel with no
-// receiver waiting), and a batch goes through the NATS connection's
-// flusher, the server's read loop, the stream and the acknowledgements
-// as one burst: at thousands of events a second, a few goroutine
-// wake-ups per batch instead of per event (BenchmarkCallEventsPaced). An
-// event is published at most the linger time later, in order; the events
-// of a batch wait in the queue, not here, so Queue still bounds them.
+// receiver waiting), and a batch is one message through the NATS
+// connection, the server's read loop, the stream and the
+// acknowledgements instead of one per event. An event is published at
+// most the linger time later. What the recorder holds is bounded: Queue
+// events, the batches of the events taken from it (each published
+// before more are taken) and MaxPending unacknowledged messages.
 //
 // DefaultLinger is 20 ms: history is read by people and by API calls
-// made seconds into a call, and against 1 ms it halves the goroutine
-// wake-ups per call (BenchmarkCallEventsPaced: 9.5 → 4.1 at 4,000
-// calls/s); in bench/sip/run.sh's five interleaved runs the median CPU
-// per call at 5,000 calls/s went from 142 to 125 µs (bench/sip/README.md,
-// fourth round, for the runs where it did not show). The queue holds
+// made seconds into a call. Against 1 ms, and one message per event, it
+// is 4.1 instead of 9.5 goroutine hand-offs per call at 4,000 calls/s
+// (BenchmarkCallEventsPaced), and against one message per event the
+// messages per call fall from 3 to a few hundredths at that rate (issue
+// 15: bench/sip/README.md, fourth and fifth rounds). The queue holds
 // DefaultQueue events, 20 ms of 400,000 events a second.
 func (r *Recorder) run() {
 	defer close(r.done)
+	b := batches{}
 	for e := range r.q {
 		if r.linger > 0 && len(r.q) == 0 {
 			time.Sleep(r.linger)
 		}
-		r.store(e)
+		r.add(b, e)
 		for more := true; more; {
 			select {
 			case e, ok := <-r.q:
 				if !ok {
+					r.flush(b)
 					return
 				}
-				r.store(e)
+				r.add(b, e)
 			default:
 				more = false
 			}
 		}
+		r.flush(b)
 	}
 }
 
-// store publishes e, creating its workspace's stream first if needed.
-func (r *Recorder) store(e queued) {
+// MaxBatchBytes bounds one history message (a workspace's events of a
+// batch, one per line); the stream takes messages up to
+// store.HistoryMaxMsgSize.
+const MaxBatchBytes = 64 << 10
+
+// batch is a workspace's events waiting for one message.
+type batch struct {
+	data []byte // events, one per line
+	n    int
+}
+
+type batches map[string]*batch
+
+// add puts e in its workspace's batch, publishing the batch first if e
+// would take it over MaxBatchBytes.
+func (r *Recorder) add(b batches, e queued) {
 	r.m.Queue.Dec()
-	if _, ok := r.known.Load(e.ws); !ok {
+	w := b[e.ws]
+	if w == nil {
+		w = &batch{}
+		b[e.ws] = w
+	}
+	if w.n > 0 && len(w.data)+1+len(e.data) > MaxBatchBytes {
+		r.store(e.ws, w)
+		*w = batch{}
+	}
+	if w.n > 0 {
+		w.data = append(w.data, '\n')
+	}
+	w.data = append(w.data, e.data...)
+	w.n++
+}
+
+// flush publishes every workspace's batch.
+func (r *Recorder) flush(b batches) {
+	for ws, w := range b {
+		if w.n > 0 {
+			r.store(ws, w)
+		}
+		delete(b, ws)
+	}
+}
+
+// store publishes a workspace's batch, creating its stream first if needed.
+func (r *Recorder) store(ws string, w *batch) {
+	if _, ok := r.known.Load(ws); !ok {
 		ctx, cancel := context.WithTimeout(context.Background(), ensureTimeout)
-		err := r.streams.EnsureHistory(ctx, e.ws)
+		err := r.streams.EnsureHistory(ctx, ws)
 		cancel()
 		if err != nil {
-			r.failed(EventError, e.ws, err)
+			r.failedN(EventError, ws, w.n, err)
 			return
 		}
-		r.known.Store(e.ws, true)
+		r.known.Store(ws, true)
 	}
 	// publish waits (here, never in Publish) while MaxPending
 	// publishes are unacknowledged, up to ackTimeout.
-	if err := r.acks.publish(e.ws, Subject(e.ws, e.callID), e.data); err != nil {
-		r.failed(EventError, e.ws, err)
-		r.known.Delete(e.ws)
+	if err := r.acks.publish(ws, BatchSubject(ws), w.data, w.n); err != nil {
+		r.failedN(EventError, ws, w.n, err)
+		r.known.Delete(ws)
 	}
 }
 
 // failed counts an event not stored and logs it, at most once a second.
-func (r *Recorder) failed(outcome, where string, err error) {
-	r.m.Events.WithLabelValues(outcome).Inc()
+func (r *Recorder) failed(outcome, where string, err error) { r.failedN(outcome, where, 1, err) }
+
+// failedN counts n events not stored and logs it, at most once a second.
+func (r *Recorder) failedN(outcome, where string, n int, err error) {
+	r.m.Events.WithLabelValues(outcome).Add(float64(n))
 	r.logMu.Lock()
 	now := time.Now()
 	logIt := now.Sub(r.lastLog) >= time.Second
@@ -237,7 +287,7 @@ func (r *Recorder) failed(outcome, where string, err error) {
 	}
 	r.logMu.Unlock()
 	if logIt {
-		r.log.Warn("callhistory: call event not stored (counted in callgate_history_events_total)", "outcome", outcome, "subject", where, "err", err)
+		r.log.Warn("callhistory: call event not stored (counted in callgate_history_events_total)", "outcome", outcome, "subject", where, "events", n, "err", err)
 	}
 }
 

@@ -47,7 +47,7 @@ func TestTeeSendsOneEncodingToSubjectsAndHistory(t *testing.T) {
 	if err != nil || hs == nil {
 		t.Fatalf("history stream: %v", err)
 	}
-	stored, err := hs.GetLastMsgForSubject(context.Background(), callhistory.Subject("acme", e.CallID))
+	stored, err := hs.GetLastMsgForSubject(context.Background(), callhistory.BatchSubject("acme"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,8 @@ import (
 
 // Call history (package callhistory) lives in one stream per workspace,
 // HistoryStreamPrefix + workspace id, subjects HistorySubjectPrefix +
-// "<workspace>.<call key>". A workspace's calls are stored together, so
+// "<workspace>.*" (batches of events, and in history written before
+// batches one subject per call). A workspace's calls are stored together, so
 // listing them reads that workspace's stream and nobody else's (in one
 // shared stream, a workspace's events are spread over every block and a
 // listing loads them all), and one tenant's call volume cannot push
@@ -19,6 +20,11 @@ import (
 const (
 	HistoryStreamPrefix  = "CALLGATE_HISTORY_"
 	HistorySubjectPrefix = "callgate.history."
+	// HistoryMaxMsgSize bounds a history message: a batch of a
+	// workspace's events (callhistory.MaxBatchBytes) or, in history
+	// written before batches, one event. An existing stream's limit is
+	// raised to it by EnsureHistory.
+	HistoryMaxMsgSize = 128 << 10
 )
 
 // Call history stream limits by default: 30 days, 64 MiB per workspace
@@ -83,7 +89,7 @@ func (s *Store) EnsureHistory(ctx context.Context, ws string) error {
 		Discard:    jetstream.DiscardOld,
 		MaxAge:     c.MaxAge,
 		MaxBytes:   c.MaxBytes,
-		MaxMsgSize: 16 << 10,
+		MaxMsgSize: HistoryMaxMsgSize,
 		DenyDelete: true,
 		DenyPurge:  true,
 	}
