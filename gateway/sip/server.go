@@ -103,6 +103,7 @@ type Server struct {
 	active   atomic.Int64
 	draining atomic.Bool
 	started  atomic.Bool
+	serving  atomic.Bool   // Serve has started the listeners and every background loop
 	idle     chan struct{} // signalled when active drops to 0 while draining
 	idleOnce sync.Mutex
 
@@ -254,7 +255,7 @@ func (s *Server) tableSizes() (serverTx, clientTx, dialogs int) {
 }
 
 // Ready reports whether the listeners are serving and a routing snapshot is loaded.
-func (s *Server) Ready() bool { return s.started.Load() && s.table.Load() != nil }
+func (s *Server) Ready() bool { return s.serving.Load() && s.table.Load() != nil }
 
 // Serve handles SIP until ctx ends, then closes the listeners (active
 // calls are abandoned: call Drain first for a graceful stop).
@@ -275,6 +276,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.releases.run(s.stop)
 	go s.returnMemory(s.stop, time.Second, time.Minute)
 	s.guard.start(s.stop)
+	s.serving.Store(true) // Ready from here: the listeners read and every loop runs
 	s.log.Info("sip: listening", "udp", s.tp.UDPAddr().String(), "tcp", s.tp.TCPAddr().String(),
 		"tls", s.tlsString(), "udp6", s.tp.UDPAddr6().String(), "region", s.cfg.Region)
 	select {
