@@ -94,11 +94,6 @@ func (r *Reader) List(ctx context.Context, q Query) (Page, error) {
 	if err != nil || st == nil {
 		return Page{Calls: []Call{}}, err // no stream: no call recorded yet
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return Page{}, fmt.Errorf("callhistory: stream info: %w", err)
-	}
-	first, last := info.State.FirstSeq, info.State.LastSeq
 	// Read the workspace's stream backward in growing windows until the
 	// page is known: the newest limit+1 matching calls whose events are
 	// all read (their started event is in a window read), and every call
@@ -106,34 +101,16 @@ func (r *Reader) List(ctx context.Context, q Query) (Page, error) {
 	// within clock skew between nodes).
 	events := map[string][]seqEvent{}
 	var out []Call
-	read := 0
 	window := uint64(4 * (q.Limit + 1)) // messages: events, or batches of them
-	for hi := last; info.State.Msgs > 0 && hi >= first; {
-		lo := first
-		if hi-first+1 > window {
-			lo = hi - window + 1
-		}
-		oldest, n, err := r.scan(ctx, st, lo, hi, func(seq uint64, idx int, e storedEvent) {
-			events[e.CallID] = append(events[e.CallID], seqEvent{seq, idx, e})
-		})
-		read += n
-		if err != nil {
-			return Page{}, err
-		}
-		out = q.select_(events, after, lo == first)
-		switch {
-		case lo == first,
-			len(out) > q.Limit && out[q.Limit].StartedAt.After(oldest.Add(clockSkew)),
-			!q.From.IsZero() && oldest.Before(q.From.Add(-clockSkew)),
-			read >= MaxEvents:
-			hi = 0 // done
-		default:
-			hi = lo - 1
-			window = min(window*4, 1<<16)
-		}
-		if hi == 0 {
-			break
-		}
+	read, err := r.backward(ctx, st, window, func(seq uint64, idx int, e storedEvent) {
+		events[e.CallID] = append(events[e.CallID], seqEvent{seq, idx, e})
+	}, func(oldest time.Time, all bool) bool {
+		out = q.select_(events, after, all)
+		return len(out) > q.Limit && out[q.Limit].StartedAt.After(oldest.Add(clockSkew)) ||
+			!q.From.IsZero() && oldest.Before(q.From.Add(-clockSkew))
+	})
+	if err != nil {
+		return Page{}, err
 	}
 	if out == nil {
 		out = []Call{}
@@ -159,14 +136,53 @@ type seqEvent struct {
 	e   storedEvent
 }
 
-// byPosition orders a call's events as they were stored.
-func byPosition(evs []seqEvent) {
+// merged is the call of evs (one call's events), applied in the order
+// they were stored.
+func merged(evs []seqEvent) Call {
 	sort.Slice(evs, func(i, j int) bool {
 		if evs[i].seq != evs[j].seq {
 			return evs[i].seq < evs[j].seq
 		}
 		return evs[i].idx < evs[j].idx
 	})
+	var c Call
+	for _, x := range evs {
+		c.apply(x.e)
+	}
+	return c
+}
+
+// backward reads st's messages newest first, in windows of window
+// messages that grow fourfold (up to 65,536), and calls fn with each
+// event. After each window it asks done, with the oldest event time of
+// the window and whether the stream's start was reached; it stops when
+// done says so, at the stream's start, or after MaxEvents events. It
+// returns how many events it read.
+func (r *Reader) backward(ctx context.Context, st jetstream.Stream, window uint64, fn func(uint64, int, storedEvent),
+	done func(oldest time.Time, all bool) bool) (int, error) {
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("callhistory: stream info: %w", err)
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	read := 0
+	for hi := last; info.State.Msgs > 0 && hi >= first; {
+		lo := first
+		if hi-first+1 > window {
+			lo = hi - window + 1
+		}
+		oldest, n, err := r.scan(ctx, st, lo, hi, fn)
+		read += n
+		if err != nil {
+			return read, err
+		}
+		if stop := done(oldest, lo == first); stop || lo == first || read >= MaxEvents {
+			break
+		}
+		hi = lo - 1
+		window = min(window*4, 1<<16)
+	}
+	return read, nil
 }
 
 // select_ merges each call's events in stream order and returns the
@@ -176,11 +192,7 @@ func byPosition(evs []seqEvent) {
 func (q Query) select_(events map[string][]seqEvent, after *cursor, all bool) []Call {
 	out := make([]Call, 0, q.Limit+1)
 	for _, evs := range events {
-		byPosition(evs)
-		var c Call
-		for _, x := range evs {
-			c.apply(x.e)
-		}
+		c := merged(evs)
 		if !c.startSeen && !all {
 			continue
 		}
@@ -269,49 +281,28 @@ func (r *Reader) Get(ctx context.Context, ws, id string) (Call, error) {
 		}
 		return Call{}, err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return Call{}, fmt.Errorf("callhistory: stream info: %w", err)
-	}
-	first, last := info.State.FirstSeq, info.State.LastSeq
 	var evs []seqEvent
 	var startedAt time.Time // of the started event, once read
-	read := 0
-	window := uint64(64)
-	for hi := last; info.State.Msgs > 0 && hi >= first && read < MaxEvents; {
-		lo := first
-		if hi-first+1 > window {
-			lo = hi - window + 1
-		}
-		oldest, n, err := r.scan(ctx, st, lo, hi, func(seq uint64, idx int, e storedEvent) {
-			if e.CallID == id {
-				evs = append(evs, seqEvent{seq, idx, e})
-				if e.Kind == calls.Started {
-					startedAt = e.Time
-				}
+	_, err = r.backward(ctx, st, 64, func(seq uint64, idx int, e storedEvent) {
+		if e.CallID == id {
+			evs = append(evs, seqEvent{seq, idx, e})
+			if e.Kind == calls.Started {
+				startedAt = e.Time
 			}
-		})
-		read += n
-		if err != nil {
-			return Call{}, err
 		}
+	}, func(oldest time.Time, _ bool) bool {
 		// Done once the started event is read and so is everything
 		// stored up to clockSkew before it (another node's batch may
 		// hold an event of the call stored before it).
-		if lo == first || (!startedAt.IsZero() && oldest.Before(startedAt.Add(-clockSkew))) {
-			break
-		}
-		hi = lo - 1
-		window = min(window*4, 1<<16)
+		return !startedAt.IsZero() && oldest.Before(startedAt.Add(-clockSkew))
+	})
+	if err != nil {
+		return Call{}, err
 	}
 	if len(evs) == 0 {
 		return Call{}, ErrNotFound
 	}
-	byPosition(evs)
-	c := Call{seq: evs[0].seq}
-	for _, x := range evs {
-		c.apply(x.e)
-	}
+	c := merged(evs)
 	c.finish()
 	return c, nil
 }

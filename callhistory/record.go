@@ -92,7 +92,6 @@ type Call struct {
 	CarrierCallID string `json:"-"`
 
 	startSeen bool
-	seq       uint64 // stream sequence of the call's first event read
 }
 
 // Media are a relayed call's media figures, per leg: caller (what the

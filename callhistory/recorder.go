@@ -101,10 +101,10 @@ func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, 
 	return r, nil
 }
 
-// queued is an event waiting to be stored: its workspace, call id and JSON.
+// queued is an event waiting to be stored: its workspace and JSON.
 type queued struct {
-	ws, callID string
-	data       []byte
+	ws   string
+	data []byte
 }
 
 // Publish implements calls.Publisher: it queues e and returns at once.
@@ -120,7 +120,7 @@ func (r *Recorder) Publish(e calls.Event) {
 		r.failed(EventError, e.Workspace, err)
 		return
 	}
-	r.enqueue(queued{ws: e.Workspace, callID: e.CallID, data: data})
+	r.enqueue(queued{ws: e.Workspace, data: data})
 }
 
 // PublishEncoded implements calls.EncodedPublisher: it queues data, e's
@@ -129,7 +129,7 @@ func (r *Recorder) PublishEncoded(e calls.Event, data []byte) {
 	if r == nil || !r.keep(&e) {
 		return
 	}
-	r.enqueue(queued{ws: e.Workspace, callID: e.CallID, data: data})
+	r.enqueue(queued{ws: e.Workspace, data: data})
 }
 
 // keep reports whether e belongs in a workspace's history.
