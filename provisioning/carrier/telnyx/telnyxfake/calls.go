@@ -290,9 +290,12 @@ func (s *Server) Incoming(ctx context.Context, from, to, connectionID, webhookUR
 	}
 	s.calls[c.CallControlID] = c
 	s.callOrder = append(s.callOrder, c.CallControlID)
+	// A copy taken now: once call.initiated is out, the gateway's
+	// actions (transfer, hangup) change the call under s.mu.
+	in := *c
 	s.mu.Unlock()
-	status, err := s.event(ctx, c.CallControlID, "call.initiated", "parked", "")
-	return *c, status, err
+	status, err := s.event(ctx, in.CallControlID, "call.initiated", "parked", "")
+	return in, status, err
 }
 
 // dtmfDigits are the characters send_dtmf takes: digits, A-D, * and #,

@@ -2,6 +2,11 @@ package telnyxfake_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/callgate/callgate/provisioning/carrier/telnyx/telnyxfake"
@@ -74,5 +79,56 @@ func TestIncomingTransferAndSendDTMFAnswers(t *testing.T) {
 	}
 	if code, b := do(t, s, "POST", path+"send_dtmf", `{"digits":"1"}`); code != 422 || b.Errors[0].Code != "90018" {
 		t.Fatalf("send_dtmf after the hangup: %d %+v", code, b)
+	}
+}
+
+// The gateway transfers an incoming call as soon as it has answered
+// call.initiated, while Incoming is still returning: what Incoming returns
+// is the call as it was made, and reading it does not race the transfer
+// (run with -race: it read the live call after the webhook).
+func TestIncomingReturnsTheCallWhileTheGatewayActsOnIt(t *testing.T) {
+	s := telnyxfake.MustNew(t, telnyxfake.Options{})
+	done := make(chan error, 1)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			Data struct {
+				Payload struct {
+					CallControlID string `json:"call_control_id"`
+				} `json:"payload"`
+			} `json:"data"`
+		}
+		err := json.NewDecoder(r.Body).Decode(&ev)
+		w.WriteHeader(http.StatusOK)
+		go func() {
+			if err != nil {
+				done <- err
+				return
+			}
+			req, _ := http.NewRequest("POST", s.URL()+"/v2/calls/"+ev.Data.Payload.CallControlID+"/actions/transfer",
+				strings.NewReader(`{"to":"sip:bot@127.0.0.1"}`))
+			req.Header.Set("Authorization", "Bearer "+s.APIKey())
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("transfer: %d", resp.StatusCode)
+				}
+			}
+			done <- err
+		}()
+	}))
+	defer gw.Close()
+	in, code, err := s.Incoming(context.Background(), "+15005550006", "+14155550101", "1", gw.URL)
+	if err != nil || code != 200 {
+		t.Fatalf("incoming: %d %v", code, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if in.State != "parked" || len(in.Transfers) != 0 {
+		t.Fatalf("Incoming returned %+v, want the call as made (parked, no transfer)", in)
+	}
+	if c := s.Dialled()[0]; c.State != "bridging" || len(c.Transfers) != 1 {
+		t.Fatalf("the call after the transfer: %+v", c)
 	}
 }
