@@ -24,6 +24,23 @@ func Encode(e *Event) ([]byte, error) {
 	return bytes.Clone(b), nil
 }
 
+// AppendEncoded appends e's JSON (Encode's bytes) to dst and returns the
+// extended buffer, so that a caller with a buffer of its own encodes an
+// event without allocating. On an error it returns dst unchanged (its
+// spare capacity may have been written).
+func AppendEncoded(dst []byte, e *Event) ([]byte, error) {
+	b, ok := appendEvent(dst, e)
+	if ok {
+		return b, nil
+	}
+	ev := *e // a copy, so that e itself does not escape to the heap
+	m, err := json.Marshal(ev)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, m...), nil
+}
+
 // appendEvent appends e's JSON to b; false when encoding/json must do it
 // (its bytes or its error).
 func appendEvent(b []byte, e *Event) ([]byte, bool) {

@@ -10,7 +10,9 @@ import (
 )
 
 // sameAsMarshal fails t unless Encode(e) returns json.Marshal(e)'s bytes,
-// or an error where json.Marshal has one.
+// or an error where json.Marshal has one, and AppendEncoded appends the
+// same bytes after what its buffer holds (or leaves it as it was, with
+// the error).
 func sameAsMarshal(t *testing.T, e Event) {
 	t.Helper()
 	want, wantErr := json.Marshal(e)
@@ -22,6 +24,34 @@ func sameAsMarshal(t *testing.T, e Event) {
 		t.Fatalf("Encode(%+v): %v; json.Marshal: %s", e, err, want)
 	case !bytes.Equal(got, want):
 		t.Fatalf("Encode:\n%s\njson.Marshal:\n%s", got, want)
+	}
+	for _, capacity := range []int{len("prev\n"), 4096} { // grown, and in place
+		dst := append(make([]byte, 0, capacity), "prev\n"...)
+		got, err := AppendEncoded(dst, &e)
+		switch {
+		case wantErr != nil && (err == nil || string(got) != "prev\n"):
+			t.Fatalf("AppendEncoded(%+v) = %q, %v; json.Marshal's error: %v", e, got, err, wantErr)
+		case wantErr == nil && (err != nil || !bytes.Equal(got, append([]byte("prev\n"), want...))):
+			t.Fatalf("AppendEncoded:\n%s (%v)\njson.Marshal after prev:\n%s", got, err, want)
+		}
+	}
+}
+
+// An event appended to a buffer with room for it allocates nothing (the
+// history recorder's and the Tee's per-event path).
+func TestAppendEncodedDoesNotAllocate(t *testing.T) {
+	e := Event{Kind: Ended, CallID: "a84b4c76e66710@pbx.example.com", Time: time.Now(), Number: "+12025550100",
+		Workspace: "acme", Agent: "agent-1", Region: "eu-west", Carrier: "twilio", Origin: "purchased", Source: "sip",
+		SetupMillis: 812.5, Status: 200, Reason: "bye_caller", Duration: 93 * time.Second, Direction: Inbound,
+		From: "+447700900123", To: "+12025550100", Endpoint: "sip:bot@10.0.0.7:5070", HookOutcome: "none"}
+	buf := make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() {
+		var err error
+		if buf, err = AppendEncoded(buf[:0], &e); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("AppendEncoded allocates %v times per event", n)
 	}
 }
 
@@ -109,8 +139,8 @@ func FuzzEncode(f *testing.F) {
 	})
 }
 
-// BenchmarkEncode: an inbound SIP call's ended event, by Encode and by
-// json.Marshal.
+// BenchmarkEncode: an inbound SIP call's ended event, by Encode, by
+// AppendEncoded into a buffer of its own and by json.Marshal.
 //
 //	go test ./gateway/calls -run '^$' -bench Encode -benchmem -count 5
 func BenchmarkEncode(b *testing.B) {
@@ -122,6 +152,16 @@ func BenchmarkEncode(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			if _, err := Encode(&e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendEncoded", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 1024)
+		for i := 0; i < b.N; i++ {
+			var err error
+			if buf, err = AppendEncoded(buf[:0], &e); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -138,7 +138,9 @@ type Publisher interface {
 
 // EncodedPublisher is a Publisher that also takes an event with its JSON
 // (Encode's bytes), so that the publishers of one event encode it once
-// (callhistory.Tee). It may keep data: the caller does not change it.
+// (callhistory.Tee). It must not keep data after PublishEncoded returns
+// (it copies what it keeps): the caller reuses the buffer for the next
+// event.
 type EncodedPublisher interface {
 	Publisher
 	PublishEncoded(e Event, data []byte)
@@ -231,6 +233,10 @@ func (p *NATSPublisher) Publish(e Event) {
 }
 
 // PublishEncoded implements EncodedPublisher: it publishes data, e's JSON.
+// nats.Conn.Publish copies data into the connection's buffer before it
+// returns (nats.go v1.55.0, Conn.publish: natsWriter.appendBufs appends
+// it to the write buffer, or to the reconnect buffer), so data is not
+// kept.
 func (p *NATSPublisher) PublishEncoded(e Event, data []byte) {
 	if p == nil || p.NC == nil {
 		return
