@@ -17,7 +17,10 @@ import (
 // reconnect), for less per event: no future, timer or message copies per
 // publish, and an acknowledgement that is a plain PubAck is recognised
 // from its bytes instead of decoded. It publishes from one goroutine
-// (Recorder.run); acknowledgements arrive on the subscription's.
+// (Recorder.run); acknowledgements arrive on the subscription's. A
+// message's buffer is released (back to the Recorder's pool) when its
+// acknowledgement, timeout or failure removes it (removeLocked), and not
+// while a send of it (first or retry) is under way.
 type acks struct {
 	nc        *nats.Conn
 	prefix    string // reply subjects: prefix + id (base 36)
@@ -45,7 +48,7 @@ type acks struct {
 
 type pendingAck struct {
 	ws, subject string
-	data        []byte
+	buf         *batchBuf // the message, kept to be sent again (retry); released by removeLocked
 	gen         uint64
 	retries     int
 	n           int // events in the message (a batch of the workspace's events)
@@ -71,21 +74,26 @@ func newAcks(nc *nats.Conn, max int, timeout, tick time.Duration, stored func(n 
 	return a, nil
 }
 
-// publish sends data, n events, to subject for workspace ws. While max
+// publish sends b, b.n events, to subject for workspace ws. While max
 // publishes are unacknowledged it waits, up to the timeout, for one to be.
-func (a *acks) publish(ws, subject string, data []byte, n int) error {
+// It takes the caller's reference to b: b must not be used after.
+func (a *acks) publish(ws, subject string, b *batchBuf) error {
 	a.mu.Lock()
 	if len(a.pending) >= a.max {
 		if err := a.stallLocked(); err != nil {
 			a.mu.Unlock()
+			b.release()
 			return err
 		}
 	}
 	a.next++
 	id := a.next
-	a.pending[id] = &pendingAck{ws: ws, subject: subject, data: data, gen: a.gen, n: n}
+	b.refs.Add(1) // the pending entry's; the caller's is this send's
+	a.pending[id] = &pendingAck{ws: ws, subject: subject, buf: b, gen: a.gen, n: b.n}
 	a.mu.Unlock()
-	return a.send(id, subject, data)
+	err := a.send(id, subject, b.data)
+	b.release()
+	return err
 }
 
 // stallLocked waits until fewer than max are pending; a.mu held (and
@@ -110,6 +118,10 @@ func (a *acks) stallLocked() error {
 	return nil
 }
 
+// send publishes data as pending id. nats.Conn.PublishRequest copies data
+// into the connection's write buffer (or its reconnect buffer) before it
+// returns (nats.go v1.55.0: Conn.publish, natsWriter.appendBufs): the
+// caller's reference to data may be dropped when send returns.
 func (a *acks) send(id uint64, subject string, data []byte) error {
 	var buf [len("_INBOX.") + 64 + 16]byte
 	reply := string(strconv.AppendUint(append(buf[:0], a.prefix...), id, 36))
@@ -122,10 +134,13 @@ func (a *acks) send(id uint64, subject string, data []byte) error {
 	return nil
 }
 
-// removeLocked forgets pending id and wakes whoever waits for room or
-// for nothing pending. a.mu held.
+// removeLocked forgets pending id, releases its buffer, and wakes
+// whoever waits for room or for nothing pending. a.mu held.
 func (a *acks) removeLocked(id uint64) {
-	delete(a.pending, id)
+	if p := a.pending[id]; p != nil {
+		delete(a.pending, id)
+		p.buf.release() // a send under way holds its own reference
+	}
 	if a.unstall != nil && len(a.pending) < a.max {
 		close(a.unstall)
 		a.unstall = nil
@@ -171,7 +186,10 @@ func (a *acks) handle(m *nats.Msg) {
 	a.mu.Unlock()
 }
 
-// retry publishes pending id again (after no responders).
+// retry publishes pending id again (after no responders). It holds a
+// reference to the message's buffer while it sends: the pending entry
+// may be removed meanwhile (timed out, failed on a reconnect) and its
+// buffer must not be reused before the send has copied it.
 func (a *acks) retry(id uint64) {
 	a.mu.Lock()
 	p := a.pending[id]
@@ -180,8 +198,11 @@ func (a *acks) retry(id uint64) {
 		return
 	}
 	p.gen = a.gen // a new wait for its acknowledgement
+	p.buf.refs.Add(1)
 	a.mu.Unlock()
-	if err := a.send(id, p.subject, p.data); err != nil {
+	err := a.send(id, p.subject, p.buf.data)
+	p.buf.release()
+	if err != nil {
 		a.failed(p.ws, p.n, err)
 	}
 }

@@ -105,6 +105,14 @@ func newTestAcks(t *testing.T, nc *nats.Conn, max int, timeout, tick time.Durati
 	return a, l
 }
 
+// message is data as a message of one event, in a buffer of its own (not
+// pooled).
+func message(data []byte) *batchBuf {
+	b := &batchBuf{data: data, n: 1}
+	b.refs.Store(1)
+	return b
+}
+
 // silent subscribes to subject and never replies.
 func silent(t *testing.T, nc *nats.Conn, subject string) {
 	t.Helper()
@@ -134,12 +142,12 @@ func TestAcksCountsStoredAndRefusedEventsOfAStream(t *testing.T) {
 	}
 	a, l := newTestAcks(t, st.NC, 16, 10*time.Second, time.Second)
 	for i := 0; i < 40; i++ { // more than max: publish waits for room
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`), 1); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), message([]byte(`{"kind":"started"}`))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Over the stream's MaxMsgSize (16 KiB): refused with an API error.
-	if err := a.publish("acme", Subject("acme", "big"), make([]byte, store.HistoryMaxMsgSize+1), 1); err != nil {
+	if err := a.publish("acme", Subject("acme", "big"), message(make([]byte, store.HistoryMaxMsgSize+1))); err != nil {
 		t.Fatal(err)
 	}
 	l.waitFor(t, 40, 1)
@@ -183,11 +191,11 @@ func TestAcksCountedWhenDrained(t *testing.T) {
 	}
 	t.Cleanup(a.close)
 	for i := 0; i < 5; i++ {
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte(`{"kind":"started"}`), 1); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), message([]byte(`{"kind":"started"}`))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.publish("acme", Subject("acme", "big"), make([]byte, store.HistoryMaxMsgSize+1), 1); err != nil { // refused
+	if err := a.publish("acme", Subject("acme", "big"), message(make([]byte, store.HistoryMaxMsgSize+1))); err != nil { // refused
 		t.Fatal(err)
 	}
 	drained(t, a)
@@ -203,7 +211,7 @@ func TestAcksTimeOut(t *testing.T) {
 	nc := connect(t, srv.ClientURL())
 	silent(t, nc, "callgate.history.>")
 	a, l := newTestAcks(t, nc, 16, 100*time.Millisecond, 20*time.Millisecond)
-	if err := a.publish("acme", Subject("acme", "x"), []byte("{}"), 1); err != nil {
+	if err := a.publish("acme", Subject("acme", "x"), message([]byte("{}"))); err != nil {
 		t.Fatal(err)
 	}
 	l.waitFor(t, 0, 1)
@@ -220,11 +228,11 @@ func TestAcksStallThenFail(t *testing.T) {
 	// No timeout sweep during the test: the two first stay pending.
 	a, _ := newTestAcks(t, nc, 2, 50*time.Millisecond, time.Hour)
 	for i := 0; i < 2; i++ {
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte("{}"), 1); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), message([]byte("{}"))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.publish("acme", Subject("acme", "third"), []byte("{}"), 1); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+	if err := a.publish("acme", Subject("acme", "third"), message([]byte("{}"))); !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 		t.Fatalf("third publish with two pending of two: %v", err)
 	}
 }
@@ -234,7 +242,7 @@ func TestAcksRetryWhenNobodyAnswers(t *testing.T) {
 	nc := connect(t, srv.ClientURL())
 	a, l := newTestAcks(t, nc, 16, 10*time.Second, time.Second)
 	a.retryWait = time.Hour // the test retries by hand
-	if err := a.publish("acme", Subject("acme", "x"), []byte("{}"), 1); err != nil {
+	if err := a.publish("acme", Subject("acme", "x"), message([]byte("{}"))); err != nil {
 		t.Fatal(err)
 	}
 	retries := func() int {
@@ -268,7 +276,7 @@ func TestAcksRetryWhenNobodyAnswers(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.publish("acme", Subject("acme", "y"), []byte("{}"), 1); err != nil {
+	if err := a.publish("acme", Subject("acme", "y"), message([]byte("{}"))); err != nil {
 		t.Fatal(err)
 	}
 	for r := 1; r <= noResponderRetries; r++ {
@@ -294,7 +302,7 @@ func TestAcksFailWhatIsPendingOnADisconnect(t *testing.T) {
 	silent(t, connect(t, srv.ClientURL()), "callgate.history.>")
 	a, l := newTestAcks(t, nc, 16, 10*time.Second, time.Second)
 	for i := 0; i < 3; i++ {
-		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), []byte("{}"), 1); err != nil {
+		if err := a.publish("acme", Subject("acme", fmt.Sprint(i)), message([]byte("{}"))); err != nil {
 			t.Fatal(err)
 		}
 	}

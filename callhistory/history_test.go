@@ -389,9 +389,9 @@ func TestRecorderPublishDoesNotWaitForAStalledStore(t *testing.T) {
 		defer cancel()
 		rec.Close(ctx)
 	}()
-	// What the recorder holds while the store does not answer: the queue
+	// What the recorder holds while the store does not answer: the stage
 	// (16 events), MaxPending (4) unacknowledged batches and the batch
-	// being filled, each at most MaxBatchBytes of events. The rest is
+	// being published, each at most MaxBatchBytes of events. The rest is
 	// dropped, and Publish never waits.
 	ev := func(i int) calls.Event {
 		return calls.Event{Kind: calls.Started, CallID: fmt.Sprintf("%06d", i), Workspace: "acme", Time: t0}
@@ -412,7 +412,7 @@ func TestRecorderPublishDoesNotWaitForAStalledStore(t *testing.T) {
 	}
 	held := 16 + (4+1)*perBatch
 	if got := testutil.ToFloat64(m.Events.WithLabelValues(callhistory.EventDropped)); got < float64(total-held) {
-		t.Errorf("dropped %v of %d; the queue of 16 and 5 batches of %d hold %d", got, total, perBatch, held)
+		t.Errorf("dropped %v of %d; the stage of 16 and 5 batches of %d hold %d", got, total, perBatch, held)
 	}
 }
 

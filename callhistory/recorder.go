@@ -36,22 +36,29 @@ type RecorderOptions struct {
 }
 
 // Recorder stores call events in the history stream. Publish never
-// blocks: events go through a bounded queue to one goroutine that
-// publishes them asynchronously to JetStream; an event that cannot be
-// queued or is not acknowledged is counted (callgate_history_events_total
-// dropped / error) and logged at a bounded rate.
+// blocks: it copies the event into its workspace's batch in a bounded
+// stage, from which one goroutine publishes the batches asynchronously
+// to JetStream; an event that cannot be staged or is not acknowledged is
+// counted (callgate_history_events_total dropped / error) and logged at
+// a bounded rate.
 type Recorder struct {
 	acks    *acks
 	streams Streams
 	known   sync.Map // workspace → true: its stream exists (forgotten on a publish error)
 	log     *slog.Logger
 	m       *Metrics
-	q       chan queued
+	pool    *batchPool
+	queue   int // events the stage holds at most
 	linger  time.Duration
+	wake    chan struct{} // capacity 1: sent to when the stage becomes non-empty
+	stop    chan struct{} // closed by Close
 	done    chan struct{}
 
-	mu      sync.RWMutex // guards closed and the sends on q against Close
-	closed  bool
+	mu     sync.Mutex // guards stage, spare and closed
+	stage  *stage     // events waiting for run
+	spare  *stage     // the stage run took last, emptied
+	closed bool
+
 	lastLog time.Time
 	logMu   sync.Mutex
 }
@@ -63,10 +70,12 @@ type Streams interface {
 
 // NewRecorder starts a Recorder publishing on nc (the node's NATS
 // connection) into the workspaces' streams, created through streams on
-// a workspace's first event. Close stops it after the queued events are
+// a workspace's first event. Close stops it after the staged events are
 // published.
 func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, error) {
-	r := &Recorder{log: o.Log, m: o.Metrics, done: make(chan struct{}), streams: streams}
+	r := &Recorder{log: o.Log, m: o.Metrics, streams: streams, pool: newBatchPool(),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		stage: newStage(), spare: newStage()}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -76,6 +85,7 @@ func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, 
 	if o.Queue <= 0 {
 		o.Queue = DefaultQueue
 	}
+	r.queue = o.Queue
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultMaxPending
 	}
@@ -96,18 +106,29 @@ func NewRecorder(nc *nats.Conn, streams Streams, o RecorderOptions) (*Recorder, 
 		return nil, err
 	}
 	r.acks = a
-	r.q = make(chan queued, o.Queue)
 	go r.run()
 	return r, nil
 }
 
-// queued is an event waiting to be stored: its workspace and JSON.
-type queued struct {
-	ws   string
-	data []byte
+// encodeBufs hold the JSON of an event being published (Tee.Publish,
+// Recorder.Publish): *[]byte.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxEncodeBuf is the largest buffer kept in encodeBufs (an event with
+// large media figures or headers leaves its buffer to the collector).
+const maxEncodeBuf = 16 << 10
+
+func getEncodeBuf() *[]byte { return encodeBufs.Get().(*[]byte) }
+
+// putEncodeBuf gives back bp, now holding data (a buffer it grew to).
+func putEncodeBuf(bp *[]byte, data []byte) {
+	if cap(data) <= maxEncodeBuf {
+		*bp = data[:0]
+		encodeBufs.Put(bp)
+	}
 }
 
-// Publish implements calls.Publisher: it queues e and returns at once.
+// Publish implements calls.Publisher: it stages e and returns at once.
 func (r *Recorder) Publish(e calls.Event) {
 	if r == nil || !r.keep(&e) {
 		return
@@ -115,21 +136,24 @@ func (r *Recorder) Publish(e calls.Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	data, err := calls.Encode(&e)
+	bp := getEncodeBuf()
+	data, err := calls.AppendEncoded((*bp)[:0], &e)
 	if err != nil {
 		r.failed(EventError, e.Workspace, err)
-		return
+	} else {
+		r.add(e.Workspace, data)
 	}
-	r.enqueue(queued{ws: e.Workspace, data: data})
+	putEncodeBuf(bp, data)
 }
 
-// PublishEncoded implements calls.EncodedPublisher: it queues data, e's
-// JSON (with its time set), and returns at once.
+// PublishEncoded implements calls.EncodedPublisher: it copies data, e's
+// JSON (with its time set), into the stage and returns at once; data is
+// not kept.
 func (r *Recorder) PublishEncoded(e calls.Event, data []byte) {
 	if r == nil || !r.keep(&e) {
 		return
 	}
-	r.enqueue(queued{ws: e.Workspace, data: data})
+	r.add(e.Workspace, data)
 }
 
 // keep reports whether e belongs in a workspace's history.
@@ -142,18 +166,87 @@ func (r *Recorder) keep(e *calls.Event) bool {
 	return true
 }
 
-func (r *Recorder) enqueue(q queued) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+// stage is what the recorder holds for run: each workspace's batches, in
+// the order of its events.
+type stage struct {
+	index map[string]int // workspace → its place in list
+	list  []staged
+	n     int // events
+}
+
+// staged are a workspace's batches: the last one is being filled; each
+// other is as large as MaxBatchBytes lets it be.
+type staged struct {
+	ws      string
+	batches []*batchBuf
+}
+
+func newStage() *stage { return &stage{index: map[string]int{}} }
+
+// add copies data, an event of workspace ws, into ws's last batch, or a
+// new one when it would take that one over MaxBatchBytes; false when the
+// stage holds max events already.
+func (s *stage) add(pool *batchPool, max int, ws string, data []byte) bool {
+	if s.n >= max {
+		return false
+	}
+	i, ok := s.index[ws]
+	if !ok {
+		i = len(s.list)
+		s.index[ws] = i
+		if i < cap(s.list) { // an entry of an earlier batch: its slice is reused
+			s.list = s.list[:i+1]
+			s.list[i].ws = ws
+		} else {
+			s.list = append(s.list, staged{ws: ws})
+		}
+	}
+	w := &s.list[i]
+	last := len(w.batches) - 1
+	if last < 0 || len(w.batches[last].data)+1+len(data) > MaxBatchBytes {
+		w.batches = append(w.batches, pool.get(len(data)))
+		last++
+	}
+	w.batches[last] = w.batches[last].add(data)
+	s.n++
+	return true
+}
+
+// reset empties s (its batches were handed on), keeping its memory.
+func (s *stage) reset() {
+	clear(s.index)
+	for i := range s.list {
+		w := &s.list[i]
+		clear(w.batches)
+		w.ws, w.batches = "", w.batches[:0]
+	}
+	s.list, s.n = s.list[:0], 0
+}
+
+// add stages data, an event of workspace ws, for run: copied into the
+// workspace's batch under the lock, without allocating once the stage
+// and the pool have grown to the load. It wakes run when the stage was
+// empty; beyond Queue staged events, data is dropped and counted.
+func (r *Recorder) add(ws string, data []byte) {
+	r.mu.Lock()
 	if r.closed {
+		r.mu.Unlock()
 		r.failed(EventDropped, "", errStopped)
 		return
 	}
-	select {
-	case r.q <- q:
-		r.m.Queue.Inc()
-	default:
-		r.failed(EventDropped, q.ws, errQueueFull)
+	if !r.stage.add(r.pool, r.queue, ws, data) {
+		r.mu.Unlock()
+		r.failed(EventDropped, ws, errQueueFull)
+		return
+	}
+	r.m.Queue.Inc() // under the lock: run's Sub comes after
+	first := r.stage.n == 1
+	r.mu.Unlock()
+	if first {
+		select {
+		case r.wake <- struct{}{}:
+		default: // already woken
+		}
 	}
 }
 
@@ -166,18 +259,21 @@ const (
 	errStopped   = recorderError("callhistory: recorder stopped")
 )
 
-// run publishes the queued events in batches: when an event comes to an
-// empty queue it sleeps for the linger time, not listening, and then
-// takes that event and every one queued meanwhile, and publishes each
-// workspace's events of the batch as one message (MaxBatchBytes at
-// most; more make several), one event per line, in order. Events queued
-// while it sleeps wake nobody (a send on a buffered channel with no
-// receiver waiting), and a batch is one message through the NATS
-// connection, the server's read loop, the stream and the
-// acknowledgements instead of one per event. An event is published at
-// most the linger time later. What the recorder holds is bounded: Queue
-// events, the batches of the events taken from it (each published
-// before more are taken) and MaxPending unacknowledged messages.
+// run publishes the staged events in batches: when an event comes to an
+// empty stage it wakes run, which sleeps for the linger time and then
+// takes the stage, that event and every one staged meanwhile (swapped
+// for an empty one under the lock), and publishes each workspace's
+// events of the batch as one message (MaxBatchBytes at most; more make
+// several), one event per line, in order. Events staged while it sleeps
+// wake nobody (the stage is not empty), and a batch is one message
+// through the NATS connection, the server's read loop, the stream and
+// the acknowledgements instead of one per event. Publish copies an event
+// into its workspace's batch buffer (from a pool, given back when the
+// message is acknowledged or failed): no allocation and no channel
+// operation per event. An event is published at most the linger time
+// later. What the recorder holds is bounded: Queue staged events, the
+// batches of the events taken (each published before more are taken)
+// and MaxPending unacknowledged messages.
 //
 // DefaultLinger is 20 ms: history is read by people and by API calls
 // made seconds into a call. At 4,000 calls/s (BenchmarkCallEventsPaced)
@@ -189,87 +285,71 @@ const (
 // The queue holds DefaultQueue events, 20 ms of 400,000 events a second.
 func (r *Recorder) run() {
 	defer close(r.done)
-	b := batches{}
-	for e := range r.q {
-		if r.linger > 0 && len(r.q) == 0 {
-			time.Sleep(r.linger)
-		}
-		r.add(b, e)
-		for more := true; more; {
-			select {
-			case e, ok := <-r.q:
-				if !ok {
-					r.flush(b)
-					return
+	var t *time.Timer
+	if r.linger > 0 {
+		t = time.NewTimer(r.linger)
+		t.Stop()
+	}
+	for stopping := false; !stopping; {
+		select {
+		case <-r.wake:
+			if t != nil {
+				t.Reset(r.linger)
+				select {
+				case <-t.C:
+				case <-r.stop: // Close: publish what is staged now
+					t.Stop()
+					stopping = true
 				}
-				r.add(b, e)
-			default:
-				more = false
 			}
+		case <-r.stop:
+			stopping = true
 		}
-		r.flush(b)
+		// Once Close has set closed, nothing more is staged: the last
+		// take has every event.
+		r.mu.Lock()
+		s := r.stage
+		r.stage, r.spare = r.spare, nil
+		r.mu.Unlock()
+		r.m.Queue.Sub(float64(s.n))
+		r.flush(s)
+		s.reset()
+		r.mu.Lock()
+		r.spare = s
+		r.mu.Unlock()
 	}
 }
 
-// MaxBatchBytes bounds one history message (a workspace's events of a
-// batch, one per line); the stream takes messages up to
-// store.HistoryMaxMsgSize.
-const MaxBatchBytes = 64 << 10
-
-// batch is a workspace's events waiting for one message.
-type batch struct {
-	data []byte // events, one per line
-	n    int
-}
-
-type batches map[string]*batch
-
-// add puts e in its workspace's batch, publishing the batch first if e
-// would take it over MaxBatchBytes.
-func (r *Recorder) add(b batches, e queued) {
-	r.m.Queue.Dec()
-	w := b[e.ws]
-	if w == nil {
-		w = &batch{}
-		b[e.ws] = w
-	}
-	if w.n > 0 && len(w.data)+1+len(e.data) > MaxBatchBytes {
-		r.store(e.ws, w)
-		*w = batch{}
-	}
-	if w.n > 0 {
-		w.data = append(w.data, '\n')
-	}
-	w.data = append(w.data, e.data...)
-	w.n++
-}
-
-// flush publishes every workspace's batch.
-func (r *Recorder) flush(b batches) {
-	for ws, w := range b {
-		if w.n > 0 {
-			r.store(ws, w)
+// flush publishes every workspace's batches of s.
+func (r *Recorder) flush(s *stage) {
+	for i := range s.list {
+		w := &s.list[i]
+		for _, b := range w.batches {
+			r.store(w.ws, b)
 		}
-		delete(b, ws)
 	}
 }
 
-// store publishes a workspace's batch, creating its stream first if needed.
-func (r *Recorder) store(ws string, w *batch) {
+// store publishes b, a workspace's batch, creating its stream first if
+// needed. b is handed on: released here or by acks when its
+// acknowledgement comes (or its failure).
+func (r *Recorder) store(ws string, b *batchBuf) {
+	n := b.n
 	if _, ok := r.known.Load(ws); !ok {
 		ctx, cancel := context.WithTimeout(context.Background(), ensureTimeout)
 		err := r.streams.EnsureHistory(ctx, ws)
 		cancel()
 		if err != nil {
-			r.failedN(EventError, ws, w.n, err)
+			b.release()
+			r.failedN(EventError, ws, n, err)
 			return
 		}
 		r.known.Store(ws, true)
 	}
 	// publish waits (here, never in Publish) while MaxPending
 	// publishes are unacknowledged, up to ackTimeout.
-	if err := r.acks.publish(ws, BatchSubject(ws), w.data, w.n); err != nil {
-		r.failedN(EventError, ws, w.n, err)
+	if err := r.acks.publish(ws, BatchSubject(ws), b); err != nil {
+		r.failedN(EventError, ws, n, err)
 		r.known.Delete(ws)
 	}
 }
@@ -292,13 +372,13 @@ func (r *Recorder) failedN(outcome, where string, n int, err error) {
 	}
 }
 
-// Close stops taking events, publishes the queued ones and waits for
+// Close stops taking events, publishes the staged ones and waits for
 // their acknowledgements until ctx ends.
 func (r *Recorder) Close(ctx context.Context) {
 	r.mu.Lock()
 	if !r.closed {
 		r.closed = true
-		close(r.q)
+		close(r.stop)
 	}
 	r.mu.Unlock()
 	defer r.acks.close()
@@ -315,8 +395,8 @@ func (r *Recorder) Close(ctx context.Context) {
 
 // Tee sends every event to each publisher in turn (the core NATS
 // subjects, then the history). The event is encoded once, its time set
-// first, for all the publishers that take encoded events
-// (calls.EncodedPublisher).
+// first, into a pooled buffer for all the publishers that take encoded
+// events (calls.EncodedPublisher, which copy what they keep).
 type Tee []calls.Publisher
 
 // Publish implements calls.Publisher.
@@ -324,8 +404,11 @@ func (t Tee) Publish(e calls.Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	var data []byte
-	encoded := false
+	var (
+		bp      *[]byte
+		data    []byte
+		encoded bool
+	)
 	for _, p := range t {
 		ep, ok := p.(calls.EncodedPublisher)
 		if !ok {
@@ -333,8 +416,9 @@ func (t Tee) Publish(e calls.Event) {
 			continue
 		}
 		if !encoded {
+			bp = getEncodeBuf()
 			var err error
-			if data, err = calls.Encode(&e); err != nil {
+			if data, err = calls.AppendEncoded((*bp)[:0], &e); err != nil {
 				data = nil // each publisher encodes it (and counts its error)
 			}
 			encoded = true
@@ -344,6 +428,12 @@ func (t Tee) Publish(e calls.Event) {
 			continue
 		}
 		ep.PublishEncoded(e, data)
+	}
+	if bp != nil {
+		if data == nil {
+			data = *bp
+		}
+		putEncodeBuf(bp, data)
 	}
 }
 
