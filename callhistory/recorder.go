@@ -171,7 +171,8 @@ func (r *Recorder) keep(e *calls.Event) bool {
 type stage struct {
 	index map[string]int // workspace → its place in list
 	list  []staged
-	n     int // events
+	n     int       // events
+	since time.Time // when its first event was staged
 }
 
 // staged are a workspace's batches: the last one is being filled; each
@@ -241,6 +242,9 @@ func (r *Recorder) add(ws string, data []byte) {
 	}
 	r.m.Queue.Inc() // under the lock: run's Sub comes after
 	first := r.stage.n == 1
+	if first {
+		r.stage.since = time.Now()
+	}
 	r.mu.Unlock()
 	if first {
 		select {
@@ -260,20 +264,22 @@ const (
 )
 
 // run publishes the staged events in batches: when an event comes to an
-// empty stage it wakes run, which sleeps for the linger time and then
-// takes the stage, that event and every one staged meanwhile (swapped
-// for an empty one under the lock), and publishes each workspace's
-// events of the batch as one message (MaxBatchBytes at most; more make
-// several), one event per line, in order. Events staged while it sleeps
-// wake nobody (the stage is not empty), and a batch is one message
-// through the NATS connection, the server's read loop, the stream and
-// the acknowledgements instead of one per event. Publish copies an event
-// into its workspace's batch buffer (from a pool, given back when the
-// message is acknowledged or failed): no allocation and no channel
-// operation per event. An event is published at most the linger time
-// later. What the recorder holds is bounded: Queue staged events, the
-// batches of the events taken (each published before more are taken)
-// and MaxPending unacknowledged messages.
+// empty stage it wakes run, which sleeps until the linger time has
+// passed since that event (less, if run was busy publishing the last
+// batch when it came) and then takes the stage, that event and every one
+// staged meanwhile (swapped for an empty one under the lock), and
+// publishes each workspace's events of the batch as one message
+// (MaxBatchBytes at most; more make several), one event per line, in
+// order. Events staged while it sleeps wake nobody (the stage is not
+// empty), and a batch is one message through the NATS connection, the
+// server's read loop, the stream and the acknowledgements instead of
+// one per event. Publish copies an event into its workspace's batch
+// buffer (from a pool, given back when the message is acknowledged or
+// failed): no allocation and no channel operation per event. An event is
+// published at most the linger time later (or once the last batch is
+// published, if that takes longer). What the recorder holds is bounded:
+// Queue staged events, the batches of the events taken (each published
+// before more are taken) and MaxPending unacknowledged messages.
 //
 // DefaultLinger is 20 ms: history is read by people and by API calls
 // made seconds into a call. At 4,000 calls/s (BenchmarkCallEventsPaced)
@@ -293,8 +299,14 @@ func (r *Recorder) run() {
 	for stopping := false; !stopping; {
 		select {
 		case <-r.wake:
-			if t != nil {
-				t.Reset(r.linger)
+			// The linger time runs from the first event staged: events
+			// staged while run published the last batch wait only what
+			// is left of it.
+			r.mu.Lock()
+			wait := r.linger - time.Since(r.stage.since)
+			r.mu.Unlock()
+			if t != nil && wait > 0 {
+				t.Reset(wait)
 				select {
 				case <-t.C:
 				case <-r.stop: // Close: publish what is staged now
