@@ -290,8 +290,8 @@ const (
 // BenchmarkCallEvents: 33-36 µs of CPU per call before, 12-14 after.
 // Staged instead of queued on a channel (five interleaved runs each):
 // BenchmarkCallEvents 7.5-11 µs of CPU per call against 11.4-16.4,
-// 3.3 KB and 1 allocation per call (the in-process server's) against
-// 9.4 KB and 4-5; BenchmarkCallEventsPaced 70-76 µs against 75-87 (its
+// 3.3 KB (the in-process server's) and 1 allocation per call (the
+// benchmark's call id) against 9.4 KB and 4-5; BenchmarkCallEventsPaced 70-76 µs against 75-87 (its
 // pacing included), 0.27 goroutine runs per call against 0.75-2.0, and
 // half the writes (one batch a linger time: the events staged while a
 // batch is published no longer go out at once as a small one of their
