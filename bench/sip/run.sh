@@ -37,7 +37,7 @@
 #                         [--callgate BIN] [--no-outbound] [--only-outbound]
 #                         [--outbound-rates "500 1000 ..."] [--hook]
 #                         [--hook-delay D] [--pairs N] [--no-ceiling]
-#                         [--kamailio-acc]
+#                         [--kamailio-acc] [--kamailio-prefault]
 #                         [--runtime GC_PERCENT:MEMORY_LIMIT_MB]
 #   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
 #   --duration S   seconds of load per rate step (default 10)
@@ -61,10 +61,20 @@
 #   --kamailio-acc Kamailio also keeps a record of every call (acc module,
 #                  db_flatstore files in the work dir: the INVITE's and the
 #                  BYE's transactions), as callgate keeps its call history
+#   --kamailio-prefault Kamailio touches every page of its shared memory
+#                  pool at start (shm_force_alloc): without it, the first
+#                  try at each new highest rate (first-touch page faults,
+#                  as it seems) fell behind (thousands of datagrams dropped
+#                  by its socket, calls failed); its PSS is then the whole
+#                  pool (-m 1024) from the start
 #   --nice N       run SIPp and both proxies at niceness N (default -10, as
 #                  root) so that other work on a shared machine starves them less;
 #                  the same for callgate and Kamailio. 0 leaves it alone.
 # Environment: SIPP (default sipp), KAMAILIO (default kamailio).
+#
+# Each step also gives the datagrams the proxy's UDP sockets dropped (their
+# receive buffers full: the drop counter of `ss -uam`), the usual cause of
+# failed calls.
 #
 # Every process it starts is stopped by PID on exit. Nothing leaves 127.0.0.1.
 set -euo pipefail
@@ -85,6 +95,7 @@ CG_BIN=""
 NUMBER=""
 NICE=-10
 KAM_ACC=0
+KAM_PREFAULT=0
 RUN_OUT=1
 RUN_IN=1
 OUT_RATES="500 1000 1500 2000 2500 3000 4000"
@@ -119,6 +130,7 @@ while [ $# -gt 0 ]; do
 	--pairs) PAIRS=$2; shift ;;
 	--no-ceiling) RUN_CEIL=0 ;;
 	--kamailio-acc) KAM_ACC=1 ;;
+	--kamailio-prefault) KAM_PREFAULT=1 ;;
 	--runtime) CG_RUNTIME=$2; shift ;;
 	-h | --help) sed -n '2,69p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -186,6 +198,17 @@ udp_bound() { ss -Hlun "sport = :$1" | grep -q .; }
 proc_pids() {
 	echo "$1"
 	ps -o pid= --ppid "$1" 2>/dev/null || true
+}
+# udp_drops ROOTPID: datagrams the kernel dropped on the UDP sockets the
+# process (or its children) holds, its receive buffer being full: the
+# drop counter of `ss -uam`, summed over the sockets, each counted once
+udp_drops() {
+	local pids
+	pids=$(proc_pids "$1" | tr -d ' ' | paste -sd'|')
+	ss -uanmpH 2>/dev/null | awk -v re="pid=($pids)," '
+		/^[^ \t]/ { cur = $0; next }
+		cur != "" && cur ~ re && match($0, /,d[0-9]+\)/) { split(cur, f, " "); d[f[4]] = substr($0, RSTART + 2, RLENGTH - 3) }
+		END { t = 0; for (k in d) t += d[k]; print t }'
 }
 # cpu_ticks ROOTPID: utime+stime of the process and its children, in ticks
 cpu_ticks() {
@@ -344,7 +367,7 @@ ceiling() {
 # sweep NAME PROXYPID: rising rates (TARGETS, SVCS); PROXYPID "" measures
 # no proxy (the harness's ceiling); sets BEST_RATE BEST_CPU_US BEST_ACH
 sweep() {
-	local name=$1 pid=$2 rate try c0 c1 s0 s1 calls cpu_us sys_us ach pass
+	local name=$1 pid=$2 rate try c0 c1 s0 s1 d0 d1 calls cpu_us sys_us ach pass
 	BEST_RATE=0 BEST_CPU_US=0 BEST_ACH=0
 	# warm-up: proves the route works before the sweep
 	run_step 100 200 "$name-warmup"
@@ -354,16 +377,16 @@ sweep() {
 		pass=0
 		for try in $(seq 0 "$RETRIES"); do
 			calls=$((rate * DURATION))
-			c0=0 c1=0 s0=0 s1=0
-			[ -z "$pid" ] || { c0=$(cpu_ticks "$pid"); s0=$(sys_ticks "$pid"); }
+			c0=0 c1=0 s0=0 s1=0 d0=0 d1=0
+			[ -z "$pid" ] || { d0=$(udp_drops "$pid"); c0=$(cpu_ticks "$pid"); s0=$(sys_ticks "$pid"); }
 			run_step "$rate" "$calls" "$name-$rate-$try"
-			[ -z "$pid" ] || { c1=$(cpu_ticks "$pid"); s1=$(sys_ticks "$pid"); }
+			[ -z "$pid" ] || { c1=$(cpu_ticks "$pid"); s1=$(sys_ticks "$pid"); d1=$(udp_drops "$pid"); }
 			cpu_us=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$OK" 'BEGIN { printf "%.0f", n ? d / hz * 1e6 / n : 0 }')
 			sys_us=$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$OK" 'BEGIN { printf "%.0f", n ? d / hz * 1e6 / n : 0 }')
 			ach=$(awk -v n="$OK" -v e="$ELAPSED" 'BEGIN { printf "%.0f", (e > 0 ? n / e : 0) }')
 			printf '%-9s %7d %8d %7d %7d %9.2f %11d %11d %9d\n' "$name" "$rate" "$ach" "$OK" "$FAILED" \
 				"$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{print d/hz}')" "$cpu_us" "$sys_us" $([ -z "$pid" ] && echo 0 || echo $(($(pss_kb "$pid") / 1024))) >&2
-			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach $(cut -d' ' -f1 /proc/loadavg) $sys_us" >>"$WORK/steps.txt"
+			echo "$name $rate $try $OK $FAILED $ELAPSED $((c1 - c0)) $cpu_us $ach $(cut -d' ' -f1 /proc/loadavg) $sys_us $((d1 - d0))" >>"$WORK/steps.txt"
 			# a pass: no failed call, and SIPp really offered ~the rate
 			if [ "$FAILED" = 0 ] && [ "$OK" = "$calls" ] && [ "$ach" -ge $((rate * 90 / 100)) ]; then
 				pass=1
@@ -574,6 +597,7 @@ if [ $RUN_KAM = 1 ]; then
 		mkdir -p "$WORK/kam/acc"
 		KAM_ACC_ARGS=(-A ACC -A "ACCDB=\"flatstore:$WORK/kam/acc\"")
 	fi
+	[ "$KAM_PREFAULT" = 0 ] || KAM_ACC_ARGS+=(-A PREFAULT)
 	"$KAMAILIO" -f "$HERE/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 -Y "$WORK/kam" \
 		-l "udp:127.0.0.1:$KAM_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 "${KAM_ACC_ARGS[@]}" \
 		>"$WORK/kam/kamailio.log" 2>&1 </dev/null &
@@ -681,5 +705,5 @@ if [ $RUN_OUT = 1 ]; then
 		echo "callgate / kamailio outbound: rate $(awk -v a="$CG_OUT_BEST" -v b="$KAM_OUT_BEST" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x, CPU per call $(awk -v a="$CG_OUT_CPU" -v b="$KAM_OUT_CPU" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }')x"
 	fi
 fi
-echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved loadavg1 sys_us/call):"
+echo "steps (proxy rate try ok failed elapsed_s cpu_ticks cpu_us/call achieved loadavg1 sys_us/call udp_drops):"
 sed 's/^/  /' "$WORK/steps.txt"
