@@ -93,6 +93,11 @@ func (a *acks) publish(ws, subject string, b *batchBuf) error {
 	a.mu.Unlock()
 	err := a.send(id, subject, b.data)
 	b.release()
+	if err != nil {
+		a.mu.Lock()
+		a.removeLocked(id) // the caller counts it
+		a.mu.Unlock()
+	}
 	return err
 }
 
@@ -125,13 +130,7 @@ func (a *acks) stallLocked() error {
 func (a *acks) send(id uint64, subject string, data []byte) error {
 	var buf [len("_INBOX.") + 64 + 16]byte
 	reply := string(strconv.AppendUint(append(buf[:0], a.prefix...), id, 36))
-	if err := a.nc.PublishRequest(subject, reply, data); err != nil {
-		a.mu.Lock()
-		a.removeLocked(id)
-		a.mu.Unlock()
-		return err
-	}
-	return nil
+	return a.nc.PublishRequest(subject, reply, data)
 }
 
 // removeLocked forgets pending id, releases its buffer, and wakes
@@ -203,7 +202,16 @@ func (a *acks) retry(id uint64) {
 	err := a.send(id, p.subject, p.buf.data)
 	p.buf.release()
 	if err != nil {
-		a.failed(p.ws, p.n, err)
+		// Counted and removed under the lock, as an acknowledgement
+		// is: once nothing is pending (complete), every outcome is
+		// counted; and only while it is still pending (a timeout or a
+		// reconnect meanwhile counted it already).
+		a.mu.Lock()
+		if a.pending[id] == p {
+			a.failed(p.ws, p.n, err)
+			a.removeLocked(id)
+		}
+		a.mu.Unlock()
 	}
 }
 

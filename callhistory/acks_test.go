@@ -346,3 +346,34 @@ func FuzzAckError(f *testing.F) {
 		}
 	})
 }
+
+// A retry whose send fails (the connection closed) counts its events as
+// failed once, and nothing is pending afterwards: complete is closed only
+// with every outcome counted.
+func TestAcksRetryThatCannotSendIsCountedOnce(t *testing.T) {
+	srv := storetest.RunServer(t)
+	nc := connect(t, srv.ClientURL())
+	a, l := newTestAcks(t, nc, 16, 10*time.Second, time.Second)
+	a.retryWait = time.Hour // the test retries by hand
+	b := message([]byte("{}"))
+	b.n = 3
+	if err := a.publish("acme", Subject("acme", "x"), b); err != nil {
+		t.Fatal(err)
+	}
+	testwait.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if p := a.pending[1]; p == nil || p.retries != 1 {
+			return fmt.Errorf("pending %+v", p)
+		}
+		return nil
+	})
+	nc.Close()
+	a.retry(1)
+	drained(t, a)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) != 3 || !errors.Is(l.errs[0], nats.ErrConnectionClosed) {
+		t.Fatalf("failed %v, want the 3 events once, connection closed", l.errs)
+	}
+}
