@@ -113,6 +113,20 @@ func message(data []byte) *batchBuf {
 	return b
 }
 
+// waitRetries waits until pending id has been retried n times (after no
+// responders).
+func waitRetries(t *testing.T, a *acks, id uint64, n int) {
+	t.Helper()
+	testwait.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if p := a.pending[id]; p == nil || p.retries != n {
+			return fmt.Errorf("pending %d: %+v, want %d retries", id, p, n)
+		}
+		return nil
+	})
+}
+
 // silent subscribes to subject and never replies.
 func silent(t *testing.T, nc *nats.Conn, subject string) {
 	t.Helper()
@@ -245,20 +259,7 @@ func TestAcksRetryWhenNobodyAnswers(t *testing.T) {
 	if err := a.publish("acme", Subject("acme", "x"), message([]byte("{}"))); err != nil {
 		t.Fatal(err)
 	}
-	retries := func() int {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if p := a.pending[1]; p != nil {
-			return p.retries
-		}
-		return -1
-	}
-	testwait.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
-		if r := retries(); r != 1 {
-			return fmt.Errorf("%d retries", r)
-		}
-		return nil
-	})
+	waitRetries(t, a, 1, 1)
 	// A stream shows up (here: something answering like one).
 	sub, err := nc.Subscribe("callgate.history.>", func(m *nats.Msg) { _ = m.Respond([]byte(`{"stream":"S","seq":1}`)) })
 	if err != nil {
@@ -280,14 +281,7 @@ func TestAcksRetryWhenNobodyAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for r := 1; r <= noResponderRetries; r++ {
-		testwait.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			if p := a.pending[2]; p == nil || p.retries != r {
-				return fmt.Errorf("pending %+v", p)
-			}
-			return nil
-		})
+		waitRetries(t, a, 2, r)
 		a.retry(2)
 	}
 	l.waitFor(t, 1, 1)
@@ -360,14 +354,7 @@ func TestAcksRetryThatCannotSendIsCountedOnce(t *testing.T) {
 	if err := a.publish("acme", Subject("acme", "x"), b); err != nil {
 		t.Fatal(err)
 	}
-	testwait.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if p := a.pending[1]; p == nil || p.retries != 1 {
-			return fmt.Errorf("pending %+v", p)
-		}
-		return nil
-	})
+	waitRetries(t, a, 1, 1)
 	nc.Close()
 	a.retry(1)
 	drained(t, a)

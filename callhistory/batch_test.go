@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/callgate/callgate/internal/testwait"
 	"github.com/callgate/callgate/store/storetest"
 )
 
@@ -54,14 +53,7 @@ func TestAcksRetrySendsTheBytesItWasGivenAndThenReleasesThem(t *testing.T) {
 	if err := a.publish("acme", Subject("acme", "x"), b); err != nil { // nobody answers: pending, to retry
 		t.Fatal(err)
 	}
-	testwait.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if p := a.pending[1]; p == nil || p.retries != 1 {
-			return fmt.Errorf("pending %+v", p)
-		}
-		return nil
-	})
+	waitRetries(t, a, 1, 1)
 	// Whatever the pool holds now is written over, as the next batches
 	// would be.
 	for _, f := range takeAll(pool) {
