@@ -3,6 +3,7 @@ package node
 import (
 	"log/slog"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"testing"
 
@@ -10,20 +11,28 @@ import (
 )
 
 // TestApplyRuntime: the runtime section sets the garbage collector's
-// target and memory limit; zero values leave them alone.
+// target, memory limit and GOMAXPROCS; zero values leave them alone.
 func TestApplyRuntime(t *testing.T) {
 	prevGC := debug.SetGCPercent(100)
 	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
+	prevProcs := runtime.GOMAXPROCS(3)
 	t.Cleanup(func() {
 		debug.SetGCPercent(prevGC)
 		debug.SetMemoryLimit(prevLimit)
+		runtime.GOMAXPROCS(prevProcs)
 	})
 	log := slog.New(slog.DiscardHandler)
 	applyRuntime(config.Runtime{}, log)
 	if gc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1); gc != 100 || limit != math.MaxInt64 {
 		t.Fatalf("zero runtime section changed the GC: gc_percent %d, limit %d", gc, limit)
 	}
-	applyRuntime(config.Runtime{GCPercent: 400, MemoryLimitMB: 256}, log)
+	if p := runtime.GOMAXPROCS(0); p != 3 {
+		t.Fatalf("zero runtime section changed GOMAXPROCS: %d, want 3", p)
+	}
+	applyRuntime(config.Runtime{GCPercent: 400, MemoryLimitMB: 256, MaxProcs: 1}, log)
+	if p := runtime.GOMAXPROCS(0); p != 1 {
+		t.Errorf("GOMAXPROCS = %d, want 1", p)
+	}
 	if gc := debug.SetGCPercent(100); gc != 400 {
 		t.Errorf("gc_percent = %d, want 400", gc)
 	}

@@ -38,7 +38,8 @@
 #                         [--outbound-rates "500 1000 ..."] [--hook]
 #                         [--hook-delay D] [--pairs N] [--no-ceiling]
 #                         [--kamailio-acc] [--kamailio-prefault]
-#                         [--runtime GC_PERCENT:MEMORY_LIMIT_MB]
+#                         [--kamailio-children N]
+#                         [--runtime GC_PERCENT:MEMORY_LIMIT_MB[:MAX_PROCS]]
 #   --quick        3 s per step, rates 1000 2000 3000 4000 5000, 10 s idle wait
 #   --duration S   seconds of load per rate step (default 10)
 #   --idle S       wait after the load before memory is read again (default 60)
@@ -56,8 +57,9 @@
 #   --hook-delay D the hook server's answer delay (Go duration, default 1ms)
 #   --pairs N      SIPp UAC/UAS pairs generating the load (default 2)
 #   --no-ceiling   skip the harness's own ceiling (SIPp to SIPp, no proxy)
-#   --runtime G:M  callgate's runtime.gc_percent and runtime.memory_limit_mb
-#                  (default 400:256, the README's advice; 0:0 = Go's defaults)
+#   --runtime G:M[:P] callgate's runtime.gc_percent, runtime.memory_limit_mb
+#                  and runtime.max_procs (default 400:256, the README's
+#                  advice, with GOMAXPROCS Go's default; 0:0 = Go's defaults)
 #   --kamailio-acc Kamailio also keeps a record of every call (acc module,
 #                  db_flatstore files in the work dir: the INVITE's and the
 #                  BYE's transactions), as callgate keeps its call history
@@ -67,6 +69,7 @@
 #                  as it seems) fell behind (thousands of datagrams dropped
 #                  by its socket, calls failed); its PSS is then the whole
 #                  pool (-m 1024) from the start
+#   --kamailio-children N  Kamailio's UDP worker processes (default 4)
 #   --nice N       run SIPp and both proxies at niceness N (default -10, as
 #                  root) so that other work on a shared machine starves them less;
 #                  the same for callgate and Kamailio. 0 leaves it alone.
@@ -96,6 +99,7 @@ NUMBER=""
 NICE=-10
 KAM_ACC=0
 KAM_PREFAULT=0
+KAM_CHILDREN=4
 RUN_OUT=1
 RUN_IN=1
 OUT_RATES="500 1000 1500 2000 2500 3000 4000"
@@ -131,8 +135,9 @@ while [ $# -gt 0 ]; do
 	--no-ceiling) RUN_CEIL=0 ;;
 	--kamailio-acc) KAM_ACC=1 ;;
 	--kamailio-prefault) KAM_PREFAULT=1 ;;
+	--kamailio-children) KAM_CHILDREN=$2; shift ;;
 	--runtime) CG_RUNTIME=$2; shift ;;
-	-h | --help) sed -n '2,69p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,76p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -452,8 +457,11 @@ carriers:
     termination_uri: sip:pstn@127.0.0.1:$UAS_PORT
 EOF
 	# 0:0 writes no runtime section (Go's defaults; also for binaries older than it)
-	[ "$CG_RUNTIME" = 0:0 ] ||
-		printf 'runtime:\n  gc_percent: %d\n  memory_limit_mb: %d\n' "${CG_RUNTIME%%:*}" "${CG_RUNTIME##*:}" >>"$WORK/cg/config.yaml"
+	if [ "$CG_RUNTIME" != 0:0 ]; then
+		IFS=: read -r rt_gc rt_mem rt_procs <<<"$CG_RUNTIME"
+		printf 'runtime:\n  gc_percent: %d\n  memory_limit_mb: %d\n' "$rt_gc" "$rt_mem" >>"$WORK/cg/config.yaml"
+		[ -z "$rt_procs" ] || printf '  max_procs: %d\n' "$rt_procs" >>"$WORK/cg/config.yaml"
+	fi
 	# --hook: the hook server is on loopback, which hooks may not reach by default
 	[ $HOOK = 0 ] || printf 'webhook:\n  messaging:\n    allow_networks: [127.0.0.0/8]\n' >>"$WORK/cg/config.yaml"
 	start_uas "$WORK"
@@ -599,7 +607,7 @@ if [ $RUN_KAM = 1 ]; then
 	fi
 	[ "$KAM_PREFAULT" = 0 ] || KAM_ACC_ARGS+=(-A PREFAULT)
 	"$KAMAILIO" -f "$HERE/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 -Y "$WORK/kam" \
-		-l "udp:127.0.0.1:$KAM_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 "${KAM_ACC_ARGS[@]}" \
+		-l "udp:127.0.0.1:$KAM_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=$KAM_CHILDREN "${KAM_ACC_ARGS[@]}" \
 		>"$WORK/kam/kamailio.log" 2>&1 </dev/null &
 	KAM_PID=$!
 	PIDS+=($KAM_PID)
@@ -630,7 +638,7 @@ if [ $RUN_KAM = 1 ]; then
 		wait "$KAM_PID" 2>/dev/null || true
 		KAM_OUT_PORT=$(free_port)
 		"$KAMAILIO" -f "$HERE/kamailio.cfg" -DD -E -x tlsf -m 1024 -M 16 -Y "$WORK/kam" \
-			-l "udp:127.0.0.1:$KAM_OUT_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=4 \
+			-l "udp:127.0.0.1:$KAM_OUT_PORT" -A "DSLIST=\"$WORK/kam/dispatcher.list\"" -A CHILDREN=$KAM_CHILDREN \
 			-A OUTBOUND -A 'AUTHPASS="bench-secret"' \
 			>"$WORK/kam/kamailio-out.log" 2>&1 </dev/null &
 		KAM_PID=$!
@@ -657,7 +665,7 @@ fi
 
 # ---------------------------------------------------------------- report
 echo
-echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES, nice $NICE, $PAIRS SIPp pairs, callgate runtime (gc_percent:memory_limit_mb) $CG_RUNTIME"
+echo "== bench/sip: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $DURATION s per step, retries $RETRIES, nice $NICE, $PAIRS SIPp pairs, callgate runtime (gc_percent:memory_limit_mb[:max_procs]) $CG_RUNTIME, Kamailio children $KAM_CHILDREN"
 if [ -n "$CEIL_BEST" ]; then
 	echo "harness ceiling (SIPp UAC -> UAS, $PAIRS pairs, no proxy): ${CEIL_BEST} calls/s at zero failures (achieved ${CEIL_ACH}/s; the ladder stops at $(echo $RATES | awk '{print $NF}'))"
 	limited() { [ "$1" -gt 0 ] && [ "$1" -ge "$CEIL_BEST" ] && echo " (at or above the harness ceiling: the proxy may go faster)"; }
