@@ -109,7 +109,8 @@ type Meter struct {
 	reported bool               // the last report had calls
 
 	charges sync.WaitGroup
-	ctx     context.Context // cancelled by Close after the charges' grace
+	queues  map[string]*chargeQueue // workspace → its charges waiting (under mu)
+	ctx     context.Context         // cancelled by Close after the charges' grace
 	cancel  context.CancelFunc
 	stop    chan struct{}
 	done    chan struct{}
@@ -152,7 +153,7 @@ func New(cfg Config, ledger Ledger, nc *nats.Conn, o Options) (*Meter, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Meter{cfg: cfg, ledger: ledger, nc: nc, opts: o, calls: map[string]*call{}, peers: map[string]*peer{},
-		balances: map[string]balance{}, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
+		balances: map[string]balance{}, queues: map[string]*chargeQueue{}, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
 	if nc != nil {
 		sub, err := nc.Subscribe(Subject, m.onReport)
 		if err != nil {
@@ -304,11 +305,51 @@ func (m *Meter) Ended(callID string, at time.Time) {
 		return
 	}
 	m.charges.Add(1)
-	go func() {
-		defer m.charges.Done()
-		defer m.forget(callID)
+	m.mu.Lock()
+	q := m.queues[ch.Workspace]
+	if q == nil {
+		q = &chargeQueue{}
+		m.queues[ch.Workspace] = q
+	}
+	q.pending = append(q.pending, ch)
+	start := !q.running
+	q.running = true
+	m.mu.Unlock()
+	if start {
+		go m.drain(ch.Workspace, q)
+	}
+}
+
+// chargeQueue holds a workspace's charges waiting for the ledger. One
+// goroutine per workspace writes them one after the other: every charge
+// is a compare-and-set on the workspace's balance, so charges written at
+// once only conflict and retry. At 2,500 outbound calls/s of one
+// workspace (bench/sip), a goroutine per charge made thousands of
+// writers conflict until their deadlines passed, and most calls were
+// never charged; in a row, each write succeeds at the first try.
+type chargeQueue struct {
+	pending []provisioning.UsageCharge
+	running bool // a drain goroutine owns the queue
+}
+
+// drain writes ws's charges in order until its queue is empty.
+func (m *Meter) drain(ws string, q *chargeQueue) {
+	for {
+		m.mu.Lock()
+		if len(q.pending) == 0 {
+			q.running = false
+			delete(m.queues, ws)
+			m.mu.Unlock()
+			return
+		}
+		ch := q.pending[0]
+		q.pending[0] = provisioning.UsageCharge{}
+		q.pending = q.pending[1:]
+		m.mu.Unlock()
 		m.charge(ch)
-	}()
+		m.forget(ch.CallID)
+		m.charges.Done()
+	}
 }
 
 func (m *Meter) forget(callID string) {

@@ -344,3 +344,94 @@ func TestGarbageReportsAreIgnored(t *testing.T) {
 		t.Fatalf("garbage reports counted: %v", err)
 	}
 }
+
+// overlapLedger is the real credits service, counting how many charges
+// of each workspace are being written at the same time. Each charge
+// waits (up to hold) for another of its workspace to start, so that
+// writers that could overlap do.
+type overlapLedger struct {
+	*provisioning.Service
+	hold time.Duration
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	active  map[string]int
+	maxSeen map[string]int
+}
+
+func (l *overlapLedger) ChargeUsage(ctx context.Context, c provisioning.UsageCharge) (provisioning.LedgerEntry, error) {
+	l.mu.Lock()
+	l.active[c.Workspace]++
+	if n := l.active[c.Workspace]; n > l.maxSeen[c.Workspace] {
+		l.maxSeen[c.Workspace] = n
+	}
+	l.cond.Broadcast()
+	deadline := time.Now().Add(l.hold)
+	for l.active[c.Workspace] < 2 && time.Now().Before(deadline) {
+		t := time.AfterFunc(time.Until(deadline), l.cond.Broadcast)
+		l.cond.Wait()
+		t.Stop()
+	}
+	l.mu.Unlock()
+	e, err := l.Service.ChargeUsage(ctx, c)
+	l.mu.Lock()
+	l.active[c.Workspace]--
+	l.mu.Unlock()
+	return e, err
+}
+
+// TestChargesOfAWorkspaceAreWrittenOneAtATime: calls of one workspace
+// ending together are charged one after the other (each charge is a
+// compare-and-set on the balance: together they only conflict), and
+// every one is charged once.
+func TestChargesOfAWorkspaceAreWrittenOneAtATime(t *testing.T) {
+	const credits = 100000
+	svc, st := ledger(t, "ws", credits)
+	if _, _, err := svc.CreateWorkspace(context.Background(), "other", "other", credits); err != nil {
+		t.Fatal(err)
+	}
+	l := &overlapLedger{Service: svc, hold: 200 * time.Millisecond, active: map[string]int{}, maxSeen: map[string]int{}}
+	l.cond = sync.NewCond(&l.mu)
+	m, err := New(prices, l, st.NC, Options{Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour)
+	const n = 12
+	for i := range n {
+		for _, ws := range []string{"ws", "other"} {
+			m.Answered(fmt.Sprintf("%s-%02d", ws, i), ws, usNumber, t0)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		for _, ws := range []string{"ws", "other"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.Ended(fmt.Sprintf("%s-%02d", ws, i), t0.Add(30*time.Second))
+			}()
+		}
+	}
+	wg.Wait()
+	m.Close() // waits for the charges
+	want := m.Price(usNumber) * n
+	for _, ws := range []string{"ws", "other"} {
+		if got := len(usageEntries(t, svc, ws)); got != n {
+			t.Errorf("%s: %d usage entries, want %d", ws, got, n)
+		}
+		if bal, err := svc.Balance(context.Background(), ws); err != nil || bal != credits-want {
+			t.Errorf("%s: balance %d (%v), want %d", ws, bal, err, credits-want)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ws, max := range l.maxSeen {
+		if max != 1 {
+			t.Errorf("%s: %d charges written at once, want one at a time", ws, max)
+		}
+	}
+	if len(l.maxSeen) != 2 {
+		t.Errorf("charges seen for %v, want ws and other", l.maxSeen)
+	}
+}
