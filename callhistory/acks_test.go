@@ -84,6 +84,27 @@ func drained(t *testing.T, a *acks) {
 	}
 }
 
+// answerAsStream answers every history message on nc as a stream would
+// (a publish acknowledgement), after seen (if any) has looked at it,
+// until the test ends or the subscription returned is removed.
+func answerAsStream(t *testing.T, nc *nats.Conn, seen func(*nats.Msg)) *nats.Subscription {
+	t.Helper()
+	sub, err := nc.Subscribe("callgate.history.>", func(m *nats.Msg) {
+		if seen != nil {
+			seen(m)
+		}
+		_ = m.Respond([]byte(`{"stream":"S","seq":1}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
 func connect(t *testing.T, url string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
@@ -261,14 +282,7 @@ func TestAcksRetryWhenNobodyAnswers(t *testing.T) {
 	}
 	waitRetries(t, a, 1, 1)
 	// A stream shows up (here: something answering like one).
-	sub, err := nc.Subscribe("callgate.history.>", func(m *nats.Msg) { _ = m.Respond([]byte(`{"stream":"S","seq":1}`)) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := answerAsStream(t, nc, nil)
 	a.retry(1)
 	l.waitFor(t, 1, 0)
 

@@ -63,17 +63,7 @@ func TestAcksRetrySendsTheBytesItWasGivenAndThenReleasesThem(t *testing.T) {
 		f.data = append(f.data[:0], bytes.Repeat([]byte("X"), cap(f.data))...)
 	}
 	got := make(chan []byte, 1)
-	sub, err := nc.Subscribe("callgate.history.>", func(m *nats.Msg) {
-		got <- bytes.Clone(m.Data)
-		_ = m.Respond([]byte(`{"stream":"S","seq":1}`))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	answerAsStream(t, nc, func(m *nats.Msg) { got <- bytes.Clone(m.Data) })
 	a.retry(1)
 	select {
 	case data := <-got:

@@ -13,7 +13,7 @@ import "fmt"
 type Runtime struct {
 	GCPercent     int `yaml:"gc_percent" env:"CALLGATE_GC_PERCENT" default:"(GOGC, else 100)" help:"heap growth over the live heap, in percent, before a garbage collection (Go's GOGC); 0 = GOGC or 100; -1 = collect only near memory_limit_mb"`
 	MemoryLimitMB int `yaml:"memory_limit_mb" env:"CALLGATE_MEMORY_LIMIT_MB" default:"(GOMEMLIMIT, else none)" help:"soft memory limit of the process in MiB (Go's GOMEMLIMIT): the collector runs more often near it; 0 = GOMEMLIMIT or none"`
-	MaxProcs      int `yaml:"max_procs" env:"CALLGATE_MAX_PROCS" default:"(GOMAXPROCS, else the CPUs the process may use)" help:"threads running Go code at once (Go's GOMAXPROCS): the SIP read loops and the media relay's workers are as many; 0 = GOMAXPROCS or the CPUs the process may use"`
+	MaxProcs      int `yaml:"max_procs" env:"CALLGATE_MAX_PROCS" default:"(GOMAXPROCS, else the CPUs the process may use)" help:"threads running Go code at once (Go's GOMAXPROCS): the SIP read loops and the media relay's workers are as many unless set; 0 = GOMAXPROCS or the CPUs the process may use"`
 }
 
 // maxProcsLimit bounds runtime.max_procs: far above any machine's CPUs,

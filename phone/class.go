@@ -91,9 +91,3 @@ func (c *boundedCache) put(k string, r classResult) {
 	c.m[k] = r
 	c.mu.Unlock()
 }
-
-func (c *boundedCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}

@@ -55,14 +55,14 @@ func TestClassifyCacheIsBounded(t *testing.T) {
 				t.Fatalf("Classify(%q) = %q %q %v, want %q %q %v", n, c, cl, ok, wc, wcl, wok)
 			}
 		}
-		if l := classCache.len(); l > bound || l == 0 {
+		if l := cachedEntries(); l > bound || l == 0 {
 			t.Fatalf("cache holds %d entries after %d numbers, bound %d", l, i+1, bound)
 		}
 	}
 	long := "+1415555012345678901234567890"
-	before := classCache.len()
+	before := cachedEntries()
 	Classify(long)
-	if classCache.len() > before {
+	if cachedEntries() > before {
 		t.Errorf("a %d-character string was cached", len(long))
 	}
 }
@@ -101,4 +101,11 @@ func BenchmarkClassify(b *testing.B) {
 			classify("+442071838750")
 		}
 	})
+}
+
+// cachedEntries is how many answers the cache holds.
+func cachedEntries() int {
+	classCache.mu.Lock()
+	defer classCache.mu.Unlock()
+	return len(classCache.m)
 }

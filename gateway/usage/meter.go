@@ -109,8 +109,8 @@ type Meter struct {
 	reported bool               // the last report had calls
 
 	charges sync.WaitGroup
-	queues  map[string]*chargeQueue // workspace → its charges waiting (under mu)
-	ctx     context.Context         // cancelled by Close after the charges' grace
+	pending map[string][]provisioning.UsageCharge // workspace → its charges waiting; present while its drain runs (under mu)
+	ctx     context.Context                       // cancelled by Close after the charges' grace
 	cancel  context.CancelFunc
 	stop    chan struct{}
 	done    chan struct{}
@@ -153,7 +153,7 @@ func New(cfg Config, ledger Ledger, nc *nats.Conn, o Options) (*Meter, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Meter{cfg: cfg, ledger: ledger, nc: nc, opts: o, calls: map[string]*call{}, peers: map[string]*peer{},
-		balances: map[string]balance{}, queues: map[string]*chargeQueue{}, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
+		balances: map[string]balance{}, pending: map[string][]provisioning.UsageCharge{}, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
 	if nc != nil {
 		sub, err := nc.Subscribe(Subject, m.onReport)
 		if err != nil {
@@ -306,45 +306,33 @@ func (m *Meter) Ended(callID string, at time.Time) {
 	}
 	m.charges.Add(1)
 	m.mu.Lock()
-	q := m.queues[ch.Workspace]
-	if q == nil {
-		q = &chargeQueue{}
-		m.queues[ch.Workspace] = q
-	}
-	q.pending = append(q.pending, ch)
-	start := !q.running
-	q.running = true
+	q, running := m.pending[ch.Workspace]
+	m.pending[ch.Workspace] = append(q, ch)
 	m.mu.Unlock()
-	if start {
-		go m.drain(ch.Workspace, q)
+	if !running {
+		go m.drain(ch.Workspace)
 	}
 }
 
-// chargeQueue holds a workspace's charges waiting for the ledger. One
-// goroutine per workspace writes them one after the other: every charge
-// is a compare-and-set on the workspace's balance, so charges written at
-// once only conflict and retry. At 2,500 outbound calls/s of one
-// workspace (bench/sip), a goroutine per charge made thousands of
-// writers conflict until their deadlines passed, and most calls were
-// never charged; in a row, each write succeeds at the first try.
-type chargeQueue struct {
-	pending []provisioning.UsageCharge
-	running bool // a drain goroutine owns the queue
-}
-
-// drain writes ws's charges in order until its queue is empty.
-func (m *Meter) drain(ws string, q *chargeQueue) {
+// drain writes ws's charges in order, one after the other, until none is
+// waiting; one runs per workspace with charges waiting. Every charge is a
+// compare-and-set on the workspace's balance, so charges written at once
+// only conflict and retry: at 2,500 outbound calls/s of one workspace
+// (bench/sip), a goroutine per charge made thousands of writers conflict
+// until their deadlines passed, and most calls were never charged. In a
+// row, this node's charges no longer conflict with each other.
+func (m *Meter) drain(ws string) {
 	for {
 		m.mu.Lock()
-		if len(q.pending) == 0 {
-			q.running = false
-			delete(m.queues, ws)
+		q := m.pending[ws]
+		if len(q) == 0 {
+			delete(m.pending, ws)
 			m.mu.Unlock()
 			return
 		}
-		ch := q.pending[0]
-		q.pending[0] = provisioning.UsageCharge{}
-		q.pending = q.pending[1:]
+		ch := q[0]
+		q[0] = provisioning.UsageCharge{}
+		m.pending[ws] = q[1:]
 		m.mu.Unlock()
 		m.charge(ch)
 		m.forget(ch.CallID)
