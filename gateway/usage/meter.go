@@ -103,7 +103,8 @@ type Meter struct {
 	ender  atomic.Pointer[enderBox]
 
 	mu       sync.Mutex
-	calls    map[string]*call // call id → call (until charged)
+	calls    map[string]*call            // call id → call (until charged)
+	byWS     map[string]map[string]*call // workspace → its calls (the same calls; no empty entry): kept by add and forget
 	peers    map[string]*peer
 	balances map[string]balance // last balance read per workspace
 	reported bool               // the last report had calls
@@ -152,7 +153,7 @@ func New(cfg Config, ledger Ledger, nc *nats.Conn, o Options) (*Meter, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Meter{cfg: cfg, ledger: ledger, nc: nc, opts: o, calls: map[string]*call{}, peers: map[string]*peer{},
+	m := &Meter{cfg: cfg, ledger: ledger, nc: nc, opts: o, calls: map[string]*call{}, byWS: map[string]map[string]*call{}, peers: map[string]*peer{},
 		balances: map[string]balance{}, pending: map[string][]provisioning.UsageCharge{}, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
 	if nc != nil {
 		sub, err := nc.Subscribe(Subject, m.onReport)
@@ -205,12 +206,12 @@ func (r run) cost(t time.Time) int64 {
 
 // committed is what workspace ws's calls on every node have cost by t
 // (started minutes, ended calls not yet charged included). m.mu held.
+// It reads only ws's calls, so that a call's setup does not cost more
+// with other workspaces' calls (issue 15).
 func (m *Meter) committed(ws string, t time.Time) int64 {
 	var sum int64
-	for _, c := range m.calls {
-		if c.ws == ws {
-			sum += c.run().cost(t)
-		}
+	for _, c := range m.byWS[ws] {
+		sum += c.run().cost(t)
 	}
 	for _, p := range m.peers {
 		for _, r := range p.ws[ws] {
@@ -282,9 +283,20 @@ func (m *Meter) Answered(callID, ws, dest string, at time.Time) {
 	c := &call{id: callID, ws: ws, dest: dest, price: m.Price(dest), at: at}
 	m.mu.Lock()
 	if _, dup := m.calls[callID]; !dup {
-		m.calls[callID] = c
+		m.add(c)
 	}
 	m.mu.Unlock()
+}
+
+// add meters c, in calls and its workspace's byWS entry. m.mu held.
+func (m *Meter) add(c *call) {
+	m.calls[c.id] = c
+	cs := m.byWS[c.ws]
+	if cs == nil {
+		cs = map[string]*call{}
+		m.byWS[c.ws] = cs
+	}
+	cs[c.id] = c
 }
 
 // Ended implements calls.UsageMeter: the call's started minutes are
@@ -340,10 +352,21 @@ func (m *Meter) drain(ws string) {
 	}
 }
 
+// forget stops metering a call (charged, or free), removing its
+// workspace's byWS entry with its last call.
 func (m *Meter) forget(callID string) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.calls[callID]
+	if c == nil {
+		return
+	}
 	delete(m.calls, callID)
-	m.mu.Unlock()
+	cs := m.byWS[c.ws]
+	delete(cs, callID)
+	if len(cs) == 0 {
+		delete(m.byWS, c.ws)
+	}
 }
 
 // charge writes the call's ledger entry, retrying a failed write (the
@@ -425,8 +448,12 @@ func (m *Meter) publish() {
 	}
 	r := report{Node: m.opts.NodeID, WS: map[string][]run{}}
 	m.mu.Lock()
-	for _, c := range m.calls {
-		r.WS[c.ws] = append(r.WS[c.ws], c.run())
+	for ws, cs := range m.byWS {
+		runs := make([]run, 0, len(cs))
+		for _, c := range cs {
+			runs = append(runs, c.run())
+		}
+		r.WS[ws] = runs
 	}
 	had := m.reported
 	m.reported = len(r.WS) > 0
@@ -497,14 +524,17 @@ func (m *Meter) expire() {
 // node, are about to start a minute the balance cannot pay.
 func (m *Meter) check() {
 	m.mu.Lock()
-	wss := map[string]bool{}
-	for _, c := range m.calls {
-		if c.minutes == 0 && !c.cut {
-			wss[c.ws] = true
+	var wss []string
+	for ws, cs := range m.byWS {
+		for _, c := range cs {
+			if c.minutes == 0 && !c.cut {
+				wss = append(wss, ws)
+				break
+			}
 		}
 	}
 	m.mu.Unlock()
-	for ws := range wss {
+	for _, ws := range wss {
 		bal, err := m.readBalance(ws)
 		if err != nil {
 			m.opts.Log.Warn("usage: balance not read; calls not checked", "workspace", ws, "err", err)
@@ -513,8 +543,8 @@ func (m *Meter) check() {
 		var cut []string
 		m.mu.Lock()
 		if m.committed(ws, m.opts.Now().Add(m.opts.Lookahead)) > bal {
-			for _, c := range m.calls {
-				if c.ws == ws && c.minutes == 0 && !c.cut {
+			for _, c := range m.byWS[ws] {
+				if c.minutes == 0 && !c.cut {
 					c.cut = true
 					cut = append(cut, c.id)
 				}
