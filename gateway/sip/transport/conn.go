@@ -141,6 +141,7 @@ func (t *Transport) listenPair(cfg Config) error {
 	_ = udp.SetReadBuffer(4 << 20)
 	_ = udp.SetWriteBuffer(4 << 20)
 	t.udp, t.udpAddr = newUDPSock(udp), udpAddr
+	t.udp.setFail(t.heldFailed)
 	t.tcpLn, t.tcpAddr = ln, addrPortOf(ln.Addr())
 	return nil
 }
@@ -189,6 +190,12 @@ func (t *Transport) close() {
 		t.dns.close() // pending lookups end at once
 	}
 	t.wg.Wait()
+}
+
+// heldFailed counts and logs a held send (udpraw_linux.go) the kernel
+// refused.
+func (t *Transport) heldFailed(b []byte, ap netip.AddrPort, err error) {
+	_ = t.failed(Peer{Proto: UDP, Addr: ap, Side: t.side}, "write", b, err)
 }
 
 func (t *Transport) readUDPOn(udp *udpSock) {

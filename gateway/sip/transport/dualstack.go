@@ -93,6 +93,7 @@ func (t *Transport) listen6(cfg Config) error {
 			break
 		}
 		six.udp = newUDPSock(pc.(*net.UDPConn))
+		six.udp.setFail(t.heldFailed)
 		six.udpAddr = addrPortOf(six.udp.LocalAddr())
 		six.tcpLn, err = net.Listen("tcp6", six.udpAddr.String())
 		if err == nil {

@@ -6,12 +6,15 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/callgate/callgate/internal/testwait"
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestUDPQueuedDatagramsInOrder: datagrams queued on the socket before a
@@ -203,4 +206,256 @@ func BenchmarkUDPReadQueued(b *testing.B) {
 			}
 		})
 	}
+}
+
+// batchHandler echoes each datagram to its sender: from the read loop for
+// peer 0's, from a goroutine of its own for peer 1's (a timer's send, say);
+// a datagram "refuse" also gets a send the kernel refuses (port 0).
+type batchHandler struct {
+	tp    *Transport
+	odd   netip.AddrPort // peer 1
+	other sync.WaitGroup
+}
+
+func (h *batchHandler) AllowedSource(netip.Addr) bool { return true }
+func (h *batchHandler) RefuseSource([]byte, Peer)     {}
+func (h *batchHandler) HandleDatagram(b []byte, from Peer) {
+	if string(b) == "refuse" {
+		_ = h.tp.Send(Peer{Proto: UDP, Addr: netip.MustParseAddrPort("127.0.0.1:0")}, b)
+	}
+	if from.Addr == h.odd {
+		cp := append([]byte(nil), b...)
+		h.other.Add(1)
+		go func() {
+			defer h.other.Done()
+			_ = h.tp.Send(from, cp)
+		}()
+		return
+	}
+	_ = h.tp.Send(from, b)
+}
+func (h *batchHandler) HandleMessage(sip.Message, Peer) {}
+
+// TestUDPBatchSends: the sends made while a read loop handles a batch of
+// datagrams (its own and another goroutine's) are held and leave
+// together (sendmmsg) when the batch is handled: every one arrives, with
+// its bytes, a big one included, those of the read loop in the order
+// sent; one the kernel refuses in the middle of a batch is counted as a
+// failed send (stage write) and the rest still leave.
+func TestUDPBatchSends(t *testing.T) {
+	h := &batchHandler{}
+	m := testMetrics()
+	tp, err := New(Config{Addr: "127.0.0.1:0", DNS: DNSConfig{Server: "127.0.0.1:1", Timeout: time.Second}}, h, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	closeTP := func() { once.Do(tp.Close) }
+	defer closeTP()
+	h.tp = tp
+	var peers [2]*net.UDPConn
+	for i := range peers {
+		if peers[i], err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		defer peers[i].Close()
+		_ = peers[i].SetReadBuffer(4 << 20)
+	}
+	h.odd = peers[1].LocalAddr().(*net.UDPAddr).AddrPort()
+	big := string(bytes.Repeat([]byte("abcdefghij"), 6000))
+	n := 3*readBatch + 3
+	var want [2][]string
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf("datagram %d", i)
+		switch i {
+		case readBatch / 2:
+			p = big + p
+		case readBatch + 2:
+			p = "refuse"
+		}
+		if _, err := peers[i%2].WriteToUDPAddrPort([]byte(p), tp.UDPAddr()); err != nil {
+			t.Fatal(err)
+		}
+		want[i%2] = append(want[i%2], p)
+	}
+	// on loopback a datagram is queued before sendto returns: all n wait,
+	// and the one read loop takes them readBatch at a time
+	tp.Serve(1)
+	var got [2][]string
+	for i, pc := range peers {
+		buf := make([]byte, maxMessage)
+		for len(got[i]) < len(want[i]) {
+			_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			k, _, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("peer %d: %d of %d echoes: %v", i, len(got[i]), len(want[i]), err)
+			}
+			got[i] = append(got[i], string(buf[:k]))
+		}
+	}
+	// the handler's Add happen before Wait for the race detector too (a
+	// datagram is no synchronisation to it): the read loop ends first
+	closeTP()
+	h.other.Wait()
+	for j := range want[0] {
+		if got[0][j] != want[0][j] {
+			t.Errorf("echo %d to peer 0: %d bytes ending %q, want %d bytes ending %q", j, len(got[0][j]), tail(got[0][j]), len(want[0][j]), tail(want[0][j]))
+		}
+	}
+	slices.Sort(got[1])
+	slices.Sort(want[1])
+	if !slices.Equal(got[1], want[1]) {
+		t.Errorf("echoes to peer 1 %q, want %q", got[1], want[1])
+	}
+	if v := testutil.ToFloat64(m.SendErrors.WithLabelValues("udp", "write")); v != 1 {
+		t.Errorf("send_errors_total{udp,write} = %v, want 1 (the send to port 0)", v)
+	}
+	// held sends left in batches: a used set of held sends is back
+	heldAndSent(t, tp.udp)
+}
+
+// heldAndSent: u held sends (a set of them is back among the spares),
+// and none is left once the read loops are idle (the last flush may
+// still be putting its set back when the peer has the datagrams).
+func heldAndSent(t *testing.T, u *udpSock) {
+	t.Helper()
+	testwait.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
+		holds.mu.Lock()
+		defer holds.mu.Unlock()
+		if u.held != nil || len(u.ready) != 0 || u.heldBytes != 0 || u.dirty || u.flushing {
+			return fmt.Errorf("sends left held: held %v, ready %d, %d bytes, dirty %v, flushing %v",
+				u.held != nil, len(u.ready), u.heldBytes, u.dirty, u.flushing)
+		}
+		return nil
+	})
+	holds.mu.Lock()
+	defer holds.mu.Unlock()
+	if len(u.spare) == 0 {
+		t.Errorf("no send was held")
+	}
+}
+
+// TestUDPHeldSendsKeepTheirOrder: a send made while held sends are being
+// sent (here from the failure report of one of them, with no read loop
+// in a batch any more) is held behind them, not sent before the rest:
+// the peer gets 1, 3, then 2. Sent at once, 2 would overtake 3 (as a
+// relayed 180 Ringing overtook a held 100 Trying).
+func TestUDPHeldSendsKeepTheirOrder(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newUDPSock(c)
+	defer u.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	refused := netip.MustParseAddrPort("127.0.0.1:0")
+	startBatch()
+	for _, s := range []struct {
+		b  string
+		to netip.AddrPort
+	}{{"1", to}, {"refused", refused}, {"3", to}} {
+		if err := u.writeTo([]byte(s.b), s.to); err != nil {
+			t.Fatalf("send %s: %v", s.b, err)
+		}
+	}
+	var failed []string
+	u.setFail(func(b []byte, ap netip.AddrPort, err error) {
+		failed = append(failed, fmt.Sprintf("%s to %s", b, ap))
+		if err := u.writeTo([]byte("2"), to); err != nil {
+			t.Errorf("send 2: %v", err)
+		}
+	})
+	endBatch()
+	if want := []string{"refused to 127.0.0.1:0"}; !slices.Equal(failed, want) {
+		t.Errorf("failed sends %q, want %q", failed, want)
+	}
+	var got []string
+	buf := make([]byte, 100)
+	for len(got) < 3 {
+		_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("got %q, then %v", got, err)
+		}
+		got = append(got, string(buf[:n]))
+	}
+	if want := []string{"1", "3", "2"}; !slices.Equal(got, want) {
+		t.Errorf("the peer got %q, want %q", got, want)
+	}
+	holds.mu.Lock()
+	defer holds.mu.Unlock()
+	if u.mayHold() || u.held != nil || len(u.ready) != 0 || u.heldBytes != 0 || u.dirty {
+		t.Errorf("sends left held: batching %d, dirty sockets %d, held %v, ready %d, %d bytes", holds.batching.Load(), len(holds.dirty), u.held != nil, len(u.ready), u.heldBytes)
+	}
+}
+
+// fwdHandler forwards every datagram to a peer through another transport
+// (as the proxy sends an INVITE read on the carriers' listener through
+// the agents' one).
+type fwdHandler struct {
+	out *Transport
+	to  netip.AddrPort
+}
+
+func (h *fwdHandler) AllowedSource(netip.Addr) bool { return true }
+func (h *fwdHandler) RefuseSource([]byte, Peer)     {}
+func (h *fwdHandler) HandleDatagram(b []byte, _ Peer) {
+	_ = h.out.Send(Peer{Proto: UDP, Addr: h.to}, b)
+}
+func (h *fwdHandler) HandleMessage(sip.Message, Peer) {}
+
+// TestUDPBatchHoldsEverySocket: a read loop in a batch holds the sends
+// through the other transport's socket too, and they leave, in order,
+// when the batch is handled.
+func TestUDPBatchHoldsEverySocket(t *testing.T) {
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	_ = peer.SetReadBuffer(4 << 20)
+	cfg := Config{Addr: "127.0.0.1:0", DNS: DNSConfig{Server: "127.0.0.1:1", Timeout: time.Second}}
+	out, err := New(cfg, &recHandler{}, testMetrics(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	h := &fwdHandler{out: out, to: peer.LocalAddr().(*net.UDPAddr).AddrPort()}
+	in, err := New(cfg, h, testMetrics(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	n := 3*readBatch + 3
+	var want []string
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf("datagram %d", i)
+		if _, err := peer.WriteToUDPAddrPort([]byte(p), in.UDPAddr()); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p)
+	}
+	in.Serve(1)
+	var got []string
+	buf := make([]byte, maxMessage)
+	for len(got) < n {
+		_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%d of %d forwarded: %v", len(got), n, err)
+		}
+		if from != out.UDPAddr() {
+			t.Fatalf("datagram from %s, want the other transport's %s", from, out.UDPAddr())
+		}
+		got = append(got, string(buf[:k]))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("forwarded %q, want %q", got, want)
+	}
+	heldAndSent(t, out.udp)
 }

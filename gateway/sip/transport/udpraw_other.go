@@ -16,6 +16,9 @@ type udpSock struct {
 
 func newUDPSock(c *net.UDPConn) *udpSock { return &udpSock{UDPConn: c} }
 
+// setFail: no sends are held here (udpraw_linux.go holds them).
+func (u *udpSock) setFail(func([]byte, netip.AddrPort, error)) {}
+
 func (u *udpSock) writeTo(b []byte, ap netip.AddrPort) error {
 	_, err := u.UDPConn.WriteToUDPAddrPort(b, ap)
 	return err
