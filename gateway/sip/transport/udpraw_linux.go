@@ -162,11 +162,16 @@ func (u *udpSock) sendRaw(b []byte, ap netip.AddrPort) bool {
 // and reported sent; the kernel's refusal of one, later (the socket's
 // buffer full: net.UDPConn's write then waits for room, as a direct send
 // does; an error), is counted and logged by the socket's transport
-// (setFail), as any failed send, but its caller, already gone on, is not told: to it the
-// datagram was lost on the way, which its timers (RFC 3261 Timer A, B,
-// E, F) already cover. A send whose destination needs net.UDPConn (a
-// zone, another family) goes at once, as does any while maxHeldBytes are
-// already waiting.
+// (setFail), as any failed send, but its caller, already gone on, is not
+// told: to it the datagram was lost on the way, which its timers (RFC
+// 3261 Timer A, B, E, F) already cover. A send whose destination needs
+// net.UDPConn (a zone, another family) goes at once, as does any while
+// maxHeldBytes are already waiting.
+//
+// The read loops never wait on the network or on a lookup (those run in
+// other goroutines), so a batch ends within the time its datagrams take
+// to handle; a read loop stuck in a handler would hold every socket's
+// sends up to maxHeldBytes, after which they go at once.
 
 // maxHeld is the most datagrams one sendmmsg sends; maxHeldBytes bounds
 // what a socket holds in all.
