@@ -268,11 +268,14 @@ func endBatch() {
 	holds.mu.Lock()
 	holds.batching.Add(-1)
 	var buf [4]*udpSock
-	done := buf[:0] // flushed once each in this call
+	done := buf[:0] // flushed in this call: not again while a read loop is in a batch
 	for again := true; again; {
 		again = false
 		for _, u := range holds.dirty {
-			if u.flushing || slices.Contains(done, u) {
+			// With no read loop in a batch, nobody else would send what
+			// was held on a socket flushed earlier in this call while the
+			// lock was released for another's sends.
+			if u.flushing || holds.batching.Load() > 0 && slices.Contains(done, u) {
 				continue
 			}
 			u.readyHeld()

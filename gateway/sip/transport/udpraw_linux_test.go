@@ -459,3 +459,63 @@ func TestUDPBatchHoldsEverySocket(t *testing.T) {
 	}
 	heldAndSent(t, out.udp)
 }
+
+// TestUDPHeldSendsNotLeftBehind: a send held on a socket already flushed
+// in this endBatch, while the lock was released to send another socket's
+// (here from the failure report of one of those), leaves in the same
+// endBatch when no read loop is in a batch: nobody else would send it.
+func TestUDPHeldSendsNotLeftBehind(t *testing.T) {
+	var socks [2]*udpSock
+	for i := range socks {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks[i] = newUDPSock(c)
+		defer socks[i].Close()
+	}
+	x, y := socks[0], socks[1]
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	y.setFail(func([]byte, netip.AddrPort, error) {
+		if err := x.writeTo([]byte("x2"), to); err != nil {
+			t.Errorf("send x2: %v", err)
+		}
+	})
+	startBatch()
+	for _, s := range []struct {
+		u  *udpSock
+		b  string
+		to netip.AddrPort
+	}{{x, "x1", to}, {y, "refused", netip.MustParseAddrPort("127.0.0.1:0")}, {y, "y2", to}} {
+		if err := s.u.writeTo([]byte(s.b), s.to); err != nil {
+			t.Fatalf("send %s: %v", s.b, err)
+		}
+	}
+	endBatch() // x first (held first), then y, whose failure holds x2 on x
+	holds.mu.Lock()
+	for i, u := range socks {
+		if u.held != nil || len(u.ready) != 0 || u.dirty || u.heldBytes != 0 {
+			t.Errorf("socket %d: sends left held (held %v, ready %d, dirty %v, %d bytes)", i, u.held != nil, len(u.ready), u.dirty, u.heldBytes)
+		}
+	}
+	holds.mu.Unlock()
+	var got []string
+	buf := make([]byte, 100)
+	for len(got) < 3 {
+		_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("got %q, then %v", got, err)
+		}
+		got = append(got, string(buf[:n]))
+	}
+	slices.Sort(got)
+	if want := []string{"x1", "x2", "y2"}; !slices.Equal(got, want) {
+		t.Errorf("the peer got %q, want %q", got, want)
+	}
+}
