@@ -374,16 +374,7 @@ func TestUDPHeldSendsKeepTheirOrder(t *testing.T) {
 	if want := []string{"refused to 127.0.0.1:0"}; !slices.Equal(failed, want) {
 		t.Errorf("failed sends %q, want %q", failed, want)
 	}
-	var got []string
-	buf := make([]byte, 100)
-	for len(got) < 3 {
-		_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, _, err := peer.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			t.Fatalf("got %q, then %v", got, err)
-		}
-		got = append(got, string(buf[:n]))
-	}
+	got := readStrings(t, peer, 3)
 	if want := []string{"1", "3", "2"}; !slices.Equal(got, want) {
 		t.Errorf("the peer got %q, want %q", got, want)
 	}
@@ -504,18 +495,20 @@ func TestUDPHeldSendsNotLeftBehind(t *testing.T) {
 		}
 	}
 	holds.mu.Unlock()
-	var got []string
-	buf := make([]byte, 100)
-	for len(got) < 3 {
-		_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, _, err := peer.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			t.Fatalf("got %q, then %v", got, err)
-		}
-		got = append(got, string(buf[:n]))
-	}
+	got := readStrings(t, peer, 3)
 	slices.Sort(got)
 	if want := []string{"x1", "x2", "y2"}; !slices.Equal(got, want) {
 		t.Errorf("the peer got %q, want %q", got, want)
 	}
+}
+
+// readStrings reads n datagrams from c (readFrom's deadline each).
+func readStrings(t *testing.T, c *net.UDPConn, n int) []string {
+	t.Helper()
+	var got []string
+	for len(got) < n {
+		b, _ := readFrom(t, c)
+		got = append(got, string(b))
+	}
+	return got
 }
