@@ -94,7 +94,7 @@ func (u *udpSock) Close() error {
 // works through a batch, else a raw sendto, or net.UDPConn's write for
 // anything else (see the top of this file).
 func (u *udpSock) writeTo(b []byte, ap netip.AddrPort) error {
-	if u.fd >= 0 && len(b) > 0 && (u.mayHold() && u.hold(b, ap) || u.sendRaw(b, ap)) {
+	if u.fd >= 0 && len(b) > 0 && (mayHold() && u.hold(b, ap) || u.sendRaw(b, ap)) {
 		return nil
 	}
 	_, err := u.UDPConn.WriteToUDPAddrPort(b, ap)
@@ -146,8 +146,9 @@ func (u *udpSock) sendRaw(b []byte, ap netip.AddrPort) bool {
 // a response relayed, a 100 Trying), and an inbound call's go out through
 // the other listener (carriers' in, agents' out, and back). A raw sendto
 // to loopback cost 4-6 µs of CPU per datagram on the bench machine, one
-// datagram of a sendmmsg of 8 about 2-3 µs (a system call's entry and
-// exit, and the receiver's wake-up, paid once per batch). In bench/sip
+// datagram of a sendmmsg of 8 about 2-3 µs (a throwaway benchmark, not
+// kept: a system call's entry and exit, and the receiver's wake-up, paid
+// once per batch). In bench/sip
 // at 5,000 calls/s callgate's CPU per call fell 12-17%. When no read
 // loop is in a batch and nothing is held, a send goes at once, as
 // before (one atomic load more).
@@ -208,6 +209,11 @@ func (u *udpSock) setFail(fail func([]byte, netip.AddrPort, error)) { u.fail = f
 // hold reports whether b was held, behind the sends held before it: a
 // read loop is in a batch, or this socket's held sends are being sent.
 func (u *udpSock) hold(b []byte, ap netip.AddrPort) bool {
+	var sa unix.RawSockaddrInet6
+	salen := u.sockaddr(&sa, ap)
+	if salen == 0 {
+		return false
+	}
 	holds.mu.Lock()
 	defer holds.mu.Unlock()
 	if holds.batching.Load() == 0 && !u.dirty || u.heldBytes+len(b) > maxHeldBytes {
@@ -225,12 +231,7 @@ func (u *udpSock) hold(b []byte, ap netip.AddrPort) bool {
 		}
 		u.held = h
 	}
-	h.sas = append(h.sas, unix.RawSockaddrInet6{})
-	salen := u.sockaddr(&h.sas[len(h.sas)-1], ap)
-	if salen == 0 {
-		h.sas = h.sas[:len(h.sas)-1]
-		return false
-	}
+	h.sas = append(h.sas, sa)
 	h.sal = append(h.sal, salen)
 	h.data = append(h.data, b...)
 	h.ends = append(h.ends, len(h.data))
@@ -245,7 +246,7 @@ func (u *udpSock) hold(b []byte, ap netip.AddrPort) bool {
 
 // mayHold: no lock needed to know that a send goes at once (the usual
 // case with no load); a stale true only costs the lock.
-func (u *udpSock) mayHold() bool { return holds.batching.Load() > 0 || holds.pending.Load() > 0 }
+func mayHold() bool { return holds.batching.Load() > 0 || holds.pending.Load() > 0 }
 
 // startBatch: a read loop took several datagrams; sends are held until
 // its endBatch.

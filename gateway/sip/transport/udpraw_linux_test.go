@@ -380,7 +380,7 @@ func TestUDPHeldSendsKeepTheirOrder(t *testing.T) {
 	}
 	holds.mu.Lock()
 	defer holds.mu.Unlock()
-	if u.mayHold() || u.held != nil || len(u.ready) != 0 || u.heldBytes != 0 || u.dirty {
+	if mayHold() || u.held != nil || len(u.ready) != 0 || u.heldBytes != 0 || u.dirty {
 		t.Errorf("sends left held: batching %d, dirty sockets %d, held %v, ready %d, %d bytes", holds.batching.Load(), len(holds.dirty), u.held != nil, len(u.ready), u.heldBytes)
 	}
 }
